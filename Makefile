@@ -1,0 +1,55 @@
+# Thin wrapper over CMake. Out-of-tree builds in build/<preset>[-uring]/; nothing here is committed.
+#   make [release]   optimised binary: build/release/edgeproxy (-O3, LTO, -march=native)
+#   make debug       -O0 -g3                  make asan    ASan+UBSan
+#   make test        build release + asan and run every test on both
+#   make bench       Google Benchmark micro benchmarks     make run   run the release binary
+#   make format      clang-format in place    make install PREFIX=/usr/local
+# Options: BACKEND=epoll|uring  NATIVE=0 (portable, no -march=native)  ARGS="..." for make run
+BACKEND ?= epoll
+NATIVE ?= 1
+PREFIX ?= /usr/local
+JOBS ?= $(shell nproc)
+ARGS ?=
+
+SUFFIX := $(if $(filter uring,$(BACKEND)),-uring,)
+CMAKE_COMMON := -DEDGEPROXY_BACKEND=$(BACKEND) -DEDGEPROXY_NATIVE=$(if $(filter 0,$(NATIVE)),OFF,ON)
+
+.PHONY: all release debug asan test test-release test-asan bench run format install help clean
+
+all: release
+
+define configure
+	@cmake -S . -B build/$(1)$(SUFFIX) -DCMAKE_BUILD_TYPE=$(2) $(CMAKE_COMMON) $(3) >/dev/null
+	@cmake --build build/$(1)$(SUFFIX) -j $(JOBS)
+endef
+
+release:
+	$(call configure,release,Release,)
+debug:
+	$(call configure,debug,Debug,)
+asan:
+	$(call configure,asan,Debug,-DEDGEPROXY_SANITIZE=ON)
+
+test-release: release
+	cd build/release$(SUFFIX) && ctest --output-on-failure -j 2
+test-asan: asan
+	cd build/asan$(SUFFIX) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2
+test: test-release test-asan
+
+bench: release
+	build/release$(SUFFIX)/bench/micro_bench
+
+run: release
+	build/release$(SUFFIX)/edgeproxy $(ARGS)
+
+format:
+	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+install: release
+	install -D -m 0755 build/release$(SUFFIX)/edgeproxy $(DESTDIR)$(PREFIX)/bin/edgeproxy
+
+clean:
+	rm -rf build
+
+help:
+	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'

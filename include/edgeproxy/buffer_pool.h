@@ -1,0 +1,47 @@
+// BufferPool: one page-aligned region of N fixed 8 KiB blocks and a LIFO stack of free ids, so the
+// most recently released (cache-hot) block is reused first. Created once at start-up; never grows.
+// Single-threaded: owned by one Worker.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "edgeproxy/buffer.h"
+#include "edgeproxy/result.h"
+
+namespace edgeproxy {
+
+class BufferPool {
+ public:
+  // Maps count * kBufferBytes of anonymous memory. Pages are not touched here, so an unused block
+  // costs address space only, not RSS. Refuses count == 0.
+  static Result<BufferPool> create(uint32_t count);
+
+  BufferPool(BufferPool&& other) noexcept;
+  BufferPool& operator=(BufferPool&&) = delete;
+  BufferPool(const BufferPool&) = delete;
+  ~BufferPool();
+
+  // Attaches a free block to `buffer` (which must be detached). False when the pool is empty; the
+  // caller pauses and waits for a release. Never allocates.
+  bool acquire(Buffer& buffer) noexcept;
+  // Returns the block held by `buffer` (if any) and leaves it detached.
+  void release(Buffer& buffer) noexcept;
+
+  uint32_t capacity() const noexcept { return count_; }
+  uint32_t available() const noexcept { return top_; }
+  uint32_t in_use() const noexcept { return count_ - top_; }
+  uint32_t high_water() const noexcept { return high_water_; }
+
+ private:
+  BufferPool(std::byte* base, uint32_t count, std::unique_ptr<uint32_t[]> free_ids) noexcept;
+
+  std::byte* base_;
+  uint32_t count_;
+  std::unique_ptr<uint32_t[]> free_;  // stack of free ids; free_[top_-1] is the next one handed out
+  uint32_t top_;
+  uint32_t high_water_ = 0;
+};
+
+}  // namespace edgeproxy

@@ -1,0 +1,77 @@
+// Connection: one proxied client, its upstream, and where it is in its lifecycle. Lives in the
+// Worker's Slab; reset to its default state when the slot is freed. Plain data: the relay
+// (relay.h) decides, the Worker and the backend transport act.
+#pragma once
+
+#include <cstdint>
+
+#include "edgeproxy/buffer.h"
+#include "edgeproxy/slab.h"
+
+namespace edgeproxy {
+
+// Lifecycle. Readiness and pause reasons are flags on a Side, never states.
+//   kFree -> kAccepted -> kRouting -> kConnecting -> kRelaying -> kDraining -> kClosing -> kFree
+// See docs/state-machine.md for every transition.
+enum class State : uint8_t {
+  kFree,        // slot unused
+  kAccepted,    // client accepted, nothing decided yet
+  kRouting,     // choosing a backend (content-aware routing will inspect the first bytes here)
+  kConnecting,  // non-blocking connect to the chosen backend in progress
+  kRelaying,    // both directions open
+  kDraining,    // one direction has finished (EOF propagated); the other still flows
+  kClosing,     // both directions done, or an error/timeout: fds are about to be closed
+};
+const char* to_string(State state) noexcept;
+
+// What the kernel has told us about one socket (cleared when a syscall says otherwise).
+enum SideFlag : uint8_t {
+  kReadReady = 1 << 0,   // may have bytes to read: read until EAGAIN or a short read
+  kWriteReady = 1 << 1,  // send buffer has room: write until EAGAIN or a short write
+  kPeerShut = 1 << 2,    // EPOLLRDHUP/HUP seen: keep reading past short reads until read() == 0
+  kEof = 1 << 3,         // read() returned 0: no more bytes will come from this side
+  kWriteShut = 1 << 4,   // we sent shutdown(SHUT_WR) to this side
+  kFailed = 1 << 5,      // an error or reset was seen on this side
+};
+
+// Why reading from a side is paused (a bitmask; reading resumes when it is back to 0).
+enum PauseReason : uint8_t {
+  kPauseBackpressure = 1 << 0,  // the buffer holding this side's bytes is full
+  kPauseNoBuffer = 1 << 1,      // the buffer pool was empty when a read wanted a block
+};
+
+struct Side {
+  int fd = -1;
+  uint8_t flags = 0;    // SideFlag bits
+  uint8_t paused = 0;   // PauseReason bits
+  uint32_t events = 0;  // interest currently registered with the reactor
+  Buffer in;            // bytes read from this side, not yet written to the other side
+};
+
+// Which way bytes move. The source side's `in` buffer holds the direction's bytes.
+enum class Dir : uint8_t { kC2U, kU2C };
+
+struct Connection {
+  Side client;
+  Side upstream;
+  State state = State::kFree;
+  bool touched = false;    // in the Worker's touched list this loop iteration
+  bool more = false;       // the read budget ran out with bytes left: pump again next iteration
+  bool abort = false;      // close with a reset (connect failure, timeout, forced shutdown)
+  bool waiting = false;    // in the Worker's list of connections waiting for a pool buffer
+  uint8_t backend = 0;     // index of the chosen backend (several backends come later)
+  uint32_t wait_prev = 0;  // buffer-wait list links (slot indexes), valid while `waiting`
+  uint32_t wait_next = 0;
+  int64_t last_active_ms = 0;  // last time a byte moved either way
+  // Acceleration-factor timestamps (ns, loop clock): first upstream byte read, upstream EOF,
+  // last byte delivered to the client (client write side shut).
+  int64_t u2c_first_ns = 0;
+  int64_t u2c_eof_ns = 0;
+
+  Side& source(Dir d) noexcept { return d == Dir::kC2U ? client : upstream; }
+  Side& sink(Dir d) noexcept { return d == Dir::kC2U ? upstream : client; }
+  const Side& source(Dir d) const noexcept { return d == Dir::kC2U ? client : upstream; }
+  const Side& sink(Dir d) const noexcept { return d == Dir::kC2U ? upstream : client; }
+};
+
+}  // namespace edgeproxy

@@ -1,0 +1,48 @@
+// Socket addresses, name resolution and thin syscall wrappers. Every wrapper captures errno at
+// once into a SysResult and retries EINTR itself; sockets are always NONBLOCK|CLOEXEC and sends
+// use MSG_NOSIGNAL, so a closed peer is an EPIPE value, never a signal.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "edgeproxy/result.h"
+
+namespace edgeproxy {
+
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+
+  int family() const noexcept { return storage.ss_family; }
+  uint16_t port() const noexcept;
+  const sockaddr* get() const noexcept { return reinterpret_cast<const sockaddr*>(&storage); }
+  // "127.0.0.1:8080" or "[::1]:8080".
+  std::string to_string() const;
+};
+
+// Resolves `host` (an IPv4/IPv6 literal or a name) once, for TCP. Literals never touch DNS.
+// `flag` names the option in the error message.
+Result<SocketAddress> resolve(const std::string& host, uint16_t port, const char* flag);
+
+namespace sys {
+
+SysResult read(int fd, void* data, size_t size) noexcept;
+SysResult send(int fd, const void* data, size_t size) noexcept;
+SysResult accept(int listen_fd) noexcept;
+SysResult stream_socket(int family) noexcept;
+// 0 when connected at once, EINPROGRESS while a non-blocking connect continues, else the error.
+SysResult connect(int fd, const SocketAddress& to) noexcept;
+SysResult shutdown_write(int fd) noexcept;
+// The pending socket error (SO_ERROR), e.g. the outcome of a non-blocking connect.
+int socket_error(int fd) noexcept;
+void set_no_delay(int fd, bool on) noexcept;
+// The next close() sends a reset instead of a FIN.
+void set_linger_zero(int fd) noexcept;
+void close(int fd) noexcept;
+
+}  // namespace sys
+}  // namespace edgeproxy

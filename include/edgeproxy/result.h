@@ -1,0 +1,47 @@
+// Error values for the core: syscall outcomes carry errno by value; start-up steps return a
+// value or a one-line message for main to print. Nothing here throws.
+#pragma once
+
+#include <cerrno>
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace edgeproxy {
+
+// The outcome of one syscall: `value` when err == 0, otherwise the errno captured at once.
+struct SysResult {
+  long value = 0;
+  int err = 0;
+
+  bool ok() const noexcept { return err == 0; }
+  bool would_block() const noexcept { return err == EAGAIN || err == EWOULDBLOCK; }
+  static SysResult from(long rc) noexcept {
+    return rc < 0 ? SysResult{rc, errno} : SysResult{rc, 0};
+  }
+};
+
+// A start-up/config error: one human-readable line, without the program-name prefix.
+struct Error {
+  std::string message;
+};
+
+// A value or an Error. Used off the hot path only (start-up, configuration).
+template <class T>
+class Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
+  Result(Error error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
+
+  bool ok() const noexcept { return v_.index() == 0; }
+  T& value() noexcept { return *std::get_if<0>(&v_); }
+  const T& value() const noexcept { return *std::get_if<0>(&v_); }
+  const std::string& error() const noexcept { return std::get_if<1>(&v_)->message; }
+
+ private:
+  std::variant<T, Error> v_;
+};
+
+struct Ok {};
+
+}  // namespace edgeproxy

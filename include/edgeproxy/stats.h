@@ -1,0 +1,51 @@
+// Stats: plain per-worker counters, written only by the worker's thread, merged and printed when
+// reported (at exit and on SIGUSR1). The printed names are a stable interface
+// (docs/architecture.md).
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+
+namespace edgeproxy {
+
+struct Stats {
+  uint64_t loop_iterations = 0;
+  uint64_t events = 0;
+  uint64_t stale_events = 0;  // events for a freed or reused slot, dropped
+  uint64_t accepted = 0;
+  uint64_t accept_errors = 0;  // ECONNABORTED, EMFILE, ... (counted, never fatal)
+  uint64_t accept_pauses = 0;  // listener paused: slab full or out of file descriptors
+  uint64_t connects_failed = 0;
+  uint64_t connect_timeouts = 0;
+  uint64_t idle_timeouts = 0;
+  uint64_t active = 0;
+  uint64_t peak_active = 0;
+  uint64_t closed = 0;
+  uint64_t bytes_c2u = 0;  // bytes written to upstreams
+  uint64_t bytes_u2c = 0;  // bytes written to clients
+  uint64_t reads_client = 0;
+  uint64_t reads_upstream = 0;
+  uint64_t writes_client = 0;
+  uint64_t writes_upstream = 0;
+  uint64_t backpressure_pauses = 0;
+  uint64_t pool_buffers = 0;     // filled in when reported
+  uint64_t pool_high_water = 0;  // filled in when reported
+  uint64_t pool_waits = 0;       // reads paused because the pool was empty
+  uint64_t resets_client = 0;    // errors/resets seen on client sockets
+  uint64_t resets_upstream = 0;  // errors/resets seen on upstream sockets
+  uint64_t resets_sent = 0;      // sockets we closed with SO_LINGER 0 (the peer sees a reset)
+  uint64_t shutdown_forced = 0;  // connections closed by the shutdown deadline
+  // Acceleration factor inputs, summed over connections whose upstream reached EOF and whose
+  // client then received every byte: time from the first upstream byte to upstream EOF, and from
+  // the first upstream byte to the last byte written to the client.
+  int64_t u2c_upstream_ns = 0;
+  int64_t u2c_client_ns = 0;
+
+  // u2c_client_ns / u2c_upstream_ns, or 0 when no connection has completed both.
+  double acceleration_factor() const noexcept;
+  void merge(const Stats& other) noexcept;
+  // Prints the block "edgeproxy: statistics" then "  name value" lines.
+  void print(std::FILE* out) const noexcept;
+};
+
+}  // namespace edgeproxy

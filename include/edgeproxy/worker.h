@@ -1,0 +1,108 @@
+// Worker: one event loop and everything it serves: its reactor, connection slab, buffer pool,
+// timers, listeners and statistics. Shares nothing with other workers; every method runs on the
+// worker's own thread (create() may run on another thread before run() starts).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "edgeproxy/buffer_pool.h"
+#include "edgeproxy/clock.h"
+#include "edgeproxy/config.h"
+#include "edgeproxy/connection.h"
+#include "edgeproxy/cookie.h"
+#include "edgeproxy/listener.h"
+#include "edgeproxy/net.h"
+#include "edgeproxy/reactor.h"
+#include "edgeproxy/result.h"
+#include "edgeproxy/slab.h"
+#include "edgeproxy/stats.h"
+#include "edgeproxy/timer_queue.h"
+
+namespace edgeproxy {
+
+struct WorkerOptions {
+  Config config;
+  SocketAddress listen;
+  SocketAddress backend;
+  // Read TERM/INT/QUIT/USR1 from a signalfd. The caller must have blocked them in every thread.
+  bool handle_signals = true;
+};
+
+class Worker {
+ public:
+  // Allocates everything the worker will ever use (slab, pool, timers, event batch) and opens
+  // the listener. Errors: one line (e.g. "--listen 127.0.0.1:80: address already in use").
+  static Result<std::unique_ptr<Worker>> create(const WorkerOptions& options);
+
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+  ~Worker();
+
+  // Serves until a shutdown completes (see docs/architecture.md); returns the exit status (0).
+  int run() noexcept;
+
+  const SocketAddress& listen_address() const noexcept { return listeners_.front().address(); }
+  // Counters with the pool fields filled in.
+  Stats stats() const noexcept;
+
+ private:
+  explicit Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool,
+                  std::vector<Listener> listeners, int signal_fd);
+
+  void dispatch(const Event& ev) noexcept;
+  void on_connection_event(CookieTag tag, Handle h, uint32_t ready) noexcept;
+  void on_signals() noexcept;
+  void accept_from(uint32_t listener_index) noexcept;
+  void start_connection(int client_fd) noexcept;
+  void finish_connect(Connection& c, uint32_t index) noexcept;
+  void pump(Connection& c, uint32_t index) noexcept;
+  void touch(Connection& c, uint32_t index) noexcept;
+  void expire_timers() noexcept;
+  void on_connection_timer(uint32_t index) noexcept;
+  void wake_buffer_waiters() noexcept;
+  void link_waiter(Connection& c, uint32_t index) noexcept;
+  void unlink_waiter(Connection& c, uint32_t index) noexcept;
+  void finish_iteration() noexcept;
+  void reconcile(Connection& c, uint32_t index) noexcept;
+  void close_connection(Connection& c, uint32_t index) noexcept;
+  void pause_listener(Listener& l) noexcept;
+  void resume_listeners() noexcept;
+  void begin_shutdown(bool fast) noexcept;
+  void force_close_all() noexcept;
+
+  Config config_;
+  SocketAddress backend_;
+  Reactor reactor_;
+  Slab<Connection> slab_;
+  BufferPool pool_;
+  TimerQueue timers_;
+  std::vector<Listener> listeners_;
+  int signal_fd_;
+  Stats stats_;
+  LoopTime now_;
+
+  // Connections touched this iteration (each once), settled by finish_iteration(): interest
+  // reconciled with one epoll_ctl at most per side, or the connection closed. Closing only there
+  // makes closing from inside a handler safe and keeps slots from being reused mid-iteration.
+  std::unique_ptr<uint32_t[]> touched_;
+  uint32_t touched_count_ = 0;
+  // Connections whose read budget ran out; pumped first in the next iteration.
+  std::unique_ptr<uint32_t[]> pending_;
+  uint32_t pending_count_ = 0;
+  std::unique_ptr<uint32_t[]> carried_;
+  // Intrusive FIFO of connections paused for want of a buffer (Connection::wait_prev/next).
+  uint32_t waiters_head_ = kNone;
+  uint32_t waiters_tail_ = kNone;
+
+  bool listener_pending_ = false;  // the accept budget ran out with connections still queued
+  bool stopping_ = false;
+  bool fast_stop_ = false;
+
+  static constexpr uint32_t kNone = UINT32_MAX;
+  uint32_t shutdown_timer_;  // timer ids after the connection slots
+  uint32_t accept_retry_timer_;
+};
+
+}  // namespace edgeproxy

@@ -1,0 +1,64 @@
+// BufferPool: one anonymous mapping carved into kBufferBytes blocks; see buffer_pool.h.
+#include "edgeproxy/buffer_pool.h"
+
+#include <sys/mman.h>
+
+#include <cassert>
+#include <cstring>
+#include <string>
+
+namespace edgeproxy {
+
+Result<BufferPool> BufferPool::create(uint32_t count) {
+  if (count == 0) return Error{"buffer pool needs at least one buffer"};
+  const size_t bytes = size_t{count} * kBufferBytes;
+  // MAP_NORESERVE: blocks become resident only when first written, so the pool's RSS follows
+  // the peak number of buffers in use, not its size.
+  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (base == MAP_FAILED) {
+    const int err = errno;
+    return Error{"cannot map " + std::to_string(bytes) + " bytes for " + std::to_string(count) +
+                 " buffers: " + std::strerror(err)};
+  }
+  auto free_ids = std::make_unique<uint32_t[]>(count);
+  for (uint32_t i = 0; i < count; ++i) free_ids[i] = count - 1 - i;  // id 0 handed out first
+  return BufferPool(static_cast<std::byte*>(base), count, std::move(free_ids));
+}
+
+BufferPool::BufferPool(std::byte* base, uint32_t count,
+                       std::unique_ptr<uint32_t[]> free_ids) noexcept
+    : base_(base), count_(count), free_(std::move(free_ids)), top_(count) {}
+
+BufferPool::BufferPool(BufferPool&& other) noexcept
+    : base_(other.base_),
+      count_(other.count_),
+      free_(std::move(other.free_)),
+      top_(other.top_),
+      high_water_(other.high_water_) {
+  other.base_ = nullptr;
+  other.count_ = 0;
+  other.top_ = 0;
+}
+
+BufferPool::~BufferPool() {
+  if (base_ != nullptr) munmap(base_, size_t{count_} * kBufferBytes);
+}
+
+bool BufferPool::acquire(Buffer& buffer) noexcept {
+  assert(!buffer.attached());
+  if (top_ == 0) return false;
+  const uint32_t id = free_[--top_];
+  buffer.attach(base_ + size_t{id} * kBufferBytes, id);
+  if (count_ - top_ > high_water_) high_water_ = count_ - top_;
+  return true;
+}
+
+void BufferPool::release(Buffer& buffer) noexcept {
+  if (!buffer.attached()) return;
+  const uint32_t id = buffer.detach();
+  assert(id < count_ && top_ < count_);
+  free_[top_++] = id;
+}
+
+}  // namespace edgeproxy

@@ -1,0 +1,48 @@
+// EpollReactor: one edge-triggered epoll instance. Registers fds with a cookie (cookie.h) and
+// normalized interest (event.h), and turns epoll_wait batches into normalized Events.
+// Single-threaded: owned by one Worker.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "edgeproxy/event.h"
+#include "edgeproxy/result.h"
+
+namespace edgeproxy {
+
+class EpollReactor {
+ public:
+  static constexpr const char* kName = "epoll";
+
+  // Creates the epoll instance; `batch` is the most events one wait() returns.
+  static Result<EpollReactor> create(uint32_t batch);
+
+  EpollReactor(EpollReactor&& other) noexcept;
+  EpollReactor& operator=(EpollReactor&&) = delete;
+  EpollReactor(const EpollReactor&) = delete;
+  ~EpollReactor();
+
+  // Edge-triggered registration. kWantRead also asks for EPOLLRDHUP so a FIN that arrives with
+  // the last data is seen; EPOLLERR/EPOLLHUP are always reported, even with no interest.
+  SysResult add(int fd, uint64_t cookie, uint32_t interest) noexcept;
+  // EPOLL_CTL_MOD re-polls the fd: if it is already readable/writable for the new interest, an
+  // event is queued at once, so resuming a paused side never misses bytes that arrived meanwhile.
+  SysResult modify(int fd, uint64_t cookie, uint32_t interest) noexcept;
+
+  // Waits up to timeout_ms (-1 = until something happens) and returns normalized events, valid
+  // until the next call. EINTR returns an empty batch.
+  std::span<const Event> wait(int timeout_ms) noexcept;
+
+ private:
+  EpollReactor(int epfd, uint32_t batch);
+  int epfd_;
+  uint32_t batch_;
+  std::unique_ptr<epoll_event[]> raw_;
+  std::unique_ptr<Event[]> events_;
+};
+
+}  // namespace edgeproxy

@@ -1,0 +1,172 @@
+// The pure connection state machine: see relay.h for the contract, docs/state-machine.md for
+// the transitions.
+#include "edgeproxy/relay.h"
+
+#include "edgeproxy/event.h"
+
+namespace edgeproxy::relay {
+namespace {
+
+bool sink_open(const Connection& c, Dir d) noexcept {
+  // The upstream cannot be written before its connect completes.
+  return !(d == Dir::kC2U && c.state < State::kRelaying);
+}
+
+bool is_client(const Connection& c, const Side& s) noexcept {
+  return &s == &c.client;
+}
+
+void count_read(Stats& stats, Dir d) noexcept {
+  if (d == Dir::kC2U) {
+    ++stats.reads_client;
+  } else {
+    ++stats.reads_upstream;
+  }
+}
+
+}  // namespace
+
+Step next_step(const Connection& c, Dir d) noexcept {
+  if (c.state == State::kClosing || c.state == State::kFree) return Step::kNone;
+  const Side& src = c.source(d);
+  const Side& dst = c.sink(d);
+  const bool open = sink_open(c, d);
+  if (!src.in.empty() && open && (dst.flags & kWriteReady) && !(dst.flags & kWriteShut)) {
+    return Step::kWrite;
+  }
+  if ((src.flags & kReadReady) && !(src.flags & kEof) && src.paused == 0 &&
+      (!src.in.attached() || src.in.writable() > 0)) {
+    return Step::kRead;
+  }
+  if ((src.flags & kEof) && src.in.empty() && open && !(dst.flags & kWriteShut)) {
+    return Step::kShutdown;
+  }
+  return Step::kNone;
+}
+
+bool prepare_read(Connection& c, Dir d, BufferPool& pool, Stats& stats) noexcept {
+  Side& src = c.source(d);
+  if (src.in.attached()) return true;
+  if (pool.acquire(src.in)) return true;
+  src.paused |= kPauseNoBuffer;
+  ++stats.pool_waits;
+  return false;
+}
+
+void on_read(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& pool, Stats& stats,
+             LoopTime now) noexcept {
+  Side& src = c.source(d);
+  if (r.ok() && r.value > 0) {
+    const auto n = static_cast<uint32_t>(r.value);
+    src.in.commit(n);
+    count_read(stats, d);
+    c.last_active_ms = now.ms;
+    if (d == Dir::kU2C && c.u2c_first_ns == 0) c.u2c_first_ns = now.ns;
+    // ET rule: a short read drained the socket; the next arrival raises a new edge. A FIN that
+    // arrived with the data raises no further edge, so after RDHUP keep reading until 0.
+    if (n < asked && !(src.flags & kPeerShut)) src.flags &= static_cast<uint8_t>(~kReadReady);
+    if (src.in.full()) src.paused |= kPauseBackpressure;
+    return;
+  }
+  if (r.ok()) {  // read() == 0: orderly EOF
+    count_read(stats, d);
+    src.flags = static_cast<uint8_t>((src.flags | kEof) & ~kReadReady);
+    if (d == Dir::kU2C) c.u2c_eof_ns = now.ns;
+  } else if (r.would_block()) {
+    src.flags &= static_cast<uint8_t>(~kReadReady);
+  } else {
+    fail(c, src, stats);
+  }
+  if (src.in.attached() && src.in.empty()) pool.release(src.in);
+}
+
+void on_write(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& pool, Stats& stats,
+              LoopTime now) noexcept {
+  Side& src = c.source(d);
+  Side& dst = c.sink(d);
+  if (r.ok() && r.value > 0) {
+    const auto n = static_cast<uint32_t>(r.value);
+    src.in.consume(n);
+    c.last_active_ms = now.ms;
+    if (d == Dir::kC2U) {
+      stats.bytes_c2u += n;
+      ++stats.writes_upstream;
+    } else {
+      stats.bytes_u2c += n;
+      ++stats.writes_client;
+    }
+    // A short write means the send buffer is full; EPOLLOUT will say when it has room.
+    if (n < asked) dst.flags &= static_cast<uint8_t>(~kWriteReady);
+    if (src.in.empty()) {
+      pool.release(src.in);
+      src.paused &= static_cast<uint8_t>(~kPauseBackpressure);
+    }
+    return;
+  }
+  if (r.would_block() || (r.ok() && r.value == 0)) {
+    dst.flags &= static_cast<uint8_t>(~kWriteReady);
+    return;
+  }
+  fail(c, dst, stats);
+}
+
+void on_shutdown(Connection& c, Dir d, Stats& stats, LoopTime now) noexcept {
+  c.sink(d).flags |= kWriteShut;
+  if (d == Dir::kU2C && c.u2c_first_ns != 0 && c.u2c_eof_ns != 0) {
+    stats.u2c_upstream_ns += c.u2c_eof_ns - c.u2c_first_ns;
+    stats.u2c_client_ns += now.ns - c.u2c_first_ns;
+  }
+  if (direction_done(c, Dir::kC2U) && direction_done(c, Dir::kU2C)) {
+    c.state = State::kClosing;
+  } else if (c.state == State::kRelaying) {
+    c.state = State::kDraining;
+  }
+}
+
+void on_ready(Connection& c, Side& side, uint32_t ready, Stats& stats) noexcept {
+  if (ready & kError) {
+    fail(c, side, stats);
+    return;
+  }
+  uint8_t add = 0;
+  if (ready & kReadable) add |= kReadReady;
+  if (ready & kWritable) add |= kWriteReady;
+  // A hang-up makes both syscalls return at once (0, or the error), so try both.
+  if (ready & kHangup) add |= kReadReady | kPeerShut | kWriteReady;
+  side.flags |= add;
+}
+
+void on_connected(Connection& c) noexcept {
+  c.upstream.flags |= kWriteReady;
+  c.state = State::kRelaying;
+}
+
+void fail(Connection& c, Side& side, Stats& stats) noexcept {
+  if (!(side.flags & kFailed)) {
+    side.flags |= kFailed;
+    if (is_client(c, side)) {
+      ++stats.resets_client;
+    } else {
+      ++stats.resets_upstream;
+    }
+  }
+  c.state = State::kClosing;
+}
+
+uint32_t wanted_interest(const Connection& c, const Side& side) noexcept {
+  if (c.state == State::kClosing || c.state == State::kFree) return 0;
+  const bool client = is_client(c, side);
+  if (!client && c.state == State::kConnecting) return kWantWrite;  // connect completion
+  uint32_t want = 0;
+  if (!(side.flags & (kEof | kFailed)) && side.paused == 0) want |= kWantRead;
+  const Side& peer = client ? c.upstream : c.client;
+  if (!peer.in.empty() && !(side.flags & kWriteReady)) want |= kWantWrite;
+  return want;
+}
+
+bool direction_done(const Connection& c, Dir d) noexcept {
+  const Side& src = c.source(d);
+  return (src.flags & kEof) && src.in.empty() && (c.sink(d).flags & kWriteShut);
+}
+
+}  // namespace edgeproxy::relay

@@ -1,0 +1,512 @@
+// The worker's event loop: accept, connect, relay, timers, signals and shutdown. See worker.h
+// and docs/architecture.md for who owns what, docs/state-machine.md for the lifecycle.
+#include "edgeproxy/worker.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include "edgeproxy/cookie.h"
+#include "edgeproxy/log.h"
+#include "edgeproxy/relay.h"
+
+namespace edgeproxy {
+namespace {
+
+constexpr uint32_t kEventBatch = 256;
+constexpr uint32_t kAcceptBudget = 64;   // accepts per listener per iteration
+constexpr int64_t kAcceptRetryMs = 100;  // out of fds: retry accepting this often, no sooner
+
+bool accept_error_is_transient(int err) noexcept {
+  // The connection died in the queue or was refused by policy: skip it, keep accepting.
+  return err == ECONNABORTED || err == EPROTO || err == EPERM || err == ENETDOWN ||
+         err == ENOPROTOOPT || err == EHOSTDOWN || err == ENONET || err == EHOSTUNREACH ||
+         err == EOPNOTSUPP || err == ENETUNREACH || err == ETIMEDOUT;
+}
+
+bool accept_error_is_exhaustion(int err) noexcept {
+  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+Result<int> open_signal_fd() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (const int s : {SIGTERM, SIGINT, SIGQUIT, SIGUSR1}) sigaddset(&set, s);
+  const int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (fd < 0) return Error{std::string("signalfd: ") + std::strerror(errno)};
+  return fd;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options) {
+  auto reactor = Reactor::create(kEventBatch);
+  if (!reactor.ok()) return Error{reactor.error()};
+  auto pool = BufferPool::create(options.config.buffer_count());
+  if (!pool.ok()) return Error{pool.error()};
+  std::vector<Listener> listeners;
+  auto listener = Listener::open(options.listen, options.config.backlog);
+  if (!listener.ok()) return Error{listener.error()};
+  listeners.push_back(std::move(listener.value()));
+  int signal_fd = -1;
+  if (options.handle_signals) {
+    auto sfd = open_signal_fd();
+    if (!sfd.ok()) return Error{sfd.error()};
+    signal_fd = sfd.value();
+  }
+  std::unique_ptr<Worker> w(new Worker(options, std::move(reactor.value()), std::move(pool.value()),
+                                       std::move(listeners), signal_fd));
+  for (uint32_t i = 0; i < w->listeners_.size(); ++i) {
+    const SysResult r = w->reactor_.add(
+        w->listeners_[i].fd(), Cookie::pack(CookieTag::kListener, Handle{i, 0}), kWantRead);
+    if (!r.ok()) return Error{std::string("cannot watch the listener: ") + std::strerror(r.err)};
+  }
+  if (signal_fd >= 0) {
+    const SysResult r =
+        w->reactor_.add(signal_fd, Cookie::pack(CookieTag::kSignal, Handle{}), kWantRead);
+    if (!r.ok()) return Error{std::string("cannot watch signals: ") + std::strerror(r.err)};
+  }
+  return w;
+}
+
+Worker::Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool,
+               std::vector<Listener> listeners, int signal_fd)
+    : config_(options.config),
+      backend_(options.backend),
+      reactor_(std::move(reactor)),
+      slab_(options.config.max_connections),
+      pool_(std::move(pool)),
+      timers_(options.config.max_connections + 2),
+      listeners_(std::move(listeners)),
+      signal_fd_(signal_fd),
+      touched_(std::make_unique<uint32_t[]>(options.config.max_connections)),
+      pending_(std::make_unique<uint32_t[]>(options.config.max_connections)),
+      carried_(std::make_unique<uint32_t[]>(options.config.max_connections)),
+      shutdown_timer_(options.config.max_connections),
+      accept_retry_timer_(options.config.max_connections + 1) {}
+
+Worker::~Worker() {
+  for (uint32_t i = 0; i < slab_.capacity(); ++i) {
+    if (!slab_.in_use(i)) continue;
+    Connection& c = slab_.at(i);
+    if (c.client.fd >= 0) sys::close(c.client.fd);
+    if (c.upstream.fd >= 0) sys::close(c.upstream.fd);
+  }
+  if (signal_fd_ >= 0) sys::close(signal_fd_);
+}
+
+Stats Worker::stats() const noexcept {
+  Stats s = stats_;
+  s.pool_buffers = pool_.capacity();
+  s.pool_high_water = pool_.high_water();
+  return s;
+}
+
+int Worker::run() noexcept {
+  now_ = LoopTime::now();
+  for (;;) {
+    if (stopping_ && slab_.used() == 0) break;
+    const bool busy = pending_count_ > 0 || listener_pending_;
+    const std::span<const Event> events = reactor_.wait(busy ? 0 : timers_.timeout_ms(now_.ms));
+    now_ = LoopTime::now();
+    ++stats_.loop_iterations;
+    stats_.events += events.size();
+
+    // Work carried over from the previous iteration's read budgets goes first.
+    const uint32_t carried = pending_count_;
+    std::swap(pending_, carried_);
+    pending_count_ = 0;
+    for (uint32_t i = 0; i < carried; ++i) {
+      const uint32_t index = carried_[i];
+      Connection& c = slab_.at(index);
+      if (slab_.in_use(index) && c.more) pump(c, index);
+    }
+    for (const Event& ev : events) dispatch(ev);
+    if (listener_pending_) {
+      listener_pending_ = false;
+      for (uint32_t i = 0; i < listeners_.size(); ++i) {
+        if (listeners_[i].ready && !listeners_[i].paused) accept_from(i);
+      }
+    }
+    expire_timers();
+    wake_buffer_waiters();
+    finish_iteration();
+  }
+  return 0;
+}
+
+void Worker::dispatch(const Event& ev) noexcept {
+  const Cookie ck = Cookie::unpack(ev.cookie);
+  switch (ck.tag) {
+    case CookieTag::kListener:
+      if (ck.handle.index < listeners_.size() && listeners_[ck.handle.index].fd() >= 0) {
+        listeners_[ck.handle.index].ready = true;
+        if (!listeners_[ck.handle.index].paused) accept_from(ck.handle.index);
+      }
+      return;
+    case CookieTag::kSignal:
+      on_signals();
+      return;
+    case CookieTag::kClient:
+    case CookieTag::kUpstream:
+      on_connection_event(ck.tag, ck.handle, ev.ready);
+      return;
+  }
+  ++stats_.stale_events;  // unknown tag: cannot come from us
+}
+
+void Worker::on_connection_event(CookieTag tag, Handle h, uint32_t ready) noexcept {
+  Connection* c = slab_.resolve(h);
+  if (c == nullptr) {
+    // The slot was freed (and maybe reused) after the kernel queued this event.
+    ++stats_.stale_events;
+    return;
+  }
+  if (c->state == State::kClosing) return;
+  if (tag == CookieTag::kUpstream && c->state == State::kConnecting) {
+    if (ready & (kWritable | kError | kHangup)) finish_connect(*c, h.index);
+    touch(*c, h.index);
+    if (c->state == State::kClosing) return;
+    if (c->state == State::kRelaying) relay::on_ready(*c, c->upstream, ready, stats_);
+    pump(*c, h.index);
+    return;
+  }
+  relay::on_ready(*c, tag == CookieTag::kClient ? c->client : c->upstream, ready, stats_);
+  pump(*c, h.index);
+}
+
+void Worker::finish_connect(Connection& c, uint32_t index) noexcept {
+  const int err = sys::socket_error(c.upstream.fd);
+  if (err != 0) {
+    ++stats_.connects_failed;
+    log_debug("connect to %s failed: %s", backend_.to_string().c_str(), std::strerror(err));
+    c.abort = true;
+    c.state = State::kClosing;
+    return;
+  }
+  relay::on_connected(c);
+  if (config_.idle_timeout_s != 0) {
+    timers_.arm(index, now_.ms + int64_t{config_.idle_timeout_s} * 1000);
+  } else {
+    timers_.cancel(index);
+  }
+}
+
+void Worker::on_signals() noexcept {
+  signalfd_siginfo info;
+  for (;;) {
+    const SysResult r = sys::read(signal_fd_, &info, sizeof info);
+    if (!r.ok() || r.value != static_cast<long>(sizeof info)) return;
+    switch (info.ssi_signo) {
+      case SIGTERM:
+      case SIGINT:
+        begin_shutdown(true);
+        break;
+      case SIGQUIT:
+        begin_shutdown(false);
+        break;
+      case SIGUSR1:
+        stats().print(stderr);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+void Worker::accept_from(uint32_t listener_index) noexcept {
+  Listener& l = listeners_[listener_index];
+  for (uint32_t n = 0; n < kAcceptBudget; ++n) {
+    if (slab_.full()) {
+      // Leave clients in the kernel backlog; a freed slot resumes the listener.
+      pause_listener(l);
+      return;
+    }
+    const SysResult r = sys::accept(l.fd());
+    if (r.ok()) {
+      start_connection(static_cast<int>(r.value));
+      continue;
+    }
+    if (r.would_block()) {
+      l.ready = false;
+      return;
+    }
+    ++stats_.accept_errors;
+    if (accept_error_is_transient(r.err)) continue;
+    if (accept_error_is_exhaustion(r.err)) {
+      // Out of fds or kernel memory: retrying now would spin. Pause until a connection closes
+      // or the retry timer fires, whichever comes first.
+      pause_listener(l);
+      timers_.arm(accept_retry_timer_, now_.ms + kAcceptRetryMs);
+      return;
+    }
+    log_error("accept: %s", std::strerror(r.err));
+    pause_listener(l);
+    timers_.arm(accept_retry_timer_, now_.ms + kAcceptRetryMs);
+    return;
+  }
+  listener_pending_ = true;  // budget spent: more may be queued, and no new edge will say so
+}
+
+void Worker::start_connection(int client_fd) noexcept {
+  Handle h;
+  Connection* c = slab_.acquire(h);  // accept_from checked there is room
+  ++stats_.accepted;
+  ++stats_.active;
+  if (stats_.active > stats_.peak_active) stats_.peak_active = stats_.active;
+  c->client.fd = client_fd;
+  c->state = State::kAccepted;
+  c->last_active_ms = now_.ms;
+  touch(*c, h.index);
+  if (config_.no_delay) sys::set_no_delay(client_fd, true);
+
+  // Routing: with one backend the choice is immediate. Content-aware routing will stay in
+  // kRouting, reading the first bytes, before choosing.
+  c->state = State::kRouting;
+  c->backend = 0;
+
+  const SysResult s = sys::stream_socket(backend_.family());
+  SysResult r = s;
+  if (s.ok()) {
+    c->upstream.fd = static_cast<int>(s.value);
+    if (config_.no_delay) sys::set_no_delay(c->upstream.fd, true);
+    r = sys::connect(c->upstream.fd, backend_);
+  }
+  if (r.ok()) {
+    relay::on_connected(*c);
+  } else if (r.err == EINPROGRESS) {
+    c->state = State::kConnecting;
+  } else {
+    ++stats_.connects_failed;
+    log_debug("connect to %s failed: %s", backend_.to_string().c_str(), std::strerror(r.err));
+    c->abort = true;
+    c->state = State::kClosing;
+    return;
+  }
+  for (Side* side : {&c->client, &c->upstream}) {
+    const CookieTag tag = side == &c->client ? CookieTag::kClient : CookieTag::kUpstream;
+    side->events = relay::wanted_interest(*c, *side);
+    const SysResult a = reactor_.add(side->fd, Cookie::pack(tag, h), side->events);
+    if (!a.ok()) {
+      ++stats_.connects_failed;
+      c->abort = true;
+      c->state = State::kClosing;
+      return;
+    }
+  }
+  if (c->state == State::kConnecting) {
+    timers_.arm(h.index, now_.ms + config_.connect_timeout_ms);
+  } else if (config_.idle_timeout_s != 0) {
+    timers_.arm(h.index, now_.ms + int64_t{config_.idle_timeout_s} * 1000);
+  }
+}
+
+void Worker::touch(Connection& c, uint32_t index) noexcept {
+  if (c.touched) return;
+  c.touched = true;
+  touched_[touched_count_++] = index;
+}
+
+void Worker::pump(Connection& c, uint32_t index) noexcept {
+  touch(c, index);
+  Transport::pump(c, pool_, stats_, now_);
+  if (((c.client.paused | c.upstream.paused) & kPauseNoBuffer) && !c.waiting) {
+    link_waiter(c, index);
+  }
+}
+
+void Worker::expire_timers() noexcept {
+  uint32_t id = 0;
+  while (timers_.pop_expired(now_.ms, id)) {
+    if (id == shutdown_timer_) {
+      force_close_all();
+    } else if (id == accept_retry_timer_) {
+      resume_listeners();
+    } else {
+      on_connection_timer(id);
+    }
+  }
+}
+
+void Worker::on_connection_timer(uint32_t index) noexcept {
+  if (!slab_.in_use(index)) return;
+  Connection& c = slab_.at(index);
+  if (c.state == State::kClosing) return;
+  if (c.state == State::kConnecting) {
+    ++stats_.connect_timeouts;
+    c.abort = true;
+    c.state = State::kClosing;
+    touch(c, index);
+    return;
+  }
+  if (config_.idle_timeout_s == 0) return;
+  // Lazy idle timer: activity only stored a timestamp; re-arm for the remainder if there was any.
+  const int64_t idle_ms = int64_t{config_.idle_timeout_s} * 1000;
+  const int64_t due = c.last_active_ms + idle_ms;
+  if (due > now_.ms) {
+    timers_.arm(index, due);
+    return;
+  }
+  ++stats_.idle_timeouts;
+  c.state = State::kClosing;
+  touch(c, index);
+}
+
+void Worker::link_waiter(Connection& c, uint32_t index) noexcept {
+  c.waiting = true;
+  c.wait_next = kNone;
+  c.wait_prev = waiters_tail_;
+  if (waiters_tail_ == kNone) {
+    waiters_head_ = index;
+  } else {
+    slab_.at(waiters_tail_).wait_next = index;
+  }
+  waiters_tail_ = index;
+}
+
+void Worker::unlink_waiter(Connection& c, uint32_t index) noexcept {
+  if (!c.waiting) return;
+  if (c.wait_prev == kNone) {
+    waiters_head_ = c.wait_next;
+  } else {
+    slab_.at(c.wait_prev).wait_next = c.wait_next;
+  }
+  if (c.wait_next == kNone) {
+    waiters_tail_ = c.wait_prev;
+  } else {
+    slab_.at(c.wait_next).wait_prev = c.wait_prev;
+  }
+  (void)index;
+  c.waiting = false;
+}
+
+void Worker::wake_buffer_waiters() noexcept {
+  // Oldest waiter first; each resumed side takes at most one block, so stop when none is left.
+  while (waiters_head_ != kNone && pool_.available() > 0) {
+    const uint32_t index = waiters_head_;
+    Connection& c = slab_.at(index);
+    unlink_waiter(c, index);
+    c.client.paused &= static_cast<uint8_t>(~kPauseNoBuffer);
+    c.upstream.paused &= static_cast<uint8_t>(~kPauseNoBuffer);
+    if (c.state != State::kClosing) pump(c, index);
+  }
+}
+
+void Worker::finish_iteration() noexcept {
+  bool freed = false;
+  for (uint32_t i = 0; i < touched_count_; ++i) {
+    const uint32_t index = touched_[i];
+    Connection& c = slab_.at(index);
+    c.touched = false;
+    if (c.state == State::kClosing) {
+      close_connection(c, index);
+      freed = true;
+      continue;
+    }
+    reconcile(c, index);
+    if (c.more) pending_[pending_count_++] = index;
+  }
+  touched_count_ = 0;
+  if (freed) {
+    resume_listeners();
+    // Freed buffers may let paused readers go on; they are pumped in the next iteration.
+    if (waiters_head_ != kNone && pool_.available() > 0) wake_buffer_waiters();
+    if (touched_count_ > 0) finish_iteration();
+  }
+}
+
+void Worker::reconcile(Connection& c, uint32_t index) noexcept {
+  const Handle h = slab_.handle_of(index);
+  for (Side* side : {&c.client, &c.upstream}) {
+    const uint32_t want = relay::wanted_interest(c, *side);
+    if (want == side->events || side->fd < 0) continue;
+    const CookieTag tag = side == &c.client ? CookieTag::kClient : CookieTag::kUpstream;
+    if ((side->events & ~want & kWantRead) && (side->paused & kPauseBackpressure)) {
+      ++stats_.backpressure_pauses;  // the buffer stayed full to the end of the iteration
+    }
+    const SysResult r = reactor_.modify(side->fd, Cookie::pack(tag, h), want);
+    if (!r.ok()) {
+      relay::fail(c, *side, stats_);
+      close_connection(c, index);
+      return;
+    }
+    side->events = want;
+  }
+}
+
+void Worker::close_connection(Connection& c, uint32_t index) noexcept {
+  const bool failed = ((c.client.flags | c.upstream.flags) & kFailed) != 0;
+  // Bytes still buffered would be lost: a FIN would tell the peer the stream ended cleanly.
+  const bool reset = c.abort || failed || !c.client.in.empty() || !c.upstream.in.empty();
+  for (Side* side : {&c.client, &c.upstream}) {
+    if (side->fd < 0) continue;
+    if (reset && !(side->flags & kFailed)) {
+      sys::set_linger_zero(side->fd);
+      ++stats_.resets_sent;
+    }
+    // close() also removes the fd from the epoll set: no fd is ever dup'ed.
+    sys::close(side->fd);
+  }
+  pool_.release(c.client.in);
+  pool_.release(c.upstream.in);
+  unlink_waiter(c, index);
+  timers_.cancel(index);
+  c = Connection{};
+  slab_.release(index);
+  --stats_.active;
+  ++stats_.closed;
+}
+
+void Worker::pause_listener(Listener& l) noexcept {
+  if (l.paused) return;
+  l.paused = true;
+  ++stats_.accept_pauses;
+  const auto index = static_cast<uint32_t>(&l - listeners_.data());
+  reactor_.modify(l.fd(), Cookie::pack(CookieTag::kListener, Handle{index, 0}), 0);
+}
+
+void Worker::resume_listeners() noexcept {
+  if (stopping_) return;
+  for (uint32_t i = 0; i < listeners_.size(); ++i) {
+    Listener& l = listeners_[i];
+    if (!l.paused || slab_.full()) continue;
+    l.paused = false;
+    // EPOLL_CTL_MOD re-polls: connections waiting in the backlog raise an event at once.
+    reactor_.modify(l.fd(), Cookie::pack(CookieTag::kListener, Handle{i, 0}), kWantRead);
+  }
+}
+
+void Worker::begin_shutdown(bool fast) noexcept {
+  if (!stopping_) {
+    stopping_ = true;
+    listener_pending_ = false;
+    // Closing the listening sockets makes the kernel refuse new connections at once.
+    for (Listener& l : listeners_) l.close();
+    timers_.cancel(accept_retry_timer_);
+    log_info("%s shutdown: %u connection(s) open", fast ? "fast" : "graceful", slab_.used());
+  }
+  if (!fast) return;
+  if (fast_stop_ || config_.shutdown_timeout_s == 0) {
+    force_close_all();  // a second TERM/INT, or no grace period: stop now
+    return;
+  }
+  fast_stop_ = true;
+  timers_.arm(shutdown_timer_, now_.ms + int64_t{config_.shutdown_timeout_s} * 1000);
+}
+
+void Worker::force_close_all() noexcept {
+  for (uint32_t i = 0; i < slab_.capacity(); ++i) {
+    if (!slab_.in_use(i)) continue;
+    Connection& c = slab_.at(i);
+    if (c.state != State::kClosing) ++stats_.shutdown_forced;
+    c.abort = true;
+    c.state = State::kClosing;
+    touch(c, i);
+  }
+}
+
+}  // namespace edgeproxy
