@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building and testing edgeproxy needs on Debian/Ubuntu, only what is missing.
+#   scripts/install-deps.sh          build + test: compiler, CMake, GoogleTest, Google Benchmark, python3
+#   scripts/install-deps.sh --bench  also the benchmark peers: wrk, nginx, HAProxy, iperf3
+set -euo pipefail
+
+packages=(g++ cmake make libgtest-dev libbenchmark-dev python3 iproute2 procps)
+if [[ "${1:-}" == "--bench" ]]; then
+  packages+=(wrk nginx-light libnginx-mod-stream haproxy iperf3 util-linux)
+elif [[ $# -gt 0 ]]; then
+  echo "install-deps.sh: unknown option '$1' (expected --bench or nothing)" >&2
+  exit 2
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  exit 0
+fi
+if [[ $(id -u) -ne 0 ]]; then
+  sudo=sudo
+else
+  sudo=
+fi
+echo "install-deps.sh: installing ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

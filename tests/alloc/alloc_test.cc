@@ -1,0 +1,213 @@
+// Proves the hot path does not allocate: malloc and operator new are replaced for this binary
+// and count calls made on the worker's thread while connections are accepted, connected,
+// relayed both ways, half-closed, reset and closed. Built only without sanitizers (they replace
+// malloc themselves).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "edgeproxy/worker.h"
+
+extern "C" void* __libc_malloc(size_t);
+extern "C" void* __libc_calloc(size_t, size_t);
+extern "C" void* __libc_realloc(void*, size_t);
+
+namespace {
+
+std::atomic<bool> g_counting{false};
+std::atomic<long> g_allocations{0};
+thread_local bool t_is_worker = false;
+
+void note_allocation() noexcept {
+  if (t_is_worker && g_counting.load(std::memory_order_relaxed)) {
+    g_allocations.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace
+
+extern "C" void* malloc(size_t n) {
+  note_allocation();
+  return __libc_malloc(n);
+}
+extern "C" void* calloc(size_t n, size_t size) {
+  note_allocation();
+  return __libc_calloc(n, size);
+}
+extern "C" void* realloc(void* p, size_t n) {
+  note_allocation();
+  return __libc_realloc(p, n);
+}
+void* operator new(size_t n) {
+  void* p = malloc(n == 0 ? 1 : n);
+  if (p == nullptr) std::abort();
+  return p;
+}
+void* operator new[](size_t n) { return operator new(n); }
+void operator delete(void* p) noexcept { free(p); }
+void operator delete[](void* p) noexcept { free(p); }
+void operator delete(void* p, size_t) noexcept { free(p); }
+void operator delete[](void* p, size_t) noexcept { free(p); }
+
+namespace {
+
+using edgeproxy::SocketAddress;
+
+// A blocking echo backend serving connections one at a time on its own thread.
+class EchoBackend {
+ public:
+  EchoBackend() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(listen(fd_, 64), 0);
+    address_.length = sizeof address_.storage;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&address_.storage), &address_.length);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~EchoBackend() {
+    shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    close(fd_);
+  }
+  const SocketAddress& address() const { return address_; }
+
+ private:
+  void serve() {
+    std::vector<char> buf(65536);
+    for (;;) {
+      const int c = accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      for (;;) {
+        const ssize_t n = read(c, buf.data(), buf.size());
+        if (n <= 0) break;
+        if (send(c, buf.data(), static_cast<size_t>(n), MSG_NOSIGNAL) != n) break;
+      }
+      close(c);
+    }
+  }
+  int fd_;
+  SocketAddress address_;
+  std::thread thread_;
+};
+
+int connect_to(const SocketAddress& to) {
+  const int fd = socket(to.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  EXPECT_EQ(connect(fd, to.get(), to.length), 0);
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+// Sends `bytes` through the proxy and reads the echo back, interleaved so neither side blocks.
+size_t echo_round_trip(const SocketAddress& proxy, size_t bytes, bool half_close) {
+  const int fd = connect_to(proxy);
+  std::vector<char> out(bytes, 'x');
+  std::vector<char> in(65536);
+  size_t sent = 0;
+  size_t got = 0;
+  while (got < bytes) {
+    pollfd p{fd, static_cast<short>(POLLIN | (sent < bytes ? POLLOUT : 0)), 0};
+    if (poll(&p, 1, 10000) <= 0) break;
+    if ((p.revents & POLLOUT) && sent < bytes) {
+      const ssize_t n = send(fd, out.data() + sent, std::min<size_t>(bytes - sent, 65536), 0);
+      if (n <= 0) break;
+      sent += static_cast<size_t>(n);
+      if (sent == bytes && half_close) shutdown(fd, SHUT_WR);
+    }
+    if (p.revents & (POLLIN | POLLHUP)) {
+      const ssize_t n = read(fd, in.data(), in.size());
+      if (n <= 0) break;
+      got += static_cast<size_t>(n);
+    }
+  }
+  if (half_close) {
+    char c;
+    EXPECT_EQ(read(fd, &c, 1), 0);  // the backend's close arrives as EOF
+  }
+  close(fd);
+  return got;
+}
+
+TEST(AllocTest, NoAllocationOnTheHotPath) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGQUIT);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &set, nullptr), 0);  // before any thread starts
+
+  EchoBackend backend;
+  edgeproxy::WorkerOptions options;
+  options.config.max_connections = 16;
+  options.config.log_level = edgeproxy::LogLevel::kQuiet;
+  auto listen = edgeproxy::resolve("127.0.0.1", 1, "--listen");
+  ASSERT_TRUE(listen.ok());
+  options.listen = listen.value();
+  reinterpret_cast<sockaddr_in*>(&options.listen.storage)->sin_port = 0;  // any free port
+  options.backend = backend.address();
+  auto worker = edgeproxy::Worker::create(options);
+  ASSERT_TRUE(worker.ok()) << worker.error();
+  const SocketAddress proxy = worker.value()->listen_address();
+
+  std::thread loop([&] {
+    t_is_worker = true;
+    worker.value()->run();
+  });
+  EXPECT_EQ(echo_round_trip(proxy, 4096, false), 4096u);  // warm-up
+
+  g_counting = true;
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(echo_round_trip(proxy, 256 * 1024, i % 2 == 0), 256u * 1024);
+  }
+  // A client reset mid-transfer takes the error path.
+  const int fd = connect_to(proxy);
+  std::vector<char> chunk(32768, 'r');
+  EXPECT_GT(send(fd, chunk.data(), chunk.size(), 0), 0);
+  const linger l{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  close(fd);
+  usleep(100 * 1000);
+  g_counting = false;
+
+  kill(getpid(), SIGQUIT);
+  loop.join();
+  const edgeproxy::Stats stats = worker.value()->stats();
+  EXPECT_EQ(stats.accepted, 22u);
+  EXPECT_GE(stats.bytes_c2u, 20u * 256 * 1024);
+  EXPECT_EQ(g_allocations.load(), 0) << "the worker thread allocated on the hot path";
+}
+
+}  // namespace
+
+namespace {
+
+// The counter itself must see allocations, or the test above could never fail.
+TEST(AllocTest, CounterSeesWorkerThreadAllocations) {
+  const long before = g_allocations.load();
+  std::thread t([] {
+    t_is_worker = true;
+    g_counting = true;
+    auto* p = new std::vector<int>(100);
+    g_counting = false;
+    delete p;
+  });
+  t.join();
+  EXPECT_GE(g_allocations.load() - before, 2);
+}
+
+}  // namespace
