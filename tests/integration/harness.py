@@ -1,0 +1,1045 @@
+"""Shared helpers for the edgeproxy integration tests (Python 3.11 standard library only).
+
+The binary under test is named by the environment variable EDGEPROXY_BIN (absolute, or relative
+to the current directory). Test modules are run as
+
+    cd tests/integration && EDGEPROXY_BIN=/abs/path/edgeproxy python3 -m unittest -v test_relay
+
+but nothing here depends on the current directory.
+
+Contents:
+  * Proxy            - start the binary, wait for "listening on", signal it, read its statistics
+                       (SIGUSR1 or at exit), look at /proc/PID (fd count, CPU time, VmRSS).
+  * TCPServer        - a threaded loopback server running one handler per accepted connection;
+                       the handler's return value is collected in server.results.
+  * handler factories - echo, sink, source, duplex (source+sink), reset_after_sending,
+                       delayed_reply, send_then_half_close, hold_until_eof.
+  * BlackholeBackend - a listener whose accept queue is full so that SYNs are dropped and a
+                       connect() to it hangs; release() lets pending connects complete.
+  * client helpers   - connect, recv_exact, recv_until_close, reset_close, wait_closed.
+  * ProxyTestCase    - unittest base class that cleans up everything it started.
+
+Every loop is bounded in count and time and every socket has a timeout.
+"""
+
+import hashlib
+import os
+import resource
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+import unittest
+
+SOCKET_TIMEOUT = 20.0  # default timeout of every socket made here
+READY_TIMEOUT = 10.0  # seconds to wait for the "listening on" line
+STOP_TIMEOUT = 15.0  # seconds to wait for the proxy to exit after a signal
+
+COUNTER_NAMES = (
+    "loop_iterations", "events", "stale_events", "accepted", "accept_errors", "accept_pauses",
+    "connects_failed", "connect_timeouts", "idle_timeouts", "active", "peak_active", "closed",
+    "bytes_c2u", "bytes_u2c", "reads_client", "reads_upstream", "writes_client",
+    "writes_upstream", "backpressure_pauses", "pool_buffers", "pool_high_water", "pool_waits",
+    "resets_client", "resets_upstream", "resets_sent", "shutdown_forced", "acceleration_factor",
+)
+
+MiB = 1024 * 1024
+
+
+# --------------------------------------------------------------------------------------------
+# Environment
+# --------------------------------------------------------------------------------------------
+
+def binary_path():
+    """Absolute path of the binary under test; raises a clear error if EDGEPROXY_BIN is unset."""
+    value = os.environ.get("EDGEPROXY_BIN", "")
+    if not value:
+        raise RuntimeError("EDGEPROXY_BIN is not set: run as "
+                           "EDGEPROXY_BIN=/abs/path/to/edgeproxy python3 -m unittest -v <module>")
+    path = os.path.abspath(value)
+    if not os.path.isfile(path) or not os.access(path, os.X_OK):
+        raise RuntimeError(f"EDGEPROXY_BIN={value!r}: {path} is not an executable file")
+    return path
+
+
+_ASAN_CACHE = {}
+
+
+def binary_is_sanitized():
+    """True if the binary is an AddressSanitizer build (env EDGEPROXY_ASAN=1/0 overrides)."""
+    forced = os.environ.get("EDGEPROXY_ASAN")
+    if forced in ("0", "1"):
+        return forced == "1"
+    path = binary_path()
+    if path not in _ASAN_CACHE:
+        found = False
+        try:
+            with open(path, "rb") as f:
+                for _ in range(4096):  # at most 4096 MiB read
+                    chunk = f.read(MiB)
+                    if not chunk:
+                        break
+                    if b"__asan_init" in chunk or b"AddressSanitizer" in chunk:
+                        found = True
+                        break
+        except OSError:
+            pass
+        _ASAN_CACHE[path] = found
+    return _ASAN_CACHE[path]
+
+
+def raise_own_nofile_limit():
+    """Raise this process's RLIMIT_NOFILE soft limit to its hard limit (proxies inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+raise_own_nofile_limit()
+
+
+def ipv6_available():
+    """True if ::1 can be bound."""
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        return False
+    try:
+        s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def family_of(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port that is free on host right now."""
+    s = socket.socket(family_of(host), socket.SOCK_STREAM)
+    try:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def free_port_both():
+    """A port free on both 127.0.0.1 and ::1 (bounded number of tries)."""
+    for _ in range(50):
+        port = free_port("127.0.0.1")
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind(("::1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no port free on both 127.0.0.1 and ::1")
+
+
+def wait_until(predicate, timeout, interval=0.05):
+    """Poll predicate() until it returns a truthy value or timeout passes; returns the last value."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# /proc helpers
+# --------------------------------------------------------------------------------------------
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of pid, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        text = f.read()
+    fields = text[text.rindex(")") + 2:].split()
+    # fields[0] is field 3 (state); utime is field 14, stime field 15
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def proc_fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def proc_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics parsing
+# --------------------------------------------------------------------------------------------
+
+def _stat_value(text):
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def parse_stat_blocks(lines):
+    """Parse every statistics block in lines.
+
+    Returns a list of (dict, terminated) where terminated says a non-statistics line followed
+    the block (so it cannot grow any more)."""
+    blocks = []
+    current = None
+    for line in lines:
+        if current is not None:
+            if line.startswith("  ") and not line.startswith("   "):
+                parts = line.split()
+                if len(parts) == 2:
+                    try:
+                        current[parts[0]] = _stat_value(parts[1])
+                        continue
+                    except ValueError:
+                        pass
+            blocks.append((current, True))
+            current = None
+        if "statistics" in line and not line.startswith(" "):
+            current = {}
+    if current is not None:
+        blocks.append((current, False))
+    return blocks
+
+
+def parse_last_stats(lines):
+    blocks = parse_stat_blocks(lines)
+    return blocks[-1][0] if blocks else None
+
+
+# --------------------------------------------------------------------------------------------
+# The proxy process
+# --------------------------------------------------------------------------------------------
+
+class ProxyError(AssertionError):
+    pass
+
+
+class Proxy:
+    """One edgeproxy process. stderr and stdout are collected line by line by reader threads."""
+
+    def __init__(self, args, preexec_fn=None, env=None):
+        self.args = [str(a) for a in args]
+        self.preexec_fn = preexec_fn
+        self.env = env
+        self.proc = None
+        self.stderr_lines = []
+        self.stdout_lines = []
+        self._cond = threading.Condition()
+        self._last_line_time = time.monotonic()
+        self._readers = []
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self, wait_ready=True, timeout=READY_TIMEOUT):
+        cmd = [binary_path()] + self.args
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, preexec_fn=self.preexec_fn,
+                                     env=self.env, close_fds=True)
+        for stream, sink in ((self.proc.stderr, self.stderr_lines),
+                             (self.proc.stdout, self.stdout_lines)):
+            t = threading.Thread(target=self._reader, args=(stream, sink), daemon=True)
+            t.start()
+            self._readers.append(t)
+        if wait_ready:
+            self.wait_ready(timeout)
+        return self
+
+    def _reader(self, stream, sink):
+        try:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                with self._cond:
+                    sink.append(line)
+                    self._last_line_time = time.monotonic()
+                    self._cond.notify_all()
+        except (OSError, ValueError):
+            pass
+        finally:
+            with self._cond:
+                self._cond.notify_all()
+
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        if not self.wait_for_stderr("listening on", timeout):
+            rc = self.proc.poll()
+            text = self.stderr_text()
+            self.kill()
+            raise ProxyError(f"proxy {self.args} not ready within {timeout}s "
+                             f"(exit code {rc}); stderr:\n{text}")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def send_signal(self, sig):
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout):
+        """Exit code, or None if still running after timeout."""
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._join_readers()
+        return rc
+
+    def _join_readers(self):
+        for t in self._readers:
+            t.join(timeout=5)
+
+    def kill(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self._join_readers()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
+        """Signal the proxy and wait for it; SIGKILL it if it does not exit. Returns exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.send_signal(sig)
+            rc = self.wait_exit(timeout)
+            if rc is None:
+                self.kill()
+                raise ProxyError(f"proxy did not exit within {timeout}s of signal {sig!r}; "
+                                 f"stderr:\n{self.stderr_text()}")
+        self.kill()  # reap, join readers, close pipes
+        return self.proc.returncode
+
+    # -- output -------------------------------------------------------------------------------
+
+    def stderr_text(self):
+        with self._cond:
+            return "\n".join(self.stderr_lines)
+
+    def stdout_text(self):
+        with self._cond:
+            return "\n".join(self.stdout_lines)
+
+    def stderr_snapshot(self):
+        with self._cond:
+            return list(self.stderr_lines)
+
+    def wait_for_stderr(self, needle, timeout, start=0):
+        """True once a stderr line (index >= start) contains needle."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            for _ in range(100000):
+                if any(needle in line for line in self.stderr_lines[start:]):
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.proc.poll() is not None
+                                      and not any(t.is_alive() for t in self._readers)):
+                    return False
+                self._cond.wait(min(remaining, 0.1))
+        return False
+
+    def stats(self, timeout=10.0):
+        """Send SIGUSR1 and return the statistics block it produces, parsed into a dict."""
+        with self._cond:
+            before = len(parse_stat_blocks(self.stderr_lines))
+        self.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            for _ in range(100000):
+                blocks = parse_stat_blocks(self.stderr_lines)
+                if len(blocks) > before:
+                    block, terminated = blocks[-1]
+                    quiet_for = time.monotonic() - self._last_line_time
+                    if (terminated or all(n in block for n in COUNTER_NAMES)
+                            or (block and quiet_for > 0.3)):
+                        return block
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                if not self.alive():
+                    break
+                self._cond.wait(min(remaining, 0.05))
+        raise ProxyError(f"no statistics block within {timeout}s of SIGUSR1; stderr:\n"
+                         f"{self.stderr_text()[-4000:]}")
+
+    def wait_stats(self, predicate, timeout=5.0):
+        """Poll SIGUSR1 statistics until predicate(stats) holds; returns the last stats."""
+        deadline = time.monotonic() + timeout
+        stats = self.stats()
+        for _ in range(1000):
+            if predicate(stats) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+            stats = self.stats()
+        return stats
+
+    def final_stats(self):
+        """The last statistics block on stderr (call after the process exited)."""
+        return parse_last_stats(self.stderr_snapshot())
+
+    # -- /proc --------------------------------------------------------------------------------
+
+    def fd_count(self):
+        return proc_fd_count(self.pid)
+
+    def cpu_seconds(self):
+        return proc_cpu_seconds(self.pid)
+
+    def rss_kib(self):
+        return proc_rss_kib(self.pid)
+
+    def cpu_used_over(self, seconds):
+        """CPU seconds the proxy uses during the next `seconds` of wall-clock time."""
+        before = self.cpu_seconds()
+        time.sleep(seconds)
+        return self.cpu_seconds() - before
+
+
+def proxy_args(port, backend_port, listen="127.0.0.1", backend="127.0.0.1", extra=()):
+    return ["-l", listen, "-p", str(port), "-b", backend, "-P", str(backend_port)] + list(extra)
+
+
+def run_binary(args, timeout=10.0):
+    """Run the binary to completion: (returncode, stdout, stderr, elapsed). Kills it on timeout
+    and then returns returncode None."""
+    start = time.monotonic()
+    proc = subprocess.Popen([binary_path()] + [str(a) for a in args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=10)
+        rc = None
+    return rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), \
+        time.monotonic() - start
+
+
+# --------------------------------------------------------------------------------------------
+# Client helpers
+# --------------------------------------------------------------------------------------------
+
+def connect(port, host="127.0.0.1", timeout=SOCKET_TIMEOUT, nodelay=False):
+    s = socket.socket(family_of(host), socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    if nodelay:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        s.connect((host, port))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def recv_exact(sock, n, chunk=256 * 1024):
+    parts = []
+    got = 0
+    for _ in range(n + 1):
+        if got >= n:
+            break
+        data = sock.recv(min(chunk, n - got))
+        if not data:
+            raise EOFError(f"connection closed after {got} of {n} bytes")
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
+def recv_until_close(sock, limit=256 * MiB, chunk=256 * 1024):
+    """Read until EOF, reset or timeout. Returns (data, outcome) where outcome is 'eof',
+    'reset' or 'timeout'."""
+    parts = []
+    total = 0
+    outcome = "eof"
+    for _ in range(limit + 1):
+        try:
+            data = sock.recv(chunk)
+        except ConnectionResetError:
+            outcome = "reset"
+            break
+        except (socket.timeout, TimeoutError):
+            outcome = "timeout"
+            break
+        if not data:
+            break
+        parts.append(data)
+        total += len(data)
+        if total > limit:
+            break
+    return b"".join(parts), outcome
+
+
+def wait_closed(sock, timeout):
+    """Read and discard until the peer closes. Returns (outcome, elapsed seconds, nbytes) with
+    outcome 'eof', 'reset' or 'timeout'."""
+    start = time.monotonic()
+    old = sock.gettimeout()
+    nbytes = 0
+    outcome = "timeout"
+    try:
+        for _ in range(1000000):
+            remaining = timeout - (time.monotonic() - start)
+            if remaining <= 0:
+                break
+            sock.settimeout(remaining)
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                outcome = "reset"
+                break
+            except (socket.timeout, TimeoutError):
+                break
+            if not data:
+                outcome = "eof"
+                break
+            nbytes += len(data)
+    finally:
+        try:
+            sock.settimeout(old)
+        except OSError:
+            pass
+    return outcome, time.monotonic() - start, nbytes
+
+
+def set_linger_zero(sock):
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def reset_close(sock):
+    """Close sock with an RST (SO_LINGER 0)."""
+    try:
+        set_linger_zero(sock)
+    except OSError:
+        pass
+    sock.close()
+
+
+def safe_close(sock):
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def echo_roundtrip(port, payload=b"ping\n", host="127.0.0.1", timeout=SOCKET_TIMEOUT):
+    """Connect, send payload, read the same number of bytes back, close. Returns the bytes."""
+    s = connect(port, host=host, timeout=timeout)
+    try:
+        s.sendall(payload)
+        return recv_exact(s, len(payload))
+    finally:
+        s.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Threaded loopback servers (the scripted backends)
+# --------------------------------------------------------------------------------------------
+
+class TCPServer:
+    """Accepts on host:port (0 = any free port) and runs handler(conn, server) in a thread per
+    connection. Whatever the handler returns (or the exception it raised) is appended to
+    self.results. Connections get a timeout of conn_timeout seconds."""
+
+    def __init__(self, handler, host="127.0.0.1", port=0, backlog=1024, conn_timeout=30.0):
+        self.handler = handler
+        self.host = host
+        self.conn_timeout = conn_timeout
+        self.sock = socket.socket(family_of(host), socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family_of(host) == socket.AF_INET6:
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(backlog)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.results = []
+        self.accepted = 0
+        self._conns = set()
+        self._threads = set()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._accept_thread.start()
+
+    def _accept_loop(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                time.sleep(0.05)
+                continue
+            conn.settimeout(self.conn_timeout)
+            t = threading.Thread(target=self._run, args=(conn,), daemon=True)
+            with self._cond:
+                self.accepted += 1
+                self._conns.add(conn)
+                self._threads.add(t)
+            t.start()
+
+    def _run(self, conn):
+        result = None
+        try:
+            result = self.handler(conn, self)
+        except Exception as e:  # recorded for the test to inspect
+            result = e
+        finally:
+            safe_close(conn)
+            with self._cond:
+                self._conns.discard(conn)
+                self._threads.discard(threading.current_thread())
+                self.results.append(result)
+                self._cond.notify_all()
+
+    def wait_results(self, n, timeout=10.0):
+        """Wait until n handlers finished; returns a copy of results (may be shorter)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.results) < n:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return list(self.results)
+
+    def wait_accepted(self, n, timeout=10.0):
+        return wait_until(lambda: self.accepted >= n, timeout)
+
+    @property
+    def stopping(self):
+        return self._stop.is_set()
+
+    def close(self):
+        self._stop.set()
+        safe_close(self.sock)
+        self._accept_thread.join(timeout=2)
+        with self._cond:
+            conns = list(self._conns)
+            threads = list(self._threads)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 3
+        for t in threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def _read_to_eof(conn, on_data=None, chunk=256 * 1024):
+    """Read until EOF/reset/timeout; returns ('eof'|'reset'|'timeout', nbytes)."""
+    total = 0
+    for _ in range(10**9):
+        try:
+            data = conn.recv(chunk)
+        except ConnectionResetError:
+            return "reset", total
+        except (socket.timeout, TimeoutError):
+            return "timeout", total
+        if not data:
+            return "eof", total
+        total += len(data)
+        if on_data is not None:
+            on_data(data)
+    return "eof", total
+
+
+def echo_handler(conn, server):
+    """Echo everything back; on EOF shut down the write side and close."""
+    total = 0
+    buf = bytearray(256 * 1024)
+    for _ in range(10**9):
+        try:
+            n = conn.recv_into(buf)
+        except ConnectionResetError:
+            return {"outcome": "reset", "bytes": total}
+        except (socket.timeout, TimeoutError):
+            return {"outcome": "timeout", "bytes": total}
+        if n == 0:
+            break
+        total += n
+        try:
+            conn.sendall(memoryview(buf)[:n])
+        except (ConnectionResetError, BrokenPipeError):
+            return {"outcome": "reset", "bytes": total}
+    try:
+        conn.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    return {"outcome": "eof", "bytes": total}
+
+
+def sink_handler(conn, server):
+    """Read to EOF (or reset) hashing everything."""
+    h = hashlib.sha256()
+    outcome, total = _read_to_eof(conn, h.update)
+    return {"outcome": outcome, "bytes": total, "sha256": h.hexdigest()}
+
+
+def make_source_handler(total_bytes, block=None):
+    """Send total_bytes (block repeated), shut down the write side, read to EOF. Records
+    'ok' or the send error."""
+    if block is None:
+        block = os.urandom(MiB)
+
+    def handler(conn, server):
+        sent = 0
+        view = memoryview(block)
+        try:
+            for _ in range(total_bytes // max(1, len(block)) + 2):
+                if sent >= total_bytes:
+                    break
+                n = min(len(block), total_bytes - sent)
+                conn.sendall(view[:n])
+                sent += n
+            conn.shutdown(socket.SHUT_WR)
+        except (ConnectionResetError, BrokenPipeError) as e:
+            return {"outcome": "send-reset", "sent": sent, "error": repr(e)}
+        except (socket.timeout, TimeoutError):
+            return {"outcome": "send-timeout", "sent": sent}
+        outcome, _ = _read_to_eof(conn)
+        return {"outcome": outcome, "sent": sent}
+
+    return handler
+
+
+def make_duplex_handler(data):
+    """Source + sink at once: a thread sends `data` then shuts down the write side, while the
+    handler reads to EOF hashing what it receives."""
+
+    def handler(conn, server):
+        send_result = {}
+
+        def sender():
+            try:
+                view = memoryview(data)
+                for off in range(0, len(data), MiB):
+                    conn.sendall(view[off:off + MiB])
+                conn.shutdown(socket.SHUT_WR)
+                send_result["outcome"] = "ok"
+            except OSError as e:
+                send_result["outcome"] = repr(e)
+
+        t = threading.Thread(target=sender, daemon=True)
+        t.start()
+        h = hashlib.sha256()
+        outcome, total = _read_to_eof(conn, h.update)
+        t.join(timeout=60)
+        return {"outcome": outcome, "bytes": total, "sha256": h.hexdigest(),
+                "send": send_result.get("outcome", "unfinished")}
+
+    return handler
+
+
+def make_reset_handler(send_bytes=0, read_first=0, delay=0.1):
+    """Optionally read read_first bytes, send send_bytes, wait delay, then close with RST."""
+
+    def handler(conn, server):
+        got = 0
+        for _ in range(read_first + 1):
+            if got >= read_first:
+                break
+            data = conn.recv(65536)
+            if not data:
+                break
+            got += len(data)
+        if send_bytes:
+            conn.sendall(b"r" * send_bytes)
+        time.sleep(delay)
+        set_linger_zero(conn)
+        return {"outcome": "reset-sent", "read": got}
+
+    return handler
+
+
+def make_delayed_reply_handler(delay=0.3):
+    """Read the request to EOF, wait `delay`, reply b'reply:' + sha256(request) hex, close."""
+
+    def handler(conn, server):
+        h = hashlib.sha256()
+        outcome, total = _read_to_eof(conn, h.update)
+        if outcome != "eof":
+            return {"outcome": outcome, "bytes": total}
+        time.sleep(delay)
+        reply = b"reply:" + h.hexdigest().encode()
+        try:
+            conn.sendall(reply)
+        except OSError as e:
+            return {"outcome": "send-failed " + repr(e), "bytes": total}
+        return {"outcome": "eof", "bytes": total, "sha256": h.hexdigest(), "replied": reply}
+
+    return handler
+
+
+def make_send_then_half_close_handler(greeting):
+    """Send greeting, shut down the write side, then read the client's data to EOF."""
+
+    def handler(conn, server):
+        conn.sendall(greeting)
+        conn.shutdown(socket.SHUT_WR)
+        h = hashlib.sha256()
+        outcome, total = _read_to_eof(conn, h.update)
+        return {"outcome": outcome, "bytes": total, "sha256": h.hexdigest()}
+
+    return handler
+
+
+def make_hold_handler(max_hold=10.0):
+    """Read to EOF, then hold the connection open (sending nothing) for up to max_hold seconds
+    or until the server closes."""
+
+    def handler(conn, server):
+        outcome, total = _read_to_eof(conn)
+        deadline = time.monotonic() + max_hold
+        while time.monotonic() < deadline and not server.stopping:
+            time.sleep(0.05)
+        return {"outcome": outcome, "bytes": total}
+
+    return handler
+
+
+class BlackholeBackend:
+    """A listener on 127.0.0.1 with backlog 0 whose accept queue is filled with connections that
+    are never accepted, so Linux drops further SYNs and connect() to it hangs.
+
+    release() accepts and closes the fillers so that the next SYN retransmission of a pending
+    connect (after ~1 s) succeeds; from then on connections are served by `handler` (echo by
+    default)."""
+
+    def __init__(self, handler=echo_handler):
+        self.handler = handler
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.fillers = []
+        self.filler_ports = set()
+        self._server = None
+        for _ in range(16):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(0.3)
+            try:
+                s.connect(("127.0.0.1", self.port))
+            except (socket.timeout, TimeoutError, BlockingIOError):
+                s.close()  # SYN dropped: the queue is full
+                break
+            self.fillers.append(s)
+            self.filler_ports.add(s.getsockname()[1])
+        else:
+            self.close()
+            raise RuntimeError("could not fill the backlog of the blackhole listener")
+        self._stop = threading.Event()
+        self._threads = []
+        self.results = []
+
+    def release(self):
+        """Start accepting: fillers are closed, other connections are served by handler."""
+        t = threading.Thread(target=self._accept_loop, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _accept_loop(self):
+        self.sock.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, addr = self.sock.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                return
+            if addr[1] in self.filler_ports:
+                conn.close()
+                continue
+            conn.settimeout(SOCKET_TIMEOUT)
+
+            def run(c=conn):
+                try:
+                    self.results.append(self.handler(c, self))
+                except Exception as e:
+                    self.results.append(e)
+                finally:
+                    safe_close(c)
+
+            t = threading.Thread(target=run, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    @property
+    def stopping(self):
+        return self._stop.is_set()
+
+    def close(self):
+        self._stop.set()
+        safe_close(self.sock)
+        for s in self.fillers:
+            safe_close(s)
+        for t in self._threads:
+            t.join(timeout=2)
+
+
+# --------------------------------------------------------------------------------------------
+# unittest base class
+# --------------------------------------------------------------------------------------------
+
+class ProxyTestCase(unittest.TestCase):
+    """Base class: everything started through these helpers is stopped in cleanup."""
+
+    @classmethod
+    def setUpClass(cls):
+        binary_path()  # fails the whole class clearly if EDGEPROXY_BIN is unset
+
+    # -- factories ----------------------------------------------------------------------------
+    # Servers and client sockets are remembered so that a proxy's cleanup can close them first:
+    # then the proxy has no connection left and must exit at once, with code 0, on SIGTERM.
+
+    def _own(self, thing):
+        if not hasattr(self, "_owned"):
+            self._owned = []
+        self._owned.append(thing)
+        return thing
+
+    def start_server(self, handler=echo_handler, host="127.0.0.1", port=0, **kw):
+        server = TCPServer(handler, host=host, port=port, **kw)
+        self.addCleanup(server.close)
+        return self._own(server)
+
+    def start_blackhole(self, handler=echo_handler):
+        try:
+            with open("/proc/sys/net/ipv4/tcp_abort_on_overflow") as f:
+                if f.read().strip() != "0":
+                    self.skipTest("tcp_abort_on_overflow is set: a full accept queue resets "
+                                  "SYNs instead of dropping them, so no connect can hang")
+        except OSError:
+            pass
+        bh = BlackholeBackend(handler)
+        self.addCleanup(bh.close)
+        return self._own(bh)
+
+    def start_proxy(self, backend_port, extra=(), listen="127.0.0.1", backend="127.0.0.1",
+                    port=None, preexec_fn=None, wait_ready=True):
+        """Start the proxy on listen:port (a free port if None) and wait for readiness. With a
+        picked port, a lost race for it (another process took it: exit code 1 naming "in use")
+        is retried with a new port, at most 3 times."""
+        fixed = port is not None
+        for attempt in range(3):
+            chosen = port if fixed else free_port(listen if ":" in listen else "127.0.0.1")
+            proxy = Proxy(proxy_args(chosen, backend_port, listen=listen, backend=backend,
+                                     extra=extra), preexec_fn=preexec_fn)
+            proxy.port = chosen
+            proxy.listen = listen
+            self.addCleanup(self._cleanup_proxy, proxy)
+            try:
+                proxy.start(wait_ready=wait_ready)
+            except ProxyError:
+                if (not fixed and attempt < 2 and proxy.proc.returncode == 1
+                        and "in use" in proxy.stderr_text()):
+                    continue
+                raise
+            return proxy
+        raise AssertionError("unreachable")
+
+    def _cleanup_proxy(self, proxy):
+        """Close every peer, then SIGTERM: the proxy must exit promptly with code 0 (this also
+        catches crashes and sanitizer reports at exit)."""
+        if not proxy.alive():
+            proxy.kill()
+            return
+        for thing in reversed(getattr(self, "_owned", [])):
+            try:
+                thing.close()
+            except OSError:
+                pass
+        try:
+            rc = proxy.stop(signal.SIGTERM, timeout=8)
+        except ProxyError as e:
+            raise ProxyError(f"at cleanup, with no peer left: {e}") from None
+        if rc != 0:
+            raise ProxyError(f"at cleanup: SIGTERM exit code {rc}, want 0; stderr:\n"
+                             f"{proxy.stderr_text()[-4000:]}")
+
+    def connect(self, port, host="127.0.0.1", timeout=SOCKET_TIMEOUT, nodelay=False):
+        s = connect(port, host=host, timeout=timeout, nodelay=nodelay)
+        self.addCleanup(safe_close, s)
+        return self._own(s)
+
+    def start_thread(self, target, *args):
+        """Run target(*args) in a daemon thread; returns (thread, result dict with 'value' or
+        'error')."""
+        box = {}
+
+        def run():
+            try:
+                box["value"] = target(*args)
+            except BaseException as e:
+                box["error"] = e
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        self.addCleanup(t.join, 5)
+        return t, box
+
+    # -- assertions ---------------------------------------------------------------------------
+
+    def assertClosedByProxy(self, sock, within, allowed=("eof", "reset")):
+        outcome, elapsed, _ = wait_closed(sock, within)
+        self.assertIn(outcome, allowed,
+                      f"connection not closed by the proxy within {within}s (outcome {outcome})")
+        return outcome, elapsed
+
+    def assertNotBusy(self, proxy, seconds=2.0, limit=0.3, what="idle"):
+        used = proxy.cpu_used_over(seconds)
+        self.assertLess(used, limit, f"proxy used {used:.2f}s CPU in {seconds}s while {what} "
+                                     f"(busy loop?)")
+
+    def assertCleanExit(self, rc, proxy):
+        self.assertEqual(rc, 0, f"exit code {rc}; stderr:\n{proxy.stderr_text()[-4000:]}")
+
+    def assertStatsPrinted(self, proxy):
+        stats = proxy.final_stats()
+        self.assertIsNotNone(stats, f"no statistics block at exit; stderr:\n"
+                                    f"{proxy.stderr_text()[-4000:]}")
+        for name in COUNTER_NAMES:
+            self.assertIn(name, stats, f"counter {name} missing from the statistics")
+        return stats

@@ -1,0 +1,153 @@
+"""Limits: many concurrent clients, many sequential clients, a full slab, a low fd limit."""
+
+import os
+import resource
+import socket
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import ProxyTestCase, echo_roundtrip, recv_exact  # noqa: E402
+
+
+class ManyClients(ProxyTestCase):
+
+    def test_1000_concurrent_clients_each_get_their_echo(self):
+        n = 1000
+        soft = harness.raise_own_nofile_limit()
+        if soft < 2 * n + 100:
+            self.skipTest(f"RLIMIT_NOFILE {soft} too low for {n} clients plus their backends")
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port)  # default --max-connections 1024 >= 1000
+        clients = []
+        for i in range(n):
+            clients.append(self.connect(proxy.port))
+        messages = [f"client {i} says {os.urandom(6).hex()}\n".encode() for i in range(n)]
+        for s, msg in zip(clients, messages):
+            s.sendall(msg)
+        for i, (s, msg) in enumerate(zip(clients, messages)):
+            self.assertEqual(recv_exact(s, len(msg)), msg, f"client {i} got a wrong echo")
+        stats = proxy.stats()
+        self.assertEqual(stats["active"], n)
+        self.assertGreaterEqual(stats["peak_active"], n)
+        for s in clients:
+            s.close()
+        stats = proxy.wait_stats(lambda st: st["active"] == 0, timeout=10)
+        self.assertEqual(stats["active"], 0)
+        self.assertEqual(stats["accepted"], n)
+
+    def test_5000_sequential_connections_leak_nothing(self):
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port)
+        base_fds = proxy.fd_count()
+        for i in range(5000):
+            msg = f"seq {i}\n".encode()
+            s = harness.connect(proxy.port)
+            try:
+                s.sendall(msg)
+                self.assertEqual(recv_exact(s, len(msg)), msg, f"connection {i}: bad echo")
+            finally:
+                s.close()
+        stats = proxy.wait_stats(lambda st: st["active"] == 0, timeout=10)
+        self.assertEqual(stats["active"], 0)
+        self.assertEqual(stats["accepted"], 5000)
+        harness.wait_until(lambda: proxy.fd_count() <= base_fds, 5)
+        self.assertLessEqual(proxy.fd_count(), base_fds,
+                             f"proxy holds {proxy.fd_count()} fds after 5000 connections, "
+                             f"{base_fds} before")
+
+
+class SlabFull(ProxyTestCase):
+
+    def test_third_client_waits_until_a_slot_frees(self):
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--max-connections", "2"])
+        a = self.connect(proxy.port)
+        b = self.connect(proxy.port)
+        for s, msg in ((a, b"a\n"), (b, b"b\n")):
+            s.sendall(msg)
+            self.assertEqual(recv_exact(s, 2), msg)
+        c = self.connect(proxy.port)  # succeeds: the kernel queues it
+        c.sendall(b"c\n")
+        c.settimeout(1.0)
+        with self.assertRaises((socket.timeout, TimeoutError),
+                               msg="third client served beyond --max-connections 2"):
+            c.recv(16)
+        self.assertNotBusy(proxy, what="a client waits for a free slot")
+        a.close()
+        c.settimeout(10)
+        self.assertEqual(recv_exact(c, 2), b"c\n", "third client not served after a slot freed")
+        b.sendall(b"B\n")
+        self.assertEqual(recv_exact(b, 2), b"B\n")
+        self.assertLessEqual(proxy.stats()["peak_active"], 2)
+
+
+class BufferPool(ProxyTestCase):
+
+    def test_exhausted_buffer_pool_delays_but_delivers_everything(self):
+        # 6 connections, each with a stalled reader holding data in the proxy, share 2 buffers:
+        # connections must wait for buffers (pool_waits), then all finish intact.
+        n, size = 6, 4 * harness.MiB
+        block = os.urandom(harness.MiB)
+        backend = self.start_server(harness.make_source_handler(size, block))
+        proxy = self.start_proxy(backend.port, extra=["--max-connections", "8",
+                                                      "--buffers", "2"])
+        clients = [self.connect(proxy.port) for _ in range(n)]
+        time.sleep(0.7)
+        results = {}
+
+        def read_all(i):
+            data, outcome = harness.recv_until_close(clients[i])
+            results[i] = (outcome, len(data), data == block * (size // len(block)))
+
+        threads = [self.start_thread(read_all, i)[0] for i in range(n)]
+        for t in threads:
+            t.join(timeout=30)
+        for i in range(n):
+            self.assertEqual(results.get(i), ("eof", size, True), f"client {i}")
+        stats = proxy.stats()
+        self.assertGreaterEqual(stats["pool_waits"], 1)
+        self.assertLessEqual(stats["pool_high_water"], 2)
+
+
+def _limit_nofile_40():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+
+class LowFdLimit(ProxyTestCase):
+
+    def test_low_nofile_limit_lowers_cap_and_stays_idle_when_full(self):
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--max-connections", "1000"],
+                                 preexec_fn=_limit_nofile_40)
+        startup = [ln for ln in proxy.stderr_snapshot() if "listening on" not in ln]
+        warnings = [ln for ln in startup
+                    if "limit" in ln.lower() or "nofile" in ln.lower()]
+        self.assertEqual(len(warnings), 1, f"want one warning line about the fd limit, "
+                                           f"stderr:\n{proxy.stderr_text()}")
+        self.assertEqual(echo_roundtrip(proxy.port, b"low\n"), b"low\n")
+
+        clients = [self.connect(proxy.port) for _ in range(40)]
+        time.sleep(0.5)
+        self.assertTrue(proxy.alive(), f"proxy died: {proxy.stderr_text()}")
+        self.assertNotBusy(proxy, what="40 idle clients are connected under RLIMIT_NOFILE 40")
+        for s in clients:
+            s.close()
+
+        def served():
+            try:
+                return echo_roundtrip(proxy.port, b"again\n", timeout=3) == b"again\n"
+            except OSError:
+                return False
+
+        self.assertTrue(harness.wait_until(served, 15, interval=0.2),
+                        "new clients not served after the 40 clients closed")
+        self.assertTrue(proxy.alive())
+        stats = proxy.wait_stats(lambda st: st["active"] == 0, timeout=10)
+        self.assertEqual(stats["active"], 0)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,61 @@
+"""Idle timeout."""
+
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import ProxyTestCase, recv_exact  # noqa: E402
+
+
+class IdleTimeout(ProxyTestCase):
+
+    def test_idle_connection_is_closed(self):
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--idle-timeout", "1"])
+        s = self.connect(proxy.port)
+        s.sendall(b"one message, then silence")
+        recv_exact(s, len(b"one message, then silence"))
+        outcome, elapsed = self.assertClosedByProxy(s, within=6)
+        self.assertLess(elapsed, 3.0, f"idle connection closed only after {elapsed:.2f}s "
+                                      f"with --idle-timeout 1")
+        stats = proxy.wait_stats(lambda st: st["active"] == 0)
+        self.assertGreaterEqual(stats["idle_timeouts"], 1)
+        self.assertEqual(stats["active"], 0)
+        backend_results = backend.wait_results(1, timeout=5)
+        self.assertEqual(len(backend_results), 1, "backend side not closed on idle timeout")
+
+    def test_trickling_connection_is_not_closed(self):
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--idle-timeout", "1"])
+        s = self.connect(proxy.port)
+        deadline = time.monotonic() + 3.0
+        for i in range(20):
+            if time.monotonic() >= deadline:
+                break
+            msg = bytes([65 + i % 26])
+            s.sendall(msg)
+            self.assertEqual(recv_exact(s, 1), msg, f"trickle byte {i} not echoed")
+            time.sleep(0.3)
+        s.sendall(b"still here")
+        self.assertEqual(recv_exact(s, len(b"still here")), b"still here")
+        stats = proxy.stats()
+        self.assertEqual(stats["idle_timeouts"], 0, "a connection trickling every 300 ms was "
+                                                    "closed by the 1 s idle timeout")
+        self.assertEqual(stats["active"], 1)
+
+    def test_idle_timeout_zero_never_closes(self):
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--idle-timeout", "0"])
+        s = self.connect(proxy.port)
+        s.sendall(b"a")
+        self.assertEqual(recv_exact(s, 1), b"a")
+        time.sleep(1.5)
+        s.sendall(b"b")
+        self.assertEqual(recv_exact(s, 1), b"b", "connection closed with --idle-timeout 0")
+        self.assertEqual(proxy.stats()["idle_timeouts"], 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
