@@ -1,7 +1,6 @@
 // Command-line parsing; see config.h. Limits are checked here so nothing later sees a bad value.
 #include "edgeproxy/config.h"
 
-#include <cstring>
 #include <string_view>
 
 namespace edgeproxy {
@@ -73,7 +72,9 @@ Result<Ok> apply(Config& c, const Option& o, const std::string& flag, std::strin
     if (auto r = number(1, 1'000'000, "1-1000000"); !r.ok()) return r;
     c.max_connections = static_cast<uint32_t>(n);
   } else if (name == "buffers") {
-    if (auto r = number(1, 4'000'000, "1-4000000"); !r.ok()) return r;
+    // One block per direction is the least a connection can relay with.
+    if (auto r = number(2, 4'000'000, "2-4000000: at least 2, one per direction"); !r.ok())
+      return r;
     c.buffers = static_cast<uint32_t>(n);
   } else if (name == "connect-timeout") {
     if (auto r = number(1, 3'600'000, "milliseconds 1-3600000"); !r.ok()) return r;
@@ -107,7 +108,6 @@ Result<Ok> apply(Config& c, const Option& o, const std::string& flag, std::strin
 
 Result<Config> parse_command_line(int argc, const char* const* argv) {
   Config c;
-  bool buffers_set = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     const Option* opt = nullptr;
@@ -155,12 +155,6 @@ Result<Config> parse_command_line(int argc, const char* const* argv) {
       }
     }
     if (auto r = apply(c, *opt, flag, value); !r.ok()) return Error{r.error()};
-    if (std::strcmp(opt->long_name, "buffers") == 0) buffers_set = true;
-  }
-  if (buffers_set && c.buffers < 2) {
-    // One block per direction is the least a connection can relay with.
-    return Error{"--buffers: invalid value '" + std::to_string(c.buffers) +
-                 "' (expected at least 2)"};
   }
   return c;
 }

@@ -83,6 +83,7 @@ Worker::Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool,
       timers_(options.config.max_connections + 2),
       listeners_(std::move(listeners)),
       signal_fd_(signal_fd),
+      transport_(reactor_, pool_, stats_),
       touched_(std::make_unique<uint32_t[]>(options.config.max_connections)),
       pending_(std::make_unique<uint32_t[]>(options.config.max_connections)),
       carried_(std::make_unique<uint32_t[]>(options.config.max_connections)),
@@ -142,53 +143,54 @@ int Worker::run() noexcept {
 void Worker::dispatch(const Event& ev) noexcept {
   const Cookie ck = Cookie::unpack(ev.cookie);
   switch (ck.tag) {
-    case CookieTag::kListener:
-      if (ck.handle.index < listeners_.size() && listeners_[ck.handle.index].fd() >= 0) {
-        listeners_[ck.handle.index].ready = true;
-        if (!listeners_[ck.handle.index].paused) accept_from(ck.handle.index);
+    case CookieTag::kListener: {
+      const uint32_t i = ck.handle.index;
+      if (i >= listeners_.size()) break;
+      if (ev.ready & kAccepted) {
+        on_accepted(i, ev.result);
+      } else if (listeners_[i].fd() >= 0) {
+        listeners_[i].ready = true;
+        if (!listeners_[i].paused) accept_from(i);
       }
       return;
+    }
     case CookieTag::kSignal:
       on_signals();
       return;
     case CookieTag::kClient:
     case CookieTag::kUpstream:
-      on_connection_event(ck.tag, ck.handle, ev.ready);
+      on_connection_event(ck.tag, ck.handle, ev);
       return;
   }
   ++stats_.stale_events;  // unknown tag: cannot come from us
 }
 
-void Worker::on_connection_event(CookieTag tag, Handle h, uint32_t ready) noexcept {
+void Worker::on_connection_event(CookieTag tag, Handle h, const Event& ev) noexcept {
   Connection* c = slab_.resolve(h);
   if (c == nullptr) {
     // The slot was freed (and maybe reused) after the kernel queued this event.
     ++stats_.stale_events;
     return;
   }
-  if (c->state == State::kClosing) return;
-  if (tag == CookieTag::kUpstream && c->state == State::kConnecting) {
-    if (ready & (kWritable | kError | kHangup)) finish_connect(*c, h.index);
-    touch(*c, h.index);
-    if (c->state == State::kClosing) return;
-    if (c->state == State::kRelaying) relay::on_ready(*c, c->upstream, ready, stats_);
-    pump(*c, h.index);
-    return;
+  touch(*c, h.index);
+  // Completion backends must see events even while closing: they return buffers and count
+  // down operations in flight before the slot may be freed.
+  switch (transport_.on_event(*c, h, tag == CookieTag::kClient, ev)) {
+    case ConnectOutcome::kNone:
+      break;
+    case ConnectOutcome::kConnected:
+      arm_idle_timer(h.index);
+      break;
+    case ConnectOutcome::kFailed:
+      ++stats_.connects_failed;
+      c->abort = true;
+      c->state = State::kClosing;
+      break;
   }
-  relay::on_ready(*c, tag == CookieTag::kClient ? c->client : c->upstream, ready, stats_);
-  pump(*c, h.index);
+  if (c->state != State::kClosing) pump(*c, h.index);
 }
 
-void Worker::finish_connect(Connection& c, uint32_t index) noexcept {
-  const int err = sys::socket_error(c.upstream.fd);
-  if (err != 0) {
-    ++stats_.connects_failed;
-    log_debug("connect to %s failed: %s", backend_.to_string().c_str(), std::strerror(err));
-    c.abort = true;
-    c.state = State::kClosing;
-    return;
-  }
-  relay::on_connected(c);
+void Worker::arm_idle_timer(uint32_t index) noexcept {
   if (config_.idle_timeout_s != 0) {
     timers_.arm(index, now_.ms + int64_t{config_.idle_timeout_s} * 1000);
   } else {
@@ -235,21 +237,40 @@ void Worker::accept_from(uint32_t listener_index) noexcept {
       l.ready = false;
       return;
     }
-    ++stats_.accept_errors;
-    if (accept_error_is_transient(r.err)) continue;
-    if (accept_error_is_exhaustion(r.err)) {
-      // Out of fds or kernel memory: retrying now would spin. Pause until a connection closes
-      // or the retry timer fires, whichever comes first.
-      pause_listener(l);
-      timers_.arm(accept_retry_timer_, now_.ms + kAcceptRetryMs);
-      return;
-    }
-    log_error("accept: %s", std::strerror(r.err));
-    pause_listener(l);
-    timers_.arm(accept_retry_timer_, now_.ms + kAcceptRetryMs);
-    return;
+    if (!on_accept_error(l, r.err)) return;
   }
   listener_pending_ = true;  // budget spent: more may be queued, and no new edge will say so
+}
+
+void Worker::on_accepted(uint32_t listener_index, int result) noexcept {
+  Listener& l = listeners_[listener_index];
+  if (result < 0) {
+    on_accept_error(l, -result);
+    return;
+  }
+  if (stopping_ || l.fd() < 0 || slab_.full()) {
+    // Accepted by the kernel after we stopped wanting it (the cancel of a multishot accept is
+    // asynchronous): refuse it with a reset rather than leave it hanging.
+    sys::set_linger_zero(result);
+    sys::close(result);
+    ++stats_.accept_errors;
+    if (slab_.full() && l.fd() >= 0) pause_listener(l);
+    return;
+  }
+  start_connection(result);
+  if (slab_.full()) pause_listener(l);
+}
+
+bool Worker::on_accept_error(Listener& l, int err) noexcept {
+  ++stats_.accept_errors;
+  // The connection died in the queue or was refused by policy: skip it, keep accepting.
+  if (accept_error_is_transient(err)) return true;
+  if (!accept_error_is_exhaustion(err)) log_error("accept: %s", std::strerror(err));
+  // Out of fds or kernel memory (or an unexpected error): retrying now would spin. Pause until a
+  // connection closes or the retry timer fires, whichever comes first.
+  pause_listener(l);
+  timers_.arm(accept_retry_timer_, now_.ms + kAcceptRetryMs);
+  return false;
 }
 
 void Worker::start_connection(int client_fd) noexcept {
@@ -270,38 +291,21 @@ void Worker::start_connection(int client_fd) noexcept {
   c->backend = 0;
 
   const SysResult s = sys::stream_socket(backend_.family());
-  SysResult r = s;
+  int err = s.err;
   if (s.ok()) {
     c->upstream.fd = static_cast<int>(s.value);
     if (config_.no_delay) sys::set_no_delay(c->upstream.fd, true);
-    r = sys::connect(c->upstream.fd, backend_);
+    err = transport_.connect(*c, h, backend_);
   }
-  if (r.ok()) {
-    relay::on_connected(*c);
-  } else if (r.err == EINPROGRESS) {
-    c->state = State::kConnecting;
+  if (err == EINPROGRESS) {
+    timers_.arm(h.index, now_.ms + config_.connect_timeout_ms);
+  } else if (err == 0) {
+    arm_idle_timer(h.index);
   } else {
     ++stats_.connects_failed;
-    log_debug("connect to %s failed: %s", backend_.to_string().c_str(), std::strerror(r.err));
+    log_debug("connect to %s failed: %s", backend_.to_string().c_str(), std::strerror(err));
     c->abort = true;
     c->state = State::kClosing;
-    return;
-  }
-  for (Side* side : {&c->client, &c->upstream}) {
-    const CookieTag tag = side == &c->client ? CookieTag::kClient : CookieTag::kUpstream;
-    side->events = relay::wanted_interest(*c, *side);
-    const SysResult a = reactor_.add(side->fd, Cookie::pack(tag, h), side->events);
-    if (!a.ok()) {
-      ++stats_.connects_failed;
-      c->abort = true;
-      c->state = State::kClosing;
-      return;
-    }
-  }
-  if (c->state == State::kConnecting) {
-    timers_.arm(h.index, now_.ms + config_.connect_timeout_ms);
-  } else if (config_.idle_timeout_s != 0) {
-    timers_.arm(h.index, now_.ms + int64_t{config_.idle_timeout_s} * 1000);
   }
 }
 
@@ -313,7 +317,7 @@ void Worker::touch(Connection& c, uint32_t index) noexcept {
 
 void Worker::pump(Connection& c, uint32_t index) noexcept {
   touch(c, index);
-  Transport::pump(c, pool_, stats_, now_);
+  transport_.pump(c, slab_.handle_of(index), now_);
   if (((c.client.paused | c.upstream.paused) & kPauseNoBuffer) && !c.waiting) {
     link_waiter(c, index);
   }
@@ -386,7 +390,7 @@ void Worker::unlink_waiter(Connection& c, uint32_t index) noexcept {
 
 void Worker::wake_buffer_waiters() noexcept {
   // Oldest waiter first; each resumed side takes at most one block, so stop when none is left.
-  while (waiters_head_ != kNone && pool_.available() > 0) {
+  while (waiters_head_ != kNone && transport_.buffers_available()) {
     const uint32_t index = waiters_head_;
     Connection& c = slab_.at(index);
     unlink_waiter(c, index);
@@ -402,39 +406,28 @@ void Worker::finish_iteration() noexcept {
     const uint32_t index = touched_[i];
     Connection& c = slab_.at(index);
     c.touched = false;
+    const Handle h = slab_.handle_of(index);
     if (c.state == State::kClosing) {
-      close_connection(c, index);
-      freed = true;
+      // Completion backends may still have operations in flight: their completions touch the
+      // connection again, and it is freed once nothing refers to its slot.
+      if (transport_.quiesce(c, h)) {
+        close_connection(c, index);
+        freed = true;
+      }
       continue;
     }
-    reconcile(c, index);
+    if (!transport_.settle(c, h)) {
+      touch(c, index);  // failed: closed by the next pass
+      continue;
+    }
     if (c.more) pending_[pending_count_++] = index;
   }
   touched_count_ = 0;
   if (freed) {
     resume_listeners();
     // Freed buffers may let paused readers go on; they are pumped in the next iteration.
-    if (waiters_head_ != kNone && pool_.available() > 0) wake_buffer_waiters();
+    if (waiters_head_ != kNone && transport_.buffers_available()) wake_buffer_waiters();
     if (touched_count_ > 0) finish_iteration();
-  }
-}
-
-void Worker::reconcile(Connection& c, uint32_t index) noexcept {
-  const Handle h = slab_.handle_of(index);
-  for (Side* side : {&c.client, &c.upstream}) {
-    const uint32_t want = relay::wanted_interest(c, *side);
-    if (want == side->events || side->fd < 0) continue;
-    const CookieTag tag = side == &c.client ? CookieTag::kClient : CookieTag::kUpstream;
-    if ((side->events & ~want & kWantRead) && (side->paused & kPauseBackpressure)) {
-      ++stats_.backpressure_pauses;  // the buffer stayed full to the end of the iteration
-    }
-    const SysResult r = reactor_.modify(side->fd, Cookie::pack(tag, h), want);
-    if (!r.ok()) {
-      relay::fail(c, *side, stats_);
-      close_connection(c, index);
-      return;
-    }
-    side->events = want;
   }
 }
 
@@ -461,12 +454,16 @@ void Worker::close_connection(Connection& c, uint32_t index) noexcept {
   ++stats_.closed;
 }
 
+uint64_t Worker::listener_cookie(const Listener& l) const noexcept {
+  const auto index = static_cast<uint32_t>(&l - listeners_.data());
+  return Cookie::pack(CookieTag::kListener, Handle{index, 0});
+}
+
 void Worker::pause_listener(Listener& l) noexcept {
   if (l.paused) return;
   l.paused = true;
   ++stats_.accept_pauses;
-  const auto index = static_cast<uint32_t>(&l - listeners_.data());
-  reactor_.modify(l.fd(), Cookie::pack(CookieTag::kListener, Handle{index, 0}), 0);
+  reactor_.pause_listener(l.fd(), listener_cookie(l));
 }
 
 void Worker::resume_listeners() noexcept {
@@ -475,8 +472,8 @@ void Worker::resume_listeners() noexcept {
     Listener& l = listeners_[i];
     if (!l.paused || slab_.full()) continue;
     l.paused = false;
-    // EPOLL_CTL_MOD re-polls: connections waiting in the backlog raise an event at once.
-    reactor_.modify(l.fd(), Cookie::pack(CookieTag::kListener, Handle{i, 0}), kWantRead);
+    // Connections that queued in the backlog meanwhile are reported at once.
+    reactor_.resume_listener(l.fd(), listener_cookie(l));
   }
 }
 
@@ -485,7 +482,10 @@ void Worker::begin_shutdown(bool fast) noexcept {
     stopping_ = true;
     listener_pending_ = false;
     // Closing the listening sockets makes the kernel refuse new connections at once.
-    for (Listener& l : listeners_) l.close();
+    for (Listener& l : listeners_) {
+      reactor_.unwatch_listener(l.fd(), listener_cookie(l));
+      l.close();
+    }
     timers_.cancel(accept_retry_timer_);
     log_info("%s shutdown: %u connection(s) open", fast ? "fast" : "graceful", slab_.used());
   }

@@ -52,11 +52,13 @@ class Worker {
                   std::vector<Listener> listeners, int signal_fd);
 
   void dispatch(const Event& ev) noexcept;
-  void on_connection_event(CookieTag tag, Handle h, uint32_t ready) noexcept;
+  void on_connection_event(CookieTag tag, Handle h, const Event& ev) noexcept;
   void on_signals() noexcept;
   void accept_from(uint32_t listener_index) noexcept;
+  void on_accepted(uint32_t listener_index, int result) noexcept;
+  bool on_accept_error(Listener& l, int err) noexcept;
   void start_connection(int client_fd) noexcept;
-  void finish_connect(Connection& c, uint32_t index) noexcept;
+  void arm_idle_timer(uint32_t index) noexcept;
   void pump(Connection& c, uint32_t index) noexcept;
   void touch(Connection& c, uint32_t index) noexcept;
   void expire_timers() noexcept;
@@ -65,8 +67,8 @@ class Worker {
   void link_waiter(Connection& c, uint32_t index) noexcept;
   void unlink_waiter(Connection& c, uint32_t index) noexcept;
   void finish_iteration() noexcept;
-  void reconcile(Connection& c, uint32_t index) noexcept;
   void close_connection(Connection& c, uint32_t index) noexcept;
+  uint64_t listener_cookie(const Listener& l) const noexcept;
   void pause_listener(Listener& l) noexcept;
   void resume_listeners() noexcept;
   void begin_shutdown(bool fast) noexcept;
@@ -81,6 +83,7 @@ class Worker {
   std::vector<Listener> listeners_;
   int signal_fd_;
   Stats stats_;
+  Transport transport_;  // refers to reactor_, pool_ and stats_ above
   LoopTime now_;
 
   // Connections touched this iteration (each once), settled by finish_iteration(): interest

@@ -33,6 +33,15 @@ class EpollReactor {
   // event is queued at once, so resuming a paused side never misses bytes that arrived meanwhile.
   SysResult modify(int fd, uint64_t cookie, uint32_t interest) noexcept;
 
+  // Listeners and control fds (signalfd). Pausing drops the interest and keeps the registration;
+  // resuming re-polls, so connections that queued meanwhile raise an event at once. Closing a
+  // listener's fd removes it from the epoll set, so unwatching has nothing to do.
+  SysResult watch(int fd, uint64_t cookie) noexcept { return add(fd, cookie, kWantRead); }
+  SysResult watch_listener(int fd, uint64_t cookie) noexcept { return add(fd, cookie, kWantRead); }
+  void pause_listener(int fd, uint64_t cookie) noexcept { modify(fd, cookie, 0); }
+  void resume_listener(int fd, uint64_t cookie) noexcept { modify(fd, cookie, kWantRead); }
+  void unwatch_listener(int, uint64_t) noexcept {}
+
   // Waits up to timeout_ms (-1 = until something happens) and returns normalized events, valid
   // until the next call. EINTR returns an empty batch.
   std::span<const Event> wait(int timeout_ms) noexcept;

@@ -1,12 +1,52 @@
 // Readiness-driven byte moving; see epoll_transport.h.
 #include "epoll/epoll_transport.h"
 
-#include "edgeproxy/net.h"
+#include "edgeproxy/cookie.h"
 #include "edgeproxy/relay.h"
 
 namespace edgeproxy {
+namespace {
 
-void EpollTransport::pump(Connection& c, BufferPool& pool, Stats& stats, LoopTime now) noexcept {
+uint64_t cookie_of(const Connection& c, const Side& side, Handle h) noexcept {
+  return Cookie::pack(&side == &c.client ? CookieTag::kClient : CookieTag::kUpstream, h);
+}
+
+}  // namespace
+
+int EpollTransport::connect(Connection& c, Handle h, const SocketAddress& to) noexcept {
+  const SysResult r = sys::connect(c.upstream.fd, to);
+  if (r.ok()) {
+    relay::on_connected(c);
+  } else if (r.err == EINPROGRESS) {
+    c.state = State::kConnecting;
+  } else {
+    return r.err;
+  }
+  for (Side* side : {&c.client, &c.upstream}) {
+    side->events = relay::wanted_interest(c, *side);
+    const SysResult a = reactor_.add(side->fd, cookie_of(c, *side, h), side->events);
+    if (!a.ok()) return a.err;
+  }
+  return r.ok() ? 0 : EINPROGRESS;
+}
+
+ConnectOutcome EpollTransport::on_event(Connection& c, Handle, bool client,
+                                        const Event& ev) noexcept {
+  if (c.state == State::kClosing) return ConnectOutcome::kNone;
+  if (!client && c.state == State::kConnecting) {
+    if (!(ev.ready & (kWritable | kError | kHangup))) return ConnectOutcome::kNone;
+    // A non-blocking connect reports its outcome as writability plus SO_ERROR.
+    const int err = sys::socket_error(c.upstream.fd);
+    if (err != 0) return ConnectOutcome::kFailed;
+    relay::on_connected(c);
+    relay::on_ready(c, c.upstream, ev.ready, stats_);
+    return ConnectOutcome::kConnected;
+  }
+  relay::on_ready(c, client ? c.client : c.upstream, ev.ready, stats_);
+  return ConnectOutcome::kNone;
+}
+
+void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
   uint32_t reads[2] = {0, 0};
   c.more = false;
   bool progressed = true;
@@ -24,10 +64,10 @@ void EpollTransport::pump(Connection& c, BufferPool& pool, Stats& stats, LoopTim
             c.more = true;
             break;
           }
-          if (!relay::prepare_read(c, d, pool, stats)) break;
+          if (!relay::prepare_read(c, d, pool_, stats_)) break;
           const uint32_t asked = src.in.writable();
           const SysResult r = sys::read(src.fd, src.in.write_ptr(), asked);
-          relay::on_read(c, d, r, asked, pool, stats, now);
+          relay::on_read(c, d, r, asked, pool_, stats_, now);
           ++done;
           progressed = true;
           break;
@@ -35,20 +75,37 @@ void EpollTransport::pump(Connection& c, BufferPool& pool, Stats& stats, LoopTim
         case relay::Step::kWrite: {
           const uint32_t asked = src.in.readable();
           const SysResult r = sys::send(dst.fd, src.in.read_ptr(), asked);
-          relay::on_write(c, d, r, asked, pool, stats, now);
+          relay::on_write(c, d, r, asked, pool_, stats_, now);
           progressed = true;
           break;
         }
         case relay::Step::kShutdown:
           // SHUT_WR only after every buffered byte was sent: the peer reads them, then EOF.
           sys::shutdown_write(dst.fd);
-          relay::on_shutdown(c, d, stats, now);
+          relay::on_shutdown(c, d, stats_, now);
           progressed = true;
           break;
       }
     }
   }
   if (c.state == State::kClosing) c.more = false;
+}
+
+bool EpollTransport::settle(Connection& c, Handle h) noexcept {
+  for (Side* side : {&c.client, &c.upstream}) {
+    const uint32_t want = relay::wanted_interest(c, *side);
+    if (want == side->events || side->fd < 0) continue;
+    if ((side->events & ~want & kWantRead) && (side->paused & kPauseBackpressure)) {
+      ++stats_.backpressure_pauses;  // the buffer stayed full to the end of the iteration
+    }
+    const SysResult r = reactor_.modify(side->fd, cookie_of(c, *side, h), want);
+    if (!r.ok()) {
+      relay::fail(c, *side, stats_);
+      return false;
+    }
+    side->events = want;
+  }
+  return true;
 }
 
 }  // namespace edgeproxy

@@ -1,23 +1,58 @@
-// EpollTransport: how the epoll backend moves a connection's bytes. Readiness-based: it runs the
-// relay's steps (relay.h) as read/send/shutdown syscalls until no direction can progress.
+// EpollTransport: how the epoll backend moves a connection's bytes. Readiness-based: registers
+// both fds edge-triggered, runs the relay's steps (relay.h) as read/send/shutdown syscalls until no
+// direction can progress, and reconciles interest once per loop iteration.
+// Single-threaded: owned by one Worker, like the reactor, pool and stats it refers to.
 #pragma once
 
 #include "edgeproxy/buffer_pool.h"
 #include "edgeproxy/clock.h"
 #include "edgeproxy/connection.h"
+#include "edgeproxy/event.h"
+#include "edgeproxy/net.h"
+#include "edgeproxy/slab.h"
 #include "edgeproxy/stats.h"
+#include "epoll/epoll_reactor.h"
 
 namespace edgeproxy {
+
+// What an event did to a connection's backend connect.
+enum class ConnectOutcome : uint8_t { kNone, kConnected, kFailed };
 
 class EpollTransport {
  public:
   // Reads per direction per call: 16 x 8 KiB, so one busy connection cannot starve the others.
   static constexpr uint32_t kReadBudget = 16;
 
+  EpollTransport(EpollReactor& reactor, BufferPool& pool, Stats& stats) noexcept
+      : reactor_(reactor), pool_(pool), stats_(stats) {}
+
+  // Starts the non-blocking connect of c.upstream.fd (already created) to `to` and registers both
+  // fds. Returns 0 (connected at once), EINPROGRESS, or the errno of the failure.
+  int connect(Connection& c, Handle h, const SocketAddress& to) noexcept;
+
+  // Applies one event for a side (`client` says which). While connecting, an upstream event
+  // finishes the connect (SO_ERROR) and says how.
+  ConnectOutcome on_event(Connection& c, Handle h, bool client, const Event& ev) noexcept;
+
   // Moves bytes both ways. Sets c.more when the read budget ran out with the socket still
-  // readable (the caller pumps again next loop iteration; no new edge would come). Leaves the
+  // readable (the caller pumps again next loop iteration: no new edge would come). Leaves the
   // connection in kClosing on an error or when both directions are done.
-  static void pump(Connection& c, BufferPool& pool, Stats& stats, LoopTime now) noexcept;
+  void pump(Connection& c, Handle h, LoopTime now) noexcept;
+
+  // End of an iteration for a live connection: one epoll_ctl(MOD) per side whose wanted interest
+  // changed, none otherwise. False if the kernel refused (the connection must close).
+  bool settle(Connection& c, Handle h) noexcept;
+
+  // True when the connection may be closed now (epoll: always; nothing is in flight).
+  bool quiesce(Connection&, Handle) noexcept { return true; }
+
+  // Whether a read paused for want of a buffer could get one now.
+  bool buffers_available() const noexcept { return pool_.available() > 0; }
+
+ private:
+  EpollReactor& reactor_;
+  BufferPool& pool_;
+  Stats& stats_;
 };
 
 }  // namespace edgeproxy
