@@ -1,0 +1,410 @@
+// Config: command-line parsing through parse_command_line with argv arrays; every option in
+// every spelling, every refusal, and the --help text.
+#include "edgeproxy/config.h"
+
+#include <gtest/gtest.h>
+
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+namespace edgeproxy {
+namespace {
+
+// Runs the parser on {"edgeproxy", args...}.
+Result<Config> Parse(std::initializer_list<const char*> args) {
+  std::vector<const char*> argv{"edgeproxy"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return parse_command_line(static_cast<int>(argv.size()), argv.data());
+}
+
+// Parses and requires success.
+Config Ok(std::initializer_list<const char*> args) {
+  Result<Config> r = Parse(args);
+  EXPECT_TRUE(r.ok()) << r.error();
+  return r.ok() ? r.value() : Config{};
+}
+
+// Parses and requires failure; returns the message.
+std::string Err(std::initializer_list<const char*> args) {
+  Result<Config> r = Parse(args);
+  EXPECT_FALSE(r.ok());
+  return r.ok() ? std::string() : r.error();
+}
+
+// `message` names `what`.
+::testing::AssertionResult Names(const std::string& message, const std::string& what) {
+  if (message.find(what) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "'" << message << "' does not mention '" << what << "'";
+}
+
+// Refuses a non-number for `flag`, reads the "A-B" range the message states, and checks that
+// A and B are accepted and A-1 and B+1 refused.
+void CheckStatedRange(const char* flag) {
+  const std::string message = Err({flag, "x"});
+  const size_t expected = message.find("(expected ");
+  ASSERT_NE(expected, std::string::npos) << message;
+  const size_t first = message.find_first_of("0123456789", expected);
+  ASSERT_NE(first, std::string::npos) << message;
+  const size_t dash = message.find_first_not_of("0123456789", first);
+  ASSERT_TRUE(dash != std::string::npos && message[dash] == '-') << message;
+  const size_t last = message.find_first_not_of("0123456789", dash + 1);
+  ASSERT_NE(last, dash + 1) << message;
+  const std::string low_text = message.substr(first, dash - first);
+  const std::string high_text = message.substr(dash + 1, last - dash - 1);
+  const unsigned long low = std::stoul(low_text);
+  const unsigned long high = std::stoul(high_text);
+  EXPECT_TRUE(Parse({flag, std::to_string(low).c_str()}).ok())
+      << flag << " " << low << " is refused, but '" << message << "' offers it";
+  EXPECT_TRUE(Parse({flag, std::to_string(high).c_str()}).ok()) << flag << " " << high;
+  if (low > 0) {
+    EXPECT_FALSE(Parse({flag, std::to_string(low - 1).c_str()}).ok()) << flag;
+  }
+  EXPECT_FALSE(Parse({flag, std::to_string(high + 1).c_str()}).ok()) << flag;
+}
+
+TEST(ConfigTest, Defaults) {
+  const Config c = Ok({});
+  EXPECT_EQ(c.listen_host, "0.0.0.0");
+  EXPECT_EQ(c.listen_port, 8080);
+  EXPECT_EQ(c.backend_host, "127.0.0.1");
+  EXPECT_EQ(c.backend_port, 8081);
+  EXPECT_EQ(c.max_connections, 1024u);
+  EXPECT_EQ(c.buffers, 0u);
+  EXPECT_EQ(c.connect_timeout_ms, 5000u);
+  EXPECT_EQ(c.idle_timeout_s, 3600u);
+  EXPECT_EQ(c.shutdown_timeout_s, 10u);
+  EXPECT_EQ(c.backlog, 4096);
+  EXPECT_TRUE(c.no_delay);
+  EXPECT_EQ(c.log_level, LogLevel::kNormal);
+  EXPECT_FALSE(c.show_help);
+  EXPECT_FALSE(c.show_version);
+  EXPECT_EQ(c.buffer_count(), 2048u);
+}
+
+// --- value options in every spelling -------------------------------------------------------
+
+TEST(ConfigTest, ListenInEveryForm) {
+  EXPECT_EQ(Ok({"--listen", "::1"}).listen_host, "::1");
+  EXPECT_EQ(Ok({"--listen=10.0.0.1"}).listen_host, "10.0.0.1");
+  EXPECT_EQ(Ok({"-l", "localhost"}).listen_host, "localhost");
+  EXPECT_EQ(Ok({"-l127.0.0.2"}).listen_host, "127.0.0.2");
+}
+
+TEST(ConfigTest, PortInEveryForm) {
+  EXPECT_EQ(Ok({"--port", "1"}).listen_port, 1);
+  EXPECT_EQ(Ok({"--port=65535"}).listen_port, 65535);
+  EXPECT_EQ(Ok({"-p", "80"}).listen_port, 80);
+  EXPECT_EQ(Ok({"-p443"}).listen_port, 443);
+}
+
+TEST(ConfigTest, BackendInEveryForm) {
+  EXPECT_EQ(Ok({"--backend", "example.org"}).backend_host, "example.org");
+  EXPECT_EQ(Ok({"--backend=fe80::1"}).backend_host, "fe80::1");
+  EXPECT_EQ(Ok({"-b", "10.1.2.3"}).backend_host, "10.1.2.3");
+  EXPECT_EQ(Ok({"-bhost"}).backend_host, "host");
+}
+
+TEST(ConfigTest, BackendPortInEveryForm) {
+  EXPECT_EQ(Ok({"--backend-port", "9000"}).backend_port, 9000);
+  EXPECT_EQ(Ok({"--backend-port=9001"}).backend_port, 9001);
+  EXPECT_EQ(Ok({"-P", "9002"}).backend_port, 9002);
+  EXPECT_EQ(Ok({"-P9003"}).backend_port, 9003);
+  // -p and -P are different options.
+  const Config c = Ok({"-p", "1", "-P", "2"});
+  EXPECT_EQ(c.listen_port, 1);
+  EXPECT_EQ(c.backend_port, 2);
+}
+
+TEST(ConfigTest, MaxConnections) {
+  EXPECT_EQ(Ok({"--max-connections", "1"}).max_connections, 1u);
+  EXPECT_EQ(Ok({"--max-connections=1000000"}).max_connections, 1'000'000u);
+  const Config c = Ok({"--max-connections", "10"});
+  EXPECT_EQ(c.buffer_count(), 20u) << "default pool is 2 x max-connections";
+}
+
+TEST(ConfigTest, Buffers) {
+  const Config c = Ok({"--buffers", "2"});
+  EXPECT_EQ(c.buffers, 2u);
+  EXPECT_EQ(c.buffer_count(), 2u);
+  EXPECT_EQ(Ok({"--buffers=4000000"}).buffers, 4'000'000u);
+  const Config d = Ok({"--max-connections", "10", "--buffers", "7"});
+  EXPECT_EQ(d.buffer_count(), 7u) << "an explicit pool size wins over the default";
+}
+
+TEST(ConfigTest, BufferCountDefaultIsTwiceMax) {
+  Config c;
+  c.max_connections = 300;
+  EXPECT_EQ(c.buffer_count(), 600u);
+  c.buffers = 5;
+  EXPECT_EQ(c.buffer_count(), 5u);
+  c.buffers = 0;
+  c.max_connections = 1'000'000;
+  EXPECT_EQ(c.buffer_count(), 2'000'000u);
+}
+
+TEST(ConfigTest, Timeouts) {
+  EXPECT_EQ(Ok({"--connect-timeout", "1"}).connect_timeout_ms, 1u);
+  EXPECT_EQ(Ok({"--connect-timeout=3600000"}).connect_timeout_ms, 3'600'000u);
+  EXPECT_EQ(Ok({"--idle-timeout", "0"}).idle_timeout_s, 0u);
+  EXPECT_EQ(Ok({"--idle-timeout=31536000"}).idle_timeout_s, 31'536'000u);
+  EXPECT_EQ(Ok({"--shutdown-timeout", "0"}).shutdown_timeout_s, 0u);
+  EXPECT_EQ(Ok({"--shutdown-timeout=86400"}).shutdown_timeout_s, 86'400u);
+}
+
+TEST(ConfigTest, Backlog) {
+  EXPECT_EQ(Ok({"--backlog", "1"}).backlog, 1);
+  EXPECT_EQ(Ok({"--backlog=65535"}).backlog, 65535);
+}
+
+// --- flags ---------------------------------------------------------------------------------
+
+TEST(ConfigTest, NoDelayFlags) {
+  EXPECT_FALSE(Ok({"--no-no-delay"}).no_delay);
+  EXPECT_TRUE(Ok({"--no-delay"}).no_delay);
+  EXPECT_TRUE(Ok({"--no-no-delay", "--no-delay"}).no_delay) << "the last one wins";
+  EXPECT_FALSE(Ok({"--no-delay", "--no-no-delay"}).no_delay);
+}
+
+TEST(ConfigTest, LogLevelFlags) {
+  EXPECT_EQ(Ok({"--verbose"}).log_level, LogLevel::kVerbose);
+  EXPECT_EQ(Ok({"-v"}).log_level, LogLevel::kVerbose);
+  EXPECT_EQ(Ok({"--quiet"}).log_level, LogLevel::kQuiet);
+  EXPECT_EQ(Ok({"-q"}).log_level, LogLevel::kQuiet);
+  EXPECT_EQ(Ok({"-v", "-q"}).log_level, LogLevel::kQuiet);
+}
+
+TEST(ConfigTest, HelpAndVersionFlags) {
+  EXPECT_TRUE(Ok({"--help"}).show_help);
+  EXPECT_TRUE(Ok({"-h"}).show_help);
+  EXPECT_TRUE(Ok({"--version"}).show_version);
+  EXPECT_TRUE(Ok({"-V"}).show_version);
+  EXPECT_FALSE(Ok({"-V"}).show_help);
+}
+
+TEST(ConfigTest, EverythingTogether) {
+  const Config c =
+      Ok({"-l", "::", "--port=1000", "-b10.0.0.9", "--backend-port", "2000", "--max-connections=50",
+          "--buffers", "64", "--connect-timeout", "250", "--idle-timeout=0", "--shutdown-timeout",
+          "3", "--backlog=128", "--no-no-delay", "-q"});
+  EXPECT_EQ(c.listen_host, "::");
+  EXPECT_EQ(c.listen_port, 1000);
+  EXPECT_EQ(c.backend_host, "10.0.0.9");
+  EXPECT_EQ(c.backend_port, 2000);
+  EXPECT_EQ(c.max_connections, 50u);
+  EXPECT_EQ(c.buffers, 64u);
+  EXPECT_EQ(c.buffer_count(), 64u);
+  EXPECT_EQ(c.connect_timeout_ms, 250u);
+  EXPECT_EQ(c.idle_timeout_s, 0u);
+  EXPECT_EQ(c.shutdown_timeout_s, 3u);
+  EXPECT_EQ(c.backlog, 128);
+  EXPECT_FALSE(c.no_delay);
+  EXPECT_EQ(c.log_level, LogLevel::kQuiet);
+}
+
+TEST(ConfigTest, LaterValueWins) {
+  EXPECT_EQ(Ok({"-p", "1", "--port=2"}).listen_port, 2);
+}
+
+TEST(ConfigTest, ValueMayLookLikeAnOption) {
+  // "--name value" takes the next argument whatever it is, as getopt does.
+  EXPECT_EQ(Ok({"--listen", "-weird"}).listen_host, "-weird");
+}
+
+// --- refusals ------------------------------------------------------------------------------
+
+TEST(ConfigTest, UnknownOptionIsNamed) {
+  EXPECT_TRUE(Names(Err({"--frobnicate"}), "--frobnicate"));
+  EXPECT_TRUE(Names(Err({"--frobnicate=1"}), "--frobnicate"));
+  EXPECT_TRUE(Names(Err({"-x"}), "-x"));
+  EXPECT_TRUE(Names(Err({"-xyz"}), "-xyz"));
+  EXPECT_TRUE(Names(Err({"--Port", "80"}), "--Port")) << "long names are case-sensitive";
+  EXPECT_TRUE(Names(Err({"--por", "80"}), "--por")) << "no prefix abbreviations";
+  EXPECT_TRUE(Names(Err({"--max-connection", "1"}), "--max-connection"));
+}
+
+TEST(ConfigTest, MissingValueIsNamed) {
+  for (const char* flag : {"--listen", "--port", "--backend", "--backend-port", "--max-connections",
+                           "--buffers", "--connect-timeout", "--idle-timeout", "--shutdown-timeout",
+                           "--backlog", "-l", "-p", "-b", "-P"}) {
+    const std::string message = Err({flag});
+    EXPECT_TRUE(Names(message, flag));
+    EXPECT_TRUE(Names(message, "missing value"));
+  }
+  // Only the last argument can lack its value.
+  EXPECT_TRUE(Names(Err({"-p", "80", "--backend-port"}), "--backend-port"));
+}
+
+TEST(ConfigTest, BadPortsAreRefusedNamingFlagAndValue) {
+  for (const char* value : {"0", "65536", "-1", "80x", "", " 80", "80 ", "+80", "0x50", "1e3",
+                            "99999999999999", "8O"}) {
+    for (const char* flag : {"--port", "--backend-port", "-p", "-P"}) {
+      const std::string message = Err({flag, value});
+      EXPECT_TRUE(Names(message, flag)) << "value '" << value << "'";
+      EXPECT_TRUE(Names(message, std::string("'") + value + "'")) << flag;
+    }
+    const std::string inline_long = std::string("--port=") + value;
+    EXPECT_TRUE(Names(Err({inline_long.c_str()}), "--port"));
+    if (value[0] != '\0') {  // "-p" with an empty attached value is "-p" with its value missing
+      const std::string attached = std::string("-p") + value;
+      EXPECT_TRUE(Names(Err({attached.c_str()}), std::string("'") + value + "'"));
+    }
+  }
+}
+
+TEST(ConfigTest, PortBoundaries) {
+  EXPECT_EQ(Ok({"-p", "1"}).listen_port, 1);
+  EXPECT_EQ(Ok({"-p", "65535"}).listen_port, 65535);
+  EXPECT_EQ(Ok({"-p", "08080"}).listen_port, 8080) << "leading zeros are still decimal";
+}
+
+TEST(ConfigTest, NonNumericCountsAreRefused) {
+  for (const char* flag : {"--max-connections", "--buffers", "--connect-timeout", "--idle-timeout",
+                           "--shutdown-timeout", "--backlog"}) {
+    for (const char* value : {"abc", "", "-5", "12k", "1.5", " 3", "3 "}) {
+      const std::string message = Err({flag, value});
+      EXPECT_TRUE(Names(message, flag)) << "value '" << value << "'";
+      EXPECT_TRUE(Names(message, std::string("'") + value + "'")) << flag;
+    }
+  }
+}
+
+TEST(ConfigTest, OutOfRangeCountsAreRefused) {
+  EXPECT_TRUE(Names(Err({"--max-connections", "0"}), "--max-connections"));
+  EXPECT_TRUE(Names(Err({"--max-connections", "1000001"}), "'1000001'"));
+  EXPECT_TRUE(Names(Err({"--buffers", "0"}), "--buffers"));
+  EXPECT_TRUE(Names(Err({"--buffers", "4000001"}), "--buffers"));
+  EXPECT_TRUE(Names(Err({"--connect-timeout", "0"}), "--connect-timeout"));
+  EXPECT_TRUE(Names(Err({"--connect-timeout", "3600001"}), "--connect-timeout"));
+  EXPECT_TRUE(Names(Err({"--idle-timeout", "31536001"}), "--idle-timeout"));
+  EXPECT_TRUE(Names(Err({"--shutdown-timeout", "86401"}), "--shutdown-timeout"));
+  EXPECT_TRUE(Names(Err({"--backlog", "0"}), "--backlog"));
+  EXPECT_TRUE(Names(Err({"--backlog", "65536"}), "--backlog"));
+}
+
+TEST(ConfigTest, OneBufferIsRefused) {
+  const std::string message = Err({"--buffers", "1"});
+  EXPECT_TRUE(Names(message, "--buffers"));
+  EXPECT_TRUE(Names(message, "'1'"));
+  EXPECT_TRUE(Names(message, "2")) << "the message states the minimum of 2";
+  EXPECT_TRUE(Names(Err({"--buffers=1", "--max-connections", "5"}), "--buffers"));
+}
+
+TEST(ConfigTest, EmptyAddressIsRefused) {
+  EXPECT_TRUE(Names(Err({"--listen", ""}), "--listen"));
+  EXPECT_TRUE(Names(Err({"--listen="}), "--listen"));
+  EXPECT_TRUE(Names(Err({"-b", ""}), "-b"));
+  EXPECT_TRUE(Names(Err({"--backend="}), "empty address"));
+}
+
+TEST(ConfigTest, FlagsTakeNoValue) {
+  for (const char* arg : {"--quiet=1", "--verbose=yes", "--help=", "--version=1", "--no-delay=0",
+                          "--no-no-delay=1"}) {
+    const std::string message = Err({arg});
+    const std::string flag = std::string(arg).substr(0, std::string(arg).find('='));
+    EXPECT_TRUE(Names(message, flag));
+    EXPECT_TRUE(Names(message, "takes no value"));
+  }
+}
+
+TEST(ConfigTest, ShortFlagsDoNotCombine) {
+  EXPECT_TRUE(Names(Err({"-vq"}), "-vq"));
+  EXPECT_TRUE(Names(Err({"-q1"}), "-q1"));
+  EXPECT_TRUE(Names(Err({"-hV"}), "-hV"));
+}
+
+TEST(ConfigTest, StrayPositionalArgumentIsRefused) {
+  EXPECT_TRUE(Names(Err({"extra"}), "'extra'"));
+  EXPECT_TRUE(Names(Err({"-p", "80", "8081"}), "'8081'"));
+  EXPECT_TRUE(Names(Err({"--quiet", "yes"}), "'yes'")) << "a flag does not eat the next argument";
+  EXPECT_TRUE(Names(Err({"-"}), "'-'"));
+  EXPECT_TRUE(Names(Err({"--"}), "'--'"));
+  EXPECT_TRUE(Names(Err({""}), "''"));
+}
+
+TEST(ConfigTest, FirstErrorStopsParsing) {
+  const std::string message = Err({"--port", "0", "--frobnicate"});
+  EXPECT_TRUE(Names(message, "--port"));
+  EXPECT_EQ(message.find("--frobnicate"), std::string::npos) << message;
+}
+
+TEST(ConfigTest, ErrorIsOneLine) {
+  for (const std::string& message :
+       {Err({"--frobnicate"}), Err({"-p"}), Err({"-p", "x"}), Err({"--buffers", "1"}),
+        Err({"--quiet=1"}), Err({"stray"}), Err({"--listen="})}) {
+    EXPECT_FALSE(message.empty());
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    EXPECT_NE(message.rfind("edgeproxy:", 0), 0u) << "main adds the program-name prefix";
+  }
+}
+
+// Every numeric option states its range when refusing a value; both ends of the stated range
+// must be accepted and the values just outside refused.
+TEST(ConfigTest, StatedRangesMatchAcceptedValues) {
+  for (const char* flag : {"--port", "--backend-port", "--max-connections", "--connect-timeout",
+                           "--idle-timeout", "--shutdown-timeout", "--backlog"}) {
+    CheckStatedRange(flag);
+  }
+}
+
+// Regression: `--buffers 0` answered "(expected 1-4000000)", yet `--buffers 1` is then refused
+// with "(expected at least 2)": the stated range offers a value the parser refuses.
+TEST(ConfigTest, BuffersZeroErrorOffersRefusedValueOne) {
+  CheckStatedRange("--buffers");
+  EXPECT_FALSE(Parse({"--buffers", "1"}).ok());
+}
+
+// --- usage ---------------------------------------------------------------------------------
+
+struct Documented {
+  const char* long_name;
+  char short_name;
+};
+
+// The options table in config.cc.
+constexpr Documented kOptions[] = {
+    {"listen", 'l'},         {"port", 'p'},  {"backend", 'b'},       {"backend-port", 'P'},
+    {"max-connections", 0},  {"buffers", 0}, {"connect-timeout", 0}, {"idle-timeout", 0},
+    {"shutdown-timeout", 0}, {"backlog", 0}, {"no-delay", 0},        {"no-no-delay", 0},
+    {"verbose", 'v'},        {"quiet", 'q'}, {"help", 'h'},          {"version", 'V'},
+};
+
+TEST(ConfigTest, UsageMentionsEveryOption) {
+  const std::string text = usage();
+  for (const Documented& o : kOptions) {
+    const std::string long_flag = std::string("--") + o.long_name + " ";
+    EXPECT_TRUE(Names(text, long_flag));
+    if (o.short_name != 0) {
+      EXPECT_TRUE(Names(text, std::string("-") + o.short_name + ", --" + o.long_name));
+    }
+  }
+}
+
+TEST(ConfigTest, UsageShowsDefaults) {
+  const std::string text = usage();
+  const Config d;
+  EXPECT_TRUE(Names(text, "(default " + d.listen_host + ")"));
+  EXPECT_TRUE(Names(text, "(default " + std::to_string(d.listen_port) + ")"));
+  EXPECT_TRUE(Names(text, "(default " + d.backend_host + ")"));
+  EXPECT_TRUE(Names(text, "(default " + std::to_string(d.backend_port) + ")"));
+  EXPECT_TRUE(Names(text, "(default " + std::to_string(d.max_connections) + ")"));
+  EXPECT_TRUE(Names(text, "(default " + std::to_string(d.connect_timeout_ms) + ")"));
+  EXPECT_TRUE(Names(text, "(default " + std::to_string(d.idle_timeout_s) + ")"));
+  EXPECT_TRUE(Names(text, "(default " + std::to_string(d.shutdown_timeout_s) + ")"));
+  EXPECT_TRUE(Names(text, "(default " + std::to_string(d.backlog) + ")"));
+  EXPECT_TRUE(Names(text, "2 x max-connections"));
+}
+
+TEST(ConfigTest, EveryDocumentedOptionParses) {
+  // The usage table and the parser agree: each documented long option is accepted.
+  for (const Documented& o : kOptions) {
+    const std::string flag = std::string("--") + o.long_name;
+    Result<Config> r = Parse({flag.c_str()});
+    if (!r.ok()) {
+      EXPECT_TRUE(Names(r.error(), "missing value")) << flag << ": " << r.error();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace edgeproxy

@@ -1,0 +1,1124 @@
+// relay: the pure connection state machine driven directly with synthetic syscall results, no
+// sockets. Connection invariants are re-checked after every relay call; a scripted simulation of
+// two edge-triggered sockets checks that every byte arrives, in order, in both directions.
+#include "edgeproxy/relay.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <ostream>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "edgeproxy/event.h"
+
+namespace edgeproxy::relay {
+
+// Readable Step values in assertion messages (found by argument-dependent lookup).
+static void PrintTo(Step s, std::ostream* os) {
+  switch (s) {
+    case Step::kNone:
+      *os << "kNone";
+      return;
+    case Step::kRead:
+      *os << "kRead";
+      return;
+    case Step::kWrite:
+      *os << "kWrite";
+      return;
+    case Step::kShutdown:
+      *os << "kShutdown";
+      return;
+  }
+  *os << "Step(" << static_cast<int>(s) << ")";
+}
+
+}  // namespace edgeproxy::relay
+
+namespace edgeproxy {
+namespace {
+
+using relay::Step;
+
+constexpr Dir kDirs[] = {Dir::kC2U, Dir::kU2C};
+
+const char* Name(Dir d) {
+  return d == Dir::kC2U ? "c2u" : "u2c";
+}
+
+SysResult Bytes(long n) {
+  return SysResult{n, 0};
+}
+SysResult Eof() {
+  return SysResult{0, 0};
+}
+SysResult Errno(int err) {
+  return SysResult{-1, err};
+}
+
+BufferPool MakePool(uint32_t count) {
+  Result<BufferPool> r = BufferPool::create(count);
+  if (!r.ok()) {
+    ADD_FAILURE() << r.error();
+    std::abort();
+  }
+  return std::move(r.value());
+}
+
+// The byte at offset k of direction d's stream.
+std::byte Pattern(Dir d, uint64_t k) {
+  return static_cast<std::byte>(static_cast<uint8_t>(k * 7 + (d == Dir::kC2U ? 0 : 101)));
+}
+
+// Everything that must hold between relay calls. `held` counts pool blocks held outside the
+// connection; `transient_empty` allows an empty attached buffer (after prepare_read, before the
+// read result is applied).
+::testing::AssertionResult Invariants(const Connection& c, const BufferPool& pool, uint32_t held,
+                                      bool transient_empty = false) {
+  uint32_t attached = 0;
+  for (const Dir d : kDirs) {
+    const Side& src = c.source(d);
+    const Side& dst = c.sink(d);
+    const Buffer& in = src.in;
+    if (in.attached()) {
+      ++attached;
+      if (in.readable() + in.writable() > kBufferBytes) {
+        return ::testing::AssertionFailure() << Name(d) << ": readable + writable > capacity";
+      }
+      if (in.empty() && !transient_empty && c.state != State::kClosing) {
+        return ::testing::AssertionFailure()
+               << Name(d) << ": an empty buffer is held (must go back to the pool at once)";
+      }
+    } else if (in.readable() != 0 || in.writable() != 0) {
+      return ::testing::AssertionFailure() << Name(d) << ": detached buffer with bytes or room";
+    }
+    if ((src.paused & kPauseBackpressure) && !in.full()) {
+      return ::testing::AssertionFailure()
+             << Name(d) << ": backpressure pause without a full buffer";
+    }
+    if ((dst.flags & kWriteShut) && !((src.flags & kEof) && in.empty())) {
+      return ::testing::AssertionFailure()
+             << Name(d) << ": sink shut before the source ended and its bytes were delivered";
+    }
+    if (c.state < State::kRelaying && d == Dir::kC2U && relay::next_step(c, d) == Step::kWrite) {
+      return ::testing::AssertionFailure() << "write to the upstream before it is connected";
+    }
+  }
+  if (pool.in_use() != attached + held) {
+    return ::testing::AssertionFailure() << "pool in_use " << pool.in_use() << " but " << attached
+                                         << " attached + " << held << " held";
+  }
+  if (((c.client.flags | c.upstream.flags) & kFailed) && c.state != State::kClosing) {
+    return ::testing::AssertionFailure() << "a side failed but the state is " << to_string(c.state);
+  }
+  if (relay::direction_done(c, Dir::kC2U) && relay::direction_done(c, Dir::kU2C) &&
+      c.state != State::kClosing) {
+    return ::testing::AssertionFailure()
+           << "both directions done but the state is " << to_string(c.state);
+  }
+  if (c.state == State::kDraining && !((c.client.flags | c.upstream.flags) & kWriteShut)) {
+    return ::testing::AssertionFailure() << "draining without a shut write side";
+  }
+  if (c.state == State::kClosing || c.state == State::kFree) {
+    for (const Dir d : kDirs) {
+      if (relay::next_step(c, d) != Step::kNone) {
+        return ::testing::AssertionFailure() << Name(d) << ": a step after closing";
+      }
+    }
+    if (relay::wanted_interest(c, c.client) != 0 || relay::wanted_interest(c, c.upstream) != 0) {
+      return ::testing::AssertionFailure() << "interest wanted after closing";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+class RelayTest : public ::testing::Test {
+ protected:
+  RelayTest() : pool_(MakePool(4)) {
+    c_.client.fd = 10;
+    c_.upstream.fd = 11;
+    c_.state = State::kRelaying;
+  }
+  ~RelayTest() override {
+    pool_.release(c_.client.in);
+    pool_.release(c_.upstream.in);
+    for (Buffer& b : held_) pool_.release(b);
+  }
+
+  ::testing::AssertionResult Check(bool transient_empty = false) {
+    return Invariants(c_, pool_, static_cast<uint32_t>(held_.size()), transient_empty);
+  }
+
+  Step Next(Dir d) { return relay::next_step(c_, d); }
+
+  // One read as the transport does it: prepare_read, then read into writable() bytes.
+  bool Read(Dir d, SysResult r) {
+    if (!relay::prepare_read(c_, d, pool_, stats_)) {
+      EXPECT_TRUE(Check());
+      return false;
+    }
+    EXPECT_TRUE(Check(/*transient_empty=*/true));
+    const uint32_t asked = c_.source(d).in.writable();
+    ReadAsked(d, r, asked);
+    return true;
+  }
+
+  // on_read with an explicit `asked` (the buffer must be attached).
+  void ReadAsked(Dir d, SysResult r, uint32_t asked) {
+    Buffer& in = c_.source(d).in;
+    uint64_t& produced = produced_[static_cast<int>(d)];
+    if (r.ok() && r.value > 0) {
+      for (long i = 0; i < r.value; ++i) in.write_ptr()[i] = Pattern(d, produced++);
+    }
+    relay::on_read(c_, d, r, asked, pool_, stats_, now_);
+    EXPECT_TRUE(Check());
+  }
+
+  // One send of everything readable, `r` being what send() returned.
+  void Write(Dir d, SysResult r) {
+    const Buffer& in = c_.source(d).in;
+    const uint32_t asked = in.readable();
+    uint64_t& delivered = delivered_[static_cast<int>(d)];
+    if (r.ok() && r.value > 0) {
+      for (long i = 0; i < r.value; ++i) {
+        EXPECT_EQ(in.read_ptr()[i], Pattern(d, delivered + static_cast<uint64_t>(i)))
+            << Name(d) << " byte " << delivered + static_cast<uint64_t>(i);
+      }
+      delivered += static_cast<uint64_t>(r.value);
+    }
+    relay::on_write(c_, d, r, asked, pool_, stats_, now_);
+    EXPECT_TRUE(Check());
+  }
+
+  void Shutdown(Dir d) {
+    relay::on_shutdown(c_, d, stats_, now_);
+    EXPECT_TRUE(Check());
+  }
+
+  void Ready(Side& side, uint32_t bits) {
+    relay::on_ready(c_, side, bits, stats_);
+    EXPECT_TRUE(Check());
+  }
+
+  void Fail(Side& side) {
+    relay::fail(c_, side, stats_);
+    EXPECT_TRUE(Check());
+  }
+
+  uint32_t Want(const Side& side) const { return relay::wanted_interest(c_, side); }
+
+  // Takes every free block out of the pool.
+  void DrainPool() {
+    while (pool_.available() > 0) {
+      held_.emplace_back();
+      ASSERT_TRUE(pool_.acquire(held_.back()));
+    }
+  }
+
+  BufferPool pool_;
+  Stats stats_;
+  Connection c_;
+  LoopTime now_{5'000'000'000, 5'000};
+  std::vector<Buffer> held_;
+  uint64_t produced_[2] = {0, 0};
+  uint64_t delivered_[2] = {0, 0};
+};
+
+// --- names ---------------------------------------------------------------------------------
+
+TEST_F(RelayTest, ToStringNamesEveryState) {
+  EXPECT_STREQ(to_string(State::kFree), "free");
+  EXPECT_STREQ(to_string(State::kAccepted), "accepted");
+  EXPECT_STREQ(to_string(State::kRouting), "routing");
+  EXPECT_STREQ(to_string(State::kConnecting), "connecting");
+  EXPECT_STREQ(to_string(State::kRelaying), "relaying");
+  EXPECT_STREQ(to_string(State::kDraining), "draining");
+  EXPECT_STREQ(to_string(State::kClosing), "closing");
+  EXPECT_STREQ(to_string(static_cast<State>(200)), "unknown");
+}
+
+// --- readiness -----------------------------------------------------------------------------
+
+TEST_F(RelayTest, NothingToDoWithoutReadiness) {
+  EXPECT_TRUE(Check());
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kNone);
+  EXPECT_EQ(Want(c_.client), kWantRead);
+  EXPECT_EQ(Want(c_.upstream), kWantRead);
+}
+
+TEST_F(RelayTest, OnReadyReadableAndWritable) {
+  Ready(c_.client, kReadable);
+  EXPECT_EQ(c_.client.flags, kReadReady);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kRead);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kNone);
+  Ready(c_.upstream, kWritable);
+  EXPECT_EQ(c_.upstream.flags, kWriteReady);
+  Ready(c_.upstream, kReadable | kWritable);
+  EXPECT_EQ(c_.upstream.flags, kReadReady | kWriteReady);
+  EXPECT_EQ(c_.state, State::kRelaying);
+}
+
+TEST_F(RelayTest, OnReadyHangupSetsReadPeerShutAndWrite) {
+  Ready(c_.client, kHangup);
+  EXPECT_EQ(c_.client.flags, kReadReady | kPeerShut | kWriteReady);
+  EXPECT_EQ(c_.state, State::kRelaying);
+  EXPECT_EQ(stats_.resets_client, 0u);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kRead);
+}
+
+TEST_F(RelayTest, OnReadyErrorFailsTheSide) {
+  Ready(c_.upstream, kError | kReadable | kWritable);
+  EXPECT_TRUE(c_.upstream.flags & kFailed);
+  EXPECT_FALSE(c_.upstream.flags & (kReadReady | kWriteReady)) << "error wins over readiness";
+  EXPECT_FALSE(c_.client.flags & kFailed);
+  EXPECT_EQ(c_.state, State::kClosing);
+  EXPECT_EQ(stats_.resets_upstream, 1u);
+  EXPECT_EQ(stats_.resets_client, 0u);
+}
+
+TEST_F(RelayTest, OnReadyErrorOnClientCountsClient) {
+  Ready(c_.client, kError | kHangup);
+  EXPECT_TRUE(c_.client.flags & kFailed);
+  EXPECT_EQ(stats_.resets_client, 1u);
+  EXPECT_EQ(stats_.resets_upstream, 0u);
+  EXPECT_EQ(c_.state, State::kClosing);
+}
+
+// --- reading -------------------------------------------------------------------------------
+
+TEST_F(RelayTest, ShortReadClearsReadReady) {
+  Ready(c_.client, kReadable);
+  ASSERT_EQ(Next(Dir::kC2U), Step::kRead);
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(100)));
+  EXPECT_FALSE(c_.client.flags & kReadReady) << "a short read drained the socket";
+  EXPECT_EQ(c_.client.in.readable(), 100u);
+  EXPECT_EQ(c_.client.paused, 0);
+  EXPECT_EQ(stats_.reads_client, 1u);
+  EXPECT_EQ(stats_.reads_upstream, 0u);
+  EXPECT_EQ(c_.last_active_ms, now_.ms);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone) << "upstream not writable, client drained";
+  Ready(c_.upstream, kWritable);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kWrite);
+}
+
+TEST_F(RelayTest, ReadOfAllAskedKeepsReadReady) {
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(relay::prepare_read(c_, Dir::kC2U, pool_, stats_));
+  ReadAsked(Dir::kC2U, Bytes(200), 200);
+  EXPECT_TRUE(c_.client.flags & kReadReady) << "more may be waiting";
+  EXPECT_FALSE(c_.client.in.full());
+  EXPECT_EQ(Next(Dir::kC2U), Step::kRead);
+}
+
+TEST_F(RelayTest, ShortReadAfterPeerShutKeepsReadingUntilEof) {
+  Ready(c_.client, kReadable | kHangup);
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(100)));
+  EXPECT_TRUE(c_.client.flags & kReadReady) << "no further edge will come after RDHUP";
+  ASSERT_EQ(Next(Dir::kC2U), Step::kRead) << "the upstream is not writable: read on";
+  ASSERT_TRUE(Read(Dir::kC2U, Eof()));
+  EXPECT_TRUE(c_.client.flags & kEof);
+  EXPECT_FALSE(c_.client.flags & kReadReady);
+  EXPECT_EQ(c_.client.in.readable(), 100u) << "EOF keeps the bytes still to deliver";
+  EXPECT_EQ(stats_.reads_client, 2u);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone);
+}
+
+TEST_F(RelayTest, WouldBlockClearsReadReadyAndReturnsEmptyBuffer) {
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, Errno(EAGAIN)));
+  EXPECT_FALSE(c_.client.flags & kReadReady);
+  EXPECT_FALSE(c_.client.in.attached()) << "an idle side holds no buffer";
+  EXPECT_EQ(pool_.in_use(), 0u);
+  EXPECT_EQ(stats_.reads_client, 0u);
+  EXPECT_EQ(c_.state, State::kRelaying);
+  EXPECT_EQ(Want(c_.client), kWantRead);
+}
+
+TEST_F(RelayTest, WouldBlockKeepsBufferWithBytes) {
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(relay::prepare_read(c_, Dir::kU2C, pool_, stats_));
+  ReadAsked(Dir::kU2C, Bytes(300), 300);
+  ASSERT_TRUE(Read(Dir::kU2C, Errno(EWOULDBLOCK)));
+  EXPECT_FALSE(c_.upstream.flags & kReadReady);
+  EXPECT_TRUE(c_.upstream.in.attached());
+  EXPECT_EQ(c_.upstream.in.readable(), 300u);
+}
+
+TEST_F(RelayTest, ReadAppendsAfterPartialWrite) {
+  Ready(c_.client, kReadable);
+  Ready(c_.upstream, kWritable);
+  ASSERT_TRUE(relay::prepare_read(c_, Dir::kC2U, pool_, stats_));
+  ReadAsked(Dir::kC2U, Bytes(1000), 1000);
+  Write(Dir::kC2U, Bytes(400));  // short: upstream send buffer full
+  EXPECT_FALSE(c_.upstream.flags & kWriteReady);
+  ASSERT_EQ(Next(Dir::kC2U), Step::kRead);
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(50)));
+  EXPECT_EQ(c_.client.in.readable(), 650u);
+  Ready(c_.upstream, kWritable);
+  Write(Dir::kC2U, Bytes(650));
+  EXPECT_FALSE(c_.client.in.attached());
+  EXPECT_EQ(delivered_[0], 1050u);
+}
+
+TEST_F(RelayTest, EofWithEmptyBufferReturnsIt) {
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, Eof()));
+  EXPECT_TRUE(c_.client.flags & kEof);
+  EXPECT_FALSE(c_.client.in.attached());
+  EXPECT_EQ(pool_.in_use(), 0u);
+  EXPECT_EQ(stats_.reads_client, 1u);
+  EXPECT_EQ(Want(c_.client), 0u) << "nothing more to read from an ended side";
+}
+
+// --- backpressure and the pool --------------------------------------------------------------
+
+TEST_F(RelayTest, FullBufferPausesReadingForBackpressure) {
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(kBufferBytes)));
+  EXPECT_TRUE(c_.client.in.full());
+  EXPECT_EQ(c_.client.paused, kPauseBackpressure);
+  EXPECT_TRUE(c_.client.flags & kReadReady) << "a full read does not prove the socket drained";
+  EXPECT_FALSE(Want(c_.client) & kWantRead) << "a paused source drops read interest";
+  EXPECT_EQ(Want(c_.upstream), kWantRead | kWantWrite) << "bytes wait for the upstream";
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone);
+}
+
+TEST_F(RelayTest, DrainingWriteReturnsBufferAndLiftsPause) {
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(kBufferBytes)));
+  Ready(c_.upstream, kWritable);
+  ASSERT_EQ(Next(Dir::kC2U), Step::kWrite);
+  EXPECT_EQ(pool_.in_use(), 1u);
+  Write(Dir::kC2U, Bytes(kBufferBytes));
+  EXPECT_FALSE(c_.client.in.attached());
+  EXPECT_EQ(pool_.in_use(), 0u);
+  EXPECT_EQ(c_.client.paused, 0);
+  EXPECT_TRUE(c_.upstream.flags & kWriteReady) << "a full write leaves the sink writable";
+  EXPECT_TRUE(Want(c_.client) & kWantRead);
+  EXPECT_EQ(Want(c_.upstream), kWantRead);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kRead) << "kReadReady survived the pause";
+  EXPECT_EQ(stats_.bytes_c2u, kBufferBytes);
+  EXPECT_EQ(stats_.writes_upstream, 1u);
+  EXPECT_EQ(stats_.writes_client, 0u);
+}
+
+TEST_F(RelayTest, PartialWriteKeepsPauseUntilEmpty) {
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(kBufferBytes)));
+  Ready(c_.client, kWritable);
+  Write(Dir::kU2C, Bytes(3000));
+  EXPECT_FALSE(c_.client.flags & kWriteReady) << "a short write means the send buffer is full";
+  EXPECT_EQ(c_.upstream.paused, kPauseBackpressure) << "resume only at empty (decision 0003)";
+  EXPECT_EQ(c_.upstream.in.readable(), kBufferBytes - 3000);
+  EXPECT_EQ(Want(c_.client), kWantRead | kWantWrite);
+  EXPECT_EQ(Want(c_.upstream), 0u);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kNone);
+  Ready(c_.client, kWritable);
+  ASSERT_EQ(Next(Dir::kU2C), Step::kWrite);
+  Write(Dir::kU2C, Bytes(kBufferBytes - 3000));
+  EXPECT_EQ(c_.upstream.paused, 0);
+  EXPECT_FALSE(c_.upstream.in.attached());
+  EXPECT_EQ(stats_.bytes_u2c, kBufferBytes);
+  EXPECT_EQ(stats_.writes_client, 2u);
+}
+
+TEST_F(RelayTest, WriteWouldBlockOrZeroClearsWriteReady) {
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(10)));
+  Ready(c_.upstream, kWritable);
+  Write(Dir::kC2U, Errno(EAGAIN));
+  EXPECT_FALSE(c_.upstream.flags & kWriteReady);
+  EXPECT_EQ(c_.client.in.readable(), 10u);
+  EXPECT_EQ(c_.state, State::kRelaying);
+  EXPECT_EQ(Want(c_.upstream), kWantRead | kWantWrite);
+  Ready(c_.upstream, kWritable);
+  Write(Dir::kC2U, Bytes(0));
+  EXPECT_FALSE(c_.upstream.flags & kWriteReady);
+  EXPECT_EQ(c_.state, State::kRelaying);
+  EXPECT_EQ(stats_.writes_upstream, 0u);
+  EXPECT_EQ(stats_.bytes_c2u, 0u);
+}
+
+TEST_F(RelayTest, EmptyPoolPausesReadAndCountsWait) {
+  DrainPool();
+  Ready(c_.client, kReadable);
+  ASSERT_EQ(Next(Dir::kC2U), Step::kRead);
+  EXPECT_FALSE(Read(Dir::kC2U, Bytes(1)));
+  EXPECT_EQ(c_.client.paused, kPauseNoBuffer);
+  EXPECT_EQ(stats_.pool_waits, 1u);
+  EXPECT_FALSE(c_.client.in.attached());
+  EXPECT_TRUE(c_.client.flags & kReadReady) << "nothing was read: the socket still has bytes";
+  EXPECT_FALSE(Want(c_.client) & kWantRead);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone) << "no busy loop on an empty pool";
+  // A block comes back; the worker lifts the pause and the read goes ahead.
+  pool_.release(held_.back());
+  held_.pop_back();
+  c_.client.paused &= static_cast<uint8_t>(~kPauseNoBuffer);
+  ASSERT_EQ(Next(Dir::kC2U), Step::kRead);
+  EXPECT_TRUE(Read(Dir::kC2U, Bytes(1)));
+  EXPECT_EQ(c_.client.in.readable(), 1u);
+  EXPECT_EQ(stats_.pool_waits, 1u);
+}
+
+TEST_F(RelayTest, PrepareReadKeepsAnAttachedBuffer) {
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(relay::prepare_read(c_, Dir::kC2U, pool_, stats_));
+  ReadAsked(Dir::kC2U, Bytes(5), 100);
+  const uint32_t id = c_.client.in.id();
+  DrainPool();
+  EXPECT_TRUE(relay::prepare_read(c_, Dir::kC2U, pool_, stats_)) << "no new block is needed";
+  EXPECT_TRUE(Check());
+  EXPECT_EQ(c_.client.in.id(), id);
+  EXPECT_EQ(c_.client.paused, 0);
+  EXPECT_EQ(stats_.pool_waits, 0u);
+}
+
+// --- connecting ----------------------------------------------------------------------------
+
+TEST_F(RelayTest, NoWriteToUpstreamWhileConnecting) {
+  c_.state = State::kConnecting;
+  EXPECT_EQ(Want(c_.upstream), kWantWrite) << "wait for the connect to complete";
+  EXPECT_EQ(Want(c_.client), kWantRead);
+  // Even a stray writable edge must not let bytes go before the connect completes.
+  c_.upstream.flags |= kWriteReady;
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(100)));
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone) << "data read from the client is held";
+  EXPECT_EQ(c_.client.in.readable(), 100u);
+  EXPECT_EQ(Want(c_.upstream), kWantWrite);
+  // The client ends while connecting: no shutdown of the upstream yet either.
+  Ready(c_.client, kReadable | kHangup);
+  ASSERT_TRUE(Read(Dir::kC2U, Eof()));
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone);
+  EXPECT_EQ(stats_.bytes_c2u, 0u);
+
+  relay::on_connected(c_);
+  EXPECT_TRUE(Check());
+  EXPECT_EQ(c_.state, State::kRelaying);
+  EXPECT_TRUE(c_.upstream.flags & kWriteReady);
+  ASSERT_EQ(Next(Dir::kC2U), Step::kWrite);
+  Write(Dir::kC2U, Bytes(100));
+  ASSERT_EQ(Next(Dir::kC2U), Step::kShutdown);
+  Shutdown(Dir::kC2U);
+  EXPECT_EQ(c_.state, State::kDraining);
+}
+
+TEST_F(RelayTest, EarlyStatesNeverWriteOrShutUpstream) {
+  for (const State s : {State::kAccepted, State::kRouting, State::kConnecting}) {
+    c_.state = s;
+    c_.client.flags = kEof;
+    c_.upstream.flags = kWriteReady;
+    EXPECT_EQ(Next(Dir::kC2U), Step::kNone) << to_string(s);
+    c_.client.flags = kReadReady;
+    EXPECT_EQ(Next(Dir::kC2U), Step::kRead) << to_string(s) << ": reading ahead is allowed";
+  }
+}
+
+TEST_F(RelayTest, OnConnectedMakesUpstreamWritable) {
+  c_.state = State::kConnecting;
+  relay::on_connected(c_);
+  EXPECT_TRUE(Check());
+  EXPECT_EQ(c_.state, State::kRelaying);
+  EXPECT_EQ(c_.upstream.flags, kWriteReady);
+  EXPECT_EQ(Want(c_.upstream), kWantRead);
+}
+
+// --- end of stream -------------------------------------------------------------------------
+
+TEST_F(RelayTest, EofShutsDownOnlyOnceBufferIsEmpty) {
+  Ready(c_.client, kReadable | kHangup);
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(100)));
+  ASSERT_TRUE(Read(Dir::kC2U, Eof()));
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone) << "100 bytes still to deliver: no shutdown yet";
+  EXPECT_FALSE(relay::direction_done(c_, Dir::kC2U));
+  Ready(c_.upstream, kWritable);
+  ASSERT_EQ(Next(Dir::kC2U), Step::kWrite);
+  Write(Dir::kC2U, Bytes(60));
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone) << "40 bytes still to deliver";
+  Ready(c_.upstream, kWritable);
+  ASSERT_EQ(Next(Dir::kC2U), Step::kWrite);
+  Write(Dir::kC2U, Bytes(40));
+  ASSERT_EQ(Next(Dir::kC2U), Step::kShutdown);
+  EXPECT_FALSE(relay::direction_done(c_, Dir::kC2U));
+  Shutdown(Dir::kC2U);
+  EXPECT_TRUE(c_.upstream.flags & kWriteShut);
+  EXPECT_TRUE(relay::direction_done(c_, Dir::kC2U));
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone) << "shut once";
+  EXPECT_EQ(c_.state, State::kDraining);
+}
+
+TEST_F(RelayTest, ShutdownNeedsNoWriteReadiness) {
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(Read(Dir::kU2C, Eof()));
+  EXPECT_FALSE(c_.client.flags & kWriteReady);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kShutdown);
+}
+
+TEST_F(RelayTest, FirstDirectionDoneDrainsSecondCloses) {
+  // c2u ends first.
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, Eof()));
+  ASSERT_EQ(Next(Dir::kC2U), Step::kShutdown);
+  Shutdown(Dir::kC2U);
+  EXPECT_EQ(c_.state, State::kDraining);
+  EXPECT_EQ(Want(c_.client), 0u);
+  EXPECT_EQ(Want(c_.upstream), kWantRead) << "the other direction still flows";
+  // u2c keeps flowing, then ends.
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(500)));
+  Ready(c_.client, kWritable);
+  ASSERT_EQ(Next(Dir::kU2C), Step::kWrite);
+  Write(Dir::kU2C, Bytes(500));
+  EXPECT_EQ(c_.state, State::kDraining);
+  Ready(c_.upstream, kReadable | kHangup);
+  ASSERT_TRUE(Read(Dir::kU2C, Eof()));
+  ASSERT_EQ(Next(Dir::kU2C), Step::kShutdown);
+  Shutdown(Dir::kU2C);
+  EXPECT_TRUE(relay::direction_done(c_, Dir::kU2C));
+  EXPECT_EQ(c_.state, State::kClosing);
+  EXPECT_FALSE((c_.client.flags | c_.upstream.flags) & kFailed) << "an orderly close";
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kNone);
+  EXPECT_EQ(Want(c_.client), 0u);
+  EXPECT_EQ(Want(c_.upstream), 0u);
+  EXPECT_EQ(pool_.in_use(), 0u);
+}
+
+TEST_F(RelayTest, UpstreamEndsFirstThenClient) {
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(Read(Dir::kU2C, Eof()));
+  Shutdown(Dir::kU2C);
+  EXPECT_EQ(c_.state, State::kDraining);
+  EXPECT_TRUE(c_.client.flags & kWriteShut);
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, Eof()));
+  ASSERT_EQ(Next(Dir::kC2U), Step::kShutdown);
+  Shutdown(Dir::kC2U);
+  EXPECT_EQ(c_.state, State::kClosing);
+}
+
+TEST_F(RelayTest, DirectionDoneNeedsEofEmptyAndShut) {
+  EXPECT_FALSE(relay::direction_done(c_, Dir::kC2U));
+  c_.client.flags = kEof;
+  EXPECT_FALSE(relay::direction_done(c_, Dir::kC2U)) << "sink not shut";
+  c_.upstream.flags = kWriteShut;
+  EXPECT_TRUE(relay::direction_done(c_, Dir::kC2U));
+  ASSERT_TRUE(pool_.acquire(c_.client.in));
+  c_.client.in.commit(1);
+  EXPECT_FALSE(relay::direction_done(c_, Dir::kC2U)) << "bytes not delivered";
+  c_.client.in.consume(1);
+  c_.client.flags = 0;
+  EXPECT_FALSE(relay::direction_done(c_, Dir::kC2U)) << "source not ended";
+  EXPECT_FALSE(relay::direction_done(c_, Dir::kU2C));
+}
+
+// --- errors --------------------------------------------------------------------------------
+
+TEST_F(RelayTest, ReadResetFailsClient) {
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, Errno(ECONNRESET)));
+  EXPECT_EQ(c_.state, State::kClosing);
+  EXPECT_TRUE(c_.client.flags & kFailed);
+  EXPECT_FALSE(c_.upstream.flags & kFailed);
+  EXPECT_EQ(stats_.resets_client, 1u);
+  EXPECT_EQ(stats_.resets_upstream, 0u);
+  EXPECT_FALSE(c_.client.in.attached()) << "the empty block went back";
+}
+
+TEST_F(RelayTest, ReadErrorOnUpstreamCountsUpstream) {
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(Read(Dir::kU2C, Errno(ETIMEDOUT)));
+  EXPECT_EQ(c_.state, State::kClosing);
+  EXPECT_TRUE(c_.upstream.flags & kFailed);
+  EXPECT_EQ(stats_.resets_upstream, 1u);
+  EXPECT_EQ(stats_.resets_client, 0u);
+}
+
+TEST_F(RelayTest, WriteErrorFailsTheSink) {
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(10)));
+  Ready(c_.client, kWritable);
+  Write(Dir::kU2C, Errno(EPIPE));
+  EXPECT_EQ(c_.state, State::kClosing);
+  EXPECT_TRUE(c_.client.flags & kFailed) << "the client could not be written";
+  EXPECT_FALSE(c_.upstream.flags & kFailed);
+  EXPECT_EQ(stats_.resets_client, 1u);
+  EXPECT_EQ(stats_.resets_upstream, 0u);
+  EXPECT_EQ(stats_.bytes_u2c, 0u);
+}
+
+TEST_F(RelayTest, WriteResetOnUpstreamCountsUpstream) {
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(10)));
+  Ready(c_.upstream, kWritable);
+  Write(Dir::kC2U, Errno(ECONNRESET));
+  EXPECT_EQ(c_.state, State::kClosing);
+  EXPECT_TRUE(c_.upstream.flags & kFailed);
+  EXPECT_EQ(stats_.resets_upstream, 1u);
+}
+
+TEST_F(RelayTest, FailCountsEachSideOnce) {
+  Fail(c_.client);
+  Fail(c_.client);
+  EXPECT_EQ(stats_.resets_client, 1u);
+  Fail(c_.upstream);
+  EXPECT_EQ(stats_.resets_upstream, 1u);
+  EXPECT_EQ(c_.state, State::kClosing);
+}
+
+TEST_F(RelayTest, FailWhileDrainingCloses) {
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, Eof()));
+  Shutdown(Dir::kC2U);
+  ASSERT_EQ(c_.state, State::kDraining);
+  Ready(c_.client, kError);
+  EXPECT_EQ(c_.state, State::kClosing);
+  EXPECT_EQ(stats_.resets_client, 1u);
+}
+
+TEST_F(RelayTest, ClosingStopsEverything) {
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(10)));
+  Ready(c_.upstream, kReadable | kWritable);
+  Fail(c_.upstream);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kNone);
+  EXPECT_EQ(Want(c_.client), 0u);
+  EXPECT_EQ(Want(c_.upstream), 0u);
+  c_.state = State::kFree;
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone);
+  EXPECT_EQ(Want(c_.client), 0u);
+}
+
+// --- interest ------------------------------------------------------------------------------
+
+TEST_F(RelayTest, WantWriteOnlyWhenBytesWaitAndSideNotWritable) {
+  EXPECT_FALSE(Want(c_.upstream) & kWantWrite) << "nothing to write";
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(10)));
+  EXPECT_TRUE(Want(c_.upstream) & kWantWrite) << "bytes wait, upstream not known writable";
+  EXPECT_FALSE(Want(c_.client) & kWantWrite) << "nothing waits for the client";
+  Ready(c_.upstream, kWritable);
+  EXPECT_FALSE(Want(c_.upstream) & kWantWrite) << "already writable: no EPOLLOUT needed";
+  Write(Dir::kC2U, Bytes(10));
+  EXPECT_FALSE(Want(c_.upstream) & kWantWrite);
+}
+
+TEST_F(RelayTest, WantReadDroppedAfterEofFailureOrPause) {
+  c_.client.flags = kEof;
+  EXPECT_FALSE(Want(c_.client) & kWantRead);
+  c_.client.flags = 0;
+  c_.client.paused = kPauseNoBuffer;
+  EXPECT_FALSE(Want(c_.client) & kWantRead);
+  c_.client.paused = 0;
+  EXPECT_TRUE(Want(c_.client) & kWantRead);
+  c_.upstream.flags = kFailed;
+  EXPECT_FALSE(Want(c_.upstream) & kWantRead);
+}
+
+TEST_F(RelayTest, NextStepWritesBeforeReading) {
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(relay::prepare_read(c_, Dir::kC2U, pool_, stats_));
+  ReadAsked(Dir::kC2U, Bytes(10), 10);
+  ASSERT_TRUE(c_.client.flags & kReadReady);
+  Ready(c_.upstream, kWritable);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kWrite);
+}
+
+TEST_F(RelayTest, NoWriteOrSecondShutdownToShutSink) {
+  // Not reachable through the relay (a sink is shut only after its source ended and drained);
+  // next_step still refuses to write to or shut a shut side.
+  c_.upstream.flags = kWriteReady | kWriteShut;
+  c_.client.flags = kReadReady;
+  ASSERT_TRUE(pool_.acquire(c_.client.in));
+  c_.client.in.commit(5);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kRead);
+  c_.client.flags = kEof;
+  c_.client.in.consume(5);
+  pool_.release(c_.client.in);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone);
+}
+
+// --- statistics and acceleration-factor timestamps -----------------------------------------
+
+TEST_F(RelayTest, StatsCountPerDirection) {
+  Ready(c_.client, kReadable | kWritable);
+  Ready(c_.upstream, kReadable | kWritable);
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(7)));
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(11)));
+  ASSERT_TRUE(Read(Dir::kU2C, Errno(EAGAIN)));
+  Write(Dir::kC2U, Bytes(7));
+  Write(Dir::kU2C, Bytes(11));
+  EXPECT_EQ(stats_.reads_client, 1u);
+  EXPECT_EQ(stats_.reads_upstream, 1u);
+  EXPECT_EQ(stats_.writes_upstream, 1u);
+  EXPECT_EQ(stats_.writes_client, 1u);
+  EXPECT_EQ(stats_.bytes_c2u, 7u);
+  EXPECT_EQ(stats_.bytes_u2c, 11u);
+}
+
+TEST_F(RelayTest, LastActiveFollowsBytesOnly) {
+  Ready(c_.client, kReadable);
+  now_ = LoopTime{6'000'000'000, 6'000};
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(3)));
+  EXPECT_EQ(c_.last_active_ms, 6'000);
+  now_ = LoopTime{7'000'000'000, 7'000};
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, Errno(EAGAIN)));
+  EXPECT_EQ(c_.last_active_ms, 6'000) << "no byte moved";
+  Ready(c_.upstream, kWritable);
+  Write(Dir::kC2U, Bytes(3));
+  EXPECT_EQ(c_.last_active_ms, 7'000);
+}
+
+TEST_F(RelayTest, AccelerationTimestampsAndStats) {
+  Ready(c_.client, kWritable);
+  Ready(c_.upstream, kReadable);
+  now_ = LoopTime{1'000, 0};
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(kBufferBytes)));
+  EXPECT_EQ(c_.u2c_first_ns, 1'000);
+  now_ = LoopTime{2'000, 0};
+  Write(Dir::kU2C, Bytes(kBufferBytes));
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(100)));
+  EXPECT_EQ(c_.u2c_first_ns, 1'000) << "only the first byte stamps";
+  now_ = LoopTime{5'000, 0};
+  Ready(c_.upstream, kReadable | kHangup);
+  ASSERT_TRUE(Read(Dir::kU2C, Eof()));
+  EXPECT_EQ(c_.u2c_eof_ns, 5'000);
+  EXPECT_EQ(stats_.u2c_upstream_ns, 0) << "nothing is summed before the client has it all";
+  now_ = LoopTime{8'000, 0};
+  Write(Dir::kU2C, Bytes(100));
+  now_ = LoopTime{9'000, 0};
+  ASSERT_EQ(Next(Dir::kU2C), Step::kShutdown);
+  Shutdown(Dir::kU2C);
+  EXPECT_EQ(stats_.u2c_upstream_ns, 4'000) << "first upstream byte to upstream EOF";
+  EXPECT_EQ(stats_.u2c_client_ns, 8'000) << "first upstream byte to client write side shut";
+  EXPECT_DOUBLE_EQ(stats_.acceleration_factor(), 2.0);
+}
+
+TEST_F(RelayTest, ClientDirectionDoesNotStampAcceleration) {
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(10)));
+  ASSERT_TRUE(Read(Dir::kC2U, Eof()));
+  EXPECT_EQ(c_.u2c_first_ns, 0);
+  EXPECT_EQ(c_.u2c_eof_ns, 0);
+  Ready(c_.upstream, kWritable);
+  Write(Dir::kC2U, Bytes(10));
+  Shutdown(Dir::kC2U);
+  EXPECT_EQ(stats_.u2c_upstream_ns, 0);
+  EXPECT_EQ(stats_.u2c_client_ns, 0);
+}
+
+TEST_F(RelayTest, UpstreamEofWithoutBytesAddsNoAcceleration) {
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(Read(Dir::kU2C, Eof()));
+  Shutdown(Dir::kU2C);
+  EXPECT_EQ(stats_.u2c_upstream_ns, 0);
+  EXPECT_EQ(stats_.u2c_client_ns, 0);
+  EXPECT_EQ(stats_.acceleration_factor(), 0.0);
+}
+
+// --- two scripted edge-triggered sockets ----------------------------------------------------
+
+// One peer behind one of the connection's sockets, with that socket's kernel queues.
+struct Peer {
+  uint64_t total = 0;     // bytes this peer sends over the whole run
+  uint64_t queued = 0;    // bytes pushed into our receive queue so far
+  uint64_t read = 0;      // bytes we have read from the receive queue
+  bool fin = false;       // FIN queued behind the data
+  uint64_t room = 0;      // free space in our send buffer towards this peer
+  uint64_t received = 0;  // bytes this peer has received from us
+  bool got_fin = false;   // we shut our write side towards this peer
+  uint32_t registered = 0;
+  uint32_t pending = 0;  // Ready bits reported at the next wait
+
+  uint64_t rcvq() const { return queued - read; }
+  // What epoll would report now for this socket under `interest`.
+  uint32_t levels(uint32_t interest) const {
+    uint32_t r = 0;
+    if (interest & kWantRead) {
+      if (rcvq() > 0 || fin) r |= kReadable;
+      if (fin) r |= kHangup;
+    }
+    if ((interest & kWantWrite) && room > 0) r |= kWritable;
+    return r;
+  }
+};
+
+struct SimOptions {
+  uint64_t seed = 1;
+  uint32_t pool_blocks = 2;
+  bool start_connecting = false;
+  int error_per_mille = 0;  // chance of ECONNRESET/EPIPE per syscall
+};
+
+struct SimOutcome {
+  bool closed = false;
+  bool failed = false;
+  uint64_t sent[2] = {0, 0};
+  uint64_t received[2] = {0, 0};
+  bool fin_delivered[2] = {false, false};
+  uint64_t pool_waits = 0;       // reads paused on an empty pool
+  uint64_t backpressure = 0;     // reads that filled a buffer
+  uint64_t connecting_held = 0;  // client bytes read while the upstream was connecting
+};
+
+// Runs one connection between two scripted peers, emulating the Worker, the epoll transport and
+// edge-triggered epoll (an edge on each arrival, current levels reported on EPOLL_CTL_MOD).
+void Simulate(const SimOptions& o, SimOutcome& out) {
+  std::mt19937_64 rng(o.seed);
+  auto uniform = [&rng](uint64_t n) { return rng() % n; };
+  BufferPool pool = MakePool(o.pool_blocks);
+  Stats stats;
+  Connection c;
+  c.client.fd = 3;
+  c.upstream.fd = 4;
+  Peer peers[2];  // [0] behind the client socket, [1] behind the upstream socket
+  Peer& client = peers[0];
+  Peer& upstream = peers[1];
+  client.total = uniform(4) == 0 ? 0 : uniform(60'000);
+  upstream.total = uniform(4) == 0 ? 0 : uniform(200'000);
+  out.sent[0] = client.total;
+  out.sent[1] = upstream.total;
+  auto side_of = [&c](int i) -> Side& { return i == 0 ? c.client : c.upstream; };
+  auto check = [&](const char* what, int iteration) {
+    const ::testing::AssertionResult r = Invariants(c, pool, 0);
+    EXPECT_TRUE(r) << "seed " << o.seed << " iteration " << iteration << " after " << what;
+    return static_cast<bool>(r);
+  };
+  int connect_at = o.start_connecting ? static_cast<int>(uniform(50)) : -1;
+  if (o.start_connecting) {
+    c.state = State::kConnecting;
+  } else {
+    relay::on_connected(c);
+  }
+  for (int s = 0; s < 2; ++s) {
+    Side& side = side_of(s);
+    side.events = relay::wanted_interest(c, side);
+    peers[s].registered = side.events;
+    peers[s].pending = peers[s].levels(side.events);  // EPOLL_CTL_ADD reports current levels
+  }
+  LoopTime now{1'000'000, 1};
+  for (int it = 0; it < 200'000; ++it) {
+    now.ns += 1'000;
+    now.ms = now.ns / 1'000'000;
+    const bool connecting = c.state == State::kConnecting;
+    // The peers act: data and FINs arrive, send-buffer room opens.
+    for (int s = 0; s < 2; ++s) {
+      Peer& p = peers[s];
+      if (s == 1 && connecting) continue;  // the backend does not exist yet
+      uint32_t edge = 0;
+      if (p.queued < p.total && uniform(3) == 0) {
+        p.queued += std::min<uint64_t>(p.total - p.queued, 1 + uniform(20'000));
+        edge |= kWantRead;
+      }
+      if (p.queued == p.total && !p.fin && uniform(4) == 0) {
+        p.fin = true;
+        edge |= kWantRead;
+      }
+      if (uniform(3) == 0) {
+        p.room += uniform(30'000);
+        edge |= kWantWrite;
+      }
+      if (edge & p.registered) p.pending |= p.levels(p.registered);
+    }
+    if (connecting && it >= connect_at) {
+      upstream.room = 1 + uniform(30'000);
+      upstream.pending |= upstream.levels(upstream.registered);  // EPOLLOUT: connected
+    }
+    // Dispatch: as Worker::on_connection_event.
+    bool touched = false;
+    for (int s = 0; s < 2; ++s) {
+      Peer& p = peers[s];
+      if (p.pending == 0) continue;
+      const uint32_t ready = p.pending;
+      p.pending = 0;
+      touched = true;
+      if (s == 1 && c.state == State::kConnecting) {
+        relay::on_connected(c);
+        if (!check("on_connected", it)) return;
+      }
+      relay::on_ready(c, side_of(s), ready, stats);
+      if (!check("on_ready", it)) return;
+    }
+    // Buffer waiters resume when a block is free (Worker::wake_buffer_waiters).
+    if (((c.client.paused | c.upstream.paused) & kPauseNoBuffer) && pool.available() > 0) {
+      c.client.paused &= static_cast<uint8_t>(~kPauseNoBuffer);
+      c.upstream.paused &= static_cast<uint8_t>(~kPauseNoBuffer);
+      touched = true;
+    }
+    if (!touched) continue;
+    // Pump: as EpollTransport::pump, with syscalls answered by the peers.
+    bool progressed = true;
+    for (int guard = 0; progressed && c.state != State::kClosing; ++guard) {
+      if (guard > 10'000) {
+        ADD_FAILURE() << "seed " << o.seed << ": pump does not converge";
+        return;
+      }
+      progressed = false;
+      for (const Dir d : kDirs) {
+        const int si = d == Dir::kC2U ? 0 : 1;
+        Peer& from = peers[si];
+        Peer& to = peers[1 - si];
+        Side& src = c.source(d);
+        const Step step = relay::next_step(c, d);
+        if (step == Step::kRead) {
+          if (!relay::prepare_read(c, d, pool, stats)) {
+            if (!check("prepare_read", it)) return;
+            continue;
+          }
+          const uint32_t asked = src.in.writable();
+          SysResult r;
+          if (uniform(1000) < static_cast<uint64_t>(o.error_per_mille)) {
+            r = Errno(ECONNRESET);
+          } else if (from.rcvq() > 0) {
+            const uint64_t n = std::min<uint64_t>(asked, from.rcvq());
+            for (uint64_t i = 0; i < n; ++i) src.in.write_ptr()[i] = Pattern(d, from.read + i);
+            from.read += n;
+            r = Bytes(static_cast<long>(n));
+          } else if (from.fin) {
+            r = Eof();
+          } else {
+            r = Errno(EAGAIN);
+          }
+          relay::on_read(c, d, r, asked, pool, stats, now);
+          if (!check("on_read", it)) return;
+          if (src.paused & kPauseBackpressure) ++out.backpressure;
+          if (c.state == State::kConnecting && r.value > 0) ++out.connecting_held;
+          progressed = true;
+        } else if (step == Step::kWrite) {
+          if (to.got_fin) {
+            ADD_FAILURE() << "seed " << o.seed << ": write after shutdown";
+            return;
+          }
+          const uint32_t asked = src.in.readable();
+          SysResult r;
+          if (uniform(1000) < static_cast<uint64_t>(o.error_per_mille)) {
+            r = Errno(EPIPE);
+          } else if (to.room == 0) {
+            r = Errno(EAGAIN);
+          } else {
+            const uint64_t n = std::min<uint64_t>(asked, to.room);
+            for (uint64_t i = 0; i < n; ++i) {
+              if (src.in.read_ptr()[i] != Pattern(d, to.received + i)) {
+                ADD_FAILURE() << "seed " << o.seed << ": " << Name(d) << " byte " << to.received + i
+                              << " corrupted";
+                return;
+              }
+            }
+            to.room -= n;
+            to.received += n;
+            r = Bytes(static_cast<long>(n));
+          }
+          relay::on_write(c, d, r, asked, pool, stats, now);
+          if (!check("on_write", it)) return;
+          progressed = true;
+        } else if (step == Step::kShutdown) {
+          if (to.got_fin) {
+            ADD_FAILURE() << "seed " << o.seed << ": " << Name(d) << " shut twice";
+            return;
+          }
+          to.got_fin = true;
+          relay::on_shutdown(c, d, stats, now);
+          if (!check("on_shutdown", it)) return;
+          progressed = true;
+        }
+      }
+    }
+    if (c.state == State::kClosing) break;
+    // Reconcile interest once per iteration; EPOLL_CTL_MOD reports the current levels.
+    for (int s = 0; s < 2; ++s) {
+      Side& side = side_of(s);
+      const uint32_t want = relay::wanted_interest(c, side);
+      if (want == side.events) continue;
+      side.events = want;
+      peers[s].registered = want;
+      peers[s].pending |= peers[s].levels(want);
+    }
+  }
+  out.closed = c.state == State::kClosing;
+  out.pool_waits = stats.pool_waits;
+  out.failed = ((c.client.flags | c.upstream.flags) & kFailed) != 0;
+  out.received[0] = upstream.received;  // c2u bytes reach the upstream peer
+  out.received[1] = client.received;
+  out.fin_delivered[0] = upstream.got_fin;
+  out.fin_delivered[1] = client.got_fin;
+  if (out.closed && !out.failed) {
+    EXPECT_EQ(pool.in_use(), 0u) << "seed " << o.seed << ": a finished connection holds blocks";
+    EXPECT_EQ(stats.bytes_c2u, out.received[0]) << "seed " << o.seed;
+    EXPECT_EQ(stats.bytes_u2c, out.received[1]) << "seed " << o.seed;
+    if (upstream.total > 0) {
+      // First byte and EOF may be read in the same loop iteration (same LoopTime): then 0.
+      EXPECT_GE(stats.u2c_upstream_ns, 0) << "seed " << o.seed;
+      EXPECT_GE(stats.u2c_client_ns, stats.u2c_upstream_ns) << "seed " << o.seed;
+    }
+  }
+  if (out.failed) {
+    EXPECT_EQ(stats.resets_client + stats.resets_upstream,
+              static_cast<uint64_t>(((c.client.flags & kFailed) ? 1 : 0) +
+                                    ((c.upstream.flags & kFailed) ? 1 : 0)))
+        << "seed " << o.seed;
+  }
+  pool.release(c.client.in);  // what close_connection does
+  pool.release(c.upstream.in);
+  EXPECT_EQ(pool.in_use(), 0u);
+}
+
+TEST_F(RelayTest, SimulatedSocketsDeliverEveryByteInOrder) {
+  uint64_t pool_waits = 0;
+  uint64_t backpressure = 0;
+  uint64_t connecting_held = 0;
+  for (uint64_t seed = 1; seed <= 400; ++seed) {
+    SimOptions o;
+    o.seed = seed;
+    o.pool_blocks = 1 + static_cast<uint32_t>(seed % 3);  // 1 block: the directions take turns
+    o.start_connecting = seed % 2 == 0;
+    SimOutcome out;
+    Simulate(o, out);
+    if (HasFailure()) return;
+    ASSERT_TRUE(out.closed) << "seed " << seed << ": the connection stalled";
+    ASSERT_FALSE(out.failed) << "seed " << seed;
+    for (int i = 0; i < 2; ++i) {
+      EXPECT_EQ(out.received[i], out.sent[i]) << "seed " << seed << " " << Name(kDirs[i]);
+      EXPECT_TRUE(out.fin_delivered[i]) << "seed " << seed << " " << Name(kDirs[i]);
+    }
+    pool_waits += out.pool_waits;
+    backpressure += out.backpressure;
+    connecting_held += out.connecting_held;
+  }
+  // The runs went through the paths they are meant to cover.
+  EXPECT_GT(pool_waits, 0u);
+  EXPECT_GT(backpressure, 0u);
+  EXPECT_GT(connecting_held, 0u);
+}
+
+TEST_F(RelayTest, SimulatedResetsCloseAndReturnBlocks) {
+  int failures = 0;
+  for (uint64_t seed = 1000; seed < 1100; ++seed) {
+    SimOptions o;
+    o.seed = seed;
+    o.pool_blocks = 2;
+    o.start_connecting = seed % 3 == 0;
+    o.error_per_mille = 20;
+    SimOutcome out;
+    Simulate(o, out);
+    if (HasFailure()) return;
+    ASSERT_TRUE(out.closed) << "seed " << seed;
+    if (out.failed) {
+      ++failures;
+    } else {
+      EXPECT_EQ(out.received[0], out.sent[0]) << "seed " << seed;
+      EXPECT_EQ(out.received[1], out.sent[1]) << "seed " << seed;
+    }
+  }
+  EXPECT_GT(failures, 10) << "the error injection should fail many runs";
+}
+
+}  // namespace
+}  // namespace edgeproxy
