@@ -1,7 +1,7 @@
 # Thin wrapper over CMake. Out-of-tree builds in build/<preset>[-uring]/; nothing here is committed.
 #   make [release]   optimised binary: build/release/edgeproxy (-O3, LTO, -march=native)
 #   make debug       -O0 -g3                  make asan    ASan+UBSan
-#   make test        build release + asan and run every test on both
+#   make test        both backends (epoll, uring), each release + asan, every test on all four
 #   make bench       Google Benchmark micro benchmarks     make run   run the release binary
 #   make format      clang-format in place    make install PREFIX=/usr/local
 # Options: BACKEND=epoll|uring  NATIVE=0 (portable, no -march=native)  ARGS="..." for make run
@@ -14,7 +14,7 @@ ARGS ?=
 SUFFIX := $(if $(filter uring,$(BACKEND)),-uring,)
 CMAKE_COMMON := -DEDGEPROXY_BACKEND=$(BACKEND) -DEDGEPROXY_NATIVE=$(if $(filter 0,$(NATIVE)),OFF,ON)
 
-.PHONY: all release debug asan test test-release test-asan bench run format install help clean
+.PHONY: all release debug asan test test-backend test-release test-asan bench run format install help clean
 
 all: release
 
@@ -34,7 +34,10 @@ test-release: release
 	cd build/release$(SUFFIX) && ctest --output-on-failure -j 2
 test-asan: asan
 	cd build/asan$(SUFFIX) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2
-test: test-release test-asan
+test-backend: test-release test-asan
+test:
+	$(MAKE) --no-print-directory test-backend BACKEND=epoll
+	$(MAKE) --no-print-directory test-backend BACKEND=uring
 
 bench: release
 	build/release$(SUFFIX)/bench/micro_bench

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing edgeproxy needs on Debian/Ubuntu, only what is missing.
-#   scripts/install-deps.sh          build + test: compiler, CMake, GoogleTest, Google Benchmark, python3
+#   scripts/install-deps.sh          build + test: compiler, CMake, GoogleTest, Google Benchmark,
+#                                    liburing (io_uring backend), python3
 #   scripts/install-deps.sh --bench  also the benchmark peers: wrk, nginx, HAProxy, iperf3
 set -euo pipefail
 
-packages=(g++ cmake make libgtest-dev libbenchmark-dev python3 iproute2 procps)
+packages=(g++ cmake make libgtest-dev libbenchmark-dev liburing-dev python3 iproute2 procps)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk nginx-light libnginx-mod-stream haproxy iperf3 util-linux)
 elif [[ $# -gt 0 ]]; then

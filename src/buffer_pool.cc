@@ -55,11 +55,22 @@ BufferPool::~BufferPool() {
 
 bool BufferPool::acquire(Buffer& buffer) noexcept {
   assert(!buffer.attached());
+  uint32_t id = 0;
+  if (!take_id(id)) return false;
+  buffer.attach(address(id), id);
+  return true;
+}
+
+bool BufferPool::take_id(uint32_t& id) noexcept {
   if (top_ == 0) return false;
-  const uint32_t id = free_[--top_];
-  buffer.attach(base_ + size_t{id} * kBufferBytes, id);
+  id = free_[--top_];
   if (count_ - top_ > high_water_) high_water_ = count_ - top_;
   return true;
+}
+
+void BufferPool::adopt(Buffer& buffer, uint32_t id) noexcept {
+  assert(id < count_ && !buffer.attached());
+  buffer.attach(address(id), id);
 }
 
 void BufferPool::release(Buffer& buffer) noexcept {

@@ -44,9 +44,15 @@ Result<int> open_signal_fd() {
 }  // namespace
 
 Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options) {
-  auto reactor = Reactor::create(kEventBatch);
+  auto reactor = Reactor::create(kEventBatch, options.config.max_connections);
   if (!reactor.ok()) return Error{reactor.error()};
-  auto pool = BufferPool::create(options.config.buffer_count());
+  uint32_t buffers = options.config.buffer_count();
+  if (buffers > Transport::kMaxBuffers) {
+    log_warn("the %s backend addresses at most %u buffers: using %u instead of %u", Reactor::kName,
+             Transport::kMaxBuffers, Transport::kMaxBuffers, buffers);
+    buffers = Transport::kMaxBuffers;
+  }
+  auto pool = BufferPool::create(buffers);
   if (!pool.ok()) return Error{pool.error()};
   std::vector<Listener> listeners;
   auto listener = Listener::open(options.listen, options.config.backlog);
@@ -60,14 +66,13 @@ Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options) {
   }
   std::unique_ptr<Worker> w(new Worker(options, std::move(reactor.value()), std::move(pool.value()),
                                        std::move(listeners), signal_fd));
-  for (uint32_t i = 0; i < w->listeners_.size(); ++i) {
-    const SysResult r = w->reactor_.add(
-        w->listeners_[i].fd(), Cookie::pack(CookieTag::kListener, Handle{i, 0}), kWantRead);
+  if (auto t = w->transport_.init(); !t.ok()) return Error{t.error()};
+  for (const Listener& l : w->listeners_) {
+    const SysResult r = w->reactor_.watch_listener(l.fd(), w->listener_cookie(l));
     if (!r.ok()) return Error{std::string("cannot watch the listener: ") + std::strerror(r.err)};
   }
   if (signal_fd >= 0) {
-    const SysResult r =
-        w->reactor_.add(signal_fd, Cookie::pack(CookieTag::kSignal, Handle{}), kWantRead);
+    const SysResult r = w->reactor_.watch(signal_fd, Cookie::pack(CookieTag::kSignal, Handle{}));
     if (!r.ok()) return Error{std::string("cannot watch signals: ") + std::strerror(r.err)};
   }
   return w;
@@ -108,7 +113,12 @@ Stats Worker::stats() const noexcept {
 }
 
 int Worker::run() noexcept {
+  if (const SysResult r = reactor_.start(); !r.ok()) {
+    log_error("cannot start the %s reactor: %s", Reactor::kName, std::strerror(r.err));
+    return 1;
+  }
   now_ = LoopTime::now();
+  update_accept_room();
   for (;;) {
     if (stopping_ && slab_.used() == 0) break;
     const bool busy = pending_count_ > 0 || listener_pending_;
@@ -136,8 +146,13 @@ int Worker::run() noexcept {
     expire_timers();
     wake_buffer_waiters();
     finish_iteration();
+    if (!stopping_) update_accept_room();
   }
   return 0;
+}
+
+void Worker::update_accept_room() noexcept {
+  reactor_.set_accept_room(slab_.capacity() - slab_.used(), static_cast<uint32_t>(config_.backlog));
 }
 
 void Worker::dispatch(const Event& ev) noexcept {
@@ -175,7 +190,7 @@ void Worker::on_connection_event(CookieTag tag, Handle h, const Event& ev) noexc
   touch(*c, h.index);
   // Completion backends must see events even while closing: they return buffers and count
   // down operations in flight before the slot may be freed.
-  switch (transport_.on_event(*c, h, tag == CookieTag::kClient, ev)) {
+  switch (transport_.on_event(*c, h, tag == CookieTag::kClient, ev, now_)) {
     case ConnectOutcome::kNone:
       break;
     case ConnectOutcome::kConnected:

@@ -29,6 +29,13 @@ class BufferPool {
   // Returns the block held by `buffer` (if any) and leaves it detached.
   void release(Buffer& buffer) noexcept;
 
+  // For backends whose kernel picks the block (io_uring provided buffers): take_id() lends a free
+  // block out by id (it counts as in use), and adopt() later attaches exactly that block to a
+  // buffer once the kernel reports it filled. A lent block comes back through release().
+  bool take_id(uint32_t& id) noexcept;
+  void adopt(Buffer& buffer, uint32_t id) noexcept;
+  std::byte* address(uint32_t id) const noexcept { return base_ + size_t{id} * kBufferBytes; }
+
   uint32_t capacity() const noexcept { return count_; }
   uint32_t available() const noexcept { return top_; }
   uint32_t in_use() const noexcept { return count_ - top_; }

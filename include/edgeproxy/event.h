@@ -26,6 +26,7 @@ struct Event {
   uint32_t ready;      // Ready bits
   int32_t result = 0;  // completion backends: bytes, an fd, or -errno
   uint32_t flags = 0;  // completion backends: backend-specific completion flags
+  uint32_t op = 0;     // completion backends: which operation completed (backend-defined)
 };
 
 }  // namespace edgeproxy

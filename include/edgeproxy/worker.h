@@ -51,6 +51,7 @@ class Worker {
   explicit Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool,
                   std::vector<Listener> listeners, int signal_fd);
 
+  void update_accept_room() noexcept;
   void dispatch(const Event& ev) noexcept;
   void on_connection_event(CookieTag tag, Handle h, const Event& ev) noexcept;
   void on_signals() noexcept;

@@ -18,13 +18,17 @@ class EpollReactor {
  public:
   static constexpr const char* kName = "epoll";
 
-  // Creates the epoll instance; `batch` is the most events one wait() returns.
-  static Result<EpollReactor> create(uint32_t batch);
+  // Creates the epoll instance; `batch` is the most events one wait() returns. epoll needs no
+  // sizing by connection count.
+  static Result<EpollReactor> create(uint32_t batch, uint32_t max_connections);
 
   EpollReactor(EpollReactor&& other) noexcept;
   EpollReactor& operator=(EpollReactor&&) = delete;
   EpollReactor(const EpollReactor&) = delete;
   ~EpollReactor();
+
+  // Called on the loop's thread before the first wait(); nothing to do for epoll.
+  SysResult start() noexcept { return SysResult{}; }
 
   // Edge-triggered registration. kWantRead also asks for EPOLLRDHUP so a FIN that arrives with
   // the last data is seen; EPOLLERR/EPOLLHUP are always reported, even with no interest.
@@ -41,6 +45,8 @@ class EpollReactor {
   void pause_listener(int fd, uint64_t cookie) noexcept { modify(fd, cookie, 0); }
   void resume_listener(int fd, uint64_t cookie) noexcept { modify(fd, cookie, kWantRead); }
   void unwatch_listener(int, uint64_t) noexcept {}
+  // epoll accepts only while the worker has room (it pauses the listener when full): no-op.
+  void set_accept_room(uint32_t, uint32_t) noexcept {}
 
   // Waits up to timeout_ms (-1 = until something happens) and returns normalized events, valid
   // until the next call. EINTR returns an empty batch.

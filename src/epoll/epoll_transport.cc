@@ -30,8 +30,8 @@ int EpollTransport::connect(Connection& c, Handle h, const SocketAddress& to) no
   return r.ok() ? 0 : EINPROGRESS;
 }
 
-ConnectOutcome EpollTransport::on_event(Connection& c, Handle, bool client,
-                                        const Event& ev) noexcept {
+ConnectOutcome EpollTransport::on_event(Connection& c, Handle, bool client, const Event& ev,
+                                        LoopTime) noexcept {
   if (c.state == State::kClosing) return ConnectOutcome::kNone;
   if (!client && c.state == State::kConnecting) {
     if (!(ev.ready & (kWritable | kError | kHangup))) return ConnectOutcome::kNone;

@@ -26,13 +26,20 @@ class EpollTransport {
   EpollTransport(EpollReactor& reactor, BufferPool& pool, Stats& stats) noexcept
       : reactor_(reactor), pool_(pool), stats_(stats) {}
 
+  // Largest pool this backend can address (buffer ids are 32-bit).
+  static constexpr uint32_t kMaxBuffers = UINT32_MAX;
+
+  // Start-up work that can fail; nothing for epoll.
+  Result<Ok> init() noexcept { return Ok{}; }
+
   // Starts the non-blocking connect of c.upstream.fd (already created) to `to` and registers both
   // fds. Returns 0 (connected at once), EINPROGRESS, or the errno of the failure.
   int connect(Connection& c, Handle h, const SocketAddress& to) noexcept;
 
   // Applies one event for a side (`client` says which). While connecting, an upstream event
   // finishes the connect (SO_ERROR) and says how.
-  ConnectOutcome on_event(Connection& c, Handle h, bool client, const Event& ev) noexcept;
+  ConnectOutcome on_event(Connection& c, Handle h, bool client, const Event& ev,
+                          LoopTime now) noexcept;
 
   // Moves bytes both ways. Sets c.more when the read budget ran out with the socket still
   // readable (the caller pumps again next loop iteration: no new edge would come). Leaves the

@@ -1,0 +1,274 @@
+// io_uring backend reactor; see uring_reactor.h.
+#include "uring/uring_reactor.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include "edgeproxy/cookie.h"
+#include "edgeproxy/log.h"
+
+namespace edgeproxy {
+namespace {
+
+uint32_t round_up_pow2(uint32_t v) noexcept {
+  uint32_t p = 1;
+  while (p < v && p < (1u << 31)) p <<= 1;
+  return p;
+}
+
+std::string disabled_hint() {
+  std::FILE* f = std::fopen("/proc/sys/kernel/io_uring_disabled", "r");
+  if (f == nullptr) return "";
+  int v = 0;
+  const bool read = std::fscanf(f, "%d", &v) == 1;
+  std::fclose(f);
+  if (!read || v == 0) return "";
+  return " (kernel.io_uring_disabled = " + std::to_string(v) + ")";
+}
+
+int try_init(uint32_t sq, uint32_t cq, uint32_t extra, io_uring* ring) noexcept {
+  io_uring_params p{};
+  p.flags = IORING_SETUP_CQSIZE | extra;
+  p.cq_entries = cq;
+  return io_uring_queue_init_params(sq, ring, &p);
+}
+
+bool transient_accept_error(int err) noexcept {
+  // Mirrors the worker's rule: skip the connection and keep accepting.
+  return err == ECONNABORTED || err == EPROTO || err == EPERM || err == ENETDOWN ||
+         err == EHOSTUNREACH || err == ENETUNREACH || err == ETIMEDOUT || err == EINTR;
+}
+
+}  // namespace
+
+Result<UringReactor> UringReactor::create(uint32_t batch, uint32_t max_connections) {
+  // Per connection at most: a receive and a send per side, a connect, a cancel per side. The
+  // kernel caps the CQ at 65536 entries; beyond that it keeps overflowed completions (NODROP).
+  const uint64_t wanted_cq = uint64_t{max_connections} * 5 + 2 * kMaxListeners + 64;
+  const uint32_t cq = round_up_pow2(static_cast<uint32_t>(wanted_cq > 65536 ? 65536 : wanted_cq));
+  const uint32_t sq = cq / 4 < 1024 ? (cq < 1024 ? cq : 1024) : 1024;
+  auto ring = std::make_unique<io_uring>();
+  // R_DISABLED lets the worker's own thread enable the ring and become its single issuer.
+  const uint32_t best =
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED;
+  int rc = try_init(sq, cq, best, ring.get());
+  bool disabled = rc == 0;
+  if (rc == -EINVAL) {
+    log_info("io_uring: SINGLE_ISSUER/DEFER_TASKRUN not supported by this kernel, using defaults");
+    rc = try_init(sq, cq, 0, ring.get());
+  }
+  if (rc != 0) {
+    return Error{std::string("io_uring is not available: ") + std::strerror(-rc) + disabled_hint()};
+  }
+  return UringReactor(std::move(ring), batch, disabled);
+}
+
+UringReactor::UringReactor(std::unique_ptr<io_uring> ring, uint32_t batch, bool disabled)
+    : ring_(std::move(ring)),
+      batch_(batch),
+      disabled_(disabled),
+      events_(std::make_unique<Event[]>(batch)) {}
+
+UringReactor::UringReactor(UringReactor&& other) noexcept
+    : ring_(std::move(other.ring_)),
+      batch_(other.batch_),
+      disabled_(other.disabled_),
+      events_(std::move(other.events_)),
+      control_(other.control_) {
+  for (uint32_t i = 0; i < kMaxListeners; ++i) listeners_[i] = other.listeners_[i];
+}
+
+UringReactor::~UringReactor() {
+  if (ring_ != nullptr) io_uring_queue_exit(ring_.get());
+}
+
+SysResult UringReactor::start() noexcept {
+  if (!disabled_) return SysResult{};
+  disabled_ = false;
+  // liburing 2.3 declares io_uring_enable_rings() but does not export it: use the syscall.
+  return SysResult::from(
+      syscall(__NR_io_uring_register, ring_->ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0));
+}
+
+io_uring_sqe* UringReactor::sqe() noexcept {
+  io_uring_sqe* e = io_uring_get_sqe(ring_.get());
+  while (e == nullptr) {
+    // The submission queue is full: hand it to the kernel now and take a fresh entry.
+    io_uring_submit(ring_.get());
+    e = io_uring_get_sqe(ring_.get());
+  }
+  return e;
+}
+
+void UringReactor::arm_accepts(uint32_t index) noexcept {
+  Watched& w = listeners_[index];
+  if (!w.wanted || w.fd < 0) return;
+  const uint64_t data = UserData::pack(UringOp::kAccept, Handle{index, 0});
+  if (room_ > backlog_) {
+    if (w.armed) return;
+    io_uring_sqe* e = sqe();
+    io_uring_prep_multishot_accept(e, w.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(e, data);
+    w.armed = true;
+    return;
+  }
+  if (w.armed) {  // too close to capacity for a multishot: fall back to counted single shots
+    cancel_accepts(index);
+    w.wanted = true;
+  }
+  // Each pending accept waits on the listener: keep a few, not one per free slot.
+  const uint32_t singles = room_ < kMaxSingleAccepts ? room_ : kMaxSingleAccepts;
+  while (w.singles < singles) {
+    io_uring_sqe* e = sqe();
+    io_uring_prep_accept(e, w.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(e, data);
+    ++w.singles;
+  }
+}
+
+void UringReactor::cancel_accepts(uint32_t index) noexcept {
+  Watched& w = listeners_[index];
+  w.wanted = false;
+  if (!w.armed && w.singles == 0) return;
+  io_uring_sqe* e = sqe();
+  // Every accept of this listener carries the same user_data: cancel them all.
+  io_uring_prep_cancel64(e, UserData::pack(UringOp::kAccept, Handle{index, 0}),
+                         IORING_ASYNC_CANCEL_ALL);
+  io_uring_sqe_set_data64(e, UserData::pack(UringOp::kListenerCancel, Handle{index, 0}));
+}
+
+void UringReactor::set_accept_room(uint32_t room, uint32_t backlog) noexcept {
+  room_ = room;
+  backlog_ = backlog;
+  for (uint32_t i = 0; i < kMaxListeners; ++i) {
+    if (listeners_[i].wanted) arm_accepts(i);
+  }
+}
+
+void UringReactor::arm_poll() noexcept {
+  io_uring_sqe* e = sqe();
+  io_uring_prep_poll_multishot(e, control_.fd, POLLIN);
+  io_uring_sqe_set_data64(e, UserData::pack(UringOp::kPoll, Handle{}));
+  control_.armed = true;
+}
+
+SysResult UringReactor::watch(int fd, uint64_t cookie) noexcept {
+  control_ = Watched{fd, cookie, true, false};
+  arm_poll();
+  return SysResult{};
+}
+
+SysResult UringReactor::watch_listener(int fd, uint64_t cookie) noexcept {
+  const uint32_t index = Cookie::unpack(cookie).handle.index;
+  if (index >= kMaxListeners) return SysResult{-1, EMFILE};
+  listeners_[index] = Watched{fd, cookie, true, false, 0};
+  arm_accepts(index);
+  return SysResult{};
+}
+
+void UringReactor::pause_listener(int, uint64_t cookie) noexcept {
+  cancel_accepts(Cookie::unpack(cookie).handle.index);
+}
+
+void UringReactor::resume_listener(int fd, uint64_t cookie) noexcept {
+  const uint32_t index = Cookie::unpack(cookie).handle.index;
+  Watched& w = listeners_[index];
+  w.wanted = true;
+  w.fd = fd;
+  arm_accepts(index);
+}
+
+void UringReactor::unwatch_listener(int fd, uint64_t cookie) noexcept {
+  pause_listener(fd, cookie);
+  listeners_[Cookie::unpack(cookie).handle.index].fd = -1;
+}
+
+bool UringReactor::translate(const io_uring_cqe& cqe, Event& out) noexcept {
+  const UserData ud = UserData::unpack(cqe.user_data);
+  const bool more = (cqe.flags & IORING_CQE_F_MORE) != 0;
+  switch (ud.op) {
+    case UringOp::kAccept: {
+      Watched& w = listeners_[ud.handle.index];
+      if (!more) {
+        // A single shot is done; a multishot ends on cancellation, on errors and when the kernel
+        // chooses to. The worker re-arms through set_accept_room() at the end of the iteration,
+        // unless it paused the listener (out of fds: it pauses, then retries on a timer).
+        if (w.armed) {
+          w.armed = false;
+        } else if (w.singles > 0) {
+          --w.singles;
+        }
+        if (cqe.res < 0 && !transient_accept_error(-cqe.res) && cqe.res != -ECANCELED) {
+          w.wanted = false;
+        }
+      }
+      if (cqe.res == -ECANCELED) return false;
+      out = Event{w.cookie, kAccepted, cqe.res, cqe.flags, 0};
+      return true;
+    }
+    case UringOp::kPoll:
+      if (!more) {
+        control_.armed = false;
+        if (control_.wanted) arm_poll();
+      }
+      if (cqe.res < 0) return false;
+      out = Event{control_.cookie, kReadable, cqe.res, cqe.flags, 0};
+      return true;
+    case UringOp::kListenerCancel:
+    case UringOp::kNone:
+      return false;
+    case UringOp::kConnect:
+    case UringOp::kRecvUpstream:
+    case UringOp::kSendUpstream:
+    case UringOp::kCancelUpstream:
+      out = Event{Cookie::pack(CookieTag::kUpstream, ud.handle), 0, cqe.res, cqe.flags,
+                  UringEventOp::pack(ud.op, ud.buffer)};
+      return true;
+    case UringOp::kRecvClient:
+    case UringOp::kSendClient:
+    case UringOp::kCancelClient:
+      out = Event{Cookie::pack(CookieTag::kClient, ud.handle), 0, cqe.res, cqe.flags,
+                  UringEventOp::pack(ud.op, ud.buffer)};
+      return true;
+  }
+  return false;
+}
+
+std::span<const Event> UringReactor::wait(int timeout_ms) noexcept {
+  io_uring* r = ring_.get();
+  if (io_uring_cq_ready(r) > 0) {
+    io_uring_submit(r);  // completions are waiting: flush submissions without blocking
+  } else if (timeout_ms < 0) {
+    io_uring_submit_and_wait(r, 1);
+  } else if (timeout_ms == 0) {
+    io_uring_submit_and_get_events(r);
+  } else {
+    __kernel_timespec ts{timeout_ms / 1000, int64_t{timeout_ms % 1000} * 1'000'000};
+    io_uring_cqe* cqe = nullptr;
+    io_uring_submit_and_wait_timeout(r, &cqe, 1, &ts, nullptr);
+  }
+  size_t n = 0;
+  unsigned head = 0;
+  unsigned seen = 0;
+  io_uring_cqe* cqe = nullptr;
+  io_uring_for_each_cqe(r, head, cqe) {
+    if (n == batch_) break;
+    ++seen;
+    if (translate(*cqe, events_[n])) ++n;
+  }
+  io_uring_cq_advance(r, seen);
+  return {events_.get(), n};
+}
+
+uint32_t UringReactor::cq_overflow() const noexcept {
+  return *ring_->cq.koverflow;
+}
+
+}  // namespace edgeproxy

@@ -1,0 +1,91 @@
+// UringReactor: one io_uring instance per worker. It owns the ring, hands out submission entries,
+// keeps listeners' multishot accepts and control fds' multishot polls armed, and turns completions
+// into normalized Events (the connection's operations are interpreted by UringTransport).
+// Submissions are batched: everything queued during an iteration goes to the kernel in the one
+// io_uring_enter() of the next wait(). Single-threaded: created on any thread, but start() and
+// every later call run on the worker's thread (SINGLE_ISSUER).
+#pragma once
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "edgeproxy/event.h"
+#include "edgeproxy/result.h"
+#include "uring/user_data.h"
+
+namespace edgeproxy {
+
+class UringReactor {
+ public:
+  static constexpr const char* kName = "io_uring";
+  static constexpr uint32_t kMaxListeners = 64;
+  static constexpr uint32_t kMaxSingleAccepts = 16;
+
+  // Sets up a ring sized for `max_connections` (completion queue larger than the submission
+  // queue: every connection has at most five operations in flight), with SINGLE_ISSUER and
+  // DEFER_TASKRUN where the kernel has them. A kernel without io_uring, or with it disabled
+  // (kernel.io_uring_disabled), gets one clear error.
+  static Result<UringReactor> create(uint32_t batch, uint32_t max_connections);
+
+  UringReactor(UringReactor&& other) noexcept;
+  UringReactor& operator=(UringReactor&&) = delete;
+  UringReactor(const UringReactor&) = delete;
+  ~UringReactor();
+
+  // Enables the ring on the calling thread, which becomes its only submitter.
+  SysResult start() noexcept;
+
+  // A submission entry to fill; never null (submits to make room if the queue is full).
+  io_uring_sqe* sqe() noexcept;
+  io_uring* ring() noexcept { return ring_.get(); }
+
+  // Control fds (signalfd): a multishot poll, re-armed whenever the kernel ends it.
+  SysResult watch(int fd, uint64_t cookie) noexcept;
+  // Listeners: accepts whose completions carry the accepted fd (Ready kAccepted). Pausing cancels
+  // them (clients wait in the backlog); resuming re-arms them.
+  SysResult watch_listener(int fd, uint64_t cookie) noexcept;
+  void pause_listener(int fd, uint64_t cookie) noexcept;
+  void resume_listener(int fd, uint64_t cookie) noexcept;
+  void unwatch_listener(int fd, uint64_t cookie) noexcept;
+  // How many more connections the worker can take, and the listen backlog. A multishot accept
+  // drains the whole backlog in one io_uring_enter(), so it is used only while the room exceeds
+  // the backlog; nearer capacity, single-shot accepts are kept in flight, never more than the
+  // room, so a client is never accepted only to be refused. Called once per loop iteration.
+  void set_accept_room(uint32_t room, uint32_t backlog) noexcept;
+
+  // Submits what was queued, waits up to timeout_ms (-1 = until a completion) and returns up to
+  // `batch` normalized events, valid until the next call.
+  std::span<const Event> wait(int timeout_ms) noexcept;
+
+  // Completions the kernel could not post at once (CQ overflow), as it reports them.
+  uint32_t cq_overflow() const noexcept;
+
+ private:
+  struct Watched {
+    int fd = -1;
+    uint64_t cookie = 0;
+    bool wanted = false;   // the worker wants events from it
+    bool armed = false;    // a multishot operation is in flight
+    uint32_t singles = 0;  // single-shot accepts in flight
+  };
+
+  UringReactor(std::unique_ptr<io_uring> ring, uint32_t batch, bool disabled);
+  void arm_accepts(uint32_t index) noexcept;
+  void cancel_accepts(uint32_t index) noexcept;
+  void arm_poll() noexcept;
+  bool translate(const io_uring_cqe& cqe, Event& out) noexcept;
+
+  std::unique_ptr<io_uring> ring_;
+  uint32_t batch_;
+  bool disabled_;  // created with R_DISABLED: start() enables it
+  std::unique_ptr<Event[]> events_;
+  Watched listeners_[kMaxListeners];
+  Watched control_;
+  uint32_t room_ = 0;
+  uint32_t backlog_ = 0;
+};
+
+}  // namespace edgeproxy
