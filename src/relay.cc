@@ -131,8 +131,9 @@ void on_ready(Connection& c, Side& side, uint32_t ready, Stats& stats) noexcept 
   uint8_t add = 0;
   if (ready & kReadable) add |= kReadReady;
   if (ready & kWritable) add |= kWriteReady;
-  // A hang-up makes both syscalls return at once (0, or the error), so try both.
-  if (ready & kHangup) add |= kReadReady | kPeerShut | kWriteReady;
+  // The peer shut its write side: read until read() == 0. (A full hang-up also arrives as
+  // kWritable from the reactor, since writes then fail at once.)
+  if (ready & kHangup) add |= kReadReady | kPeerShut;
   side.flags |= add;
 }
 

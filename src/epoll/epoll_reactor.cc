@@ -21,7 +21,9 @@ uint32_t from_epoll(uint32_t ev) noexcept {
   uint32_t ready = 0;
   if (ev & EPOLLIN) ready |= kReadable;
   if (ev & EPOLLOUT) ready |= kWritable;
-  if (ev & (EPOLLRDHUP | EPOLLHUP)) ready |= kHangup;
+  if (ev & EPOLLRDHUP) ready |= kHangup;
+  // Both directions are shut: read() returns 0 and send() fails at once, so report both.
+  if (ev & EPOLLHUP) ready |= kHangup | kReadable | kWritable;
   if (ev & EPOLLERR) ready |= kError;
   return ready;
 }

@@ -264,9 +264,11 @@ TEST_F(RelayTest, OnReadyReadableAndWritable) {
   EXPECT_EQ(c_.state, State::kRelaying);
 }
 
-TEST_F(RelayTest, OnReadyHangupSetsReadPeerShutAndWrite) {
+// Regression: a half-close (EPOLLRDHUP) used to mark the side writable too, costing a send that
+// could only return EAGAIN; the reactor reports a full hang-up as kHangup | kWritable instead.
+TEST_F(RelayTest, OnReadyHangupSetsReadAndPeerShutOnly) {
   Ready(c_.client, kHangup);
-  EXPECT_EQ(c_.client.flags, kReadReady | kPeerShut | kWriteReady);
+  EXPECT_EQ(c_.client.flags, kReadReady | kPeerShut);
   EXPECT_EQ(c_.state, State::kRelaying);
   EXPECT_EQ(stats_.resets_client, 0u);
   EXPECT_EQ(Next(Dir::kC2U), Step::kRead);
