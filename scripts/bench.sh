@@ -1,25 +1,38 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: wrk -> {direct nginx, HAProxy (mode tcp), edgeproxy}.
+# Side-by-side benchmark: {direct, HAProxy (mode tcp), edgeproxy (epoll),
+# edgeproxy (io_uring)} under three workloads:
+#   W1    wrk keep-alive HTTP through the proxy to nginx ("ok" body)
+#   idle  RSS of the proxy holding IDLE_CONNS idle connections
+#   bulk  iperf3 (1 and 4 streams) through the proxy, Gbit/s and CPU ms/GiB
 #
 #   scripts/bench.sh                 # RUNS=3 DURATION=10, all systems
-#   QUICK=1 scripts/bench.sh         # 1 run of 3 s (smoke test)
-#   SYSTEMS="direct haproxy" QUICK=1 scripts/bench.sh
+#   QUICK=1 scripts/bench.sh         # 1 run of 3 s per workload (smoke test)
+#   SYSTEMS="direct haproxy" BULK=0 QUICK=1 scripts/bench.sh
 #
 # Everything runs on 127.0.0.1.  The proxy under test is pinned to PROXY_CPU
-# (default 0); wrk, the nginx backend and the idle-connection helper are pinned
-# to LOAD_CPU (default 1).  Runs are interleaved (A B C A B C ...) and the
-# report shows medians.  Results (report.md, runs.csv, idle.csv, raw wrk output
-# and process logs) go to bench-results/<timestamp>/ under the repository root.
+# (default 0); wrk, the nginx backend, the iperf3 client and server and the
+# idle-connection helper are pinned to LOAD_CPU (default 1).  Runs are
+# interleaved (A B C A B C ...) and the report shows medians.  Results
+# (report.md, runs.csv, idle.csv, bulk.csv, raw wrk/iperf3 output and process
+# logs) go to bench-results/<timestamp>/ under the repository root.
 #
 # Environment knobs (defaults in brackets):
 #   RUNS [3, QUICK: 1]        measured runs per system (median is reported)
-#   DURATION [10, QUICK: 3]   seconds per wrk run ("10" or "10s")
+#   DURATION [10, QUICK: 3]   seconds per wrk / iperf3 run ("10" or "10s")
 #   QUICK [0]                 1 = quick smoke test (changes the two defaults above)
 #   WARMUP [2, QUICK: 1]      seconds of unrecorded wrk warm-up per system; 0 = none
 #   THREADS [1] CONNECTIONS [100]   wrk -t / -c
-#   SYSTEMS ["direct haproxy edgeproxy"]  columns, in order; also available:
-#                             haproxy_splice, nginx_stream
-#   EDGEPROXY_BIN [build/release/edgeproxy]  EDGEPROXY_ARGS [] extra arguments
+#   SYSTEMS ["direct haproxy edgeproxy edgeproxy_uring"]  W1/idle columns, in
+#                             order; also available: haproxy_splice (forced
+#                             splice both ways), haproxy_splice_auto, nginx_stream
+#   BULK [1]                  0 = skip the iperf3 bulk workload
+#   BULK_SYSTEMS [SYSTEMS, plus haproxy_splice after haproxy]  bulk table rows
+#   EDGEPROXY_BIN [build/release/edgeproxy]              epoll build (make release)
+#   EDGEPROXY_URING_BIN [build/release-uring/edgeproxy]  io_uring build
+#                             (make release BACKEND=uring); both binaries are
+#                             copied at startup so a rebuild during the run
+#                             cannot mix versions
+#   EDGEPROXY_ARGS []         extra arguments for both edgeproxy builds
 #   IDLE_CONNS [10000]        idle connections for the RSS test; 0 = skip it
 #   PROXY_CPU [0] LOAD_CPU [1]
 #   RESULTS_DIR [bench-results/<UTC timestamp>]
@@ -57,8 +70,10 @@ DURATION=${DURATION%s}
 WARMUP=${WARMUP%s}
 THREADS=${THREADS:-1}
 CONNECTIONS=${CONNECTIONS:-100}
-SYSTEMS=${SYSTEMS:-direct haproxy edgeproxy}
+SYSTEMS=${SYSTEMS:-direct haproxy edgeproxy edgeproxy_uring}
+BULK=${BULK:-1}
 EDGEPROXY_BIN=${EDGEPROXY_BIN:-$REPO_ROOT/build/release/edgeproxy}
+EDGEPROXY_URING_BIN=${EDGEPROXY_URING_BIN:-$REPO_ROOT/build/release-uring/edgeproxy}
 EDGEPROXY_ARGS=${EDGEPROXY_ARGS:-}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 PROXY_CPU=${PROXY_CPU:-0}
@@ -66,23 +81,36 @@ LOAD_CPU=${LOAD_CPU:-1}
 TS=$(date -u +%Y%m%dT%H%M%SZ)
 RESULTS_DIR=${RESULTS_DIR:-$REPO_ROOT/bench-results/$TS}
 
-for v in RUNS DURATION WARMUP THREADS CONNECTIONS IDLE_CONNS PROXY_CPU LOAD_CPU; do
+for v in RUNS DURATION WARMUP THREADS CONNECTIONS IDLE_CONNS PROXY_CPU LOAD_CPU BULK; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
 done
 ((RUNS >= 1 && RUNS <= 100)) || die "RUNS must be in 1..100"
 ((DURATION >= 1 && DURATION <= 600)) || die "DURATION must be in 1..600 seconds"
 ((WARMUP <= 60)) || die "WARMUP must be <= 60 seconds"
 ((IDLE_CONNS <= 20000)) || die "IDLE_CONNS must be <= 20000 (proxies run with --max-connections 20000)"
+((BULK <= 1)) || die "BULK must be 0 or 1"
 read -ra SYSTEM_LIST <<<"$SYSTEMS"
 ((${#SYSTEM_LIST[@]} > 0)) || die "SYSTEMS is empty"
+if [[ -z ${BULK_SYSTEMS:-} ]]; then
+    BULK_SYSTEMS=""
+    for s in "${SYSTEM_LIST[@]}"; do
+        BULK_SYSTEMS+="$s "
+        [[ $s != haproxy || " $SYSTEMS " == *" haproxy_splice "* ]] || BULK_SYSTEMS+="haproxy_splice "
+    done
+    BULK_SYSTEMS=${BULK_SYSTEMS% }
+fi
+BULK_LIST=()
+((BULK == 0)) || read -ra BULK_LIST <<<"$BULK_SYSTEMS"
+((BULK == 0 || ${#BULK_LIST[@]} > 0)) || die "BULK_SYSTEMS is empty (set BULK=0 to skip the bulk workload)"
 
 # ---------------------------------------------------------------- prerequisites
 missing=()
 for tool in wrk nginx haproxy python3 taskset; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+((BULK == 0)) || command -v iperf3 >/dev/null 2>&1 || missing+=("iperf3 (or BULK=0)")
 if ((${#missing[@]})); then
-    die "missing required tool(s): ${missing[*]}. Install them with scripts/install-deps.sh (Debian/Ubuntu packages: wrk nginx-light libnginx-mod-stream haproxy)"
+    die "missing required tool(s): ${missing[*]}. Install them with scripts/install-deps.sh --bench (Debian/Ubuntu packages: wrk nginx-light libnginx-mod-stream haproxy iperf3)"
 fi
 [[ -r $HELPER ]] || die "helper $HELPER not found"
 
@@ -115,7 +143,6 @@ fi
 
 # ---------------------------------------------------------------- process bookkeeping
 TMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/edgeproxy-bench.XXXXXX")
-mkdir -p "$RESULTS_DIR/logs" "$RESULTS_DIR/wrk"
 STARTED_PIDS=()   # every background process this script started
 
 cleanup() {
@@ -192,6 +219,7 @@ fill_template() {
     for kv in "$@"; do
         local key=${kv%%=*} val=${kv#*=}
         val=${val//\\/\\\\}; val=${val//&/\\&}; val=${val//|/\\|}
+        val=${val//$'\n'/\\n}   # GNU sed: \n in the replacement is a newline
         sed -i "s|@${key}@|${val}|g" "$out"
     done
 }
@@ -255,30 +283,58 @@ sys_haproxy_label() { echo "HAProxy"; }
 sys_haproxy_version() { haproxy -v 2>&1 | head -n 1; }
 sys_haproxy_start() { start_haproxy "$1" "$2" ""; }
 
+# Forced splice in both directions.  With HAProxy 2.6 "option splice-auto"
+# hardly ever engages for a plain TCP relay (measured: iperf3 through it runs
+# at the no-splice rate and CPU), so it is a separate, optional system.
 sys_haproxy_splice_label() { echo "HAProxy+splice"; }
 sys_haproxy_splice_version() { sys_haproxy_version; }
-sys_haproxy_splice_start() { start_haproxy "$1" "$2" "    option splice-auto"; }
+sys_haproxy_splice_start() { start_haproxy "$1" "$2" "    option splice-request
+    option splice-response"; }
 
-sys_edgeproxy_label() { echo "edgeproxy"; }
-sys_edgeproxy_check() {
-    [[ -x $EDGEPROXY_BIN ]] ||
-        die "edgeproxy binary not found or not executable: $EDGEPROXY_BIN (build it first, set EDGEPROXY_BIN, or leave it out: SYSTEMS=\"direct haproxy\")"
+sys_haproxy_splice_auto_label() { echo "HAProxy+splice-auto"; }
+sys_haproxy_splice_auto_version() { sys_haproxy_version; }
+sys_haproxy_splice_auto_start() { start_haproxy "$1" "$2" "    option splice-auto"; }
+
+# edgeproxy builds.  sys_*_check copies the binary to TMP_DIR, so every phase
+# runs the same build even if build/ is rebuilt meanwhile; the report names the
+# original path, its mtime and the copy's sha256.
+declare -A EP_COPY=() EP_DESC=() EP_VER=()
+edgeproxy_check() {  # edgeproxy_check BIN VAR EXPECTED_BACKEND MAKE_HINT SYSTEM
+    local bin=$1 copy
+    [[ -x $bin ]] ||
+        die "edgeproxy binary not found or not executable: $bin (build it with '$4', set $2, or leave '$5' out of SYSTEMS/BULK_SYSTEMS)"
+    if [[ -z ${EP_COPY[$bin]:-} ]]; then
+        copy=$TMP_DIR/edgeproxy-${#EP_COPY[@]}
+        cp -- "$bin" "$copy"
+        EP_VER[$bin]=$(timeout 2 "$copy" --version 2>&1 </dev/null | head -n 1) || true
+        EP_DESC[$bin]="${EP_VER[$bin]:-unknown} ($bin, built $(date -u -r "$bin" +%Y-%m-%dT%H:%M:%SZ), sha256 $(sha256sum "$copy" | cut -c1-12))"
+        EP_COPY[$bin]=$copy
+    fi
+    [[ ${EP_VER[$bin]} == *"backend $3"* ]] || warn "$bin --version says '${EP_VER[$bin]:-nothing}', expected the $3 backend ($2)"
 }
-sys_edgeproxy_version() {
-    local v
-    v=$(timeout 2 "$EDGEPROXY_BIN" --version 2>&1 </dev/null | head -n 1) || true
-    echo "${v:-unknown} ($EDGEPROXY_BIN, built $(date -u -r "$EDGEPROXY_BIN" +%Y-%m-%dT%H:%M:%SZ))"
-}
-sys_edgeproxy_start() {
+start_edgeproxy() {  # start_edgeproxy BIN BACKEND_PORT TAG
     local port
     local -a extra=()
+    [[ -n ${EP_COPY[$1]:-} ]] || die "internal: $1 was not checked"
     port=$(free_port)
     [[ -z $EDGEPROXY_ARGS ]] || read -ra extra <<<"$EDGEPROXY_ARGS"
-    spawn "$2" "$PROXY_CPU" "$EDGEPROXY_BIN" -q -l 127.0.0.1 -p "$port" \
-        -b 127.0.0.1 -P "$1" --max-connections 20000 "${extra[@]}"
+    spawn "$3" "$PROXY_CPU" "${EP_COPY[$1]}" -q -l 127.0.0.1 -p "$port" \
+        -b 127.0.0.1 -P "$2" --max-connections 20000 "${extra[@]}"
     SYS_PORT=$port; SYS_PIDS=$SPAWNED_PID; SYS_MEASURE_PIDS=$SPAWNED_PID
-    wait_ready "$2" "$SPAWNED_PID" "$port"
+    wait_ready "$3" "$SPAWNED_PID" "$port"
 }
+
+sys_edgeproxy_label() { echo "edgeproxy (epoll)"; }
+sys_edgeproxy_check() { edgeproxy_check "$EDGEPROXY_BIN" EDGEPROXY_BIN epoll "make release" edgeproxy; }
+sys_edgeproxy_version() { echo "${EP_DESC[$EDGEPROXY_BIN]}"; }
+sys_edgeproxy_start() { start_edgeproxy "$EDGEPROXY_BIN" "$1" "$2"; }
+
+sys_edgeproxy_uring_label() { echo "edgeproxy (io_uring)"; }
+sys_edgeproxy_uring_check() {
+    edgeproxy_check "$EDGEPROXY_URING_BIN" EDGEPROXY_URING_BIN io_uring "make release BACKEND=uring" edgeproxy_uring
+}
+sys_edgeproxy_uring_version() { echo "${EP_DESC[$EDGEPROXY_URING_BIN]}"; }
+sys_edgeproxy_uring_start() { start_edgeproxy "$EDGEPROXY_URING_BIN" "$1" "$2"; }
 
 sys_nginx_stream_label() { echo "nginx-stream"; }
 sys_nginx_stream_version() { nginx -v 2>&1 | head -n 1; }
@@ -327,16 +383,21 @@ sys_label() {
     if declare -F "sys_$1_label" >/dev/null; then "sys_$1_label"; else echo "$1"; fi
 }
 
-for s in "${SYSTEM_LIST[@]}"; do
+declare -A CHECKED=()
+ALL_SYSTEMS=()   # SYSTEMS + BULK_SYSTEMS, each once, in order
+for s in "${SYSTEM_LIST[@]}" "${BULK_LIST[@]}"; do
     { [[ $s =~ ^[A-Za-z0-9_]+$ ]] && declare -F "sys_${s}_start" >/dev/null; } ||
-        die "unknown system '$s' in SYSTEMS (known: direct haproxy edgeproxy haproxy_splice nginx_stream)"
+        die "unknown system '$s' in SYSTEMS/BULK_SYSTEMS (known: direct haproxy edgeproxy edgeproxy_uring haproxy_splice haproxy_splice_auto nginx_stream)"
+    [[ -z ${CHECKED[$s]:-} ]] || continue
+    CHECKED[$s]=1; ALL_SYSTEMS+=("$s")
     if declare -F "sys_${s}_check" >/dev/null; then "sys_${s}_check"; fi
 done
+mkdir -p "$RESULTS_DIR/logs" "$RESULTS_DIR/wrk"  # after the checks: a failed check leaves no empty results directory
 
 # ---------------------------------------------------------------- environment header
 cmdline() {
     local v out=""
-    for v in QUICK RUNS DURATION WARMUP THREADS CONNECTIONS SYSTEMS IDLE_CONNS_REQUESTED PROXY_CPU LOAD_CPU EDGEPROXY_BIN EDGEPROXY_ARGS; do
+    for v in QUICK RUNS DURATION WARMUP THREADS CONNECTIONS SYSTEMS BULK BULK_SYSTEMS IDLE_CONNS_REQUESTED PROXY_CPU LOAD_CPU EDGEPROXY_BIN EDGEPROXY_URING_BIN EDGEPROXY_ARGS; do
         out+="${v%_REQUESTED}=$(printf '%q' "${!v}") "
     done
     out+=$(printf '%q' "$SCRIPT_DIR/bench.sh")
@@ -360,12 +421,13 @@ report() { printf '%s\n' "$@" | tee -a "$REPORT"; }
     report "| environment | |" "|---|---|"
     report "| kernel | $(uname -srm) |"
     report "| CPU | $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') |"
-    report "| nproc | $NPROC (proxy on CPU $PROXY_CPU; wrk + backend on CPU $LOAD_CPU) |"
+    report "| nproc | $NPROC (proxy on CPU $PROXY_CPU; wrk, backends, iperf3 and idle helper on CPU $LOAD_CPU) |"
     report "| load average (start) | $LOAD_BEFORE |"
     report "| wrk | $WRK_VERSION |" "| nginx | $NGINX_VERSION |" "| haproxy | $HAPROXY_VERSION |"
+    ((BULK == 0)) || report "| iperf3 | $(iperf3 --version 2>&1 | head -n 1) |"
     report "| python3 | $(python3 --version 2>&1) |"
-    for s in "${SYSTEM_LIST[@]}"; do
-        if [[ $s != haproxy ]] && declare -F "sys_${s}_version" >/dev/null; then
+    for s in "${ALL_SYSTEMS[@]}"; do
+        if [[ $s != haproxy* ]] && declare -F "sys_${s}_version" >/dev/null; then
             report "| $(sys_label "$s") | $("sys_${s}_version") |"
         fi
     done
@@ -553,6 +615,142 @@ if ((IDLE_CONNS > 0)); then
     stop_pid "$HOLD_PID"
 fi
 
+# ---------------------------------------------------------------- bulk (iperf3)
+# One persistent iperf3 server on LOAD_CPU; a fresh instance of every bulk
+# system in front of it; iperf3 clients (1 and 4 streams) run one at a time,
+# interleaved across systems.  The control and data connections all go through
+# the proxy.
+BULK_CSV=$RESULTS_DIR/bulk.csv
+BULK_STREAMS=(1 4)
+echo "run,system,streams,port,duration_s,gbit_s,bytes_received,proxy_cpu_ticks,proxy_cpu_ms_per_gib,proxy_cpu_pct,loadavg1,error" >"$BULK_CSV"
+declare -A BPORT_OF=() BPIDS_OF=() BMPIDS_OF=() BDEAD_OF=() BULK_ERR_OF=()
+IPERF_PORT=""; IPERF_PID=""; IPERF_RESTARTS=0
+
+start_iperf_server() {
+    [[ -n $IPERF_PORT ]] || IPERF_PORT=$(free_port)
+    spawn "iperf3-server$( ((IPERF_RESTARTS == 0)) || echo ".$IPERF_RESTARTS")" "$LOAD_CPU" \
+        iperf3 -s -p "$IPERF_PORT" -B 127.0.0.1
+    IPERF_PID=$SPAWNED_PID
+    wait_ready iperf3-server "$IPERF_PID" "$IPERF_PORT"
+    sleep 0.3  # the probe connection from wait_ready counts as a (failed) test
+}
+
+# parse_iperf FILE -> "gbit_s bytes error" (NA when missing; error "-" if none)
+parse_iperf() {
+    python3 - "$1" <<'EOF'
+import json, sys
+try:
+    with open(sys.argv[1]) as f:
+        d = json.load(f)
+except Exception as e:  # empty or truncated output
+    print("NA NA", ("unparsable iperf3 output: %s" % e).replace(" ", "_")[:120])
+    sys.exit(0)
+err = d.get("error")
+r = d.get("end", {}).get("sum_received", {})
+bps, nbytes = r.get("bits_per_second"), r.get("bytes")
+if err or bps is None or not nbytes:
+    print("NA NA", (err or "no end.sum_received in output").replace(" ", "_")[:120])
+else:
+    print("%.3f %d -" % (bps / 1e9, nbytes))
+EOF
+}
+
+# run_iperf SYSTEM STREAMS DURATION OUTFILE -> "gbit_s bytes ticks ms_per_gib cpu_pct error"
+run_iperf() {
+    local s=$1 streams=$2 dur=$3 out=$4 t0="" t1="" ticks=NA cpu=NA pct=NA rc=0
+    local -a mp=()
+    read -ra mp <<<"${BMPIDS_OF[$s]}"
+    if ((${#mp[@]})); then t0=$(proc_ticks "${mp[@]}") || t0=""; fi
+    timeout $((dur + 30)) taskset -c "$LOAD_CPU" iperf3 -c 127.0.0.1 -p "${BPORT_OF[$s]}" \
+        -t "$dur" -P "$streams" -J --connect-timeout 5000 >"$out" 2>"$out.stderr" || rc=$?
+    if ((${#mp[@]})); then t1=$(proc_ticks "${mp[@]}" 2>/dev/null) || t1=""; fi
+    local gbps bytes err
+    read -r gbps bytes err < <(parse_iperf "$out")
+    ((rc == 0)) || [[ $err != - ]] || err="iperf3_exit_status_$rc"
+    if ((${#mp[@]})) && [[ -n $t0 && -n $t1 ]]; then
+        ticks=$((t1 - t0))
+        pct=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v d="$dur" 'BEGIN { printf "%.0f", t / hz / d * 100 }')
+        if [[ $bytes != NA ]]; then
+            cpu=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v b="$bytes" 'BEGIN { printf "%.1f", t / hz * 1000 / (b / 1073741824) }')
+        fi
+    elif ((${#mp[@]} == 0)); then
+        ticks=-; cpu=-; pct=-
+    fi
+    echo "$gbps $bytes $ticks $cpu $pct $err"
+}
+
+bulk_check_alive() {
+    local s=$1
+    local -a p=()
+    read -ra p <<<"${BPIDS_OF[$s]} ${BMPIDS_OF[$s]}"
+    ((${#p[@]})) || return 0
+    if ! pids_alive "${p[@]}"; then
+        BDEAD_OF[$s]="process exited during the bulk test (see logs/$s-bulk.log)"
+        warn "$(sys_label "$s") (bulk) died! last log lines:"
+        tail -n 20 "$RESULTS_DIR/logs/$s-bulk.log" >&2 || true
+        return 1
+    fi
+}
+
+# after a failed client run: make sure the iperf3 server is alive and idle
+bulk_recover() {
+    if ! kill -0 "$IPERF_PID" 2>/dev/null || ((${1:-0})); then
+        warn "restarting the iperf3 server (log: logs/iperf3-server*.log)"
+        stop_pid "$IPERF_PID"
+        IPERF_RESTARTS=$((IPERF_RESTARTS + 1))
+        ((IPERF_RESTARTS <= 5)) || die "iperf3 server failed too often"
+        start_iperf_server
+    fi
+}
+
+if ((BULK)); then
+    mkdir -p "$RESULTS_DIR/iperf3"
+    start_iperf_server
+    log "iperf3 server on 127.0.0.1:$IPERF_PORT (CPU $LOAD_CPU)"
+    printf '$ taskset -c %s iperf3 -c 127.0.0.1 -p PORT -t %s -P {%s} -J --connect-timeout 5000\n' \
+        "$LOAD_CPU" "$DURATION" "${BULK_STREAMS[*]}" >>"$RESULTS_DIR/commands.txt"
+    for s in "${BULK_LIST[@]}"; do
+        SYS_PORT=""; SYS_PIDS=""; SYS_MEASURE_PIDS=""
+        log "starting $(sys_label "$s") for the bulk test (backend iperf3 127.0.0.1:$IPERF_PORT)"
+        "sys_${s}_start" "$IPERF_PORT" "$s-bulk"
+        sleep 0.3  # wait_ready's probe went through to the iperf3 server
+        BPORT_OF[$s]=$SYS_PORT; BPIDS_OF[$s]=$SYS_PIDS; BMPIDS_OF[$s]=$SYS_MEASURE_PIDS; BDEAD_OF[$s]=""
+    done
+    if ((WARMUP > 0)); then
+        for s in "${BULK_LIST[@]}"; do
+            log "bulk warm-up $(sys_label "$s") (${WARMUP}s, 1 stream)"
+            read -r gbps _ _ _ _ err <<<"$(run_iperf "$s" 1 "$WARMUP" "$RESULTS_DIR/iperf3/warmup-$s.json")"
+            bulk_check_alive "$s" || true
+            [[ $err == - ]] || { warn "bulk warm-up $(sys_label "$s"): ${err//_/ }"; bulk_recover 1; }
+        done
+    fi
+    for ((run = 1; run <= RUNS; run++)); do
+        for n in "${BULK_STREAMS[@]}"; do
+            for s in "${BULK_LIST[@]}"; do
+                if [[ -n ${BDEAD_OF[$s]} ]]; then
+                    echo "$run,$s,$n,${BPORT_OF[$s]},$DURATION,NA,NA,NA,NA,NA,$(cut -d' ' -f1 /proc/loadavg),dead" >>"$BULK_CSV"
+                    continue
+                fi
+                out=$RESULTS_DIR/iperf3/run$run-P$n-$s.json
+                read -r gbps bytes ticks cpu pct err <<<"$(run_iperf "$s" "$n" "$DURATION" "$out")"
+                bulk_check_alive "$s" || true
+                load1=$(cut -d' ' -f1 /proc/loadavg)
+                echo "$run,$s,$n,${BPORT_OF[$s]},$DURATION,$gbps,$bytes,$ticks,$cpu,$pct,$load1,${err//,/;}" >>"$BULK_CSV"
+                log "bulk run $run/$RUNS -P $n $(sys_label "$s"): ${gbps} Gbit/s, proxy ${cpu} CPU ms/GiB (${pct}% of a core) load=$load1"
+                if [[ $err != - ]]; then
+                    BULK_ERR_OF[$s]="${BULK_ERR_OF[$s]:+${BULK_ERR_OF[$s]}; }run $run -P $n: ${err//_/ }"
+                    warn "bulk $(sys_label "$s") run $run -P $n failed: ${err//_/ } (see $out)"
+                    bulk_recover 1
+                fi
+            done
+        done
+    done
+    for s in "${BULK_LIST[@]}"; do
+        for pid in ${BPIDS_OF[$s]}; do stop_pid "$pid"; done
+    done
+    stop_pid "$IPERF_PID"
+fi
+
 # ---------------------------------------------------------------- report
 # median SYSTEM COLUMN (1-based CSV column) over runs; NA if no numeric values
 median() {
@@ -600,6 +798,7 @@ c_cpu() { fmt '%.2f' "${CPU[$1]}"; }
 c_rps_vs_direct() { has_system direct && ratio "${RPS[$1]}" "${RPS[direct]}" || echo "-"; }
 c_rps_vs_haproxy() { has_system haproxy && ratio "${RPS[$1]}" "${RPS[haproxy]}" || echo "-"; }
 c_cpu_vs_haproxy() { has_system haproxy && ratio "${CPU[$1]}" "${CPU[haproxy]}" || echo "-"; }
+c_cpu_vs_epoll() { has_system edgeproxy && ratio "${CPU[$1]}" "${CPU[edgeproxy]}" || echo "-"; }
 c_p99_vs_direct() { has_system direct && ratio "${P99[$1]}" "${P99[direct]}" || echo "-"; }
 c_errors() { echo "${ERRS[$1]}"; }
 c_rss() { fmt '%.0f' "${RSS_OF[$1]:--}"; }
@@ -622,6 +821,7 @@ row "proxy CPU µs/request" c_cpu
 row "req/s vs direct" c_rps_vs_direct
 row "req/s vs HAProxy" c_rps_vs_haproxy
 row "CPU/request vs HAProxy" c_cpu_vs_haproxy
+has_system edgeproxy && row "CPU/request vs edgeproxy (epoll)" c_cpu_vs_epoll
 row "p99 vs direct" c_p99_vs_direct
 row "wrk errors (all runs)" c_errors
 if ((IDLE_CONNS > 0)); then
@@ -632,7 +832,10 @@ if ((IDLE_CONNS > 0)); then
 fi
 report ""
 [[ -z $IDLE_NOTE ]] || report "Note: $IDLE_NOTE." ""
-report "Load average: start $LOAD_BEFORE, end $LOAD_AFTER. Proxy CPU = utime+stime of the proxy process(es) during each wrk run / requests completed."
+report "Proxy CPU = utime+stime of the proxy process(es) during each wrk run / requests completed (CLK_TCK $CLK_TCK)."
+if has_system edgeproxy && has_system edgeproxy_uring; then
+    report "io_uring target: CPU/request <= 0.85x edgeproxy (epoll); measured $(c_cpu_vs_epoll edgeproxy_uring)."
+fi
 if ((IDLE_CONNS > 0)); then
     report "Idle test: a fresh instance of each proxy in front of a python3 backend that holds connections; VmRSS read 1 s after the backend saw all connections; bytes/conn = (RSS with - RSS before) / connections, so memory preallocated at startup counts only in \"RSS before\"."
 fi
@@ -640,10 +843,84 @@ for s in "${SYSTEM_LIST[@]}"; do
     [[ -z ${DEAD_OF[$s]} ]] || report "- **$(sys_label "$s")**: ${DEAD_OF[$s]}"
     [[ -z ${IDLE_ERR_OF[$s]:-} ]] || report "- **$(sys_label "$s")** idle test: ${IDLE_ERR_OF[$s]}"
 done
-report "" "Files: $CSV, $IDLE_CSV, $RESULTS_DIR/commands.txt, wrk/ (raw output), logs/."
+
+# ---------------------------------------------------------------- bulk report
+if ((BULK)); then
+    # bmedian SYSTEM STREAMS COLUMN (1-based bulk.csv column)
+    bmedian() {
+        awk -F, -v s="$1" -v n="$2" -v c="$3" '
+            NR > 1 && $2 == s && $3 == n && $c ~ /^[0-9.]+$/ { v[++k] = $c }
+            END {
+                if (k == 0) { print "NA"; exit }
+                for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+                print (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
+            }' "$BULK_CSV"
+    }
+    bruns() {  # SYSTEM STREAMS -> "a / b / c" Gbit/s
+        awk -F, -v s="$1" -v n="$2" 'NR > 1 && $2 == s && $3 == n { out = out (out == "" ? "" : " / ") ($6 ~ /^[0-9.]+$/ ? sprintf("%.2f", $6) : $6) } END { print out }' "$BULK_CSV"
+    }
+    has_bulk() { local x; for x in "${BULK_LIST[@]}"; do [[ $x == "$1" ]] && return 0; done; return 1; }
+    declare -A GB=() CG=() PCT=()
+    for s in "${BULK_LIST[@]}"; do
+        for n in "${BULK_STREAMS[@]}"; do
+            GB[$s,$n]=$(bmedian "$s" "$n" 6)
+            if [[ -n ${BMPIDS_OF[$s]} ]]; then
+                CG[$s,$n]=$(bmedian "$s" "$n" 9); PCT[$s,$n]=$(bmedian "$s" "$n" 10)
+            else
+                CG[$s,$n]="-"; PCT[$s,$n]="-"
+            fi
+        done
+    done
+    REF=haproxy_splice
+    has_bulk "$REF" || REF=haproxy
+    has_bulk "$REF" || REF=""
+    report "" "## Bulk throughput (iperf3)" ""
+    report "\`iperf3 -c 127.0.0.1 -t $DURATION -P {1,4}\` through each proxy to one \`iperf3 -s\` (client and server on CPU $LOAD_CPU, proxy on CPU $PROXY_CPU), $RUNS interleaved run(s) per system and stream count, medians.  Gbit/s = end.sum_received.bits_per_second; CPU ms/GiB = proxy utime+stime during the run / GiB received; CPU % = share of one core.${REF:+  Ratios are vs $(sys_label "$REF").}" ""
+    line="| system |"; sep2="|---|"
+    for n in "${BULK_STREAMS[@]}"; do
+        line+=" $n-stream Gbit/s | $n-stream CPU ms/GiB |"; sep2+="---:|---:|"
+    done
+    if [[ -n $REF ]]; then
+        for n in "${BULK_STREAMS[@]}"; do
+            line+=" $n-stream Gbit/s vs ref | $n-stream CPU/GiB vs ref |"; sep2+="---:|---:|"
+        done
+    fi
+    line+=" proxy CPU % ($(IFS=/; echo "${BULK_STREAMS[*]}") streams) | Gbit/s per run ($(IFS=';'; echo "${BULK_STREAMS[*]}") streams) |"; sep2+="---:|---|"
+    report "$line" "$sep2"
+    for s in "${BULK_LIST[@]}"; do
+        line="| $(sys_label "$s") |"
+        for n in "${BULK_STREAMS[@]}"; do
+            line+=" $(fmt '%.2f' "${GB[$s,$n]}") | $(fmt '%.0f' "${CG[$s,$n]}") |"
+        done
+        if [[ -n $REF ]]; then
+            for n in "${BULK_STREAMS[@]}"; do
+                line+=" $(ratio "${GB[$s,$n]}" "${GB[$REF,$n]}") | $(ratio "${CG[$s,$n]}" "${CG[$REF,$n]}") |"
+            done
+        fi
+        pcts=""; runs=""
+        for n in "${BULK_STREAMS[@]}"; do
+            pcts+="${pcts:+ / }$(fmt '%.0f' "${PCT[$s,$n]}")"; runs+="${runs:+; }$(bruns "$s" "$n")"
+        done
+        line+=" $pcts | $runs |"
+        report "$line"
+    done
+    ((IPERF_RESTARTS == 0)) || report "" "Note: the iperf3 server was restarted $IPERF_RESTARTS time(s) after failed runs."
+    notes=()
+    for s in "${BULK_LIST[@]}"; do
+        [[ -z ${BDEAD_OF[$s]} ]] || notes+=("- **$(sys_label "$s")** bulk: ${BDEAD_OF[$s]}")
+        [[ -z ${BULK_ERR_OF[$s]:-} ]] || notes+=("- **$(sys_label "$s")** bulk errors: ${BULK_ERR_OF[$s]}")
+    done
+    ((${#notes[@]} == 0)) || report "" "${notes[@]}"
+fi
+
+report "" "Load average: start $LOAD_BEFORE, end $LOAD_AFTER (nproc $NPROC)."
+report "" "Files: $CSV, $IDLE_CSV$( ((BULK == 0)) || echo ", $BULK_CSV"), $RESULTS_DIR/commands.txt, wrk/$( ((BULK == 0)) || echo ", iperf3/") (raw output), logs/."
 
 FAILED=0
 for s in "${SYSTEM_LIST[@]}"; do
     [[ -z ${DEAD_OF[$s]} && -z ${IDLE_ERR_OF[$s]:-} && ${RPS[$s]} != NA ]] || FAILED=1
+done
+for s in "${BULK_LIST[@]}"; do
+    [[ -z ${BDEAD_OF[$s]} && -z ${BULK_ERR_OF[$s]:-} && ${GB[$s,1]} != NA ]] || FAILED=1
 done
 ((FAILED == 0)) || { warn "some systems failed; see the notes above"; exit 1; }
