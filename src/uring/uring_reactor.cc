@@ -110,12 +110,11 @@ io_uring_sqe* UringReactor::sqe() noexcept {
 void UringReactor::arm_accepts(uint32_t index) noexcept {
   Watched& w = listeners_[index];
   if (!w.wanted || w.fd < 0) return;
-  const uint64_t data = UserData::pack(UringOp::kAccept, Handle{index, 0});
   if (room_ > backlog_) {
     if (w.armed) return;
     io_uring_sqe* e = sqe();
     io_uring_prep_multishot_accept(e, w.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(e, data);
+    io_uring_sqe_set_data64(e, UserData::pack(UringOp::kAccept, Handle{index, 0}));
     w.armed = true;
     return;
   }
@@ -128,7 +127,7 @@ void UringReactor::arm_accepts(uint32_t index) noexcept {
   while (w.singles < singles) {
     io_uring_sqe* e = sqe();
     io_uring_prep_accept(e, w.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(e, data);
+    io_uring_sqe_set_data64(e, UserData::pack(UringOp::kAcceptOnce, Handle{index, 0}));
     ++w.singles;
   }
 }
@@ -136,11 +135,14 @@ void UringReactor::arm_accepts(uint32_t index) noexcept {
 void UringReactor::cancel_accepts(uint32_t index) noexcept {
   Watched& w = listeners_[index];
   w.wanted = false;
-  if (!w.armed && w.singles == 0) return;
+  // By user_data, not by fd: the worker may close the listener before this is submitted.
+  if (w.armed) cancel_all(UserData::pack(UringOp::kAccept, Handle{index, 0}), index);
+  if (w.singles > 0) cancel_all(UserData::pack(UringOp::kAcceptOnce, Handle{index, 0}), index);
+}
+
+void UringReactor::cancel_all(uint64_t target, uint32_t index) noexcept {
   io_uring_sqe* e = sqe();
-  // Every accept of this listener carries the same user_data: cancel them all.
-  io_uring_prep_cancel64(e, UserData::pack(UringOp::kAccept, Handle{index, 0}),
-                         IORING_ASYNC_CANCEL_ALL);
+  io_uring_prep_cancel64(e, target, IORING_ASYNC_CANCEL_ALL);
   io_uring_sqe_set_data64(e, UserData::pack(UringOp::kListenerCancel, Handle{index, 0}));
 }
 
@@ -194,20 +196,19 @@ bool UringReactor::translate(const io_uring_cqe& cqe, Event& out) noexcept {
   const UserData ud = UserData::unpack(cqe.user_data);
   const bool more = (cqe.flags & IORING_CQE_F_MORE) != 0;
   switch (ud.op) {
-    case UringOp::kAccept: {
+    case UringOp::kAccept:
+    case UringOp::kAcceptOnce: {
       Watched& w = listeners_[ud.handle.index];
-      if (!more) {
-        // A single shot is done; a multishot ends on cancellation, on errors and when the kernel
-        // chooses to. The worker re-arms through set_accept_room() at the end of the iteration,
-        // unless it paused the listener (out of fds: it pauses, then retries on a timer).
-        if (w.armed) {
-          w.armed = false;
-        } else if (w.singles > 0) {
-          --w.singles;
-        }
-        if (cqe.res < 0 && !transient_accept_error(-cqe.res) && cqe.res != -ECANCELED) {
-          w.wanted = false;
-        }
+      if (ud.op == UringOp::kAcceptOnce) {
+        --w.singles;
+      } else if (!more) {
+        // A multishot ends on cancellation, on errors and when the kernel chooses to.
+        w.armed = false;
+      }
+      // The worker re-arms through set_accept_room() at the end of the iteration, unless it
+      // must decide (out of fds: it pauses the listener, then retries on a timer).
+      if (cqe.res < 0 && !transient_accept_error(-cqe.res) && cqe.res != -ECANCELED) {
+        w.wanted = false;
       }
       if (cqe.res == -ECANCELED) return false;
       out = Event{w.cookie, kAccepted, cqe.res, cqe.flags, 0};

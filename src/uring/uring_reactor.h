@@ -75,6 +75,7 @@ class UringReactor {
   UringReactor(std::unique_ptr<io_uring> ring, uint32_t batch, bool disabled);
   void arm_accepts(uint32_t index) noexcept;
   void cancel_accepts(uint32_t index) noexcept;
+  void cancel_all(uint64_t target, uint32_t index) noexcept;
   void arm_poll() noexcept;
   bool translate(const io_uring_cqe& cqe, Event& out) noexcept;
 

@@ -21,6 +21,7 @@ enum class UringOp : uint8_t {
   kSendUpstream = 8,  // send to the upstream; buffer = the block being sent
   kCancelClient = 9,  // cancel of every operation on the client fd
   kCancelUpstream = 10,
+  kAcceptOnce = 11,  // single-shot accept (near capacity); index = listener number
 };
 
 struct UserData {

@@ -1,0 +1,188 @@
+// UringReactor on a real ring: accepts are bounded by the room the worker reports, pausing a
+// listener stops them and resuming re-arms them, and a wait with nothing pending times out.
+#include "uring/uring_reactor.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "edgeproxy/cookie.h"
+#include "loopback.h"
+
+namespace edgeproxy {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr uint32_t kBacklog = 128;
+
+class UringReactorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto reactor = UringReactor::create(256, 64);
+    ASSERT_TRUE(reactor.ok()) << reactor.error();
+    reactor_.emplace(std::move(reactor.value()));
+    const SysResult started = reactor_->start();
+    ASSERT_TRUE(started.ok()) << std::strerror(started.err);
+    // Non-blocking, like Listener::open.
+    listener_ = loopback::Bind(static_cast<int>(kBacklog), address_, true);
+    ASSERT_GE(listener_, 0);
+    ASSERT_TRUE(reactor_->watch_listener(listener_, cookie_).ok());
+  }
+
+  void TearDown() override {
+    if (reactor_ && listener_ >= 0) {
+      reactor_->unwatch_listener(listener_, cookie_);
+      Run(50, room_);
+    }
+    for (int& fd : accepted_) loopback::Close(fd);
+    for (int& fd : clients_) loopback::Close(fd);
+    loopback::Close(listener_);
+  }
+
+  void Connect(int n) {
+    for (int i = 0; i < n; ++i) {
+      const int fd = loopback::ConnectTo(address_);
+      ASSERT_GE(fd, 0);
+      clients_.push_back(fd);
+    }
+  }
+
+  // Worker::run for `ms`: wait, count the accepted fds (each one takes a slot, as
+  // start_connection does), then report the room left. Returns the number accepted.
+  uint32_t Run(int ms, uint32_t& room) {
+    uint32_t accepted = 0;
+    const auto until = Clock::now() + std::chrono::milliseconds(ms);
+    while (Clock::now() < until) {
+      for (const Event& ev : reactor_->wait(10)) {
+        EXPECT_EQ(ev.cookie, cookie_);
+        EXPECT_TRUE(ev.ready & kAccepted);
+        if (ev.result < 0) {
+          ADD_FAILURE() << "accept failed: " << std::strerror(-ev.result);
+          continue;
+        }
+        accepted_.push_back(ev.result);
+        ++accepted;
+        if (room == 0) {
+          ADD_FAILURE() << "accepted a connection with no room left";
+        } else {
+          --room;
+        }
+      }
+      if (!paused_) reactor_->set_accept_room(room, backlog_);
+    }
+    return accepted;
+  }
+
+  std::optional<UringReactor> reactor_;
+  int listener_ = -1;
+  SocketAddress address_;
+  const uint64_t cookie_ = Cookie::pack(CookieTag::kListener, Handle{0, 0});
+  uint32_t room_ = 0;
+  uint32_t backlog_ = kBacklog;  // what the worker reports as the backlog
+  bool paused_ = false;
+  std::vector<int> accepted_;
+  std::vector<int> clients_;
+};
+
+TEST_F(UringReactorTest, RoomBelowTheBacklogBoundsAccepts) {
+  // Three free slots, eight clients waiting in the backlog: single-shot accepts, never more
+  // than the room, so no client is accepted only to be refused.
+  room_ = 3;
+  reactor_->set_accept_room(room_, kBacklog);
+  ASSERT_NO_FATAL_FAILURE(Connect(8));
+  EXPECT_EQ(Run(300, room_), 3u);
+  EXPECT_EQ(room_, 0u);
+  // A slot frees: exactly one more.
+  room_ = 1;
+  reactor_->set_accept_room(room_, kBacklog);
+  EXPECT_EQ(Run(200, room_), 1u);
+}
+
+TEST_F(UringReactorTest, RoomShrinkingBelowTheBacklogStopsTheMultishot) {
+  room_ = 1000;  // above the backlog: one multishot accept
+  reactor_->set_accept_room(room_, kBacklog);
+  ASSERT_NO_FATAL_FAILURE(Connect(2));
+  EXPECT_EQ(Run(200, room_), 2u);
+  // Near capacity: the multishot is cancelled and counted single shots take over.
+  room_ = 2;
+  reactor_->set_accept_room(room_, kBacklog);
+  ASSERT_NO_FATAL_FAILURE(Connect(6));
+  EXPECT_EQ(Run(300, room_), 2u);
+  EXPECT_EQ(room_, 0u);
+}
+
+TEST_F(UringReactorTest, RoomGrowingPastTheBacklogWithSinglesInFlightStillBoundsAccepts) {
+  // The worker reports a backlog of 4 (the listener's own queue is larger).
+  backlog_ = 4;
+  room_ = 3;  // at or below the backlog: three single-shot accepts
+  reactor_->set_accept_room(room_, backlog_);
+  EXPECT_EQ(Run(50, room_), 0u);
+  room_ = 5;  // above it: a multishot accept joins the singles still in flight
+  reactor_->set_accept_room(room_, backlog_);
+  EXPECT_EQ(Run(50, room_), 0u);
+  // One client: a single shot takes it, the room drops back to the backlog, so the multishot
+  // must go and at most `room` accepts may be in flight from now on.
+  ASSERT_NO_FATAL_FAILURE(Connect(1));
+  EXPECT_EQ(Run(100, room_), 1u);
+  EXPECT_EQ(room_, 4u);
+  ASSERT_NO_FATAL_FAILURE(Connect(10));
+  EXPECT_LE(Run(300, room_), 4u) << "more connections accepted than the room reported";
+}
+
+TEST_F(UringReactorTest, PauseStopsSingleShotAcceptsAndResumeRearmsThem) {
+  room_ = 4;
+  reactor_->set_accept_room(room_, kBacklog);
+  reactor_->pause_listener(listener_, cookie_);
+  paused_ = true;
+  EXPECT_EQ(Run(50, room_), 0u);  // the cancels complete
+  ASSERT_NO_FATAL_FAILURE(Connect(3));
+  EXPECT_EQ(Run(200, room_), 0u);
+  reactor_->resume_listener(listener_, cookie_);
+  paused_ = false;
+  EXPECT_EQ(Run(300, room_), 3u);
+}
+
+TEST_F(UringReactorTest, PauseStopsTheMultishotAcceptAndResumeRearmsIt) {
+  room_ = 1000;
+  reactor_->set_accept_room(room_, kBacklog);
+  ASSERT_NO_FATAL_FAILURE(Connect(1));
+  EXPECT_EQ(Run(100, room_), 1u);
+  reactor_->pause_listener(listener_, cookie_);
+  paused_ = true;
+  EXPECT_EQ(Run(50, room_), 0u);
+  ASSERT_NO_FATAL_FAILURE(Connect(3));
+  EXPECT_EQ(Run(200, room_), 0u);
+  reactor_->resume_listener(listener_, cookie_);
+  paused_ = false;
+  EXPECT_EQ(Run(300, room_), 3u);
+}
+
+TEST_F(UringReactorTest, ResumeBeforeThePauseCompletesStillAccepts) {
+  for (const uint32_t room : {1000u, 4u}) {
+    SCOPED_TRACE(room);
+    room_ = room;
+    reactor_->set_accept_room(room_, kBacklog);
+    EXPECT_EQ(Run(20, room_), 0u);
+    // Paused and resumed within one iteration: the cancel is still queued when resume runs.
+    reactor_->pause_listener(listener_, cookie_);
+    reactor_->resume_listener(listener_, cookie_);
+    ASSERT_NO_FATAL_FAILURE(Connect(2));
+    EXPECT_EQ(Run(300, room_), 2u);
+  }
+}
+
+TEST_F(UringReactorTest, WaitWithNothingPendingTimesOutEmpty) {
+  EXPECT_TRUE(reactor_->wait(50).empty());
+  EXPECT_TRUE(reactor_->wait(0).empty());
+  EXPECT_EQ(reactor_->cq_overflow(), 0u);
+}
+
+}  // namespace
+}  // namespace edgeproxy
