@@ -77,6 +77,12 @@ SysResult accept(int listen_fd) noexcept {
   }
 }
 
+bool accept_error_is_transient(int err) noexcept {
+  return err == ECONNABORTED || err == EPROTO || err == EPERM || err == ENETDOWN ||
+         err == ENOPROTOOPT || err == EHOSTDOWN || err == ENONET || err == EHOSTUNREACH ||
+         err == EOPNOTSUPP || err == ENETUNREACH || err == ETIMEDOUT || err == EINTR;
+}
+
 SysResult stream_socket(int family) noexcept {
   return SysResult::from(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
 }

@@ -21,13 +21,6 @@ constexpr uint32_t kEventBatch = 256;
 constexpr uint32_t kAcceptBudget = 64;   // accepts per listener per iteration
 constexpr int64_t kAcceptRetryMs = 100;  // out of fds: retry accepting this often, no sooner
 
-bool accept_error_is_transient(int err) noexcept {
-  // The connection died in the queue or was refused by policy: skip it, keep accepting.
-  return err == ECONNABORTED || err == EPROTO || err == EPERM || err == ENETDOWN ||
-         err == ENOPROTOOPT || err == EHOSTDOWN || err == ENONET || err == EHOSTUNREACH ||
-         err == EOPNOTSUPP || err == ENETUNREACH || err == ETIMEDOUT;
-}
-
 bool accept_error_is_exhaustion(int err) noexcept {
   return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
@@ -279,7 +272,7 @@ void Worker::on_accepted(uint32_t listener_index, int result) noexcept {
 bool Worker::on_accept_error(Listener& l, int err) noexcept {
   ++stats_.accept_errors;
   // The connection died in the queue or was refused by policy: skip it, keep accepting.
-  if (accept_error_is_transient(err)) return true;
+  if (sys::accept_error_is_transient(err)) return true;
   if (!accept_error_is_exhaustion(err)) log_error("accept: %s", std::strerror(err));
   // Out of fds or kernel memory (or an unexpected error): retrying now would spin. Pause until a
   // connection closes or the retry timer fires, whichever comes first.

@@ -33,6 +33,9 @@ namespace sys {
 SysResult read(int fd, void* data, size_t size) noexcept;
 SysResult send(int fd, const void* data, size_t size) noexcept;
 SysResult accept(int listen_fd) noexcept;
+// True for accept errors that concern only the connection being accepted (it died in the queue,
+// or policy refused it): skip it and keep accepting. Anything else is exhaustion or a fault.
+bool accept_error_is_transient(int err) noexcept;
 SysResult stream_socket(int family) noexcept;
 // 0 when connected at once, EINPROGRESS while a non-blocking connect continues, else the error.
 SysResult connect(int fd, const SocketAddress& to) noexcept;

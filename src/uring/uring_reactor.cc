@@ -13,6 +13,7 @@
 
 #include "edgeproxy/cookie.h"
 #include "edgeproxy/log.h"
+#include "edgeproxy/net.h"
 
 namespace edgeproxy {
 namespace {
@@ -38,12 +39,6 @@ int try_init(uint32_t sq, uint32_t cq, uint32_t extra, io_uring* ring) noexcept 
   p.flags = IORING_SETUP_CQSIZE | extra;
   p.cq_entries = cq;
   return io_uring_queue_init_params(sq, ring, &p);
-}
-
-bool transient_accept_error(int err) noexcept {
-  // Mirrors the worker's rule: skip the connection and keep accepting.
-  return err == ECONNABORTED || err == EPROTO || err == EPERM || err == ENETDOWN ||
-         err == EHOSTUNREACH || err == ENETUNREACH || err == ETIMEDOUT || err == EINTR;
 }
 
 }  // namespace
@@ -207,7 +202,7 @@ bool UringReactor::translate(const io_uring_cqe& cqe, Event& out) noexcept {
       }
       // The worker re-arms through set_accept_room() at the end of the iteration, unless it
       // must decide (out of fds: it pauses the listener, then retries on a timer).
-      if (cqe.res < 0 && !transient_accept_error(-cqe.res) && cqe.res != -ECANCELED) {
+      if (cqe.res < 0 && !sys::accept_error_is_transient(-cqe.res) && cqe.res != -ECANCELED) {
         w.wanted = false;
       }
       if (cqe.res == -ECANCELED) return false;
@@ -229,15 +224,15 @@ bool UringReactor::translate(const io_uring_cqe& cqe, Event& out) noexcept {
     case UringOp::kRecvUpstream:
     case UringOp::kSendUpstream:
     case UringOp::kCancelUpstream:
-      out = Event{Cookie::pack(CookieTag::kUpstream, ud.handle), 0, cqe.res, cqe.flags,
-                  UringEventOp::pack(ud.op, ud.buffer)};
-      return true;
     case UringOp::kRecvClient:
     case UringOp::kSendClient:
-    case UringOp::kCancelClient:
-      out = Event{Cookie::pack(CookieTag::kClient, ud.handle), 0, cqe.res, cqe.flags,
-                  UringEventOp::pack(ud.op, ud.buffer)};
+    case UringOp::kCancelClient: {
+      const bool client = ud.op == UringOp::kRecvClient || ud.op == UringOp::kSendClient ||
+                          ud.op == UringOp::kCancelClient;
+      out = Event{Cookie::pack(client ? CookieTag::kClient : CookieTag::kUpstream, ud.handle), 0,
+                  cqe.res, cqe.flags, UringEventOp::pack(ud.op, ud.buffer)};
       return true;
+    }
   }
   return false;
 }
