@@ -68,6 +68,12 @@ ConnectOutcome UringTransport::on_event(Connection& c, Handle, bool client, cons
         return ConnectOutcome::kNone;
       }
       relay::on_read(c, d, from_cqe(ev.result), kBufferBytes, pool_, stats_, now);
+      // The relay clears kReadReady after a short read: the socket was drained.
+      if (side.flags & kReadReady) {
+        side.ops &= static_cast<uint8_t>(~kRecvDrained);
+      } else {
+        side.ops |= kRecvDrained;
+      }
       keep_ready(side);
       return ConnectOutcome::kNone;
     }
@@ -126,6 +132,9 @@ void UringTransport::pump(Connection& c, Handle h, LoopTime now) noexcept {
         if ((src.ops & kOpRecv) || src.in.attached()) break;
         io_uring_sqe* e = reactor_.sqe();
         io_uring_prep_recv(e, src.fd, nullptr, kBufferBytes, 0);
+        // After a short read the socket is empty: wait for data first instead of letting the
+        // kernel try a receive that can only return EAGAIN.
+        if (src.ops & kRecvDrained) e->ioprio |= IORING_RECVSEND_POLL_FIRST;
         e->flags |= IOSQE_BUFFER_SELECT;
         e->buf_group = BufferRing::kGroup;
         io_uring_sqe_set_data64(

@@ -27,6 +27,7 @@ enum UringSideOp : uint8_t {
   kOpSend = 1 << 1,
   kOpConnect = 1 << 2,
   kOpCancel = 1 << 3,
+  kRecvDrained = 1 << 4,  // not an operation: the last receive was short, the socket is empty
 };
 
 class UringTransport {
