@@ -44,7 +44,8 @@ struct Side {
   int fd = -1;
   uint8_t flags = 0;    // SideFlag bits
   uint8_t paused = 0;   // PauseReason bits
-  uint8_t ops = 0;      // backend-owned bits (io_uring: operations in flight on this fd, hints)
+  uint8_t ops = 0;      // completion backends: operations in flight on this fd (their own bits)
+  uint8_t hints = 0;    // backend-owned hints about the socket (their own bits)
   uint32_t events = 0;  // readiness backends: interest currently registered with the reactor
   Buffer in;            // bytes read from this side, not yet written to the other side
 };

@@ -70,9 +70,9 @@ ConnectOutcome UringTransport::on_event(Connection& c, Handle, bool client, cons
       relay::on_read(c, d, from_cqe(ev.result), kBufferBytes, pool_, stats_, now);
       // The relay clears kReadReady after a short read: the socket was drained.
       if (side.flags & kReadReady) {
-        side.ops &= static_cast<uint8_t>(~kRecvDrained);
+        side.hints &= static_cast<uint8_t>(~kRecvDrained);
       } else {
-        side.ops |= kRecvDrained;
+        side.hints |= kRecvDrained;
       }
       keep_ready(side);
       return ConnectOutcome::kNone;
@@ -134,7 +134,7 @@ void UringTransport::pump(Connection& c, Handle h, LoopTime now) noexcept {
         io_uring_prep_recv(e, src.fd, nullptr, kBufferBytes, 0);
         // After a short read the socket is empty: wait for data first instead of letting the
         // kernel try a receive that can only return EAGAIN.
-        if (src.ops & kRecvDrained) e->ioprio |= IORING_RECVSEND_POLL_FIRST;
+        if (src.hints & kRecvDrained) e->ioprio |= IORING_RECVSEND_POLL_FIRST;
         e->flags |= IOSQE_BUFFER_SELECT;
         e->buf_group = BufferRing::kGroup;
         io_uring_sqe_set_data64(

@@ -27,7 +27,11 @@ enum UringSideOp : uint8_t {
   kOpSend = 1 << 1,
   kOpConnect = 1 << 2,
   kOpCancel = 1 << 3,
-  kRecvDrained = 1 << 4,  // not an operation: the last receive was short, the socket is empty
+};
+
+// Side::hints bits.
+enum UringSideHint : uint8_t {
+  kRecvDrained = 1 << 0,  // the last receive was short: the socket was empty after it
 };
 
 class UringTransport {
