@@ -97,6 +97,6 @@ int main(int argc, char** argv) {
                       backend.value().to_string().c_str(), edgeproxy::Reactor::kName,
                       config.max_connections, config.buffer_count());
   const int status = worker.value()->run();
-  worker.value()->stats().print(stderr);
+  if (status == 0) worker.value()->stats().print(stderr);  // a failed start said its one line
   return status;
 }

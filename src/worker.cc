@@ -127,7 +127,9 @@ int Worker::run() noexcept {
     for (uint32_t i = 0; i < carried; ++i) {
       const uint32_t index = carried_[i];
       Connection& c = slab_.at(index);
-      if (slab_.in_use(index) && c.more) pump(c, index);
+      if (!slab_.in_use(index)) continue;
+      c.pending = false;
+      if (c.more) pump(c, index);
     }
     for (const Event& ev : events) dispatch(ev);
     if (listener_pending_) {
@@ -428,12 +430,18 @@ void Worker::finish_iteration() noexcept {
       touch(c, index);  // failed: closed by the next pass
       continue;
     }
-    if (c.more) pending_[pending_count_++] = index;
+    // A connection can be settled by more than one pass (see below): queue it once, so the
+    // list never holds more entries than there are slots.
+    if (c.more && !c.pending) {
+      c.pending = true;
+      pending_[pending_count_++] = index;
+    }
   }
   touched_count_ = 0;
   if (freed) {
     resume_listeners();
-    // Freed buffers may let paused readers go on; they are pumped in the next iteration.
+    // Freed buffers may let paused readers go on: they are pumped now and settled by the
+    // recursive pass.
     if (waiters_head_ != kNone && transport_.buffers_available()) wake_buffer_waiters();
     if (touched_count_ > 0) finish_iteration();
   }

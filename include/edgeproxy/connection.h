@@ -59,6 +59,7 @@ struct Connection {
   State state = State::kFree;
   bool touched = false;    // in the Worker's touched list this loop iteration
   bool more = false;       // the read budget ran out with bytes left: pump again next iteration
+  bool pending = false;    // queued in the Worker's pending list (at most once)
   bool abort = false;      // close with a reset (connect failure, timeout, forced shutdown)
   bool waiting = false;    // in the Worker's list of connections waiting for a pool buffer
   uint8_t backend = 0;     // index of the chosen backend (several backends come later)

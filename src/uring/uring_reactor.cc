@@ -105,7 +105,7 @@ io_uring_sqe* UringReactor::sqe() noexcept {
 void UringReactor::arm_accepts(uint32_t index) noexcept {
   Watched& w = listeners_[index];
   if (!w.wanted || w.fd < 0) return;
-  if (room_ > backlog_) {
+  if (room_ > 2 * backlog_ + kAcceptMargin) {
     if (w.armed) return;
     io_uring_sqe* e = sqe();
     io_uring_prep_multishot_accept(e, w.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);

@@ -23,6 +23,7 @@ class UringReactor {
   static constexpr const char* kName = "io_uring";
   static constexpr uint32_t kMaxListeners = 64;
   static constexpr uint32_t kMaxSingleAccepts = 16;
+  static constexpr uint32_t kAcceptMargin = 256;
 
   // Sets up a ring sized for `max_connections` (completion queue larger than the submission
   // queue: every connection has at most five operations in flight), with SINGLE_ISSUER and
@@ -51,9 +52,10 @@ class UringReactor {
   void resume_listener(int fd, uint64_t cookie) noexcept;
   void unwatch_listener(int fd, uint64_t cookie) noexcept;
   // How many more connections the worker can take, and the listen backlog. A multishot accept
-  // drains the whole backlog in one io_uring_enter(), so it is used only while the room exceeds
-  // the backlog; nearer capacity, single-shot accepts are kept in flight, never more than the
-  // room, so a client is never accepted only to be refused. Called once per loop iteration.
+  // drains the accept queue in a loop within one io_uring_enter() (backlog + 1 connections, plus
+  // handshakes that complete meanwhile), so it is used only while the room exceeds twice the
+  // backlog plus a margin; nearer capacity, single-shot accepts are kept in flight, never more
+  // than the room, so a client is not accepted only to be refused. Called once per iteration.
   void set_accept_room(uint32_t room, uint32_t backlog) noexcept;
 
   // Submits what was queued, waits up to timeout_ms (-1 = until a completion) and returns up to
