@@ -192,9 +192,7 @@ void Worker::on_connection_event(CookieTag tag, Handle h, const Event& ev) noexc
       arm_idle_timer(h.index);
       break;
     case ConnectOutcome::kFailed:
-      ++stats_.connects_failed;
-      c->abort = true;
-      c->state = State::kClosing;
+      connect_failed(*c, 0);
       break;
   }
   if (c->state != State::kClosing) pump(*c, h.index);
@@ -312,11 +310,16 @@ void Worker::start_connection(int client_fd) noexcept {
   } else if (err == 0) {
     arm_idle_timer(h.index);
   } else {
-    ++stats_.connects_failed;
-    log_debug("connect to %s failed: %s", backend_.to_string().c_str(), std::strerror(err));
-    c->abort = true;
-    c->state = State::kClosing;
+    connect_failed(*c, err);
   }
+}
+
+void Worker::connect_failed(Connection& c, int err) noexcept {
+  ++stats_.connects_failed;
+  log_debug("connect to %s failed%s%s", backend_.to_string().c_str(), err != 0 ? ": " : "",
+            err != 0 ? std::strerror(err) : "");
+  c.abort = true;  // the client is reset: it must not mistake this for an empty reply
+  c.state = State::kClosing;
 }
 
 void Worker::touch(Connection& c, uint32_t index) noexcept {

@@ -59,6 +59,8 @@ class Worker {
   void on_accepted(uint32_t listener_index, int result) noexcept;
   bool on_accept_error(Listener& l, int err) noexcept;
   void start_connection(int client_fd) noexcept;
+  // The backend connect failed (err = errno when known, else 0): counted, client reset.
+  void connect_failed(Connection& c, int err) noexcept;
   void arm_idle_timer(uint32_t index) noexcept;
   void pump(Connection& c, uint32_t index) noexcept;
   void touch(Connection& c, uint32_t index) noexcept;
