@@ -78,6 +78,7 @@ UringReactor::UringReactor(UringReactor&& other) noexcept
       events_(std::move(other.events_)),
       control_(other.control_) {
   for (uint32_t i = 0; i < kMaxListeners; ++i) listeners_[i] = other.listeners_[i];
+  listener_slots_ = other.listener_slots_;
 }
 
 UringReactor::~UringReactor() {
@@ -144,7 +145,7 @@ void UringReactor::cancel_all(uint64_t target, uint32_t index) noexcept {
 void UringReactor::set_accept_room(uint32_t room, uint32_t backlog) noexcept {
   room_ = room;
   backlog_ = backlog;
-  for (uint32_t i = 0; i < kMaxListeners; ++i) {
+  for (uint32_t i = 0; i < listener_slots_; ++i) {
     if (listeners_[i].wanted) arm_accepts(i);
   }
 }
@@ -166,6 +167,7 @@ SysResult UringReactor::watch_listener(int fd, uint64_t cookie) noexcept {
   const uint32_t index = Cookie::unpack(cookie).handle.index;
   if (index >= kMaxListeners) return SysResult{-1, EMFILE};
   listeners_[index] = Watched{fd, cookie, true, false, 0};
+  if (index >= listener_slots_) listener_slots_ = index + 1;
   arm_accepts(index);
   return SysResult{};
 }

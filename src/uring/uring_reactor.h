@@ -86,6 +86,7 @@ class UringReactor {
   bool disabled_;  // created with R_DISABLED: start() enables it
   std::unique_ptr<Event[]> events_;
   Watched listeners_[kMaxListeners];
+  uint32_t listener_slots_ = 0;  // listeners_[0 .. listener_slots_) have been watched
   Watched control_;
   uint32_t room_ = 0;
   uint32_t backlog_ = 0;
