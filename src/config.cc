@@ -25,6 +25,8 @@ constexpr Option kOptions[] = {
     {"idle-timeout", 0, Kind::kValue},
     {"shutdown-timeout", 0, Kind::kValue},
     {"backlog", 0, Kind::kValue},
+    {"workers", 0, Kind::kValue},
+    {"cpu-list", 0, Kind::kValue},
     {"no-delay", 0, Kind::kFlag},
     {"no-no-delay", 0, Kind::kFlag},
     {"verbose", 'v', Kind::kFlag},
@@ -88,6 +90,17 @@ Result<Ok> apply(Config& c, const Option& o, const std::string& flag, std::strin
   } else if (name == "backlog") {
     if (auto r = number(1, 65'535, "1-65535"); !r.ok()) return r;
     c.backlog = static_cast<int>(n);
+  } else if (name == "workers") {
+    if (value == "auto") {
+      c.workers = 0;
+    } else {
+      if (auto r = number(1, 1024, "1-1024 or auto"); !r.ok()) return r;
+      c.workers = static_cast<uint32_t>(n);
+    }
+  } else if (name == "cpu-list") {
+    auto cpus = parse_cpu_list(value);
+    if (!cpus.ok()) return Error{flag + ": " + cpus.error()};
+    c.cpu_list = std::move(cpus.value());
   } else if (name == "no-delay") {
     c.no_delay = true;
   } else if (name == "no-no-delay") {
@@ -105,6 +118,35 @@ Result<Ok> apply(Config& c, const Option& o, const std::string& flag, std::strin
 }
 
 }  // namespace
+
+Result<std::vector<uint16_t>> parse_cpu_list(std::string_view text) {
+  constexpr uint64_t kMaxCpu = 1023;  // CPU_SETSIZE - 1
+  std::vector<uint16_t> cpus;
+  if (text.empty()) return Error{"empty CPU list (expected e.g. 0,2-3)"};
+  while (!text.empty()) {
+    const size_t comma = text.find(',');
+    const std::string_view item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+    if (comma != std::string_view::npos && text.empty()) {
+      return Error{"invalid CPU list: trailing comma (expected e.g. 0,2-3)"};
+    }
+    const size_t dash = item.find('-');
+    uint64_t first = 0;
+    uint64_t last = 0;
+    const bool ok = dash == std::string_view::npos
+                        ? parse_number(item, 0, kMaxCpu, first) && (last = first, true)
+                        : parse_number(item.substr(0, dash), 0, kMaxCpu, first) &&
+                              parse_number(item.substr(dash + 1), 0, kMaxCpu, last);
+    if (!ok) {
+      return Error{"invalid CPU list item " + quoted(item) +
+                   " (expected a CPU 0-1023 or a range such as 2-3)"};
+    }
+    if (last < first) return Error{"invalid CPU range " + quoted(item) + " (descending)"};
+    if (cpus.size() + (last - first + 1) > 1024) return Error{"CPU list too long (at most 1024)"};
+    for (uint64_t cpu = first; cpu <= last; ++cpu) cpus.push_back(static_cast<uint16_t>(cpu));
+  }
+  return cpus;
+}
 
 Result<Config> parse_command_line(int argc, const char* const* argv) {
   Config c;
@@ -174,6 +216,11 @@ A TCP proxy: accepts clients on --listen:--port and relays each to --backend:--b
       --idle-timeout S       close a connection idle for S seconds, 0 = never (default 3600)
       --shutdown-timeout S   on TERM/INT, how long connections may still run (default 10)
       --backlog N            listen backlog, capped by net.core.somaxconn (default 4096)
+      --workers N|auto       worker threads, each with its own listening socket (SO_REUSEPORT),
+                             connections and buffers; auto = one per CPU the process may use
+                             (default 1). --max-connections and --buffers are divided among them
+      --cpu-list LIST        pin worker i to the i-th CPU of LIST, e.g. 0,2-3 (wraps around when
+                             there are more workers); every CPU must be in the inherited mask
       --no-delay             set TCP_NODELAY on both sides (default)
       --no-no-delay          leave Nagle's algorithm on
   -v, --verbose              more log lines

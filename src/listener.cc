@@ -9,12 +9,17 @@
 
 namespace edgeproxy {
 
-Result<Listener> Listener::open(const SocketAddress& address, int backlog) {
+Result<Listener> Listener::open(const SocketAddress& address, int backlog, bool reuse_port) {
   const SysResult s = sys::stream_socket(address.family());
   if (!s.ok()) return Error{"cannot create listening socket: " + std::string(std::strerror(s.err))};
   const int fd = static_cast<int>(s.value);
   const int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    const int err = errno;
+    sys::close(fd);
+    return Error{"--listen " + address.to_string() + ": SO_REUSEPORT: " + std::strerror(err)};
+  }
   if (address.family() == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   if (::bind(fd, address.get(), address.length) != 0) {
     const int err = errno;

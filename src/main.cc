@@ -1,5 +1,7 @@
 // edgeproxy entry point: parse the command line, resolve addresses, fit the connection cap to
-// the open-file limit, block the signals the worker reads from its signalfd, run, report.
+// the open-file limit, plan the workers against the CPU set, block the signals the supervisor
+// reads from its signalfd, run, report.
+#include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -10,7 +12,7 @@
 #include "edgeproxy/log.h"
 #include "edgeproxy/net.h"
 #include "edgeproxy/reactor.h"
-#include "edgeproxy/worker.h"
+#include "edgeproxy/supervisor.h"
 
 namespace {
 
@@ -18,28 +20,43 @@ using edgeproxy::Config;
 
 constexpr int kUsageExit = 2;
 constexpr int kStartupExit = 1;
-// Descriptors that are not connections: stdio, epoll, signalfd, listener, and headroom.
+// Descriptors that are not connections: stdio, signalfd, eventfds, and headroom; per worker a
+// reactor, a listener and a control eventfd.
 constexpr rlim_t kReservedFds = 16;
+constexpr rlim_t kFdsPerWorker = 4;
+
+// The CPUs this process may run on (its inherited affinity mask: taskset, numactl, cgroups).
+std::vector<uint16_t> allowed_cpus() {
+  std::vector<uint16_t> cpus;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
+  for (uint16_t cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  }
+  return cpus;
+}
 
 // Raises the soft open-file limit toward the hard one as far as the cap needs; if that is still
 // short, lowers the cap (and a default pool size with it) with one warning line.
-bool fit_open_file_limit(Config& config) {
+bool fit_open_file_limit(Config& config, uint32_t workers) {
+  const rlim_t reserved = kReservedFds + rlim_t{workers} * kFdsPerWorker;
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return true;
-  const rlim_t need = rlim_t{config.max_connections} * 2 + kReservedFds;
+  const rlim_t need = rlim_t{config.max_connections} * 2 + reserved;
   if (rl.rlim_cur < need) {
     rlimit raised = rl;
     raised.rlim_cur = rl.rlim_max == RLIM_INFINITY ? need : std::min(need, rl.rlim_max);
     if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
   }
   if (rl.rlim_cur >= need) return true;
-  if (rl.rlim_cur < kReservedFds + 2) {
+  if (rl.rlim_cur < reserved + 2 * rlim_t{workers}) {
     edgeproxy::log_error("open-file limit %llu is too low: at least %llu descriptors are needed",
                          static_cast<unsigned long long>(rl.rlim_cur),
-                         static_cast<unsigned long long>(kReservedFds + 2));
+                         static_cast<unsigned long long>(reserved + 2 * rlim_t{workers}));
     return false;
   }
-  const auto fit = static_cast<uint32_t>((rl.rlim_cur - kReservedFds) / 2);
+  const auto fit = static_cast<uint32_t>((rl.rlim_cur - reserved) / 2);
   edgeproxy::log_warn(
       "open-file limit %llu allows %u connections: --max-connections lowered from %u",
       static_cast<unsigned long long>(rl.rlim_cur), fit, config.max_connections);
@@ -76,7 +93,18 @@ int main(int argc, char** argv) {
     edgeproxy::log_error("%s", backend.error().c_str());
     return kStartupExit;
   }
-  if (!fit_open_file_limit(config)) return kStartupExit;
+  const std::vector<uint16_t> cpus = allowed_cpus();
+  auto plan = edgeproxy::plan_workers(config, cpus);
+  if (!plan.ok()) {
+    edgeproxy::log_error("%s", plan.error().c_str());
+    return kStartupExit;
+  }
+  if (!fit_open_file_limit(config, plan.value().workers)) return kStartupExit;
+  if (config.max_connections < plan.value().workers) {
+    edgeproxy::log_error("the open-file limit leaves fewer connections than workers (%u)",
+                         plan.value().workers);
+    return kStartupExit;
+  }
 
   // A peer that closes while we write must give EPIPE, never kill the process.
   signal(SIGPIPE, SIG_IGN);
@@ -86,17 +114,21 @@ int main(int argc, char** argv) {
   for (const int s : {SIGTERM, SIGINT, SIGQUIT, SIGUSR1}) sigaddset(&set, s);
   sigprocmask(SIG_BLOCK, &set, nullptr);
 
-  edgeproxy::WorkerOptions options{config, listen.value(), backend.value(), true};
-  auto worker = edgeproxy::Worker::create(options);
-  if (!worker.ok()) {
-    edgeproxy::log_error("%s", worker.error().c_str());
+  auto supervisor =
+      edgeproxy::Supervisor::start(plan.value(), config, listen.value(), backend.value());
+  if (!supervisor.ok()) {
+    edgeproxy::log_error("%s", supervisor.error().c_str());
     return kStartupExit;
   }
-  edgeproxy::log_info("listening on %s, backend %s, %s backend, max %u connections, %u buffers",
-                      worker.value()->listen_address().to_string().c_str(),
-                      backend.value().to_string().c_str(), edgeproxy::Reactor::kName,
-                      config.max_connections, config.buffer_count());
-  const int status = worker.value()->run();
-  if (status == 0) worker.value()->stats().print(stderr);  // a failed start said its one line
+  const std::string pinned = plan.value().cpus.empty()
+                                 ? std::string("not pinned")
+                                 : "on CPUs " + edgeproxy::format_cpu_list(plan.value().cpus);
+  edgeproxy::log_info(
+      "listening on %s, backend %s, %s backend, %u worker(s) %s, max %u connections, %u buffers",
+      supervisor.value()->listen_address().to_string().c_str(), backend.value().to_string().c_str(),
+      edgeproxy::Reactor::kName, plan.value().workers, pinned.c_str(), config.max_connections,
+      config.buffer_count());
+  const int status = supervisor.value()->run();
+  if (status == 0) supervisor.value()->print_stats(stderr);  // a failed start said its one line
   return status;
 }

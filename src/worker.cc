@@ -2,10 +2,6 @@
 // and docs/architecture.md for who owns what, docs/state-machine.md for the lifecycle.
 #include "edgeproxy/worker.h"
 
-#include <signal.h>
-#include <sys/signalfd.h>
-#include <unistd.h>
-
 #include <cstring>
 #include <string>
 #include <utility>
@@ -25,15 +21,6 @@ bool accept_error_is_exhaustion(int err) noexcept {
   return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
 
-Result<int> open_signal_fd() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (const int s : {SIGTERM, SIGINT, SIGQUIT, SIGUSR1}) sigaddset(&set, s);
-  const int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (fd < 0) return Error{std::string("signalfd: ") + std::strerror(errno)};
-  return fd;
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options) {
@@ -48,31 +35,26 @@ Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options) {
   auto pool = BufferPool::create(buffers);
   if (!pool.ok()) return Error{pool.error()};
   std::vector<Listener> listeners;
-  auto listener = Listener::open(options.listen, options.config.backlog);
+  auto listener = Listener::open(options.listen, options.config.backlog, options.reuse_port);
   if (!listener.ok()) return Error{listener.error()};
   listeners.push_back(std::move(listener.value()));
-  int signal_fd = -1;
-  if (options.handle_signals) {
-    auto sfd = open_signal_fd();
-    if (!sfd.ok()) return Error{sfd.error()};
-    signal_fd = sfd.value();
-  }
   std::unique_ptr<Worker> w(new Worker(options, std::move(reactor.value()), std::move(pool.value()),
-                                       std::move(listeners), signal_fd));
+                                       std::move(listeners)));
   if (auto t = w->transport_.init(); !t.ok()) return Error{t.error()};
   for (const Listener& l : w->listeners_) {
     const SysResult r = w->reactor_.watch_listener(l.fd(), w->listener_cookie(l));
     if (!r.ok()) return Error{std::string("cannot watch the listener: ") + std::strerror(r.err)};
   }
-  if (signal_fd >= 0) {
-    const SysResult r = w->reactor_.watch(signal_fd, Cookie::pack(CookieTag::kSignal, Handle{}));
-    if (!r.ok()) return Error{std::string("cannot watch signals: ") + std::strerror(r.err)};
+  if (options.control != nullptr) {
+    const SysResult r =
+        w->reactor_.watch(options.control->fd(), Cookie::pack(CookieTag::kControl, Handle{}));
+    if (!r.ok()) return Error{std::string("cannot watch the control fd: ") + std::strerror(r.err)};
   }
   return w;
 }
 
 Worker::Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool,
-               std::vector<Listener> listeners, int signal_fd)
+               std::vector<Listener> listeners)
     : config_(options.config),
       backend_(options.backend),
       reactor_(std::move(reactor)),
@@ -80,7 +62,8 @@ Worker::Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool,
       pool_(std::move(pool)),
       timers_(options.config.max_connections + 2),
       listeners_(std::move(listeners)),
-      signal_fd_(signal_fd),
+      control_(options.control),
+      id_(options.id),
       transport_(reactor_, pool_, stats_),
       touched_(std::make_unique<uint32_t[]>(options.config.max_connections)),
       pending_(std::make_unique<uint32_t[]>(options.config.max_connections)),
@@ -95,7 +78,6 @@ Worker::~Worker() {
     if (c.client.fd >= 0) sys::close(c.client.fd);
     if (c.upstream.fd >= 0) sys::close(c.upstream.fd);
   }
-  if (signal_fd_ >= 0) sys::close(signal_fd_);
 }
 
 Stats Worker::stats() const noexcept {
@@ -164,8 +146,8 @@ void Worker::dispatch(const Event& ev) noexcept {
       }
       return;
     }
-    case CookieTag::kSignal:
-      on_signals();
+    case CookieTag::kControl:
+      on_control();
       return;
     case CookieTag::kClient:
     case CookieTag::kUpstream:
@@ -206,26 +188,11 @@ void Worker::arm_idle_timer(uint32_t index) noexcept {
   }
 }
 
-void Worker::on_signals() noexcept {
-  signalfd_siginfo info;
-  for (;;) {
-    const SysResult r = sys::read(signal_fd_, &info, sizeof info);
-    if (!r.ok() || r.value != static_cast<long>(sizeof info)) return;
-    switch (info.ssi_signo) {
-      case SIGTERM:
-      case SIGINT:
-        begin_shutdown(true);
-        break;
-      case SIGQUIT:
-        begin_shutdown(false);
-        break;
-      case SIGUSR1:
-        stats().print(stderr);
-        break;
-      default:
-        break;
-    }
-  }
+void Worker::on_control() noexcept {
+  const WorkerControl::Requests r = control_->take();
+  for (uint32_t i = 0; i < r.graceful_stops; ++i) begin_shutdown(false);
+  for (uint32_t i = 0; i < r.fast_stops; ++i) begin_shutdown(true);
+  if (r.report_ticket != 0) control_->publish(r.report_ticket, stats());
 }
 
 void Worker::accept_from(uint32_t listener_index) noexcept {
@@ -506,7 +473,8 @@ void Worker::begin_shutdown(bool fast) noexcept {
       l.close();
     }
     timers_.cancel(accept_retry_timer_);
-    log_info("%s shutdown: %u connection(s) open", fast ? "fast" : "graceful", slab_.used());
+    log_info("worker %u: %s shutdown, %u connection(s) open", id_, fast ? "fast" : "graceful",
+             slab_.used());
   }
   if (!fast) return;
   if (fast_stop_ || config_.shutdown_timeout_s == 0) {

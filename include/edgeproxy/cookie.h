@@ -10,7 +10,7 @@ namespace edgeproxy {
 
 enum class CookieTag : uint8_t {
   kListener = 1,  // index = listener number
-  kSignal = 2,    // the worker's signalfd
+  kControl = 2,   // the worker's WorkerControl eventfd
   kClient = 3,    // index/generation = connection handle, client side
   kUpstream = 4,  // index/generation = connection handle, upstream side
 };

@@ -11,7 +11,9 @@ class Listener {
  public:
   // Binds exactly `address` (an IPv6 address gets IPV6_V6ONLY, so "::" is not also 0.0.0.0) with
   // SO_REUSEADDR, and listens with `backlog`. "address already in use" is reported as such.
-  static Result<Listener> open(const SocketAddress& address, int backlog);
+  // `reuse_port` sets SO_REUSEPORT: the kernel then spreads new connections over every socket
+  // bound to the same address by the same user (one per worker), by a hash of the 4-tuple.
+  static Result<Listener> open(const SocketAddress& address, int backlog, bool reuse_port = false);
 
   Listener(Listener&& other) noexcept;
   Listener& operator=(Listener&& other) noexcept;

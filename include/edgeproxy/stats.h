@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <span>
+#include <string>
 
 namespace edgeproxy {
 
@@ -43,9 +45,15 @@ struct Stats {
 
   // u2c_client_ns / u2c_upstream_ns, or 0 when no connection has completed both.
   double acceleration_factor() const noexcept;
+  // Sums every counter. Peaks (peak_active, pool_high_water) are summed too: with several
+  // workers the merged value is the sum of the workers' peaks, an upper bound of the process's.
   void merge(const Stats& other) noexcept;
+  // Appends one "  <prefix><name> <value>" line per counter.
+  void append_lines(std::string& out, const char* prefix) const;
   // Prints the block "edgeproxy: statistics" then "  name value" lines.
   void print(std::FILE* out) const noexcept;
+  // One block, written at once: `total`'s lines, then each worker's as "  worker<i>.<name>".
+  static void print_report(std::FILE* out, const Stats& total, std::span<const Stats> workers);
 };
 
 }  // namespace edgeproxy

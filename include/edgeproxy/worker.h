@@ -19,15 +19,19 @@
 #include "edgeproxy/slab.h"
 #include "edgeproxy/stats.h"
 #include "edgeproxy/timer_queue.h"
+#include "edgeproxy/worker_control.h"
 
 namespace edgeproxy {
 
 struct WorkerOptions {
-  Config config;
+  Config config;  // this worker's share: max_connections and buffers already divided
   SocketAddress listen;
   SocketAddress backend;
-  // Read TERM/INT/QUIT/USR1 from a signalfd. The caller must have blocked them in every thread.
-  bool handle_signals = true;
+  uint32_t id = 0;          // worker number, for log lines
+  bool reuse_port = false;  // several workers listen on the same address (SO_REUSEPORT)
+  // Stop and report requests from the supervisor; must outlive the worker. Null: the worker
+  // runs until destroyed (tests that drive run() another way).
+  WorkerControl* control = nullptr;
 };
 
 class Worker {
@@ -49,12 +53,12 @@ class Worker {
 
  private:
   explicit Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool,
-                  std::vector<Listener> listeners, int signal_fd);
+                  std::vector<Listener> listeners);
 
   void update_accept_room() noexcept;
   void dispatch(const Event& ev) noexcept;
   void on_connection_event(CookieTag tag, Handle h, const Event& ev) noexcept;
-  void on_signals() noexcept;
+  void on_control() noexcept;
   void accept_from(uint32_t listener_index) noexcept;
   void on_accepted(uint32_t listener_index, int result) noexcept;
   bool on_accept_error(Listener& l, int err) noexcept;
@@ -84,7 +88,8 @@ class Worker {
   BufferPool pool_;
   TimerQueue timers_;
   std::vector<Listener> listeners_;
-  int signal_fd_;
+  WorkerControl* control_;
+  uint32_t id_;
   Stats stats_;
   Transport transport_;  // refers to reactor_, pool_ and stats_ above
   LoopTime now_;

@@ -37,7 +37,7 @@ class EpollReactor {
   // event is queued at once, so resuming a paused side never misses bytes that arrived meanwhile.
   SysResult modify(int fd, uint64_t cookie, uint32_t interest) noexcept;
 
-  // Listeners and control fds (signalfd). Pausing drops the interest and keeps the registration;
+  // Listeners and control fds (the eventfd). Pausing drops the interest and keeps the registration;
   // resuming re-polls, so connections that queued meanwhile raise an event at once. Closing a
   // listener's fd removes it from the epoll set, so unwatching has nothing to do.
   SysResult watch(int fd, uint64_t cookie) noexcept { return add(fd, cookie, kWantRead); }

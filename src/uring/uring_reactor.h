@@ -43,7 +43,7 @@ class UringReactor {
   io_uring_sqe* sqe() noexcept;
   io_uring* ring() noexcept { return ring_.get(); }
 
-  // Control fds (signalfd): a multishot poll, re-armed whenever the kernel ends it.
+  // Control fds (the worker's eventfd): a multishot poll, re-armed whenever the kernel ends it.
   SysResult watch(int fd, uint64_t cookie) noexcept;
   // Listeners: accepts whose completions carry the accepted fd (Ready kAccepted). Pausing cancels
   // them (clients wait in the backlog); resuming re-arms them.

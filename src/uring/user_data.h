@@ -12,7 +12,7 @@ namespace edgeproxy {
 enum class UringOp : uint8_t {
   kNone = 0,
   kAccept = 1,          // multishot accept; index = listener number
-  kPoll = 2,            // multishot poll of a control fd (signalfd); index unused
+  kPoll = 2,            // multishot poll of a control fd (the worker's eventfd); index unused
   kListenerCancel = 3,  // cancel of a listener's accept; index = listener number
   kConnect = 4,         // upstream connect
   kRecvClient = 5,

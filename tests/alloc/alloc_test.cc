@@ -56,11 +56,21 @@ void* operator new(size_t n) {
   if (p == nullptr) std::abort();
   return p;
 }
-void* operator new[](size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { free(p); }
-void operator delete[](void* p) noexcept { free(p); }
-void operator delete(void* p, size_t) noexcept { free(p); }
-void operator delete[](void* p, size_t) noexcept { free(p); }
+void* operator new[](size_t n) {
+  return operator new(n);
+}
+void operator delete(void* p) noexcept {
+  free(p);
+}
+void operator delete[](void* p) noexcept {
+  free(p);
+}
+void operator delete(void* p, size_t) noexcept {
+  free(p);
+}
+void operator delete[](void* p, size_t) noexcept {
+  free(p);
+}
 
 namespace {
 
@@ -146,13 +156,11 @@ size_t echo_round_trip(const SocketAddress& proxy, size_t bytes, bool half_close
 }
 
 TEST(AllocTest, NoAllocationOnTheHotPath) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGQUIT);
-  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &set, nullptr), 0);  // before any thread starts
-
   EchoBackend backend;
+  auto control = edgeproxy::WorkerControl::create();
+  ASSERT_TRUE(control.ok()) << control.error();
   edgeproxy::WorkerOptions options;
+  options.control = control.value().get();
   options.config.max_connections = 16;
   options.config.log_level = edgeproxy::LogLevel::kQuiet;
   auto listen = edgeproxy::resolve("127.0.0.1", 1, "--listen");
@@ -184,7 +192,7 @@ TEST(AllocTest, NoAllocationOnTheHotPath) {
   usleep(100 * 1000);
   g_counting = false;
 
-  kill(getpid(), SIGQUIT);
+  control.value()->request_stop(false);  // graceful: every connection is already closed
   loop.join();
   const edgeproxy::Stats stats = worker.value()->stats();
   EXPECT_EQ(stats.accepted, 22u);

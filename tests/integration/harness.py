@@ -432,6 +432,17 @@ class Proxy:
         return self.cpu_seconds() - before
 
 
+def default_worker_args():
+    """--workers from EDGEPROXY_WORKERS (the suite runs once with 1 worker and once with 2);
+    tests that pass their own --workers keep it."""
+    value = os.environ.get("EDGEPROXY_WORKERS", "")
+    return ["--workers", value] if value else []
+
+
+def worker_count():
+    return int(os.environ.get("EDGEPROXY_WORKERS", "") or 1)
+
+
 def proxy_args(port, backend_port, listen="127.0.0.1", backend="127.0.0.1", extra=()):
     return ["-l", listen, "-p", str(port), "-b", backend, "-P", str(backend_port)] + list(extra)
 
@@ -963,6 +974,9 @@ class ProxyTestCase(unittest.TestCase):
         picked port, a lost race for it (another process took it: exit code 1 naming "in use")
         is retried with a new port, at most 3 times."""
         fixed = port is not None
+        extra = list(extra)
+        if not any(str(a).startswith("--workers") for a in extra):
+            extra += default_worker_args()
         for attempt in range(3):
             chosen = port if fixed else free_port(listen if ":" in listen else "127.0.0.1")
             proxy = Proxy(proxy_args(chosen, backend_port, listen=listen, backend=backend,

@@ -20,7 +20,11 @@ class ManyClients(ProxyTestCase):
         if soft < 2 * n + 100:
             self.skipTest(f"RLIMIT_NOFILE {soft} too low for {n} clients plus their backends")
         backend = self.start_server()
-        proxy = self.start_proxy(backend.port)  # default --max-connections 1024 >= 1000
+        # SO_REUSEPORT spreads clients over the workers by a hash, not evenly, and each worker
+        # has its share of --max-connections: leave every worker room for all of them.
+        extra = [] if harness.worker_count() == 1 else [
+            "--max-connections", str(n * harness.worker_count())]
+        proxy = self.start_proxy(backend.port, extra=extra)  # default 1024 >= 1000
         clients = []
         for i in range(n):
             clients.append(self.connect(proxy.port))
@@ -63,7 +67,8 @@ class SlabFull(ProxyTestCase):
 
     def test_third_client_waits_until_a_slot_frees(self):
         backend = self.start_server()
-        proxy = self.start_proxy(backend.port, extra=["--max-connections", "2"])
+        # One worker: with several, each has its own share of the cap (see test_workers).
+        proxy = self.start_proxy(backend.port, extra=["--max-connections", "2", "--workers", "1"])
         a = self.connect(proxy.port)
         b = self.connect(proxy.port)
         for s, msg in ((a, b"a\n"), (b, b"b\n")):
@@ -92,8 +97,9 @@ class BufferPool(ProxyTestCase):
         n, size = 6, 4 * harness.MiB
         block = os.urandom(harness.MiB)
         backend = self.start_server(harness.make_source_handler(size, block))
+        # One worker: 2 buffers cannot be shared by several.
         proxy = self.start_proxy(backend.port, extra=["--max-connections", "8",
-                                                      "--buffers", "2"])
+                                                      "--buffers", "2", "--workers", "1"])
         clients = [self.connect(proxy.port) for _ in range(n)]
         time.sleep(0.7)
         results = {}

@@ -363,10 +363,11 @@ struct Documented {
 
 // The options table in config.cc.
 constexpr Documented kOptions[] = {
-    {"listen", 'l'},         {"port", 'p'},  {"backend", 'b'},       {"backend-port", 'P'},
-    {"max-connections", 0},  {"buffers", 0}, {"connect-timeout", 0}, {"idle-timeout", 0},
-    {"shutdown-timeout", 0}, {"backlog", 0}, {"no-delay", 0},        {"no-no-delay", 0},
-    {"verbose", 'v'},        {"quiet", 'q'}, {"help", 'h'},          {"version", 'V'},
+    {"listen", 'l'},         {"port", 'p'},   {"backend", 'b'},       {"backend-port", 'P'},
+    {"max-connections", 0},  {"buffers", 0},  {"connect-timeout", 0}, {"idle-timeout", 0},
+    {"shutdown-timeout", 0}, {"backlog", 0},  {"no-delay", 0},        {"no-no-delay", 0},
+    {"verbose", 'v'},        {"quiet", 'q'},  {"help", 'h'},          {"version", 'V'},
+    {"workers", 0},          {"cpu-list", 0},
 };
 
 TEST(ConfigTest, UsageMentionsEveryOption) {
@@ -404,6 +405,54 @@ TEST(ConfigTest, EveryDocumentedOptionParses) {
       EXPECT_TRUE(Names(r.error(), "missing value")) << flag << ": " << r.error();
     }
   }
+}
+
+}  // namespace
+}  // namespace edgeproxy
+
+namespace edgeproxy {
+namespace {
+
+TEST(ConfigTest, WorkersTakeACountOrAuto) {
+  const char* two[] = {"edgeproxy", "--workers", "2"};
+  auto c = parse_command_line(3, two);
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c.value().workers, 2u);
+  const char* autos[] = {"edgeproxy", "--workers=auto"};
+  c = parse_command_line(2, autos);
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c.value().workers, 0u);
+  for (const char* bad : {"0", "1025", "-1", "Auto", ""}) {
+    const char* argv[] = {"edgeproxy", "--workers", bad};
+    auto r = parse_command_line(3, argv);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error(),
+              std::string("--workers: invalid value '") + bad + "' (expected 1-1024 or auto)");
+  }
+}
+
+TEST(ConfigTest, CpuListKeepsTheWrittenOrder) {
+  auto r = parse_cpu_list("3,0-2,7,1");
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r.value(), (std::vector<uint16_t>{3, 0, 1, 2, 7, 1}));
+  r = parse_cpu_list("1023");
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r.value(), (std::vector<uint16_t>{1023}));
+}
+
+TEST(ConfigTest, BadCpuListsAreRefused) {
+  EXPECT_EQ(parse_cpu_list("").error(), "empty CPU list (expected e.g. 0,2-3)");
+  EXPECT_EQ(parse_cpu_list("0,").error(), "invalid CPU list: trailing comma (expected e.g. 0,2-3)");
+  EXPECT_EQ(parse_cpu_list("3-1").error(), "invalid CPU range '3-1' (descending)");
+  for (const char* bad : {"1024", "a", "1-", "-1", ",1", "1,,2", "0x1", " 1", "1-2-3"}) {
+    EXPECT_FALSE(parse_cpu_list(bad).ok()) << bad;
+  }
+  const char* argv[] = {"edgeproxy", "--cpu-list", "2-x"};
+  auto c = parse_command_line(3, argv);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(
+      c.error(),
+      "--cpu-list: invalid CPU list item '2-x' (expected a CPU 0-1023 or a range such as 2-3)");
 }
 
 }  // namespace

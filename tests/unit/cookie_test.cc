@@ -8,7 +8,7 @@
 namespace edgeproxy {
 namespace {
 
-constexpr CookieTag kAllTags[] = {CookieTag::kListener, CookieTag::kSignal, CookieTag::kClient,
+constexpr CookieTag kAllTags[] = {CookieTag::kListener, CookieTag::kControl, CookieTag::kClient,
                                   CookieTag::kUpstream};
 
 static_assert(Cookie::unpack(Cookie::pack(CookieTag::kClient, Handle{9, 4})).handle == Handle{9, 4},

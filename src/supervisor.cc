@@ -1,0 +1,273 @@
+// Worker threads, signals and statistics; see supervisor.h.
+#include "edgeproxy/supervisor.h"
+
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "edgeproxy/log.h"
+
+namespace edgeproxy {
+namespace {
+
+constexpr int kReportTimeoutMs = 2000;  // a worker answers between two loop iterations
+
+Result<int> open_signal_fd() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (const int s : {SIGTERM, SIGINT, SIGQUIT, SIGUSR1}) sigaddset(&set, s);
+  const int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (fd < 0) return Error{std::string("signalfd: ") + std::strerror(errno)};
+  return fd;
+}
+
+}  // namespace
+
+Result<WorkerPlan> plan_workers(const Config& config, std::span<const uint16_t> allowed) {
+  WorkerPlan plan;
+  if (!config.cpu_list.empty()) {
+    for (const uint16_t cpu : config.cpu_list) {
+      if (std::find(allowed.begin(), allowed.end(), cpu) == allowed.end()) {
+        return Error{"--cpu-list: CPU " + std::to_string(cpu) +
+                     " is not in this process's CPU set (" + format_cpu_list(allowed) + ")"};
+      }
+    }
+  }
+  if (config.workers != 0) {
+    plan.workers = config.workers;
+  } else if (!config.cpu_list.empty()) {
+    plan.workers = static_cast<uint32_t>(config.cpu_list.size());
+  } else {
+    plan.workers = std::max<uint32_t>(1, static_cast<uint32_t>(allowed.size()));
+  }
+  for (uint32_t i = 0; i < plan.workers && !config.cpu_list.empty(); ++i) {
+    plan.cpus.push_back(config.cpu_list[i % config.cpu_list.size()]);
+  }
+  if (config.max_connections < plan.workers) {
+    return Error{"--max-connections " + std::to_string(config.max_connections) +
+                 " is less than the number of workers (" + std::to_string(plan.workers) +
+                 "): each worker needs at least one"};
+  }
+  if (config.buffer_count() < 2 * plan.workers) {
+    return Error{"--buffers " + std::to_string(config.buffer_count()) +
+                 " is less than 2 per worker (" + std::to_string(plan.workers) + " workers)"};
+  }
+  return plan;
+}
+
+Config worker_share(const Config& config, uint32_t workers, uint32_t index) {
+  auto share = [&](uint32_t total) { return total / workers + (index < total % workers ? 1 : 0); };
+  Config c = config;
+  c.buffers = share(config.buffer_count());
+  c.max_connections = share(config.max_connections);
+  return c;
+}
+
+std::string format_cpu_list(std::span<const uint16_t> cpus) {
+  std::string out;
+  for (size_t i = 0; i < cpus.size();) {
+    size_t j = i;
+    while (j + 1 < cpus.size() && cpus[j + 1] == cpus[j] + 1) ++j;
+    if (!out.empty()) out += ',';
+    out += std::to_string(cpus[i]);
+    if (j > i) out += "-" + std::to_string(cpus[j]);
+    i = j + 1;
+  }
+  return out;
+}
+
+Result<std::unique_ptr<Supervisor>> Supervisor::start(const WorkerPlan& plan, const Config& config,
+                                                      const SocketAddress& listen,
+                                                      const SocketAddress& backend) {
+  auto sfd = open_signal_fd();
+  if (!sfd.ok()) return Error{sfd.error()};
+  const int exit_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (exit_fd < 0) {
+    sys::close(sfd.value());
+    return Error{std::string("eventfd: ") + std::strerror(errno)};
+  }
+  std::unique_ptr<Supervisor> s(new Supervisor(sfd.value(), exit_fd));
+  s->listen_ = listen;
+  for (uint32_t i = 0; i < plan.workers; ++i) {
+    auto slot = std::make_unique<Slot>();
+    slot->owner = s.get();
+    slot->index = i;
+    slot->options.config = worker_share(config, plan.workers, i);
+    // The first worker may have been given port 0: the others join the port it got.
+    slot->options.listen = s->listen_;
+    slot->options.backend = backend;
+    slot->options.id = i;
+    slot->options.reuse_port = plan.workers > 1;
+    slot->cpu = plan.cpus.empty() ? -1 : plan.cpus[i];
+    auto control = WorkerControl::create();
+    if (!control.ok()) return Error{control.error()};  // the destructor stops the others
+    slot->control = std::move(control.value());
+    slot->options.control = slot->control.get();
+    s->slots_.push_back(std::move(slot));
+    if (auto r = s->start_worker(*s->slots_.back()); !r.ok()) {
+      if (plan.workers == 1) return Error{r.error()};
+      return Error{"worker " + std::to_string(i) + ": " + r.error()};
+    }
+    if (i == 0) s->listen_ = s->slots_.front()->bound;
+  }
+  return s;
+}
+
+Result<Ok> Supervisor::start_worker(Slot& slot) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  if (slot.cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(static_cast<size_t>(slot.cpu), &set);
+    pthread_attr_setaffinity_np(&attr, sizeof set, &set);
+  }
+  const int rc = pthread_create(&slot.thread, &attr, &Supervisor::thread_main, &slot);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) {
+    if (slot.cpu >= 0 && rc == EINVAL) {
+      return Error{"cannot run on CPU " + std::to_string(slot.cpu) + ": " + std::strerror(rc)};
+    }
+    return Error{std::string("cannot start a worker thread: ") + std::strerror(rc)};
+  }
+  slot.joinable = true;
+  std::unique_lock lock(mutex_);
+  created_cv_.wait(lock, [&] { return slot.created; });
+  if (!slot.error.empty()) return Error{slot.error};
+  return Ok{};
+}
+
+void* Supervisor::thread_main(void* arg) noexcept {
+  Slot& slot = *static_cast<Slot*>(arg);
+  Supervisor& self = *slot.owner;
+  char name[16];
+  std::snprintf(name, sizeof name, "edgeproxy-w%u", slot.index);
+  pthread_setname_np(pthread_self(), name);
+  auto worker = Worker::create(slot.options);
+  {
+    std::lock_guard lock(self.mutex_);
+    if (worker.ok()) {
+      slot.worker = std::move(worker.value());
+      slot.bound = slot.worker->listen_address();
+    } else {
+      slot.error = worker.error();
+    }
+    slot.created = true;
+  }
+  self.created_cv_.notify_all();
+  if (slot.worker != nullptr) {
+    const int status = slot.worker->run();
+    slot.final_stats = slot.worker->stats();
+    slot.worker.reset();
+    std::lock_guard lock(self.mutex_);
+    slot.status = status;
+  }
+  slot.exited.store(true, std::memory_order_release);
+  const uint64_t one = 1;
+  [[maybe_unused]] const ssize_t n = ::write(self.exit_fd_, &one, sizeof one);
+  return nullptr;
+}
+
+Supervisor::~Supervisor() {
+  stop_all_now();
+  join_all();
+  sys::close(signal_fd_);
+  sys::close(exit_fd_);
+}
+
+void Supervisor::stop_all_now() noexcept {
+  // A second fast stop ends the grace period: connections are reset and the workers return.
+  for (auto& slot : slots_) {
+    if (slot->exited.load(std::memory_order_acquire)) continue;
+    slot->control->request_stop(true);
+    slot->control->request_stop(true);
+  }
+}
+
+void Supervisor::join_all() noexcept {
+  for (auto& slot : slots_) {
+    if (!slot->joinable) continue;
+    pthread_join(slot->thread, nullptr);
+    slot->joinable = false;
+  }
+}
+
+int Supervisor::run() noexcept {
+  int status = 0;
+  for (;;) {
+    uint32_t exited = 0;
+    for (auto& slot : slots_) {
+      if (!slot->exited.load(std::memory_order_acquire)) continue;
+      ++exited;
+      std::lock_guard lock(mutex_);
+      if (slot->status != 0 && status == 0) {
+        status = slot->status;
+        stopping_now_ = true;
+      }
+    }
+    if (exited == slots_.size()) break;
+    if (stopping_now_) stop_all_now();
+    pollfd fds[2] = {{signal_fd_, POLLIN, 0}, {exit_fd_, POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) continue;  // EINTR: nothing else can fail here
+    if (fds[0].revents & POLLIN) on_signals();
+    if (fds[1].revents & POLLIN) {
+      uint64_t count = 0;
+      [[maybe_unused]] const ssize_t n = ::read(exit_fd_, &count, sizeof count);
+    }
+  }
+  join_all();
+  return status;
+}
+
+void Supervisor::on_signals() noexcept {
+  signalfd_siginfo info;
+  for (;;) {
+    const SysResult r = sys::read(signal_fd_, &info, sizeof info);
+    if (!r.ok() || r.value != static_cast<long>(sizeof info)) return;
+    switch (info.ssi_signo) {
+      case SIGTERM:
+      case SIGINT:
+      case SIGQUIT:
+        for (auto& slot : slots_) slot->control->request_stop(info.ssi_signo != SIGQUIT);
+        break;
+      case SIGUSR1:
+        print_stats(stderr);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+void Supervisor::print_stats(std::FILE* out) {
+  std::vector<Stats> per_worker(slots_.size());
+  std::vector<uint64_t> tickets(slots_.size(), 0);
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (!slots_[i]->exited.load(std::memory_order_acquire)) {
+      tickets[i] = slots_[i]->control->request_report();
+    }
+  }
+  Stats total;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    Slot& slot = *slots_[i];
+    // A worker that returned meanwhile answers no more: its final counters are stable.
+    if (tickets[i] == 0 ||
+        !slot.control->wait_report(tickets[i], kReportTimeoutMs, per_worker[i])) {
+      if (slot.exited.load(std::memory_order_acquire)) per_worker[i] = slot.final_stats;
+    }
+    total.merge(per_worker[i]);
+  }
+  Stats::print_report(
+      out, total,
+      slots_.size() > 1 ? std::span<const Stats>(per_worker) : std::span<const Stats>());
+}
+
+}  // namespace edgeproxy

@@ -1,0 +1,230 @@
+"""Workers: --workers N|auto, --cpu-list, SO_REUSEPORT spreading, per-worker shares of the limits,
+signals and statistics with several workers."""
+
+import os
+import re
+import signal
+import socket
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import ProxyTestCase, recv_exact  # noqa: E402
+
+
+def worker_threads(pid):
+    """{thread name: Cpus_allowed_list} for the process's worker threads."""
+    threads = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                status = f.read()
+        except OSError:
+            continue
+        name = re.search(r"^Name:\s*(\S+)", status, re.M).group(1)
+        cpus = re.search(r"^Cpus_allowed_list:\s*(\S+)", status, re.M).group(1)
+        if name.startswith("edgeproxy-w"):
+            threads[name] = cpus
+    return threads
+
+
+def listening_line(proxy):
+    for line in proxy.stderr_snapshot():
+        if "listening on" in line:
+            return line
+    return ""
+
+
+class Workers(ProxyTestCase):
+
+    def echo(self, sock, msg):
+        sock.sendall(msg)
+        self.assertEqual(recv_exact(sock, len(msg)), msg)
+
+    def test_both_workers_accept_connections(self):
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--workers", "2"])
+        self.assertIn("2 worker(s)", listening_line(proxy))
+        self.assertEqual(len(worker_threads(proxy.pid)), 2)
+        # 64 connections from distinct source ports: the SO_REUSEPORT hash sends all of them to
+        # one worker with probability 2^-63.
+        clients = [self.connect(proxy.port) for _ in range(64)]
+        for i, s in enumerate(clients):
+            self.echo(s, f"hello {i}\n".encode())
+        stats = proxy.stats()
+        self.assertEqual(stats["accepted"], 64)
+        self.assertEqual(stats["active"], 64)
+        self.assertGreater(stats["worker0.accepted"], 0, "worker 0 accepted nothing")
+        self.assertGreater(stats["worker1.accepted"], 0, "worker 1 accepted nothing")
+        # The merged block is the sum of the workers'.
+        for name in ("accepted", "bytes_c2u", "bytes_u2c", "pool_buffers"):
+            self.assertEqual(stats[name], stats[f"worker0.{name}"] + stats[f"worker1.{name}"],
+                             name)
+        for s in clients:
+            s.close()
+        stats = proxy.wait_stats(lambda st: st["active"] == 0, timeout=10)
+        self.assertEqual(stats["closed"], 64)
+
+    def test_limits_are_divided_between_workers(self):
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--workers", "2", "--max-connections", "5",
+                                                      "--buffers", "9"])
+        stats = proxy.stats()
+        self.assertEqual(stats["worker0.pool_buffers"], 5)
+        self.assertEqual(stats["worker1.pool_buffers"], 4)
+        self.assertEqual(stats["pool_buffers"], 9)
+
+    def test_each_worker_serves_at_most_its_share_then_queued_clients_follow(self):
+        # --max-connections 2 over 2 workers: one slot each. Clients beyond a worker's slot wait
+        # in that worker's backlog (never refused) and are served when its slot frees.
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--workers", "2", "--max-connections", "2"])
+        clients = [self.connect(proxy.port) for _ in range(6)]
+        for i, s in enumerate(clients):
+            s.sendall(f"c{i}\n".encode())
+        served = []
+        deadline = time.monotonic() + 2.0
+        for i, s in enumerate(clients):
+            s.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                if recv_exact(s, 3) == f"c{i}\n".encode():
+                    served.append(i)
+            except (socket.timeout, TimeoutError):
+                pass
+        self.assertGreaterEqual(len(served), 1)
+        self.assertLessEqual(len(served), 2, "more clients served at once than --max-connections")
+        stats = proxy.stats()
+        self.assertLessEqual(stats["worker0.peak_active"], 1)
+        self.assertLessEqual(stats["worker1.peak_active"], 1)
+        # Closing served clients lets the queued ones through, until every one was served.
+        done = set()
+        for _ in range(len(clients)):
+            for i in served:
+                if i not in done:
+                    clients[i].close()
+                    done.add(i)
+            if len(done) == len(clients):
+                break
+            served = []
+            for i, s in enumerate(clients):
+                if i in done:
+                    continue
+                s.settimeout(0.3)
+                try:
+                    if recv_exact(s, 3) == f"c{i}\n".encode():
+                        served.append(i)
+                except (socket.timeout, TimeoutError):
+                    pass
+            self.assertTrue(served, f"no queued client served after a slot freed; done {done}")
+        self.assertEqual(len(done), len(clients))
+        stats = proxy.wait_stats(lambda st: st["active"] == 0, timeout=10)
+        self.assertEqual(stats["accepted"], 6)
+
+    def test_auto_starts_one_worker_per_allowed_cpu(self):
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--workers", "auto"])
+        n = len(os.sched_getaffinity(0))
+        self.assertIn(f"{n} worker(s)", listening_line(proxy))
+        self.assertEqual(len(worker_threads(proxy.pid)), n)
+
+    def test_auto_respects_an_inherited_mask(self):
+        first = min(os.sched_getaffinity(0))
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--workers", "auto"],
+                                 preexec_fn=lambda: os.sched_setaffinity(0, {first}))
+        self.assertIn("1 worker(s)", listening_line(proxy))
+        self.assertEqual(list(worker_threads(proxy.pid).values()), [str(first)])
+        with self.connect(proxy.port) as s:
+            self.echo(s, b"pinned by taskset\n")
+
+    def test_cpu_list_pins_worker_i_to_the_ith_cpu(self):
+        cpus = sorted(os.sched_getaffinity(0))
+        order = list(reversed(cpus[:2])) if len(cpus) >= 2 else [cpus[0]]
+        listed = ",".join(str(c) for c in order)
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--workers", "3", "--cpu-list", listed])
+        threads = worker_threads(proxy.pid)
+        expected = {f"edgeproxy-w{i}": str(order[i % len(order)]) for i in range(3)}
+        self.assertEqual(threads, expected)
+        self.assertIn("on CPUs", listening_line(proxy))
+        with self.connect(proxy.port) as s:
+            self.echo(s, b"pinned\n")
+
+    def test_cpu_list_with_auto_starts_one_worker_per_listed_cpu(self):
+        first = min(os.sched_getaffinity(0))
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--workers", "auto", "--cpu-list",
+                                                      f"{first},{first}"])
+        self.assertEqual(worker_threads(proxy.pid),
+                         {"edgeproxy-w0": str(first), "edgeproxy-w1": str(first)})
+
+    def test_graceful_quit_with_two_workers_lets_connections_finish(self):
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--workers", "2"])
+        clients = [self.connect(proxy.port) for _ in range(16)]
+        for i, s in enumerate(clients):
+            self.echo(s, f"before {i}\n".encode())
+        proxy.send_signal(signal.SIGQUIT)
+        time.sleep(0.3)
+        self.assertTrue(proxy.alive(), "QUIT must wait for open connections")
+        for i, s in enumerate(clients):
+            self.echo(s, f"after {i}\n".encode())
+            s.close()
+        self.assertEqual(proxy.wait_exit(10), 0)
+        stats = proxy.final_stats()
+        self.assertEqual(stats["accepted"], 16)
+        self.assertEqual(stats["closed"], 16)
+        self.assertEqual(stats["shutdown_forced"], 0)
+
+    def test_term_deadline_resets_what_is_left_in_every_worker(self):
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--workers", "2", "--shutdown-timeout", "1"])
+        clients = [self.connect(proxy.port) for _ in range(16)]
+        for i, s in enumerate(clients):
+            self.echo(s, f"held {i}\n".encode())
+        stats = proxy.stats()
+        self.assertGreater(stats["worker0.active"], 0)
+        self.assertGreater(stats["worker1.active"], 0)
+        proxy.send_signal(signal.SIGTERM)
+        self.assertEqual(proxy.wait_exit(10), 0)
+        stats = proxy.final_stats()
+        self.assertEqual(stats["shutdown_forced"], 16)
+        for i, s in enumerate(clients):
+            s.settimeout(5)
+            try:
+                data = s.recv(65536)
+            except ConnectionResetError:
+                continue
+            self.fail(f"client {i} got {data!r} after the deadline, want a reset")
+
+
+class WorkerErrors(ProxyTestCase):
+
+    def assertFails(self, args, needle, code=1):
+        rc, out, err, _ = harness.run_binary(["-l", "127.0.0.1", "-p", "1"] + args)
+        self.assertEqual(rc, code, err)
+        lines = [line for line in err.splitlines() if line.strip()]
+        self.assertEqual(len(lines), 1, f"want one error line, got:\n{err}")
+        self.assertIn(needle, lines[0])
+
+    def test_a_cpu_outside_the_mask_is_refused(self):
+        self.assertFails(["--cpu-list", "1023"], "--cpu-list: CPU 1023 is not in this process's")
+
+    def test_more_workers_than_connections_is_refused(self):
+        self.assertFails(["--workers", "3", "--max-connections", "2"],
+                         "--max-connections 2 is less than the number of workers (3)")
+
+    def test_too_few_buffers_per_worker_is_refused(self):
+        self.assertFails(["--workers", "2", "--buffers", "3"], "--buffers 3 is less than 2 per")
+
+    def test_bad_values_are_usage_errors(self):
+        self.assertFails(["--workers", "0"], "--workers: invalid value '0'", code=2)
+        self.assertFails(["--workers", "two"], "--workers: invalid value 'two'", code=2)
+        self.assertFails(["--cpu-list", "1-0"], "--cpu-list: invalid CPU range '1-0'", code=2)
+        self.assertFails(["--cpu-list", "a"], "--cpu-list: invalid CPU list item 'a'", code=2)
+
+
+if __name__ == "__main__":
+    unittest.main()
