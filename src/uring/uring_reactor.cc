@@ -75,6 +75,7 @@ UringReactor::UringReactor(UringReactor&& other) noexcept
     : ring_(std::move(other.ring_)),
       batch_(other.batch_),
       disabled_(other.disabled_),
+      ring_fd_registered_(other.ring_fd_registered_),
       events_(std::move(other.events_)),
       control_(other.control_) {
   for (uint32_t i = 0; i < kMaxListeners; ++i) listeners_[i] = other.listeners_[i];
@@ -86,11 +87,17 @@ UringReactor::~UringReactor() {
 }
 
 SysResult UringReactor::start() noexcept {
-  if (!disabled_) return SysResult{};
-  disabled_ = false;
-  // liburing 2.3 declares io_uring_enable_rings() but does not export it: use the syscall.
-  return SysResult::from(
-      syscall(__NR_io_uring_register, ring_->ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0));
+  if (disabled_) {
+    // liburing 2.3 declares io_uring_enable_rings() but does not export it: use the syscall.
+    const SysResult r = SysResult::from(
+        syscall(__NR_io_uring_register, ring_->ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0));
+    if (!r.ok()) return r;
+    disabled_ = false;
+  }
+  // Registering the ring fd (per thread, so here on the worker's own) spares every
+  // io_uring_enter the lookup of the ring's file. Kernels before 5.18 lack it: not needed.
+  if (!ring_fd_registered_) ring_fd_registered_ = io_uring_register_ring_fd(ring_.get()) == 1;
+  return SysResult{};
 }
 
 io_uring_sqe* UringReactor::sqe() noexcept {

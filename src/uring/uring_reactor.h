@@ -84,6 +84,7 @@ class UringReactor {
   std::unique_ptr<io_uring> ring_;
   uint32_t batch_;
   bool disabled_;  // created with R_DISABLED: start() enables it
+  bool ring_fd_registered_ = false;
   std::unique_ptr<Event[]> events_;
   Watched listeners_[kMaxListeners];
   uint32_t listener_slots_ = 0;  // listeners_[0 .. listener_slots_) have been watched
