@@ -1,56 +1,78 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: {direct, HAProxy (mode tcp), edgeproxy (epoll),
-# edgeproxy (io_uring)} under three workloads:
-#   W1    wrk keep-alive HTTP through the proxy to nginx ("ok" body)
-#   idle  RSS of the proxy holding IDLE_CONNS idle connections
-#   bulk  iperf3 (1 and 4 streams) through the proxy, Gbit/s and CPU ms/GiB
+# Side-by-side benchmark suite.  Starts everything itself on 127.0.0.1 (an nginx backend with a
+# tiny and a 1 MiB response, an iperf3 server, HAProxy mode tcp with and without splice, nginx
+# stream, edgeproxy built with each backend), interleaves the systems run by run, and reports
+# medians and ratios measured within the same run:
 #
-#   scripts/bench.sh                 # RUNS=3 DURATION=10, all systems
-#   QUICK=1 scripts/bench.sh         # 1 run of 3 s per workload (smoke test)
-#   SYSTEMS="direct haproxy" BULK=0 QUICK=1 scripts/bench.sh
+#   W1  keep-alive, tiny response     wrk -t1 -c100            req/s, p50/p99, proxy CPU µs/request
+#   W2  a new connection per request  wrk -t1 -c100 + "Connection: close"
+#                                                              conn/s, p50/p99, proxy CPU µs/connection
+#   W3  1 MiB responses               wrk -t1 -c10             MiB/s, proxy CPU ms/GiB
+#   W4  bulk                          iperf3 -P 1 and -P 4     Gbit/s, proxy CPU ms/GiB
+#   W5  idle connections              10 000 (or what fits)    proxy RSS in total and per connection
+#   W6  scaling                       W1 and W4 (-P 4) with 1, 2 (, 4, ...) workers
 #
-# Everything runs on 127.0.0.1.  The proxy under test is pinned to PROXY_CPU
-# (default 0); wrk, the nginx backend, the iperf3 client and server and the
-# idle-connection helper are pinned to LOAD_CPU (default 1).  Runs are
-# interleaved (A B C A B C ...) and the report shows medians.  Results
-# (report.md, runs.csv, idle.csv, bulk.csv, raw wrk/iperf3 output and process
-# logs) go to bench-results/<timestamp>/ under the repository root.
+#   scripts/bench.sh                     # full run: RUNS=3 DURATION=10, every workload
+#   QUICK=1 scripts/bench.sh             # smoke test: one 3 s run per cell
+#   LAYOUT=unpinned RUNS=5 DURATION=20 scripts/bench.sh
+#   WORKLOADS="W1 W4" SYSTEMS="direct haproxy edgeproxy" QUICK=1 scripts/bench.sh
+#   PUBLISH=1 scripts/bench.sh           # also copy the charts to docs/img/
 #
-# Environment knobs (defaults in brackets):
-#   RUNS [3, QUICK: 1]        measured runs per system (median is reported)
-#   DURATION [10, QUICK: 3]   seconds per wrk / iperf3 run ("10" or "10s")
-#   QUICK [0]                 1 = quick smoke test (changes the two defaults above)
-#   WARMUP [2, QUICK: 1]      seconds of unrecorded wrk warm-up per system; 0 = none
-#   THREADS [1] CONNECTIONS [100]   wrk -t / -c
-#   SYSTEMS ["direct haproxy edgeproxy edgeproxy_uring"]  W1/idle columns, in
-#                             order; also available: haproxy_splice (forced
-#                             splice both ways), haproxy_splice_auto, nginx_stream
-#   BULK [1]                  0 = skip the iperf3 bulk workload
-#   BULK_SYSTEMS [SYSTEMS, plus haproxy_splice after haproxy]  bulk table rows
-#   EDGEPROXY_BIN [build/release/edgeproxy]              epoll build (make release)
-#   EDGEPROXY_URING_BIN [build/release-uring/edgeproxy]  io_uring build
-#                             (make release BACKEND=uring); both binaries are
-#                             copied at startup so a rebuild during the run
-#                             cannot mix versions
-#   EDGEPROXY_ARGS []         extra arguments for both edgeproxy builds
-#   IDLE_CONNS [10000]        idle connections for the RSS test; 0 = skip it
-#   PROXY_CPU [0] LOAD_CPU [1]
+# Layouts (LAYOUT):
+#   pinned [default]  the proxy on PROXY_CPUS (default: the first CPU this shell may use); wrk,
+#                     iperf3, the backends and the idle helper on LOAD_CPUS (default: the others)
+#   unpinned          nothing is pinned; the scheduler places everything
+# W6 with N workers gives the proxy N CPUs (the first N of PROXY_CPUS then LOAD_CPUS) and the
+# load the rest, each proxy worker on its own CPU (edgeproxy --cpu-list, HAProxy cpu-map, nginx
+# worker_cpu_affinity).  Where the largest worker count leaves no CPU for the load (2 workers on a
+# 2-CPU machine), W6_LAYOUT=auto [default] runs every W6 cell unpinned, so that 1 and N workers
+# are compared under the same conditions; W6_LAYOUT=pinned keeps the proxy workers on their own
+# CPUs and lets the load share all CPUs (layout "shared").  The report states which was used.
+#
+# Knobs (environment variables, defaults in brackets):
+#   QUICK [0]               1 = smoke test: RUNS=1 DURATION=3 WARMUP=1 unless set
+#   RUNS [3] DURATION [10]  measured runs per cell (the median is reported); seconds per run
+#   WARMUP [2]              seconds of unrecorded load per system and workload; 0 = none
+#   WORKLOADS ["W1 W2 W3 W4 W5 W6"]
+#   SYSTEMS ["direct haproxy haproxy_splice nginx_stream edgeproxy edgeproxy_uring
+#            edgeproxy_splice edgeproxy_uring_splice"]   in this order; also: haproxy_splice_auto.
+#                           The edgeproxy *_splice systems run only when "<binary> --help"
+#                           mentions --splice, and are skipped with a note otherwise
+#   EDGEPROXY_SPLICE [auto] --splice mode of the *_splice systems (the plain ones get "never")
+#   LAYOUT [pinned]  PROXY_CPUS [first allowed CPU]  LOAD_CPUS [the other allowed CPUs]
+#   THREADS [1] CONNECTIONS [100]   wrk -t / -c for W1 and W2;  W3_CONNECTIONS [10]
+#   W4_STREAMS ["1 4"]      iperf3 -P values
+#   IDLE_CONNS [10000]      W5; lowered to what the open-file limit allows (stated in the report)
+#   W6_WORKERS ["1 2", plus 4 8 ... up to half the CPUs]   W6_STREAMS [4]
+#   W6_THREADS [max(2, CPUs left to the load)]   wrk -t in W6
+#   W6_LAYOUT [auto]        auto | pinned | unpinned (see above)
+#   W6_SYSTEMS [SYSTEMS without direct]
+#   BACKEND_WORKERS [number of LOAD_CPUS, 1..4]  nginx backend worker processes
+#   EDGEPROXY_BIN [build/release/edgeproxy]  EDGEPROXY_URING_BIN [build/release-uring/edgeproxy]
+#                           built with "make release [BACKEND=uring]" when missing (BUILD=0: fail
+#                           instead); copied at start, so a rebuild during the run cannot mix builds
+#   EDGEPROXY_ARGS []       extra arguments for every edgeproxy instance
 #   RESULTS_DIR [bench-results/<UTC timestamp>]
+#   CHARTS [1]              0 = no PNGs (they need gnuplot: scripts/install-deps.sh --bench)
+#   PUBLISH [0]             1 = copy the PNGs to docs/img/bench-*.png (refused for a QUICK run
+#                           unless PUBLISH=force)
 #
-# Adding a system (a new column): write sys_<name>_start (and optionally
-# sys_<name>_check / sys_<name>_version / sys_<name>_label) following the
-# existing ones below, then put <name> in SYSTEMS.
+# Output in RESULTS_DIR: report.md (tables, targets, charts), runs.csv (one row per measurement),
+# summary.csv (medians and ratios), charts/*.png (and the .dat/.gp they are drawn from), raw/
+# (wrk, iperf3 and idle-helper output), logs/ (process logs and configs), commands.txt.
+# "scripts/bench/report.py RESULTS_DIR" rebuilds report.md, summary.csv and the charts from runs.csv.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd -- "$SCRIPT_DIR/.." && pwd)
 BENCH_DIR=$SCRIPT_DIR/bench
 HELPER=$BENCH_DIR/idle.py
+REPORTER=$BENCH_DIR/report.py
 ORIG_ARGS=("$@")
-
-die() { printf 'bench.sh: error: %s\n' "$*" >&2; exit 1; }
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-warn() { printf 'bench.sh: warning: %s\n' "$*" >&2; }
+# shellcheck source-path=SCRIPTDIR source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=bench/systems.sh
+source "$BENCH_DIR/systems.sh"
 
 if [[ $# -gt 0 ]]; then
     case $1 in
@@ -68,64 +90,164 @@ else
 fi
 DURATION=${DURATION%s}
 WARMUP=${WARMUP%s}
+WORKLOADS=${WORKLOADS:-W1 W2 W3 W4 W5 W6}
+SYSTEMS=${SYSTEMS:-direct haproxy haproxy_splice nginx_stream edgeproxy edgeproxy_uring edgeproxy_splice edgeproxy_uring_splice}
+EDGEPROXY_SPLICE=${EDGEPROXY_SPLICE:-auto}
+LAYOUT=${LAYOUT:-pinned}
 THREADS=${THREADS:-1}
 CONNECTIONS=${CONNECTIONS:-100}
-SYSTEMS=${SYSTEMS:-direct haproxy edgeproxy edgeproxy_uring}
-BULK=${BULK:-1}
+W3_CONNECTIONS=${W3_CONNECTIONS:-10}
+W4_STREAMS=${W4_STREAMS:-1 4}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+W6_STREAMS=${W6_STREAMS:-4}
+W6_LAYOUT=${W6_LAYOUT:-auto}
 EDGEPROXY_BIN=${EDGEPROXY_BIN:-$REPO_ROOT/build/release/edgeproxy}
 EDGEPROXY_URING_BIN=${EDGEPROXY_URING_BIN:-$REPO_ROOT/build/release-uring/edgeproxy}
 EDGEPROXY_ARGS=${EDGEPROXY_ARGS:-}
-IDLE_CONNS=${IDLE_CONNS:-10000}
-PROXY_CPU=${PROXY_CPU:-0}
-LOAD_CPU=${LOAD_CPU:-1}
+BUILD=${BUILD:-1}
+CHARTS=${CHARTS:-1}
+PUBLISH=${PUBLISH:-0}
 TS=$(date -u +%Y%m%dT%H%M%SZ)
 RESULTS_DIR=${RESULTS_DIR:-$REPO_ROOT/bench-results/$TS}
 
-for v in RUNS DURATION WARMUP THREADS CONNECTIONS IDLE_CONNS PROXY_CPU LOAD_CPU BULK; do
+for v in QUICK RUNS DURATION WARMUP THREADS CONNECTIONS W3_CONNECTIONS IDLE_CONNS W6_STREAMS BUILD CHARTS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
 done
 ((RUNS >= 1 && RUNS <= 100)) || die "RUNS must be in 1..100"
 ((DURATION >= 1 && DURATION <= 600)) || die "DURATION must be in 1..600 seconds"
 ((WARMUP <= 60)) || die "WARMUP must be <= 60 seconds"
-((IDLE_CONNS <= 20000)) || die "IDLE_CONNS must be <= 20000 (proxies run with --max-connections 20000)"
-((BULK <= 1)) || die "BULK must be 0 or 1"
-read -ra SYSTEM_LIST <<<"$SYSTEMS"
-((${#SYSTEM_LIST[@]} > 0)) || die "SYSTEMS is empty"
-if [[ -z ${BULK_SYSTEMS:-} ]]; then
-    BULK_SYSTEMS=""
-    for s in "${SYSTEM_LIST[@]}"; do
-        BULK_SYSTEMS+="$s "
-        [[ $s != haproxy || " $SYSTEMS " == *" haproxy_splice "* ]] || BULK_SYSTEMS+="haproxy_splice "
-    done
-    BULK_SYSTEMS=${BULK_SYSTEMS% }
+((THREADS >= 1 && CONNECTIONS >= THREADS && W3_CONNECTIONS >= THREADS)) || die "need 1 <= THREADS <= CONNECTIONS, W3_CONNECTIONS"
+((CONNECTIONS <= 5000 && W3_CONNECTIONS <= 5000)) || die "CONNECTIONS and W3_CONNECTIONS must be <= 5000"
+((IDLE_CONNS >= 1 && IDLE_CONNS <= 20000)) || die "IDLE_CONNS must be in 1..20000 (proxies run with --max-connections 20000)"
+((W6_STREAMS >= 1 && W6_STREAMS <= 64)) || die "W6_STREAMS must be in 1..64"
+[[ $LAYOUT == pinned || $LAYOUT == unpinned ]] || die "LAYOUT must be pinned or unpinned (got '$LAYOUT')"
+[[ $W6_LAYOUT =~ ^(auto|pinned|unpinned)$ ]] || die "W6_LAYOUT must be auto, pinned or unpinned (got '$W6_LAYOUT')"
+[[ $PUBLISH =~ ^(0|1|force)$ ]] || die "PUBLISH must be 0, 1 or force (got '$PUBLISH')"
+[[ $EDGEPROXY_SPLICE =~ ^[a-z]+$ ]] || die "EDGEPROXY_SPLICE must be a mode word such as auto, always, never"
+if [[ $PUBLISH == 1 && $QUICK == 1 ]]; then
+    die "PUBLISH=1 with QUICK=1 would put smoke-test charts into docs/img/; use PUBLISH=force if that is really wanted"
 fi
-BULK_LIST=()
-((BULK == 0)) || read -ra BULK_LIST <<<"$BULK_SYSTEMS"
-((BULK == 0 || ${#BULK_LIST[@]} > 0)) || die "BULK_SYSTEMS is empty (set BULK=0 to skip the bulk workload)"
+read -ra STREAMS_LIST <<<"$W4_STREAMS"
+for n in "${STREAMS_LIST[@]}"; do
+    int_in "$n" 1 64 || die "W4_STREAMS: '$n' is not in 1..64"
+done
+
+read -ra WL_LIST <<<"$WORKLOADS"
+((${#WL_LIST[@]})) || die "WORKLOADS is empty"
+for w in "${WL_LIST[@]}"; do [[ $w =~ ^W[1-6]$ ]] || die "unknown workload '$w' in WORKLOADS (W1..W6)"; done
+has_wl() { [[ " ${WL_LIST[*]} " == *" $1 "* ]]; }
+HTTP_WLS=()
+for w in W1 W2 W3; do ! has_wl "$w" || HTTP_WLS+=("$w"); done
+
+# ---------------------------------------------------------------- CPUs and layouts
+read -ra ALLOWED <<<"$(allowed_cpus)"
+NCPU=${#ALLOWED[@]}
+ALL_CPUS_LIST=$(join_cpus "${ALLOWED[@]}")
+is_allowed() { [[ " ${ALLOWED[*]} " == *" $1 "* ]]; }
+PROXY_CPUS=${PROXY_CPUS:-${PROXY_CPU:-${ALLOWED[0]}}}
+read -ra PROXY_IDS <<<"$(expand_cpus "$PROXY_CPUS")" || die "PROXY_CPUS: cannot parse '$PROXY_CPUS'"
+((${#PROXY_IDS[@]})) || die "PROXY_CPUS: cannot parse '$PROXY_CPUS'"
+if [[ -z ${LOAD_CPUS:-${LOAD_CPU:-}} ]]; then
+    LOAD_IDS=()
+    for c in "${ALLOWED[@]}"; do [[ " ${PROXY_IDS[*]} " == *" $c "* ]] || LOAD_IDS+=("$c"); done
+    if ((${#LOAD_IDS[@]} == 0)); then
+        warn "only $NCPU CPU(s): the load shares the proxy's CPUs"
+        LOAD_IDS=("${ALLOWED[@]}")
+    fi
+else
+    LOAD_CPUS=${LOAD_CPUS:-$LOAD_CPU}
+    read -ra LOAD_IDS <<<"$(expand_cpus "$LOAD_CPUS")" || die "LOAD_CPUS: cannot parse '$LOAD_CPUS'"
+    ((${#LOAD_IDS[@]})) || die "LOAD_CPUS: cannot parse '$LOAD_CPUS'"
+fi
+for c in "${PROXY_IDS[@]}" "${LOAD_IDS[@]}"; do
+    is_allowed "$c" || die "CPU $c is not one this shell may run on (${ALLOWED[*]})"
+done
+PROXY_CPUS=$(join_cpus "${PROXY_IDS[@]}")
+LOAD_CPUS=$(join_cpus "${LOAD_IDS[@]}")
+for c in "${PROXY_IDS[@]}"; do
+    [[ $LAYOUT != pinned || " ${LOAD_IDS[*]} " != *" $c "* ]] || warn "CPU $c is in both PROXY_CPUS and LOAD_CPUS"
+done
+if [[ $LAYOUT == pinned ]]; then
+    BASE_PROXY_SET=$PROXY_CPUS; BASE_LOAD_SET=$LOAD_CPUS
+    BASE_LAYOUT_DESC="pinned: proxy on CPU $PROXY_CPUS; wrk, iperf3, backends and idle helper on CPU $LOAD_CPUS"
+else
+    BASE_PROXY_SET=""; BASE_LOAD_SET=""
+    BASE_LAYOUT_DESC="unpinned: nothing pinned, $NCPU CPUs ($ALL_CPUS_LIST)"
+fi
+if [[ -z ${BACKEND_WORKERS:-} ]]; then
+    if [[ $LAYOUT == pinned ]]; then BACKEND_WORKERS=${#LOAD_IDS[@]}; else BACKEND_WORKERS=$((NCPU - 1)); fi
+    ((BACKEND_WORKERS >= 1)) || BACKEND_WORKERS=1
+    ((BACKEND_WORKERS <= 4)) || BACKEND_WORKERS=4
+fi
+int_in "$BACKEND_WORKERS" 1 64 || die "BACKEND_WORKERS must be in 1..64"
+
+# W6: worker counts, CPU order (proxy CPUs first) and the layout of each cell
+if [[ -z ${W6_WORKERS:-} ]]; then
+    W6_WORKERS="1 2"
+    for ((w = 4; w <= NCPU / 2; w *= 2)); do W6_WORKERS+=" $w"; done
+fi
+read -ra W6_LIST_N <<<"$W6_WORKERS"
+W6_MAX=0
+for n in "${W6_LIST_N[@]}"; do
+    int_in "$n" 1 256 || die "W6_WORKERS: '$n' is not in 1..256"
+    ((n <= W6_MAX)) || W6_MAX=$n
+done
+W6_ORDER=("${PROXY_IDS[@]}")
+for c in "${LOAD_IDS[@]}" "${ALLOWED[@]}"; do [[ " ${W6_ORDER[*]} " == *" $c "* ]] || W6_ORDER+=("$c"); done
+if [[ -z ${W6_THREADS:-} ]]; then
+    W6_THREADS=$((NCPU - W6_MAX)); ((W6_THREADS >= 2)) || W6_THREADS=2
+fi
+int_in "$W6_THREADS" 1 "$CONNECTIONS" || die "W6_THREADS must be in 1..CONNECTIONS"
+W6_MODE=$W6_LAYOUT
+W6_NOTE=""
+if [[ $W6_MODE == auto ]]; then
+    if [[ $LAYOUT == unpinned ]]; then
+        W6_MODE=unpinned
+    elif ((W6_MAX < NCPU)); then
+        W6_MODE=pinned
+    else
+        W6_MODE=unpinned
+        W6_NOTE="W6 ran unpinned: with $W6_MAX workers the pinned layout leaves no CPU for the load on this $NCPU-CPU machine, so every W6 cell (1 worker included) is unpinned and the scaling ratios compare like with like (W6_LAYOUT=pinned would pin the proxy workers and let the load share their CPUs)"
+    fi
+fi
+declare -A W6_LNAME=() W6_LPROXY=() W6_LLOAD=()
+for n in "${W6_LIST_N[@]}"; do
+    if [[ $W6_MODE == unpinned ]]; then
+        W6_LNAME[$n]=unpinned; W6_LPROXY[$n]=""; W6_LLOAD[$n]=""
+    elif ((n < NCPU)); then
+        W6_LNAME[$n]=pinned
+        W6_LPROXY[$n]=$(join_cpus "${W6_ORDER[@]:0:n}")
+        W6_LLOAD[$n]=$(join_cpus "${W6_ORDER[@]:n}")
+    else
+        W6_LNAME[$n]=shared
+        W6_LPROXY[$n]=$(join_cpus "${W6_ORDER[@]}")
+        W6_LLOAD[$n]=$ALL_CPUS_LIST
+        if ((n == NCPU)); then shared="one worker per CPU"; else shared="$n workers on $NCPU CPUs"; fi
+        W6_NOTE+="${W6_NOTE:+; }with $n workers the proxy has CPUs ${W6_LPROXY[$n]} ($shared) and the load shares all of them (layout \"shared\")"
+    fi
+done
 
 # ---------------------------------------------------------------- prerequisites
 missing=()
 for tool in wrk nginx haproxy python3 taskset; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
-((BULK == 0)) || command -v iperf3 >/dev/null 2>&1 || missing+=("iperf3 (or BULK=0)")
+if has_wl W4 || has_wl W6; then command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3); fi
 if ((${#missing[@]})); then
-    die "missing required tool(s): ${missing[*]}. Install them with scripts/install-deps.sh --bench (Debian/Ubuntu packages: wrk nginx-light libnginx-mod-stream haproxy iperf3)"
+    die "missing tool(s): ${missing[*]}. Install them with scripts/install-deps.sh --bench (Debian packages: wrk nginx-light libnginx-mod-stream haproxy iperf3 gnuplot-nox)"
 fi
-[[ -r $HELPER ]] || die "helper $HELPER not found"
-
-NPROC=$(nproc)
-if ((PROXY_CPU >= NPROC || LOAD_CPU >= NPROC)); then
-    die "PROXY_CPU=$PROXY_CPU / LOAD_CPU=$LOAD_CPU but only $NPROC CPU(s) are available"
+if ((CHARTS)) && ! command -v gnuplot >/dev/null 2>&1; then
+    warn "gnuplot not found: no PNG charts (scripts/install-deps.sh --bench installs gnuplot-nox)"
+    CHARTS=0
 fi
-((PROXY_CPU != LOAD_CPU)) || warn "PROXY_CPU == LOAD_CPU: proxy and load generator share a core"
+[[ -r $HELPER && -r $REPORTER ]] || die "helpers $HELPER / $REPORTER not found"
 CLK_TCK=$(getconf CLK_TCK)
 
-# RLIMIT_NOFILE: N idle connections need 2N fds (+ a few) in the proxy and N in
-# each helper.  Root can normally raise the hard limit; in containers without
-# CAP_SYS_RESOURCE it cannot, and IDLE_CONNS is then lowered to what fits.
+# RLIMIT_NOFILE: N idle connections need 2N fds (+ a few) in the proxy and N in each helper.
+# Root can normally raise the hard limit; in a container without CAP_SYS_RESOURCE it cannot, and
+# W5 then uses the largest count (a multiple of 100) that fits, and says so.
 NOFILE_WANT=65536
-NOFILE_SPARE=256   # listeners, epoll, logs, ... in the proxy
+NOFILE_SPARE=256   # listeners, epoll/io_uring, pipes, logs ... in the proxy
 IDLE_CONNS_REQUESTED=$IDLE_CONNS
 IDLE_NOTE=""
 if [[ $(ulimit -Hn) != unlimited ]] && (($(ulimit -Hn) < NOFILE_WANT)); then
@@ -134,345 +256,246 @@ fi
 ulimit -Sn "$NOFILE_WANT" 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"
 NOFILE=$(ulimit -Sn)
 [[ $NOFILE != unlimited ]] || NOFILE=$NOFILE_WANT
-if ((IDLE_CONNS > 0 && 2 * IDLE_CONNS + NOFILE_SPARE > NOFILE)); then
-    IDLE_CONNS=$(((NOFILE - NOFILE_SPARE) / 2 / 500 * 500))
-    IDLE_NOTE="RLIMIT_NOFILE is $NOFILE (hard $(ulimit -Hn); raising it failed: no CAP_SYS_RESOURCE?), so the idle test uses $IDLE_CONNS connections instead of $IDLE_CONNS_REQUESTED (the proxy needs 2 fds per connection)"
+if has_wl W5 && ((2 * IDLE_CONNS + NOFILE_SPARE > NOFILE)); then
+    IDLE_CONNS=$(((NOFILE - NOFILE_SPARE) / 2 / 100 * 100))
+    ((IDLE_CONNS > 0)) || die "open-file limit $NOFILE is too low for W5 (leave W5 out of WORKLOADS)"
+    IDLE_NOTE="the open-file limit is $NOFILE (hard $(ulimit -Hn), and raising it failed: no CAP_SYS_RESOURCE?) and a proxy needs 2 descriptors per connection, so W5 held $IDLE_CONNS connections instead of $IDLE_CONNS_REQUESTED"
     warn "$IDLE_NOTE"
-    ((IDLE_CONNS > 0)) || die "open-file limit $NOFILE is too low for the idle-connection test (set IDLE_CONNS=0 to skip it)"
 fi
 
-# ---------------------------------------------------------------- process bookkeeping
+# ---------------------------------------------------------------- systems
 TMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/edgeproxy-bench.XXXXXX")
-STARTED_PIDS=()   # every background process this script started
-
-cleanup() {
-    local rc=$? pid i
-    trap - EXIT INT TERM
-    for pid in "${STARTED_PIDS[@]}"; do
-        kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null
-    done
-    for ((i = 0; i < 50; i++)); do  # up to 5 s for a graceful exit
-        local any=0
-        for pid in "${STARTED_PIDS[@]}"; do
-            kill -0 "$pid" 2>/dev/null && any=1
-        done
-        ((any)) || break
-        sleep 0.1
-    done
-    for pid in "${STARTED_PIDS[@]}"; do
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf -- "$TMP_DIR"
-    exit "$rc"
-}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# spawn NAME CPU CMD... : start CMD pinned to CPU in the background, output to
-# logs/NAME.log.  Sets SPAWNED_PID (taskset execs CMD, so it is CMD's PID).
-SPAWNED_PID=
-spawn() {
-    local name=$1 cpu=$2
-    shift 2
-    printf '$ %s\n' "$(printf '%q ' taskset -c "$cpu" "$@")" >>"$RESULTS_DIR/commands.txt"
-    taskset -c "$cpu" "$@" >"$RESULTS_DIR/logs/$name.log" 2>&1 </dev/null &
-    SPAWNED_PID=$!
-    STARTED_PIDS+=("$SPAWNED_PID")
-}
-
-# stop_pid PID : TERM, wait up to 5 s, then KILL.  Only PIDs we started.
-stop_pid() {
-    local pid=$1 i
-    [[ -n $pid ]] || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null || true
-}
-
-free_port() { python3 "$HELPER" freeport; }
-
-# wait_ready NAME PID PORT : wait (<= 10 s) until PORT accepts; fail if PID died
-wait_ready() {
-    local name=$1 pid=$2 port=$3 i
-    for ((i = 0; i < 100; i++)); do
-        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$RESULTS_DIR/logs/$name.log" >&2 || true
-            die "$name (pid $pid) exited during startup; log: $RESULTS_DIR/logs/$name.log"
-        fi
-        python3 "$HELPER" waitport "$port" 0.5 && return 0
-        sleep 0.1
-    done
-    die "$name did not accept connections on 127.0.0.1:$port within 10 s; log: $RESULTS_DIR/logs/$name.log"
-}
-
-# fill_template IN OUT KEY=VALUE... : replace @KEY@ placeholders
-fill_template() {
-    local in=$1 out=$2 kv
-    shift 2
-    cp -- "$in" "$out"
-    for kv in "$@"; do
-        local key=${kv%%=*} val=${kv#*=}
-        val=${val//\\/\\\\}; val=${val//&/\\&}; val=${val//|/\\|}
-        val=${val//$'\n'/\\n}   # GNU sed: \n in the replacement is a newline
-        sed -i "s|@${key}@|${val}|g" "$out"
-    done
-}
-
-children_of() {  # direct children of PID (for multi-process servers)
-    cat /proc/"$1"/task/*/children 2>/dev/null || true
-}
-
-# proc_ticks PID... : utime+stime (fields 14+15 of /proc/PID/stat) summed, in clock ticks
-proc_ticks() {
-    local pid total=0 stat rest
-    local -a f
-    for pid in "$@"; do
-        stat=$(<"/proc/$pid/stat") || return 1
-        rest=${stat##*) }        # skip "pid (comm) " - comm may contain spaces
-        read -ra f <<<"$rest"    # f[0] is field 3 (state)
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
-}
-
-pids_alive() {
-    local pid
-    for pid in "$@"; do kill -0 "$pid" 2>/dev/null || return 1; done
-}
-
-# ---------------------------------------------------------------- systems
-# sys_<name>_start BACKEND_PORT TAG
-#   Start the system in front of 127.0.0.1:BACKEND_PORT and wait until it is
-#   ready.  Must set: SYS_PORT (where wrk connects), SYS_PIDS (processes to stop;
-#   empty for direct), SYS_MEASURE_PIDS (processes whose CPU/RSS is measured;
-#   empty = not a proxy, shown as "-").  TAG names the instance (log file names).
-# sys_<name>_check    : fail early with a clear message if unusable (optional)
-# sys_<name>_version  : one-line version string (optional)
-# sys_<name>_label    : column title (optional, default: name)
-
-sys_direct_label() { echo "direct"; }
-sys_direct_start() {
-    SYS_PORT=$1; SYS_PIDS=""; SYS_MEASURE_PIDS=""
-}
-
-start_haproxy() {  # start_haproxy BACKEND_PORT TAG EXTRA_DEFAULTS
-    local port cfg
-    port=$(free_port)
-    cfg=$TMP_DIR/$2.cfg
-    # maxconn 20000 wants ~40k fds; if the hard limit is lower (containers
-    # without CAP_SYS_RESOURCE) HAProxy >= 2.3 refuses to start unless told not
-    # to be strict - it then runs with ulimit-n fds (enough for the tests).
-    local extra_global=""
-    ((NOFILE >= 40100)) || extra_global="    no strict-limits"
-    fill_template "$BENCH_DIR/haproxy-tcp.cfg.in" "$cfg" \
-        "PORT=$port" "BACKEND_PORT=$1" "ULIMIT_N=$NOFILE" "EXTRA_GLOBAL=$extra_global" "EXTRA_DEFAULTS=$3"
-    cp -- "$cfg" "$RESULTS_DIR/logs/$2.cfg"
-    haproxy -c -f "$cfg" >"$RESULTS_DIR/logs/$2.check.log" 2>&1 ||
-        { cat "$RESULTS_DIR/logs/$2.check.log" >&2; die "invalid HAProxy config $cfg"; }
-    spawn "$2" "$PROXY_CPU" haproxy -f "$cfg" -db
-    SYS_PORT=$port; SYS_PIDS=$SPAWNED_PID; SYS_MEASURE_PIDS=$SPAWNED_PID
-    wait_ready "$2" "$SPAWNED_PID" "$port"
-}
-sys_haproxy_label() { echo "HAProxy"; }
-sys_haproxy_version() { haproxy -v 2>&1 | head -n 1; }
-sys_haproxy_start() { start_haproxy "$1" "$2" ""; }
-
-# Forced splice in both directions.  With HAProxy 2.6 "option splice-auto"
-# hardly ever engages for a plain TCP relay (measured: iperf3 through it runs
-# at the no-splice rate and CPU), so it is a separate, optional system.
-sys_haproxy_splice_label() { echo "HAProxy+splice"; }
-sys_haproxy_splice_version() { sys_haproxy_version; }
-sys_haproxy_splice_start() { start_haproxy "$1" "$2" "    option splice-request
-    option splice-response"; }
-
-sys_haproxy_splice_auto_label() { echo "HAProxy+splice-auto"; }
-sys_haproxy_splice_auto_version() { sys_haproxy_version; }
-sys_haproxy_splice_auto_start() { start_haproxy "$1" "$2" "    option splice-auto"; }
-
-# edgeproxy builds.  sys_*_check copies the binary to TMP_DIR, so every phase
-# runs the same build even if build/ is rebuilt meanwhile; the report names the
-# original path, its mtime and the copy's sha256.
-declare -A EP_COPY=() EP_DESC=() EP_VER=()
-edgeproxy_check() {  # edgeproxy_check BIN VAR EXPECTED_BACKEND MAKE_HINT SYSTEM
-    local bin=$1 copy
-    [[ -x $bin ]] ||
-        die "edgeproxy binary not found or not executable: $bin (build it with '$4', set $2, or leave '$5' out of SYSTEMS/BULK_SYSTEMS)"
-    if [[ -z ${EP_COPY[$bin]:-} ]]; then
-        copy=$TMP_DIR/edgeproxy-${#EP_COPY[@]}
-        cp -- "$bin" "$copy"
-        EP_VER[$bin]=$(timeout 2 "$copy" --version 2>&1 </dev/null | head -n 1) || true
-        EP_DESC[$bin]="${EP_VER[$bin]:-unknown} ($bin, built $(date -u -r "$bin" +%Y-%m-%dT%H:%M:%SZ), sha256 $(sha256sum "$copy" | cut -c1-12))"
-        EP_COPY[$bin]=$copy
-    fi
-    [[ ${EP_VER[$bin]} == *"backend $3"* ]] || warn "$bin --version says '${EP_VER[$bin]:-nothing}', expected the $3 backend ($2)"
-}
-start_edgeproxy() {  # start_edgeproxy BIN BACKEND_PORT TAG
-    local port
-    local -a extra=()
-    [[ -n ${EP_COPY[$1]:-} ]] || die "internal: $1 was not checked"
-    port=$(free_port)
-    [[ -z $EDGEPROXY_ARGS ]] || read -ra extra <<<"$EDGEPROXY_ARGS"
-    spawn "$3" "$PROXY_CPU" "${EP_COPY[$1]}" -q -l 127.0.0.1 -p "$port" \
-        -b 127.0.0.1 -P "$2" --max-connections 20000 "${extra[@]}"
-    SYS_PORT=$port; SYS_PIDS=$SPAWNED_PID; SYS_MEASURE_PIDS=$SPAWNED_PID
-    wait_ready "$3" "$SPAWNED_PID" "$port"
-}
-
-sys_edgeproxy_label() { echo "edgeproxy (epoll)"; }
-sys_edgeproxy_check() { edgeproxy_check "$EDGEPROXY_BIN" EDGEPROXY_BIN epoll "make release" edgeproxy; }
-sys_edgeproxy_version() { echo "${EP_DESC[$EDGEPROXY_BIN]}"; }
-sys_edgeproxy_start() { start_edgeproxy "$EDGEPROXY_BIN" "$1" "$2"; }
-
-sys_edgeproxy_uring_label() { echo "edgeproxy (io_uring)"; }
-sys_edgeproxy_uring_check() {
-    edgeproxy_check "$EDGEPROXY_URING_BIN" EDGEPROXY_URING_BIN io_uring "make release BACKEND=uring" edgeproxy_uring
-}
-sys_edgeproxy_uring_version() { echo "${EP_DESC[$EDGEPROXY_URING_BIN]}"; }
-sys_edgeproxy_uring_start() { start_edgeproxy "$EDGEPROXY_URING_BIN" "$1" "$2"; }
-
-sys_nginx_stream_label() { echo "nginx-stream"; }
-sys_nginx_stream_version() { nginx -v 2>&1 | head -n 1; }
-sys_nginx_stream_check() {
-    [[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]] ||
-        die "nginx stream module missing (/usr/lib/nginx/modules/ngx_stream_module.so); install libnginx-mod-stream (scripts/install-deps.sh)"
-}
-sys_nginx_stream_start() {
-    local port prefix i w=""
-    local -a workers=()
-    port=$(free_port)
-    prefix=$TMP_DIR/$2
-    mkdir -p "$prefix"
-    cat >"$prefix/nginx.conf" <<EOF
-load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-daemon off;
-master_process on;
-worker_processes 1;
-worker_rlimit_nofile 65536;
-pid $prefix/nginx.pid;
-error_log $RESULTS_DIR/logs/$2.error.log warn;
-events { worker_connections 25000; multi_accept on; }
-stream {
-    server {
-        listen 127.0.0.1:$port backlog=4096;
-        proxy_pass 127.0.0.1:$1;
-        proxy_timeout 1h;
-    }
-}
-EOF
-    cp -- "$prefix/nginx.conf" "$RESULTS_DIR/logs/$2.conf"
-    spawn "$2" "$PROXY_CPU" nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$RESULTS_DIR/logs/$2.error.log"
-    wait_ready "$2" "$SPAWNED_PID" "$port"
-    for ((i = 0; i < 50; i++)); do  # the worker does the proxying
-        w=$(children_of "$SPAWNED_PID")
-        [[ -z $w ]] || break
-        sleep 0.1
-    done
-    [[ -n $w ]] || die "$2: no nginx worker process found"
-    read -ra workers <<<"${w//$'\n'/ }"
-    SYS_PORT=$port; SYS_PIDS=$SPAWNED_PID
-    SYS_MEASURE_PIDS=${workers[*]}
-}
-
-sys_label() {
-    if declare -F "sys_$1_label" >/dev/null; then "sys_$1_label"; else echo "$1"; fi
-}
-
-declare -A CHECKED=()
-ALL_SYSTEMS=()   # SYSTEMS + BULK_SYSTEMS, each once, in order
-for s in "${SYSTEM_LIST[@]}" "${BULK_LIST[@]}"; do
+read -ra REQ_SYSTEMS <<<"$SYSTEMS"
+((${#REQ_SYSTEMS[@]})) || die "SYSTEMS is empty"
+if [[ -z ${W6_SYSTEMS:-} ]]; then
+    W6_SYSTEMS=""
+    for s in "${REQ_SYSTEMS[@]}"; do [[ $s == direct ]] || W6_SYSTEMS+="${W6_SYSTEMS:+ }$s"; done
+fi
+read -ra REQ_W6 <<<"$W6_SYSTEMS"
+has_wl W6 || REQ_W6=()
+declare -A CHECKED=() SKIPPED=()
+SYSTEM_LIST=(); W6_LIST=(); PRE_NOTES=()
+for s in "${REQ_SYSTEMS[@]}" "${REQ_W6[@]}"; do
     { [[ $s =~ ^[A-Za-z0-9_]+$ ]] && declare -F "sys_${s}_start" >/dev/null; } ||
-        die "unknown system '$s' in SYSTEMS/BULK_SYSTEMS (known: direct haproxy edgeproxy edgeproxy_uring haproxy_splice haproxy_splice_auto nginx_stream)"
+        die "unknown system '$s' in SYSTEMS/W6_SYSTEMS (known: $KNOWN_SYSTEMS)"
     [[ -z ${CHECKED[$s]:-} ]] || continue
-    CHECKED[$s]=1; ALL_SYSTEMS+=("$s")
-    if declare -F "sys_${s}_check" >/dev/null; then "sys_${s}_check"; fi
+    CHECKED[$s]=1
+    SYS_SKIP=""
+    if declare -F "sys_${s}_check" >/dev/null && ! "sys_${s}_check"; then
+        SKIPPED[$s]=$SYS_SKIP
+        PRE_NOTES+=("$(sys_label "$s") skipped: $SYS_SKIP")
+        warn "$(sys_label "$s") skipped: $SYS_SKIP"
+    fi
 done
-mkdir -p "$RESULTS_DIR/logs" "$RESULTS_DIR/wrk"  # after the checks: a failed check leaves no empty results directory
+for s in "${REQ_SYSTEMS[@]}"; do [[ -n ${SKIPPED[$s]+x} ]] || SYSTEM_LIST+=("$s"); done
+for s in "${REQ_W6[@]}"; do [[ -n ${SKIPPED[$s]+x} ]] || W6_LIST+=("$s"); done
+((${#SYSTEM_LIST[@]})) || die "no system left to measure"
 
-# ---------------------------------------------------------------- environment header
+# after the checks: a failed check leaves no empty results directory
+mkdir -p "$RESULTS_DIR/logs" "$RESULTS_DIR/raw" "$RESULTS_DIR/charts"
+CSV=$RESULTS_DIR/runs.csv
+csv_header "$CSV"
+: >"$RESULTS_DIR/commands.txt"
+NOTES=$RESULTS_DIR/notes.tsv
+: >"$NOTES"
+FAILED=0
+# Failed measurements are not notes: their rows in runs.csv carry the error, and the report
+# lists them.  A note is context that no row holds (a skipped system, a changed layout).
+for t in "${PRE_NOTES[@]}"; do printf '%s\t%s\n' all "$t" >>"$NOTES"; done
+[[ -z $IDLE_NOTE ]] || printf '%s\t%s\n' W5 "$IDLE_NOTE" >>"$NOTES"
+if has_wl W6 && [[ -n $W6_NOTE ]]; then printf '%s\t%s\n' W6 "$W6_NOTE" >>"$NOTES"; fi
+
+RUN_SYSTEMS=()   # SYSTEM_LIST then W6_LIST, each once
+for s in "${SYSTEM_LIST[@]}" "${W6_LIST[@]}"; do
+    [[ " ${RUN_SYSTEMS[*]} " == *" $s "* ]] || RUN_SYSTEMS+=("$s")
+done
+for s in "${RUN_SYSTEMS[@]}"; do printf '%s\t%s\n' "$s" "$(sys_label "$s")"; done >"$RESULTS_DIR/systems.tsv"
+
+# ---------------------------------------------------------------- environment (meta.tsv)
+META=$RESULTS_DIR/meta.tsv
+: >"$META"
+meta() { printf '%s\t%s\n' "$1" "${2//$'\t'/ }" >>"$META"; }
 cmdline() {
     local v out=""
-    for v in QUICK RUNS DURATION WARMUP THREADS CONNECTIONS SYSTEMS BULK BULK_SYSTEMS IDLE_CONNS_REQUESTED PROXY_CPU LOAD_CPU EDGEPROXY_BIN EDGEPROXY_URING_BIN EDGEPROXY_ARGS; do
+    for v in QUICK RUNS DURATION WARMUP WORKLOADS SYSTEMS LAYOUT PROXY_CPUS LOAD_CPUS THREADS CONNECTIONS \
+        W3_CONNECTIONS W4_STREAMS IDLE_CONNS_REQUESTED W6_WORKERS W6_STREAMS W6_THREADS W6_LAYOUT \
+        W6_SYSTEMS BACKEND_WORKERS EDGEPROXY_SPLICE EDGEPROXY_ARGS; do
         out+="${v%_REQUESTED}=$(printf '%q' "${!v}") "
     done
-    out+=$(printf '%q' "$SCRIPT_DIR/bench.sh")
+    out+="scripts/bench.sh"
     ((${#ORIG_ARGS[@]} == 0)) || out+=" $(printf '%q ' "${ORIG_ARGS[@]}")"
     echo "$out"
 }
-
-WRK_VERSION=$(wrk -v 2>&1 | head -n 1 || true)
-NGINX_VERSION=$(nginx -v 2>&1 | head -n 1 || true)
-HAPROXY_VERSION=$(haproxy -v 2>&1 | head -n 1 || true)
 GIT_REV=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commits")
-if [[ -n $(git -C "$REPO_ROOT" status --porcelain 2>/dev/null | head -n 1) ]]; then GIT_REV+=" (dirty)"; fi
+if [[ -n $(git -C "$REPO_ROOT" status --porcelain --untracked-files=no 2>/dev/null | head -n 1) ]]; then GIT_REV+=" (dirty)"; fi
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-
-REPORT=$RESULTS_DIR/report.md
-report() { printf '%s\n' "$@" | tee -a "$REPORT"; }
-: >"$REPORT"
-{
-    report "# edgeproxy side-by-side benchmark ($TS)" ""
-    report "Command:" "" '```' "$(cmdline)" '```' ""
-    report "| environment | |" "|---|---|"
-    report "| kernel | $(uname -srm) |"
-    report "| CPU | $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') |"
-    report "| nproc | $NPROC (proxy on CPU $PROXY_CPU; wrk, backends, iperf3 and idle helper on CPU $LOAD_CPU) |"
-    report "| load average (start) | $LOAD_BEFORE |"
-    report "| wrk | $WRK_VERSION |" "| nginx | $NGINX_VERSION |" "| haproxy | $HAPROXY_VERSION |"
-    ((BULK == 0)) || report "| iperf3 | $(iperf3 --version 2>&1 | head -n 1) |"
-    report "| python3 | $(python3 --version 2>&1) |"
-    for s in "${ALL_SYSTEMS[@]}"; do
-        if [[ $s != haproxy* ]] && declare -F "sys_${s}_version" >/dev/null; then
-            report "| $(sys_label "$s") | $("sys_${s}_version") |"
-        fi
+meta timestamp "$TS"
+meta quick "$QUICK"
+meta runs "$RUNS"
+meta duration "$DURATION"
+meta layout "$LAYOUT"
+meta command "$(cmdline)"
+meta env.kernel "$(uname -srm)"
+meta env.CPU "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+meta env.CPUs "$NCPU usable ($ALL_CPUS_LIST), nproc $(nproc)"
+meta env.layout "$BASE_LAYOUT_DESC"
+if has_wl W6; then
+    w6desc=""
+    for n in "${W6_LIST_N[@]}"; do
+        w6desc+="${w6desc:+; }$n worker(s): ${W6_LNAME[$n]}"
+        [[ -z ${W6_LPROXY[$n]} ]] || w6desc+=" (proxy ${W6_LPROXY[$n]}, load ${W6_LLOAD[$n]})"
     done
-    report "| repo | $REPO_ROOT @ $GIT_REV |"
-    report "| RLIMIT_NOFILE | soft $NOFILE, hard $(ulimit -Hn) |" "| CLK_TCK | $CLK_TCK |"
-    report "| results | $RESULTS_DIR |" ""
-}
+    meta "env.W6 layout" "$w6desc"
+fi
+meta "env.load average at start" "$LOAD_BEFORE"
+meta env.wrk "$(wrk -v 2>&1 | head -n 1 || true)"
+meta env.nginx "$(nginx -v 2>&1 | head -n 1) (backend: $BACKEND_WORKERS worker(s))"
+meta env.haproxy "$(haproxy -v 2>&1 | head -n 1)"
+if has_wl W4 || has_wl W6; then meta env.iperf3 "$(iperf3 --version 2>&1 | head -n 1)"; fi
+meta env.python3 "$(python3 --version 2>&1)"
+for s in "${RUN_SYSTEMS[@]}"; do
+    if [[ $s == edgeproxy* ]] && declare -F "sys_${s}_version" >/dev/null; then meta "env.$(sys_label "$s")" "$("sys_${s}_version")"; fi
+done
+meta env.repo "$REPO_ROOT @ $GIT_REV"
+meta env.RLIMIT_NOFILE "soft $NOFILE, hard $(ulimit -Hn)"
+meta env.CLK_TCK "$CLK_TCK"
+meta env.results "$RESULTS_DIR"
+meta idle_conns "$IDLE_CONNS"
+meta idle_conns_requested "$IDLE_CONNS_REQUESTED"
+meta edgeproxy_splice "$EDGEPROXY_SPLICE"
+meta desc.W1 "\`wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency http://127.0.0.1:PORT/\` (keep-alive, 3-byte body)"
+meta desc.W2 "\`wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -H 'Connection: close' http://127.0.0.1:PORT/\` (nginx closes after every response, wrk reconnects: one TCP connection, and one backend connection through a proxy, per request)"
+meta desc.W3 "\`wrk -t$THREADS -c$W3_CONNECTIONS -d${DURATION}s --latency http://127.0.0.1:PORT/1m\` (keep-alive, 1 MiB body, nginx sendfile)"
+meta desc.W4 "\`iperf3 -c 127.0.0.1 -p PORT -t $DURATION -P {${W4_STREAMS// /,}}\` through each system to one \`iperf3 -s\`"
+meta desc.W5 "$IDLE_CONNS idle TCP connections opened through each proxy (fresh instance) to a python3 backend that holds them; VmRSS of the proxy's processes summed"
+meta desc.W6 "W1 (\`wrk -t$W6_THREADS -c$CONNECTIONS\`) and W4 (\`iperf3 -P $W6_STREAMS\`) with ${W6_WORKERS// /, } worker(s): edgeproxy --workers N, HAProxy nbthread N, nginx worker_processes N"
 
-# ---------------------------------------------------------------- backend
+# ---------------------------------------------------------------- shared backends
 NGINX_PORT=$(free_port)
 NGINX_PREFIX=$TMP_DIR/nginx-backend
-mkdir -p "$NGINX_PREFIX/tmp"
+mkdir -p "$NGINX_PREFIX/tmp" "$NGINX_PREFIX/html"
+head -c 1048576 /dev/zero >"$NGINX_PREFIX/html/1m.bin"
+# nginx workers run as an unprivileged user when started as root: let them reach the file
+chmod 711 "$TMP_DIR" "$NGINX_PREFIX"
+chmod -R a+rX "$NGINX_PREFIX/html"
 fill_template "$BENCH_DIR/nginx-backend.conf.in" "$NGINX_PREFIX/nginx.conf" \
-    "PREFIX=$NGINX_PREFIX" "PORT=$NGINX_PORT"
+    "PREFIX=$NGINX_PREFIX" "PORT=$NGINX_PORT" "WORKERS=$BACKEND_WORKERS" "NOFILE=$NOFILE"
 sed -i "s|^error_log .*|error_log $RESULTS_DIR/logs/nginx-backend.error.log warn;|" "$NGINX_PREFIX/nginx.conf"
 cp -- "$NGINX_PREFIX/nginx.conf" "$RESULTS_DIR/logs/nginx-backend.conf"
 nginx -t -p "$NGINX_PREFIX" -c "$NGINX_PREFIX/nginx.conf" -e "$RESULTS_DIR/logs/nginx-backend.error.log" \
     >"$RESULTS_DIR/logs/nginx-backend.check.log" 2>&1 ||
     { cat "$RESULTS_DIR/logs/nginx-backend.check.log" >&2; die "nginx backend config test failed"; }
-log "starting nginx backend on 127.0.0.1:$NGINX_PORT (CPU $LOAD_CPU)"
-spawn nginx-backend "$LOAD_CPU" nginx -p "$NGINX_PREFIX" -c "$NGINX_PREFIX/nginx.conf" \
+log "starting the nginx backend on 127.0.0.1:$NGINX_PORT (${BASE_LOAD_SET:+CPU $BASE_LOAD_SET, }$BACKEND_WORKERS worker(s))"
+spawn nginx-backend "$BASE_LOAD_SET" nginx -p "$NGINX_PREFIX" -c "$NGINX_PREFIX/nginx.conf" \
     -e "$RESULTS_DIR/logs/nginx-backend.error.log"
 NGINX_PID=$SPAWNED_PID
-wait_ready nginx-backend "$NGINX_PID" "$NGINX_PORT"
-body=$(python3 - "$NGINX_PORT" <<'EOF'
+wait_ready nginx-backend "$NGINX_PID" "$NGINX_PORT" || die "nginx backend: $SYS_ERROR"
+python3 - "$NGINX_PORT" <<'EOF' || die "the nginx backend does not serve / and /1m as expected"
 import sys, urllib.request
-print(urllib.request.urlopen("http://127.0.0.1:%s/" % sys.argv[1], timeout=5).read().decode().strip())
+base = "http://127.0.0.1:%s" % sys.argv[1]
+try:
+    assert urllib.request.urlopen(base + "/", timeout=5).read() == b"ok\n", "/ is not 'ok'"
+    assert len(urllib.request.urlopen(base + "/1m", timeout=5).read()) == 1048576, "/1m is not 1 MiB"
+except Exception as e:
+    sys.exit("nginx backend: %s" % e)
 EOF
-) || die "nginx backend does not answer HTTP"
-[[ $body == ok ]] || die "nginx backend answered '$body' instead of 'ok'"
+backend_pids() { echo "$NGINX_PID $(children_of "$NGINX_PID" | tr '\n' ' ')${IPERF_PID:+ $IPERF_PID}"; }
 
-# ---------------------------------------------------------------- start systems
-declare -A PORT_OF MPIDS_OF PIDS_OF DEAD_OF
-for s in "${SYSTEM_LIST[@]}"; do
-    log "starting $(sys_label "$s") (backend 127.0.0.1:$NGINX_PORT)"
-    "sys_${s}_start" "$NGINX_PORT" "$s"
-    PORT_OF[$s]=$SYS_PORT; PIDS_OF[$s]=$SYS_PIDS; MPIDS_OF[$s]=$SYS_MEASURE_PIDS; DEAD_OF[$s]=""
-    log "  $(sys_label "$s"): port $SYS_PORT, pid ${SYS_PIDS:--}, measured pid(s) ${SYS_MEASURE_PIDS:--}"
-done
+IPERF_PORT=""; IPERF_PID=""; IPERF_RESTARTS=0
+start_iperf_server() {
+    local cpus=${1-$BASE_LOAD_SET}
+    [[ -n $IPERF_PORT ]] || IPERF_PORT=$(free_port)
+    spawn "iperf3-server$( ((IPERF_RESTARTS == 0)) || echo ".$IPERF_RESTARTS")" "$cpus" \
+        iperf3 -s -p "$IPERF_PORT" -B 127.0.0.1
+    IPERF_PID=$SPAWNED_PID
+    wait_ready iperf3-server "$IPERF_PID" "$IPERF_PORT" || die "iperf3 server: $SYS_ERROR"
+    sleep 0.3  # the probe connection from wait_ready counts as a (failed) test
+}
+# after a failed client run: make sure the iperf3 server is alive and idle
+iperf_recover() {
+    warn "restarting the iperf3 server (logs/iperf3-server*.log)"
+    local cpus=""  # keep the current layout (W6 may have moved the server)
+    ! kill -0 "$IPERF_PID" 2>/dev/null || cpus=$(taskset -pc "$IPERF_PID" 2>/dev/null | sed 's/.*: //')
+    [[ -n $cpus ]] || cpus=$BASE_LOAD_SET
+    stop_pid "$IPERF_PID"
+    IPERF_RESTARTS=$((IPERF_RESTARTS + 1))
+    ((IPERF_RESTARTS <= 5)) || die "the iperf3 server failed too often"
+    start_iperf_server "$cpus"
+}
+if has_wl W4 || has_wl W6; then
+    start_iperf_server
+    log "iperf3 server on 127.0.0.1:$IPERF_PORT${BASE_LOAD_SET:+ (CPU $BASE_LOAD_SET)}"
+fi
 
-# ---------------------------------------------------------------- wrk runs
-WRK_CMD=(wrk "-t$THREADS" "-c$CONNECTIONS" "-d${DURATION}s" --latency)
-printf '$ taskset -c %s %s http://127.0.0.1:PORT/\n' "$LOAD_CPU" "${WRK_CMD[*]}" >>"$RESULTS_DIR/commands.txt"
+# ---------------------------------------------------------------- instances
+# An instance is one started system, keyed e.g. "http:haproxy" or "w6b:2:edgeproxy".
+declare -A I_SYS=() I_PORT=() I_PIDS=() I_MPIDS=() I_RSSPIDS=() I_ERR=() I_TAG=()
+# inst_start KEY SYSTEM BACKEND_PORT TAG WORKERS CPUS WORKLOAD
+inst_start() {
+    local key=$1 s=$2
+    SYS_PORT=""; SYS_PIDS=""; SYS_MEASURE_PIDS=""; SYS_RSS_PIDS=""; SYS_ERROR=""
+    if [[ $s == direct ]]; then
+        log "direct [$4]: clients connect to 127.0.0.1:$3 itself"
+    else
+        log "starting $(sys_label "$s") [$4]${5:+ with $5 worker(s)}${6:+ on CPU $6} -> 127.0.0.1:$3"
+    fi
+    I_SYS[$key]=$s; I_TAG[$key]=$4; I_ERR[$key]=""
+    if ! "sys_${s}_start" "$3" "$4" "$5" "$6"; then
+        I_ERR[$key]="failed to start: ${SYS_ERROR:-unknown error}"
+        FAILED=1
+        warn "$7: $(sys_label "$s") [$4] ${I_ERR[$key]}"
+        local pid
+        for pid in $SYS_PIDS; do stop_pid "$pid"; done
+        SYS_PIDS=""
+    fi
+    I_PORT[$key]=$SYS_PORT; I_PIDS[$key]=$SYS_PIDS; I_MPIDS[$key]=$SYS_MEASURE_PIDS; I_RSSPIDS[$key]=$SYS_RSS_PIDS
+}
+inst_stop() {
+    local pid
+    for pid in ${I_PIDS[$1]}; do stop_pid "$pid"; done
+    I_PIDS[$1]=""
+}
+# inst_usable KEY WORKLOAD : false if it failed to start or has died (the death is noted once)
+inst_usable() {
+    local key=$1
+    local -a p=()
+    [[ -z ${I_ERR[$key]} ]] || return 1
+    read -ra p <<<"${I_PIDS[$key]} ${I_MPIDS[$key]}"
+    ((${#p[@]} == 0)) || pids_alive "${p[@]}" && return 0
+    I_ERR[$key]="exited during the benchmark (logs/${I_TAG[$key]}.log)"
+    FAILED=1
+    warn "$2: $(sys_label "${I_SYS[$key]}") [${I_TAG[$key]}] ${I_ERR[$key]}"
+    tail -n 10 "$RESULTS_DIR/logs/${I_TAG[$key]}.log" >&2 2>/dev/null || true
+    return 1
+}
 
-# parse_wrk FILE -> "requests rps p50_us p99_us errors" (NA when missing)
+# rotated R ITEM... : ITEMs rotated left by R-1 (run R of an interleaved series starts one
+# system later than run R-1, so no system always follows the same one)
+rotated() {
+    local r=$1 k
+    shift
+    (($#)) || return 0
+    k=$(((r - 1) % $#))
+    echo "${@:k+1}" "${@:1:k}"
+}
+
+# cpu_fill TICKS_BEFORE TICKS_AFTER DURATION : proxy CPU columns of M from a tick difference
+cpu_fill() {
+    local t0=$1 t1=$2 dur=$3
+    [[ -n $t0 && -n $t1 ]] || return 0
+    # comma-separated: an empty field must not shift the ones after it
+    IFS=, read -r 'M[proxy_cpu_s]' 'M[cpu_us_per_req]' 'M[cpu_ms_per_gib]' 'M[cpu_pct]' < <(awk -v t=$((t1 - t0)) \
+        -v hz="$CLK_TCK" -v d="$dur" -v n="${M[requests]:-}" -v b="${M[bytes]:-}" 'BEGIN {
+            s = t / hz
+            printf "%.3f,%s,%s,%.1f\n", s, (n > 0 ? sprintf("%.3f", s * 1e6 / n) : ""), \
+                (b > 0 ? sprintf("%.1f", s * 1000 / (b / 1073741824)) : ""), s / d * 100 }')
+}
+
+# parse_wrk FILE -> "requests rps p50_us p99_us errors mib_s bytes" (NA when missing)
 parse_wrk() {
     awk '
     function us(v,  n, u) {
@@ -483,156 +506,51 @@ parse_wrk() {
         if (u == "m") return sprintf("%.1f", n * 60000000)
         return "NA"
     }
-    BEGIN { req = "NA"; rps = "NA"; p50 = "NA"; p99 = "NA"; err = 0 }
-    /^ +50% /                  { p50 = us($2) }
-    /^ +99% /                  { p99 = us($2) }
-    / requests in /            { req = $1 }
-    /^Requests\/sec:/          { rps = $2 }
-    /Socket errors:/           { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
+    function bytes(v,  n, u) {  # wrk prints binary units: KB = 1024 B
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "B") return n
+        if (u == "KB") return n * 1024
+        if (u == "MB") return n * 1048576
+        if (u == "GB") return n * 1073741824
+        if (u == "TB") return n * 1099511627776
+        return "NA"
+    }
+    BEGIN { req = "NA"; rps = "NA"; p50 = "NA"; p99 = "NA"; err = 0; mib = "NA"; nb = "NA" }
+    /^ +50% /                   { p50 = us($2) }
+    /^ +99% /                   { p99 = us($2) }
+    / requests in /             { req = $1; nb = bytes($5) }
+    /^Requests\/sec:/           { rps = $2 }
+    /^Transfer\/sec:/           { t = bytes($2); if (t != "NA") mib = sprintf("%.1f", t / 1048576) }
+    /Socket errors:/            { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
     /Non-2xx or 3xx responses:/ { err += $NF }
-    END { print req, rps, p50, p99, err }' "$1"
+    END { printf "%s %s %s %s %s %s %s\n", req, rps, p50, p99, err, mib, (nb == "NA" ? nb : sprintf("%.0f", nb)) }' "$1"
 }
 
-# run_wrk SYSTEM DURATION OUTFILE : run wrk against SYSTEM, print
-# "requests rps p50_us p99_us errors cpu_ticks cpu_us_per_req"
-run_wrk() {
-    local s=$1 dur=$2 out=$3 t0="" t1="" ticks=NA cpu=NA rc=0
-    local -a mp=()
-    read -ra mp <<<"${MPIDS_OF[$s]}"
-    if ((${#mp[@]})); then t0=$(proc_ticks "${mp[@]}") || t0=""; fi
-    timeout $((dur + 30)) taskset -c "$LOAD_CPU" wrk "-t$THREADS" "-c$CONNECTIONS" "-d${dur}s" \
-        --latency "http://127.0.0.1:${PORT_OF[$s]}/" >"$out" 2>&1 || rc=$?
+# measure_wrk KEY DURATION THREADS CONNECTIONS PATH CLOSE LOAD_CPUS OUT : fills M
+measure_wrk() {
+    local key=$1 dur=$2 threads=$3 conns=$4 path=$5 close=$6 cpus=$7 out=$8 t0="" t1="" rc=0 k
+    local -a mp=() pin=() hdr=() vals=()
+    M=()
+    read -ra mp <<<"${I_MPIDS[$key]}"
+    [[ -z $cpus ]] || pin=(taskset -c "$cpus")
+    ((close == 0)) || hdr=(-H "Connection: close")
+    if ((${#mp[@]})); then t0=$(proc_ticks "${mp[@]}" 2>/dev/null) || t0=""; fi
+    timeout $((dur + 30)) "${pin[@]}" wrk "-t$threads" "-c$conns" "-d${dur}s" --latency "${hdr[@]}" \
+        "http://127.0.0.1:${I_PORT[$key]}$path" >"$out" 2>&1 || rc=$?
     if ((${#mp[@]})); then t1=$(proc_ticks "${mp[@]}" 2>/dev/null) || t1=""; fi
-    local req rps p50 p99 err
-    read -r req rps p50 p99 err < <(parse_wrk "$out")
+    read -ra vals < <(parse_wrk "$out")
+    for k in requests rps p50_us p99_us errors mib_s bytes; do
+        [[ ${vals[0]} == NA ]] || M[$k]=${vals[0]}
+        vals=("${vals[@]:1}")
+    done
+    M[raw]=${out#"$RESULTS_DIR"/}
     if ((rc != 0)); then
-        warn "wrk exited with status $rc for $s (see $out)"
-        [[ $req != NA ]] || { rps=NA; p50=NA; p99=NA; }
+        M[error]="wrk exit status $rc"
+    elif [[ -z ${M[rps]:-} ]]; then
+        M[error]="no result in wrk's output"
     fi
-    if ((${#mp[@]})) && [[ -n $t0 && -n $t1 ]]; then
-        ticks=$((t1 - t0))
-        if [[ $req != NA ]] && ((req > 0)); then
-            cpu=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$req" 'BEGIN { printf "%.3f", t / hz * 1e6 / n }')
-        fi
-    elif ((${#mp[@]} == 0)); then
-        ticks=-; cpu=-
-    fi
-    echo "$req $rps $p50 $p99 $err $ticks $cpu"
-}
-
-check_alive() {  # mark a system dead if its processes are gone
-    local s=$1
-    local -a p=()
-    read -ra p <<<"${PIDS_OF[$s]} ${MPIDS_OF[$s]}"
-    ((${#p[@]})) || return 0
-    if ! pids_alive "${p[@]}"; then
-        DEAD_OF[$s]="process exited during the benchmark (see logs/$s.log)"
-        warn "$(sys_label "$s") died! last log lines:"
-        tail -n 20 "$RESULTS_DIR/logs/$s.log" >&2 || true
-        return 1
-    fi
-}
-
-CSV=$RESULTS_DIR/runs.csv
-echo "run,system,port,duration_s,requests,rps,p50_us,p99_us,errors,proxy_cpu_ticks,proxy_cpu_us_per_req,loadavg1" >"$CSV"
-
-if ((WARMUP > 0)); then
-    for s in "${SYSTEM_LIST[@]}"; do
-        log "warm-up $(sys_label "$s") (${WARMUP}s)"
-        read -r req _ <<<"$(run_wrk "$s" "$WARMUP" "$RESULTS_DIR/wrk/warmup-$s.txt")"
-        check_alive "$s" || true
-        [[ $req != NA ]] || warn "warm-up against $(sys_label "$s") produced no result (see wrk/warmup-$s.txt)"
-    done
-fi
-
-for ((run = 1; run <= RUNS; run++)); do
-    for s in "${SYSTEM_LIST[@]}"; do
-        if [[ -n ${DEAD_OF[$s]} ]]; then
-            echo "$run,$s,${PORT_OF[$s]},$DURATION,NA,NA,NA,NA,NA,NA,NA,$(cut -d' ' -f1 /proc/loadavg)" >>"$CSV"
-            continue
-        fi
-        out=$RESULTS_DIR/wrk/run$run-$s.txt
-        read -r req rps p50 p99 err ticks cpu <<<"$(run_wrk "$s" "$DURATION" "$out")"
-        check_alive "$s" || true
-        load1=$(cut -d' ' -f1 /proc/loadavg)
-        echo "$run,$s,${PORT_OF[$s]},$DURATION,$req,$rps,$p50,$p99,$err,$ticks,$cpu,$load1" >>"$CSV"
-        log "run $run/$RUNS $(sys_label "$s"): req/s=$rps p50=${p50}us p99=${p99}us errors=$err proxy_cpu=${cpu}us/req load=$load1"
-        if [[ $err != NA && $err != 0 ]]; then
-            warn "$(sys_label "$s") run $run: wrk reported $err errors (see $out)"
-        fi
-    done
-done
-
-# stop the throughput instances (they are not needed for the idle test)
-for s in "${SYSTEM_LIST[@]}"; do
-    for pid in ${PIDS_OF[$s]}; do stop_pid "$pid"; done
-done
-
-# ---------------------------------------------------------------- idle connections / RSS
-IDLE_CSV=$RESULTS_DIR/idle.csv
-echo "system,conns,opened,alive,backend_open,rss_before_kib,rss_after_kib,bytes_per_conn,open_seconds,error" >"$IDLE_CSV"
-declare -A RSS_OF RSS0_OF BPC_OF IDLE_ERR_OF
-if ((IDLE_CONNS > 0)); then
-    HOLD_PORT=$(free_port)
-    HOLD_STATUS=$TMP_DIR/hold.status
-    log "starting idle backend (python3 hold server) on 127.0.0.1:$HOLD_PORT (CPU $LOAD_CPU)"
-    spawn idle-backend "$LOAD_CPU" python3 "$HELPER" hold "$HOLD_PORT" "$HOLD_STATUS"
-    HOLD_PID=$SPAWNED_PID
-    wait_ready idle-backend "$HOLD_PID" "$HOLD_PORT"
-    sleep 0.3  # let the hold server notice the probe connection closing
-    for s in "${SYSTEM_LIST[@]}"; do
-        SYS_PORT=""; SYS_PIDS=""; SYS_MEASURE_PIDS=""
-        "sys_${s}_start" "$HOLD_PORT" "$s-idle"
-        if [[ -z $SYS_MEASURE_PIDS ]]; then
-            for pid in $SYS_PIDS; do stop_pid "$pid"; done
-            continue
-        fi
-        log "idle test $(sys_label "$s"): opening $IDLE_CONNS connections via port $SYS_PORT (pid $SYS_MEASURE_PIDS)"
-        declare -A R=()
-        printf '$ taskset -c %s python3 %s clients --port %s --status %s --pids %s -n %s\n' "$LOAD_CPU" "$HELPER" \
-            "$SYS_PORT" "$HOLD_STATUS" "$(tr ' ' ',' <<<"$SYS_MEASURE_PIDS")" "$IDLE_CONNS" >>"$RESULTS_DIR/commands.txt"
-        while IFS='=' read -r k v; do
-            [[ -n $k ]] && R[$k]=$v
-        done < <(timeout 300 taskset -c "$LOAD_CPU" python3 "$HELPER" clients --port "$SYS_PORT" \
-            --status "$HOLD_STATUS" --pids "$(tr ' ' ',' <<<"$SYS_MEASURE_PIDS")" -n "$IDLE_CONNS" \
-            2>>"$RESULTS_DIR/logs/idle-clients.log" || echo "error=idle helper failed (status $?)")
-        printf '%s\n' "$s" >>"$RESULTS_DIR/logs/idle-clients.log"
-        for k in "${!R[@]}"; do printf '  %s=%s\n' "$k" "${R[$k]}"; done >>"$RESULTS_DIR/logs/idle-clients.log"
-        before=${R[rss_before_kib]:-NA}; after=${R[rss_after_kib]:-NA}; bpc=NA
-        if [[ $before != NA && $after != NA ]]; then
-            bpc=$(awk -v a="$after" -v b="$before" -v n="$IDLE_CONNS" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }')
-        fi
-        RSS_OF[$s]=$after; RSS0_OF[$s]=$before; BPC_OF[$s]=$bpc; IDLE_ERR_OF[$s]=${R[error]:-}
-        [[ -z ${IDLE_ERR_OF[$s]} ]] || warn "idle test $(sys_label "$s"): ${IDLE_ERR_OF[$s]}"
-        echo "$s,$IDLE_CONNS,${R[opened]:-NA},${R[alive]:-NA},${R[backend_open]:-NA},$before,$after,$bpc,${R[open_seconds]:-NA},\"${R[error]:-}\"" >>"$IDLE_CSV"
-        log "idle test $(sys_label "$s"): RSS ${before} KiB -> ${after} KiB, ${bpc} bytes/conn, alive=${R[alive]:-NA}, backend saw ${R[backend_open]:-NA}"
-        for pid in $SYS_PIDS; do
-            kill -0 "$pid" 2>/dev/null || IDLE_ERR_OF[$s]="${IDLE_ERR_OF[$s]:+${IDLE_ERR_OF[$s]}; }process died"
-            stop_pid "$pid"
-        done
-        unset R
-    done
-    stop_pid "$HOLD_PID"
-fi
-
-# ---------------------------------------------------------------- bulk (iperf3)
-# One persistent iperf3 server on LOAD_CPU; a fresh instance of every bulk
-# system in front of it; iperf3 clients (1 and 4 streams) run one at a time,
-# interleaved across systems.  The control and data connections all go through
-# the proxy.
-BULK_CSV=$RESULTS_DIR/bulk.csv
-BULK_STREAMS=(1 4)
-echo "run,system,streams,port,duration_s,gbit_s,bytes_received,proxy_cpu_ticks,proxy_cpu_ms_per_gib,proxy_cpu_pct,loadavg1,error" >"$BULK_CSV"
-declare -A BPORT_OF=() BPIDS_OF=() BMPIDS_OF=() BDEAD_OF=() BULK_ERR_OF=()
-IPERF_PORT=""; IPERF_PID=""; IPERF_RESTARTS=0
-
-start_iperf_server() {
-    [[ -n $IPERF_PORT ]] || IPERF_PORT=$(free_port)
-    spawn "iperf3-server$( ((IPERF_RESTARTS == 0)) || echo ".$IPERF_RESTARTS")" "$LOAD_CPU" \
-        iperf3 -s -p "$IPERF_PORT" -B 127.0.0.1
-    IPERF_PID=$SPAWNED_PID
-    wait_ready iperf3-server "$IPERF_PID" "$IPERF_PORT"
-    sleep 0.3  # the probe connection from wait_ready counts as a (failed) test
+    [[ -n ${M[requests]:-} ]] || return 0
+    ((${#mp[@]} == 0)) || cpu_fill "$t0" "$t1" "$dur"
 }
 
 # parse_iperf FILE -> "gbit_s bytes error" (NA when missing; error "-" if none)
@@ -655,272 +573,236 @@ else:
 EOF
 }
 
-# run_iperf SYSTEM STREAMS DURATION OUTFILE -> "gbit_s bytes ticks ms_per_gib cpu_pct error"
-run_iperf() {
-    local s=$1 streams=$2 dur=$3 out=$4 t0="" t1="" ticks=NA cpu=NA pct=NA rc=0
-    local -a mp=()
-    read -ra mp <<<"${BMPIDS_OF[$s]}"
-    if ((${#mp[@]})); then t0=$(proc_ticks "${mp[@]}") || t0=""; fi
-    timeout $((dur + 30)) taskset -c "$LOAD_CPU" iperf3 -c 127.0.0.1 -p "${BPORT_OF[$s]}" \
-        -t "$dur" -P "$streams" -J --connect-timeout 5000 >"$out" 2>"$out.stderr" || rc=$?
+# measure_iperf KEY STREAMS DURATION LOAD_CPUS OUT : fills M
+measure_iperf() {
+    local key=$1 streams=$2 dur=$3 cpus=$4 out=$5 t0="" t1="" rc=0 gbps bytes err
+    local -a mp=() pin=()
+    M=()
+    read -ra mp <<<"${I_MPIDS[$key]}"
+    [[ -z $cpus ]] || pin=(taskset -c "$cpus")
+    if ((${#mp[@]})); then t0=$(proc_ticks "${mp[@]}" 2>/dev/null) || t0=""; fi
+    timeout $((dur + 30)) "${pin[@]}" iperf3 -c 127.0.0.1 -p "${I_PORT[$key]}" -t "$dur" -P "$streams" \
+        -J --connect-timeout 5000 >"$out" 2>"$out.stderr" || rc=$?
     if ((${#mp[@]})); then t1=$(proc_ticks "${mp[@]}" 2>/dev/null) || t1=""; fi
-    local gbps bytes err
     read -r gbps bytes err < <(parse_iperf "$out")
     ((rc == 0)) || [[ $err != - ]] || err="iperf3_exit_status_$rc"
-    if ((${#mp[@]})) && [[ -n $t0 && -n $t1 ]]; then
-        ticks=$((t1 - t0))
-        pct=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v d="$dur" 'BEGIN { printf "%.0f", t / hz / d * 100 }')
-        if [[ $bytes != NA ]]; then
-            cpu=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v b="$bytes" 'BEGIN { printf "%.1f", t / hz * 1000 / (b / 1073741824) }')
-        fi
-    elif ((${#mp[@]} == 0)); then
-        ticks=-; cpu=-; pct=-
+    M[raw]=${out#"$RESULTS_DIR"/}
+    if [[ $err != - ]]; then
+        M[error]=${err//_/ }
+        iperf_recover
+        return 0
     fi
-    echo "$gbps $bytes $ticks $cpu $pct $err"
+    M[gbit_s]=$gbps; M[bytes]=$bytes
+    ((${#mp[@]} == 0)) || cpu_fill "$t0" "$t1" "$dur"
 }
 
-bulk_check_alive() {
-    local s=$1
-    local -a p=()
-    read -ra p <<<"${BPIDS_OF[$s]} ${BMPIDS_OF[$s]}"
-    ((${#p[@]})) || return 0
-    if ! pids_alive "${p[@]}"; then
-        BDEAD_OF[$s]="process exited during the bulk test (see logs/$s-bulk.log)"
-        warn "$(sys_label "$s") (bulk) died! last log lines:"
-        tail -n 20 "$RESULTS_DIR/logs/$s-bulk.log" >&2 || true
-        return 1
-    fi
+# log_m WORKLOAD SYSTEM RUN EXTRA : one progress line from M
+log_m() {
+    local msg k
+    msg="$1 run $3/$RUNS $(sys_label "$2")${4:+ $4}:"
+    for k in rps mib_s gbit_s p99_us cpu_us_per_req cpu_ms_per_gib errors error; do
+        [[ -z ${M[$k]:-} ]] || msg+=" $k=${M[$k]}"
+    done
+    log "$msg (load $(loadavg1))"
+    [[ -z ${M[error]:-} ]] || FAILED=1
+    if [[ -n ${M[errors]:-} && ${M[errors]} != 0 ]]; then warn "$1 $(sys_label "$2") run $3: wrk counted ${M[errors]} errors (${M[raw]})"; fi
 }
 
-# after a failed client run: make sure the iperf3 server is alive and idle
-bulk_recover() {
-    if ! kill -0 "$IPERF_PID" 2>/dev/null || ((${1:-0})); then
-        warn "restarting the iperf3 server (log: logs/iperf3-server*.log)"
-        stop_pid "$IPERF_PID"
-        IPERF_RESTARTS=$((IPERF_RESTARTS + 1))
-        ((IPERF_RESTARTS <= 5)) || die "iperf3 server failed too often"
-        start_iperf_server
-    fi
+# http_params WORKLOAD -> "THREADS CONNECTIONS PATH CLOSE"
+http_params() {
+    case $1 in
+        W1) echo "$THREADS $CONNECTIONS / 0" ;;
+        W2) echo "$THREADS $CONNECTIONS / 1" ;;
+        W3) echo "$THREADS $W3_CONNECTIONS /1m 0" ;;
+    esac
 }
 
-if ((BULK)); then
-    mkdir -p "$RESULTS_DIR/iperf3"
-    start_iperf_server
-    log "iperf3 server on 127.0.0.1:$IPERF_PORT (CPU $LOAD_CPU)"
-    printf '$ taskset -c %s iperf3 -c 127.0.0.1 -p PORT -t %s -P {%s} -J --connect-timeout 5000\n' \
-        "$LOAD_CPU" "$DURATION" "${BULK_STREAMS[*]}" >>"$RESULTS_DIR/commands.txt"
-    for s in "${BULK_LIST[@]}"; do
-        SYS_PORT=""; SYS_PIDS=""; SYS_MEASURE_PIDS=""
-        log "starting $(sys_label "$s") for the bulk test (backend iperf3 127.0.0.1:$IPERF_PORT)"
-        "sys_${s}_start" "$IPERF_PORT" "$s-bulk"
-        sleep 0.3  # wait_ready's probe went through to the iperf3 server
-        BPORT_OF[$s]=$SYS_PORT; BPIDS_OF[$s]=$SYS_PIDS; BMPIDS_OF[$s]=$SYS_MEASURE_PIDS; BDEAD_OF[$s]=""
+base_row=(workers=1 "layout=$LAYOUT" "proxy_cpus=$BASE_PROXY_SET" "load_cpus=$BASE_LOAD_SET" "duration_s=$DURATION")
+
+# ---------------------------------------------------------------- W1, W2, W3 (nginx backend)
+if ((${#HTTP_WLS[@]})); then
+    for s in "${SYSTEM_LIST[@]}"; do
+        inst_start "http:$s" "$s" "$NGINX_PORT" "$s-http" "" "$BASE_PROXY_SET" "${HTTP_WLS[0]}"
     done
     if ((WARMUP > 0)); then
-        for s in "${BULK_LIST[@]}"; do
-            log "bulk warm-up $(sys_label "$s") (${WARMUP}s, 1 stream)"
-            read -r gbps _ _ _ _ err <<<"$(run_iperf "$s" 1 "$WARMUP" "$RESULTS_DIR/iperf3/warmup-$s.json")"
-            bulk_check_alive "$s" || true
-            [[ $err == - ]] || { warn "bulk warm-up $(sys_label "$s"): ${err//_/ }"; bulk_recover 1; }
+        for w in "${HTTP_WLS[@]}"; do
+            read -r th co path cl <<<"$(http_params "$w")"
+            for s in "${SYSTEM_LIST[@]}"; do
+                inst_usable "http:$s" "$w" || continue
+                log "$w warm-up $(sys_label "$s") (${WARMUP}s)"
+                measure_wrk "http:$s" "$WARMUP" "$th" "$co" "$path" "$cl" "$BASE_LOAD_SET" "$RESULTS_DIR/raw/warmup-$w-$s.txt"
+            done
         done
     fi
     for ((run = 1; run <= RUNS; run++)); do
-        for n in "${BULK_STREAMS[@]}"; do
-            for s in "${BULK_LIST[@]}"; do
-                if [[ -n ${BDEAD_OF[$s]} ]]; then
-                    echo "$run,$s,$n,${BPORT_OF[$s]},$DURATION,NA,NA,NA,NA,NA,$(cut -d' ' -f1 /proc/loadavg),dead" >>"$BULK_CSV"
-                    continue
+        for w in "${HTTP_WLS[@]}"; do
+            read -r th co path cl <<<"$(http_params "$w")"
+            for s in $(rotated "$run" "${SYSTEM_LIST[@]}"); do
+                if ! inst_usable "http:$s" "$w"; then
+                    M=([error]="${I_ERR[http:$s]}")
+                else
+                    measure_wrk "http:$s" "$DURATION" "$th" "$co" "$path" "$cl" "$BASE_LOAD_SET" "$RESULTS_DIR/raw/$w-run$run-$s.txt"
+                    inst_usable "http:$s" "$w" || M[error]=${M[error]:-${I_ERR[http:$s]}}
+                    log_m "$w" "$s" "$run"
                 fi
-                out=$RESULTS_DIR/iperf3/run$run-P$n-$s.json
-                read -r gbps bytes ticks cpu pct err <<<"$(run_iperf "$s" "$n" "$DURATION" "$out")"
-                bulk_check_alive "$s" || true
-                load1=$(cut -d' ' -f1 /proc/loadavg)
-                echo "$run,$s,$n,${BPORT_OF[$s]},$DURATION,$gbps,$bytes,$ticks,$cpu,$pct,$load1,${err//,/;}" >>"$BULK_CSV"
-                log "bulk run $run/$RUNS -P $n $(sys_label "$s"): ${gbps} Gbit/s, proxy ${cpu} CPU ms/GiB (${pct}% of a core) load=$load1"
-                if [[ $err != - ]]; then
-                    BULK_ERR_OF[$s]="${BULK_ERR_OF[$s]:+${BULK_ERR_OF[$s]}; }run $run -P $n: ${err//_/ }"
-                    warn "bulk $(sys_label "$s") run $run -P $n failed: ${err//_/ } (see $out)"
-                    bulk_recover 1
-                fi
+                csv_row "$CSV" workload="$w" "${base_row[@]}" run="$run" system="$s" loadavg1="$(loadavg1)"
             done
         done
     done
-    for s in "${BULK_LIST[@]}"; do
-        for pid in ${BPIDS_OF[$s]}; do stop_pid "$pid"; done
+    for s in "${SYSTEM_LIST[@]}"; do inst_stop "http:$s"; done
+fi
+
+# ---------------------------------------------------------------- W4 (iperf3)
+if has_wl W4; then
+    for s in "${SYSTEM_LIST[@]}"; do
+        inst_start "bulk:$s" "$s" "$IPERF_PORT" "$s-bulk" "" "$BASE_PROXY_SET" W4
+        sleep 0.3  # wait_ready's probe went through to the iperf3 server
     done
-    stop_pid "$IPERF_PID"
-fi
-
-# ---------------------------------------------------------------- report
-# median SYSTEM COLUMN (1-based CSV column) over runs; NA if no numeric values
-median() {
-    awk -F, -v s="$1" -v c="$2" '
-        NR > 1 && $2 == s && $c ~ /^[0-9.]+$/ { v[++n] = $c }
-        END {
-            if (n == 0) { print "NA"; exit }
-            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-            print (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-        }' "$CSV"
-}
-all_runs() {  # SYSTEM COLUMN -> "a / b / c"
-    awk -F, -v s="$1" -v c="$2" 'NR > 1 && $2 == s { out = out (out == "" ? "" : " / ") ($c ~ /^[0-9.]+$/ ? sprintf("%.0f", $c) : $c) } END { print out }' "$CSV"
-}
-fmt() {  # fmt PRINTF_FORMAT VALUE  ("-"/NA/empty pass through)
-    if [[ $2 =~ ^[0-9.]+$ ]]; then awk -v f="$1" -v v="$2" 'BEGIN { printf f, v }'; else echo "${2:--}"; fi
-}
-ratio() {  # ratio A B -> A/B as "0.00x"
-    if [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]] && awk -v b="$2" 'BEGIN { exit !(b > 0) }'; then
-        awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'
-    else
-        echo "-"
+    if ((WARMUP > 0)); then
+        for s in "${SYSTEM_LIST[@]}"; do
+            inst_usable "bulk:$s" W4 || continue
+            log "W4 warm-up $(sys_label "$s") (${WARMUP}s, 1 stream)"
+            measure_iperf "bulk:$s" 1 "$WARMUP" "$BASE_LOAD_SET" "$RESULTS_DIR/raw/warmup-W4-$s.json"
+        done
     fi
-}
-has_system() { local x; for x in "${SYSTEM_LIST[@]}"; do [[ $x == "$1" ]] && return 0; done; return 1; }
-
-declare -A RPS P50 P99 CPU ERRS
-for s in "${SYSTEM_LIST[@]}"; do
-    RPS[$s]=$(median "$s" 6); P50[$s]=$(median "$s" 7); P99[$s]=$(median "$s" 8)
-    if [[ -n ${MPIDS_OF[$s]} ]]; then CPU[$s]=$(median "$s" 11); else CPU[$s]="-"; fi
-    ERRS[$s]=$(awk -F, -v s="$s" 'NR > 1 && $2 == s && $9 ~ /^[0-9]+$/ { e += $9 } END { print e + 0 }' "$CSV")
-done
-
-row() {  # row TITLE CELL_FUNCTION
-    local line="| $1 |" s
-    for s in "${SYSTEM_LIST[@]}"; do line+=" $("$2" "$s") |"; done
-    report "$line"
-}
-c_rps() { fmt '%.0f' "${RPS[$1]}"; }
-c_runs() { all_runs "$1" 6; }
-ms() { if [[ $1 =~ ^[0-9.]+$ ]]; then awk -v v="$1" 'BEGIN { printf "%.3f ms", v / 1000 }'; else echo "${1:--}"; fi; }
-c_p50() { ms "${P50[$1]}"; }
-c_p99() { ms "${P99[$1]}"; }
-c_cpu() { fmt '%.2f' "${CPU[$1]}"; }
-c_rps_vs_direct() { has_system direct && ratio "${RPS[$1]}" "${RPS[direct]}" || echo "-"; }
-c_rps_vs_haproxy() { has_system haproxy && ratio "${RPS[$1]}" "${RPS[haproxy]}" || echo "-"; }
-c_cpu_vs_haproxy() { has_system haproxy && ratio "${CPU[$1]}" "${CPU[haproxy]}" || echo "-"; }
-c_cpu_vs_epoll() { has_system edgeproxy && ratio "${CPU[$1]}" "${CPU[edgeproxy]}" || echo "-"; }
-c_p99_vs_direct() { has_system direct && ratio "${P99[$1]}" "${P99[direct]}" || echo "-"; }
-c_errors() { echo "${ERRS[$1]}"; }
-c_rss() { fmt '%.0f' "${RSS_OF[$1]:--}"; }
-c_rss0() { fmt '%.0f' "${RSS0_OF[$1]:--}"; }
-c_bpc() { fmt '%.0f' "${BPC_OF[$1]:--}"; }
-c_bpc_vs_haproxy() { has_system haproxy && ratio "${BPC_OF[$1]:--}" "${BPC_OF[haproxy]:--}" || echo "-"; }
-
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-header="| metric |"; sep="|---|"
-for s in "${SYSTEM_LIST[@]}"; do header+=" $(sys_label "$s") |"; sep+="---:|"; done
-
-report "## Results" ""
-report "wrk \`-t$THREADS -c$CONNECTIONS -d${DURATION}s --latency\`, keep-alive, $RUNS interleaved run(s) per system, medians; tiny nginx response (\"ok\")." ""
-report "$header" "$sep"
-row "req/s (median)" c_rps
-row "req/s per run" c_runs
-row "p50 latency" c_p50
-row "p99 latency" c_p99
-row "proxy CPU µs/request" c_cpu
-row "req/s vs direct" c_rps_vs_direct
-row "req/s vs HAProxy" c_rps_vs_haproxy
-row "CPU/request vs HAProxy" c_cpu_vs_haproxy
-has_system edgeproxy && row "CPU/request vs edgeproxy (epoll)" c_cpu_vs_epoll
-row "p99 vs direct" c_p99_vs_direct
-row "wrk errors (all runs)" c_errors
-if ((IDLE_CONNS > 0)); then
-    row "RSS before idle conns (KiB)" c_rss0
-    row "RSS with $IDLE_CONNS idle conns (KiB)" c_rss
-    row "RSS bytes per idle conn" c_bpc
-    row "bytes/conn vs HAProxy" c_bpc_vs_haproxy
+    for ((run = 1; run <= RUNS; run++)); do
+        for n in "${STREAMS_LIST[@]}"; do
+            for s in $(rotated "$run" "${SYSTEM_LIST[@]}"); do
+                if ! inst_usable "bulk:$s" W4; then
+                    M=([error]="${I_ERR[bulk:$s]}")
+                else
+                    measure_iperf "bulk:$s" "$n" "$DURATION" "$BASE_LOAD_SET" "$RESULTS_DIR/raw/W4-run$run-P$n-$s.json"
+                    inst_usable "bulk:$s" W4 || M[error]=${M[error]:-${I_ERR[bulk:$s]}}
+                    log_m W4 "$s" "$run" "-P $n"
+                fi
+                csv_row "$CSV" workload=W4 "${base_row[@]}" streams="$n" run="$run" system="$s" loadavg1="$(loadavg1)"
+            done
+        done
+    done
+    for s in "${SYSTEM_LIST[@]}"; do inst_stop "bulk:$s"; done
 fi
-report ""
-[[ -z $IDLE_NOTE ]] || report "Note: $IDLE_NOTE." ""
-report "Proxy CPU = utime+stime of the proxy process(es) during each wrk run / requests completed (CLK_TCK $CLK_TCK)."
-if has_system edgeproxy && has_system edgeproxy_uring; then
-    report "io_uring target: CPU/request <= 0.85x edgeproxy (epoll); measured $(c_cpu_vs_epoll edgeproxy_uring)."
-fi
-if ((IDLE_CONNS > 0)); then
-    report "Idle test: a fresh instance of each proxy in front of a python3 backend that holds connections; VmRSS read 1 s after the backend saw all connections; bytes/conn = (RSS with - RSS before) / connections, so memory preallocated at startup counts only in \"RSS before\"."
-fi
-for s in "${SYSTEM_LIST[@]}"; do
-    [[ -z ${DEAD_OF[$s]} ]] || report "- **$(sys_label "$s")**: ${DEAD_OF[$s]}"
-    [[ -z ${IDLE_ERR_OF[$s]:-} ]] || report "- **$(sys_label "$s")** idle test: ${IDLE_ERR_OF[$s]}"
-done
 
-# ---------------------------------------------------------------- bulk report
-if ((BULK)); then
-    # bmedian SYSTEM STREAMS COLUMN (1-based bulk.csv column)
-    bmedian() {
-        awk -F, -v s="$1" -v n="$2" -v c="$3" '
-            NR > 1 && $2 == s && $3 == n && $c ~ /^[0-9.]+$/ { v[++k] = $c }
-            END {
-                if (k == 0) { print "NA"; exit }
-                for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-                print (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
-            }' "$BULK_CSV"
-    }
-    bruns() {  # SYSTEM STREAMS -> "a / b / c" Gbit/s
-        awk -F, -v s="$1" -v n="$2" 'NR > 1 && $2 == s && $3 == n { out = out (out == "" ? "" : " / ") ($6 ~ /^[0-9.]+$/ ? sprintf("%.2f", $6) : $6) } END { print out }' "$BULK_CSV"
-    }
-    has_bulk() { local x; for x in "${BULK_LIST[@]}"; do [[ $x == "$1" ]] && return 0; done; return 1; }
-    declare -A GB=() CG=() PCT=()
-    for s in "${BULK_LIST[@]}"; do
-        for n in "${BULK_STREAMS[@]}"; do
-            GB[$s,$n]=$(bmedian "$s" "$n" 6)
-            if [[ -n ${BMPIDS_OF[$s]} ]]; then
-                CG[$s,$n]=$(bmedian "$s" "$n" 9); PCT[$s,$n]=$(bmedian "$s" "$n" 10)
-            else
-                CG[$s,$n]="-"; PCT[$s,$n]="-"
+# ---------------------------------------------------------------- W5 (idle connections)
+# One measurement per proxy (memory does not vary with machine noise), each on a fresh instance
+# in front of a python3 backend that accepts and holds connections.
+if has_wl W5; then
+    HOLD_PORT=$(free_port)
+    HOLD_STATUS=$TMP_DIR/hold.status
+    log "starting the idle backend (python3 hold server) on 127.0.0.1:$HOLD_PORT"
+    spawn idle-backend "$BASE_LOAD_SET" python3 "$HELPER" hold "$HOLD_PORT" "$HOLD_STATUS"
+    HOLD_PID=$SPAWNED_PID
+    wait_ready idle-backend "$HOLD_PID" "$HOLD_PORT" || die "idle backend: $SYS_ERROR"
+    sleep 0.3  # let the hold server notice the probe connection closing
+    for s in "${SYSTEM_LIST[@]}"; do
+        [[ $s != direct ]] || continue
+        key="idle:$s"
+        inst_start "$key" "$s" "$HOLD_PORT" "$s-idle" "" "$BASE_PROXY_SET" W5
+        M=()
+        if inst_usable "$key" W5; then
+            pids=$(tr ' ' ',' <<<"${I_RSSPIDS[$key]}")
+            out=$RESULTS_DIR/raw/W5-$s.txt
+            log "W5 $(sys_label "$s"): opening $IDLE_CONNS idle connections (pids ${I_RSSPIDS[$key]})"
+            pin=(); [[ -z $BASE_LOAD_SET ]] || pin=(taskset -c "$BASE_LOAD_SET")
+            printf '$ %s\n' "$(printf '%q ' "${pin[@]}" python3 "$HELPER" clients --port "${I_PORT[$key]}" \
+                --status "$HOLD_STATUS" --pids "$pids" -n "$IDLE_CONNS")" >>"$RESULTS_DIR/commands.txt"
+            timeout 300 "${pin[@]}" python3 "$HELPER" clients --port "${I_PORT[$key]}" --status "$HOLD_STATUS" \
+                --pids "$pids" -n "$IDLE_CONNS" >"$out" 2>"$out.stderr" || echo "error=idle helper failed (status $?)" >>"$out"
+            declare -A R=()
+            while IFS='=' read -r k v; do [[ -z $k ]] || R[$k]=$v; done <"$out"
+            M[raw]=${out#"$RESULTS_DIR"/}
+            M[conns]=$IDLE_CONNS
+            M[rss_before_kib]=${R[rss_before_kib]:-}
+            M[rss_kib]=${R[rss_after_kib]:-}
+            if [[ -n ${M[rss_before_kib]} && -n ${M[rss_kib]} ]]; then
+                M[bytes_per_conn]=$(awk -v a="${M[rss_kib]}" -v b="${M[rss_before_kib]}" -v n="$IDLE_CONNS" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }')
             fi
-        done
-    done
-    REF=haproxy_splice
-    has_bulk "$REF" || REF=haproxy
-    has_bulk "$REF" || REF=""
-    report "" "## Bulk throughput (iperf3)" ""
-    report "\`iperf3 -c 127.0.0.1 -t $DURATION -P {1,4}\` through each proxy to one \`iperf3 -s\` (client and server on CPU $LOAD_CPU, proxy on CPU $PROXY_CPU), $RUNS interleaved run(s) per system and stream count, medians.  Gbit/s = end.sum_received.bits_per_second; CPU ms/GiB = proxy utime+stime during the run / GiB received; CPU % = share of one core.${REF:+  Ratios are vs $(sys_label "$REF").}" ""
-    line="| system |"; sep2="|---|"
-    for n in "${BULK_STREAMS[@]}"; do
-        line+=" $n-stream Gbit/s | $n-stream CPU ms/GiB |"; sep2+="---:|---:|"
-    done
-    if [[ -n $REF ]]; then
-        for n in "${BULK_STREAMS[@]}"; do
-            line+=" $n-stream Gbit/s vs ref | $n-stream CPU/GiB vs ref |"; sep2+="---:|---:|"
-        done
-    fi
-    line+=" proxy CPU % ($(IFS=/; echo "${BULK_STREAMS[*]}") streams) | Gbit/s per run ($(IFS=';'; echo "${BULK_STREAMS[*]}") streams) |"; sep2+="---:|---|"
-    report "$line" "$sep2"
-    for s in "${BULK_LIST[@]}"; do
-        line="| $(sys_label "$s") |"
-        for n in "${BULK_STREAMS[@]}"; do
-            line+=" $(fmt '%.2f' "${GB[$s,$n]}") | $(fmt '%.0f' "${CG[$s,$n]}") |"
-        done
-        if [[ -n $REF ]]; then
-            for n in "${BULK_STREAMS[@]}"; do
-                line+=" $(ratio "${GB[$s,$n]}" "${GB[$REF,$n]}") | $(ratio "${CG[$s,$n]}" "${CG[$REF,$n]}") |"
-            done
+            M[error]=${R[error]:-}
+            unset R
+            inst_usable "$key" W5 || M[error]=${M[error]:-${I_ERR[$key]}}
+            [[ -z ${M[error]} ]] || { FAILED=1; warn "W5 $(sys_label "$s"): ${M[error]}"; }
+            log "W5 $(sys_label "$s"): RSS ${M[rss_before_kib]:-?} KiB -> ${M[rss_kib]:-?} KiB with $IDLE_CONNS connections, ${M[bytes_per_conn]:-?} B each"
+        else
+            M[error]=${I_ERR[$key]}
         fi
-        pcts=""; runs=""
-        for n in "${BULK_STREAMS[@]}"; do
-            pcts+="${pcts:+ / }$(fmt '%.0f' "${PCT[$s,$n]}")"; runs+="${runs:+; }$(bruns "$s" "$n")"
-        done
-        line+=" $pcts | $runs |"
-        report "$line"
+        csv_row "$CSV" workload=W5 "${base_row[@]}" duration_s= run=1 system="$s" loadavg1="$(loadavg1)"
+        inst_stop "$key"
     done
-    ((IPERF_RESTARTS == 0)) || report "" "Note: the iperf3 server was restarted $IPERF_RESTARTS time(s) after failed runs."
-    notes=()
-    for s in "${BULK_LIST[@]}"; do
-        [[ -z ${BDEAD_OF[$s]} ]] || notes+=("- **$(sys_label "$s")** bulk: ${BDEAD_OF[$s]}")
-        [[ -z ${BULK_ERR_OF[$s]:-} ]] || notes+=("- **$(sys_label "$s")** bulk errors: ${BULK_ERR_OF[$s]}")
-    done
-    ((${#notes[@]} == 0)) || report "" "${notes[@]}"
+    stop_pid "$HOLD_PID"
 fi
 
-report "" "Load average: start $LOAD_BEFORE, end $LOAD_AFTER (nproc $NPROC)."
-report "" "Files: $CSV, $IDLE_CSV$( ((BULK == 0)) || echo ", $BULK_CSV"), $RESULTS_DIR/commands.txt, wrk/$( ((BULK == 0)) || echo ", iperf3/") (raw output), logs/."
+# ---------------------------------------------------------------- W6 (scaling)
+if has_wl W6 && ((${#W6_LIST[@]})); then
+    for n in "${W6_LIST_N[@]}"; do
+        for s in "${W6_LIST[@]}"; do
+            inst_start "w6h:$n:$s" "$s" "$NGINX_PORT" "$s-w6-$n" "$n" "${W6_LPROXY[$n]}" W6
+            inst_start "w6b:$n:$s" "$s" "$IPERF_PORT" "$s-w6bulk-$n" "$n" "${W6_LPROXY[$n]}" W6
+            sleep 0.3
+        done
+    done
+    w6_row() {  # w6_row N RUN SYSTEM WORKLOAD [STREAMS]
+        csv_row "$CSV" workload="$4" workers="$1" streams="${5:-}" layout="${W6_LNAME[$1]}" proxy_cpus="${W6_LPROXY[$1]}" \
+            load_cpus="${W6_LLOAD[$1]}" duration_s="$DURATION" run="$2" system="$3" loadavg1="$(loadavg1)"
+    }
+    if ((WARMUP > 0)); then
+        for n in "${W6_LIST_N[@]}"; do
+            # shellcheck disable=SC2046 # backend_pids is a PID list
+            set_affinity "${W6_LLOAD[$n]}" $(backend_pids)
+            for s in "${W6_LIST[@]}"; do
+                inst_usable "w6h:$n:$s" W6 || continue
+                log "W6 warm-up $(sys_label "$s"), $n worker(s) (${WARMUP}s)"
+                measure_wrk "w6h:$n:$s" "$WARMUP" "$W6_THREADS" "$CONNECTIONS" / 0 "${W6_LLOAD[$n]}" "$RESULTS_DIR/raw/warmup-W6-$n-$s.txt"
+            done
+        done
+    fi
+    for ((run = 1; run <= RUNS; run++)); do
+        for n in "${W6_LIST_N[@]}"; do
+            # shellcheck disable=SC2046 # backend_pids is a PID list
+            set_affinity "${W6_LLOAD[$n]}" $(backend_pids)
+            for s in $(rotated "$run" "${W6_LIST[@]}"); do
+                if ! inst_usable "w6h:$n:$s" W6; then
+                    M=([error]="${I_ERR[w6h:$n:$s]}")
+                else
+                    measure_wrk "w6h:$n:$s" "$DURATION" "$W6_THREADS" "$CONNECTIONS" / 0 "${W6_LLOAD[$n]}" "$RESULTS_DIR/raw/W6-W1-run$run-w$n-$s.txt"
+                    inst_usable "w6h:$n:$s" W6 || M[error]=${M[error]:-${I_ERR[w6h:$n:$s]}}
+                    log_m W6-W1 "$s" "$run" "$n worker(s)"
+                fi
+                w6_row "$n" "$run" "$s" W6-W1
+            done
+            for s in $(rotated "$run" "${W6_LIST[@]}"); do
+                if ! inst_usable "w6b:$n:$s" W6; then
+                    M=([error]="${I_ERR[w6b:$n:$s]}")
+                else
+                    measure_iperf "w6b:$n:$s" "$W6_STREAMS" "$DURATION" "${W6_LLOAD[$n]}" "$RESULTS_DIR/raw/W6-W4-run$run-w$n-$s.json"
+                    inst_usable "w6b:$n:$s" W6 || M[error]=${M[error]:-${I_ERR[w6b:$n:$s]}}
+                    log_m W6-W4 "$s" "$run" "$n worker(s), -P $W6_STREAMS"
+                fi
+                w6_row "$n" "$run" "$s" W6-W4 "$W6_STREAMS"
+            done
+        done
+    done
+    for n in "${W6_LIST_N[@]}"; do
+        for s in "${W6_LIST[@]}"; do inst_stop "w6h:$n:$s"; inst_stop "w6b:$n:$s"; done
+    done
+fi
 
-FAILED=0
-for s in "${SYSTEM_LIST[@]}"; do
-    [[ -z ${DEAD_OF[$s]} && -z ${IDLE_ERR_OF[$s]:-} && ${RPS[$s]} != NA ]] || FAILED=1
-done
-for s in "${BULK_LIST[@]}"; do
-    [[ -z ${BDEAD_OF[$s]} && -z ${BULK_ERR_OF[$s]:-} && ${GB[$s,1]} != NA ]] || FAILED=1
-done
-((FAILED == 0)) || { warn "some systems failed; see the notes above"; exit 1; }
+[[ -z $IPERF_PID ]] || stop_pid "$IPERF_PID"
+stop_pid "$NGINX_PID"
+meta "env.load average at end" "$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---------------------------------------------------------------- report, charts, publish
+report_args=("$RESULTS_DIR")
+((CHARTS)) || report_args+=(--no-charts)
+python3 "$REPORTER" "${report_args[@]}" || { warn "report.py failed"; FAILED=1; }
+if [[ $PUBLISH != 0 ]]; then
+    mkdir -p "$REPO_ROOT/docs/img"
+    published=0
+    for png in "$RESULTS_DIR"/charts/*.png; do
+        [[ -e $png ]] || continue
+        cp -- "$png" "$REPO_ROOT/docs/img/bench-$(basename "$png")"
+        published=$((published + 1))
+    done
+    log "published $published chart(s) to docs/img/bench-*.png"
+fi
+cat "$RESULTS_DIR/report.md"
+log "results: $RESULTS_DIR"
+((FAILED == 0)) || { warn "some measurements failed; see the notes in $RESULTS_DIR/report.md"; exit 1; }

@@ -2,12 +2,13 @@
 # Installs what building and testing edgeproxy needs on Debian/Ubuntu, only what is missing.
 #   scripts/install-deps.sh          build + test: compiler, CMake, GoogleTest, Google Benchmark,
 #                                    liburing (io_uring backend), python3
-#   scripts/install-deps.sh --bench  also the benchmark peers: wrk, nginx, HAProxy, iperf3
+#   scripts/install-deps.sh --bench  also what scripts/bench.sh runs: wrk, nginx (+ stream module),
+#                                    HAProxy, iperf3, and gnuplot for its charts
 set -euo pipefail
 
 packages=(g++ cmake make libgtest-dev libbenchmark-dev liburing-dev python3 iproute2 procps)
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(wrk nginx-light libnginx-mod-stream haproxy iperf3 util-linux)
+  packages+=(wrk nginx-light libnginx-mod-stream haproxy iperf3 util-linux gnuplot-nox)
 elif [[ $# -gt 0 ]]; then
   echo "install-deps.sh: unknown option '$1' (expected --bench or nothing)" >&2
   exit 2
