@@ -7,6 +7,9 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
 
 #include "edgeproxy/config.h"
 #include "edgeproxy/log.h"
@@ -26,15 +29,28 @@ constexpr rlim_t kReservedFds = 16;
 constexpr rlim_t kFdsPerWorker = 4;
 
 // The CPUs this process may run on (its inherited affinity mask: taskset, numactl, cgroups).
-std::vector<uint16_t> allowed_cpus() {
-  std::vector<uint16_t> cpus;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
-  for (uint16_t cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+// The mask is sized at run time: a fixed cpu_set_t is refused (EINVAL) above 1024 CPUs.
+edgeproxy::Result<std::vector<uint16_t>> allowed_cpus() {
+  for (size_t count = CPU_SETSIZE; count <= (size_t{1} << 16); count *= 2) {
+    cpu_set_t* set = CPU_ALLOC(count);
+    if (set == nullptr) break;
+    const size_t size = CPU_ALLOC_SIZE(count);
+    CPU_ZERO_S(size, set);
+    if (sched_getaffinity(0, size, set) != 0) {
+      const int err = errno;
+      CPU_FREE(set);
+      if (err == EINVAL) continue;
+      return edgeproxy::Error{std::string("cannot read the CPU affinity mask: ") +
+                              std::strerror(err)};
+    }
+    std::vector<uint16_t> cpus;
+    for (size_t cpu = 0; cpu < count && cpu <= UINT16_MAX; ++cpu) {
+      if (CPU_ISSET_S(cpu, size, set)) cpus.push_back(static_cast<uint16_t>(cpu));
+    }
+    CPU_FREE(set);
+    return cpus;
   }
-  return cpus;
+  return edgeproxy::Error{"cannot read the CPU affinity mask: too many CPUs"};
 }
 
 // Raises the soft open-file limit toward the hard one as far as the cap needs; if that is still
@@ -93,18 +109,17 @@ int main(int argc, char** argv) {
     edgeproxy::log_error("%s", backend.error().c_str());
     return kStartupExit;
   }
-  const std::vector<uint16_t> cpus = allowed_cpus();
-  auto plan = edgeproxy::plan_workers(config, cpus);
+  const auto cpus = allowed_cpus();
+  if (!cpus.ok()) {
+    edgeproxy::log_error("%s", cpus.error().c_str());
+    return kStartupExit;
+  }
+  auto plan = edgeproxy::plan_workers(config, cpus.value());
   if (!plan.ok()) {
     edgeproxy::log_error("%s", plan.error().c_str());
     return kStartupExit;
   }
   if (!fit_open_file_limit(config, plan.value().workers)) return kStartupExit;
-  if (config.max_connections < plan.value().workers) {
-    edgeproxy::log_error("the open-file limit leaves fewer connections than workers (%u)",
-                         plan.value().workers);
-    return kStartupExit;
-  }
 
   // A peer that closes while we write must give EPIPE, never kill the process.
   signal(SIGPIPE, SIG_IGN);

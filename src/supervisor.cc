@@ -10,15 +10,17 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <utility>
 
+#include "edgeproxy/listener.h"
 #include "edgeproxy/log.h"
 
 namespace edgeproxy {
 namespace {
 
-constexpr int kReportTimeoutMs = 2000;  // a worker answers between two loop iterations
+constexpr int kReportTimeoutMs = 2000;  // for all workers: each answers between two iterations
 
 Result<int> open_signal_fd() {
   sigset_t set;
@@ -96,6 +98,11 @@ Result<std::unique_ptr<Supervisor>> Supervisor::start(const WorkerPlan& plan, co
   }
   std::unique_ptr<Supervisor> s(new Supervisor(sfd.value(), exit_fd));
   s->listen_ = listen;
+  if (plan.workers > 1 && listen.port() != 0) {
+    // Sockets that all set SO_REUSEPORT share a port; one without it cannot bind a port in use.
+    auto probe = Listener::open(listen, 1, false);
+    if (!probe.ok()) return Error{probe.error()};
+  }
   for (uint32_t i = 0; i < plan.workers; ++i) {
     auto slot = std::make_unique<Slot>();
     slot->owner = s.get();
@@ -113,12 +120,22 @@ Result<std::unique_ptr<Supervisor>> Supervisor::start(const WorkerPlan& plan, co
     slot->options.control = slot->control.get();
     s->slots_.push_back(std::move(slot));
     if (auto r = s->start_worker(*s->slots_.back()); !r.ok()) {
+      s->release_workers(false);  // the destructor joins them: none has run
       if (plan.workers == 1) return Error{r.error()};
       return Error{"worker " + std::to_string(i) + ": " + r.error()};
     }
     if (i == 0) s->listen_ = s->slots_.front()->bound;
   }
+  s->release_workers(true);
   return s;
+}
+
+void Supervisor::release_workers(bool go) noexcept {
+  {
+    std::lock_guard lock(mutex_);
+    (go ? go_ : abort_) = true;
+  }
+  go_cv_.notify_all();
 }
 
 Result<Ok> Supervisor::start_worker(Slot& slot) {
@@ -140,7 +157,7 @@ Result<Ok> Supervisor::start_worker(Slot& slot) {
   }
   slot.joinable = true;
   std::unique_lock lock(mutex_);
-  created_cv_.wait(lock, [&] { return slot.created; });
+  ready_cv_.wait(lock, [&] { return slot.ready; });
   if (!slot.error.empty()) return Error{slot.error};
   return Ok{};
 }
@@ -152,24 +169,39 @@ void* Supervisor::thread_main(void* arg) noexcept {
   std::snprintf(name, sizeof name, "edgeproxy-w%u", slot.index);
   pthread_setname_np(pthread_self(), name);
   auto worker = Worker::create(slot.options);
+  std::string error;
+  if (!worker.ok()) {
+    error = worker.error();
+  } else if (auto started = worker.value()->start(); !started.ok()) {
+    error = started.error();
+  }
+  bool go = false;
   {
-    std::lock_guard lock(self.mutex_);
-    if (worker.ok()) {
+    std::unique_lock lock(self.mutex_);
+    if (error.empty()) {
       slot.worker = std::move(worker.value());
       slot.bound = slot.worker->listen_address();
     } else {
-      slot.error = worker.error();
+      slot.error = error;
     }
-    slot.created = true;
+    slot.ready = true;
+    self.ready_cv_.notify_all();
+    if (error.empty()) {
+      self.go_cv_.wait(lock, [&] { return self.go_ || self.abort_; });
+      go = self.go_;
+    }
   }
-  self.created_cv_.notify_all();
-  if (slot.worker != nullptr) {
+  if (go) {
     const int status = slot.worker->run();
     slot.final_stats = slot.worker->stats();
-    slot.worker.reset();
+    // Answers any report request that raced with the end of the loop, at once.
+    slot.control->publish(UINT64_MAX, slot.final_stats);
     std::lock_guard lock(self.mutex_);
     slot.status = status;
   }
+  // A finished (or never started) worker closes its listener and ring now, so the kernel stops
+  // queueing connections for it while other workers drain.
+  slot.worker.reset();
   slot.exited.store(true, std::memory_order_release);
   const uint64_t one = 1;
   [[maybe_unused]] const ssize_t n = ::write(self.exit_fd_, &one, sizeof one);
@@ -177,6 +209,7 @@ void* Supervisor::thread_main(void* arg) noexcept {
 }
 
 Supervisor::~Supervisor() {
+  release_workers(false);  // workers still waiting for the go (a failed start) end unstarted
   stop_all_now();
   join_all();
   sys::close(signal_fd_);
@@ -256,11 +289,16 @@ void Supervisor::print_stats(std::FILE* out) {
     }
   }
   Stats total;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(kReportTimeoutMs);
   for (size_t i = 0; i < slots_.size(); ++i) {
     Slot& slot = *slots_[i];
-    // A worker that returned meanwhile answers no more: its final counters are stable.
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    // A worker that returned meanwhile has published its final counters (and answers no more).
     if (tickets[i] == 0 ||
-        !slot.control->wait_report(tickets[i], kReportTimeoutMs, per_worker[i])) {
+        !slot.control->wait_report(tickets[i], static_cast<int>(std::max<int64_t>(0, left.count())),
+                                   per_worker[i])) {
       if (slot.exited.load(std::memory_order_acquire)) per_worker[i] = slot.final_stats;
     }
     total.merge(per_worker[i]);

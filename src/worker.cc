@@ -87,9 +87,19 @@ Stats Worker::stats() const noexcept {
   return s;
 }
 
-int Worker::run() noexcept {
+Result<Ok> Worker::start() {
+  if (started_) return Ok{};
   if (const SysResult r = reactor_.start(); !r.ok()) {
-    log_error("cannot start the %s reactor: %s", Reactor::kName, std::strerror(r.err));
+    return Error{std::string("cannot start the ") + Reactor::kName +
+                 " reactor: " + std::strerror(r.err)};
+  }
+  started_ = true;
+  return Ok{};
+}
+
+int Worker::run() noexcept {
+  if (auto r = start(); !r.ok()) {
+    log_error("%s", r.error().c_str());
     return 1;
   }
   now_ = LoopTime::now();

@@ -48,8 +48,12 @@ std::string format_cpu_list(std::span<const uint16_t> cpus);
 class Supervisor {
  public:
   // Opens the signalfd (the caller blocked TERM/INT/QUIT/USR1 before any thread existed) and
-  // starts the workers one by one; the first binds the listening address (port 0 picks a port),
-  // the others bind the port it got. Errors: one line; workers already started are stopped.
+  // starts the workers in two phases: one by one, each creates its Worker and readies its
+  // reactor on its own thread (the first binds the listening address, port 0 picking a port, the
+  // others bind the port it got); only when all are ready are they let run. So a failure leaves
+  // no connection accepted and no other line printed: the error is the one line, naming the
+  // worker when there are several. With several workers the address is first probed without
+  // SO_REUSEPORT, so a port already in use is reported as such rather than silently shared.
   static Result<std::unique_ptr<Supervisor>> start(const WorkerPlan& plan, const Config& config,
                                                    const SocketAddress& listen,
                                                    const SocketAddress& backend);
@@ -84,7 +88,7 @@ class Supervisor {
     pthread_t thread{};
     bool joinable = false;
     // Written by the worker's thread under owner->mutex_.
-    bool created = false;
+    bool ready = false;  // created and started, or failed (error set)
     std::string error;
     SocketAddress bound;
     int status = 0;
@@ -95,6 +99,7 @@ class Supervisor {
   Supervisor(int signal_fd, int exit_fd) noexcept : signal_fd_(signal_fd), exit_fd_(exit_fd) {}
   static void* thread_main(void* arg) noexcept;
   Result<Ok> start_worker(Slot& slot);
+  void release_workers(bool go) noexcept;
   void stop_all_now() noexcept;
   void join_all() noexcept;
   void on_signals() noexcept;
@@ -104,7 +109,10 @@ class Supervisor {
   SocketAddress listen_;  // what the first worker bound
   std::vector<std::unique_ptr<Slot>> slots_;
   std::mutex mutex_;
-  std::condition_variable created_cv_;
+  std::condition_variable ready_cv_;  // a worker became ready (or failed)
+  std::condition_variable go_cv_;     // go_ or abort_ was set
+  bool go_ = false;
+  bool abort_ = false;
   bool stopping_now_ = false;
 };
 

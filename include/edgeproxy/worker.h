@@ -44,7 +44,11 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
   ~Worker();
 
+  // Readies the reactor on the calling thread, which must be the one that calls run() (an
+  // io_uring ring is enabled here for its single issuer). Error: one line.
+  Result<Ok> start();
   // Serves until a shutdown completes (see docs/architecture.md); returns the exit status (0).
+  // Calls start() first if it was not called.
   int run() noexcept;
 
   const SocketAddress& listen_address() const noexcept { return listeners_.front().address(); }
@@ -107,6 +111,7 @@ class Worker {
   uint32_t waiters_head_ = kNone;
   uint32_t waiters_tail_ = kNone;
 
+  bool started_ = false;
   bool listener_pending_ = false;  // the accept budget ran out with connections still queued
   bool stopping_ = false;
   bool fast_stop_ = false;

@@ -93,8 +93,10 @@ class BufferPool(ProxyTestCase):
 
     def test_exhausted_buffer_pool_delays_but_delivers_everything(self):
         # 6 connections, each with a stalled reader holding data in the proxy, share 2 buffers:
-        # connections must wait for buffers (pool_waits), then all finish intact.
-        n, size = 6, 4 * harness.MiB
+        # connections must wait for buffers (pool_waits), then all finish intact. Each sends
+        # more than the kernel's socket buffers between proxy and client can absorb (tcp_wmem
+        # and tcp_rmem autotune to a few MiB), so blocks stay held while the client stalls.
+        n, size = 6, 16 * harness.MiB
         block = os.urandom(harness.MiB)
         backend = self.start_server(harness.make_source_handler(size, block))
         # One worker: 2 buffers cannot be shared by several.

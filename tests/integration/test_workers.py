@@ -200,6 +200,43 @@ class Workers(ProxyTestCase):
             self.fail(f"client {i} got {data!r} after the deadline, want a reset")
 
 
+    def test_a_second_term_resets_every_worker_at_once(self):
+        # Two TERMs are two requests to every worker, never merged: the second ends the grace
+        # period (60 s here) and the process exits with its connections reset.
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--workers", "2", "--shutdown-timeout", "60"])
+        clients = [self.connect(proxy.port) for _ in range(16)]
+        for i, s in enumerate(clients):
+            self.echo(s, f"held {i}\n".encode())
+        proxy.send_signal(signal.SIGTERM)
+        # Two identical standard signals pending at once are one to the kernel: send the second
+        # after both workers reported the first.
+        self.assertTrue(harness.wait_until(
+            lambda: proxy.stderr_text().count("fast shutdown") == 2, 5))
+        proxy.send_signal(signal.SIGTERM)
+        self.assertEqual(proxy.wait_exit(20), 0, "a second TERM must not wait for the deadline")
+        self.assertEqual(proxy.final_stats()["shutdown_forced"], 16)
+
+    def test_statistics_asked_while_workers_exit_do_not_hold_the_exit(self):
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--workers", "2"])
+        clients = [self.connect(proxy.port) for _ in range(8)]
+        for i, s in enumerate(clients):
+            self.echo(s, f"x{i}\n".encode())
+        proxy.send_signal(signal.SIGQUIT)
+        for s in clients:
+            s.close()
+        for _ in range(20):
+            if not proxy.alive():
+                break
+            proxy.send_signal(signal.SIGUSR1)
+            time.sleep(0.01)
+        self.assertEqual(proxy.wait_exit(10), 0)
+        stats = proxy.final_stats()
+        self.assertEqual(stats["accepted"], 8)
+        self.assertEqual(stats["worker0.accepted"] + stats["worker1.accepted"], 8)
+
+
 class WorkerErrors(ProxyTestCase):
 
     def assertFails(self, args, needle, code=1):
@@ -218,6 +255,19 @@ class WorkerErrors(ProxyTestCase):
 
     def test_too_few_buffers_per_worker_is_refused(self):
         self.assertFails(["--workers", "2", "--buffers", "3"], "--buffers 3 is less than 2 per")
+
+    def test_a_port_in_use_is_refused_not_shared(self):
+        # Without the probe, a second proxy with several workers would join the first one's
+        # SO_REUSEPORT group and silently take part of its connections.
+        backend = self.start_server()
+        first = self.start_proxy(backend.port, extra=["--workers", "2"])
+        rc, out, err, _ = harness.run_binary(["-l", "127.0.0.1", "-p", first.port, "-P",
+                                              backend.port, "--workers", "2"])
+        self.assertEqual(rc, 1, err)
+        lines = [line for line in err.splitlines() if line.strip()]
+        self.assertEqual(len(lines), 1, f"want one error line, got:\n{err}")
+        self.assertIn("address already in use", lines[0])
+        self.assertEqual(first.stats()["accepted"], 0)
 
     def test_bad_values_are_usage_errors(self):
         self.assertFails(["--workers", "0"], "--workers: invalid value '0'", code=2)
