@@ -15,23 +15,16 @@ struct Option {
 };
 
 constexpr Option kOptions[] = {
-    {"listen", 'l', Kind::kValue},
-    {"port", 'p', Kind::kValue},
-    {"backend", 'b', Kind::kValue},
-    {"backend-port", 'P', Kind::kValue},
-    {"max-connections", 0, Kind::kValue},
-    {"buffers", 0, Kind::kValue},
-    {"connect-timeout", 0, Kind::kValue},
-    {"idle-timeout", 0, Kind::kValue},
-    {"shutdown-timeout", 0, Kind::kValue},
-    {"backlog", 0, Kind::kValue},
-    {"workers", 0, Kind::kValue},
-    {"cpu-list", 0, Kind::kValue},
-    {"no-delay", 0, Kind::kFlag},
-    {"no-no-delay", 0, Kind::kFlag},
-    {"verbose", 'v', Kind::kFlag},
-    {"quiet", 'q', Kind::kFlag},
-    {"help", 'h', Kind::kFlag},
+    {"listen", 'l', Kind::kValue},         {"port", 'p', Kind::kValue},
+    {"backend", 'b', Kind::kValue},        {"backend-port", 'P', Kind::kValue},
+    {"max-connections", 0, Kind::kValue},  {"buffers", 0, Kind::kValue},
+    {"connect-timeout", 0, Kind::kValue},  {"idle-timeout", 0, Kind::kValue},
+    {"shutdown-timeout", 0, Kind::kValue}, {"backlog", 0, Kind::kValue},
+    {"workers", 0, Kind::kValue},          {"cpu-list", 0, Kind::kValue},
+    {"no-delay", 0, Kind::kFlag},          {"no-no-delay", 0, Kind::kFlag},
+    {"splice", 0, Kind::kValue},           {"splice-threshold", 0, Kind::kValue},
+    {"splice-pipes", 0, Kind::kValue},     {"verbose", 'v', Kind::kFlag},
+    {"quiet", 'q', Kind::kFlag},           {"help", 'h', Kind::kFlag},
     {"version", 'V', Kind::kFlag},
 };
 
@@ -105,6 +98,22 @@ Result<Ok> apply(Config& c, const Option& o, const std::string& flag, std::strin
     c.no_delay = true;
   } else if (name == "no-no-delay") {
     c.no_delay = false;
+  } else if (name == "splice") {
+    if (value == "never") {
+      c.splice = SpliceMode::kNever;
+    } else if (value == "auto") {
+      c.splice = SpliceMode::kAuto;
+    } else if (value == "always") {
+      c.splice = SpliceMode::kAlways;
+    } else {
+      return bad_value(flag, value, "auto, always or never");
+    }
+  } else if (name == "splice-threshold") {
+    if (auto r = number(0, 1'073'741'824, "bytes 0-1073741824"); !r.ok()) return r;
+    c.splice_threshold_bytes = static_cast<uint32_t>(n);
+  } else if (name == "splice-pipes") {
+    if (auto r = number(1, 1'000'000, "1-1000000"); !r.ok()) return r;
+    c.splice_pipes = static_cast<uint32_t>(n);
   } else if (name == "verbose") {
     c.log_level = LogLevel::kVerbose;
   } else if (name == "quiet") {
@@ -118,6 +127,18 @@ Result<Ok> apply(Config& c, const Option& o, const std::string& flag, std::strin
 }
 
 }  // namespace
+
+const char* to_string(SpliceMode mode) noexcept {
+  switch (mode) {
+    case SpliceMode::kNever:
+      return "never";
+    case SpliceMode::kAuto:
+      return "auto";
+    case SpliceMode::kAlways:
+      return "always";
+  }
+  return "unknown";
+}
 
 Result<std::vector<uint16_t>> parse_cpu_list(std::string_view text) {
   constexpr uint64_t kMaxCpu = 1023;  // CPU_SETSIZE - 1
@@ -223,6 +244,13 @@ A TCP proxy: accepts clients on --listen:--port and relays each to --backend:--b
                              there are more workers); every CPU must be in the inherited mask
       --no-delay             set TCP_NODELAY on both sides (default)
       --no-no-delay          leave Nagle's algorithm on
+      --splice MODE          move bulk bytes with splice(2) through a pipe instead of copying
+                             them through buffers: auto, always or never (default auto)
+      --splice-threshold B   with --splice auto, a direction moves to a pipe once it has moved
+                             B bytes through buffers and a read fills a whole buffer; it goes
+                             back after a splice of less than a buffer (default 65536)
+      --splice-pipes N       pipes in the pool, two descriptors each; a direction holds one only
+                             while bytes are in it (default max-connections / 4)
   -v, --verbose              more log lines
   -q, --quiet                errors only
   -h, --help                 print this help and exit

@@ -53,30 +53,51 @@ edgeproxy::Result<std::vector<uint16_t>> allowed_cpus() {
   return edgeproxy::Error{"cannot read the CPU affinity mask: too many CPUs"};
 }
 
+// Descriptors the process needs: two per connection, two per splice pipe (created at start-up),
+// and the reserve.
+rlim_t descriptors_needed(const Config& config, uint32_t workers) {
+  rlim_t need = kReservedFds + rlim_t{workers} * kFdsPerWorker + rlim_t{config.max_connections} * 2;
+  for (uint32_t i = 0; i < workers; ++i) {
+    need += rlim_t{edgeproxy::worker_share(config, workers, i).pipe_count()} * 2;
+  }
+  return need;
+}
+
 // Raises the soft open-file limit toward the hard one as far as the cap needs; if that is still
-// short, lowers the cap (and a default pool size with it) with one warning line.
+// short, lowers the cap (and a default pool and pipe count with it) with one warning line.
 bool fit_open_file_limit(Config& config, uint32_t workers) {
-  const rlim_t reserved = kReservedFds + rlim_t{workers} * kFdsPerWorker;
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return true;
-  const rlim_t need = rlim_t{config.max_connections} * 2 + reserved;
+  const rlim_t need = descriptors_needed(config, workers);
   if (rl.rlim_cur < need) {
     rlimit raised = rl;
     raised.rlim_cur = rl.rlim_max == RLIM_INFINITY ? need : std::min(need, rl.rlim_max);
     if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
   }
   if (rl.rlim_cur >= need) return true;
-  if (rl.rlim_cur < reserved + 2 * rlim_t{workers}) {
+  Config fitted = config;
+  fitted.max_connections = workers;  // the least that can run: one connection per worker
+  if (descriptors_needed(fitted, workers) > rl.rlim_cur) {
     edgeproxy::log_error("open-file limit %llu is too low: at least %llu descriptors are needed",
                          static_cast<unsigned long long>(rl.rlim_cur),
-                         static_cast<unsigned long long>(reserved + 2 * rlim_t{workers}));
+                         static_cast<unsigned long long>(descriptors_needed(fitted, workers)));
     return false;
   }
-  const auto fit = static_cast<uint32_t>((rl.rlim_cur - reserved) / 2);
+  // The largest cap that fits (the need grows with the cap).
+  uint32_t lo = workers;
+  uint32_t hi = config.max_connections;
+  while (lo < hi) {
+    fitted.max_connections = lo + (hi - lo + 1) / 2;
+    if (descriptors_needed(fitted, workers) <= rl.rlim_cur) {
+      lo = fitted.max_connections;
+    } else {
+      hi = fitted.max_connections - 1;
+    }
+  }
   edgeproxy::log_warn(
       "open-file limit %llu allows %u connections: --max-connections lowered from %u",
-      static_cast<unsigned long long>(rl.rlim_cur), fit, config.max_connections);
-  config.max_connections = fit;
+      static_cast<unsigned long long>(rl.rlim_cur), lo, config.max_connections);
+  config.max_connections = lo;
   return true;
 }
 

@@ -2,6 +2,7 @@
 #include "edgeproxy/net.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -65,6 +66,14 @@ SysResult read(int fd, void* data, size_t size) noexcept {
 SysResult send(int fd, const void* data, size_t size) noexcept {
   for (;;) {
     const SysResult r = SysResult::from(::send(fd, data, size, MSG_NOSIGNAL | MSG_DONTWAIT));
+    if (r.err != EINTR) return r;
+  }
+}
+
+SysResult splice(int fd_in, int fd_out, size_t size) noexcept {
+  for (;;) {
+    const SysResult r = SysResult::from(
+        ::splice(fd_in, nullptr, fd_out, nullptr, size, SPLICE_F_NONBLOCK | SPLICE_F_MOVE));
     if (r.err != EINTR) return r;
   }
 }

@@ -24,21 +24,72 @@ void count_read(Stats& stats, Dir d) noexcept {
   }
 }
 
+void count_write(Stats& stats, Dir d, uint32_t n) noexcept {
+  if (d == Dir::kC2U) {
+    stats.bytes_c2u += n;
+    ++stats.writes_upstream;
+  } else {
+    stats.bytes_u2c += n;
+    ++stats.writes_client;
+  }
+}
+
+void set_bulk(Side& src, bool bulk) noexcept {
+  src.flags = static_cast<uint8_t>(bulk ? src.flags | kBulk : src.flags & ~kBulk);
+}
+
+// --splice auto splices a direction only while it is bulk: a chatty connection (small requests
+// and replies) never fills a buffer, and a splice costs a call more than a read per message
+// (the EAGAIN that tells a drained socket from a full pipe).
+bool splice_wanted(const Side& src, SplicePolicy splice) noexcept {
+  switch (splice.mode) {
+    case SpliceMode::kNever:
+      return false;
+    case SpliceMode::kAuto:
+      return src.buffered >= splice.threshold_bytes && (src.flags & kBulk);
+    case SpliceMode::kAlways:
+      return true;
+  }
+  return false;
+}
+
+// The end of a read or splice that brought no bytes: EOF, EAGAIN or an error.
+void on_no_bytes(Connection& c, Dir d, SysResult r, Stats& stats, LoopTime now) noexcept {
+  Side& src = c.source(d);
+  if (r.ok()) {  // read() == 0: orderly EOF
+    count_read(stats, d);
+    src.flags = static_cast<uint8_t>((src.flags | kEof) & ~kReadReady);
+    if (d == Dir::kU2C) c.u2c_eof_ns = now.ns;
+  } else if (r.would_block()) {
+    src.flags &= static_cast<uint8_t>(~kReadReady);
+  } else {
+    fail(c, src, stats);
+  }
+}
+
+void release_pipe(Side& src, PipePool& pipes) noexcept {
+  if (src.pipe == kNoPipe) return;
+  pipes.release(src.pipe);
+  src.pipe = kNoPipe;
+}
+
 }  // namespace
 
-Step next_step(const Connection& c, Dir d) noexcept {
+Step next_step(const Connection& c, Dir d, SplicePolicy splice) noexcept {
   if (c.state == State::kClosing || c.state == State::kFree) return Step::kNone;
   const Side& src = c.source(d);
   const Side& dst = c.sink(d);
   const bool open = sink_open(c, d);
-  if (!src.in.empty() && open && (dst.flags & kWriteReady) && !(dst.flags & kWriteShut)) {
-    return Step::kWrite;
+  const bool sink_ready = open && (dst.flags & kWriteReady) && !(dst.flags & kWriteShut);
+  if (!src.in.empty() && sink_ready) return Step::kWrite;
+  if (src.piped > 0 && sink_ready) return Step::kSpliceOut;
+  if ((src.flags & kReadReady) && !(src.flags & kEof) && src.paused == 0 && src.piped == 0) {
+    if (src.in.empty() && c.state >= State::kRelaying && splice_wanted(src, splice)) {
+      return Step::kSpliceIn;
+    }
+    if (!src.in.attached() || src.in.writable() > 0) return Step::kRead;
   }
-  if ((src.flags & kReadReady) && !(src.flags & kEof) && src.paused == 0 &&
-      (!src.in.attached() || src.in.writable() > 0)) {
-    return Step::kRead;
-  }
-  if ((src.flags & kEof) && src.in.empty() && open && !(dst.flags & kWriteShut)) {
+  if ((src.flags & kEof) && src.in.empty() && src.piped == 0 && open && !(dst.flags & kWriteShut)) {
     return Step::kShutdown;
   }
   return Step::kNone;
@@ -59,6 +110,8 @@ void on_read(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& pool
   if (r.ok() && r.value > 0) {
     const auto n = static_cast<uint32_t>(r.value);
     src.in.commit(n);
+    src.buffered = src.buffered > UINT32_MAX - n ? UINT32_MAX : src.buffered + n;
+    set_bulk(src, src.in.full());
     count_read(stats, d);
     c.last_active_ms = now.ms;
     if (d == Dir::kU2C && c.u2c_first_ns == 0) c.u2c_first_ns = now.ns;
@@ -68,15 +121,7 @@ void on_read(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& pool
     if (src.in.full()) src.paused |= kPauseBackpressure;
     return;
   }
-  if (r.ok()) {  // read() == 0: orderly EOF
-    count_read(stats, d);
-    src.flags = static_cast<uint8_t>((src.flags | kEof) & ~kReadReady);
-    if (d == Dir::kU2C) c.u2c_eof_ns = now.ns;
-  } else if (r.would_block()) {
-    src.flags &= static_cast<uint8_t>(~kReadReady);
-  } else {
-    fail(c, src, stats);
-  }
+  on_no_bytes(c, d, r, stats, now);
   if (src.in.attached() && src.in.empty()) pool.release(src.in);
 }
 
@@ -88,17 +133,62 @@ void on_write(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& poo
     const auto n = static_cast<uint32_t>(r.value);
     src.in.consume(n);
     c.last_active_ms = now.ms;
-    if (d == Dir::kC2U) {
-      stats.bytes_c2u += n;
-      ++stats.writes_upstream;
-    } else {
-      stats.bytes_u2c += n;
-      ++stats.writes_client;
-    }
+    count_write(stats, d, n);
     // A short write means the send buffer is full; EPOLLOUT will say when it has room.
     if (n < asked) dst.flags &= static_cast<uint8_t>(~kWriteReady);
     if (src.in.empty()) {
       pool.release(src.in);
+      src.paused &= static_cast<uint8_t>(~kPauseBackpressure);
+    }
+    return;
+  }
+  if (r.would_block() || (r.ok() && r.value == 0)) {
+    dst.flags &= static_cast<uint8_t>(~kWriteReady);
+    return;
+  }
+  fail(c, dst, stats);
+}
+
+bool prepare_splice(Connection& c, Dir d, PipePool& pipes, Stats& stats) noexcept {
+  Side& src = c.source(d);
+  if (src.pipe != kNoPipe) return true;
+  if (pipes.acquire(src.pipe)) return true;
+  src.pipe = kNoPipe;
+  ++stats.splice_pipe_waits;
+  return false;
+}
+
+void on_splice_in(Connection& c, Dir d, SysResult r, PipePool& pipes, Stats& stats,
+                  LoopTime now) noexcept {
+  Side& src = c.source(d);
+  if (r.ok() && r.value > 0) {
+    src.piped += static_cast<uint32_t>(r.value);
+    set_bulk(src, r.value >= kBufferBytes);
+    count_read(stats, d);
+    c.last_active_ms = now.ms;
+    if (d == Dir::kU2C && c.u2c_first_ns == 0) c.u2c_first_ns = now.ns;
+    // kReadReady stays: the splice may have stopped at a full pipe with bytes left in the socket,
+    // and with edge-triggered readiness no new edge would report them.
+    src.paused |= kPauseBackpressure;
+    return;
+  }
+  on_no_bytes(c, d, r, stats, now);
+  if (src.piped == 0) release_pipe(src, pipes);
+}
+
+void on_splice_out(Connection& c, Dir d, SysResult r, uint32_t asked, PipePool& pipes, Stats& stats,
+                   LoopTime now) noexcept {
+  Side& src = c.source(d);
+  Side& dst = c.sink(d);
+  if (r.ok() && r.value > 0) {
+    const auto n = static_cast<uint32_t>(r.value);
+    src.piped -= n;
+    c.last_active_ms = now.ms;
+    count_write(stats, d, n);
+    stats.splice_bytes += n;
+    if (n < asked) dst.flags &= static_cast<uint8_t>(~kWriteReady);
+    if (src.piped == 0) {
+      release_pipe(src, pipes);
       src.paused &= static_cast<uint8_t>(~kPauseBackpressure);
     }
     return;
@@ -161,13 +251,13 @@ uint32_t wanted_interest(const Connection& c, const Side& side) noexcept {
   uint32_t want = 0;
   if (!(side.flags & (kEof | kFailed)) && side.paused == 0) want |= kWantRead;
   const Side& peer = client ? c.upstream : c.client;
-  if (!peer.in.empty() && !(side.flags & kWriteReady)) want |= kWantWrite;
+  if ((!peer.in.empty() || peer.piped > 0) && !(side.flags & kWriteReady)) want |= kWantWrite;
   return want;
 }
 
 bool direction_done(const Connection& c, Dir d) noexcept {
   const Side& src = c.source(d);
-  return (src.flags & kEof) && src.in.empty() && (c.sink(d).flags & kWriteShut);
+  return (src.flags & kEof) && src.in.empty() && src.piped == 0 && (c.sink(d).flags & kWriteShut);
 }
 
 }  // namespace edgeproxy::relay

@@ -70,6 +70,8 @@ Config worker_share(const Config& config, uint32_t workers, uint32_t index) {
   Config c = config;
   c.buffers = share(config.buffer_count());
   c.max_connections = share(config.max_connections);
+  // An explicit pipe count is divided too, at least one each (0 would mean the default).
+  if (config.splice_pipes != 0) c.splice_pipes = std::max<uint32_t>(1, share(config.splice_pipes));
   return c;
 }
 

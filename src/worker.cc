@@ -40,7 +40,7 @@ Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options) {
   listeners.push_back(std::move(listener.value()));
   std::unique_ptr<Worker> w(new Worker(options, std::move(reactor.value()), std::move(pool.value()),
                                        std::move(listeners)));
-  if (auto t = w->transport_.init(); !t.ok()) return Error{t.error()};
+  if (auto t = w->transport_.init(options.config); !t.ok()) return Error{t.error()};
   for (const Listener& l : w->listeners_) {
     const SysResult r = w->reactor_.watch_listener(l.fd(), w->listener_cookie(l));
     if (!r.ok()) return Error{std::string("cannot watch the listener: ") + std::strerror(r.err)};
@@ -429,8 +429,10 @@ void Worker::finish_iteration() noexcept {
 
 void Worker::close_connection(Connection& c, uint32_t index) noexcept {
   const bool failed = ((c.client.flags | c.upstream.flags) & kFailed) != 0;
-  // Bytes still buffered would be lost: a FIN would tell the peer the stream ended cleanly.
-  const bool reset = c.abort || failed || !c.client.in.empty() || !c.upstream.in.empty();
+  // Bytes still buffered or in a pipe would be lost: a FIN would tell the peer the stream ended
+  // cleanly.
+  const bool reset = c.abort || failed || !c.client.in.empty() || !c.upstream.in.empty() ||
+                     c.client.piped > 0 || c.upstream.piped > 0;
   for (Side* side : {&c.client, &c.upstream}) {
     if (side->fd < 0) continue;
     if (reset && !(side->flags & kFailed)) {
@@ -442,6 +444,7 @@ void Worker::close_connection(Connection& c, uint32_t index) noexcept {
   }
   pool_.release(c.client.in);
   pool_.release(c.upstream.in);
+  transport_.release_pipes(c);
   unlink_waiter(c, index);
   timers_.cancel(index);
   c = Connection{};

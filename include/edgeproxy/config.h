@@ -12,6 +12,16 @@
 
 namespace edgeproxy {
 
+// How a direction moves its bytes: copied through the pool's 8 KiB buffers, or moved by splice(2)
+// through a pipe from the PipePool, socket -> pipe -> socket, without a copy to user space.
+enum class SpliceMode : uint8_t {
+  kNever,   // always through buffers
+  kAuto,    // through a pipe while the direction is bulk: it has moved splice_threshold_bytes
+            // through buffers and its last read filled a buffer (a short splice goes back)
+  kAlways,  // through a pipe from the first byte after the backend connect
+};
+const char* to_string(SpliceMode mode) noexcept;
+
 struct Config {
   std::string listen_host = "0.0.0.0";
   uint16_t listen_port = 8080;
@@ -28,11 +38,20 @@ struct Config {
   // Empty = workers are not pinned and inherit the process's mask (taskset, numactl).
   std::vector<uint16_t> cpu_list;
   bool no_delay = true;
+  SpliceMode splice = SpliceMode::kAuto;
+  uint32_t splice_threshold_bytes = 64 * 1024;  // --splice auto: bytes through buffers first
+  uint32_t splice_pipes = 0;                    // pipe pool size; 0 = max_connections / 4
   LogLevel log_level = LogLevel::kNormal;
   bool show_help = false;
   bool show_version = false;
 
   uint32_t buffer_count() const noexcept { return buffers != 0 ? buffers : 2 * max_connections; }
+  // Pipes the pool creates at start-up (each holds two descriptors); 0 when splice is off.
+  uint32_t pipe_count() const noexcept {
+    if (splice == SpliceMode::kNever) return 0;
+    if (splice_pipes != 0) return splice_pipes;
+    return max_connections / 4 > 0 ? max_connections / 4 : 1;
+  }
 };
 
 // Parses a CPU list such as "0,2-3" (decimal CPU numbers below 1024 and ascending ranges) into

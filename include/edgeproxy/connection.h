@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "edgeproxy/buffer.h"
+#include "edgeproxy/pipe_pool.h"
 #include "edgeproxy/slab.h"
 
 namespace edgeproxy {
@@ -32,11 +33,14 @@ enum SideFlag : uint8_t {
   kEof = 1 << 3,         // read() returned 0: no more bytes will come from this side
   kWriteShut = 1 << 4,   // we sent shutdown(SHUT_WR) to this side
   kFailed = 1 << 5,      // an error or reset was seen on this side
+  kBulk = 1 << 6,        // the last read filled a buffer, or a splice moved at least as much:
+                         // more bytes were waiting than one buffer holds (--splice auto)
 };
 
 // Why reading from a side is paused (a bitmask; reading resumes when it is back to 0).
 enum PauseReason : uint8_t {
-  kPauseBackpressure = 1 << 0,  // the buffer holding this side's bytes is full
+  kPauseBackpressure = 1 << 0,  // the buffer holding this side's bytes is full, or its pipe
+                                // holds bytes (a pipe is filled by one splice, then drained)
   kPauseNoBuffer = 1 << 1,      // the buffer pool was empty when a read wanted a block
 };
 
@@ -48,6 +52,11 @@ struct Side {
   uint8_t hints = 0;    // backend-owned hints about the socket (their own bits)
   uint32_t events = 0;  // readiness backends: interest currently registered with the reactor
   Buffer in;            // bytes read from this side, not yet written to the other side
+  // Spliced directions: the PipePool pipe holding this side's bytes (kNoPipe when none) and how
+  // many bytes it holds. A direction's bytes are in `in` or in the pipe, never both at once.
+  uint32_t pipe = kNoPipe;
+  uint32_t piped = 0;
+  uint32_t buffered = 0;  // bytes read from this side through `in` (saturates): --splice auto
 };
 
 // Which way bytes move. The source side's `in` buffer holds the direction's bytes.

@@ -32,6 +32,11 @@ namespace sys {
 
 SysResult read(int fd, void* data, size_t size) noexcept;
 SysResult send(int fd, const void* data, size_t size) noexcept;
+// splice(2) of up to `size` bytes between a socket and a pipe, SPLICE_F_NONBLOCK | SPLICE_F_MOVE:
+// EAGAIN, never a sleep, when the source is empty or the destination full. splice has no
+// MSG_NOSIGNAL: into a socket whose peer is gone it raises SIGPIPE as well as returning EPIPE, so
+// the process must ignore SIGPIPE (main does).
+SysResult splice(int fd_in, int fd_out, size_t size) noexcept;
 SysResult accept(int listen_fd) noexcept;
 // True for accept errors that concern only the connection being accepted (it died in the queue,
 // or policy refused it): skip it and keep accepting. Anything else is exhaustion or a fault.

@@ -7,21 +7,35 @@
 
 #include "edgeproxy/buffer_pool.h"
 #include "edgeproxy/clock.h"
+#include "edgeproxy/config.h"
 #include "edgeproxy/connection.h"
+#include "edgeproxy/pipe_pool.h"
 #include "edgeproxy/result.h"
 #include "edgeproxy/stats.h"
 
 namespace edgeproxy::relay {
 
 enum class Step : uint8_t {
-  kNone,      // nothing to do in this direction until an event arrives
-  kRead,      // read from source into source.in
-  kWrite,     // write source.in to sink
-  kShutdown,  // source ended and everything was delivered: shutdown(SHUT_WR) the sink
+  kNone,       // nothing to do in this direction until an event arrives
+  kRead,       // read from source into source.in
+  kWrite,      // write source.in to sink
+  kShutdown,   // source ended and everything was delivered: shutdown(SHUT_WR) the sink
+  kSpliceIn,   // splice from source into its pipe (prepare_splice first; read if it fails)
+  kSpliceOut,  // splice source's pipe into sink
 };
 
-// What the direction should do next. Writing comes before reading so buffers drain first.
-Step next_step(const Connection& c, Dir d) noexcept;
+// When a direction moves its bytes through a pipe instead of a buffer (from the Config).
+struct SplicePolicy {
+  SpliceMode mode = SpliceMode::kNever;
+  uint32_t threshold_bytes = 0;  // kAuto: bytes the source must have moved through buffers first
+};
+
+// What the direction should do next. Writing comes before reading so buffers and pipes drain
+// first. A direction splices only once relaying (the bytes read while connecting, which
+// content-aware routing will inspect, are buffered), only when `splice` says so (kAuto: while
+// the source is kBulk), and only when its buffer is empty, so bytes never overtake each other
+// between buffer and pipe.
+Step next_step(const Connection& c, Dir d, SplicePolicy splice = {}) noexcept;
 
 // Makes sure the source has a block to read into. False when the pool is empty: the source is
 // paused (kPauseNoBuffer) and a wait counted; the caller resumes it when a block returns.
@@ -36,6 +50,22 @@ void on_read(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& pool
 // once and a backpressure pause on the source is lifted.
 void on_write(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& pool, Stats& stats,
               LoopTime now) noexcept;
+
+// Makes sure the source holds a pipe for kSpliceIn. False when the pipe pool is empty: counted
+// in splice_pipe_waits, and the caller reads into a buffer instead (prepare_read, on_read).
+bool prepare_splice(Connection& c, Dir d, PipePool& pipes, Stats& stats) noexcept;
+
+// Applies splice(source, its pipe) = r. After bytes, reading pauses (kPauseBackpressure) until
+// the pipe is drained, and the source stays readable: a splice stops at a full pipe as well as
+// at an empty socket, and the two look alike, so the next splice (EAGAIN) tells. 0 is EOF. An
+// empty pipe goes back to the pool at once.
+void on_splice_in(Connection& c, Dir d, SysResult r, PipePool& pipes, Stats& stats,
+                  LoopTime now) noexcept;
+
+// Applies splice(source's pipe, sink, asked) = r. A short splice means the send buffer is full.
+// The emptied pipe goes back to the pool at once and the pause on the source is lifted.
+void on_splice_out(Connection& c, Dir d, SysResult r, uint32_t asked, PipePool& pipes, Stats& stats,
+                   LoopTime now) noexcept;
 
 // Applies shutdown(sink, SHUT_WR); advances kRelaying -> kDraining -> kClosing.
 void on_shutdown(Connection& c, Dir d, Stats& stats, LoopTime now) noexcept;
@@ -52,7 +82,8 @@ void fail(Connection& c, Side& side, Stats& stats) noexcept;
 // The Interest bits (event.h) `side` needs registered now.
 uint32_t wanted_interest(const Connection& c, const Side& side) noexcept;
 
-// True when the source has ended, its bytes were all delivered and the sink's write side is shut.
+// True when the source has ended, its bytes (buffer and pipe) were all delivered and the sink's
+// write side is shut.
 bool direction_done(const Connection& c, Dir d) noexcept;
 
 }  // namespace edgeproxy::relay

@@ -37,6 +37,11 @@ struct Stats {
   uint64_t resets_upstream = 0;  // errors/resets seen on upstream sockets
   uint64_t resets_sent = 0;      // sockets we closed with SO_LINGER 0 (the peer sees a reset)
   uint64_t shutdown_forced = 0;  // connections closed by the shutdown deadline
+
+  // --splice
+  uint64_t splice_bytes = 0;        // bytes delivered through pipes (also in bytes_c2u/bytes_u2c)
+  uint64_t splice_pipe_waits = 0;   // reads that wanted a pipe and used a buffer: no pipe was free
+  uint64_t splice_pipes_dirty = 0;  // pipes holding bytes at close, replaced by a fresh pipe
   // Acceleration factor inputs, summed over connections whose upstream reached EOF and whose
   // client then received every byte: time from the first upstream byte to upstream EOF, and from
   // the first upstream byte to the last byte written to the client.

@@ -38,8 +38,8 @@ struct WorkerPlan {
 // buffers. Pure: `allowed` comes from sched_getaffinity.
 Result<WorkerPlan> plan_workers(const Config& config, std::span<const uint16_t> allowed);
 
-// Worker `index`'s share of the per-process limits: max_connections and buffers divided as evenly
-// as integers allow (the first workers get the remainders).
+// Worker `index`'s share of the per-process limits: max_connections, buffers and an explicit
+// --splice-pipes divided as evenly as integers allow (the first workers get the remainders).
 Config worker_share(const Config& config, uint32_t workers, uint32_t index);
 
 // "0-3,6" for a sorted CPU list, for messages.

@@ -13,6 +13,15 @@ uint64_t cookie_of(const Connection& c, const Side& side, Handle h) noexcept {
 
 }  // namespace
 
+Result<Ok> EpollTransport::init(const Config& config) {
+  auto pipes = PipePool::create(config.pipe_count());
+  if (!pipes.ok()) return Error{pipes.error()};
+  pipes_ = std::move(pipes.value());
+  if (pipes_.capacity() == 0) return Ok{};
+  splice_ = relay::SplicePolicy{config.splice, config.splice_threshold_bytes};
+  return Ok{};
+}
+
 int EpollTransport::connect(Connection& c, Handle h, const SocketAddress& to) noexcept {
   const SysResult r = sys::connect(c.upstream.fd, to);
   if (r.ok()) {
@@ -55,20 +64,35 @@ void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
     for (const Dir d : {Dir::kC2U, Dir::kU2C}) {
       Side& src = c.source(d);
       Side& dst = c.sink(d);
-      switch (relay::next_step(c, d)) {
+      const relay::Step step = relay::next_step(c, d, splice_);
+      switch (step) {
         case relay::Step::kNone:
           break;
-        case relay::Step::kRead: {
+        case relay::Step::kRead:
+        case relay::Step::kSpliceIn: {
           uint32_t& done = reads[static_cast<int>(d)];
           if (done == kReadBudget) {
             c.more = true;
             break;
           }
-          if (!relay::prepare_read(c, d, pool_, stats_)) break;
-          const uint32_t asked = src.in.writable();
-          const SysResult r = sys::read(src.fd, src.in.write_ptr(), asked);
-          relay::on_read(c, d, r, asked, pool_, stats_, now);
+          // With no pipe free, this read goes through a buffer as with --splice never.
+          if (step == relay::Step::kSpliceIn && relay::prepare_splice(c, d, pipes_, stats_)) {
+            const SysResult r = sys::splice(src.fd, pipes_.at(src.pipe).write_fd, kSpliceAskBytes);
+            relay::on_splice_in(c, d, r, pipes_, stats_, now);
+          } else {
+            if (!relay::prepare_read(c, d, pool_, stats_)) break;
+            const uint32_t asked = src.in.writable();
+            const SysResult r = sys::read(src.fd, src.in.write_ptr(), asked);
+            relay::on_read(c, d, r, asked, pool_, stats_, now);
+          }
           ++done;
+          progressed = true;
+          break;
+        }
+        case relay::Step::kSpliceOut: {
+          const uint32_t asked = src.piped;
+          const SysResult r = sys::splice(pipes_.at(src.pipe).read_fd, dst.fd, asked);
+          relay::on_splice_out(c, d, r, asked, pipes_, stats_, now);
           progressed = true;
           break;
         }
@@ -89,6 +113,20 @@ void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
     }
   }
   if (c.state == State::kClosing) c.more = false;
+}
+
+void EpollTransport::release_pipes(Connection& c) noexcept {
+  for (Side* side : {&c.client, &c.upstream}) {
+    if (side->pipe == kNoPipe) continue;
+    if (side->piped == 0) {
+      pipes_.release(side->pipe);
+    } else {
+      ++stats_.splice_pipes_dirty;
+      pipes_.recycle(side->pipe);
+    }
+    side->pipe = kNoPipe;
+    side->piped = 0;
+  }
 }
 
 bool EpollTransport::settle(Connection& c, Handle h) noexcept {

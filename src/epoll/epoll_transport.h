@@ -1,14 +1,17 @@
 // EpollTransport: how the epoll backend moves a connection's bytes. Readiness-based: registers
-// both fds edge-triggered, runs the relay's steps (relay.h) as read/send/shutdown syscalls until no
-// direction can progress, and reconciles interest once per loop iteration.
+// both fds edge-triggered, runs the relay's steps (relay.h) as read/send/splice/shutdown syscalls
+// until no direction can progress, and reconciles interest once per loop iteration.
 // Single-threaded: owned by one Worker, like the reactor, pool and stats it refers to.
 #pragma once
 
 #include "edgeproxy/buffer_pool.h"
 #include "edgeproxy/clock.h"
+#include "edgeproxy/config.h"
 #include "edgeproxy/connection.h"
 #include "edgeproxy/event.h"
 #include "edgeproxy/net.h"
+#include "edgeproxy/pipe_pool.h"
+#include "edgeproxy/relay.h"
 #include "edgeproxy/slab.h"
 #include "edgeproxy/stats.h"
 #include "epoll/epoll_reactor.h"
@@ -20,7 +23,8 @@ enum class ConnectOutcome : uint8_t { kNone, kConnected, kFailed };
 
 class EpollTransport {
  public:
-  // Reads per direction per call: 16 x 8 KiB, so one busy connection cannot starve the others.
+  // Reads (or splices into a pipe) per direction per call, so one busy connection cannot starve
+  // the others.
   static constexpr uint32_t kReadBudget = 16;
 
   EpollTransport(EpollReactor& reactor, BufferPool& pool, Stats& stats) noexcept
@@ -29,8 +33,8 @@ class EpollTransport {
   // Largest pool this backend can address (buffer ids are 32-bit).
   static constexpr uint32_t kMaxBuffers = UINT32_MAX;
 
-  // Start-up work that can fail; nothing for epoll.
-  Result<Ok> init() noexcept { return Ok{}; }
+  // Start-up work that can fail: creates config.pipe_count() pipes for splice (--splice).
+  Result<Ok> init(const Config& config);
 
   // Starts the non-blocking connect of c.upstream.fd (already created) to `to` and registers both
   // fds. Returns 0 (connected at once), EINPROGRESS, or the errno of the failure.
@@ -56,10 +60,18 @@ class EpollTransport {
   // Whether a read paused for want of a buffer could get one now.
   bool buffers_available() const noexcept { return pool_.available() > 0; }
 
+  // At close: gives the connection's pipes back, an emptied one as it is, one still holding bytes
+  // replaced by a fresh pipe (splice_pipes_dirty).
+  void release_pipes(Connection& c) noexcept;
+
+  const PipePool& pipes() const noexcept { return pipes_; }
+
  private:
   EpollReactor& reactor_;
   BufferPool& pool_;
   Stats& stats_;
+  PipePool pipes_;
+  relay::SplicePolicy splice_;
 };
 
 }  // namespace edgeproxy

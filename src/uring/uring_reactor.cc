@@ -44,8 +44,10 @@ int try_init(uint32_t sq, uint32_t cq, uint32_t extra, io_uring* ring) noexcept 
 }  // namespace
 
 Result<UringReactor> UringReactor::create(uint32_t batch, uint32_t max_connections) {
-  // Per connection at most: a receive and a send per side, a connect, a cancel per side. The
-  // kernel caps the CQ at 65536 entries; beyond that it keeps overflowed completions (NODROP).
+  // Per connection at most: per side one operation taking bytes in (a receive, a splice into a
+  // pipe or the poll before one) and one sending (a send, a splice out of a pipe or the poll
+  // before one), a connect, a cancel per side. The kernel caps the CQ at 65536 entries; beyond
+  // that it keeps overflowed completions (NODROP).
   const uint64_t wanted_cq = uint64_t{max_connections} * 5 + 2 * kMaxListeners + 64;
   const uint32_t cq = round_up_pow2(static_cast<uint32_t>(wanted_cq > 65536 ? 65536 : wanted_cq));
   const uint32_t sq = cq / 4 < 1024 ? (cq < 1024 ? cq : 1024) : 1024;
@@ -235,9 +237,11 @@ bool UringReactor::translate(const io_uring_cqe& cqe, Event& out) noexcept {
     case UringOp::kCancelUpstream:
     case UringOp::kRecvClient:
     case UringOp::kSendClient:
-    case UringOp::kCancelClient: {
+    case UringOp::kCancelClient:
+    case UringOp::kSpliceClient:
+    case UringOp::kSpliceUpstream: {
       const bool client = ud.op == UringOp::kRecvClient || ud.op == UringOp::kSendClient ||
-                          ud.op == UringOp::kCancelClient;
+                          ud.op == UringOp::kCancelClient || ud.op == UringOp::kSpliceClient;
       out = Event{Cookie::pack(client ? CookieTag::kClient : CookieTag::kUpstream, ud.handle), 0,
                   cqe.res, cqe.flags, UringEventOp::pack(ud.op, ud.buffer)};
       return true;

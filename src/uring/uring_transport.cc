@@ -1,6 +1,9 @@
 // Completion-driven byte moving; see uring_transport.h.
 #include "uring/uring_transport.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -16,19 +19,40 @@ SysResult from_cqe(int32_t res) noexcept {
 }
 
 // io_uring waits for readiness itself: a side is always worth a receive (until EOF) and a send.
+// (Splices do not wait: the kRecvDrained and kSendFull hints put a poll before them.)
 void keep_ready(Side& s) noexcept {
   if (!(s.flags & (kEof | kFailed))) s.flags |= kReadReady;
   if (!(s.flags & (kWriteShut | kFailed))) s.flags |= kWriteReady;
 }
 
+// Operations that take bytes in from a side's socket, and that send to it: at most one of each.
+constexpr uint8_t kInOps = kOpRecv | kOpSpliceIn | kOpPollIn;
+constexpr uint8_t kOutOps = kOpSend | kOpSpliceOut | kOpPollOut;
+
 }  // namespace
 
-Result<Ok> UringTransport::init() noexcept {
+Result<Ok> UringTransport::init(const Config& config) {
   // A power of two no larger than the pool, so a small pool is not all lent out at once.
   uint32_t entries = 1;
   while (entries * 2 <= std::min(pool_.capacity(), kRingEntries)) entries *= 2;
   if (auto r = ring_.init(reactor_.ring(), entries); !r.ok()) return r;
   ring_.refill(pool_);
+  auto pipes = PipePool::create(config.pipe_count());
+  if (!pipes.ok()) return Error{pipes.error()};
+  pipes_ = std::move(pipes.value());
+  if (pipes_.capacity() == 0) return Ok{};
+  splice_ = relay::SplicePolicy{config.splice, config.splice_threshold_bytes};
+  // The kernel runs every splice on an io-wq worker thread of this (the submitting) thread, from
+  // its unbounded pool (sockets and pipes), starting a new worker whenever work is queued and
+  // none is idle. A splice here never blocks, so workers beyond the CPUs this thread may run on
+  // (its workers inherit its affinity) add threads, not throughput: cap them. A kernel without
+  // the limit (before 5.15) keeps its default; nothing else changes.
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  if (sched_getaffinity(0, sizeof cpus, &cpus) == 0) {
+    unsigned limits[2] = {0, static_cast<unsigned>(CPU_COUNT(&cpus))};  // 0: bounded pool as is
+    io_uring_register_iowq_max_workers(reactor_.ring(), limits);
+  }
   return Ok{};
 }
 
@@ -100,9 +124,102 @@ ConnectOutcome UringTransport::on_event(Connection& c, Handle, bool client, cons
     case UringOp::kCancelUpstream:
       side.ops &= static_cast<uint8_t>(~kOpCancel);
       return ConnectOutcome::kNone;
+    case UringOp::kSpliceClient:
+    case UringOp::kSpliceUpstream:
+      return on_splice(c, client, static_cast<UringSplice>(UringEventOp::buffer(ev.op)), ev.result,
+                       now);
     default:
       return ConnectOutcome::kNone;
   }
+}
+
+ConnectOutcome UringTransport::on_splice(Connection& c, bool client, UringSplice kind,
+                                         int32_t result, LoopTime now) noexcept {
+  Side& side = client ? c.client : c.upstream;
+  const bool closing = c.state == State::kClosing;
+  const bool cancelled = result == -ECANCELED;
+  switch (kind) {
+    case UringSplice::kIn: {  // `side` is the source
+      side.ops &= static_cast<uint8_t>(~kOpSpliceIn);
+      if (closing || cancelled) {
+        // Bytes that reached the pipe stay counted: the close resets the peer and replaces it.
+        if (result > 0) side.piped += static_cast<uint32_t>(result);
+        return ConnectOutcome::kNone;
+      }
+      const SysResult r = from_cqe(result);
+      relay::on_splice_in(c, client ? Dir::kC2U : Dir::kU2C, r, pipes_, stats_, now);
+      if (r.would_block()) {
+        side.hints |= kRecvDrained;
+      } else {
+        side.hints &= static_cast<uint8_t>(~kRecvDrained);
+      }
+      keep_ready(side);
+      return ConnectOutcome::kNone;
+    }
+    case UringSplice::kOut: {  // `side` is the sink
+      side.ops &= static_cast<uint8_t>(~kOpSpliceOut);
+      const Dir d = client ? Dir::kU2C : Dir::kC2U;
+      Side& src = c.source(d);
+      if (closing || cancelled) {
+        if (result > 0) src.piped -= std::min(src.piped, static_cast<uint32_t>(result));
+        return ConnectOutcome::kNone;
+      }
+      // Nothing fills the pipe while it is being drained: what it holds is what was asked.
+      const uint32_t asked = src.piped;
+      relay::on_splice_out(c, d, from_cqe(result), asked, pipes_, stats_, now);
+      // Unlike a send, a splice does not wait for room: after a short one, poll first.
+      if (result == -EAGAIN || (result >= 0 && static_cast<uint32_t>(result) < asked)) {
+        side.hints |= kSendFull;
+      } else {
+        side.hints &= static_cast<uint8_t>(~kSendFull);
+      }
+      keep_ready(side);
+      return ConnectOutcome::kNone;
+    }
+    case UringSplice::kPollIn:
+      side.ops &= static_cast<uint8_t>(~kOpPollIn);
+      // Readable, or an error or hang-up that the next splice reports.
+      if (!closing && !cancelled) side.hints &= static_cast<uint8_t>(~kRecvDrained);
+      return ConnectOutcome::kNone;
+    case UringSplice::kPollOut:
+      side.ops &= static_cast<uint8_t>(~kOpPollOut);
+      if (!closing && !cancelled) side.hints &= static_cast<uint8_t>(~kSendFull);
+      return ConnectOutcome::kNone;
+  }
+  return ConnectOutcome::kNone;
+}
+
+void UringTransport::submit_recv(Side& src, Handle h, bool client) noexcept {
+  io_uring_sqe* e = reactor_.sqe();
+  io_uring_prep_recv(e, src.fd, nullptr, kBufferBytes, 0);
+  // After a short read the socket is empty: wait for data first instead of letting the
+  // kernel try a receive that can only return EAGAIN.
+  if (src.hints & kRecvDrained) e->ioprio |= IORING_RECVSEND_POLL_FIRST;
+  e->flags |= IOSQE_BUFFER_SELECT;
+  e->buf_group = BufferRing::kGroup;
+  io_uring_sqe_set_data64(
+      e, UserData::pack(client ? UringOp::kRecvClient : UringOp::kRecvUpstream, h));
+  src.ops |= kOpRecv;
+}
+
+void UringTransport::submit_splice(int fd_in, int fd_out, uint32_t bytes, Handle h, bool client,
+                                   UringSplice kind) noexcept {
+  // The kernel runs a splice from an io-wq worker, without polling first: on a non-blocking
+  // socket with nothing to read (or no room) it completes with -EAGAIN, never waits.
+  io_uring_sqe* e = reactor_.sqe();
+  io_uring_prep_splice(e, fd_in, -1, fd_out, -1, bytes, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+  io_uring_sqe_set_data64(
+      e, UserData::pack(client ? UringOp::kSpliceClient : UringOp::kSpliceUpstream, h,
+                        static_cast<uint16_t>(kind)));
+}
+
+void UringTransport::submit_poll(int fd, unsigned events, Handle h, bool client,
+                                 UringSplice kind) noexcept {
+  io_uring_sqe* e = reactor_.sqe();
+  io_uring_prep_poll_add(e, fd, events);
+  io_uring_sqe_set_data64(
+      e, UserData::pack(client ? UringOp::kSpliceClient : UringOp::kSpliceUpstream, h,
+                        static_cast<uint16_t>(kind)));
 }
 
 void UringTransport::pump(Connection& c, Handle h, LoopTime now) noexcept {
@@ -113,11 +230,11 @@ void UringTransport::pump(Connection& c, Handle h, LoopTime now) noexcept {
     Side& src = c.source(d);
     Side& dst = c.sink(d);
     const bool to_client = &dst == &c.client;
-    switch (relay::next_step(c, d)) {
+    switch (relay::next_step(c, d, splice_)) {
       case relay::Step::kNone:
         break;
       case relay::Step::kWrite: {
-        if (dst.ops & kOpSend) break;
+        if (dst.ops & kOutOps) break;
         io_uring_sqe* e = reactor_.sqe();
         io_uring_prep_send(e, dst.fd, src.in.read_ptr(), src.in.readable(), MSG_NOSIGNAL);
         io_uring_sqe_set_data64(
@@ -126,22 +243,39 @@ void UringTransport::pump(Connection& c, Handle h, LoopTime now) noexcept {
         dst.ops |= kOpSend;
         break;
       }
-      case relay::Step::kRead: {
+      case relay::Step::kRead:
         // The kernel picks the block, so a receive needs the side's buffer slot free: bytes
         // still held are on their way out and their send completion frees it.
-        if ((src.ops & kOpRecv) || src.in.attached()) break;
-        io_uring_sqe* e = reactor_.sqe();
-        io_uring_prep_recv(e, src.fd, nullptr, kBufferBytes, 0);
-        // After a short read the socket is empty: wait for data first instead of letting the
-        // kernel try a receive that can only return EAGAIN.
-        if (src.hints & kRecvDrained) e->ioprio |= IORING_RECVSEND_POLL_FIRST;
-        e->flags |= IOSQE_BUFFER_SELECT;
-        e->buf_group = BufferRing::kGroup;
-        io_uring_sqe_set_data64(
-            e, UserData::pack(to_client ? UringOp::kRecvUpstream : UringOp::kRecvClient, h));
-        src.ops |= kOpRecv;
+        if ((src.ops & kInOps) || src.in.attached()) break;
+        submit_recv(src, h, !to_client);
+        break;
+      case relay::Step::kSpliceIn: {
+        if ((src.ops & kInOps) || src.in.attached()) break;
+        if (src.hints & kRecvDrained) {
+          submit_poll(src.fd, POLLIN | POLLRDHUP, h, !to_client, UringSplice::kPollIn);
+          src.ops |= kOpPollIn;
+          break;
+        }
+        if (!relay::prepare_splice(c, d, pipes_, stats_)) {
+          submit_recv(src, h, !to_client);  // no pipe free: this read goes through a buffer
+          break;
+        }
+        submit_splice(src.fd, pipes_.at(src.pipe).write_fd, kSpliceAskBytes, h, !to_client,
+                      UringSplice::kIn);
+        src.ops |= kOpSpliceIn;
         break;
       }
+      case relay::Step::kSpliceOut:
+        if (dst.ops & kOutOps) break;
+        if (dst.hints & kSendFull) {
+          submit_poll(dst.fd, POLLOUT, h, to_client, UringSplice::kPollOut);
+          dst.ops |= kOpPollOut;
+          break;
+        }
+        submit_splice(pipes_.at(src.pipe).read_fd, dst.fd, src.piped, h, to_client,
+                      UringSplice::kOut);
+        dst.ops |= kOpSpliceOut;
+        break;
       case relay::Step::kShutdown:
         // SHUT_WR only after every buffered byte was sent: the peer reads them, then EOF.
         sys::shutdown_write(dst.fd);
@@ -167,10 +301,13 @@ bool UringTransport::settle(Connection& c, Handle) noexcept {
 }
 
 bool UringTransport::quiesce(Connection& c, Handle h) noexcept {
-  constexpr uint8_t kInFlight = kOpRecv | kOpSend | kOpConnect | kOpCancel;
-  if (((c.client.ops | c.upstream.ops) & kInFlight) == 0) return true;
+  if ((c.client.ops | c.upstream.ops) == 0) return true;
+  // Only what may wait indefinitely is cancelled. A splice never waits (its sockets and pipes are
+  // non-blocking), and one into a pipe is filed under the pipe, which a cancel by socket would
+  // not find: both are left to complete.
+  constexpr uint8_t kWaiting = kOpRecv | kOpSend | kOpConnect | kOpPollIn | kOpPollOut;
   for (Side* side : {&c.client, &c.upstream}) {
-    if (!(side->ops & (kOpRecv | kOpSend | kOpConnect)) || (side->ops & kOpCancel)) continue;
+    if (!(side->ops & kWaiting) || (side->ops & kOpCancel)) continue;
     io_uring_sqe* e = reactor_.sqe();
     io_uring_prep_cancel_fd(e, side->fd, IORING_ASYNC_CANCEL_ALL);
     const bool client = side == &c.client;
@@ -179,6 +316,20 @@ bool UringTransport::quiesce(Connection& c, Handle h) noexcept {
     side->ops |= kOpCancel;
   }
   return false;
+}
+
+void UringTransport::release_pipes(Connection& c) noexcept {
+  for (Side* side : {&c.client, &c.upstream}) {
+    if (side->pipe == kNoPipe) continue;
+    if (side->piped == 0) {
+      pipes_.release(side->pipe);
+    } else {
+      ++stats_.splice_pipes_dirty;
+      pipes_.recycle(side->pipe);
+    }
+    side->pipe = kNoPipe;
+    side->piped = 0;
+  }
 }
 
 }  // namespace edgeproxy

@@ -1,15 +1,19 @@
 // UringTransport: how the io_uring backend moves a connection's bytes. Completion-based: it
-// submits at most one receive and one send per side, receives into blocks the kernel picks from
-// a provided-buffer ring stocked by the BufferPool, applies completions through the same relay
-// (relay.h) as the epoll backend, and on close cancels what is in flight: a slot is freed only
-// when no operation refers to it. Single-threaded: owned by one Worker.
+// submits per side at most one operation taking bytes in and one sending, receives into blocks
+// the kernel picks from a provided-buffer ring stocked by the BufferPool or splices through a
+// pipe from its PipePool, applies completions through the same relay (relay.h) as the epoll
+// backend, and on close cancels what is in flight: a slot is freed only when no operation
+// refers to it. Single-threaded: owned by one Worker.
 #pragma once
 
 #include "edgeproxy/buffer_pool.h"
 #include "edgeproxy/clock.h"
+#include "edgeproxy/config.h"
 #include "edgeproxy/connection.h"
 #include "edgeproxy/event.h"
 #include "edgeproxy/net.h"
+#include "edgeproxy/pipe_pool.h"
+#include "edgeproxy/relay.h"
 #include "edgeproxy/result.h"
 #include "edgeproxy/slab.h"
 #include "edgeproxy/stats.h"
@@ -27,11 +31,17 @@ enum UringSideOp : uint8_t {
   kOpSend = 1 << 1,
   kOpConnect = 1 << 2,
   kOpCancel = 1 << 3,
+  kOpSpliceIn = 1 << 4,   // splice from this side's socket into its pipe
+  kOpSpliceOut = 1 << 5,  // splice from the peer's pipe into this side's socket
+  kOpPollIn = 1 << 6,     // waiting for this socket to be readable before a splice in
+  kOpPollOut = 1 << 7,    // waiting for room in this socket before a splice out
 };
 
 // Side::hints bits.
 enum UringSideHint : uint8_t {
-  kRecvDrained = 1 << 0,  // the last receive was short: the socket was empty after it
+  // The last receive was short, or a splice found the socket empty: wait for data first.
+  kRecvDrained = 1 << 0,
+  kSendFull = 1 << 1,  // the last splice out stopped at a full send buffer: wait for room first
 };
 
 class UringTransport {
@@ -44,8 +54,9 @@ class UringTransport {
   UringTransport(UringReactor& reactor, BufferPool& pool, Stats& stats) noexcept
       : reactor_(reactor), pool_(pool), stats_(stats) {}
 
-  // Registers the provided-buffer ring and stocks it from the pool.
-  Result<Ok> init() noexcept;
+  // Registers the provided-buffer ring and stocks it from the pool; creates config.pipe_count()
+  // pipes for splice (--splice).
+  Result<Ok> init(const Config& config);
 
   // Submits the connect of c.upstream.fd (already created) to `to`. Returns EINPROGRESS.
   int connect(Connection& c, Handle h, const SocketAddress& to) noexcept;
@@ -68,11 +79,26 @@ class UringTransport {
   // Whether a receive that failed with ENOBUFS could get a block now.
   bool buffers_available() const noexcept { return ring_.held() > 0 || pool_.available() > 0; }
 
+  // At close, once quiesce() said nothing is in flight: gives the connection's pipes back, an
+  // emptied one as it is, one still holding bytes replaced by a fresh pipe (splice_pipes_dirty).
+  void release_pipes(Connection& c) noexcept;
+
+  const PipePool& pipes() const noexcept { return pipes_; }
+
  private:
+  ConnectOutcome on_splice(Connection& c, bool client, UringSplice kind, int32_t result,
+                           LoopTime now) noexcept;
+  void submit_recv(Side& src, Handle h, bool client) noexcept;
+  void submit_splice(int fd_in, int fd_out, uint32_t bytes, Handle h, bool client,
+                     UringSplice kind) noexcept;
+  void submit_poll(int fd, unsigned events, Handle h, bool client, UringSplice kind) noexcept;
+
   UringReactor& reactor_;
   BufferPool& pool_;
   Stats& stats_;
   BufferRing ring_;
+  PipePool pipes_;
+  relay::SplicePolicy splice_;
   // The address stays valid while a connect is in flight: one backend per worker for now.
   SocketAddress connect_to_;
 };

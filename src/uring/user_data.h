@@ -22,6 +22,18 @@ enum class UringOp : uint8_t {
   kCancelClient = 9,  // cancel of every operation on the client fd
   kCancelUpstream = 10,
   kAcceptOnce = 11,  // single-shot accept (near capacity); index = listener number
+  // A splice or the poll before one, on the client / upstream fd; buffer = its UringSplice.
+  kSpliceClient = 12,
+  kSpliceUpstream = 13,
+};
+
+// Which splice operation a kSpliceClient/kSpliceUpstream completion reports. The side named by
+// the op is the socket: the source for kIn and kPollIn, the sink for kOut and kPollOut.
+enum class UringSplice : uint16_t {
+  kIn = 0,       // splice socket -> pipe
+  kOut = 1,      // splice pipe -> socket
+  kPollIn = 2,   // wait until the socket is readable (a splice on an empty socket is EAGAIN)
+  kPollOut = 3,  // wait until the socket's send buffer has room
 };
 
 struct UserData {

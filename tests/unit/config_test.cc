@@ -354,6 +354,61 @@ TEST(ConfigTest, BuffersZeroErrorOffersRefusedValueOne) {
   EXPECT_FALSE(Parse({"--buffers", "1"}).ok());
 }
 
+// --- splice --------------------------------------------------------------------------------
+
+TEST(ConfigTest, SpliceDefaults) {
+  const Config c = Ok({});
+  EXPECT_EQ(c.splice, SpliceMode::kAuto);
+  EXPECT_EQ(c.splice_threshold_bytes, 65536u);
+  EXPECT_EQ(c.splice_pipes, 0u);
+  EXPECT_EQ(c.pipe_count(), 256u) << "a quarter of max-connections";
+  EXPECT_EQ(Ok({"--splice", "never"}).pipe_count(), 0u) << "no pipes (no descriptors) when off";
+}
+
+TEST(ConfigTest, SpliceModesInEveryForm) {
+  EXPECT_EQ(Ok({"--splice", "auto"}).splice, SpliceMode::kAuto);
+  EXPECT_EQ(Ok({"--splice=always"}).splice, SpliceMode::kAlways);
+  EXPECT_EQ(Ok({"--splice", "always", "--splice=never"}).splice, SpliceMode::kNever);
+  EXPECT_STREQ(to_string(SpliceMode::kNever), "never");
+  EXPECT_STREQ(to_string(SpliceMode::kAuto), "auto");
+  EXPECT_STREQ(to_string(SpliceMode::kAlways), "always");
+}
+
+TEST(ConfigTest, BadSpliceModeIsRefusedNamingFlagValueAndChoices) {
+  for (const char* value : {"", "yes", "Auto", "ALWAYS", "1", "auto "}) {
+    const std::string message = Err({"--splice", value});
+    EXPECT_TRUE(Names(message, "--splice")) << "value '" << value << "'";
+    EXPECT_TRUE(Names(message, std::string("'") + value + "'"));
+    EXPECT_TRUE(Names(message, "auto, always or never"));
+  }
+  EXPECT_TRUE(Names(Err({"--splice"}), "missing value"));
+}
+
+TEST(ConfigTest, SpliceThresholdAndPipes) {
+  const Config c = Ok({"--splice", "auto", "--splice-threshold", "0", "--splice-pipes=7"});
+  EXPECT_EQ(c.splice_threshold_bytes, 0u);
+  EXPECT_EQ(c.splice_pipes, 7u);
+  EXPECT_EQ(c.pipe_count(), 7u);
+  EXPECT_EQ(Ok({"--splice-threshold=1048576"}).splice_threshold_bytes, 1048576u);
+  CheckStatedRange("--splice-threshold");
+  CheckStatedRange("--splice-pipes");
+  for (const char* flag : {"--splice-threshold", "--splice-pipes"}) {
+    for (const char* value : {"abc", "", "-5", "64k", "1.5"}) {
+      EXPECT_TRUE(Names(Err({flag, value}), flag)) << "value '" << value << "'";
+    }
+  }
+}
+
+TEST(ConfigTest, PipeCountFollowsModeAndMaxConnections) {
+  EXPECT_EQ(Ok({"--splice", "always"}).pipe_count(), 256u) << "a quarter of max-connections";
+  EXPECT_EQ(Ok({"--splice", "auto", "--max-connections", "40"}).pipe_count(), 10u);
+  EXPECT_EQ(Ok({"--splice", "auto", "--max-connections", "3"}).pipe_count(), 1u) << "at least 1";
+  EXPECT_EQ(Ok({"--splice", "never", "--splice-pipes", "9"}).pipe_count(), 0u);
+  Config c = Ok({"--splice", "auto"});
+  c.max_connections = 100;  // main lowers it to fit the open-file limit: the default follows
+  EXPECT_EQ(c.pipe_count(), 25u);
+}
+
 // --- usage ---------------------------------------------------------------------------------
 
 struct Documented {
@@ -363,11 +418,12 @@ struct Documented {
 
 // The options table in config.cc.
 constexpr Documented kOptions[] = {
-    {"listen", 'l'},         {"port", 'p'},   {"backend", 'b'},       {"backend-port", 'P'},
-    {"max-connections", 0},  {"buffers", 0},  {"connect-timeout", 0}, {"idle-timeout", 0},
-    {"shutdown-timeout", 0}, {"backlog", 0},  {"no-delay", 0},        {"no-no-delay", 0},
-    {"verbose", 'v'},        {"quiet", 'q'},  {"help", 'h'},          {"version", 'V'},
-    {"workers", 0},          {"cpu-list", 0},
+    {"listen", 'l'},         {"port", 'p'},           {"backend", 'b'},       {"backend-port", 'P'},
+    {"max-connections", 0},  {"buffers", 0},          {"connect-timeout", 0}, {"idle-timeout", 0},
+    {"shutdown-timeout", 0}, {"backlog", 0},          {"no-delay", 0},        {"no-no-delay", 0},
+    {"verbose", 'v'},        {"quiet", 'q'},          {"help", 'h'},          {"version", 'V'},
+    {"splice", 0},           {"splice-threshold", 0}, {"splice-pipes", 0},    {"workers", 0},
+    {"cpu-list", 0},
 };
 
 TEST(ConfigTest, UsageMentionsEveryOption) {
@@ -394,6 +450,9 @@ TEST(ConfigTest, UsageShowsDefaults) {
   EXPECT_TRUE(Names(text, "(default " + std::to_string(d.shutdown_timeout_s) + ")"));
   EXPECT_TRUE(Names(text, "(default " + std::to_string(d.backlog) + ")"));
   EXPECT_TRUE(Names(text, "2 x max-connections"));
+  EXPECT_TRUE(Names(text, std::string("(default ") + to_string(d.splice) + ")"));
+  EXPECT_TRUE(Names(text, "(default " + std::to_string(d.splice_threshold_bytes) + ")"));
+  EXPECT_TRUE(Names(text, "max-connections / 4"));
 }
 
 TEST(ConfigTest, EveryDocumentedOptionParses) {

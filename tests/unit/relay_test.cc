@@ -34,6 +34,12 @@ static void PrintTo(Step s, std::ostream* os) {
     case Step::kShutdown:
       *os << "kShutdown";
       return;
+    case Step::kSpliceIn:
+      *os << "kSpliceIn";
+      return;
+    case Step::kSpliceOut:
+      *os << "kSpliceOut";
+      return;
   }
   *os << "Step(" << static_cast<int>(s) << ")";
 }
@@ -70,6 +76,16 @@ BufferPool MakePool(uint32_t count) {
   return std::move(r.value());
 }
 
+// Real pipes (the relay never touches their fds; it only hands ids out and back).
+PipePool MakePipes(uint32_t count) {
+  Result<PipePool> r = PipePool::create(count, 65536);
+  if (!r.ok()) {
+    ADD_FAILURE() << r.error();
+    std::abort();
+  }
+  return std::move(r.value());
+}
+
 // The byte at offset k of direction d's stream.
 std::byte Pattern(Dir d, uint64_t k) {
   return static_cast<std::byte>(static_cast<uint8_t>(k * 7 + (d == Dir::kC2U ? 0 : 101)));
@@ -77,10 +93,14 @@ std::byte Pattern(Dir d, uint64_t k) {
 
 // Everything that must hold between relay calls. `held` counts pool blocks held outside the
 // connection; `transient_empty` allows an empty attached buffer (after prepare_read, before the
-// read result is applied).
+// read result is applied) or an empty pipe (after prepare_splice, before the splice result).
+// With `pipes`, the pipes handed out must be exactly those the connection holds plus
+// `pipes_held` held outside it.
 ::testing::AssertionResult Invariants(const Connection& c, const BufferPool& pool, uint32_t held,
-                                      bool transient_empty = false) {
+                                      bool transient_empty = false, const PipePool* pipes = nullptr,
+                                      uint32_t pipes_held = 0) {
   uint32_t attached = 0;
+  uint32_t piped_sides = 0;
   for (const Dir d : kDirs) {
     const Side& src = c.source(d);
     const Side& dst = c.sink(d);
@@ -97,11 +117,24 @@ std::byte Pattern(Dir d, uint64_t k) {
     } else if (in.readable() != 0 || in.writable() != 0) {
       return ::testing::AssertionFailure() << Name(d) << ": detached buffer with bytes or room";
     }
-    if ((src.paused & kPauseBackpressure) && !in.full()) {
+    if ((src.paused & kPauseBackpressure) && !in.full() && src.piped == 0) {
       return ::testing::AssertionFailure()
-             << Name(d) << ": backpressure pause without a full buffer";
+             << Name(d) << ": backpressure pause without a full buffer or a filled pipe";
     }
-    if ((dst.flags & kWriteShut) && !((src.flags & kEof) && in.empty())) {
+    if (src.pipe != kNoPipe) {
+      ++piped_sides;
+      if (src.piped == 0 && !transient_empty && c.state != State::kClosing) {
+        return ::testing::AssertionFailure()
+               << Name(d) << ": an empty pipe is held (must go back to the pool at once)";
+      }
+    } else if (src.piped != 0) {
+      return ::testing::AssertionFailure() << Name(d) << ": bytes in a pipe nobody holds";
+    }
+    if (src.piped > 0 && !in.empty()) {
+      return ::testing::AssertionFailure()
+             << Name(d) << ": bytes in both the buffer and the pipe (they could overtake)";
+    }
+    if ((dst.flags & kWriteShut) && !((src.flags & kEof) && in.empty() && src.piped == 0)) {
       return ::testing::AssertionFailure()
              << Name(d) << ": sink shut before the source ended and its bytes were delivered";
     }
@@ -112,6 +145,10 @@ std::byte Pattern(Dir d, uint64_t k) {
   if (pool.in_use() != attached + held) {
     return ::testing::AssertionFailure() << "pool in_use " << pool.in_use() << " but " << attached
                                          << " attached + " << held << " held";
+  }
+  if (pipes != nullptr && pipes->in_use() != piped_sides + pipes_held) {
+    return ::testing::AssertionFailure() << "pipes in_use " << pipes->in_use() << " but "
+                                         << piped_sides << " held by sides + " << pipes_held;
   }
   if (((c.client.flags | c.upstream.flags) & kFailed) && c.state != State::kClosing) {
     return ::testing::AssertionFailure() << "a side failed but the state is " << to_string(c.state);
@@ -139,7 +176,7 @@ std::byte Pattern(Dir d, uint64_t k) {
 
 class RelayTest : public ::testing::Test {
  protected:
-  RelayTest() : pool_(MakePool(4)) {
+  RelayTest() : pool_(MakePool(4)), pipes_(MakePipes(2)) {
     c_.client.fd = 10;
     c_.upstream.fd = 11;
     c_.state = State::kRelaying;
@@ -148,13 +185,44 @@ class RelayTest : public ::testing::Test {
     pool_.release(c_.client.in);
     pool_.release(c_.upstream.in);
     for (Buffer& b : held_) pool_.release(b);
+    for (Side* side : {&c_.client, &c_.upstream}) {
+      if (side->pipe != kNoPipe) pipes_.release(side->pipe);
+    }
+    for (const uint32_t id : pipes_held_) pipes_.release(id);
   }
 
   ::testing::AssertionResult Check(bool transient_empty = false) {
-    return Invariants(c_, pool_, static_cast<uint32_t>(held_.size()), transient_empty);
+    return Invariants(c_, pool_, static_cast<uint32_t>(held_.size()), transient_empty, &pipes_,
+                      static_cast<uint32_t>(pipes_held_.size()));
   }
 
-  Step Next(Dir d) { return relay::next_step(c_, d); }
+  Step Next(Dir d) { return relay::next_step(c_, d, splice_); }
+
+  // One splice into the source's pipe as the transport does it: prepare_splice, then the result.
+  // False (nothing applied) when no pipe was free.
+  bool SpliceIn(Dir d, SysResult r) {
+    if (!relay::prepare_splice(c_, d, pipes_, stats_)) {
+      EXPECT_TRUE(Check());
+      return false;
+    }
+    EXPECT_TRUE(Check(/*transient_empty=*/true));
+    relay::on_splice_in(c_, d, r, pipes_, stats_, now_);
+    EXPECT_TRUE(Check());
+    return true;
+  }
+
+  // One splice of everything the source's pipe holds into the sink, `r` being the result.
+  void SpliceOut(Dir d, SysResult r) {
+    const uint32_t asked = c_.source(d).piped;
+    relay::on_splice_out(c_, d, r, asked, pipes_, stats_, now_);
+    EXPECT_TRUE(Check());
+  }
+
+  // Takes every free pipe out of the pool.
+  void DrainPipes() {
+    uint32_t id = 0;
+    while (pipes_.acquire(id)) pipes_held_.push_back(id);
+  }
 
   // One read as the transport does it: prepare_read, then read into writable() bytes.
   bool Read(Dir d, SysResult r) {
@@ -221,6 +289,9 @@ class RelayTest : public ::testing::Test {
   }
 
   BufferPool pool_;
+  PipePool pipes_;
+  relay::SplicePolicy splice_;  // kNever unless a test sets it
+  std::vector<uint32_t> pipes_held_;
   Stats stats_;
   Connection c_;
   LoopTime now_{5'000'000'000, 5'000};
@@ -826,6 +897,246 @@ TEST_F(RelayTest, UpstreamEofWithoutBytesAddsNoAcceleration) {
   EXPECT_EQ(stats_.acceleration_factor(), 0.0);
 }
 
+// --- splice --------------------------------------------------------------------------------
+
+TEST_F(RelayTest, NeverSplicesWithTheDefaultPolicy) {
+  Ready(c_.client, kReadable);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kRead);
+  EXPECT_EQ(relay::next_step(c_, Dir::kC2U), Step::kRead);
+  splice_.mode = SpliceMode::kNever;
+  EXPECT_EQ(Next(Dir::kC2U), Step::kRead);
+}
+
+TEST_F(RelayTest, AlwaysSplicesOnceRelayingOnly) {
+  splice_.mode = SpliceMode::kAlways;
+  c_.state = State::kConnecting;
+  Ready(c_.client, kReadable);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kRead) << "bytes read while connecting are buffered";
+  relay::on_connected(c_);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kSpliceIn);
+  Ready(c_.upstream, kReadable);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kSpliceIn);
+  EXPECT_EQ(pipes_.in_use(), 0u) << "deciding takes no pipe; prepare_splice does";
+}
+
+TEST_F(RelayTest, AutoSplicesOnlyAfterTheThresholdAndAnEmptyBuffer) {
+  splice_ = relay::SplicePolicy{SpliceMode::kAuto, 3 * kBufferBytes};
+  Ready(c_.client, kReadable);
+  Ready(c_.upstream, kWritable);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Next(Dir::kC2U), Step::kRead) << "read " << i;
+    ASSERT_TRUE(Read(Dir::kC2U, Bytes(kBufferBytes)));
+    EXPECT_EQ(c_.client.buffered, static_cast<uint32_t>(i + 1) * kBufferBytes);
+    if (i < 2) {
+      ASSERT_EQ(Next(Dir::kC2U), Step::kWrite);
+      Write(Dir::kC2U, Bytes(kBufferBytes));
+    }
+  }
+  // Past the threshold, but the buffer still holds bytes: they go first, by a write.
+  Write(Dir::kC2U, Bytes(100));
+  Ready(c_.upstream, 0);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone) << "no splice while the buffer holds bytes";
+  Ready(c_.upstream, kWritable);
+  ASSERT_EQ(Next(Dir::kC2U), Step::kWrite);
+  Write(Dir::kC2U, Bytes(kBufferBytes - 100));
+  EXPECT_EQ(Next(Dir::kC2U), Step::kSpliceIn);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kNone) << "each direction counts its own bytes";
+}
+
+// A chatty connection (requests and replies smaller than a buffer) never splices, however many
+// bytes it moves: a splice would cost a call more per message.
+TEST_F(RelayTest, AutoNeverSplicesReadsThatDoNotFillABuffer) {
+  splice_ = relay::SplicePolicy{SpliceMode::kAuto, 1000};
+  Ready(c_.upstream, kWritable);
+  for (int i = 0; i < 50; ++i) {
+    Ready(c_.client, kReadable);
+    ASSERT_EQ(Next(Dir::kC2U), Step::kRead) << "message " << i;
+    ASSERT_TRUE(Read(Dir::kC2U, Bytes(300)));
+    EXPECT_FALSE(c_.client.flags & kBulk);
+    ASSERT_EQ(Next(Dir::kC2U), Step::kWrite);
+    Write(Dir::kC2U, Bytes(300));
+  }
+  EXPECT_EQ(c_.client.buffered, 15000u);
+  EXPECT_EQ(stats_.splice_bytes, 0u);
+}
+
+TEST_F(RelayTest, AutoGoesBackToBuffersAfterASmallSplice) {
+  splice_ = relay::SplicePolicy{SpliceMode::kAuto, 0};
+  Ready(c_.upstream, kReadable);
+  Ready(c_.client, kWritable);
+  ASSERT_EQ(Next(Dir::kU2C), Step::kRead) << "not bulk yet: nothing was read";
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(kBufferBytes)));
+  EXPECT_TRUE(c_.upstream.flags & kBulk) << "a full buffer: more bytes were waiting";
+  Write(Dir::kU2C, Bytes(kBufferBytes));
+  ASSERT_EQ(Next(Dir::kU2C), Step::kSpliceIn);
+  ASSERT_TRUE(SpliceIn(Dir::kU2C, Bytes(3 * kBufferBytes)));
+  EXPECT_TRUE(c_.upstream.flags & kBulk);
+  SpliceOut(Dir::kU2C, Bytes(3 * kBufferBytes));
+  ASSERT_EQ(Next(Dir::kU2C), Step::kSpliceIn);
+  ASSERT_TRUE(SpliceIn(Dir::kU2C, Bytes(100)));
+  EXPECT_FALSE(c_.upstream.flags & kBulk) << "the burst is over";
+  SpliceOut(Dir::kU2C, Bytes(100));
+  EXPECT_EQ(Next(Dir::kU2C), Step::kRead) << "small bytes again: back to buffers";
+  EXPECT_EQ(pipes_.in_use(), 0u);
+}
+
+TEST_F(RelayTest, SpliceInPausesTheSourceUntilThePipeIsDrained) {
+  splice_.mode = SpliceMode::kAlways;
+  Ready(c_.client, kReadable);
+  ASSERT_EQ(Next(Dir::kC2U), Step::kSpliceIn);
+  ASSERT_TRUE(SpliceIn(Dir::kC2U, Bytes(100000)));
+  EXPECT_NE(c_.client.pipe, kNoPipe);
+  EXPECT_EQ(c_.client.piped, 100000u);
+  EXPECT_EQ(c_.client.paused, kPauseBackpressure);
+  EXPECT_TRUE(c_.client.flags & kReadReady) << "a splice may stop at a full pipe, not the socket";
+  EXPECT_FALSE(c_.client.in.attached()) << "no buffer used";
+  EXPECT_EQ(stats_.reads_client, 1u);
+  EXPECT_EQ(c_.client.buffered, 0u);
+  EXPECT_FALSE(Want(c_.client) & kWantRead);
+  EXPECT_EQ(Want(c_.upstream), kWantRead | kWantWrite) << "bytes wait in the pipe";
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone);
+  Ready(c_.upstream, kWritable);
+  ASSERT_EQ(Next(Dir::kC2U), Step::kSpliceOut);
+  SpliceOut(Dir::kC2U, Bytes(100000));
+  EXPECT_EQ(c_.client.pipe, kNoPipe) << "an emptied pipe goes back at once";
+  EXPECT_EQ(pipes_.in_use(), 0u);
+  EXPECT_EQ(c_.client.paused, 0);
+  EXPECT_EQ(stats_.bytes_c2u, 100000u);
+  EXPECT_EQ(stats_.splice_bytes, 100000u);
+  EXPECT_EQ(stats_.writes_upstream, 1u);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kSpliceIn) << "still readable: splice again";
+}
+
+TEST_F(RelayTest, SpliceInWouldBlockClearsReadReadyAndReturnsThePipe) {
+  splice_.mode = SpliceMode::kAlways;
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(SpliceIn(Dir::kU2C, Errno(EAGAIN)));
+  EXPECT_FALSE(c_.upstream.flags & kReadReady);
+  EXPECT_EQ(c_.upstream.pipe, kNoPipe);
+  EXPECT_EQ(pipes_.in_use(), 0u);
+  EXPECT_EQ(stats_.reads_upstream, 0u);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kNone);
+  EXPECT_EQ(Want(c_.upstream), kWantRead);
+}
+
+TEST_F(RelayTest, PartialSpliceOutKeepsThePipeAndWaitsForRoom) {
+  splice_.mode = SpliceMode::kAlways;
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(SpliceIn(Dir::kU2C, Bytes(50000)));
+  Ready(c_.client, kWritable);
+  SpliceOut(Dir::kU2C, Bytes(20000));
+  EXPECT_FALSE(c_.client.flags & kWriteReady) << "a short splice means the send buffer is full";
+  EXPECT_EQ(c_.upstream.piped, 30000u);
+  EXPECT_NE(c_.upstream.pipe, kNoPipe);
+  EXPECT_EQ(c_.upstream.paused, kPauseBackpressure);
+  EXPECT_EQ(Want(c_.client), kWantRead | kWantWrite);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kNone);
+  Ready(c_.client, kWritable);
+  SpliceOut(Dir::kU2C, Errno(EAGAIN));
+  EXPECT_FALSE(c_.client.flags & kWriteReady);
+  EXPECT_EQ(c_.upstream.piped, 30000u);
+  Ready(c_.client, kWritable);
+  SpliceOut(Dir::kU2C, Bytes(30000));
+  EXPECT_EQ(c_.upstream.pipe, kNoPipe);
+  EXPECT_EQ(stats_.bytes_u2c, 50000u);
+  EXPECT_EQ(stats_.splice_bytes, 50000u);
+  EXPECT_EQ(stats_.writes_client, 2u);
+}
+
+TEST_F(RelayTest, EmptyPipePoolFallsBackToABufferAndCounts) {
+  splice_.mode = SpliceMode::kAlways;
+  DrainPipes();
+  Ready(c_.client, kReadable);
+  ASSERT_EQ(Next(Dir::kC2U), Step::kSpliceIn);
+  EXPECT_FALSE(SpliceIn(Dir::kC2U, Bytes(1)));
+  EXPECT_EQ(stats_.splice_pipe_waits, 1u);
+  EXPECT_EQ(c_.client.pipe, kNoPipe);
+  EXPECT_EQ(c_.client.paused, 0) << "not paused: the read goes through a buffer instead";
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(500)));
+  Ready(c_.upstream, kWritable);
+  ASSERT_EQ(Next(Dir::kC2U), Step::kWrite);
+  Write(Dir::kC2U, Bytes(500));
+  // A pipe comes back: the next read splices.
+  pipes_.release(pipes_held_.back());
+  pipes_held_.pop_back();
+  Ready(c_.client, kReadable);  // the short read above had drained the socket
+  ASSERT_EQ(Next(Dir::kC2U), Step::kSpliceIn);
+  ASSERT_TRUE(SpliceIn(Dir::kC2U, Bytes(700)));
+  EXPECT_EQ(stats_.splice_pipe_waits, 1u);
+  SpliceOut(Dir::kC2U, Bytes(700));
+  EXPECT_EQ(stats_.bytes_c2u, 1200u);
+  EXPECT_EQ(stats_.splice_bytes, 700u);
+}
+
+TEST_F(RelayTest, SplicedEofShutsDownOnlyOnceThePipeIsDrained) {
+  splice_.mode = SpliceMode::kAlways;
+  Ready(c_.client, kReadable | kHangup);
+  ASSERT_TRUE(SpliceIn(Dir::kC2U, Bytes(4000)));
+  EXPECT_TRUE(c_.client.flags & kReadReady);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone);
+  Ready(c_.upstream, kWritable);
+  SpliceOut(Dir::kC2U, Bytes(1000));
+  EXPECT_FALSE(relay::direction_done(c_, Dir::kC2U));
+  Ready(c_.upstream, kWritable);
+  SpliceOut(Dir::kC2U, Bytes(3000));
+  ASSERT_EQ(Next(Dir::kC2U), Step::kSpliceIn);
+  ASSERT_TRUE(SpliceIn(Dir::kC2U, Eof()));
+  EXPECT_TRUE(c_.client.flags & kEof);
+  EXPECT_EQ(c_.client.pipe, kNoPipe);
+  ASSERT_EQ(Next(Dir::kC2U), Step::kShutdown);
+  Shutdown(Dir::kC2U);
+  EXPECT_TRUE(relay::direction_done(c_, Dir::kC2U));
+  EXPECT_EQ(c_.state, State::kDraining);
+}
+
+TEST_F(RelayTest, NoShutdownWhileThePipeHoldsBytes) {
+  c_.client.flags |= kEof;
+  ASSERT_TRUE(pipes_.acquire(c_.client.pipe));
+  c_.client.piped = 10;
+  c_.client.paused = kPauseBackpressure;
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone);
+  EXPECT_FALSE(relay::direction_done(c_, Dir::kC2U));
+  c_.upstream.flags |= kWriteShut;
+  EXPECT_FALSE(relay::direction_done(c_, Dir::kC2U)) << "bytes in the pipe were not delivered";
+  c_.upstream.flags &= static_cast<uint8_t>(~kWriteShut);
+  Ready(c_.upstream, kWritable);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kSpliceOut);
+  SpliceOut(Dir::kC2U, Bytes(10));
+  EXPECT_EQ(Next(Dir::kC2U), Step::kShutdown);
+}
+
+TEST_F(RelayTest, SpliceErrorsFailTheRightSide) {
+  splice_.mode = SpliceMode::kAlways;
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(SpliceIn(Dir::kC2U, Bytes(10)));
+  Ready(c_.upstream, kWritable);
+  SpliceOut(Dir::kC2U, Errno(EPIPE));
+  EXPECT_TRUE(c_.upstream.flags & kFailed);
+  EXPECT_FALSE(c_.client.flags & kFailed);
+  EXPECT_EQ(c_.state, State::kClosing);
+  EXPECT_EQ(c_.client.piped, 10u) << "undelivered: the close resets the client";
+  EXPECT_EQ(stats_.resets_upstream, 1u);
+}
+
+TEST_F(RelayTest, SpliceInErrorFailsTheSourceAndReturnsThePipe) {
+  splice_.mode = SpliceMode::kAlways;
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(SpliceIn(Dir::kU2C, Errno(ECONNRESET)));
+  EXPECT_TRUE(c_.upstream.flags & kFailed);
+  EXPECT_EQ(c_.state, State::kClosing);
+  EXPECT_EQ(c_.upstream.pipe, kNoPipe);
+  EXPECT_EQ(pipes_.in_use(), 0u);
+  EXPECT_EQ(stats_.resets_upstream, 1u);
+}
+
+TEST_F(RelayTest, SpliceStampsAccelerationLikeReads) {
+  splice_.mode = SpliceMode::kAlways;
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(SpliceIn(Dir::kU2C, Bytes(10)));
+  EXPECT_EQ(c_.u2c_first_ns, now_.ns);
+  EXPECT_EQ(c_.last_active_ms, now_.ms);
+}
+
 // --- two scripted edge-triggered sockets ----------------------------------------------------
 
 // One peer behind one of the connection's sockets, with that socket's kernel queues.
@@ -858,6 +1169,8 @@ struct SimOptions {
   uint32_t pool_blocks = 2;
   bool start_connecting = false;
   int error_per_mille = 0;  // chance of ECONNRESET/EPIPE per syscall
+  relay::SplicePolicy splice;
+  uint32_t pipes = 2;  // pipes in the pool (with splice)
 };
 
 struct SimOutcome {
@@ -869,6 +1182,8 @@ struct SimOutcome {
   uint64_t pool_waits = 0;       // reads paused on an empty pool
   uint64_t backpressure = 0;     // reads that filled a buffer
   uint64_t connecting_held = 0;  // client bytes read while the upstream was connecting
+  uint64_t spliced = 0;          // bytes delivered through pipes
+  uint64_t pipe_waits = 0;       // splices that found no pipe free
 };
 
 // Runs one connection between two scripted peers, emulating the Worker, the epoll transport and
@@ -877,6 +1192,10 @@ void Simulate(const SimOptions& o, SimOutcome& out) {
   std::mt19937_64 rng(o.seed);
   auto uniform = [&rng](uint64_t n) { return rng() % n; };
   BufferPool pool = MakePool(o.pool_blocks);
+  PipePool pipes = MakePipes(o.pipes);
+  // Per direction, the stream offset of the first byte in its pipe: a pipe is a FIFO, so the
+  // bytes it delivers must start exactly where the sink's stream stands.
+  uint64_t pipe_start[2] = {0, 0};
   Stats stats;
   Connection c;
   c.client.fd = 3;
@@ -890,7 +1209,7 @@ void Simulate(const SimOptions& o, SimOutcome& out) {
   out.sent[1] = upstream.total;
   auto side_of = [&c](int i) -> Side& { return i == 0 ? c.client : c.upstream; };
   auto check = [&](const char* what, int iteration) {
-    const ::testing::AssertionResult r = Invariants(c, pool, 0);
+    const ::testing::AssertionResult r = Invariants(c, pool, 0, false, &pipes);
     EXPECT_TRUE(r) << "seed " << o.seed << " iteration " << iteration << " after " << what;
     return static_cast<bool>(r);
   };
@@ -969,8 +1288,53 @@ void Simulate(const SimOptions& o, SimOutcome& out) {
         Peer& from = peers[si];
         Peer& to = peers[1 - si];
         Side& src = c.source(d);
-        const Step step = relay::next_step(c, d);
-        if (step == Step::kRead) {
+        const Step step = relay::next_step(c, d, o.splice);
+        if (step == Step::kSpliceIn && relay::prepare_splice(c, d, pipes, stats)) {
+          SysResult r;
+          if (uniform(1000) < static_cast<uint64_t>(o.error_per_mille)) {
+            r = Errno(ECONNRESET);
+          } else if (from.rcvq() > 0) {
+            // The pipe's free slots limit a splice as much as the socket's bytes do.
+            const uint64_t n = std::min<uint64_t>(1 + uniform(70'000), from.rcvq());
+            pipe_start[si] = from.read;
+            from.read += n;
+            r = Bytes(static_cast<long>(n));
+          } else if (from.fin) {
+            r = Eof();
+          } else {
+            r = Errno(EAGAIN);
+          }
+          relay::on_splice_in(c, d, r, pipes, stats, now);
+          if (!check("on_splice_in", it)) return;
+          progressed = true;
+        } else if (step == Step::kSpliceOut) {
+          if (to.got_fin) {
+            ADD_FAILURE() << "seed " << o.seed << ": splice after shutdown";
+            return;
+          }
+          if (pipe_start[si] != to.received) {
+            ADD_FAILURE() << "seed " << o.seed << ": " << Name(d) << " pipe starts at byte "
+                          << pipe_start[si] << " but the sink stands at " << to.received;
+            return;
+          }
+          const uint32_t asked = src.piped;
+          SysResult r;
+          if (uniform(1000) < static_cast<uint64_t>(o.error_per_mille)) {
+            r = Errno(EPIPE);
+          } else if (to.room == 0) {
+            r = Errno(EAGAIN);
+          } else {
+            const uint64_t n = std::min<uint64_t>(asked, to.room);
+            to.room -= n;
+            to.received += n;
+            pipe_start[si] += n;
+            out.spliced += n;
+            r = Bytes(static_cast<long>(n));
+          }
+          relay::on_splice_out(c, d, r, asked, pipes, stats, now);
+          if (!check("on_splice_out", it)) return;
+          progressed = true;
+        } else if (step == Step::kRead || step == Step::kSpliceIn) {
           if (!relay::prepare_read(c, d, pool, stats)) {
             if (!check("prepare_read", it)) return;
             continue;
@@ -1046,6 +1410,8 @@ void Simulate(const SimOptions& o, SimOutcome& out) {
   }
   out.closed = c.state == State::kClosing;
   out.pool_waits = stats.pool_waits;
+  out.pipe_waits = stats.splice_pipe_waits;
+  EXPECT_EQ(stats.splice_bytes, out.spliced) << "seed " << o.seed;
   out.failed = ((c.client.flags | c.upstream.flags) & kFailed) != 0;
   out.received[0] = upstream.received;  // c2u bytes reach the upstream peer
   out.received[1] = client.received;
@@ -1067,9 +1433,16 @@ void Simulate(const SimOptions& o, SimOutcome& out) {
                                     ((c.upstream.flags & kFailed) ? 1 : 0)))
         << "seed " << o.seed;
   }
+  if (out.closed && !out.failed) {
+    EXPECT_EQ(pipes.in_use(), 0u) << "seed " << o.seed << ": a finished connection holds pipes";
+  }
   pool.release(c.client.in);  // what close_connection does
   pool.release(c.upstream.in);
+  for (Side* side : {&c.client, &c.upstream}) {
+    if (side->pipe != kNoPipe) pipes.release(side->pipe);
+  }
   EXPECT_EQ(pool.in_use(), 0u);
+  EXPECT_EQ(pipes.in_use(), 0u);
 }
 
 TEST_F(RelayTest, SimulatedSocketsDeliverEveryByteInOrder) {
@@ -1098,6 +1471,54 @@ TEST_F(RelayTest, SimulatedSocketsDeliverEveryByteInOrder) {
   EXPECT_GT(pool_waits, 0u);
   EXPECT_GT(backpressure, 0u);
   EXPECT_GT(connecting_held, 0u);
+}
+
+TEST_F(RelayTest, SimulatedSplicedSocketsDeliverEveryByteInOrder) {
+  uint64_t spliced = 0;
+  uint64_t pipe_waits = 0;
+  uint64_t buffered = 0;
+  for (uint64_t seed = 2000; seed < 2300; ++seed) {
+    SimOptions o;
+    o.seed = seed;
+    o.pool_blocks = 1 + static_cast<uint32_t>(seed % 3);
+    o.start_connecting = seed % 2 == 0;
+    // Always, or auto with a threshold below, around and above the transfer sizes; one pipe
+    // for two directions now and then, so one of them falls back to buffers.
+    o.splice.mode = seed % 4 == 0 ? SpliceMode::kAlways : SpliceMode::kAuto;
+    o.splice.threshold_bytes = static_cast<uint32_t>((seed % 5) * 20'000);
+    o.pipes = seed % 3 == 0 ? 1 : 2;
+    SimOutcome out;
+    Simulate(o, out);
+    if (HasFailure()) return;
+    ASSERT_TRUE(out.closed) << "seed " << seed << ": the connection stalled";
+    ASSERT_FALSE(out.failed) << "seed " << seed;
+    for (int i = 0; i < 2; ++i) {
+      EXPECT_EQ(out.received[i], out.sent[i]) << "seed " << seed << " " << Name(kDirs[i]);
+      EXPECT_TRUE(out.fin_delivered[i]) << "seed " << seed << " " << Name(kDirs[i]);
+    }
+    spliced += out.spliced;
+    pipe_waits += out.pipe_waits;
+    buffered += out.received[0] + out.received[1] - out.spliced;
+  }
+  EXPECT_GT(spliced, 0u);
+  EXPECT_GT(buffered, 0u);
+  EXPECT_GT(pipe_waits, 0u);
+}
+
+TEST_F(RelayTest, SimulatedSplicedResetsCloseAndReturnPipes) {
+  int failures = 0;
+  for (uint64_t seed = 3000; seed < 3100; ++seed) {
+    SimOptions o;
+    o.seed = seed;
+    o.splice.mode = SpliceMode::kAlways;
+    o.error_per_mille = 20;
+    SimOutcome out;
+    Simulate(o, out);
+    if (HasFailure()) return;
+    ASSERT_TRUE(out.closed) << "seed " << seed;
+    failures += out.failed ? 1 : 0;
+  }
+  EXPECT_GT(failures, 10) << "the error injection should fail many runs";
 }
 
 TEST_F(RelayTest, SimulatedResetsCloseAndReturnBlocks) {

@@ -47,6 +47,9 @@ const Counter kCounters[] = {
     {"resets_upstream", &Stats::resets_upstream},
     {"resets_sent", &Stats::resets_sent},
     {"shutdown_forced", &Stats::shutdown_forced},
+    {"splice_bytes", &Stats::splice_bytes},
+    {"splice_pipe_waits", &Stats::splice_pipe_waits},
+    {"splice_pipes_dirty", &Stats::splice_pipes_dirty},
 };
 constexpr size_t kCounterCount = sizeof(kCounters) / sizeof(kCounters[0]);
 

@@ -44,7 +44,15 @@ struct Seen {
   UringOp op;
   int32_t result;
   uint32_t flags;
+  uint16_t buffer;  // the buffer id, or for kSplice* ops the UringSplice kind
 };
+
+// --splice never: the tests of the buffer path.
+Config Buffered() {
+  Config c;
+  c.splice = SpliceMode::kNever;
+  return c;
+}
 
 // The test's ends of a proxied connection.
 struct Peers {
@@ -77,8 +85,8 @@ std::string Payload(size_t size, uint32_t seed) {
 class UringTransportTest : public ::testing::Test {
  protected:
   // Creates the ring, a pool of `buffers` blocks and the transport, as Worker::create and
-  // Worker::run do, plus the listeners the test's peers use.
-  void Start(uint32_t buffers) {
+  // Worker::run do, plus the listeners the test's peers use. `config` sets splice.
+  void Start(uint32_t buffers, const Config& config = Buffered()) {
     auto reactor = UringReactor::create(256, 64);
     ASSERT_TRUE(reactor.ok()) << reactor.error();
     reactor_.emplace(std::move(reactor.value()));
@@ -88,7 +96,7 @@ class UringTransportTest : public ::testing::Test {
     ASSERT_TRUE(pool.ok()) << pool.error();
     pool_.emplace(std::move(pool.value()));
     transport_.emplace(*reactor_, *pool_, stats_);
-    const Result<Ok> init = transport_->init();
+    const Result<Ok> init = transport_->init(config);
     ASSERT_TRUE(init.ok()) << init.error();
     front_ = loopback::Bind(128, front_address_);
     backend_ = loopback::Bind(128, backend_address_);
@@ -170,7 +178,8 @@ class UringTransportTest : public ::testing::Test {
     ASSERT_TRUE(ck.tag == CookieTag::kClient || ck.tag == CookieTag::kUpstream)
         << "unexpected cookie tag " << static_cast<int>(ck.tag);
     const bool client = ck.tag == CookieTag::kClient;
-    seen_.push_back(Seen{ck.handle, client, UringEventOp::op(ev.op), ev.result, ev.flags});
+    seen_.push_back(Seen{ck.handle, client, UringEventOp::op(ev.op), ev.result, ev.flags,
+                         UringEventOp::buffer(ev.op)});
     Connection* c = slab_.resolve(ck.handle);
     if (c == nullptr) {
       ++stale_;
@@ -230,6 +239,7 @@ class UringTransportTest : public ::testing::Test {
     }
     pool_->release(c.client.in);
     pool_->release(c.upstream.in);
+    transport_->release_pipes(c);
     c = Connection{};
     slab_.release(index);
   }
@@ -342,6 +352,57 @@ class UringTransportTest : public ::testing::Test {
       loopback::Close(PeersOf(h).upstream);
     }
     EXPECT_TRUE(PoolBalanced());
+  }
+
+  // Splice completions of `kind` for connection `h` (either side) since seen_[from].
+  size_t CountSplice(Handle h, UringSplice kind, size_t from = 0) const {
+    size_t n = 0;
+    for (size_t i = from; i < seen_.size(); ++i) {
+      const Seen& s = seen_[i];
+      n += s.handle == h && (s.op == UringOp::kSpliceClient || s.op == UringOp::kSpliceUpstream) &&
+           s.buffer == static_cast<uint16_t>(kind);
+    }
+    return n;
+  }
+  bool SawSplice(Handle h, UringSplice kind, int32_t result) const {
+    return std::any_of(seen_.begin(), seen_.end(), [&](const Seen& s) {
+      return s.handle == h &&
+             (s.op == UringOp::kSpliceClient || s.op == UringOp::kSpliceUpstream) &&
+             s.buffer == static_cast<uint16_t>(kind) && s.result == result;
+    });
+  }
+
+  // Pipe accounting: every pipe handed out is held by a side of a live connection.
+  ::testing::AssertionResult PipesBalanced() {
+    const PipePool& pipes = transport_->pipes();
+    uint32_t held = 0;
+    for (uint32_t i = 0; i < kSlots; ++i) {
+      if (!slab_.in_use(i)) continue;
+      for (const Side* side : {&slab_.at(i).client, &slab_.at(i).upstream}) {
+        held += side->pipe != kNoPipe ? 1u : 0u;
+        if (side->pipe == kNoPipe && side->piped != 0) {
+          return ::testing::AssertionFailure() << "slot " << i << ": bytes in no pipe";
+        }
+      }
+    }
+    if (pipes.available() + pipes.in_use() != pipes.capacity() || pipes.in_use() != held) {
+      return ::testing::AssertionFailure()
+             << "pipes in_use " << pipes.in_use() << ", available " << pipes.available()
+             << ", capacity " << pipes.capacity() << "; held by connections " << held;
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+  // Writes into `writer` while stepping until `done` holds (or the deadline passes).
+  bool FillUntil(int writer, const std::function<bool()>& done) {
+    const std::string chunk = Payload(64 * 1024, 12);
+    const auto deadline = Clock::now() + kDeadline;
+    while (!done()) {
+      if (Clock::now() > deadline) return false;
+      loopback::SendSome(writer, chunk.data(), chunk.size());
+      Step(kStepMs);
+    }
+    return true;
   }
 
   size_t CountSeen(Handle h, UringOp op, size_t from = 0) const {
@@ -838,6 +899,218 @@ TEST_F(UringTransportTest, RepeatedConnectionsDoNotLeakBlocks) {
   }
   EXPECT_EQ(stats_.pool_waits, 0u);
   ExpectRingServesEveryBlock();
+}
+
+// --- splice ---------------------------------------------------------------------------------
+
+Config SpliceConfig(SpliceMode mode, uint32_t pipes = 8, uint32_t threshold = 0) {
+  Config c;
+  c.splice = mode;
+  c.splice_pipes = pipes;
+  c.splice_threshold_bytes = threshold;
+  return c;
+}
+
+TEST_F(UringTransportTest, SpliceMovesLargePayloadsBothWaysAtOnceInOrder) {
+  ASSERT_NO_FATAL_FAILURE(Start(64, SpliceConfig(SpliceMode::kAlways)));
+  ASSERT_EQ(transport_->pipes().capacity(), 8u);
+  Handle h;
+  ASSERT_NO_FATAL_FAILURE(Open(h));
+  Flow c2u{PeersOf(h).client, PeersOf(h).upstream, Payload(3 << 20, 21)};
+  Flow u2c{PeersOf(h).upstream, PeersOf(h).client, Payload((2 << 20) + 77, 22)};
+  ASSERT_TRUE(Move({&c2u, &u2c}));
+  EXPECT_TRUE(c2u.got == c2u.data) << "c2u bytes differ (" << c2u.got.size() << " received)";
+  EXPECT_TRUE(u2c.got == u2c.data) << "u2c bytes differ (" << u2c.got.size() << " received)";
+  EXPECT_EQ(stats_.bytes_c2u, c2u.data.size());
+  EXPECT_EQ(stats_.bytes_u2c, u2c.data.size());
+  EXPECT_EQ(stats_.splice_bytes, c2u.data.size() + u2c.data.size()) << "not a byte copied";
+  EXPECT_GT(CountSplice(h, UringSplice::kIn), 0u);
+  EXPECT_GT(CountSplice(h, UringSplice::kOut), 0u);
+  EXPECT_EQ(CountSeen(h, UringOp::kRecvClient) + CountSeen(h, UringOp::kSendUpstream), 0u)
+      << "the receives armed while connecting never completed: no bytes came then";
+  // Idle again: each side waits for bytes with a poll (a splice would return EAGAIN) and the
+  // connection holds no pipe and no block.
+  Connection& c = At(h);
+  ASSERT_TRUE(RunUntil([&] {
+    return (c.client.ops & kOpPollIn) && (c.upstream.ops & kOpPollIn) &&
+           transport_->pipes().in_use() == 0;
+  }));
+  EXPECT_TRUE(SawSplice(h, UringSplice::kIn, -EAGAIN));
+  EXPECT_FALSE(c.client.in.attached());
+  EXPECT_FALSE(c.upstream.in.attached());
+  EXPECT_TRUE(PipesBalanced());
+  EXPECT_TRUE(PoolBalanced());
+  EXPECT_EQ(stats_.splice_pipe_waits, 0u);
+}
+
+TEST_F(UringTransportTest, SplicedHalfCloseDeliversEveryByteBeforeTheFin) {
+  ASSERT_NO_FATAL_FAILURE(Start(64, SpliceConfig(SpliceMode::kAlways)));
+  Handle h;
+  ASSERT_NO_FATAL_FAILURE(Open(h));
+  Flow c2u{PeersOf(h).client, PeersOf(h).upstream, Payload(1 << 20, 23)};
+  c2u.shut_after = true;
+  ASSERT_TRUE(Move({&c2u}));  // every byte, then EOF at the upstream peer
+  EXPECT_TRUE(c2u.got == c2u.data);
+  Connection& c = At(h);
+  EXPECT_TRUE(SawSplice(h, UringSplice::kIn, 0)) << "EOF came as a splice of 0 bytes";
+  EXPECT_TRUE(c.client.flags & kEof);
+  EXPECT_TRUE(c.upstream.flags & kWriteShut);
+  EXPECT_EQ(c.state, State::kDraining);
+  EXPECT_EQ(c.client.ops & (kOpSpliceIn | kOpPollIn | kOpRecv), 0) << "nothing read after EOF";
+  Flow u2c{PeersOf(h).upstream, PeersOf(h).client, Payload(1 << 20, 24)};
+  u2c.shut_after = true;
+  ASSERT_TRUE(Move({&u2c}));
+  EXPECT_TRUE(u2c.got == u2c.data);
+  ASSERT_TRUE(RunUntil([&] { return c.state == State::kClosing; }));
+  EXPECT_TRUE(transport_->quiesce(c, h)) << "both directions ended: nothing left in flight";
+  EXPECT_TRUE(PipesBalanced());
+  EXPECT_TRUE(Close(h));
+  EXPECT_EQ(transport_->pipes().in_use(), 0u);
+  EXPECT_EQ(stats_.splice_pipes_dirty, 0u);
+  EXPECT_EQ(stats_.splice_bytes, c2u.data.size() + u2c.data.size());
+}
+
+// A full sink: the splice out stops short, then waits with a poll for room. Closing then
+// cancels the poll, and the pipe, still holding bytes, is replaced rather than reused.
+TEST_F(UringTransportTest, SpliceOutPollsForRoomAndCloseReplacesTheDirtyPipe) {
+  ASSERT_NO_FATAL_FAILURE(Start(64, SpliceConfig(SpliceMode::kAlways, 2)));
+  Handle h;
+  ASSERT_NO_FATAL_FAILURE(Open(h));
+  Connection& c = At(h);
+  loopback::SetBufferSizes(c.upstream.fd, 4096, 0);
+  loopback::SetBufferSizes(PeersOf(h).upstream, 0, 4096);
+  // The upstream peer does not read.
+  ASSERT_TRUE(FillUntil(PeersOf(h).client,
+                        [&] { return (c.upstream.ops & kOpPollOut) && c.client.piped > 0; }));
+  EXPECT_TRUE(c.upstream.hints & kSendFull);
+  EXPECT_EQ(c.client.paused, kPauseBackpressure) << "no more splices in while the pipe is full";
+  EXPECT_EQ(c.client.ops & (kOpSpliceIn | kOpRecv), 0);
+  RunFor(50);
+  EXPECT_TRUE(c.upstream.ops & kOpPollOut) << "the poll waits: no busy loop";
+  EXPECT_TRUE(PipesBalanced());
+
+  const Handle old = h;
+  const size_t mark = seen_.size();
+  c.state = State::kClosing;
+  EXPECT_FALSE(transport_->quiesce(c, old));
+  ASSERT_TRUE(QuiesceKeepingSlot(old));
+  EXPECT_TRUE(SawSplice(old, UringSplice::kPollOut, -ECANCELED));
+  EXPECT_EQ(CountSplice(old, UringSplice::kPollOut, mark), 1u);
+  EXPECT_GT(c.client.piped, 0u) << "bytes stuck in the pipe";
+  Release(old.index);
+  EXPECT_EQ(stats_.splice_pipes_dirty, 1u);
+  EXPECT_EQ(transport_->pipes().in_use(), 0u);
+  EXPECT_EQ(transport_->pipes().capacity(), 2u) << "replaced, not lost";
+  const size_t after = seen_.size();
+  RunFor(100);
+  for (size_t i = after; i < seen_.size(); ++i) {
+    EXPECT_FALSE(seen_[i].handle == old) << "a completion arrived for a freed slot";
+  }
+  EXPECT_EQ(stale_, 0u);
+  // The replaced pipe serves the next connection with nothing stale in it.
+  Handle next;
+  ASSERT_NO_FATAL_FAILURE(Open(next));
+  Flow flow{PeersOf(next).client, PeersOf(next).upstream, Payload(600 * 1024, 25)};
+  ASSERT_TRUE(Move({&flow}));
+  EXPECT_TRUE(flow.got == flow.data) << "stale bytes from a recycled pipe?";
+  EXPECT_TRUE(PipesBalanced());
+}
+
+TEST_F(UringTransportTest, PeerResetWithBytesInThePipeFailsTheSinkAndReplacesThePipe) {
+  ASSERT_NO_FATAL_FAILURE(Start(64, SpliceConfig(SpliceMode::kAlways, 2)));
+  Handle h;
+  ASSERT_NO_FATAL_FAILURE(Open(h));
+  Connection& c = At(h);
+  loopback::SetBufferSizes(c.client.fd, 4096, 0);
+  loopback::SetBufferSizes(PeersOf(h).client, 0, 4096);
+  ASSERT_TRUE(FillUntil(PeersOf(h).upstream,
+                        [&] { return (c.client.ops & kOpPollOut) && c.upstream.piped > 0; }));
+  loopback::Reset(PeersOf(h).client);
+  ASSERT_TRUE(RunUntil([&] { return c.state == State::kClosing; }));
+  EXPECT_TRUE(c.client.flags & kFailed);
+  EXPECT_EQ(stats_.resets_client, 1u);
+  EXPECT_GT(c.upstream.piped, 0u);
+  ASSERT_TRUE(QuiesceKeepingSlot(h));
+  Release(h.index);
+  EXPECT_EQ(stats_.splice_pipes_dirty, 1u);
+  EXPECT_EQ(transport_->pipes().in_use(), 0u);
+  EXPECT_EQ(transport_->pipes().capacity(), 2u);
+  EXPECT_EQ(stale_, 0u);
+}
+
+TEST_F(UringTransportTest, CancelledSplicePollsLetTheSlotGo) {
+  ASSERT_NO_FATAL_FAILURE(Start(64, SpliceConfig(SpliceMode::kAlways)));
+  Handle h;
+  ASSERT_NO_FATAL_FAILURE(Open(h));
+  Flow c2u{PeersOf(h).client, PeersOf(h).upstream, Payload(300000, 26)};
+  Flow u2c{PeersOf(h).upstream, PeersOf(h).client, Payload(300000, 27)};
+  ASSERT_TRUE(Move({&c2u, &u2c}));
+  Connection& c = At(h);
+  ASSERT_TRUE(RunUntil([&] { return (c.client.ops & kOpPollIn) && (c.upstream.ops & kOpPollIn); }));
+  const size_t mark = seen_.size();
+  c.state = State::kClosing;
+  EXPECT_FALSE(transport_->quiesce(c, h));
+  EXPECT_TRUE(c.client.ops & kOpCancel);
+  EXPECT_TRUE(c.upstream.ops & kOpCancel);
+  ASSERT_TRUE(QuiesceKeepingSlot(h));
+  EXPECT_EQ(c.client.ops | c.upstream.ops, 0);
+  EXPECT_EQ(CountSplice(h, UringSplice::kPollIn, mark), 2u);
+  EXPECT_TRUE(SawSplice(h, UringSplice::kPollIn, -ECANCELED));
+  EXPECT_EQ(c.client.pipe, kNoPipe);
+  EXPECT_EQ(c.upstream.pipe, kNoPipe);
+  Release(h.index);
+  EXPECT_EQ(stats_.splice_pipes_dirty, 0u);
+  EXPECT_TRUE(PipesBalanced());
+  EXPECT_TRUE(PoolBalanced());
+}
+
+// One pipe for two connections: while one holds it, the other's bytes go through buffers.
+TEST_F(UringTransportTest, EmptyPipePoolFallsBackToBuffers) {
+  ASSERT_NO_FATAL_FAILURE(Start(64, SpliceConfig(SpliceMode::kAlways, 1)));
+  Handle a;
+  Handle b;
+  ASSERT_NO_FATAL_FAILURE(Open(a));
+  ASSERT_NO_FATAL_FAILURE(Open(b));
+  Connection& ca = At(a);
+  loopback::SetBufferSizes(ca.upstream.fd, 4096, 0);
+  loopback::SetBufferSizes(PeersOf(a).upstream, 0, 4096);
+  ASSERT_TRUE(FillUntil(PeersOf(a).client,
+                        [&] { return (ca.upstream.ops & kOpPollOut) && ca.client.piped > 0; }));
+  ASSERT_EQ(transport_->pipes().available(), 0u);
+  const uint64_t spliced = stats_.splice_bytes;
+  Flow c2u{PeersOf(b).client, PeersOf(b).upstream, Payload(200000, 28)};
+  Flow u2c{PeersOf(b).upstream, PeersOf(b).client, Payload(150000, 29)};
+  ASSERT_TRUE(Move({&c2u, &u2c}));
+  EXPECT_TRUE(c2u.got == c2u.data);
+  EXPECT_TRUE(u2c.got == u2c.data);
+  EXPECT_GT(stats_.splice_pipe_waits, 0u);
+  EXPECT_EQ(stats_.splice_bytes, spliced) << "connection b found no pipe";
+  EXPECT_GT(CountSeen(b, UringOp::kRecvClient), 0u);
+  EXPECT_GT(CountSeen(b, UringOp::kRecvUpstream), 0u);
+  EXPECT_TRUE(PipesBalanced());
+  ASSERT_TRUE(Close(a));
+  ASSERT_TRUE(Close(b));
+  EXPECT_EQ(transport_->pipes().in_use(), 0u);
+  EXPECT_TRUE(PoolBalanced());
+}
+
+TEST_F(UringTransportTest, AutoSplicesOnlyAfterTheThreshold) {
+  constexpr uint32_t kThreshold = 64 * 1024;
+  ASSERT_NO_FATAL_FAILURE(Start(64, SpliceConfig(SpliceMode::kAuto, 8, kThreshold)));
+  Handle h;
+  ASSERT_NO_FATAL_FAILURE(Open(h));
+  Flow small{PeersOf(h).client, PeersOf(h).upstream, Payload(kThreshold / 2, 30)};
+  ASSERT_TRUE(Move({&small}));
+  EXPECT_EQ(stats_.splice_bytes, 0u) << "below the threshold: buffers only";
+  Flow big{PeersOf(h).client, PeersOf(h).upstream, Payload(2 << 20, 31)};
+  ASSERT_TRUE(Move({&big}));
+  EXPECT_TRUE(big.got == big.data);
+  EXPECT_GT(stats_.splice_bytes, 0u);
+  EXPECT_LE(stats_.splice_bytes, big.data.size() + small.data.size() - kThreshold);
+  EXPECT_GE(At(h).client.buffered, kThreshold);
+  EXPECT_EQ(CountSplice(h, UringSplice::kIn) > 0, true);
+  EXPECT_EQ(stats_.bytes_c2u, small.data.size() + big.data.size());
+  EXPECT_EQ(At(h).upstream.buffered, 0u) << "the other direction moved nothing";
 }
 
 }  // namespace
