@@ -10,7 +10,9 @@
 #include <string>
 #include <utility>
 
+#include "edgeproxy/connection.h"
 #include "edgeproxy/log.h"
+#include "edgeproxy/stats.h"
 
 namespace edgeproxy {
 
@@ -122,6 +124,20 @@ bool PipePool::recycle(uint32_t id) noexcept {
   }
   free_[top_++] = id;
   return true;
+}
+
+void PipePool::release_all(Connection& c, Stats& stats) noexcept {
+  for (Side* side : {&c.client, &c.upstream}) {
+    if (side->pipe == kNoPipe) continue;
+    if (side->piped == 0) {
+      release(side->pipe);
+    } else {
+      ++stats.splice_pipes_dirty;
+      recycle(side->pipe);
+    }
+    side->pipe = kNoPipe;
+    side->piped = 0;
+  }
 }
 
 }  // namespace edgeproxy

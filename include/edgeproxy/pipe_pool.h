@@ -11,6 +11,9 @@
 
 namespace edgeproxy {
 
+struct Connection;
+struct Stats;
+
 inline constexpr uint32_t kNoPipe = UINT32_MAX;
 // What one splice from a socket into a pipe asks for: more than any pipe holds, so the pipe's
 // free slots and the bytes the socket has decide how much moves.
@@ -58,6 +61,9 @@ class PipePool {
   // Syscalls, so only on that close path. False if no new pipe could be made: the slot is then
   // lost and the pool is one pipe smaller.
   bool recycle(uint32_t id) noexcept;
+  // At close, once no operation refers to them: gives both sides' pipes back, an emptied one
+  // with release(), one still holding bytes with recycle() (counted in splice_pipes_dirty).
+  void release_all(Connection& c, Stats& stats) noexcept;
 
   const Pipe& at(uint32_t id) const noexcept { return pipes_[id]; }
   uint32_t capacity() const noexcept { return count_ - lost_; }

@@ -115,20 +115,6 @@ void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
   if (c.state == State::kClosing) c.more = false;
 }
 
-void EpollTransport::release_pipes(Connection& c) noexcept {
-  for (Side* side : {&c.client, &c.upstream}) {
-    if (side->pipe == kNoPipe) continue;
-    if (side->piped == 0) {
-      pipes_.release(side->pipe);
-    } else {
-      ++stats_.splice_pipes_dirty;
-      pipes_.recycle(side->pipe);
-    }
-    side->pipe = kNoPipe;
-    side->piped = 0;
-  }
-}
-
 bool EpollTransport::settle(Connection& c, Handle h) noexcept {
   for (Side* side : {&c.client, &c.upstream}) {
     const uint32_t want = relay::wanted_interest(c, *side);

@@ -318,18 +318,4 @@ bool UringTransport::quiesce(Connection& c, Handle h) noexcept {
   return false;
 }
 
-void UringTransport::release_pipes(Connection& c) noexcept {
-  for (Side* side : {&c.client, &c.upstream}) {
-    if (side->pipe == kNoPipe) continue;
-    if (side->piped == 0) {
-      pipes_.release(side->pipe);
-    } else {
-      ++stats_.splice_pipes_dirty;
-      pipes_.recycle(side->pipe);
-    }
-    side->pipe = kNoPipe;
-    side->piped = 0;
-  }
-}
-
 }  // namespace edgeproxy

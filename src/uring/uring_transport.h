@@ -81,7 +81,7 @@ class UringTransport {
 
   // At close, once quiesce() said nothing is in flight: gives the connection's pipes back, an
   // emptied one as it is, one still holding bytes replaced by a fresh pipe (splice_pipes_dirty).
-  void release_pipes(Connection& c) noexcept;
+  void release_pipes(Connection& c) noexcept { pipes_.release_all(c, stats_); }
 
   const PipePool& pipes() const noexcept { return pipes_; }
 
