@@ -119,6 +119,12 @@ int main(int argc, char** argv) {
     return 0;
   }
   edgeproxy::set_log_level(config.log_level);
+  if (config.batch_wait_given && config.batch_wait_us != 0 && !edgeproxy::Reactor::kBatchWait) {
+    std::fprintf(stderr,
+                 "edgeproxy: --batch-wait: the %s backend cannot batch completions (only 0)\n",
+                 edgeproxy::Reactor::kName);
+    return kUsageExit;
+  }
 
   auto listen = edgeproxy::resolve(config.listen_host, config.listen_port, "--listen");
   if (!listen.ok()) {

@@ -24,7 +24,8 @@ bool accept_error_is_exhaustion(int err) noexcept {
 }  // namespace
 
 Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options) {
-  auto reactor = Reactor::create(kEventBatch, options.config.max_connections);
+  auto reactor =
+      Reactor::create(kEventBatch, options.config.max_connections, options.config.batch_wait_us);
   if (!reactor.ok()) return Error{reactor.error()};
   uint32_t buffers = options.config.buffer_count();
   if (buffers > Transport::kMaxBuffers) {
@@ -84,6 +85,7 @@ Stats Worker::stats() const noexcept {
   Stats s = stats_;
   s.pool_buffers = pool_.capacity();
   s.pool_high_water = pool_.high_water();
+  s.batched_waits = reactor_.batched_waits();
   return s;
 }
 
@@ -107,6 +109,7 @@ int Worker::run() noexcept {
   for (;;) {
     if (stopping_ && slab_.used() == 0) break;
     const bool busy = pending_count_ > 0 || listener_pending_;
+    reactor_.set_concurrency(slab_.used());
     const std::span<const Event> events = reactor_.wait(busy ? 0 : timers_.timeout_ms(now_.ms));
     now_ = LoopTime::now();
     ++stats_.loop_iterations;

@@ -41,6 +41,10 @@ struct Config {
   SpliceMode splice = SpliceMode::kAuto;
   uint32_t splice_threshold_bytes = 64 * 1024;  // --splice auto: bytes through buffers first
   uint32_t splice_pipes = 0;                    // pipe pool size; 0 = max_connections / 4
+  // io_uring: how long a loaded worker may wait for completions to accumulate (see
+  // UringReactor::wait). batch_wait_given says the user set it (the epoll backend refuses that).
+  uint32_t batch_wait_us = 200;
+  bool batch_wait_given = false;
   LogLevel log_level = LogLevel::kNormal;
   bool show_help = false;
   bool show_version = false;

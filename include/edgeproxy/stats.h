@@ -42,6 +42,8 @@ struct Stats {
   uint64_t splice_bytes = 0;        // bytes delivered through pipes (also in bytes_c2u/bytes_u2c)
   uint64_t splice_pipe_waits = 0;   // reads that wanted a pipe and used a buffer: no pipe was free
   uint64_t splice_pipes_dirty = 0;  // pipes holding bytes at close, replaced by a fresh pipe
+  // --batch-wait (io_uring): waits that asked for several completions; filled in when reported.
+  uint64_t batched_waits = 0;
   // Acceleration factor inputs, summed over connections whose upstream reached EOF and whose
   // client then received every byte: time from the first upstream byte to upstream EOF, and from
   // the first upstream byte to the last byte written to the client.

@@ -30,7 +30,7 @@ uint32_t from_epoll(uint32_t ev) noexcept {
 
 }  // namespace
 
-Result<EpollReactor> EpollReactor::create(uint32_t batch, uint32_t) {
+Result<EpollReactor> EpollReactor::create(uint32_t batch, uint32_t, uint32_t) {
   const int fd = epoll_create1(EPOLL_CLOEXEC);
   if (fd < 0) return Error{std::string("epoll_create1: ") + std::strerror(errno)};
   return EpollReactor(fd, batch);

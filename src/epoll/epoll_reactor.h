@@ -19,8 +19,9 @@ class EpollReactor {
   static constexpr const char* kName = "epoll";
 
   // Creates the epoll instance; `batch` is the most events one wait() returns. epoll needs no
-  // sizing by connection count.
-  static Result<EpollReactor> create(uint32_t batch, uint32_t max_connections);
+  // sizing by connection count, and cannot batch (kBatchWait).
+  static Result<EpollReactor> create(uint32_t batch, uint32_t max_connections,
+                                     uint32_t batch_wait_us = 0);
 
   EpollReactor(EpollReactor&& other) noexcept;
   EpollReactor& operator=(EpollReactor&&) = delete;
@@ -47,6 +48,11 @@ class EpollReactor {
   void unwatch_listener(int, uint64_t) noexcept {}
   // epoll accepts only while the worker has room (it pauses the listener when full): no-op.
   void set_accept_room(uint32_t, uint32_t) noexcept {}
+  // epoll_wait has no minimum-wait: nothing to batch (the worker's loop already takes every
+  // ready fd per call). --batch-wait is refused for this backend.
+  static constexpr bool kBatchWait = false;
+  void set_concurrency(uint32_t) noexcept {}
+  uint64_t batched_waits() const noexcept { return 0; }
 
   // Waits up to timeout_ms (-1 = until something happens) and returns normalized events, valid
   // until the next call. EINTR returns an empty batch.

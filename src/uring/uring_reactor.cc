@@ -34,6 +34,9 @@ std::string disabled_hint() {
   return " (kernel.io_uring_disabled = " + std::to_string(v) + ")";
 }
 
+// IORING_FEAT_MIN_TIMEOUT (6.12), newer than liburing 2.3's headers.
+constexpr uint32_t kFeatMinTimeout = 1u << 15;
+
 int try_init(uint32_t sq, uint32_t cq, uint32_t extra, io_uring* ring) noexcept {
   io_uring_params p{};
   p.flags = IORING_SETUP_CQSIZE | extra;
@@ -43,7 +46,8 @@ int try_init(uint32_t sq, uint32_t cq, uint32_t extra, io_uring* ring) noexcept 
 
 }  // namespace
 
-Result<UringReactor> UringReactor::create(uint32_t batch, uint32_t max_connections) {
+Result<UringReactor> UringReactor::create(uint32_t batch, uint32_t max_connections,
+                                          uint32_t batch_wait_us) {
   // Per connection at most: per side one operation taking bytes in (a receive, a splice into a
   // pipe or the poll before one) and one sending (a send, a splice out of a pipe or the poll
   // before one), a connect, a cancel per side. The kernel caps the CQ at 65536 entries; beyond
@@ -64,14 +68,20 @@ Result<UringReactor> UringReactor::create(uint32_t batch, uint32_t max_connectio
   if (rc != 0) {
     return Error{std::string("io_uring is not available: ") + std::strerror(-rc) + disabled_hint()};
   }
-  return UringReactor(std::move(ring), batch, disabled);
+  if (batch_wait_us > 0 && !(ring->features & kFeatMinTimeout)) {
+    log_info("io_uring: this kernel has no minimum wait (6.12+): --batch-wait has no effect");
+    batch_wait_us = 0;
+  }
+  return UringReactor(std::move(ring), batch, disabled, batch_wait_us);
 }
 
-UringReactor::UringReactor(std::unique_ptr<io_uring> ring, uint32_t batch, bool disabled)
+UringReactor::UringReactor(std::unique_ptr<io_uring> ring, uint32_t batch, bool disabled,
+                           uint32_t batch_wait_us)
     : ring_(std::move(ring)),
       batch_(batch),
       disabled_(disabled),
-      events_(std::make_unique<Event[]>(batch)) {}
+      events_(std::make_unique<Event[]>(batch)),
+      batch_wait_us_(batch_wait_us) {}
 
 UringReactor::UringReactor(UringReactor&& other) noexcept
     : ring_(std::move(other.ring_)),
@@ -79,7 +89,9 @@ UringReactor::UringReactor(UringReactor&& other) noexcept
       disabled_(other.disabled_),
       ring_fd_registered_(other.ring_fd_registered_),
       events_(std::move(other.events_)),
-      control_(other.control_) {
+      control_(other.control_),
+      batch_wait_us_(other.batch_wait_us_),
+      batched_waits_(other.batched_waits_) {
   for (uint32_t i = 0; i < kMaxListeners; ++i) listeners_[i] = other.listeners_[i];
   listener_slots_ = other.listener_slots_;
 }
@@ -252,8 +264,12 @@ bool UringReactor::translate(const io_uring_cqe& cqe, Event& out) noexcept {
 
 std::span<const Event> UringReactor::wait(int timeout_ms) noexcept {
   io_uring* r = ring_.get();
+  const uint32_t want = batch_target(last_completions_, connections_, batch_);
   if (io_uring_cq_ready(r) > 0) {
     io_uring_submit(r);  // completions are waiting: flush submissions without blocking
+  } else if (timeout_ms != 0 && want > 1 && batch_wait_us_ > 0) {
+    enter_batched(timeout_ms, want);
+    ++batched_waits_;
   } else if (timeout_ms < 0) {
     io_uring_submit_and_wait(r, 1);
   } else if (timeout_ms == 0) {
@@ -273,7 +289,38 @@ std::span<const Event> UringReactor::wait(int timeout_ms) noexcept {
     if (translate(*cqe, events_[n])) ++n;
   }
   io_uring_cq_advance(r, seen);
+  last_completions_ = seen;
   return {events_.get(), n};
+}
+
+void UringReactor::enter_batched(int timeout_ms, uint32_t want) noexcept {
+  io_uring* r = ring_.get();
+  // liburing 2.3 has no call taking a minimum wait: publish the queued entries as its submit
+  // does (no SQPOLL here, so a plain store of the tail), then enter with the extended argument,
+  // whose former padding is min_wait_usec since 6.12.
+  io_uring_sq* sq = &r->sq;
+  const unsigned tail = sq->sqe_tail;
+  if (sq->sqe_head != tail) {
+    sq->sqe_head = tail;
+    IO_URING_WRITE_ONCE(*sq->ktail, tail);
+  }
+  const unsigned to_submit = tail - *sq->khead;
+  __kernel_timespec ts{};
+  io_uring_getevents_arg arg{};
+  arg.pad = batch_wait_us_;  // min_wait_usec
+  if (timeout_ms >= 0) {
+    ts = __kernel_timespec{timeout_ms / 1000, int64_t{timeout_ms % 1000} * 1'000'000};
+    arg.ts = reinterpret_cast<uint64_t>(&ts);
+  }
+  unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
+  int fd = r->ring_fd;
+  if (ring_fd_registered_) {
+    flags |= IORING_ENTER_REGISTERED_RING;
+    fd = r->enter_ring_fd;
+  }
+  // ETIME (the timeout) and EINTR leave nothing to do; an entry the kernel did not take stays
+  // queued and goes with the next enter, as with io_uring_submit.
+  syscall(__NR_io_uring_enter, fd, to_submit, want, flags, &arg, sizeof arg);
 }
 
 uint32_t UringReactor::cq_overflow() const noexcept {

@@ -28,8 +28,9 @@ class UringReactor {
   // Sets up a ring sized for `max_connections` (completion queue larger than the submission
   // queue: every connection has at most five operations in flight), with SINGLE_ISSUER and
   // DEFER_TASKRUN where the kernel has them. A kernel without io_uring, or with it disabled
-  // (kernel.io_uring_disabled), gets one clear error.
-  static Result<UringReactor> create(uint32_t batch, uint32_t max_connections);
+  // (kernel.io_uring_disabled), gets one clear error. batch_wait_us: see wait().
+  static Result<UringReactor> create(uint32_t batch, uint32_t max_connections,
+                                     uint32_t batch_wait_us = 0);
 
   UringReactor(UringReactor&& other) noexcept;
   UringReactor& operator=(UringReactor&&) = delete;
@@ -58,9 +59,33 @@ class UringReactor {
   // than the room, so a client is not accepted only to be refused. Called once per iteration.
   void set_accept_room(uint32_t room, uint32_t backlog) noexcept;
 
+  static constexpr bool kBatchWait = true;
+  // How many connections the worker serves; bounds how many completions a wait asks for.
+  void set_concurrency(uint32_t connections) noexcept { connections_ = connections; }
+
+  // How many completions a blocking wait asks for: as many as the previous wait brought, but at
+  // most one per kConnectionsPerCompletion connections served (so a worker with a handful of
+  // connections never waits for a batch that cannot come) and at most `batch`. 1 = no batching.
+  static constexpr uint32_t kConnectionsPerCompletion = 4;
+  static constexpr uint32_t batch_target(uint32_t last, uint32_t connections,
+                                         uint32_t batch) noexcept {
+    uint32_t want = last;
+    if (want > connections / kConnectionsPerCompletion)
+      want = connections / kConnectionsPerCompletion;
+    if (want > batch) want = batch;
+    return want < 1 ? 1 : want;
+  }
+
   // Submits what was queued, waits up to timeout_ms (-1 = until a completion) and returns up to
-  // `batch` normalized events, valid until the next call.
+  // `batch` normalized events, valid until the next call. With batch_wait_us (kernel 6.12+ min
+  // wait), a blocking wait whose batch_target() exceeds 1 returns once that many completions
+  // arrived, or after batch_wait_us with at least one, or at the timeout: a loaded worker wakes
+  // once per batch instead of once per completion, at most batch_wait_us later.
   std::span<const Event> wait(int timeout_ms) noexcept;
+
+  // Whether waits batch (batch_wait_us > 0 and the kernel supports it), and how many have.
+  bool batching() const noexcept { return batch_wait_us_ > 0; }
+  uint64_t batched_waits() const noexcept { return batched_waits_; }
 
   // Completions the kernel could not post at once (CQ overflow), as it reports them.
   uint32_t cq_overflow() const noexcept;
@@ -74,7 +99,10 @@ class UringReactor {
     uint32_t singles = 0;  // single-shot accepts in flight
   };
 
-  UringReactor(std::unique_ptr<io_uring> ring, uint32_t batch, bool disabled);
+  UringReactor(std::unique_ptr<io_uring> ring, uint32_t batch, bool disabled,
+               uint32_t batch_wait_us);
+  // io_uring_enter with a minimum wait: submits what is queued and waits as wait() says.
+  void enter_batched(int timeout_ms, uint32_t want) noexcept;
   void arm_accepts(uint32_t index) noexcept;
   void cancel_accepts(uint32_t index) noexcept;
   void cancel_all(uint64_t target, uint32_t index) noexcept;
@@ -91,6 +119,10 @@ class UringReactor {
   Watched control_;
   uint32_t room_ = 0;
   uint32_t backlog_ = 0;
+  uint32_t batch_wait_us_ = 0;  // 0 = no min-wait batching
+  uint32_t connections_ = 0;
+  uint32_t last_completions_ = 0;  // completions the previous wait() consumed
+  uint64_t batched_waits_ = 0;
 };
 
 }  // namespace edgeproxy

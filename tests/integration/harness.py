@@ -469,6 +469,18 @@ def run_binary(args, timeout=10.0):
 # Client helpers
 # --------------------------------------------------------------------------------------------
 
+def assert_refused(tc, args, needles):
+    """The binary, on loopback and a free port plus `args`, exits 2 at once with nothing on stdout
+    and exactly one stderr line containing every needle."""
+    rc, out, err, _ = run_binary(["-l", "127.0.0.1", "-p", str(free_port())] + list(args))
+    tc.assertEqual(rc, 2, f"{args}: exit code {rc}; stderr {err!r}")
+    tc.assertEqual(out, "", f"{args}: stdout should be empty")
+    lines = err.splitlines()
+    tc.assertEqual(len(lines), 1, f"{args}: want one stderr line, got {err!r}")
+    for needle in needles:
+        tc.assertIn(needle, lines[0], f"{args}: {lines[0]!r} does not name {needle}")
+
+
 def connect(port, host="127.0.0.1", timeout=SOCKET_TIMEOUT, nodelay=False):
     s = socket.socket(family_of(host), socket.SOCK_STREAM)
     s.settimeout(timeout)

@@ -13,7 +13,7 @@ from harness import ProxyTestCase, echo_roundtrip, free_port, run_binary  # noqa
 ALL_LONG_OPTIONS = (
     "--listen", "--port", "--backend", "--backend-port", "--max-connections", "--buffers",
     "--connect-timeout", "--idle-timeout", "--backlog", "--no-delay", "--no-no-delay",
-    "--shutdown-timeout", "--verbose", "--quiet", "--help", "--version",
+    "--shutdown-timeout", "--batch-wait", "--verbose", "--quiet", "--help", "--version",
 )
 ALL_SHORT_OPTIONS = ("-l", "-p", "-b", "-P", "-v", "-q", "-h", "-V")
 

@@ -11,7 +11,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import MiB, ProxyTestCase, free_port, recv_exact, recv_until_close, run_binary  # noqa: E402,E501
+from harness import MiB, ProxyTestCase, recv_exact, recv_until_close, run_binary  # noqa: E402
 
 
 def recv_hash(sock, limit):
@@ -236,12 +236,7 @@ class SpliceAuto(_SpliceTests, ProxyTestCase):
 class SpliceOptions(ProxyTestCase):
 
     def check_rejected(self, bad_args, needle):
-        rc, out, err, _ = run_binary(["-l", "127.0.0.1", "-p", str(free_port())] + bad_args)
-        self.assertEqual(rc, 2, f"{bad_args}: exit code {rc}; stderr {err!r}")
-        self.assertEqual(out, "")
-        lines = err.splitlines()
-        self.assertEqual(len(lines), 1, f"{bad_args}: want one stderr line, got {err!r}")
-        self.assertIn(needle, lines[0])
+        harness.assert_refused(self, bad_args, [needle])
 
     def test_bad_values_are_refused_with_one_line(self):
         self.check_rejected(["--splice", "sometimes"], "--splice")

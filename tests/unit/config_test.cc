@@ -514,5 +514,21 @@ TEST(ConfigTest, BadCpuListsAreRefused) {
       "--cpu-list: invalid CPU list item '2-x' (expected a CPU 0-1023 or a range such as 2-3)");
 }
 
+// --- batch wait ----------------------------------------------------------------------------
+
+TEST(ConfigTest, BatchWaitDefaultsAndValues) {
+  const Config c = Ok({});
+  EXPECT_EQ(c.batch_wait_us, 200u);
+  EXPECT_FALSE(c.batch_wait_given) << "the default is not the user's choice";
+  const Config off = Ok({"--batch-wait", "0"});
+  EXPECT_EQ(off.batch_wait_us, 0u);
+  EXPECT_TRUE(off.batch_wait_given);
+  EXPECT_EQ(Ok({"--batch-wait=10000"}).batch_wait_us, 10000u);
+  CheckStatedRange("--batch-wait");
+  for (const char* value : {"abc", "", "-5", "100us", "1.5", "10001"}) {
+    EXPECT_TRUE(Names(Err({"--batch-wait", value}), "--batch-wait")) << "value '" << value << "'";
+  }
+}
+
 }  // namespace
 }  // namespace edgeproxy

@@ -50,6 +50,7 @@ const Counter kCounters[] = {
     {"splice_bytes", &Stats::splice_bytes},
     {"splice_pipe_waits", &Stats::splice_pipe_waits},
     {"splice_pipes_dirty", &Stats::splice_pipes_dirty},
+    {"batched_waits", &Stats::batched_waits},
 };
 constexpr size_t kCounterCount = sizeof(kCounters) / sizeof(kCounters[0]);
 

@@ -178,6 +178,75 @@ TEST_F(UringReactorTest, ResumeBeforeThePauseCompletesStillAccepts) {
   }
 }
 
+TEST(UringReactorTestBatch, TargetFollowsTheLastBatchBoundedByConnectionsAndBatch) {
+  EXPECT_EQ(UringReactor::batch_target(0, 100, 256), 1u) << "nothing yet: no batching";
+  EXPECT_EQ(UringReactor::batch_target(1, 100, 256), 1u);
+  EXPECT_EQ(UringReactor::batch_target(10, 100, 256), 10u);
+  EXPECT_EQ(UringReactor::batch_target(10, 8, 256), 2u) << "one per 4 connections";
+  EXPECT_EQ(UringReactor::batch_target(10, 7, 256), 1u) << "a handful never waits";
+  EXPECT_EQ(UringReactor::batch_target(10, 0, 256), 1u);
+  EXPECT_EQ(UringReactor::batch_target(1000, 100000, 256), 256u) << "at most one batch";
+}
+
+// A ring with a 20 ms minimum wait, told it serves 64 connections: after a wait that brought four
+// completions, the next one asks for four.
+class UringReactorTestBatchWait : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto reactor = UringReactor::create(256, 64, 20'000);
+    ASSERT_TRUE(reactor.ok()) << reactor.error();
+    reactor_.emplace(std::move(reactor.value()));
+    ASSERT_TRUE(reactor_->start().ok());
+    reactor_->set_concurrency(64);
+  }
+
+  void Nops(uint32_t n) {
+    for (uint32_t i = 0; i < n; ++i) {
+      io_uring_sqe* e = reactor_->sqe();
+      io_uring_prep_nop(e);
+      io_uring_sqe_set_data64(e, UserData::pack(UringOp::kConnect, Handle{i, 1}));
+    }
+  }
+
+  std::optional<UringReactor> reactor_;
+};
+
+TEST_F(UringReactorTestBatchWait, FewerCompletionsThanAskedAreReturnedNotWaitedFor) {
+  Nops(4);
+  EXPECT_EQ(reactor_->wait(-1).size(), 4u);
+  EXPECT_EQ(reactor_->batched_waits(), 0u) << "the first wait has no batch to follow";
+  // One completion where four are asked: after the minimum wait it comes back alone. A wait
+  // that held out for four would block here for ever (no timeout).
+  Nops(1);
+  EXPECT_EQ(reactor_->wait(-1).size(), 1u);
+  if (reactor_->batching()) {
+    EXPECT_EQ(reactor_->batched_waits(), 1u);
+  }
+  // After a batch of one, no batching.
+  Nops(1);
+  EXPECT_EQ(reactor_->wait(-1).size(), 1u);
+  if (reactor_->batching()) {
+    EXPECT_EQ(reactor_->batched_waits(), 1u);
+  }
+}
+
+TEST_F(UringReactorTestBatchWait, ABatchedWaitWithNothingPendingTimesOutEmpty) {
+  Nops(4);
+  EXPECT_EQ(reactor_->wait(-1).size(), 4u);
+  EXPECT_TRUE(reactor_->wait(50).empty());
+  // The timed-out wait brought nothing, so the next does not batch.
+  Nops(1);
+  EXPECT_EQ(reactor_->wait(-1).size(), 1u);
+  EXPECT_EQ(reactor_->cq_overflow(), 0u);
+}
+
+TEST_F(UringReactorTestBatchWait, ManyCompletionsAreTakenInOneWait) {
+  Nops(8);
+  EXPECT_EQ(reactor_->wait(-1).size(), 8u);
+  Nops(16);
+  EXPECT_EQ(reactor_->wait(-1).size(), 16u) << "more than asked: all that are ready";
+}
+
 TEST_F(UringReactorTest, WaitWithNothingPendingTimesOutEmpty) {
   EXPECT_TRUE(reactor_->wait(50).empty());
   EXPECT_TRUE(reactor_->wait(0).empty());
