@@ -268,8 +268,8 @@ A TCP proxy: accepts clients on --listen:--port and relays each to --backend:--b
                              while bytes are in it (default max-connections / 4)
       --batch-wait USEC      io_uring backend: a worker serving many connections waits up to
                              USEC microseconds for completions to accumulate before it handles
-                             them, fewer wake-ups for the same work; 0 = handle each at once
-                             (default 200; kernel 6.12+; the epoll backend accepts only 0)
+                             them, fewer wake-ups for the same work; 0-10000, 0 = handle each at
+                             once (default 200; kernel 6.12+; the epoll backend accepts only 0)
   -v, --verbose              more log lines
   -q, --quiet                errors only
   -h, --help                 print this help and exit

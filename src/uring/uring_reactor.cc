@@ -69,6 +69,7 @@ Result<UringReactor> UringReactor::create(uint32_t batch, uint32_t max_connectio
     return Error{std::string("io_uring is not available: ") + std::strerror(-rc) + disabled_hint()};
   }
   if (batch_wait_us > 0 && !(ring->features & kFeatMinTimeout)) {
+    // Logged by each worker (each creates its ring).
     log_info("io_uring: this kernel has no minimum wait (6.12+): --batch-wait has no effect");
     batch_wait_us = 0;
   }
@@ -91,6 +92,8 @@ UringReactor::UringReactor(UringReactor&& other) noexcept
       events_(std::move(other.events_)),
       control_(other.control_),
       batch_wait_us_(other.batch_wait_us_),
+      connections_(other.connections_),
+      last_completions_(other.last_completions_),
       batched_waits_(other.batched_waits_) {
   for (uint32_t i = 0; i < kMaxListeners; ++i) listeners_[i] = other.listeners_[i];
   listener_slots_ = other.listener_slots_;
@@ -267,9 +270,11 @@ std::span<const Event> UringReactor::wait(int timeout_ms) noexcept {
   const uint32_t want = batch_target(last_completions_, connections_, batch_);
   if (io_uring_cq_ready(r) > 0) {
     io_uring_submit(r);  // completions are waiting: flush submissions without blocking
-  } else if (timeout_ms != 0 && want > 1 && batch_wait_us_ > 0) {
-    enter_batched(timeout_ms, want);
-    ++batched_waits_;
+  } else if (want > 1 && batch_wait_us_ > 0 &&
+             (timeout_ms < 0 || int64_t{timeout_ms} * 1000 > batch_wait_us_)) {
+    // The kernel looks at the timeout only once the minimum wait is over: a timer due sooner
+    // than that is not delayed by a batch.
+    if (enter_batched(timeout_ms, want)) ++batched_waits_;
   } else if (timeout_ms < 0) {
     io_uring_submit_and_wait(r, 1);
   } else if (timeout_ms == 0) {
@@ -293,7 +298,7 @@ std::span<const Event> UringReactor::wait(int timeout_ms) noexcept {
   return {events_.get(), n};
 }
 
-void UringReactor::enter_batched(int timeout_ms, uint32_t want) noexcept {
+bool UringReactor::enter_batched(int timeout_ms, uint32_t want) noexcept {
   io_uring* r = ring_.get();
   // liburing 2.3 has no call taking a minimum wait: publish the queued entries as its submit
   // does (no SQPOLL here, so a plain store of the tail), then enter with the extended argument,
@@ -318,9 +323,19 @@ void UringReactor::enter_batched(int timeout_ms, uint32_t want) noexcept {
     flags |= IORING_ENTER_REGISTERED_RING;
     fd = r->enter_ring_fd;
   }
-  // ETIME (the timeout) and EINTR leave nothing to do; an entry the kernel did not take stays
-  // queued and goes with the next enter, as with io_uring_submit.
-  syscall(__NR_io_uring_enter, fd, to_submit, want, flags, &arg, sizeof arg);
+  // An entry the kernel did not take stays queued and goes with the next enter, as with
+  // io_uring_submit. ETIME: the timeout, or (untimed) the end of the minimum wait with nothing in;
+  // EINTR, EAGAIN, EBUSY: completions or memory pending; all leave an empty or partial batch for
+  // the next iteration. Anything else means the kernel refuses the argument: stop batching.
+  const SysResult entered =
+      SysResult::from(syscall(__NR_io_uring_enter, fd, to_submit, want, flags, &arg, sizeof arg));
+  if (entered.ok()) return true;
+  if (entered.err == ETIME || entered.err == EINTR || entered.err == EAGAIN || entered.err == EBUSY)
+    return false;
+  log_warn("io_uring: a batched wait failed (%s): --batch-wait disabled",
+           std::strerror(entered.err));
+  batch_wait_us_ = 0;
+  return false;
 }
 
 uint32_t UringReactor::cq_overflow() const noexcept {

@@ -78,9 +78,11 @@ class UringReactor {
 
   // Submits what was queued, waits up to timeout_ms (-1 = until a completion) and returns up to
   // `batch` normalized events, valid until the next call. With batch_wait_us (kernel 6.12+ min
-  // wait), a blocking wait whose batch_target() exceeds 1 returns once that many completions
-  // arrived, or after batch_wait_us with at least one, or at the timeout: a loaded worker wakes
-  // once per batch instead of once per completion, at most batch_wait_us later.
+  // wait), a blocking wait whose batch_target() exceeds 1, and whose timeout (if any) is longer
+  // than batch_wait_us, returns once that many completions arrived, or after batch_wait_us with
+  // at least one, or at the timeout; an untimed one with nothing in after batch_wait_us returns
+  // empty (the caller loops). A loaded worker wakes once per batch instead of once per
+  // completion, at most batch_wait_us later.
   std::span<const Event> wait(int timeout_ms) noexcept;
 
   // Whether waits batch (batch_wait_us > 0 and the kernel supports it), and how many have.
@@ -101,8 +103,9 @@ class UringReactor {
 
   UringReactor(std::unique_ptr<io_uring> ring, uint32_t batch, bool disabled,
                uint32_t batch_wait_us);
-  // io_uring_enter with a minimum wait: submits what is queued and waits as wait() says.
-  void enter_batched(int timeout_ms, uint32_t want) noexcept;
+  // io_uring_enter with a minimum wait: submits what is queued and waits as wait() says. False
+  // when the call failed (a timeout, a signal, or a kernel refusal, which also stops batching).
+  bool enter_batched(int timeout_ms, uint32_t want) noexcept;
   void arm_accepts(uint32_t index) noexcept;
   void cancel_accepts(uint32_t index) noexcept;
   void cancel_all(uint64_t target, uint32_t index) noexcept;
