@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A/B of proxy variants on the keep-alive workload (W1's shape), interleaved round by round so a
-# noisy machine affects every variant alike. For tuning one option, not for the full comparison
+# A/B of proxy variants on the keep-alive workload (W1's shape), interleaved round by round (each
+# round starts one variant later) so a noisy machine affects every variant alike. For tuning one option, not for the full comparison
 # (that is scripts/bench.sh).
 #
 #   scripts/ab-w1.sh 'label=command ... PORT ... BACKEND ...' ...
@@ -29,6 +29,8 @@ done
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
+  # The proxy under test runs inside the measuring pipeline; its PID is kept in a file.
+  [[ -s $TMP/proxy.pid ]] && PIDS+=("$(cat "$TMP/proxy.pid")")
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$TMP"
@@ -50,8 +52,10 @@ sleep 0.5
 HZ=$(getconf CLK_TCK)
 
 echo "wrk -t1 -c$CONNECTIONS -d${DURATION}s, proxy on CPU $PROXY_CPU, nginx and wrk on CPU $LOAD_CPU, $ROUNDS rounds"
+SPECS=("$@")
 for round in $(seq "$ROUNDS"); do
-  for spec in "$@"; do
+  for i in $(seq 0 $((${#SPECS[@]} - 1))); do
+    spec=${SPECS[$(( (i + round - 1) % ${#SPECS[@]} ))]}
     label=${spec%%=*}
     port=$(free_port)
     cmd=${spec#*=}
@@ -60,6 +64,7 @@ for round in $(seq "$ROUNDS"); do
     # shellcheck disable=SC2086  # the command is split into words on purpose
     taskset -c "$PROXY_CPU" $cmd 2>"$TMP/proxy.err" &
     proxy=$!
+    echo "$proxy" >"$TMP/proxy.pid"
     sleep 0.4
     kill -0 "$proxy" 2>/dev/null || { echo "ab-w1.sh: $label did not start:" >&2; cat "$TMP/proxy.err" >&2; exit 1; }
     t0=$(cpu_ticks "$proxy")
@@ -67,6 +72,7 @@ for round in $(seq "$ROUNDS"); do
     t1=$(cpu_ticks "$proxy")
     kill -TERM "$proxy"
     wait "$proxy" 2>/dev/null || true
+    : >"$TMP/proxy.pid"
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
     echo "$round $label $rps $(( (t1 - t0) * 1000000 / HZ )) $DURATION $p99"
