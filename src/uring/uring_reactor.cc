@@ -34,6 +34,10 @@ std::string disabled_hint() {
   return " (kernel.io_uring_disabled = " + std::to_string(v) + ")";
 }
 
+__kernel_timespec timespec_of(int timeout_ms) noexcept {
+  return __kernel_timespec{timeout_ms / 1000, int64_t{timeout_ms % 1000} * 1'000'000};
+}
+
 // IORING_FEAT_MIN_TIMEOUT (6.12), newer than liburing 2.3's headers.
 constexpr uint32_t kFeatMinTimeout = 1u << 15;
 
@@ -280,7 +284,7 @@ std::span<const Event> UringReactor::wait(int timeout_ms) noexcept {
   } else if (timeout_ms == 0) {
     io_uring_submit_and_get_events(r);
   } else {
-    __kernel_timespec ts{timeout_ms / 1000, int64_t{timeout_ms % 1000} * 1'000'000};
+    __kernel_timespec ts = timespec_of(timeout_ms);
     io_uring_cqe* cqe = nullptr;
     io_uring_submit_and_wait_timeout(r, &cqe, 1, &ts, nullptr);
   }
@@ -314,7 +318,7 @@ bool UringReactor::enter_batched(int timeout_ms, uint32_t want) noexcept {
   io_uring_getevents_arg arg{};
   arg.pad = batch_wait_us_;  // min_wait_usec
   if (timeout_ms >= 0) {
-    ts = __kernel_timespec{timeout_ms / 1000, int64_t{timeout_ms % 1000} * 1'000'000};
+    ts = timespec_of(timeout_ms);
     arg.ts = reinterpret_cast<uint64_t>(&ts);
   }
   unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
