@@ -15,6 +15,8 @@
 # threads, /proc/PID/stat) and wrk's p99; then each variant's medians and its median per-round
 # CPU ratio against the first variant. Stops only the processes it started.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=bench/tiny-nginx.sh
+source "$(dirname "$0")/bench/tiny-nginx.sh"
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
@@ -37,15 +39,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 BACKEND_PORT=$(free_port)
-cat >"$TMP/nginx.conf" <<CONF
-worker_processes 1; daemon off; error_log $TMP/nginx.err; pid $TMP/nginx.pid;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 100000000;
-       server { listen 127.0.0.1:$BACKEND_PORT; location / { return 200 "ok"; } } }
-CONF
+tiny_nginx_conf "$TMP" "$BACKEND_PORT"
 taskset -c "$LOAD_CPU" nginx -c "$TMP/nginx.conf" -p "$TMP" &
 PIDS+=($!)
 sleep 0.5

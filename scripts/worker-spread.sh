@@ -10,6 +10,8 @@
 # run's connections and of its response bytes, 1.00 being a fair share. Needs wrk and nginx
 # (scripts/install-deps.sh --bench). Stops only the processes it started.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=bench/tiny-nginx.sh
+source "$(dirname "$0")/bench/tiny-nginx.sh"
 
 BIN=${1:-build/release/edgeproxy}
 RUNS=${RUNS:-20}
@@ -30,15 +32,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 BACKEND_PORT=$(free_port)
 PROXY_PORT=$(free_port)
-cat >"$TMP/nginx.conf" <<CONF
-worker_processes 1; daemon off; error_log $TMP/nginx.err; pid $TMP/nginx.pid;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 100000000;
-       server { listen 127.0.0.1:$BACKEND_PORT; location / { return 200 "ok"; } } }
-CONF
+tiny_nginx_conf "$TMP" "$BACKEND_PORT"
 nginx -c "$TMP/nginx.conf" -p "$TMP" &
 PIDS+=($!)
 "$BIN" -l 127.0.0.1 -p "$PROXY_PORT" -P "$BACKEND_PORT" --workers "$WORKERS" 2>"$TMP/proxy.err" &
