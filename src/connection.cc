@@ -17,6 +17,8 @@ const char* to_string(State state) noexcept {
       return "relaying";
     case State::kDraining:
       return "draining";
+    case State::kLingering:
+      return "lingering";
     case State::kClosing:
       return "closing";
   }

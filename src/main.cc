@@ -131,7 +131,7 @@ int main(int argc, char** argv) {
     edgeproxy::log_error("%s", listen.error().c_str());
     return kStartupExit;
   }
-  auto backend = edgeproxy::resolve(config.backend_host, config.backend_port, "--backend");
+  auto backend = edgeproxy::resolve_all(config.backend_host, config.backend_port, "--backend");
   if (!backend.ok()) {
     edgeproxy::log_error("%s", backend.error().c_str());
     return kStartupExit;
@@ -162,12 +162,16 @@ int main(int argc, char** argv) {
     edgeproxy::log_error("%s", supervisor.error().c_str());
     return kStartupExit;
   }
+  std::string backends;
+  for (const edgeproxy::SocketAddress& a : backend.value()) {
+    backends += (backends.empty() ? "" : " or ") + a.to_string();
+  }
   const std::string pinned = plan.value().cpus.empty()
                                  ? std::string("not pinned")
                                  : "on CPUs " + edgeproxy::format_cpu_list(plan.value().cpus);
   edgeproxy::log_info(
       "listening on %s, backend %s, %s backend, %u worker(s) %s, max %u connections, %u buffers",
-      supervisor.value()->listen_address().to_string().c_str(), backend.value().to_string().c_str(),
+      supervisor.value()->listen_address().to_string().c_str(), backends.c_str(),
       edgeproxy::Reactor::kName, plan.value().workers, pinned.c_str(), config.max_connections,
       config.buffer_count());
   const int status = supervisor.value()->run();

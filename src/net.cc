@@ -3,9 +3,11 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -29,7 +31,12 @@ std::string SocketAddress::to_string() const {
   return std::string(text) + ":" + std::to_string(port());
 }
 
-Result<SocketAddress> resolve(const std::string& host, uint16_t port, const char* flag) {
+bool SocketAddress::operator==(const SocketAddress& o) const noexcept {
+  return length == o.length && std::memcmp(&storage, &o.storage, length) == 0;
+}
+
+Result<std::vector<SocketAddress>> resolve_all(const std::string& host, uint16_t port,
+                                               const char* flag) {
   if (host.empty()) return Error{std::string(flag) + ": empty address"};
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -47,11 +54,25 @@ Result<SocketAddress> resolve(const std::string& host, uint16_t port, const char
   if (rc != 0) {
     return Error{std::string(flag) + ": cannot resolve '" + host + "': " + gai_strerror(rc)};
   }
-  SocketAddress out;
-  std::memcpy(&out.storage, found->ai_addr, found->ai_addrlen);
-  out.length = found->ai_addrlen;
+  std::vector<SocketAddress> out;
+  for (const addrinfo* ai = found; ai != nullptr && out.size() < kMaxAddresses; ai = ai->ai_next) {
+    if (ai->ai_addrlen > sizeof(sockaddr_storage)) continue;
+    SocketAddress a;
+    std::memcpy(&a.storage, ai->ai_addr, ai->ai_addrlen);
+    a.length = ai->ai_addrlen;
+    bool seen = false;
+    for (const SocketAddress& b : out) seen = seen || b == a;
+    if (!seen) out.push_back(a);
+  }
   freeaddrinfo(found);
+  if (out.empty()) return Error{std::string(flag) + ": '" + host + "' has no usable address"};
   return out;
+}
+
+Result<SocketAddress> resolve(const std::string& host, uint16_t port, const char* flag) {
+  auto all = resolve_all(host, port, flag);
+  if (!all.ok()) return Error{all.error()};
+  return all.value().front();
 }
 
 namespace sys {
@@ -92,6 +113,10 @@ bool accept_error_is_transient(int err) noexcept {
          err == EOPNOTSUPP || err == ENETUNREACH || err == ETIMEDOUT || err == EINTR;
 }
 
+bool descriptors_exhausted(int err) noexcept {
+  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
 SysResult stream_socket(int family) noexcept {
   return SysResult::from(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
 }
@@ -106,6 +131,12 @@ SysResult connect(int fd, const SocketAddress& to) noexcept {
 
 SysResult shutdown_write(int fd) noexcept {
   return SysResult::from(::shutdown(fd, SHUT_WR));
+}
+
+SysResult unacked_bytes(int fd) noexcept {
+  int n = 0;
+  if (ioctl(fd, SIOCOUTQ, &n) != 0) return SysResult{-1, errno};
+  return SysResult{n, 0};
 }
 
 int socket_error(int fd) noexcept {

@@ -8,8 +8,8 @@ namespace edgeproxy::relay {
 namespace {
 
 bool sink_open(const Connection& c, Dir d) noexcept {
-  // The upstream cannot be written before its connect completes.
-  return !(d == Dir::kC2U && c.state < State::kRelaying);
+  // The upstream cannot be written before its connect completes; a failed side takes nothing.
+  return !(d == Dir::kC2U && c.state < State::kRelaying) && !(c.sink(d).flags & kFailed);
 }
 
 bool is_client(const Connection& c, const Side& s) noexcept {
@@ -34,6 +34,10 @@ void count_write(Stats& stats, Dir d, uint32_t n) noexcept {
   }
 }
 
+void clear(Side& side, uint8_t flags) noexcept {
+  side.flags &= static_cast<uint8_t>(~flags);
+}
+
 void set_bulk(Side& src, bool bulk) noexcept {
   src.flags = static_cast<uint8_t>(bulk ? src.flags | kBulk : src.flags & ~kBulk);
 }
@@ -53,16 +57,35 @@ bool splice_wanted(const Side& src, SplicePolicy splice) noexcept {
   return false;
 }
 
-// The end of a read or splice that brought no bytes: EOF, EAGAIN or an error.
+// After an error on a side, the connection ends once everything that side sent before it was
+// handed to the other side: kLingering, where the other side is reset once it has acknowledged
+// those bytes. When both sides failed, or one failed before relaying began, nothing is left to
+// deliver: kClosing.
+void advance(Connection& c) noexcept {
+  if (!((c.client.flags | c.upstream.flags) & kFailed) || c.state >= State::kLingering) return;
+  if (c.state < State::kRelaying || (c.client.flags & c.upstream.flags & kFailed)) {
+    c.state = State::kClosing;
+    return;
+  }
+  const Side& failed = (c.client.flags & kFailed) ? c.client : c.upstream;
+  if ((failed.flags & kEof) && failed.in.empty() && failed.piped == 0) c.state = State::kLingering;
+}
+
+// The end of a read or splice that brought no bytes: EOF, EAGAIN or an error. An error ends the
+// side's bytes as EOF does, but abnormally (kFailed).
 void on_no_bytes(Connection& c, Dir d, SysResult r, Stats& stats, LoopTime now) noexcept {
   Side& src = c.source(d);
-  if (r.ok()) {  // read() == 0: orderly EOF
+  if (r.ok()) {  // read() == 0: EOF, abnormal on a side that reported an error before
     count_read(stats, d);
-    src.flags = static_cast<uint8_t>((src.flags | kEof) & ~kReadReady);
+    src.flags |= kEof;
+    clear(src, kReadReady | kUrgent);
     if (d == Dir::kU2C) c.u2c_eof_ns = now.ns;
   } else if (r.would_block()) {
-    src.flags &= static_cast<uint8_t>(~kReadReady);
+    // Drained, and past any urgent mark: read() steps over it and only then says EAGAIN.
+    clear(src, kReadReady | kUrgent);
   } else {
+    src.flags |= kEof;
+    clear(src, kReadReady | kUrgent);
     fail(c, src, stats);
   }
 }
@@ -76,20 +99,25 @@ void release_pipe(Side& src, PipePool& pipes) noexcept {
 }  // namespace
 
 Step next_step(const Connection& c, Dir d, SplicePolicy splice) noexcept {
-  if (c.state == State::kClosing || c.state == State::kFree) return Step::kNone;
+  if (c.state >= State::kLingering || c.state == State::kFree) return Step::kNone;
   const Side& src = c.source(d);
   const Side& dst = c.sink(d);
   const bool open = sink_open(c, d);
   const bool sink_ready = open && (dst.flags & kWriteReady) && !(dst.flags & kWriteShut);
   if (!src.in.empty() && sink_ready) return Step::kWrite;
   if (src.piped > 0 && sink_ready) return Step::kSpliceOut;
-  if ((src.flags & kReadReady) && !(src.flags & kEof) && src.paused == 0 && src.piped == 0) {
-    if (src.in.empty() && c.state >= State::kRelaying && splice_wanted(src, splice)) {
+  // Bytes read toward a failed sink could never be delivered.
+  if ((src.flags & kReadReady) && !(src.flags & kEof) && src.paused == 0 && src.piped == 0 &&
+      !(dst.flags & kFailed)) {
+    if (src.in.empty() && c.state >= State::kRelaying && !(src.flags & kUrgent) &&
+        splice_wanted(src, splice)) {
       return Step::kSpliceIn;
     }
     if (!src.in.attached() || src.in.writable() > 0) return Step::kRead;
   }
-  if ((src.flags & kEof) && src.in.empty() && src.piped == 0 && open && !(dst.flags & kWriteShut)) {
+  // Only an orderly end is passed on as a FIN; a failed source's end is a reset (advance()).
+  if ((src.flags & kEof) && !(src.flags & kFailed) && src.in.empty() && src.piped == 0 && open &&
+      !(dst.flags & kWriteShut)) {
     return Step::kShutdown;
   }
   return Step::kNone;
@@ -116,13 +144,15 @@ void on_read(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& pool
     c.last_active_ms = now.ms;
     if (d == Dir::kU2C && c.u2c_first_ns == 0) c.u2c_first_ns = now.ns;
     // ET rule: a short read drained the socket; the next arrival raises a new edge. A FIN that
-    // arrived with the data raises no further edge, so after RDHUP keep reading until 0.
-    if (n < asked && !(src.flags & kPeerShut)) src.flags &= static_cast<uint8_t>(~kReadReady);
+    // arrived with the data raises no further edge, so after RDHUP keep reading until 0; a read
+    // also stops short just before an urgent mark, so with kUrgent keep reading until EAGAIN.
+    if (n < asked && !(src.flags & (kPeerShut | kUrgent))) clear(src, kReadReady);
     if (src.in.full()) src.paused |= kPauseBackpressure;
     return;
   }
   on_no_bytes(c, d, r, stats, now);
   if (src.in.attached() && src.in.empty()) pool.release(src.in);
+  advance(c);
 }
 
 void on_write(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& pool, Stats& stats,
@@ -139,6 +169,7 @@ void on_write(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& poo
     if (src.in.empty()) {
       pool.release(src.in);
       src.paused &= static_cast<uint8_t>(~kPauseBackpressure);
+      advance(c);
     }
     return;
   }
@@ -172,8 +203,15 @@ void on_splice_in(Connection& c, Dir d, SysResult r, PipePool& pipes, Stats& sta
     src.paused |= kPauseBackpressure;
     return;
   }
-  on_no_bytes(c, d, r, stats, now);
+  if (r.ok()) {
+    // 0 is EOF, or the urgent mark once the peer's FIN is in: splice(2) cannot step over the
+    // mark, and treating it as EOF would cut the stream there. read(2) tells the two apart.
+    src.flags |= kUrgent;
+  } else {
+    on_no_bytes(c, d, r, stats, now);
+  }
   if (src.piped == 0) release_pipe(src, pipes);
+  advance(c);
 }
 
 void on_splice_out(Connection& c, Dir d, SysResult r, uint32_t asked, PipePool& pipes, Stats& stats,
@@ -190,6 +228,7 @@ void on_splice_out(Connection& c, Dir d, SysResult r, uint32_t asked, PipePool& 
     if (src.piped == 0) {
       release_pipe(src, pipes);
       src.paused &= static_cast<uint8_t>(~kPauseBackpressure);
+      advance(c);
     }
     return;
   }
@@ -200,7 +239,11 @@ void on_splice_out(Connection& c, Dir d, SysResult r, uint32_t asked, PipePool& 
   fail(c, dst, stats);
 }
 
-void on_shutdown(Connection& c, Dir d, Stats& stats, LoopTime now) noexcept {
+void on_shutdown(Connection& c, Dir d, SysResult r, Stats& stats, LoopTime now) noexcept {
+  if (!r.ok()) {  // ENOTCONN: the sink was reset meanwhile, and the FIN cannot be sent
+    fail(c, c.sink(d), stats);
+    return;
+  }
   c.sink(d).flags |= kWriteShut;
   if (d == Dir::kU2C && c.u2c_first_ns != 0 && c.u2c_eof_ns != 0) {
     stats.u2c_upstream_ns += c.u2c_eof_ns - c.u2c_first_ns;
@@ -214,17 +257,25 @@ void on_shutdown(Connection& c, Dir d, Stats& stats, LoopTime now) noexcept {
 }
 
 void on_ready(Connection& c, Side& side, uint32_t ready, Stats& stats) noexcept {
-  if (ready & kError) {
-    fail(c, side, stats);
-    return;
-  }
   uint8_t add = 0;
   if (ready & kReadable) add |= kReadReady;
   if (ready & kWritable) add |= kWriteReady;
   // The peer shut its write side: read until read() == 0. (A full hang-up also arrives as
   // kWritable from the reactor, since writes then fail at once.)
   if (ready & kHangup) add |= kReadReady | kPeerShut;
+  if (ready & kUrgentData) add |= kReadReady | kUrgent;
   side.flags |= add;
+  // A reset: the bytes the peer sent before it are still queued ahead of the error, and reads
+  // return them first, then the error (or 0 once a send has consumed it).
+  if (ready & kError) fail(c, side, stats);
+}
+
+void on_accepted(Connection& c) noexcept {
+  c.state = State::kRouting;
+}
+
+void on_connecting(Connection& c) noexcept {
+  c.state = State::kConnecting;
 }
 
 void on_connected(Connection& c) noexcept {
@@ -232,8 +283,20 @@ void on_connected(Connection& c) noexcept {
   c.state = State::kRelaying;
 }
 
+void on_upstream_dropped(Connection& c) noexcept {
+  // A completion backend may still have an operation (a cancel) in flight on the old fd: its
+  // bit stays until that completes, so the slot is not freed under it.
+  const uint8_t ops = c.upstream.ops;
+  c.upstream = Side{};
+  c.upstream.ops = ops;
+  c.state = State::kRouting;
+}
+
 void fail(Connection& c, Side& side, Stats& stats) noexcept {
   if (!(side.flags & kFailed)) {
+    // A failed socket never blocks a read again: it returns what was queued, then the error
+    // or 0. Read it to that end.
+    if (!(side.flags & kEof)) side.flags |= kReadReady | kPeerShut;
     side.flags |= kFailed;
     if (is_client(c, side)) {
       ++stats.resets_client;
@@ -241,23 +304,43 @@ void fail(Connection& c, Side& side, Stats& stats) noexcept {
       ++stats.resets_upstream;
     }
   }
+  advance(c);
+}
+
+void abort(Connection& c) noexcept {
   c.state = State::kClosing;
 }
 
+void on_acknowledged(Connection& c) noexcept {
+  if (c.state == State::kLingering) c.state = State::kClosing;
+}
+
+Side& surviving_side(Connection& c) noexcept {
+  return (c.client.flags & kFailed) ? c.upstream : c.client;
+}
+
 uint32_t wanted_interest(const Connection& c, const Side& side) noexcept {
-  if (c.state == State::kClosing || c.state == State::kFree) return 0;
+  if (c.state >= State::kLingering || c.state == State::kFree) return 0;
   const bool client = is_client(c, side);
   if (!client && c.state == State::kConnecting) return kWantWrite;  // connect completion
-  uint32_t want = 0;
-  if (!(side.flags & (kEof | kFailed)) && side.paused == 0) want |= kWantRead;
   const Side& peer = client ? c.upstream : c.client;
-  if ((!peer.in.empty() || peer.piped > 0) && !(side.flags & kWriteReady)) want |= kWantWrite;
+  uint32_t want = 0;
+  // A failed side is still read to its end (what it sent before the error); nothing is read
+  // toward a failed peer.
+  if (!(side.flags & kEof) && side.paused == 0 && !(peer.flags & kFailed)) want |= kWantRead;
+  if ((!peer.in.empty() || peer.piped > 0) && !(side.flags & (kWriteReady | kFailed))) {
+    want |= kWantWrite;
+  }
   return want;
 }
 
 bool direction_done(const Connection& c, Dir d) noexcept {
   const Side& src = c.source(d);
   return (src.flags & kEof) && src.in.empty() && src.piped == 0 && (c.sink(d).flags & kWriteShut);
+}
+
+bool ends_cleanly(const Connection& c) noexcept {
+  return direction_done(c, Dir::kC2U) && direction_done(c, Dir::kU2C);
 }
 
 }  // namespace edgeproxy::relay

@@ -16,11 +16,12 @@ double Stats::acceleration_factor() const noexcept {
   X(accept_errors)                                                                                 \
   X(accept_pauses)                                                                                 \
   X(connects_failed)                                                                               \
-  X(connect_timeouts) X(idle_timeouts) X(active) X(peak_active) X(closed) X(bytes_c2u)             \
-      X(bytes_u2c) X(reads_client) X(reads_upstream) X(writes_client) X(writes_upstream)           \
-          X(backpressure_pauses) X(pool_buffers) X(pool_high_water) X(pool_waits) X(resets_client) \
-              X(resets_upstream) X(resets_sent) X(shutdown_forced) X(splice_bytes)                 \
-                  X(splice_pipe_waits) X(splice_pipes_dirty) X(batched_waits)
+  X(connect_timeouts)                                                                              \
+  X(idle_timeouts) X(active) X(peak_active) X(closed) X(bytes_c2u) X(bytes_u2c) X(reads_client)    \
+      X(reads_upstream) X(writes_client) X(writes_upstream) X(backpressure_pauses) X(pool_buffers) \
+          X(pool_high_water) X(pool_waits) X(resets_client) X(resets_upstream) X(resets_sent)      \
+              X(shutdown_forced) X(splice_bytes) X(splice_pipe_waits) X(splice_pipes_dirty)        \
+                  X(batched_waits) X(socket_waits) X(connect_retries) X(linger_waits)
 
 void Stats::merge(const Stats& o) noexcept {
 #define EDGEPROXY_ADD(name) name += o.name;

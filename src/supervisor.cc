@@ -90,7 +90,7 @@ std::string format_cpu_list(std::span<const uint16_t> cpus) {
 
 Result<std::unique_ptr<Supervisor>> Supervisor::start(const WorkerPlan& plan, const Config& config,
                                                       const SocketAddress& listen,
-                                                      const SocketAddress& backend) {
+                                                      const std::vector<SocketAddress>& backend) {
   auto sfd = open_signal_fd();
   if (!sfd.ok()) return Error{sfd.error()};
   const int exit_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

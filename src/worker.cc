@@ -2,10 +2,12 @@
 // and docs/architecture.md for who owns what, docs/state-machine.md for the lifecycle.
 #include "edgeproxy/worker.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <utility>
 
+#include "edgeproxy/check.h"
 #include "edgeproxy/cookie.h"
 #include "edgeproxy/log.h"
 #include "edgeproxy/relay.h"
@@ -16,10 +18,11 @@ namespace {
 constexpr uint32_t kEventBatch = 256;
 constexpr uint32_t kAcceptBudget = 64;   // accepts per listener per iteration
 constexpr int64_t kAcceptRetryMs = 100;  // out of fds: retry accepting this often, no sooner
-
-bool accept_error_is_exhaustion(int err) noexcept {
-  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
-}
+// A lingering connection looks at its peer's unacknowledged bytes after 1 ms, then at twice the
+// previous interval while none were acknowledged, at most this often: a reset is passed on a
+// round trip after the last byte is acknowledged, and many slow peers cost few ioctl calls.
+constexpr uint32_t kLingerFirstMs = 1;
+constexpr uint32_t kLingerMaxMs = 200;
 
 }  // namespace
 
@@ -32,6 +35,9 @@ Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options) {
     log_warn("the %s backend addresses at most %u buffers: using %u instead of %u", Reactor::kName,
              Transport::kMaxBuffers, Transport::kMaxBuffers, buffers);
     buffers = Transport::kMaxBuffers;
+  }
+  if (options.backend.empty() || options.backend.size() > kMaxAddresses) {
+    return Error{"the backend needs 1 to " + std::to_string(kMaxAddresses) + " addresses"};
   }
   auto pool = BufferPool::create(buffers);
   if (!pool.ok()) return Error{pool.error()};
@@ -67,6 +73,7 @@ Worker::Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool,
       id_(options.id),
       transport_(reactor_, pool_, stats_),
       touched_(std::make_unique<uint32_t[]>(options.config.max_connections)),
+      settling_(std::make_unique<uint32_t[]>(options.config.max_connections)),
       pending_(std::make_unique<uint32_t[]>(options.config.max_connections)),
       carried_(std::make_unique<uint32_t[]>(options.config.max_connections)),
       shutdown_timer_(options.config.max_connections),
@@ -180,14 +187,15 @@ void Worker::on_connection_event(CookieTag tag, Handle h, const Event& ev) noexc
   touch(*c, h.index);
   // Completion backends must see events even while closing: they return buffers and count
   // down operations in flight before the slot may be freed.
-  switch (transport_.on_event(*c, h, tag == CookieTag::kClient, ev, now_)) {
+  const ConnectResult r = transport_.on_event(*c, h, tag == CookieTag::kClient, ev, now_);
+  switch (r.outcome) {
     case ConnectOutcome::kNone:
       break;
     case ConnectOutcome::kConnected:
-      arm_idle_timer(h.index);
+      on_connected(*c, h.index);
       break;
     case ConnectOutcome::kFailed:
-      connect_failed(*c, 0);
+      connect_failed(*c, h, r.err);
       break;
   }
   if (c->state != State::kClosing) pump(*c, h.index);
@@ -211,8 +219,8 @@ void Worker::on_control() noexcept {
 void Worker::accept_from(uint32_t listener_index) noexcept {
   Listener& l = listeners_[listener_index];
   for (uint32_t n = 0; n < kAcceptBudget; ++n) {
-    if (slab_.full()) {
-      // Leave clients in the kernel backlog; a freed slot resumes the listener.
+    if (slab_.full() || !socket_waiters_.empty()) {
+      // Leave clients in the kernel backlog; a freed slot (or descriptor) resumes the listener.
       pause_listener(l);
       return;
     }
@@ -236,24 +244,24 @@ void Worker::on_accepted(uint32_t listener_index, int result) noexcept {
     on_accept_error(l, -result);
     return;
   }
-  if (stopping_ || l.fd() < 0 || slab_.full()) {
+  if (stopping_ || l.fd() < 0 || slab_.full() || !socket_waiters_.empty()) {
     // Accepted by the kernel after we stopped wanting it (the cancel of a multishot accept is
     // asynchronous): refuse it with a reset rather than leave it hanging.
     sys::set_linger_zero(result);
     sys::close(result);
     ++stats_.accept_errors;
-    if (slab_.full() && l.fd() >= 0) pause_listener(l);
+    if ((slab_.full() || !socket_waiters_.empty()) && l.fd() >= 0) pause_listener(l);
     return;
   }
   start_connection(result);
-  if (slab_.full()) pause_listener(l);
+  if (slab_.full() || !socket_waiters_.empty()) pause_listener(l);
 }
 
 bool Worker::on_accept_error(Listener& l, int err) noexcept {
   ++stats_.accept_errors;
   // The connection died in the queue or was refused by policy: skip it, keep accepting.
   if (sys::accept_error_is_transient(err)) return true;
-  if (!accept_error_is_exhaustion(err)) log_error("accept: %s", std::strerror(err));
+  if (!sys::descriptors_exhausted(err)) log_error("accept: %s", std::strerror(err));
   // Out of fds or kernel memory (or an unexpected error): retrying now would spin. Pause until a
   // connection closes or the retry timer fires, whichever comes first.
   pause_listener(l);
@@ -272,38 +280,100 @@ void Worker::start_connection(int client_fd) noexcept {
   c->last_active_ms = now_.ms;
   touch(*c, h.index);
   if (config_.no_delay) sys::set_no_delay(client_fd, true);
-
+  if (const int err = transport_.attach(*c, h); err != 0) {
+    log_error("cannot watch a client connection: %s", std::strerror(err));
+    relay::abort(*c);
+    return;
+  }
   // Routing: with one backend the choice is immediate. Content-aware routing will stay in
   // kRouting, reading the first bytes, before choosing.
-  c->state = State::kRouting;
+  relay::on_accepted(*c);
   c->backend = 0;
+  c->address = preferred_address_;
+  c->tried = 0;
+  // The deadline covers waiting for a descriptor as well as each connect attempt.
+  timers_.arm(h.index, now_.ms + config_.connect_timeout_ms);
+  connect_upstream(*c, h);
+  if (c->state != State::kClosing) pump(*c, h.index);
+}
 
-  const SysResult s = sys::stream_socket(backend_.family());
-  int err = s.err;
+void Worker::connect_upstream(Connection& c, Handle h) noexcept {
+  const SysResult s = sys::stream_socket(backend_[c.address].family());
   if (s.ok()) {
-    c->upstream.fd = static_cast<int>(s.value);
-    if (config_.no_delay) sys::set_no_delay(c->upstream.fd, true);
-    err = transport_.connect(*c, h, backend_);
-  }
-  if (err == EINPROGRESS) {
-    timers_.arm(h.index, now_.ms + config_.connect_timeout_ms);
-  } else if (err == 0) {
-    arm_idle_timer(h.index);
+    start_connect(c, h, static_cast<int>(s.value));
+  } else if (sys::descriptors_exhausted(s.err)) {
+    // As at accept: wait for a connection to close (or the retry timer) instead of resetting a
+    // client that did nothing wrong; accepting more would only make more wait.
+    ++stats_.socket_waits;
+    socket_waiters_.push_back(slab_, h.index);
+    for (Listener& l : listeners_) pause_listener(l);
+    timers_.arm(accept_retry_timer_, now_.ms + kAcceptRetryMs);
   } else {
-    connect_failed(*c, err);
+    connect_failed(c, h, s.err);
   }
 }
 
-void Worker::connect_failed(Connection& c, int err) noexcept {
+void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
+  c.upstream.fd = fd;
+  if (config_.no_delay) sys::set_no_delay(fd, true);
+  // The address lives in backend_, which outlives every connect in flight.
+  const int err = transport_.connect(c, h, backend_[c.address]);
+  if (err == EINPROGRESS) {
+    timers_.arm(h.index, now_.ms + config_.connect_timeout_ms);
+  } else if (err == 0) {
+    on_connected(c, h.index);
+  } else {
+    connect_failed(c, h, err);
+  }
+}
+
+void Worker::on_connected(Connection& c, uint32_t index) noexcept {
+  preferred_address_ = c.address;
+  arm_idle_timer(index);
+}
+
+void Worker::connect_failed(Connection& c, Handle h, int err) noexcept {
   ++stats_.connects_failed;
-  log_debug("connect to %s failed%s%s", backend_.to_string().c_str(), err != 0 ? ": " : "",
-            err != 0 ? std::strerror(err) : "");
-  c.abort = true;  // the client is reset: it must not mistake this for an empty reply
-  c.state = State::kClosing;
+  log_debug("connect to %s failed: %s", backend_[c.address].to_string().c_str(),
+            std::strerror(err));
+  if (c.upstream.fd >= 0) sys::close(c.upstream.fd);
+  relay::on_upstream_dropped(c);
+  if (++c.tried < backend_.size() && !fast_stop_) {
+    ++stats_.connect_retries;
+    c.address = static_cast<uint8_t>((c.address + 1) % backend_.size());
+    timers_.arm(h.index, now_.ms + config_.connect_timeout_ms);
+    connect_upstream(c, h);
+    return;
+  }
+  // The client is reset: it must not mistake this for an empty reply.
+  relay::abort(c);
+}
+
+bool Worker::retry_socket_waiters() noexcept {
+  while (!socket_waiters_.empty()) {
+    const uint32_t index = socket_waiters_.front();
+    Connection& c = slab_.at(index);
+    const SysResult s = sys::stream_socket(backend_[c.address].family());
+    if (!s.ok() && sys::descriptors_exhausted(s.err)) {
+      timers_.arm(accept_retry_timer_, now_.ms + kAcceptRetryMs);
+      return false;
+    }
+    socket_waiters_.remove(slab_, index);
+    touch(c, index);
+    const Handle h = slab_.handle_of(index);
+    if (s.ok()) {
+      start_connect(c, h, static_cast<int>(s.value));
+    } else {
+      connect_failed(c, h, s.err);
+    }
+    if (c.state != State::kClosing) pump(c, index);
+  }
+  return true;
 }
 
 void Worker::touch(Connection& c, uint32_t index) noexcept {
   if (c.touched) return;
+  EDGEPROXY_CHECK(touched_count_ < slab_.capacity());
   c.touched = true;
   touched_[touched_count_++] = index;
 }
@@ -311,8 +381,8 @@ void Worker::touch(Connection& c, uint32_t index) noexcept {
 void Worker::pump(Connection& c, uint32_t index) noexcept {
   touch(c, index);
   transport_.pump(c, slab_.handle_of(index), now_);
-  if (((c.client.paused | c.upstream.paused) & kPauseNoBuffer) && !c.waiting) {
-    link_waiter(c, index);
+  if ((c.client.paused | c.upstream.paused) & kPauseNoBuffer) {
+    buffer_waiters_.push_back(slab_, index);
   }
 }
 
@@ -322,7 +392,7 @@ void Worker::expire_timers() noexcept {
     if (id == shutdown_timer_) {
       force_close_all();
     } else if (id == accept_retry_timer_) {
-      resume_listeners();
+      if (retry_socket_waiters()) resume_listeners();
     } else {
       on_connection_timer(id);
     }
@@ -332,13 +402,31 @@ void Worker::expire_timers() noexcept {
 void Worker::on_connection_timer(uint32_t index) noexcept {
   if (!slab_.in_use(index)) return;
   Connection& c = slab_.at(index);
-  if (c.state == State::kClosing) return;
-  if (c.state == State::kConnecting) {
-    ++stats_.connect_timeouts;
-    c.abort = true;
-    c.state = State::kClosing;
-    touch(c, index);
-    return;
+  const Handle h = slab_.handle_of(index);
+  switch (c.state) {
+    case State::kFree:
+    case State::kClosing:
+      return;
+    case State::kAccepted:
+    case State::kRouting:  // still waiting for a descriptor to connect with
+      ++stats_.connect_timeouts;
+      socket_waiters_.remove(slab_, index);
+      relay::abort(c);
+      touch(c, index);
+      return;
+    case State::kConnecting:
+      ++stats_.connect_timeouts;
+      touch(c, index);
+      // A completion backend reports the abandoned connect as a failure (ETIMEDOUT) once the
+      // kernel has let go of it; then the next address is tried.
+      if (transport_.abandon_connect(c, h)) connect_failed(c, h, ETIMEDOUT);
+      return;
+    case State::kLingering:
+      check_linger(c, index);
+      return;
+    case State::kRelaying:
+    case State::kDraining:
+      break;
   }
   if (config_.idle_timeout_s == 0) return;
   // Lazy idle timer: activity only stored a timestamp; re-arm for the remainder if there was any.
@@ -349,44 +437,43 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
     return;
   }
   ++stats_.idle_timeouts;
-  c.state = State::kClosing;
+  // Cut in the middle of a stream: both sides are reset (decision 0004: a FIN never lies).
+  relay::abort(c);
   touch(c, index);
 }
 
-void Worker::link_waiter(Connection& c, uint32_t index) noexcept {
-  c.waiting = true;
-  c.wait_next = kNone;
-  c.wait_prev = waiters_tail_;
-  if (waiters_tail_ == kNone) {
-    waiters_head_ = index;
-  } else {
-    slab_.at(waiters_tail_).wait_next = index;
+void Worker::check_linger(Connection& c, uint32_t index) noexcept {
+  const Side& peer = relay::surviving_side(c);
+  const SysResult r = sys::unacked_bytes(peer.fd);
+  if (!r.ok() || r.value <= 0) {  // acknowledged, or the socket is gone: nothing left to wait for
+    relay::on_acknowledged(c);
+    touch(c, index);
+    return;
   }
-  waiters_tail_ = index;
-}
-
-void Worker::unlink_waiter(Connection& c, uint32_t index) noexcept {
-  if (!c.waiting) return;
-  if (c.wait_prev == kNone) {
-    waiters_head_ = c.wait_next;
+  const auto outq = static_cast<uint32_t>(r.value);
+  if (c.linger_wait_ms == 0) ++stats_.linger_waits;
+  if (c.linger_wait_ms == 0 || outq < c.linger_outq) {
+    c.last_active_ms = now_.ms;  // the peer is still acknowledging: keep it out of the idle cut
+    c.linger_wait_ms = kLingerFirstMs;
+  } else if (config_.idle_timeout_s != 0 &&
+             now_.ms - c.last_active_ms >= int64_t{config_.idle_timeout_s} * 1000) {
+    ++stats_.idle_timeouts;
+    relay::on_acknowledged(c);  // given up: the reset goes now, with the bytes still queued
+    touch(c, index);
+    return;
   } else {
-    slab_.at(c.wait_prev).wait_next = c.wait_next;
+    c.linger_wait_ms = std::min(kLingerMaxMs, c.linger_wait_ms * 2);
   }
-  if (c.wait_next == kNone) {
-    waiters_tail_ = c.wait_prev;
-  } else {
-    slab_.at(c.wait_next).wait_prev = c.wait_prev;
-  }
-  (void)index;
-  c.waiting = false;
+  c.linger_outq = outq;
+  timers_.arm(index, now_.ms + c.linger_wait_ms);
 }
 
 void Worker::wake_buffer_waiters() noexcept {
   // Oldest waiter first; each resumed side takes at most one block, so stop when none is left.
-  while (waiters_head_ != kNone && transport_.buffers_available()) {
-    const uint32_t index = waiters_head_;
+  while (!buffer_waiters_.empty() && transport_.buffers_available()) {
+    const uint32_t index = buffer_waiters_.front();
     Connection& c = slab_.at(index);
-    unlink_waiter(c, index);
+    buffer_waiters_.remove(slab_, index);
     c.client.paused &= static_cast<uint8_t>(~kPauseNoBuffer);
     c.upstream.paused &= static_cast<uint8_t>(~kPauseNoBuffer);
     if (c.state != State::kClosing) pump(c, index);
@@ -394,48 +481,57 @@ void Worker::wake_buffer_waiters() noexcept {
 }
 
 void Worker::finish_iteration() noexcept {
-  bool freed = false;
-  for (uint32_t i = 0; i < touched_count_; ++i) {
-    const uint32_t index = touched_[i];
-    Connection& c = slab_.at(index);
-    c.touched = false;
-    const Handle h = slab_.handle_of(index);
-    if (c.state == State::kClosing) {
-      // Completion backends may still have operations in flight: their completions touch the
-      // connection again, and it is freed once nothing refers to its slot.
-      if (transport_.quiesce(c, h)) {
-        close_connection(c, index);
-        freed = true;
+  // Each pass takes over the touched list: what it touches (a failed settle, a freed slot's
+  // waiters) is settled by the next pass, which a close or a refusal always ends.
+  while (touched_count_ > 0) {
+    const uint32_t count = touched_count_;
+    std::swap(touched_, settling_);
+    touched_count_ = 0;
+    bool freed = false;
+    for (uint32_t i = 0; i < count; ++i) {
+      const uint32_t index = settling_[i];
+      Connection& c = slab_.at(index);
+      c.touched = false;
+      const Handle h = slab_.handle_of(index);
+      if (c.state == State::kClosing) {
+        // Completion backends may still have operations in flight: their completions touch the
+        // connection again, and it is freed once nothing refers to its slot.
+        if (transport_.quiesce(c, h)) {
+          close_connection(c, index);
+          freed = true;
+        }
+        continue;
       }
-      continue;
+      if (!transport_.settle(c, h)) {
+        touch(c, index);  // aborted: closed by the next pass
+        continue;
+      }
+      if (c.state == State::kLingering && c.linger_wait_ms == 0) {
+        check_linger(c, index);
+        continue;
+      }
+      // A connection can be settled by more than one pass: queue it once, so the list never
+      // holds more entries than there are slots.
+      if (c.more && !c.pending) {
+        EDGEPROXY_CHECK(pending_count_ < slab_.capacity());
+        c.pending = true;
+        pending_[pending_count_++] = index;
+      }
     }
-    if (!transport_.settle(c, h)) {
-      touch(c, index);  // failed: closed by the next pass
-      continue;
+    if (freed) {
+      // Descriptors came back: connections waiting for one go first, then new clients.
+      if (retry_socket_waiters()) resume_listeners();
+      // Freed buffers may let paused readers go on: they are pumped now and settled by the
+      // next pass.
+      if (!buffer_waiters_.empty() && transport_.buffers_available()) wake_buffer_waiters();
     }
-    // A connection can be settled by more than one pass (see below): queue it once, so the
-    // list never holds more entries than there are slots.
-    if (c.more && !c.pending) {
-      c.pending = true;
-      pending_[pending_count_++] = index;
-    }
-  }
-  touched_count_ = 0;
-  if (freed) {
-    resume_listeners();
-    // Freed buffers may let paused readers go on: they are pumped now and settled by the
-    // recursive pass.
-    if (waiters_head_ != kNone && transport_.buffers_available()) wake_buffer_waiters();
-    if (touched_count_ > 0) finish_iteration();
   }
 }
 
 void Worker::close_connection(Connection& c, uint32_t index) noexcept {
-  const bool failed = ((c.client.flags | c.upstream.flags) & kFailed) != 0;
-  // Bytes still buffered or in a pipe would be lost: a FIN would tell the peer the stream ended
-  // cleanly.
-  const bool reset = c.abort || failed || !c.client.in.empty() || !c.upstream.in.empty() ||
-                     c.client.piped > 0 || c.upstream.piped > 0;
+  // Unless both directions ended in order and were delivered, a FIN would tell a peer the
+  // stream ended cleanly: every side that did not fail itself is reset instead.
+  const bool reset = !relay::ends_cleanly(c);
   for (Side* side : {&c.client, &c.upstream}) {
     if (side->fd < 0) continue;
     if (reset && !(side->flags & kFailed)) {
@@ -448,7 +544,8 @@ void Worker::close_connection(Connection& c, uint32_t index) noexcept {
   pool_.release(c.client.in);
   pool_.release(c.upstream.in);
   transport_.release_pipes(c);
-  unlink_waiter(c, index);
+  buffer_waiters_.remove(slab_, index);
+  socket_waiters_.remove(slab_, index);
   timers_.cancel(index);
   c = Connection{};
   slab_.release(index);
@@ -462,20 +559,27 @@ uint64_t Worker::listener_cookie(const Listener& l) const noexcept {
 }
 
 void Worker::pause_listener(Listener& l) noexcept {
-  if (l.paused) return;
+  if (l.paused || l.fd() < 0) return;
   l.paused = true;
   ++stats_.accept_pauses;
-  reactor_.pause_listener(l.fd(), listener_cookie(l));
+  const SysResult r = reactor_.pause_listener(l.fd(), listener_cookie(l));
+  // Still armed: the worker keeps refusing in accept_from() while full, one edge at a time.
+  if (!r.ok()) log_warn("cannot pause the listener: %s", std::strerror(r.err));
 }
 
 void Worker::resume_listeners() noexcept {
-  if (stopping_) return;
+  if (stopping_ || !socket_waiters_.empty()) return;
   for (uint32_t i = 0; i < listeners_.size(); ++i) {
     Listener& l = listeners_[i];
     if (!l.paused || slab_.full()) continue;
-    l.paused = false;
     // Connections that queued in the backlog meanwhile are reported at once.
-    reactor_.resume_listener(l.fd(), listener_cookie(l));
+    const SysResult r = reactor_.resume_listener(l.fd(), listener_cookie(l));
+    if (!r.ok()) {
+      log_warn("cannot resume the listener: %s (retrying)", std::strerror(r.err));
+      timers_.arm(accept_retry_timer_, now_.ms + kAcceptRetryMs);
+      continue;
+    }
+    l.paused = false;
   }
 }
 
@@ -506,8 +610,8 @@ void Worker::force_close_all() noexcept {
     if (!slab_.in_use(i)) continue;
     Connection& c = slab_.at(i);
     if (c.state != State::kClosing) ++stats_.shutdown_forced;
-    c.abort = true;
-    c.state = State::kClosing;
+    socket_waiters_.remove(slab_, i);
+    relay::abort(c);
     touch(c, i);
   }
 }

@@ -8,19 +8,24 @@
 #include "edgeproxy/buffer.h"
 #include "edgeproxy/pipe_pool.h"
 #include "edgeproxy/slab.h"
+#include "edgeproxy/wait_queue.h"
 
 namespace edgeproxy {
 
 // Lifecycle. Readiness and pause reasons are flags on a Side, never states.
 //   kFree -> kAccepted -> kRouting -> kConnecting -> kRelaying -> kDraining -> kClosing -> kFree
+//   (kRelaying or kDraining) -> kLingering -> kClosing when a side fails
 // See docs/state-machine.md for every transition.
 enum class State : uint8_t {
   kFree,        // slot unused
   kAccepted,    // client accepted, nothing decided yet
-  kRouting,     // choosing a backend (content-aware routing will inspect the first bytes here)
+  kRouting,     // choosing a backend and getting a socket for it (content-aware routing will
+                // inspect the first bytes here)
   kConnecting,  // non-blocking connect to the chosen backend in progress
   kRelaying,    // both directions open
   kDraining,    // one direction has finished (EOF propagated); the other still flows
+  kLingering,   // a side failed and every byte it sent before failing was handed to the other
+                // side, which is reset once it has acknowledged them (decision 0007)
   kClosing,     // both directions done, or an error/timeout: fds are about to be closed
 };
 const char* to_string(State state) noexcept;
@@ -32,9 +37,15 @@ enum SideFlag : uint8_t {
   kPeerShut = 1 << 2,    // EPOLLRDHUP/HUP seen: keep reading past short reads until read() == 0
   kEof = 1 << 3,         // read() returned 0: no more bytes will come from this side
   kWriteShut = 1 << 4,   // we sent shutdown(SHUT_WR) to this side
-  kFailed = 1 << 5,      // an error or reset was seen on this side
+  kFailed = 1 << 5,      // an error or reset was seen on this side: nothing more is written to
+                         // it; what it sent before the error is still read (the kernel queues
+                         // it ahead of the error), and its end is then abnormal (decision 0007)
   kBulk = 1 << 6,        // the last read filled a buffer, or a splice moved at least as much:
                          // more bytes were waiting than one buffer holds (--splice auto)
+  kUrgent = 1 << 7,      // urgent (out-of-band) data may be in the socket, or a splice stopped
+                         // without saying why: splice(2) stops at the urgent mark (0 or EAGAIN),
+                         // read(2) steps over it, so the side reads through a buffer and a short
+                         // read is no proof of a drained socket until a read says EAGAIN
 };
 
 // Why reading from a side is paused (a bitmask; reading resumes when it is back to 0).
@@ -66,15 +77,17 @@ struct Connection {
   Side client;
   Side upstream;
   State state = State::kFree;
-  bool touched = false;    // in the Worker's touched list this loop iteration
-  bool more = false;       // the read budget ran out with bytes left: pump again next iteration
-  bool pending = false;    // queued in the Worker's pending list (at most once)
-  bool abort = false;      // close with a reset (connect failure, timeout, forced shutdown)
-  bool waiting = false;    // in the Worker's list of connections waiting for a pool buffer
-  uint8_t backend = 0;     // index of the chosen backend (several backends come later)
-  uint32_t wait_prev = 0;  // buffer-wait list links (slot indexes), valid while `waiting`
-  uint32_t wait_next = 0;
-  int64_t last_active_ms = 0;  // last time a byte moved either way
+  bool touched = false;      // in the Worker's touched list this loop iteration
+  bool more = false;         // the read budget ran out with bytes left: pump again next iteration
+  bool pending = false;      // queued in the Worker's pending list (at most once)
+  uint8_t backend = 0;       // index of the chosen backend (several backends come later)
+  uint8_t address = 0;       // index of the backend address being tried or used
+  uint8_t tried = 0;         // backend addresses tried so far for this connection
+  WaitLinks buffer_wait;     // in the Worker's queue of connections waiting for a pool buffer
+  WaitLinks socket_wait;     // in the Worker's queue of connections waiting for a descriptor
+  uint32_t linger_outq = 0;  // kLingering: unacknowledged bytes at the last look
+  uint32_t linger_wait_ms = 0;  // kLingering: time until the next look (grows while none move)
+  int64_t last_active_ms = 0;   // last time a byte moved either way
   // Acceleration-factor timestamps (ns, loop clock): first upstream byte read, upstream EOF,
   // last byte delivered to the client (client write side shut).
   int64_t u2c_first_ns = 0;

@@ -14,6 +14,7 @@ enum Ready : uint32_t {
   kHangup = 1 << 2,    // the peer shut its write side (EPOLLRDHUP) or the socket hung up (EPOLLHUP)
   kError = 1 << 3,     // the socket has a pending error (EPOLLERR)
   kAccepted = 1 << 4,  // a listener event that already carries an accepted fd (or -errno) in result
+  kUrgentData = 1 << 5,  // urgent (out-of-band) data is pending in the socket (EPOLLPRI/POLLPRI)
 };
 
 enum Interest : uint32_t {

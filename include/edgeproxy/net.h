@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "edgeproxy/result.h"
 
@@ -20,12 +21,18 @@ struct SocketAddress {
   int family() const noexcept { return storage.ss_family; }
   uint16_t port() const noexcept;
   const sockaddr* get() const noexcept { return reinterpret_cast<const sockaddr*>(&storage); }
+  bool operator==(const SocketAddress& o) const noexcept;
   // "127.0.0.1:8080" or "[::1]:8080".
   std::string to_string() const;
 };
 
-// Resolves `host` (an IPv4/IPv6 literal or a name) once, for TCP. Literals never touch DNS.
-// `flag` names the option in the error message.
+// Resolves `host` (an IPv4/IPv6 literal or a name) once, for TCP: every address, in the
+// resolver's order of preference (RFC 6724: getaddrinfo's), duplicates dropped, at most
+// kMaxAddresses. Literals never touch DNS. `flag` names the option in the error message.
+inline constexpr size_t kMaxAddresses = 16;
+Result<std::vector<SocketAddress>> resolve_all(const std::string& host, uint16_t port,
+                                               const char* flag);
+// The first address resolve_all() gives (what a listener binds).
 Result<SocketAddress> resolve(const std::string& host, uint16_t port, const char* flag);
 
 namespace sys {
@@ -41,10 +48,15 @@ SysResult accept(int listen_fd) noexcept;
 // True for accept errors that concern only the connection being accepted (it died in the queue,
 // or policy refused it): skip it and keep accepting. Anything else is exhaustion or a fault.
 bool accept_error_is_transient(int err) noexcept;
+// True for errors of accept() or socket() that mean the process or the kernel is out of
+// descriptors or memory for now: retrying at once would fail again, so wait for a close.
+bool descriptors_exhausted(int err) noexcept;
 SysResult stream_socket(int family) noexcept;
 // 0 when connected at once, EINPROGRESS while a non-blocking connect continues, else the error.
 SysResult connect(int fd, const SocketAddress& to) noexcept;
 SysResult shutdown_write(int fd) noexcept;
+// Bytes written to a TCP socket that its peer has not acknowledged yet (SIOCOUTQ).
+SysResult unacked_bytes(int fd) noexcept;
 // The pending socket error (SO_ERROR), e.g. the outcome of a non-blocking connect.
 int socket_error(int fd) noexcept;
 void set_no_delay(int fd, bool on) noexcept;

@@ -33,8 +33,9 @@ struct SplicePolicy {
 // What the direction should do next. Writing comes before reading so buffers and pipes drain
 // first. A direction splices only once relaying (the bytes read while connecting, which
 // content-aware routing will inspect, are buffered), only when `splice` says so (kAuto: while
-// the source is kBulk), and only when its buffer is empty, so bytes never overtake each other
-// between buffer and pipe.
+// the source is kBulk) and no urgent data may be pending (kUrgent), and only when its buffer is
+// empty, so bytes never overtake each other between buffer and pipe. Nothing is read toward a
+// failed sink, and a failed source's end is not passed on as a FIN. kNone once lingering.
 Step next_step(const Connection& c, Dir d, SplicePolicy splice = {}) noexcept;
 
 // Makes sure the source has a block to read into. False when the pool is empty: the source is
@@ -42,7 +43,9 @@ Step next_step(const Connection& c, Dir d, SplicePolicy splice = {}) noexcept;
 bool prepare_read(Connection& c, Dir d, BufferPool& pool, Stats& stats) noexcept;
 
 // Applies read(source, source.in.write_ptr(), asked). A short read clears kReadReady (the socket
-// is drained) unless the peer has shut, in which case reading continues until read() == 0.
+// is drained) unless the peer has shut, in which case reading continues until read() == 0, or
+// urgent data may be pending (kUrgent: read() stops short before the mark), in which case it
+// continues until EAGAIN. An error ends the source like EOF, but as a failure (fail()).
 void on_read(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& pool, Stats& stats,
              LoopTime now) noexcept;
 
@@ -57,8 +60,9 @@ bool prepare_splice(Connection& c, Dir d, PipePool& pipes, Stats& stats) noexcep
 
 // Applies splice(source, its pipe) = r. After bytes, reading pauses (kPauseBackpressure) until
 // the pipe is drained, and the source stays readable: a splice stops at a full pipe as well as
-// at an empty socket, and the two look alike, so the next splice (EAGAIN) tells. 0 is EOF. An
-// empty pipe goes back to the pool at once.
+// at an empty socket, and the two look alike, so the next splice (EAGAIN) tells. 0 is EOF or an
+// urgent mark that splice cannot pass: the source is marked kUrgent, and the read that follows
+// tells which. An empty pipe goes back to the pool at once.
 void on_splice_in(Connection& c, Dir d, SysResult r, PipePool& pipes, Stats& stats,
                   LoopTime now) noexcept;
 
@@ -67,17 +71,39 @@ void on_splice_in(Connection& c, Dir d, SysResult r, PipePool& pipes, Stats& sta
 void on_splice_out(Connection& c, Dir d, SysResult r, uint32_t asked, PipePool& pipes, Stats& stats,
                    LoopTime now) noexcept;
 
-// Applies shutdown(sink, SHUT_WR); advances kRelaying -> kDraining -> kClosing.
-void on_shutdown(Connection& c, Dir d, Stats& stats, LoopTime now) noexcept;
+// Applies shutdown(sink, SHUT_WR) = r; advances kRelaying -> kDraining -> kClosing. A refused
+// shutdown (the sink was reset meanwhile) fails the sink.
+void on_shutdown(Connection& c, Dir d, SysResult r, Stats& stats, LoopTime now) noexcept;
 
-// Applies normalized readiness bits (event.h) reported for one side.
+// Applies normalized readiness bits (event.h) reported for one side. kError fails the side and
+// makes it readable: what it sent before the error is still read and delivered (fail()).
+// kUrgentData marks it kUrgent.
 void on_ready(Connection& c, Side& side, uint32_t ready, Stats& stats) noexcept;
 
+// kAccepted -> kRouting: the client is registered and a backend is being chosen.
+void on_accepted(Connection& c) noexcept;
+// kRouting -> kConnecting: a non-blocking connect is in progress.
+void on_connecting(Connection& c) noexcept;
 // The non-blocking connect finished successfully: the upstream becomes writable, relaying starts.
 void on_connected(Connection& c) noexcept;
+// kConnecting -> kRouting: the failed upstream socket was closed, another address may be tried.
+void on_upstream_dropped(Connection& c) noexcept;
 
-// Records an error on `side` and moves the connection to kClosing; the other side will be reset.
+// Records an error on `side` (counted once per side). Nothing more is written to it; what it
+// sent before the error is still read and handed to the other side, and then the connection
+// lingers (kLingering) until the other side has acknowledged those bytes, which the worker
+// checks, and is reset. With both sides failed, or before relaying began, it closes at once.
 void fail(Connection& c, Side& side, Stats& stats) noexcept;
+
+// Closes now (timeouts, failed connects, a forced shutdown, a refused epoll_ctl): every side
+// that did not fail itself is reset, since ends_cleanly() is false.
+void abort(Connection& c) noexcept;
+
+// kLingering -> kClosing: the surviving side acknowledged everything (or the worker gave up).
+void on_acknowledged(Connection& c) noexcept;
+
+// The side that did not fail: the one a lingering connection waits on.
+Side& surviving_side(Connection& c) noexcept;
 
 // The Interest bits (event.h) `side` needs registered now.
 uint32_t wanted_interest(const Connection& c, const Side& side) noexcept;
@@ -85,5 +111,9 @@ uint32_t wanted_interest(const Connection& c, const Side& side) noexcept;
 // True when the source has ended, its bytes (buffer and pipe) were all delivered and the sink's
 // write side is shut.
 bool direction_done(const Connection& c, Dir d) noexcept;
+
+// Whether closing now may send FINs: both directions ended in order and were delivered.
+// Otherwise every side that did not fail itself is reset (decision 0004: a FIN never lies).
+bool ends_cleanly(const Connection& c) noexcept;
 
 }  // namespace edgeproxy::relay

@@ -44,6 +44,9 @@ struct Stats {
   uint64_t splice_pipes_dirty = 0;  // pipes holding bytes at close, replaced by a fresh pipe
   // --batch-wait (io_uring): waits that asked for several completions; filled in when reported.
   uint64_t batched_waits = 0;
+  uint64_t socket_waits = 0;     // upstream sockets that waited for a descriptor (EMFILE...)
+  uint64_t connect_retries = 0;  // failed connects retried on the backend's next address
+  uint64_t linger_waits = 0;     // resets held back until the peer acknowledged every byte
   // Acceleration factor inputs, summed over connections whose upstream reached EOF and whose
   // client then received every byte: time from the first upstream byte to upstream EOF, and from
   // the first upstream byte to the last byte written to the client.

@@ -56,7 +56,7 @@ class Supervisor {
   // SO_REUSEPORT, so a port already in use is reported as such rather than silently shared.
   static Result<std::unique_ptr<Supervisor>> start(const WorkerPlan& plan, const Config& config,
                                                    const SocketAddress& listen,
-                                                   const SocketAddress& backend);
+                                                   const std::vector<SocketAddress>& backend);
 
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;

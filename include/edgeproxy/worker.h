@@ -19,6 +19,7 @@
 #include "edgeproxy/slab.h"
 #include "edgeproxy/stats.h"
 #include "edgeproxy/timer_queue.h"
+#include "edgeproxy/wait_queue.h"
 #include "edgeproxy/worker_control.h"
 
 namespace edgeproxy {
@@ -26,7 +27,9 @@ namespace edgeproxy {
 struct WorkerOptions {
   Config config;  // this worker's share: max_connections and buffers already divided
   SocketAddress listen;
-  SocketAddress backend;
+  // The backend's addresses in order of preference (resolve_all): a connect that fails tries the
+  // next one, and the one that last worked is tried first (at least one, at most kMaxAddresses).
+  std::vector<SocketAddress> backend;
   uint32_t id = 0;          // worker number, for log lines
   bool reuse_port = false;  // several workers listen on the same address (SO_REUSEPORT)
   // Stop and report requests from the supervisor; must outlive the worker. Null: the worker
@@ -67,16 +70,26 @@ class Worker {
   void on_accepted(uint32_t listener_index, int result) noexcept;
   bool on_accept_error(Listener& l, int err) noexcept;
   void start_connection(int client_fd) noexcept;
-  // The backend connect failed (err = errno when known, else 0): counted, client reset.
-  void connect_failed(Connection& c, int err) noexcept;
+  // Opens an upstream socket for the connection's current address and starts connecting; out
+  // of descriptors, the connection waits in socket_waiters_ (the client is kept).
+  void connect_upstream(Connection& c, Handle h) noexcept;
+  void start_connect(Connection& c, Handle h, int fd) noexcept;
+  void on_connected(Connection& c, uint32_t index) noexcept;
+  // A connect attempt failed with errno `err`: counted and logged (-v); the next address is
+  // tried while some are untried, else the client is reset.
+  void connect_failed(Connection& c, Handle h, int err) noexcept;
+  // Gives the oldest connections waiting for a descriptor their upstream socket, while the
+  // kernel has descriptors. True when none is left waiting.
+  bool retry_socket_waiters() noexcept;
   void arm_idle_timer(uint32_t index) noexcept;
+  // kLingering: resets the surviving side once its peer acknowledged every byte, else looks
+  // again later (sooner while bytes move); gives up after --idle-timeout without progress.
+  void check_linger(Connection& c, uint32_t index) noexcept;
   void pump(Connection& c, uint32_t index) noexcept;
   void touch(Connection& c, uint32_t index) noexcept;
   void expire_timers() noexcept;
   void on_connection_timer(uint32_t index) noexcept;
   void wake_buffer_waiters() noexcept;
-  void link_waiter(Connection& c, uint32_t index) noexcept;
-  void unlink_waiter(Connection& c, uint32_t index) noexcept;
   void finish_iteration() noexcept;
   void close_connection(Connection& c, uint32_t index) noexcept;
   uint64_t listener_cookie(const Listener& l) const noexcept;
@@ -86,7 +99,8 @@ class Worker {
   void force_close_all() noexcept;
 
   Config config_;
-  SocketAddress backend_;
+  std::vector<SocketAddress> backend_;
+  uint8_t preferred_address_ = 0;  // the backend address that last connected
   Reactor reactor_;
   Slab<Connection> slab_;
   BufferPool pool_;
@@ -101,22 +115,25 @@ class Worker {
   // Connections touched this iteration (each once), settled by finish_iteration(): interest
   // reconciled with one epoll_ctl at most per side, or the connection closed. Closing only there
   // makes closing from inside a handler safe and keeps slots from being reused mid-iteration.
+  // A settling pass works on `settling_` (the list it took over), so touches made meanwhile go
+  // to the next pass and neither list can hold more entries than there are slots.
   std::unique_ptr<uint32_t[]> touched_;
   uint32_t touched_count_ = 0;
+  std::unique_ptr<uint32_t[]> settling_;
   // Connections whose read budget ran out; pumped first in the next iteration.
   std::unique_ptr<uint32_t[]> pending_;
   uint32_t pending_count_ = 0;
   std::unique_ptr<uint32_t[]> carried_;
-  // Intrusive FIFO of connections paused for want of a buffer (Connection::wait_prev/next).
-  uint32_t waiters_head_ = kNone;
-  uint32_t waiters_tail_ = kNone;
+  // Connections paused for want of a pool buffer, and connections whose upstream socket() failed
+  // for want of a descriptor; oldest first.
+  WaitQueue<Connection, &Connection::buffer_wait> buffer_waiters_;
+  WaitQueue<Connection, &Connection::socket_wait> socket_waiters_;
 
   bool started_ = false;
   bool listener_pending_ = false;  // the accept budget ran out with connections still queued
   bool stopping_ = false;
   bool fast_stop_ = false;
 
-  static constexpr uint32_t kNone = UINT32_MAX;
   uint32_t shutdown_timer_;  // timer ids after the connection slots
   uint32_t accept_retry_timer_;
 };

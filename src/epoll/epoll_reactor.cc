@@ -12,7 +12,8 @@ namespace {
 
 uint32_t to_epoll(uint32_t interest) noexcept {
   uint32_t ev = EPOLLET;
-  if (interest & kWantRead) ev |= EPOLLIN | EPOLLRDHUP;
+  // EPOLLPRI: urgent data arrived, which splice(2) cannot move past (relay.h, kUrgent).
+  if (interest & kWantRead) ev |= EPOLLIN | EPOLLRDHUP | EPOLLPRI;
   if (interest & kWantWrite) ev |= EPOLLOUT;
   return ev;
 }
@@ -22,6 +23,7 @@ uint32_t from_epoll(uint32_t ev) noexcept {
   if (ev & EPOLLIN) ready |= kReadable;
   if (ev & EPOLLOUT) ready |= kWritable;
   if (ev & EPOLLRDHUP) ready |= kHangup;
+  if (ev & EPOLLPRI) ready |= kUrgentData;
   // Both directions are shut: read() returns 0 and send() fails at once, so report both.
   if (ev & EPOLLHUP) ready |= kHangup | kReadable | kWritable;
   if (ev & EPOLLERR) ready |= kError;

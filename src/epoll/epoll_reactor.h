@@ -32,7 +32,8 @@ class EpollReactor {
   SysResult start() noexcept { return SysResult{}; }
 
   // Edge-triggered registration. kWantRead also asks for EPOLLRDHUP so a FIN that arrives with
-  // the last data is seen; EPOLLERR/EPOLLHUP are always reported, even with no interest.
+  // the last data is seen, and EPOLLPRI so urgent data is; EPOLLERR/EPOLLHUP are always
+  // reported, even with no interest.
   SysResult add(int fd, uint64_t cookie, uint32_t interest) noexcept;
   // EPOLL_CTL_MOD re-polls the fd: if it is already readable/writable for the new interest, an
   // event is queued at once, so resuming a paused side never misses bytes that arrived meanwhile.
@@ -43,8 +44,10 @@ class EpollReactor {
   // listener's fd removes it from the epoll set, so unwatching has nothing to do.
   SysResult watch(int fd, uint64_t cookie) noexcept { return add(fd, cookie, kWantRead); }
   SysResult watch_listener(int fd, uint64_t cookie) noexcept { return add(fd, cookie, kWantRead); }
-  void pause_listener(int fd, uint64_t cookie) noexcept { modify(fd, cookie, 0); }
-  void resume_listener(int fd, uint64_t cookie) noexcept { modify(fd, cookie, kWantRead); }
+  SysResult pause_listener(int fd, uint64_t cookie) noexcept { return modify(fd, cookie, 0); }
+  SysResult resume_listener(int fd, uint64_t cookie) noexcept {
+    return modify(fd, cookie, kWantRead);
+  }
   void unwatch_listener(int, uint64_t) noexcept {}
   // epoll accepts only while the worker has room (it pauses the listener when full): no-op.
   void set_accept_room(uint32_t, uint32_t) noexcept {}

@@ -22,44 +22,48 @@ Result<Ok> EpollTransport::init(const Config& config) {
   return Ok{};
 }
 
+int EpollTransport::attach(Connection& c, Handle h) noexcept {
+  c.client.events = relay::wanted_interest(c, c.client);
+  const SysResult a = reactor_.add(c.client.fd, cookie_of(c, c.client, h), c.client.events);
+  return a.ok() ? 0 : a.err;
+}
+
 int EpollTransport::connect(Connection& c, Handle h, const SocketAddress& to) noexcept {
   const SysResult r = sys::connect(c.upstream.fd, to);
   if (r.ok()) {
     relay::on_connected(c);
   } else if (r.err == EINPROGRESS) {
-    c.state = State::kConnecting;
+    relay::on_connecting(c);
   } else {
     return r.err;
   }
-  for (Side* side : {&c.client, &c.upstream}) {
-    side->events = relay::wanted_interest(c, *side);
-    const SysResult a = reactor_.add(side->fd, cookie_of(c, *side, h), side->events);
-    if (!a.ok()) return a.err;
-  }
+  c.upstream.events = relay::wanted_interest(c, c.upstream);
+  const SysResult a = reactor_.add(c.upstream.fd, cookie_of(c, c.upstream, h), c.upstream.events);
+  if (!a.ok()) return a.err;
   return r.ok() ? 0 : EINPROGRESS;
 }
 
-ConnectOutcome EpollTransport::on_event(Connection& c, Handle, bool client, const Event& ev,
-                                        LoopTime) noexcept {
-  if (c.state == State::kClosing) return ConnectOutcome::kNone;
+ConnectResult EpollTransport::on_event(Connection& c, Handle, bool client, const Event& ev,
+                                       LoopTime) noexcept {
+  if (c.state == State::kClosing) return {};
   if (!client && c.state == State::kConnecting) {
-    if (!(ev.ready & (kWritable | kError | kHangup))) return ConnectOutcome::kNone;
+    if (!(ev.ready & (kWritable | kError | kHangup))) return {};
     // A non-blocking connect reports its outcome as writability plus SO_ERROR.
     const int err = sys::socket_error(c.upstream.fd);
-    if (err != 0) return ConnectOutcome::kFailed;
+    if (err != 0) return {ConnectOutcome::kFailed, err};
     relay::on_connected(c);
     relay::on_ready(c, c.upstream, ev.ready, stats_);
-    return ConnectOutcome::kConnected;
+    return {ConnectOutcome::kConnected, 0};
   }
   relay::on_ready(c, client ? c.client : c.upstream, ev.ready, stats_);
-  return ConnectOutcome::kNone;
+  return {};
 }
 
 void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
   uint32_t reads[2] = {0, 0};
   c.more = false;
   bool progressed = true;
-  while (progressed && c.state != State::kClosing) {
+  while (progressed && c.state < State::kLingering) {
     progressed = false;
     for (const Dir d : {Dir::kC2U, Dir::kU2C}) {
       Side& src = c.source(d);
@@ -105,14 +109,13 @@ void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
         }
         case relay::Step::kShutdown:
           // SHUT_WR only after every buffered byte was sent: the peer reads them, then EOF.
-          sys::shutdown_write(dst.fd);
-          relay::on_shutdown(c, d, stats_, now);
+          relay::on_shutdown(c, d, sys::shutdown_write(dst.fd), stats_, now);
           progressed = true;
           break;
       }
     }
   }
-  if (c.state == State::kClosing) c.more = false;
+  if (c.state >= State::kLingering) c.more = false;
 }
 
 bool EpollTransport::settle(Connection& c, Handle h) noexcept {
@@ -124,7 +127,7 @@ bool EpollTransport::settle(Connection& c, Handle h) noexcept {
     }
     const SysResult r = reactor_.modify(side->fd, cookie_of(c, *side, h), want);
     if (!r.ok()) {
-      relay::fail(c, *side, stats_);
+      relay::abort(c);  // without its registration the side would never be heard from again
       return false;
     }
     side->events = want;

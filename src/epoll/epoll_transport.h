@@ -7,6 +7,7 @@
 #include "edgeproxy/buffer_pool.h"
 #include "edgeproxy/clock.h"
 #include "edgeproxy/config.h"
+#include "edgeproxy/connect_result.h"
 #include "edgeproxy/connection.h"
 #include "edgeproxy/event.h"
 #include "edgeproxy/net.h"
@@ -17,9 +18,6 @@
 #include "epoll/epoll_reactor.h"
 
 namespace edgeproxy {
-
-// What an event did to a connection's backend connect.
-enum class ConnectOutcome : uint8_t { kNone, kConnected, kFailed };
 
 class EpollTransport {
  public:
@@ -36,22 +34,30 @@ class EpollTransport {
   // Start-up work that can fail: creates config.pipe_count() pipes for splice (--splice).
   Result<Ok> init(const Config& config);
 
-  // Starts the non-blocking connect of c.upstream.fd (already created) to `to` and registers both
-  // fds. Returns 0 (connected at once), EINPROGRESS, or the errno of the failure.
+  // Registers the accepted client fd for reading, before any backend is chosen: its first bytes
+  // are buffered while the backend is chosen and connected. 0 or the errno of epoll_ctl.
+  int attach(Connection& c, Handle h) noexcept;
+
+  // Starts the non-blocking connect of c.upstream.fd (already created) to `to` and registers
+  // it. Returns 0 (connected at once), EINPROGRESS, or the errno of the failure (the caller
+  // closes the fd).
   int connect(Connection& c, Handle h, const SocketAddress& to) noexcept;
 
+  // The connect's deadline passed: true, the fd may be closed at once (nothing is in flight).
+  bool abandon_connect(Connection&, Handle) noexcept { return true; }
+
   // Applies one event for a side (`client` says which). While connecting, an upstream event
-  // finishes the connect (SO_ERROR) and says how.
-  ConnectOutcome on_event(Connection& c, Handle h, bool client, const Event& ev,
-                          LoopTime now) noexcept;
+  // finishes the connect (SO_ERROR) and says how, with the errno of a failure.
+  ConnectResult on_event(Connection& c, Handle h, bool client, const Event& ev,
+                         LoopTime now) noexcept;
 
   // Moves bytes both ways. Sets c.more when the read budget ran out with the socket still
   // readable (the caller pumps again next loop iteration: no new edge would come). Leaves the
-  // connection in kClosing on an error or when both directions are done.
+  // connection lingering or closing when a side failed or both directions are done.
   void pump(Connection& c, Handle h, LoopTime now) noexcept;
 
   // End of an iteration for a live connection: one epoll_ctl(MOD) per side whose wanted interest
-  // changed, none otherwise. False if the kernel refused (the connection must close).
+  // changed, none otherwise. False if the kernel refused (the connection is aborted).
   bool settle(Connection& c, Handle h) noexcept;
 
   // True when the connection may be closed now (epoll: always; nothing is in flight).

@@ -200,16 +200,18 @@ SysResult UringReactor::watch_listener(int fd, uint64_t cookie) noexcept {
   return SysResult{};
 }
 
-void UringReactor::pause_listener(int, uint64_t cookie) noexcept {
+SysResult UringReactor::pause_listener(int, uint64_t cookie) noexcept {
   cancel_accepts(Cookie::unpack(cookie).handle.index);
+  return SysResult{};
 }
 
-void UringReactor::resume_listener(int fd, uint64_t cookie) noexcept {
+SysResult UringReactor::resume_listener(int fd, uint64_t cookie) noexcept {
   const uint32_t index = Cookie::unpack(cookie).handle.index;
   Watched& w = listeners_[index];
   w.wanted = true;
   w.fd = fd;
   arm_accepts(index);
+  return SysResult{};
 }
 
 void UringReactor::unwatch_listener(int fd, uint64_t cookie) noexcept {

@@ -49,8 +49,8 @@ class UringReactor {
   // Listeners: accepts whose completions carry the accepted fd (Ready kAccepted). Pausing cancels
   // them (clients wait in the backlog); resuming re-arms them.
   SysResult watch_listener(int fd, uint64_t cookie) noexcept;
-  void pause_listener(int fd, uint64_t cookie) noexcept;
-  void resume_listener(int fd, uint64_t cookie) noexcept;
+  SysResult pause_listener(int fd, uint64_t cookie) noexcept;
+  SysResult resume_listener(int fd, uint64_t cookie) noexcept;
   void unwatch_listener(int fd, uint64_t cookie) noexcept;
   // How many more connections the worker can take, and the listen backlog. A multishot accept
   // drains the accept queue in a loop within one io_uring_enter() (backlog + 1 connections, plus

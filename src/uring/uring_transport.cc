@@ -18,10 +18,11 @@ SysResult from_cqe(int32_t res) noexcept {
   return res < 0 ? SysResult{-1, -res} : SysResult{res, 0};
 }
 
-// io_uring waits for readiness itself: a side is always worth a receive (until EOF) and a send.
+// io_uring waits for readiness itself: a side is always worth a receive (until EOF: a failed
+// side is still read for what it sent before the error) and a send (until shut or failed).
 // (Splices do not wait: the kRecvDrained and kSendFull hints put a poll before them.)
 void keep_ready(Side& s) noexcept {
-  if (!(s.flags & (kEof | kFailed))) s.flags |= kReadReady;
+  if (!(s.flags & kEof)) s.flags |= kReadReady;
   if (!(s.flags & (kWriteShut | kFailed))) s.flags |= kWriteReady;
 }
 
@@ -56,19 +57,35 @@ Result<Ok> UringTransport::init(const Config& config) {
   return Ok{};
 }
 
-int UringTransport::connect(Connection& c, Handle h, const SocketAddress& to) noexcept {
-  connect_to_ = to;
+int UringTransport::attach(Connection& c, Handle) noexcept {
   keep_ready(c.client);
-  c.state = State::kConnecting;
+  return 0;
+}
+
+int UringTransport::connect(Connection& c, Handle h, const SocketAddress& to) noexcept {
+  relay::on_connecting(c);
   io_uring_sqe* e = reactor_.sqe();
-  io_uring_prep_connect(e, c.upstream.fd, connect_to_.get(), connect_to_.length);
+  io_uring_prep_connect(e, c.upstream.fd, to.get(), to.length);
   io_uring_sqe_set_data64(e, UserData::pack(UringOp::kConnect, h));
   c.upstream.ops |= kOpConnect;
   return EINPROGRESS;
 }
 
-ConnectOutcome UringTransport::on_event(Connection& c, Handle, bool client, const Event& ev,
-                                        LoopTime now) noexcept {
+bool UringTransport::abandon_connect(Connection& c, Handle h) noexcept {
+  if (!(c.upstream.ops & kOpCancel)) cancel_side(c.upstream, h, false);
+  return false;
+}
+
+void UringTransport::cancel_side(Side& side, Handle h, bool client) noexcept {
+  io_uring_sqe* e = reactor_.sqe();
+  io_uring_prep_cancel_fd(e, side.fd, IORING_ASYNC_CANCEL_ALL);
+  io_uring_sqe_set_data64(
+      e, UserData::pack(client ? UringOp::kCancelClient : UringOp::kCancelUpstream, h));
+  side.ops |= kOpCancel;
+}
+
+ConnectResult UringTransport::on_event(Connection& c, Handle, bool client, const Event& ev,
+                                       LoopTime now) noexcept {
   Side& side = client ? c.client : c.upstream;
   const UringOp op = UringEventOp::op(ev.op);
   const bool closing = c.state == State::kClosing;
@@ -83,58 +100,64 @@ ConnectOutcome UringTransport::on_event(Connection& c, Handle, bool client, cons
       }
       if (closing || ev.result == -ECANCELED) {
         if (side.in.empty()) pool_.release(side.in);
-        return ConnectOutcome::kNone;
+        return {};
       }
       if (ev.result == -ENOBUFS) {
         // The ring ran dry: wait (as a pool waiter) until blocks come back.
         side.paused |= kPauseNoBuffer;
         ++stats_.pool_waits;
-        return ConnectOutcome::kNone;
+        return {};
       }
       relay::on_read(c, d, from_cqe(ev.result), kBufferBytes, pool_, stats_, now);
-      // The relay clears kReadReady after a short read: the socket was drained.
-      if (side.flags & kReadReady) {
+      // The relay clears kReadReady after a short read: the socket was drained. A receive never
+      // says EAGAIN (it waits), so the relay cannot end kUrgent here: the receive went up to
+      // the urgent mark or past it, and the poll before the next splice asks again (POLLPRI).
+      if ((side.flags & kReadReady) && !(side.flags & kUrgent)) {
         side.hints &= static_cast<uint8_t>(~kRecvDrained);
       } else {
         side.hints |= kRecvDrained;
       }
+      side.flags &= static_cast<uint8_t>(~kUrgent);
       keep_ready(side);
-      return ConnectOutcome::kNone;
+      return {};
     }
     case UringOp::kSendClient:
     case UringOp::kSendUpstream: {
       side.ops &= static_cast<uint8_t>(~kOpSend);
-      if (closing || ev.result == -ECANCELED) return ConnectOutcome::kNone;
+      if (closing || ev.result == -ECANCELED) return {};
       const Dir d = client ? Dir::kU2C : Dir::kC2U;
       // The buffer does not change while its send is in flight: what it holds is what was asked.
       assert(UringEventOp::buffer(ev.op) == static_cast<uint16_t>(c.source(d).in.id()));
       const uint32_t asked = c.source(d).in.readable();
       relay::on_write(c, d, from_cqe(ev.result), asked, pool_, stats_, now);
       keep_ready(side);
-      return ConnectOutcome::kNone;
+      return {};
     }
     case UringOp::kConnect:
       c.upstream.ops &= static_cast<uint8_t>(~kOpConnect);
-      if (closing) return ConnectOutcome::kNone;
-      if (ev.result != 0) return ConnectOutcome::kFailed;
+      if (closing) return {};
+      // A connect is cancelled only when its deadline passed (abandon_connect).
+      if (ev.result == -ECANCELED) return {ConnectOutcome::kFailed, ETIMEDOUT};
+      if (ev.result < 0) return {ConnectOutcome::kFailed, -ev.result};
       relay::on_connected(c);
       keep_ready(c.upstream);
-      return ConnectOutcome::kConnected;
+      return {ConnectOutcome::kConnected, 0};
     case UringOp::kCancelClient:
     case UringOp::kCancelUpstream:
       side.ops &= static_cast<uint8_t>(~kOpCancel);
-      return ConnectOutcome::kNone;
+      return {};
     case UringOp::kSpliceClient:
     case UringOp::kSpliceUpstream:
-      return on_splice(c, client, static_cast<UringSplice>(UringEventOp::buffer(ev.op)), ev.result,
-                       now);
+      on_splice(c, client, static_cast<UringSplice>(UringEventOp::buffer(ev.op)), ev.result,
+                ev.flags, now);
+      return {};
     default:
-      return ConnectOutcome::kNone;
+      return {};
   }
 }
 
-ConnectOutcome UringTransport::on_splice(Connection& c, bool client, UringSplice kind,
-                                         int32_t result, LoopTime now) noexcept {
+void UringTransport::on_splice(Connection& c, bool client, UringSplice kind, int32_t result,
+                               uint32_t cqe_flags, LoopTime now) noexcept {
   Side& side = client ? c.client : c.upstream;
   const bool closing = c.state == State::kClosing;
   const bool cancelled = result == -ECANCELED;
@@ -144,7 +167,7 @@ ConnectOutcome UringTransport::on_splice(Connection& c, bool client, UringSplice
       if (closing || cancelled) {
         // Bytes that reached the pipe stay counted: the close resets the peer and replaces it.
         if (result > 0) side.piped += static_cast<uint32_t>(result);
-        return ConnectOutcome::kNone;
+        return;
       }
       const SysResult r = from_cqe(result);
       relay::on_splice_in(c, client ? Dir::kC2U : Dir::kU2C, r, pipes_, stats_, now);
@@ -154,7 +177,7 @@ ConnectOutcome UringTransport::on_splice(Connection& c, bool client, UringSplice
         side.hints &= static_cast<uint8_t>(~kRecvDrained);
       }
       keep_ready(side);
-      return ConnectOutcome::kNone;
+      return;
     }
     case UringSplice::kOut: {  // `side` is the sink
       side.ops &= static_cast<uint8_t>(~kOpSpliceOut);
@@ -162,7 +185,7 @@ ConnectOutcome UringTransport::on_splice(Connection& c, bool client, UringSplice
       Side& src = c.source(d);
       if (closing || cancelled) {
         if (result > 0) src.piped -= std::min(src.piped, static_cast<uint32_t>(result));
-        return ConnectOutcome::kNone;
+        return;
       }
       // Nothing fills the pipe while it is being drained: what it holds is what was asked.
       const uint32_t asked = src.piped;
@@ -174,19 +197,32 @@ ConnectOutcome UringTransport::on_splice(Connection& c, bool client, UringSplice
         side.hints &= static_cast<uint8_t>(~kSendFull);
       }
       keep_ready(side);
-      return ConnectOutcome::kNone;
+      return;
     }
     case UringSplice::kPollIn:
       side.ops &= static_cast<uint8_t>(~kOpPollIn);
-      // Readable, or an error or hang-up that the next splice reports.
-      if (!closing && !cancelled) side.hints &= static_cast<uint8_t>(~kRecvDrained);
-      return ConnectOutcome::kNone;
+      if (closing || cancelled) return;
+      // Readable, or an error or hang-up that the next splice reports. Urgent data: splice(2)
+      // stops at its mark, so the next bytes are read through a buffer (kUrgent).
+      side.hints &= static_cast<uint8_t>(~kRecvDrained);
+      if (result > 0 && (result & POLLPRI)) relay::on_ready(c, side, kUrgentData, stats_);
+      return;
+    case UringSplice::kWatch:
+      // Multishot: armed until cancelled at close, or until the kernel ends it (no F_MORE).
+      if (!(cqe_flags & IORING_CQE_F_MORE)) side.ops &= static_cast<uint8_t>(~kOpPollIn);
+      if (closing || cancelled || result <= 0) return;
+      // POLLERR: a reset. POLLHUP means both directions of the socket are shut, which with our
+      // write side still open means it went away too. POLLRDHUP (the peer's FIN, reported at
+      // once since io_uring always polls for it) is why this poll is multishot.
+      if ((result & POLLERR) || ((result & POLLHUP) && !(side.flags & kWriteShut))) {
+        relay::on_ready(c, side, kError, stats_);
+      }
+      return;
     case UringSplice::kPollOut:
       side.ops &= static_cast<uint8_t>(~kOpPollOut);
       if (!closing && !cancelled) side.hints &= static_cast<uint8_t>(~kSendFull);
-      return ConnectOutcome::kNone;
+      return;
   }
-  return ConnectOutcome::kNone;
 }
 
 void UringTransport::submit_recv(Side& src, Handle h, bool client) noexcept {
@@ -252,7 +288,7 @@ void UringTransport::pump(Connection& c, Handle h, LoopTime now) noexcept {
       case relay::Step::kSpliceIn: {
         if ((src.ops & kInOps) || src.in.attached()) break;
         if (src.hints & kRecvDrained) {
-          submit_poll(src.fd, POLLIN | POLLRDHUP, h, !to_client, UringSplice::kPollIn);
+          submit_poll(src.fd, POLLIN | POLLRDHUP | POLLPRI, h, !to_client, UringSplice::kPollIn);
           src.ops |= kOpPollIn;
           break;
         }
@@ -278,11 +314,27 @@ void UringTransport::pump(Connection& c, Handle h, LoopTime now) noexcept {
         break;
       case relay::Step::kShutdown:
         // SHUT_WR only after every buffered byte was sent: the peer reads them, then EOF.
-        sys::shutdown_write(dst.fd);
-        relay::on_shutdown(c, d, stats_, now);
+        relay::on_shutdown(c, d, sys::shutdown_write(dst.fd), stats_, now);
         break;
     }
     if (c.state == State::kClosing) return;
+  }
+  // A side whose reading is over has no receive in flight to report a reset (epoll always
+  // reports EPOLLERR): watch it with a poll for nothing but the events io_uring always
+  // reports. It is multishot because one of those, POLLRDHUP, is already set after the peer's
+  // FIN: the first completion comes at once, the next only when the socket's state changes.
+  // Not once its write side is shut too: then both directions are over.
+  for (Side* side : {&c.client, &c.upstream}) {
+    if ((side->flags & (kEof | kFailed | kWriteShut)) != kEof || (side->ops & kInOps) ||
+        c.state < State::kRelaying) {
+      continue;
+    }
+    io_uring_sqe* e = reactor_.sqe();
+    io_uring_prep_poll_multishot(e, side->fd, 0);
+    io_uring_sqe_set_data64(
+        e, UserData::pack(side == &c.client ? UringOp::kSpliceClient : UringOp::kSpliceUpstream, h,
+                          static_cast<uint16_t>(UringSplice::kWatch)));
+    side->ops |= kOpPollIn;
   }
 }
 
@@ -308,12 +360,7 @@ bool UringTransport::quiesce(Connection& c, Handle h) noexcept {
   constexpr uint8_t kWaiting = kOpRecv | kOpSend | kOpConnect | kOpPollIn | kOpPollOut;
   for (Side* side : {&c.client, &c.upstream}) {
     if (!(side->ops & kWaiting) || (side->ops & kOpCancel)) continue;
-    io_uring_sqe* e = reactor_.sqe();
-    io_uring_prep_cancel_fd(e, side->fd, IORING_ASYNC_CANCEL_ALL);
-    const bool client = side == &c.client;
-    io_uring_sqe_set_data64(
-        e, UserData::pack(client ? UringOp::kCancelClient : UringOp::kCancelUpstream, h));
-    side->ops |= kOpCancel;
+    cancel_side(*side, h, side == &c.client);
   }
   return false;
 }

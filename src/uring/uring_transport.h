@@ -9,6 +9,7 @@
 #include "edgeproxy/buffer_pool.h"
 #include "edgeproxy/clock.h"
 #include "edgeproxy/config.h"
+#include "edgeproxy/connect_result.h"
 #include "edgeproxy/connection.h"
 #include "edgeproxy/event.h"
 #include "edgeproxy/net.h"
@@ -22,9 +23,6 @@
 
 namespace edgeproxy {
 
-// What an event did to a connection's backend connect.
-enum class ConnectOutcome : uint8_t { kNone, kConnected, kFailed };
-
 // Side::ops bits: operations in flight on that side's fd.
 enum UringSideOp : uint8_t {
   kOpRecv = 1 << 0,
@@ -33,7 +31,8 @@ enum UringSideOp : uint8_t {
   kOpCancel = 1 << 3,
   kOpSpliceIn = 1 << 4,   // splice from this side's socket into its pipe
   kOpSpliceOut = 1 << 5,  // splice from the peer's pipe into this side's socket
-  kOpPollIn = 1 << 6,     // waiting for this socket to be readable before a splice in
+  kOpPollIn = 1 << 6,     // waiting for this socket to be readable before a splice in, or (its
+                          // reading over) watching it for an error (UringSplice::kWatch)
   kOpPollOut = 1 << 7,    // waiting for room in this socket before a splice out
 };
 
@@ -58,12 +57,22 @@ class UringTransport {
   // pipes for splice (--splice).
   Result<Ok> init(const Config& config);
 
-  // Submits the connect of c.upstream.fd (already created) to `to`. Returns EINPROGRESS.
+  // Readies the accepted client: its first receive is submitted by the next pump(), before any
+  // backend is chosen. Returns 0.
+  int attach(Connection& c, Handle h) noexcept;
+
+  // Submits the connect of c.upstream.fd (already created) to `to`, which must stay valid until
+  // the connect completes (the worker's address list). Returns EINPROGRESS.
   int connect(Connection& c, Handle h, const SocketAddress& to) noexcept;
 
-  // Applies one completion for a side (`client` says which); says if it finished the connect.
-  ConnectOutcome on_event(Connection& c, Handle h, bool client, const Event& ev,
-                          LoopTime now) noexcept;
+  // The connect's deadline passed: cancels it and returns false; its completion then reports a
+  // failure with ETIMEDOUT (or the success that won the race), and the fd may be closed.
+  bool abandon_connect(Connection& c, Handle h) noexcept;
+
+  // Applies one completion for a side (`client` says which); says if it finished the connect,
+  // with the errno of a failure.
+  ConnectResult on_event(Connection& c, Handle h, bool client, const Event& ev,
+                         LoopTime now) noexcept;
 
   // Submits whatever each direction can do next and is not already in flight.
   void pump(Connection& c, Handle h, LoopTime now) noexcept;
@@ -86,8 +95,9 @@ class UringTransport {
   const PipePool& pipes() const noexcept { return pipes_; }
 
  private:
-  ConnectOutcome on_splice(Connection& c, bool client, UringSplice kind, int32_t result,
-                           LoopTime now) noexcept;
+  void on_splice(Connection& c, bool client, UringSplice kind, int32_t result, uint32_t cqe_flags,
+                 LoopTime now) noexcept;
+  void cancel_side(Side& side, Handle h, bool client) noexcept;
   void submit_recv(Side& src, Handle h, bool client) noexcept;
   void submit_splice(int fd_in, int fd_out, uint32_t bytes, Handle h, bool client,
                      UringSplice kind) noexcept;
@@ -99,8 +109,6 @@ class UringTransport {
   BufferRing ring_;
   PipePool pipes_;
   relay::SplicePolicy splice_;
-  // The address stays valid while a connect is in flight: one backend per worker for now.
-  SocketAddress connect_to_;
 };
 
 }  // namespace edgeproxy

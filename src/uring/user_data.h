@@ -22,18 +22,21 @@ enum class UringOp : uint8_t {
   kCancelClient = 9,  // cancel of every operation on the client fd
   kCancelUpstream = 10,
   kAcceptOnce = 11,  // single-shot accept (near capacity); index = listener number
-  // A splice or the poll before one, on the client / upstream fd; buffer = its UringSplice.
+  // A splice, the poll before one, or the watch of a side whose reading is over, on the client /
+  // upstream fd; buffer = its UringSplice.
   kSpliceClient = 12,
   kSpliceUpstream = 13,
 };
 
-// Which splice operation a kSpliceClient/kSpliceUpstream completion reports. The side named by
-// the op is the socket: the source for kIn and kPollIn, the sink for kOut and kPollOut.
+// Which splice or poll operation a kSpliceClient/kSpliceUpstream completion reports. The side
+// named by the op is the socket: the source for kIn, kPollIn and kWatch, the sink for kOut and
+// kPollOut.
 enum class UringSplice : uint16_t {
   kIn = 0,       // splice socket -> pipe
   kOut = 1,      // splice pipe -> socket
   kPollIn = 2,   // wait until the socket is readable (a splice on an empty socket is EAGAIN)
   kPollOut = 3,  // wait until the socket's send buffer has room
+  kWatch = 4,    // reading is over (EOF): wait for an error or reset on the socket (POLLERR)
 };
 
 struct UserData {

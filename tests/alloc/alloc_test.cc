@@ -172,7 +172,7 @@ void RunHotPath(edgeproxy::SpliceMode splice) {
   ASSERT_TRUE(listen.ok());
   options.listen = listen.value();
   reinterpret_cast<sockaddr_in*>(&options.listen.storage)->sin_port = 0;  // any free port
-  options.backend = backend.address();
+  options.backend = {backend.address()};
   auto worker = edgeproxy::Worker::create(options);
   ASSERT_TRUE(worker.ok()) << worker.error();
   const SocketAddress proxy = worker.value()->listen_address();

@@ -51,6 +51,9 @@ const Counter kCounters[] = {
     {"splice_pipe_waits", &Stats::splice_pipe_waits},
     {"splice_pipes_dirty", &Stats::splice_pipes_dirty},
     {"batched_waits", &Stats::batched_waits},
+    {"socket_waits", &Stats::socket_waits},
+    {"connect_retries", &Stats::connect_retries},
+    {"linger_waits", &Stats::linger_waits},
 };
 constexpr size_t kCounterCount = sizeof(kCounters) / sizeof(kCounters[0]);
 

@@ -140,7 +140,8 @@ class UringTransportTest : public ::testing::Test {
     peers_[h.index] = p;
     outcome_[h.index] = ConnectOutcome::kNone;
     c->client.fd = client_fd;
-    c->state = State::kRouting;
+    EXPECT_EQ(transport_->attach(*c, h), 0);
+    relay::on_accepted(*c);
     const SysResult s = sys::stream_socket(AF_INET);
     ASSERT_TRUE(s.ok());
     c->upstream.fd = static_cast<int>(s.value);
@@ -160,14 +161,20 @@ class UringTransportTest : public ::testing::Test {
   }
 
   // One Worker loop iteration: wait, hand every connection event to the transport (and pump the
-  // connection unless it is closing), then settle every live connection.
+  // connection unless it is closing), then settle every live connection; a lingering one closes
+  // once its surviving side's peer acknowledged everything (Worker::check_linger).
   size_t Step(int timeout_ms) {
     const std::span<const Event> events = reactor_->wait(timeout_ms);
     now_ = LoopTime::now();
     for (const Event& ev : events) Dispatch(ev);
     for (uint32_t i = 0; i < kSlots; ++i) {
       if (!slab_.in_use(i) || slab_.at(i).state == State::kClosing) continue;
-      EXPECT_TRUE(transport_->settle(slab_.at(i), slab_.handle_of(i)));
+      Connection& c = slab_.at(i);
+      EXPECT_TRUE(transport_->settle(c, slab_.handle_of(i)));
+      if (c.state == State::kLingering) {
+        const SysResult r = sys::unacked_bytes(relay::surviving_side(c).fd);
+        if (!r.ok() || r.value <= 0) relay::on_acknowledged(c);
+      }
     }
     return events.size();
   }
@@ -185,12 +192,9 @@ class UringTransportTest : public ::testing::Test {
       ++stale_;
       return;
     }
-    const ConnectOutcome outcome = transport_->on_event(*c, ck.handle, client, ev, now_);
+    const ConnectOutcome outcome = transport_->on_event(*c, ck.handle, client, ev, now_).outcome;
     if (outcome != ConnectOutcome::kNone) outcome_[ck.handle.index] = outcome;
-    if (outcome == ConnectOutcome::kFailed) {
-      c->abort = true;
-      c->state = State::kClosing;
-    }
+    if (outcome == ConnectOutcome::kFailed) relay::abort(*c);
     if (c->state != State::kClosing) transport_->pump(*c, ck.handle, now_);
   }
 
@@ -498,9 +502,8 @@ TEST_F(UringTransportTest, QuiesceCancelsAConnectStillInFlight) {
   }
   Connection& c = At(h);
   ASSERT_TRUE(c.upstream.ops & kOpConnect);
-  // The connect timer fired (Worker::on_connection_timer).
-  c.abort = true;
-  c.state = State::kClosing;
+  // The shutdown deadline fired (Worker::force_close_all).
+  relay::abort(c);
   const Handle old = h;
   EXPECT_FALSE(transport_->quiesce(c, h));
   EXPECT_TRUE(c.upstream.ops & kOpCancel);
@@ -594,6 +597,7 @@ TEST_F(UringTransportTest, EofReturnsBlocksAndShutsTheOtherSide) {
   EXPECT_TRUE(c.upstream.flags & kWriteShut);
   EXPECT_EQ(c.state, State::kDraining);
   EXPECT_FALSE(c.client.ops & kOpRecv);  // no receive after EOF
+  EXPECT_TRUE(c.client.ops & kOpPollIn) << "a half-closed side is watched for a reset";
   EXPECT_TRUE(c.upstream.ops & kOpRecv);
   EXPECT_FALSE(c.client.in.attached());
   EXPECT_TRUE(PoolBalanced());
@@ -602,9 +606,11 @@ TEST_F(UringTransportTest, EofReturnsBlocksAndShutsTheOtherSide) {
   u2c.shut_after = true;
   ASSERT_TRUE(Move({&u2c}));
   EXPECT_TRUE(u2c.got == u2c.data);
-  // Both directions done: the connection closes itself, with nothing left in flight.
+  // Both directions done: the connection closes itself, with nothing left in flight but the
+  // watch of the client, which quiesce() cancels.
   ASSERT_TRUE(RunUntil([&] { return c.state == State::kClosing; }));
-  EXPECT_TRUE(transport_->quiesce(c, h));
+  EXPECT_EQ(c.client.ops | c.upstream.ops, kOpPollIn);
+  EXPECT_TRUE(QuiesceKeepingSlot(h));
   EXPECT_TRUE(PoolBalanced());
   EXPECT_TRUE(Close(h));
   EXPECT_TRUE(PoolBalanced());
@@ -834,10 +840,11 @@ TEST_F(UringTransportTest, SlotIsNotFreedWhileOnlyASendIsInFlight) {
   // The upstream ends its direction first, so nothing receives from it any more.
   ::shutdown(PeersOf(h).upstream, SHUT_WR);
   ASSERT_TRUE(RunUntil([&] { return (c.upstream.flags & kEof) && (c.client.flags & kWriteShut); }));
-  // Then c2u bytes pile up until the send to the upstream stays pending: the only operation left.
+  // Then c2u bytes pile up until the send to the upstream stays pending: the only operation left
+  // but the watch of the half-closed upstream, which a cancel ends at once.
   loopback::SetBufferSizes(c.upstream.fd, 4096, 0);
   ASSERT_TRUE(FillUntilSendStalls(PeersOf(h).client, c.upstream));
-  ASSERT_EQ(c.upstream.ops, kOpSend);
+  ASSERT_EQ(c.upstream.ops, kOpSend | kOpPollIn);
   ASSERT_EQ(c.client.ops, 0);
 
   const Handle old = h;
@@ -956,13 +963,16 @@ TEST_F(UringTransportTest, SplicedHalfCloseDeliversEveryByteBeforeTheFin) {
   EXPECT_TRUE(c.client.flags & kEof);
   EXPECT_TRUE(c.upstream.flags & kWriteShut);
   EXPECT_EQ(c.state, State::kDraining);
-  EXPECT_EQ(c.client.ops & (kOpSpliceIn | kOpPollIn | kOpRecv), 0) << "nothing read after EOF";
+  EXPECT_TRUE(SawResult(h, UringOp::kRecvClient, 0)) << "a receive confirmed the splice's 0";
+  EXPECT_EQ(c.client.ops & (kOpSpliceIn | kOpRecv), 0) << "nothing read after EOF";
+  EXPECT_TRUE(c.client.ops & kOpPollIn) << "a half-closed side is watched for a reset";
   Flow u2c{PeersOf(h).upstream, PeersOf(h).client, Payload(1 << 20, 24)};
   u2c.shut_after = true;
   ASSERT_TRUE(Move({&u2c}));
   EXPECT_TRUE(u2c.got == u2c.data);
   ASSERT_TRUE(RunUntil([&] { return c.state == State::kClosing; }));
-  EXPECT_TRUE(transport_->quiesce(c, h)) << "both directions ended: nothing left in flight";
+  EXPECT_EQ(c.client.ops | c.upstream.ops, kOpPollIn) << "nothing in flight but the watch";
+  EXPECT_TRUE(QuiesceKeepingSlot(h));
   EXPECT_TRUE(PipesBalanced());
   EXPECT_TRUE(Close(h));
   EXPECT_EQ(transport_->pipes().in_use(), 0u);
