@@ -508,9 +508,9 @@ def recv_exact(sock, n, chunk=256 * 1024):
     return b"".join(parts)
 
 
-def recv_until_close(sock, limit=256 * MiB, chunk=256 * 1024):
-    """Read until EOF, reset or timeout. Returns (data, outcome) where outcome is 'eof',
-    'reset' or 'timeout'."""
+def recv_until_close(sock, limit=256 * MiB, chunk=256 * 1024, pause=0.0):
+    """Read until EOF, reset or timeout, sleeping `pause` seconds after each read (a slow
+    reader). Returns (data, outcome) where outcome is 'eof', 'reset' or 'timeout'."""
     parts = []
     total = 0
     outcome = "eof"
@@ -527,6 +527,8 @@ def recv_until_close(sock, limit=256 * MiB, chunk=256 * 1024):
             break
         parts.append(data)
         total += len(data)
+        if pause:
+            time.sleep(pause)
         if total > limit:
             break
     return b"".join(parts), outcome

@@ -1,7 +1,9 @@
 """Closing: half-close in both directions, resets in both directions, peer vanishing."""
 
+import errno
 import hashlib
 import os
+import select
 import socket
 import sys
 import time
@@ -171,6 +173,89 @@ class Resets(ProxyTestCase):
         self.assertEqual(len(recv_exact(s, MiB)), MiB, "proxy no longer serving")
         stats = proxy.stats()
         self.assertGreaterEqual(stats["resets_client"] + stats["resets_sent"], 1)
+
+
+
+def make_send_then_reset_handler(data):
+    """Send `data`, then close with a reset (SO_LINGER 0)."""
+
+    def handler(conn, server):
+        try:
+            conn.sendall(data)
+            time.sleep(0.05)
+        except OSError as e:
+            return {"outcome": "send-failed " + repr(e)}
+        harness.set_linger_zero(conn)
+        return {"outcome": "reset-sent"}
+
+    return handler
+
+
+def slow_read(sock, delay=0.3):
+    """A slow client: waits, then reads 64 KiB at a time until EOF or reset."""
+    time.sleep(delay)
+    return recv_until_close(sock, chunk=64 * 1024, pause=0.01)
+
+
+class ResetAfterBytes(ProxyTestCase):
+    """A reset passes on, but only after the bytes its side sent before it (issue 9, item 4)."""
+
+    def check_reset_after_bytes(self, extra):
+        data = os.urandom(MiB)
+        backend = self.start_server(make_send_then_reset_handler(data))
+        proxy = self.start_proxy(backend.port, extra=extra)
+        direct, direct_outcome = slow_read(self.connect(backend.port))
+        through, outcome = slow_read(self.connect(proxy.port))
+        self.assertEqual(direct_outcome, "reset")
+        self.assertEqual(outcome, "reset", "the backend's reset must still reach the client")
+        self.assertEqual(through, data[:len(through)], "bytes altered")
+        self.assertGreaterEqual(len(through), len(direct),
+                                f"through the proxy the client read {len(through)} bytes before "
+                                f"the reset, connected directly {len(direct)}")
+        stats = proxy.wait_stats(lambda st: st["active"] == 0)
+        self.assertEqual(stats["active"], 0)
+        self.assertGreaterEqual(stats["resets_upstream"], 1)
+
+    def test_backend_reset_after_1mib_reaches_a_slow_client_after_the_bytes(self):
+        self.check_reset_after_bytes([])
+
+    def test_backend_reset_after_1mib_reaches_a_slow_client_after_the_bytes_spliced(self):
+        self.check_reset_after_bytes(["--splice", "always"])
+
+    def test_client_reset_after_its_half_close_is_noticed_within_a_second(self):
+        # No operation is left on a client that half-closed and waits for a reply: its reset
+        # must still reach the backend at once, not at the idle timeout.
+        seen = {}
+
+        def handler(conn, server):
+            outcome, n = harness._read_to_eof(conn)
+            seen["eof_at"] = time.monotonic()
+            # Reads now return 0 at once: wait for the socket's error or hang-up instead.
+            p = select.poll()
+            p.register(conn, 0)  # POLLERR and POLLHUP are always reported
+            if not p.poll(5000):
+                return {"outcome": "nothing within 5 s", "bytes": n}
+            seen["closed_at"] = time.monotonic()
+            # A reset in CLOSE_WAIT (the backend had the FIN) is reported as EPIPE.
+            err = conn.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            return {"outcome": "reset" if err in (errno.ECONNRESET, errno.EPIPE)
+                    else f"hang-up {err}", "bytes": n}
+
+        backend = self.start_server(handler)
+        proxy = self.start_proxy(backend.port)
+        s = self.connect(proxy.port)
+        s.sendall(b"request")
+        s.shutdown(socket.SHUT_WR)
+        self.assertTrue(harness.wait_until(lambda: "eof_at" in seen, 5), "request not delivered")
+        time.sleep(0.3)
+        reset_at = time.monotonic()
+        harness.reset_close(s)
+        results = backend.wait_results(1, timeout=5)
+        self.assertEqual(len(results), 1, "the backend was not told within 5 s")
+        self.assertEqual(results[0]["outcome"], "reset", f"backend saw {results[0]!r}")
+        self.assertLess(seen["closed_at"] - reset_at, 1.0, "the reset took a second or more")
+        stats = proxy.wait_stats(lambda st: st["active"] == 0)
+        self.assertGreaterEqual(stats["resets_client"], 1)
 
 
 if __name__ == "__main__":

@@ -159,5 +159,47 @@ class LowFdLimit(ProxyTestCase):
         self.assertEqual(stats["active"], 0)
 
 
+
+def fds_of(pid):
+    return sorted(int(n) for n in os.listdir(f"/proc/{pid}/fd"))
+
+
+class DescriptorsAtTheUpstreamSocket(ProxyTestCase):
+    """Out of descriptors at the upstream socket() as at accept: the client waits, it is not
+    reset (issue 9, item 8)."""
+
+    def test_out_of_descriptors_at_the_upstream_socket_keeps_the_client(self):
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--workers", "1"])
+        a = self.connect(proxy.port)
+        a.sendall(b"a\n")
+        self.assertEqual(recv_exact(a, 2), b"a\n")
+        # The smallest limit that leaves exactly one descriptor free: the next client's accept
+        # takes it, and the socket() for its backend then fails with EMFILE.
+        fds = fds_of(proxy.pid)
+        limit = next(n for n in range(1, fds[-1] + 3) if n - sum(1 for f in fds if f < n) == 1)
+        old = resource.prlimit(proxy.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(proxy.pid, resource.RLIMIT_NOFILE, (limit, old[1]))
+        self.addCleanup(resource.prlimit, proxy.pid, resource.RLIMIT_NOFILE, old)
+        b = self.connect(proxy.port)
+        b.sendall(b"b\n")
+        b.settimeout(0.7)
+        try:
+            got = b.recv(16)
+            self.fail(f"the waiting client got {got!r}: it was reset or closed")
+        except (socket.timeout, TimeoutError):
+            pass
+        except ConnectionResetError:
+            self.fail("the client was reset for want of a descriptor at the upstream socket()")
+        self.assertNotBusy(proxy, seconds=1.0, what="a client waits for a descriptor")
+        a.close()  # two descriptors come back
+        b.settimeout(10)
+        self.assertEqual(recv_exact(b, 2), b"b\n", "the waiting client was not served")
+        resource.prlimit(proxy.pid, resource.RLIMIT_NOFILE, old)
+        self.assertEqual(harness.echo_roundtrip(proxy.port, b"c\n"), b"c\n")
+        stats = proxy.stats()
+        self.assertGreaterEqual(stats["socket_waits"], 1)
+
+
 if __name__ == "__main__":
     unittest.main()

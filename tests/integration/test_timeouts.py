@@ -26,6 +26,26 @@ class IdleTimeout(ProxyTestCase):
         backend_results = backend.wait_results(1, timeout=5)
         self.assertEqual(len(backend_results), 1, "backend side not closed on idle timeout")
 
+    def test_idle_timeout_in_mid_stream_resets_instead_of_a_fin(self):
+        # A FIN would say the stream ended; it was cut: both sides get a reset (decision 0004).
+        def handler(conn, server):
+            conn.sendall(b"x" * 1000)
+            try:
+                data = conn.recv(1)
+            except ConnectionResetError:
+                return {"outcome": "reset"}
+            return {"outcome": "eof" if not data else "data"}
+
+        backend = self.start_server(handler)
+        proxy = self.start_proxy(backend.port, extra=["--idle-timeout", "1"])
+        s = self.connect(proxy.port)
+        self.assertEqual(recv_exact(s, 1000), b"x" * 1000)
+        outcome, elapsed = self.assertClosedByProxy(s, within=6)
+        self.assertEqual(outcome, "reset", "an idle cut in mid-stream looked like a clean end")
+        self.assertEqual(backend.wait_results(1, timeout=5)[0]["outcome"], "reset")
+        stats = proxy.wait_stats(lambda st: st["active"] == 0)
+        self.assertGreaterEqual(stats["idle_timeouts"], 1)
+
     def test_trickling_connection_is_not_closed(self):
         backend = self.start_server()
         proxy = self.start_proxy(backend.port, extra=["--idle-timeout", "1"])
