@@ -291,6 +291,7 @@ void Supervisor::print_stats(std::FILE* out) {
     }
   }
   Stats total;
+  std::vector<uint32_t> silent;
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(kReportTimeoutMs);
   for (size_t i = 0; i < slots_.size(); ++i) {
@@ -301,13 +302,18 @@ void Supervisor::print_stats(std::FILE* out) {
     if (tickets[i] == 0 ||
         !slot.control->wait_report(tickets[i], static_cast<int>(std::max<int64_t>(0, left.count())),
                                    per_worker[i])) {
-      if (slot.exited.load(std::memory_order_acquire)) per_worker[i] = slot.final_stats;
+      if (!slot.exited.load(std::memory_order_acquire)) {
+        // Stopped or stuck (a debugger, a long stall): say so rather than count it as zeros.
+        silent.push_back(slot.index);
+        continue;
+      }
+      per_worker[i] = slot.final_stats;
     }
     total.merge(per_worker[i]);
   }
   Stats::print_report(
-      out, total,
-      slots_.size() > 1 ? std::span<const Stats>(per_worker) : std::span<const Stats>());
+      out, total, slots_.size() > 1 ? std::span<const Stats>(per_worker) : std::span<const Stats>(),
+      silent, kReportTimeoutMs);
 }
 
 }  // namespace edgeproxy

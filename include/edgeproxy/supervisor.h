@@ -73,6 +73,8 @@ class Supervisor {
 
   // Merged and per-worker statistics in one block (per-worker lines only with several workers).
   // While workers run, each is asked for a snapshot; afterwards their final counters are read.
+  // A running worker that does not answer within 2 s is left out of the sums and its lines, and
+  // the block's header names it (Stats::print_report).
   void print_stats(std::FILE* out);
 
  private:
