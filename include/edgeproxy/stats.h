@@ -57,6 +57,8 @@ __extension__ typedef unsigned __int128 NsSum;
   COUNTER(splice_pipes_dirty)  /* pipes holding bytes at close, replaced by a fresh pipe */        \
   COUNTER(batched_waits)       /* io_uring --batch-wait: waits that asked for several             \
                                   completions; filled in by Worker::stats() */                     \
+  GAUGE(splice_pipes_lost)     /* dirty pipes that could not be replaced: the pipe pool's          \
+                                  shortfall; filled in by Worker::stats() */                       \
   /* Acceleration factor inputs, summed over connections whose upstream reached EOF and whose      \
      client then received every byte: from the first upstream byte to upstream EOF, and from the   \
      first upstream byte to the last byte written to the client. Callers add spans >= 0. */        \

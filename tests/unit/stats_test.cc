@@ -30,12 +30,12 @@ const char* const kPrintedNames[] = {
     "writes_client",      "writes_upstream", "backpressure_pauses", "pool_buffers",
     "pool_high_water",    "pool_waits",      "resets_client",       "resets_upstream",
     "resets_sent",        "shutdown_forced", "splice_bytes",        "splice_pipe_waits",
-    "splice_pipes_dirty", "batched_waits",
+    "splice_pipes_dirty", "batched_waits",   "splice_pipes_lost",
 };
 constexpr size_t kPrintedCount = sizeof(kPrintedNames) / sizeof(kPrintedNames[0]);
 // How each merges across workers.
 const std::set<std::string> kPeaks = {"peak_active", "pool_high_water"};
-const std::set<std::string> kGauges = {"active", "pool_buffers"};
+const std::set<std::string> kGauges = {"active", "pool_buffers", "splice_pipes_lost"};
 
 enum class Kind { kCounter, kGauge, kPeak };
 struct Field {
