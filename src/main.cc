@@ -1,6 +1,6 @@
 // edgeproxy entry point: parse the command line, resolve addresses, fit the connection cap to
 // the open-file limit, plan the workers against the CPU set, block the signals the supervisor
-// reads from its signalfd, run, report.
+// reads from its signalfd (supervised_signals()), run, report.
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -151,10 +151,8 @@ int main(int argc, char** argv) {
   // A peer that closes while we write must give EPIPE, never kill the process.
   signal(SIGPIPE, SIG_IGN);
   // Blocked before any thread exists, so they are only ever delivered through the signalfd.
-  sigset_t set;
-  sigemptyset(&set);
-  for (const int s : {SIGTERM, SIGINT, SIGQUIT, SIGUSR1}) sigaddset(&set, s);
-  sigprocmask(SIG_BLOCK, &set, nullptr);
+  const sigset_t supervised = edgeproxy::supervised_signals();
+  sigprocmask(SIG_BLOCK, &supervised, nullptr);
 
   auto supervisor =
       edgeproxy::Supervisor::start(plan.value(), config, listen.value(), backend.value());

@@ -12,6 +12,7 @@
 
 #include "edgeproxy/connection.h"
 #include "edgeproxy/log.h"
+#include "edgeproxy/net.h"
 #include "edgeproxy/stats.h"
 
 namespace edgeproxy {
@@ -90,8 +91,8 @@ PipePool::~PipePool() {
 
 void PipePool::close_all() noexcept {
   for (uint32_t i = 0; i < count_; ++i) {
-    if (pipes_[i].read_fd >= 0) ::close(pipes_[i].read_fd);
-    if (pipes_[i].write_fd >= 0) ::close(pipes_[i].write_fd);
+    if (pipes_[i].read_fd >= 0) sys::close(pipes_[i].read_fd);
+    if (pipes_[i].write_fd >= 0) sys::close(pipes_[i].write_fd);
     pipes_[i] = Pipe{};
   }
   count_ = top_ = lost_ = grown_ = 0;
@@ -114,8 +115,8 @@ bool PipePool::recycle(uint32_t id) noexcept {
   Pipe& pipe = pipes_[id];
   // Closing drops whatever the pipe held (references to socket pages). The new pipe normally
   // gets the two descriptors just freed, unless another worker's thread took them meanwhile.
-  ::close(pipe.read_fd);
-  ::close(pipe.write_fd);
+  sys::close(pipe.read_fd);
+  sys::close(pipe.write_fd);
   pipe = Pipe{};
   uint32_t got = 0;
   if (open_pipe(pipe, id < grown_ ? grow_bytes_ : 0, got) != 0) {

@@ -246,8 +246,8 @@ void on_shutdown(Connection& c, Dir d, SysResult r, Stats& stats, LoopTime now) 
   }
   c.sink(d).flags |= kWriteShut;
   if (d == Dir::kU2C && c.u2c_first_ns != 0 && c.u2c_eof_ns != 0) {
-    stats.u2c_upstream_ns += c.u2c_eof_ns - c.u2c_first_ns;
-    stats.u2c_client_ns += now.ns - c.u2c_first_ns;
+    stats.u2c_upstream_ns += static_cast<uint64_t>(c.u2c_eof_ns - c.u2c_first_ns);
+    stats.u2c_client_ns += static_cast<uint64_t>(now.ns - c.u2c_first_ns);
   }
   if (direction_done(c, Dir::kC2U) && direction_done(c, Dir::kU2C)) {
     c.state = State::kClosing;

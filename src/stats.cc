@@ -1,34 +1,23 @@
-// Stats reporting and merging; see stats.h.
+// Stats reporting and merging, generated from EDGEPROXY_ALL_STATS; see stats.h.
 #include "edgeproxy/stats.h"
+
+#include <algorithm>
 
 namespace edgeproxy {
 
 double Stats::acceleration_factor() const noexcept {
-  if (u2c_upstream_ns <= 0) return 0.0;
-  return static_cast<double>(u2c_client_ns) / static_cast<double>(u2c_upstream_ns);
+  if (u2c_upstream_ns == 0) return 0.0;
+  // long double holds 64 significant bits, more than the printed 3 decimals need at any size.
+  return static_cast<double>(static_cast<long double>(u2c_client_ns) /
+                             static_cast<long double>(u2c_upstream_ns));
 }
 
-#define EDGEPROXY_STATS_COUNTERS(X)                                                                \
-  X(loop_iterations)                                                                               \
-  X(events)                                                                                        \
-  X(stale_events)                                                                                  \
-  X(accepted)                                                                                      \
-  X(accept_errors)                                                                                 \
-  X(accept_pauses)                                                                                 \
-  X(connects_failed)                                                                               \
-  X(connect_timeouts)                                                                              \
-  X(idle_timeouts) X(active) X(peak_active) X(closed) X(bytes_c2u) X(bytes_u2c) X(reads_client)    \
-      X(reads_upstream) X(writes_client) X(writes_upstream) X(backpressure_pauses) X(pool_buffers) \
-          X(pool_high_water) X(pool_waits) X(resets_client) X(resets_upstream) X(resets_sent)      \
-              X(shutdown_forced) X(splice_bytes) X(splice_pipe_waits) X(splice_pipes_dirty)        \
-                  X(batched_waits) X(socket_waits) X(connect_retries) X(linger_waits)
-
 void Stats::merge(const Stats& o) noexcept {
-#define EDGEPROXY_ADD(name) name += o.name;
-  EDGEPROXY_STATS_COUNTERS(EDGEPROXY_ADD)
-#undef EDGEPROXY_ADD
-  u2c_upstream_ns += o.u2c_upstream_ns;
-  u2c_client_ns += o.u2c_client_ns;
+#define EDGEPROXY_SUM(name) name += o.name;
+#define EDGEPROXY_MAX(name) name = std::max(name, o.name);
+  EDGEPROXY_ALL_STATS(EDGEPROXY_SUM, EDGEPROXY_SUM, EDGEPROXY_MAX, EDGEPROXY_SUM)
+#undef EDGEPROXY_SUM
+#undef EDGEPROXY_MAX
 }
 
 void Stats::append_lines(std::string& out, const char* prefix) const {
@@ -38,8 +27,10 @@ void Stats::append_lines(std::string& out, const char* prefix) const {
     out += line;
   };
 #define EDGEPROXY_PRINT(name) add(#name, static_cast<unsigned long long>(name));
-  EDGEPROXY_STATS_COUNTERS(EDGEPROXY_PRINT)
+#define EDGEPROXY_NOT_PRINTED(name)
+  EDGEPROXY_ALL_STATS(EDGEPROXY_PRINT, EDGEPROXY_PRINT, EDGEPROXY_PRINT, EDGEPROXY_NOT_PRINTED)
 #undef EDGEPROXY_PRINT
+#undef EDGEPROXY_NOT_PRINTED
   std::snprintf(line, sizeof line, "  %s%-20s %.3f\n", prefix, "acceleration_factor",
                 acceleration_factor());
   out += line;
@@ -49,10 +40,23 @@ void Stats::print(std::FILE* out) const noexcept {
   print_report(out, *this, {});
 }
 
-void Stats::print_report(std::FILE* out, const Stats& total, std::span<const Stats> workers) {
-  std::string text = "edgeproxy: statistics\n";
+void Stats::print_report(std::FILE* out, const Stats& total, std::span<const Stats> workers,
+                         std::span<const uint32_t> silent, uint32_t waited_ms) {
+  std::string text = "edgeproxy: statistics";
+  if (!silent.empty()) {
+    text += silent.size() == 1 ? " (incomplete: worker " : " (incomplete: workers ";
+    for (size_t i = 0; i < silent.size(); ++i) {
+      if (i > 0) text += ", ";
+      text += std::to_string(silent[i]);
+    }
+    text += " did not answer within ";
+    text += waited_ms % 1000 == 0 ? std::to_string(waited_ms / 1000) + " s)"
+                                  : std::to_string(waited_ms) + " ms)";
+  }
+  text += '\n';
   total.append_lines(text, "");
-  for (size_t i = 0; i < workers.size(); ++i) {
+  for (uint32_t i = 0; i < workers.size(); ++i) {
+    if (std::find(silent.begin(), silent.end(), i) != silent.end()) continue;
     const std::string prefix = "worker" + std::to_string(i) + ".";
     workers[i].append_lines(text, prefix.c_str());
   }

@@ -23,15 +23,53 @@ namespace {
 constexpr int kReportTimeoutMs = 2000;  // for all workers: each answers between two iterations
 
 Result<int> open_signal_fd() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (const int s : {SIGTERM, SIGINT, SIGQUIT, SIGUSR1}) sigaddset(&set, s);
+  const sigset_t set = supervised_signals();
   const int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
   if (fd < 0) return Error{std::string("signalfd: ") + std::strerror(errno)};
   return fd;
 }
 
+// "SIGHUP", "SIGRTMIN+3": the name a user would give kill(1).
+std::string signal_name(int signo) {
+  if (signo == SIGRTMAX) return "SIGRTMAX";
+  if (signo == SIGRTMIN) return "SIGRTMIN";
+  if (signo > SIGRTMIN && signo < SIGRTMAX) return "SIGRTMIN+" + std::to_string(signo - SIGRTMIN);
+  const char* abbrev = sigabbrev_np(signo);
+  return abbrev != nullptr ? std::string("SIG") + abbrev : "signal " + std::to_string(signo);
+}
+
+// One line for a signal that is ignored, naming its sender when a process sent it.
+void log_ignored(const signalfd_siginfo& info) {
+  const std::string name = signal_name(static_cast<int>(info.ssi_signo));
+  const std::string sender =
+      info.ssi_pid != 0 ? " (sent by pid " + std::to_string(info.ssi_pid) + ")" : std::string();
+  if (info.ssi_signo == SIGHUP) {
+    log_warn(
+        "%s ignored%s: nothing to reload yet, the command line is read once at start-up "
+        "(HUP will reload the configuration file when there is one)",
+        name.c_str(), sender.c_str());
+  } else {
+    log_warn("%s ignored%s: edgeproxy acts on TERM, INT, QUIT and USR1 only", name.c_str(),
+             sender.c_str());
+  }
+}
+
 }  // namespace
+
+sigset_t supervised_signals() noexcept {
+  sigset_t set;
+  sigemptyset(&set);
+  for (const int s : {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGUSR2, SIGALRM, SIGVTALRM,
+                      SIGPROF, SIGIO, SIGPWR, SIGXCPU, SIGXFSZ}) {
+    sigaddset(&set, s);
+  }
+#ifdef SIGSTKFLT
+  sigaddset(&set, SIGSTKFLT);  // not on every architecture
+#endif
+  // glibc's SIGRTMIN is above the real-time signals NPTL keeps for itself (cancellation, setxid).
+  for (int s = SIGRTMIN; s <= SIGRTMAX; ++s) sigaddset(&set, s);
+  return set;
+}
 
 Result<WorkerPlan> plan_workers(const Config& config, std::span<const uint16_t> allowed) {
   WorkerPlan plan;
@@ -277,6 +315,7 @@ void Supervisor::on_signals() noexcept {
         print_stats(stderr);
         break;
       default:
+        log_ignored(info);
         break;
     }
   }
@@ -291,6 +330,7 @@ void Supervisor::print_stats(std::FILE* out) {
     }
   }
   Stats total;
+  std::vector<uint32_t> silent;
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(kReportTimeoutMs);
   for (size_t i = 0; i < slots_.size(); ++i) {
@@ -301,13 +341,18 @@ void Supervisor::print_stats(std::FILE* out) {
     if (tickets[i] == 0 ||
         !slot.control->wait_report(tickets[i], static_cast<int>(std::max<int64_t>(0, left.count())),
                                    per_worker[i])) {
-      if (slot.exited.load(std::memory_order_acquire)) per_worker[i] = slot.final_stats;
+      if (!slot.exited.load(std::memory_order_acquire)) {
+        // Stopped or stuck (a debugger, a long stall): say so rather than count it as zeros.
+        silent.push_back(slot.index);
+        continue;
+      }
+      per_worker[i] = slot.final_stats;
     }
     total.merge(per_worker[i]);
   }
   Stats::print_report(
-      out, total,
-      slots_.size() > 1 ? std::span<const Stats>(per_worker) : std::span<const Stats>());
+      out, total, slots_.size() > 1 ? std::span<const Stats>(per_worker) : std::span<const Stats>(),
+      silent, kReportTimeoutMs);
 }
 
 }  // namespace edgeproxy

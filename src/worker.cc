@@ -93,6 +93,7 @@ Stats Worker::stats() const noexcept {
   s.pool_buffers = pool_.capacity();
   s.pool_high_water = pool_.high_water();
   s.batched_waits = reactor_.batched_waits();
+  s.splice_pipes_lost = transport_.pipes().lost();
   return s;
 }
 

@@ -1,6 +1,6 @@
-// Stats: plain per-worker counters, written only by the worker's thread, merged and printed when
-// reported (at exit and on SIGUSR1). The printed names are a stable interface
-// (docs/architecture.md).
+// Stats: plain per-worker statistics, written only by the worker's thread, merged across workers
+// and printed when reported (at exit and on SIGUSR1). The printed names and their order are a
+// stable interface (docs/architecture.md).
 #pragma once
 
 #include <cstdint>
@@ -10,60 +10,87 @@
 
 namespace edgeproxy {
 
-struct Stats {
-  uint64_t loop_iterations = 0;
-  uint64_t events = 0;
-  uint64_t stale_events = 0;  // events for a freed or reused slot, dropped
-  uint64_t accepted = 0;
-  uint64_t accept_errors = 0;  // ECONNABORTED, EMFILE, ... (counted, never fatal)
-  uint64_t accept_pauses = 0;  // listener paused: slab full or out of file descriptors
-  uint64_t connects_failed = 0;
-  uint64_t connect_timeouts = 0;
-  uint64_t idle_timeouts = 0;
-  uint64_t active = 0;
-  uint64_t peak_active = 0;
-  uint64_t closed = 0;
-  uint64_t bytes_c2u = 0;  // bytes written to upstreams
-  uint64_t bytes_u2c = 0;  // bytes written to clients
-  uint64_t reads_client = 0;
-  uint64_t reads_upstream = 0;
-  uint64_t writes_client = 0;
-  uint64_t writes_upstream = 0;
-  uint64_t backpressure_pauses = 0;
-  uint64_t pool_buffers = 0;     // filled in when reported
-  uint64_t pool_high_water = 0;  // filled in when reported
-  uint64_t pool_waits = 0;       // reads paused because the pool was empty
-  uint64_t resets_client = 0;    // errors/resets seen on client sockets
-  uint64_t resets_upstream = 0;  // errors/resets seen on upstream sockets
-  uint64_t resets_sent = 0;      // sockets we closed with SO_LINGER 0 (the peer sees a reset)
-  uint64_t shutdown_forced = 0;  // connections closed by the shutdown deadline
+// Nanoseconds summed over connections. 128 bits: a signed 64-bit sum would overflow after 2^63 ns
+// (292 years of connection time, months for many long downloads); this one never does.
+__extension__ typedef unsigned __int128 NsSum;
 
-  // --splice
-  uint64_t splice_bytes = 0;        // bytes delivered through pipes (also in bytes_c2u/bytes_u2c)
-  uint64_t splice_pipe_waits = 0;   // reads that wanted a pipe and used a buffer: no pipe was free
-  uint64_t splice_pipes_dirty = 0;  // pipes holding bytes at close, replaced by a fresh pipe
-  // --batch-wait (io_uring): waits that asked for several completions; filled in when reported.
-  uint64_t batched_waits = 0;
-  uint64_t socket_waits = 0;     // upstream sockets that waited for a descriptor (EMFILE...)
-  uint64_t connect_retries = 0;  // failed connects retried on the backend's next address
-  uint64_t linger_waits = 0;     // resets held back until the peer acknowledged every byte
-  // Acceleration factor inputs, summed over connections whose upstream reached EOF and whose
-  // client then received every byte: time from the first upstream byte to upstream EOF, and from
-  // the first upstream byte to the last byte written to the client.
-  int64_t u2c_upstream_ns = 0;
-  int64_t u2c_client_ns = 0;
+// Every statistic, once: the struct's fields, merging and printing are all generated from this
+// list, so adding one is one line here (plus its name in tests/integration/harness.py and its
+// meaning in docs/architecture.md). Printed in this order, then acceleration_factor. Kinds:
+//   COUNTER(name)  events since start; merged by summing.
+//   GAUGE(name)    a current level; merged by summing (the process's level is its workers' sum).
+//   PEAK(name)     a high-water mark; merged as the maximum. Workers peak at different times, so
+//                  the merged value is the busiest worker's peak, a lower bound of the process's.
+//   NS_SUM(name)   an NsSum, merged by summing; not printed (acceleration_factor is their ratio).
+// "Filled in by Worker::stats()" marks values the worker takes from its pools and reactor when
+// reported rather than counting them as they happen.
+// clang-format off
+#define EDGEPROXY_ALL_STATS(COUNTER, GAUGE, PEAK, NS_SUM)                                          \
+  COUNTER(loop_iterations)                                                                         \
+  COUNTER(events)                                                                                  \
+  COUNTER(stale_events)        /* events for a freed or reused slot, dropped */                    \
+  COUNTER(accepted)                                                                                \
+  COUNTER(accept_errors)       /* ECONNABORTED, EMFILE, ... (counted, never fatal) */              \
+  COUNTER(accept_pauses)       /* listener paused: slab full or out of file descriptors */         \
+  COUNTER(connects_failed)                                                                         \
+  COUNTER(connect_timeouts)                                                                        \
+  COUNTER(idle_timeouts)                                                                           \
+  GAUGE(active)                                                                                    \
+  PEAK(peak_active)                                                                                \
+  COUNTER(closed)                                                                                  \
+  COUNTER(bytes_c2u)           /* bytes written to upstreams */                                    \
+  COUNTER(bytes_u2c)           /* bytes written to clients */                                      \
+  COUNTER(reads_client)                                                                            \
+  COUNTER(reads_upstream)                                                                          \
+  COUNTER(writes_client)                                                                           \
+  COUNTER(writes_upstream)                                                                         \
+  COUNTER(backpressure_pauses)                                                                     \
+  GAUGE(pool_buffers)          /* filled in by Worker::stats() */                                  \
+  PEAK(pool_high_water)        /* filled in by Worker::stats() */                                  \
+  COUNTER(pool_waits)          /* reads paused because the pool was empty */                       \
+  COUNTER(resets_client)       /* errors/resets seen on client sockets */                          \
+  COUNTER(resets_upstream)     /* errors/resets seen on upstream sockets */                        \
+  COUNTER(resets_sent)         /* sockets closed with SO_LINGER 0 (the peer sees a reset) */       \
+  COUNTER(shutdown_forced)     /* connections closed by the shutdown deadline */                   \
+  COUNTER(splice_bytes)        /* bytes delivered through pipes (also in bytes_c2u/bytes_u2c) */   \
+  COUNTER(splice_pipe_waits)   /* reads that wanted a pipe and used a buffer: none was free */     \
+  COUNTER(splice_pipes_dirty)  /* pipes holding bytes at close, replaced by a fresh pipe */        \
+  COUNTER(batched_waits)       /* io_uring --batch-wait: waits that asked for several             \
+                                  completions; filled in by Worker::stats() */                     \
+  GAUGE(splice_pipes_lost)     /* dirty pipes that could not be replaced: the pipe pool's          \
+                                  shortfall; filled in by Worker::stats() */                       \
+  COUNTER(socket_waits)        /* upstream sockets that waited for a descriptor (EMFILE...) */     \
+  COUNTER(connect_retries)     /* failed connects retried on the backend's next address */         \
+  COUNTER(linger_waits)        /* resets held back until the peer acknowledged every byte */       \
+  /* Acceleration factor inputs, summed over connections whose upstream reached EOF and whose      \
+     client then received every byte: from the first upstream byte to upstream EOF, and from the   \
+     first upstream byte to the last byte written to the client. Callers add spans >= 0. */        \
+  NS_SUM(u2c_upstream_ns)                                                                          \
+  NS_SUM(u2c_client_ns)
+// clang-format on
+
+struct Stats {
+#define EDGEPROXY_STATS_VALUE(name) uint64_t name = 0;
+#define EDGEPROXY_STATS_NS_SUM(name) NsSum name = 0;
+  EDGEPROXY_ALL_STATS(EDGEPROXY_STATS_VALUE, EDGEPROXY_STATS_VALUE, EDGEPROXY_STATS_VALUE,
+                      EDGEPROXY_STATS_NS_SUM)
+#undef EDGEPROXY_STATS_VALUE
+#undef EDGEPROXY_STATS_NS_SUM
 
   // u2c_client_ns / u2c_upstream_ns, or 0 when no connection has completed both.
   double acceleration_factor() const noexcept;
-  // Sums every counter. Peaks (peak_active, pool_high_water) are summed too: with several
-  // workers the merged value is the sum of the workers' peaks, an upper bound of the process's.
+  // Merges another worker's statistics into these, each by its kind (EDGEPROXY_ALL_STATS).
   void merge(const Stats& other) noexcept;
-  // Appends one "  <prefix><name> <value>" line per counter.
+  // Appends one "  <prefix><name> <value>" line per printed statistic.
   void append_lines(std::string& out, const char* prefix) const;
   // Prints the block "edgeproxy: statistics" then "  name value" lines.
   void print(std::FILE* out) const noexcept;
   // One block, written at once: `total`'s lines, then each worker's as "  worker<i>.<name>".
-  static void print_report(std::FILE* out, const Stats& total, std::span<const Stats> workers);
+  // `silent` lists the workers that did not answer within `waited_ms` (so `total` lacks them):
+  // their lines are left out and the header says so, "edgeproxy: statistics (incomplete: worker
+  // 1 did not answer within 2 s)", still one line containing "statistics".
+  static void print_report(std::FILE* out, const Stats& total, std::span<const Stats> workers,
+                           std::span<const uint32_t> silent = {}, uint32_t waited_ms = 0);
 };
 
 }  // namespace edgeproxy

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <signal.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -45,9 +46,17 @@ Config worker_share(const Config& config, uint32_t workers, uint32_t index);
 // "0-3,6" for a sorted CPU list, for messages.
 std::string format_cpu_list(std::span<const uint16_t> cpus);
 
+// The signals the supervisor reads from its signalfd: TERM, INT, QUIT and USR1, which it acts on,
+// and every other asynchronous signal whose default action ends the process (signal(7): HUP,
+// USR2, ALRM, VTALRM, PROF, IO, PWR, STKFLT, XCPU, XFSZ, SIGRTMIN..SIGRTMAX), which it logs and
+// ignores. main blocks this set in every thread before the first one starts. Not in it: the
+// synchronous fault signals (SEGV, BUS, ILL, FPE, ABRT, TRAP, SYS) must still end the process,
+// and PIPE is ignored (a send to a closed peer is EPIPE).
+sigset_t supervised_signals() noexcept;
+
 class Supervisor {
  public:
-  // Opens the signalfd (the caller blocked TERM/INT/QUIT/USR1 before any thread existed) and
+  // Opens the signalfd (the caller blocked supervised_signals() before any thread existed) and
   // starts the workers in two phases: one by one, each creates its Worker and readies its
   // reactor on its own thread (the first binds the listening address, port 0 picking a port, the
   // others bind the port it got); only when all are ready are they let run. So a failure leaves
@@ -64,8 +73,9 @@ class Supervisor {
   ~Supervisor();
 
   // Serves signals until every worker has returned: TERM/INT and QUIT are forwarded to every
-  // worker, USR1 prints statistics. A worker that fails stops the others. Returns the exit
-  // status: 0, or the first failed worker's.
+  // worker, USR1 prints statistics, any other of supervised_signals() is logged (one line each
+  // time) and ignored. A worker that fails stops the others. Returns the exit status: 0, or the
+  // first failed worker's.
   int run() noexcept;
 
   const SocketAddress& listen_address() const noexcept { return listen_; }
@@ -73,6 +83,8 @@ class Supervisor {
 
   // Merged and per-worker statistics in one block (per-worker lines only with several workers).
   // While workers run, each is asked for a snapshot; afterwards their final counters are read.
+  // A running worker that does not answer within 2 s is left out of the sums and its lines, and
+  // the block's header names it (Stats::print_report).
   void print_stats(std::FILE* out);
 
  private:

@@ -155,6 +155,18 @@ size_t echo_round_trip(const SocketAddress& proxy, size_t bytes, bool half_close
   return got;
 }
 
+// The worker's statistics as it publishes them between two loop iterations, on its own thread,
+// asked again until `done` holds (10 s at most).
+template <typename Done>
+edgeproxy::Stats wait_for_stats(edgeproxy::WorkerControl& control, Done done) {
+  edgeproxy::Stats stats;
+  for (int i = 0; i < 100; ++i) {
+    if (control.wait_report(control.request_report(), 1000, stats) && done(stats)) break;
+    usleep(100 * 1000);
+  }
+  return stats;
+}
+
 // Runs connections through a worker with the given --splice mode, counting its allocations.
 void RunHotPath(edgeproxy::SpliceMode splice) {
   // As main does: a splice into a socket whose peer is gone raises SIGPIPE (no MSG_NOSIGNAL).
@@ -187,15 +199,21 @@ void RunHotPath(edgeproxy::SpliceMode splice) {
   for (int i = 0; i < 20; ++i) {
     EXPECT_EQ(echo_round_trip(proxy, 256 * 1024, i % 2 == 0), 256u * 1024);
   }
-  // A client reset mid-transfer takes the error path.
+  // A client reset mid-transfer takes the error path: counted until the worker has seen it.
   const int fd = connect_to(proxy);
   std::vector<char> chunk(32768, 'r');
   EXPECT_GT(send(fd, chunk.data(), chunk.size(), 0), 0);
   const linger l{1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
   close(fd);
-  usleep(100 * 1000);
+  const edgeproxy::Stats seen = wait_for_stats(*control.value(), [](const edgeproxy::Stats& s) {
+    return s.resets_client > 0 && s.active == 0;  // seen, and the connection closed
+  });
   g_counting = false;
+  // relay::fail counts the reset on the client side; the upstream is then closed abortively.
+  EXPECT_EQ(seen.resets_client, 1u) << "the client reset was not seen: its path was not measured";
+  EXPECT_EQ(seen.resets_sent, 1u) << "the upstream was not reset after the client's reset";
+  EXPECT_EQ(seen.resets_upstream, 0u);
 
   control.value()->request_stop(false);  // graceful: every connection is already closed
   loop.join();

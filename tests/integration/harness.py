@@ -43,7 +43,8 @@ COUNTER_NAMES = (
     "bytes_c2u", "bytes_u2c", "reads_client", "reads_upstream", "writes_client",
     "writes_upstream", "backpressure_pauses", "pool_buffers", "pool_high_water", "pool_waits",
     "resets_client", "resets_upstream", "resets_sent", "shutdown_forced", "splice_bytes",
-    "splice_pipe_waits", "splice_pipes_dirty", "acceleration_factor",
+    "splice_pipe_waits", "splice_pipes_dirty", "batched_waits", "splice_pipes_lost",
+    "socket_waits", "connect_retries", "linger_waits", "acceleration_factor",
 )
 
 MiB = 1024 * 1024

@@ -73,8 +73,11 @@ class BatchWait(ProxyTestCase):
         self.assertEqual(errors, [])
         stats = proxy.wait_stats(lambda st: st["active"] == 0)
         self.assertEqual(stats["accepted"], 48)
-        if "no minimum wait" not in proxy.stderr_text():
-            self.assertGreater(stats["batched_waits"], 0, "48 busy connections never batched")
+        # Each worker logs this when it creates its ring, before "listening on".
+        if "no minimum wait" in proxy.stderr_text():
+            self.skipTest("this kernel has no io_uring minimum wait (6.12+): nothing can batch, "
+                          "so batched_waits is not checked (the relay above was)")
+        self.assertGreater(stats["batched_waits"], 0, "48 busy connections never batched")
 
     def test_a_lone_connection_is_never_held_for_a_batch(self):
         if backend_name() != "io_uring":

@@ -1,4 +1,5 @@
-"""Signals: TERM/INT (graceful with deadline), QUIT (graceful, no deadline), USR1, PIPE."""
+"""Signals: TERM/INT (graceful with deadline), QUIT (graceful, no deadline), USR1, PIPE, and HUP
+and every other signal that would end the process: logged and ignored."""
 
 import os
 import signal
@@ -45,6 +46,16 @@ class Signals(ProxyTestCase):
         self.assertTrue(harness.wait_until(refused, within, interval=0.05),
                         "new connections still accepted after the shutdown signal")
 
+    def assertExitsAfterLastConnection(self, proxy, s):
+        """Half-closes s, the proxy's last connection after a shutdown signal: it must end with
+        EOF and the proxy exit 0 with statistics, which are returned."""
+        s.shutdown(socket.SHUT_WR)
+        self.assertEqual(harness.recv_until_close(s), (b"", "eof"))
+        rc = proxy.wait_exit(5)
+        self.assertIsNotNone(rc, "proxy did not exit after its last connection finished")
+        self.assertCleanExit(rc, proxy)
+        return self.assertStatsPrinted(proxy)
+
     def check_graceful(self, sig):
         backend = self.start_server()
         proxy = self.start_proxy(backend.port, extra=["--shutdown-timeout", "10"])
@@ -57,13 +68,7 @@ class Signals(ProxyTestCase):
         self.assertEqual(recv_exact(s, 13), b"after signal\n",
                          "existing connection stopped flowing after the signal")
         self.assertTrue(proxy.alive(), "proxy exited while a connection was still open")
-        s.shutdown(socket.SHUT_WR)
-        data, outcome = harness.recv_until_close(s)
-        self.assertEqual((data, outcome), (b"", "eof"))
-        rc = proxy.wait_exit(5)
-        self.assertIsNotNone(rc, "proxy did not exit after its last connection finished")
-        self.assertCleanExit(rc, proxy)
-        stats = self.assertStatsPrinted(proxy)
+        stats = self.assertExitsAfterLastConnection(proxy, s)
         self.assertEqual(stats["shutdown_forced"], 0)
         self.assertEqual(stats["active"], 0)
 
@@ -157,6 +162,50 @@ class Signals(ProxyTestCase):
         time.sleep(0.3)
         self.assertTrue(proxy.alive(), f"proxy killed by SIGPIPE (rc {proxy.proc.returncode})")
         self.assertEqual(echo_roundtrip(proxy.port, b"pipe\n"), b"pipe\n")
+
+    def test_sighup_and_other_terminating_signals_are_ignored(self):
+        # Each signal whose default action ends the process, with the names its log line may
+        # give it (29 is both SIGIO and SIGPOLL).
+        signals = [(signal.SIGHUP, ("SIGHUP",)), (signal.SIGUSR2, ("SIGUSR2",)),
+                   (signal.SIGALRM, ("SIGALRM",)), (signal.SIGVTALRM, ("SIGVTALRM",)),
+                   (signal.SIGPROF, ("SIGPROF",)), (signal.SIGIO, ("SIGIO", "SIGPOLL")),
+                   (signal.SIGPWR, ("SIGPWR",)), (signal.SIGXCPU, ("SIGXCPU",)),
+                   (signal.SIGXFSZ, ("SIGXFSZ",)), (signal.SIGRTMIN, ("SIGRTMIN",)),
+                   (signal.SIGRTMIN + 3, ("SIGRTMIN+3",)), (signal.SIGRTMAX, ("SIGRTMAX",))]
+        if hasattr(signal, "SIGSTKFLT"):
+            signals.append((signal.SIGSTKFLT, ("SIGSTKFLT",)))
+        signals.append((signal.SIGHUP, ("SIGHUP",)))  # every time it comes
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port)
+        s = self.connect(proxy.port)
+        s.sendall(b"before\n")
+        self.assertEqual(recv_exact(s, 7), b"before\n")
+        for sig, names in signals:
+            start = len(proxy.stderr_snapshot())
+            proxy.send_signal(sig)
+
+            def logged():
+                return any(f"{name} ignored" in line for line in proxy.stderr_snapshot()[start:]
+                           for name in names)
+
+            self.assertTrue(harness.wait_until(logged, 5) and proxy.alive(),
+                            f"{names[0]}: no line saying it is ignored (exit code "
+                            f"{proxy.proc.poll()}); stderr:\n{proxy.stderr_text()[-2000:]}")
+            msg = f"after {names[0]}\n".encode()
+            s.sendall(msg)
+            self.assertEqual(recv_exact(s, len(msg)), msg,
+                             f"the connection stopped after {names[0]}")
+        hup = [line for line in proxy.stderr_snapshot() if "SIGHUP ignored" in line]
+        self.assertEqual(len(hup), 2, "one line for each SIGHUP")
+        self.assertIn("reload", hup[0], "the SIGHUP line should say there is nothing to reload")
+        self.assertEqual(len([line for line in proxy.stderr_snapshot() if "ignored" in line]),
+                         len(signals), "one line per signal")
+        self.assertIsNone(proxy.final_stats(),
+                          "a statistics block was printed on an ignored signal")
+        proxy.send_signal(signal.SIGTERM)
+        stats = self.assertExitsAfterLastConnection(proxy, s)
+        self.assertEqual(stats["accepted"], 1)
+        self.assertEqual(stats["resets_sent"], 0)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Workers: --workers N|auto, --cpu-list, SO_REUSEPORT spreading, per-worker shares of the limits,
 signals and statistics with several workers."""
 
+import ctypes
+import errno
 import os
 import re
 import signal
@@ -28,6 +30,59 @@ def worker_threads(pid):
         if name.startswith("edgeproxy-w"):
             threads[name] = cpus
     return threads
+
+
+PTRACE_DETACH = 17
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+WALL = 0x40000000  # waitpid __WALL: a tracee that is another process's thread
+
+
+class StoppedThread:
+    """One thread of another process held stopped by ptrace (PTRACE_SEIZE, PTRACE_INTERRUPT)
+    while its other threads run; release() detaches and lets it run again. Every ptrace call
+    comes from the thread that made the object: the kernel ties a tracee to one tracer thread."""
+
+    def __init__(self, tid):
+        self.tid = tid
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._ptrace = libc.ptrace
+        self._ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        self._ptrace.restype = ctypes.c_long
+        self._call(PTRACE_SEIZE, "PTRACE_SEIZE")
+        self.attached = True
+        try:
+            self._call(PTRACE_INTERRUPT, "PTRACE_INTERRUPT")
+            deadline = time.monotonic() + 5
+            while os.waitpid(tid, os.WNOHANG | WALL)[0] == 0:
+                if time.monotonic() > deadline:
+                    raise OSError(errno.ETIMEDOUT, f"thread {tid} did not stop within 5 s")
+                time.sleep(0.01)
+        except OSError:
+            self.release()
+            raise
+
+    def _call(self, request, name):
+        if self._ptrace(request, self.tid, None, None) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"{name} of thread {self.tid}: {os.strerror(err)}")
+
+    def release(self):
+        if self.attached:
+            self.attached = False
+            self._call(PTRACE_DETACH, "PTRACE_DETACH")
+
+
+def thread_id(pid, name):
+    """The id of the process's thread called `name`, or None."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                if f.read().strip() == name:
+                    return int(tid)
+        except OSError:
+            continue
+    return None
 
 
 def listening_line(proxy):
@@ -235,6 +290,33 @@ class Workers(ProxyTestCase):
         stats = proxy.final_stats()
         self.assertEqual(stats["accepted"], 8)
         self.assertEqual(stats["worker0.accepted"] + stats["worker1.accepted"], 8)
+
+    def test_a_worker_that_does_not_answer_is_named_not_counted_as_zeros(self):
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--workers", "2"])
+        tid = thread_id(proxy.pid, "edgeproxy-w1")
+        self.assertIsNotNone(tid, "no thread named edgeproxy-w1")
+        try:
+            stopped = StoppedThread(tid)
+        except OSError as e:
+            self.skipTest(f"cannot stop one worker thread with ptrace: {e}")
+        self.addCleanup(stopped.release)  # runs before the proxy's cleanup (LIFO)
+        start = time.monotonic()
+        stats = proxy.stats()
+        waited = time.monotonic() - start
+        stopped.release()
+        headers = [line for line in proxy.stderr_snapshot()
+                   if "statistics" in line and not line.startswith(" ")]
+        self.assertEqual(headers[-1], "edgeproxy: statistics "
+                                      "(incomplete: worker 1 did not answer within 2 s)")
+        self.assertGreater(waited, 1.5, "the report did not wait for the stopped worker")
+        self.assertIn("worker0.accepted", stats)
+        self.assertFalse([n for n in stats if n.startswith("worker1.")],
+                         "the stopped worker's lines were printed (as zeros)")
+        # Running again, it answers: the next report is complete.
+        stats = proxy.stats()
+        self.assertEqual(proxy.stderr_snapshot().count("edgeproxy: statistics"), 1)
+        self.assertIn("worker1.accepted", stats)
 
 
 class WorkerErrors(ProxyTestCase):

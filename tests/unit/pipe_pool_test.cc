@@ -2,7 +2,6 @@
 // and release; a dirty pipe is replaced; every descriptor is closed by the destructor.
 #include "edgeproxy/pipe_pool.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
@@ -16,6 +15,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "open_fds.h"
 
 namespace edgeproxy {
 namespace {
@@ -39,15 +40,6 @@ PipePool MakePool(uint32_t count, uint32_t bytes = PipePool::kPipeBytes) {
     std::abort();
   }
   return std::move(r.value());
-}
-
-int OpenFds() {
-  int n = 0;
-  DIR* d = opendir("/proc/self/fd");
-  if (d == nullptr) return -1;
-  while (readdir(d) != nullptr) ++n;
-  closedir(d);
-  return n;
 }
 
 // Bytes readable from the pipe's read end right now (it is non-blocking).
@@ -175,6 +167,36 @@ TEST(PipePoolTest, RecycleReplacesADirtyPipeWithAnEmptyOne) {
   ASSERT_EQ(write(p.write_fd, "ok", 2), 2);
   EXPECT_EQ(Drain(p), 2u);
   pool.release(again);
+}
+
+// A dirty pipe whose replacement cannot be made (here: no descriptor may be opened) is lost for
+// good: the pool is one pipe smaller, counted in lost(), and the rest still work.
+TEST(PipePoolTest, RecycleThatCannotMakeANewPipeLosesTheSlot) {
+  PipePool pool = MakePool(2);
+  const int before = OpenFds();
+  uint32_t id = 0;
+  ASSERT_TRUE(pool.acquire(id));
+  ASSERT_EQ(write(pool.at(id).write_fd, "junk", 4), 4);
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+  rlimit none = old;
+  none.rlim_cur = 0;  // pipe2 fails with EMFILE
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &none), 0);
+  const bool recycled = pool.recycle(id);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+  EXPECT_FALSE(recycled);
+  EXPECT_EQ(pool.lost(), 1u);
+  EXPECT_EQ(pool.capacity(), 1u);
+  EXPECT_EQ(pool.in_use(), 0u);
+  EXPECT_TRUE(Counts(pool));
+  EXPECT_EQ(OpenFds(), before - 2) << "the dirty pipe was closed";
+  EXPECT_EQ(pool.at(id).read_fd, -1);
+  uint32_t other = 0;
+  ASSERT_TRUE(pool.acquire(other));
+  EXPECT_NE(other, id) << "a lost slot is never handed out";
+  EXPECT_FALSE(pool.acquire(id));
+  pool.release(other);
+  EXPECT_TRUE(Counts(pool));
 }
 
 TEST(PipePoolTest, DestructorClosesEveryPipeHandedOutOrNot) {

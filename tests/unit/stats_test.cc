@@ -1,4 +1,6 @@
-// Stats: merging every field, the acceleration factor, and the printed block's stable names.
+// Stats: merging by kind (counters and gauges summed, peaks the maximum), the acceleration factor
+// past 64-bit sums, and the printed block: its stable names and order, and the report's header
+// when a worker did not answer.
 #include "edgeproxy/stats.h"
 
 #include <gtest/gtest.h>
@@ -7,79 +9,79 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "edgeproxy/connection.h"
+#include "edgeproxy/relay.h"
+
 namespace edgeproxy {
 namespace {
 
-struct Counter {
+// The printed names, in printed order: a stable interface (docs/architecture.md,
+// tests/integration/harness.py COUNTER_NAMES). A new statistic is appended, never inserted.
+const char* const kPrintedNames[] = {
+    "loop_iterations",    "events",          "stale_events",        "accepted",
+    "accept_errors",      "accept_pauses",   "connects_failed",     "connect_timeouts",
+    "idle_timeouts",      "active",          "peak_active",         "closed",
+    "bytes_c2u",          "bytes_u2c",       "reads_client",        "reads_upstream",
+    "writes_client",      "writes_upstream", "backpressure_pauses", "pool_buffers",
+    "pool_high_water",    "pool_waits",      "resets_client",       "resets_upstream",
+    "resets_sent",        "shutdown_forced", "splice_bytes",        "splice_pipe_waits",
+    "splice_pipes_dirty", "batched_waits",   "splice_pipes_lost",   "socket_waits",
+    "connect_retries",    "linger_waits",
+};
+constexpr size_t kPrintedCount = sizeof(kPrintedNames) / sizeof(kPrintedNames[0]);
+// How each merges across workers.
+const std::set<std::string> kPeaks = {"peak_active", "pool_high_water"};
+const std::set<std::string> kGauges = {"active", "pool_buffers", "splice_pipes_lost"};
+
+enum class Kind { kCounter, kGauge, kPeak };
+struct Field {
   const char* name;
-  uint64_t Stats::*field;
+  uint64_t Stats::*member;
+  Kind kind;
 };
 
-// Every uint64_t counter declared in stats.h, in declaration order.
-const Counter kCounters[] = {
-    {"loop_iterations", &Stats::loop_iterations},
-    {"events", &Stats::events},
-    {"stale_events", &Stats::stale_events},
-    {"accepted", &Stats::accepted},
-    {"accept_errors", &Stats::accept_errors},
-    {"accept_pauses", &Stats::accept_pauses},
-    {"connects_failed", &Stats::connects_failed},
-    {"connect_timeouts", &Stats::connect_timeouts},
-    {"idle_timeouts", &Stats::idle_timeouts},
-    {"active", &Stats::active},
-    {"peak_active", &Stats::peak_active},
-    {"closed", &Stats::closed},
-    {"bytes_c2u", &Stats::bytes_c2u},
-    {"bytes_u2c", &Stats::bytes_u2c},
-    {"reads_client", &Stats::reads_client},
-    {"reads_upstream", &Stats::reads_upstream},
-    {"writes_client", &Stats::writes_client},
-    {"writes_upstream", &Stats::writes_upstream},
-    {"backpressure_pauses", &Stats::backpressure_pauses},
-    {"pool_buffers", &Stats::pool_buffers},
-    {"pool_high_water", &Stats::pool_high_water},
-    {"pool_waits", &Stats::pool_waits},
-    {"resets_client", &Stats::resets_client},
-    {"resets_upstream", &Stats::resets_upstream},
-    {"resets_sent", &Stats::resets_sent},
-    {"shutdown_forced", &Stats::shutdown_forced},
-    {"splice_bytes", &Stats::splice_bytes},
-    {"splice_pipe_waits", &Stats::splice_pipe_waits},
-    {"splice_pipes_dirty", &Stats::splice_pipes_dirty},
-    {"batched_waits", &Stats::batched_waits},
-    {"socket_waits", &Stats::socket_waits},
-    {"connect_retries", &Stats::connect_retries},
-    {"linger_waits", &Stats::linger_waits},
-};
-constexpr size_t kCounterCount = sizeof(kCounters) / sizeof(kCounters[0]);
+// The printed fields as the list in stats.h declares them.
+#define EDGEPROXY_TEST_COUNTER(name) Field{#name, &Stats::name, Kind::kCounter},
+#define EDGEPROXY_TEST_GAUGE(name) Field{#name, &Stats::name, Kind::kGauge},
+#define EDGEPROXY_TEST_PEAK(name) Field{#name, &Stats::name, Kind::kPeak},
+#define EDGEPROXY_TEST_NS_SUM(name)
+const Field kFields[] = {EDGEPROXY_ALL_STATS(EDGEPROXY_TEST_COUNTER, EDGEPROXY_TEST_GAUGE,
+                                             EDGEPROXY_TEST_PEAK, EDGEPROXY_TEST_NS_SUM)};
+#undef EDGEPROXY_TEST_COUNTER
+#undef EDGEPROXY_TEST_GAUGE
+#undef EDGEPROXY_TEST_PEAK
+#undef EDGEPROXY_TEST_NS_SUM
+constexpr size_t kFieldCount = sizeof(kFields) / sizeof(kFields[0]);
 
-// A field added to Stats must be added to kCounters (and to merge and print) too.
-static_assert(sizeof(Stats) == (kCounterCount + 2) * sizeof(uint64_t),
-              "Stats gained or lost a field: update kCounters and these tests");
-
-// Every counter set to a distinct value derived from its position.
+// Every printed field set to a distinct value derived from its position.
 Stats Numbered(uint64_t base) {
   Stats s;
-  for (size_t i = 0; i < kCounterCount; ++i) s.*kCounters[i].field = base + i;
-  s.u2c_upstream_ns = static_cast<int64_t>(base) * 3;
-  s.u2c_client_ns = static_cast<int64_t>(base) * 5;
+  for (size_t i = 0; i < kFieldCount; ++i) s.*kFields[i].member = base + i;
+  s.u2c_upstream_ns = base * 3;
+  s.u2c_client_ns = base * 5;
   return s;
 }
 
-std::string Print(const Stats& s) {
+std::string Report(const Stats& total, std::span<const Stats> workers,
+                   std::span<const uint32_t> silent = {}, uint32_t waited_ms = 0) {
   char* data = nullptr;
   size_t size = 0;
   std::FILE* f = open_memstream(&data, &size);
   if (f == nullptr) return "";
-  s.print(f);
+  Stats::print_report(f, total, workers, silent, waited_ms);
   std::fclose(f);
   std::string out(data, size);
   std::free(data);
   return out;
+}
+
+std::string Print(const Stats& s) {
+  return Report(s, {});
 }
 
 std::vector<std::string> Lines(const std::string& text) {
@@ -89,33 +91,79 @@ std::vector<std::string> Lines(const std::string& text) {
   return lines;
 }
 
-TEST(StatsTest, DefaultsAreZero) {
-  const Stats s;
-  for (const Counter& c : kCounters) EXPECT_EQ(s.*c.field, 0u) << c.name;
-  EXPECT_EQ(s.u2c_upstream_ns, 0);
-  EXPECT_EQ(s.u2c_client_ns, 0);
+// name -> value of every "  name value" line after the header.
+std::map<std::string, std::string> Values(const std::vector<std::string>& lines) {
+  std::map<std::string, std::string> values;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::istringstream fields(lines[i]);
+    std::string name;
+    std::string value;
+    fields >> name >> value;
+    values[name] = value;
+  }
+  return values;
 }
 
-TEST(StatsTest, MergeAddsEveryField) {
-  Stats a = Numbered(1000);
-  const Stats b = Numbered(50);
-  a.merge(b);
-  for (size_t i = 0; i < kCounterCount; ++i) {
-    EXPECT_EQ(a.*kCounters[i].field, 1050 + 2 * i) << kCounters[i].name;
+TEST(StatsTest, TheListDeclaresEveryPrintedNameInOrderWithItsKind) {
+  ASSERT_EQ(kFieldCount, kPrintedCount);
+  for (size_t i = 0; i < kFieldCount; ++i) {
+    const std::string name = kFields[i].name;
+    EXPECT_EQ(name, kPrintedNames[i]) << "position " << i;
+    const Kind want = kPeaks.count(name)    ? Kind::kPeak
+                      : kGauges.count(name) ? Kind::kGauge
+                                            : Kind::kCounter;
+    EXPECT_EQ(kFields[i].kind, want) << name;
   }
-  EXPECT_EQ(a.u2c_upstream_ns, 3 * 1050);
-  EXPECT_EQ(a.u2c_client_ns, 5 * 1050);
-  // The merged-in value is untouched.
-  for (size_t i = 0; i < kCounterCount; ++i) EXPECT_EQ(b.*kCounters[i].field, 50 + i);
+  // The struct is the list: the printed fields and the two 128-bit sums, nothing else.
+  static_assert(sizeof(Stats) == (kFieldCount * sizeof(uint64_t) + 15) / 16 * 16 + 2 * 16);
+}
+
+TEST(StatsTest, DefaultsAreZero) {
+  const Stats s;
+  for (const Field& f : kFields) EXPECT_EQ(s.*f.member, 0u) << f.name;
+  EXPECT_TRUE(s.u2c_upstream_ns == 0);
+  EXPECT_TRUE(s.u2c_client_ns == 0);
+}
+
+TEST(StatsTest, MergeSumsCountersAndGaugesAndTakesTheMaximumOfPeaks) {
+  for (const bool bigger_first : {true, false}) {
+    Stats a = Numbered(bigger_first ? 1000 : 50);
+    const Stats b = Numbered(bigger_first ? 50 : 1000);
+    a.merge(b);
+    for (size_t i = 0; i < kFieldCount; ++i) {
+      const uint64_t want = kFields[i].kind == Kind::kPeak ? 1000 + i : 1050 + 2 * i;
+      EXPECT_EQ(a.*kFields[i].member, want) << kFields[i].name;
+    }
+    EXPECT_TRUE(a.u2c_upstream_ns == 3 * 1050);
+    EXPECT_TRUE(a.u2c_client_ns == 5 * 1050);
+    // The merged-in value is untouched.
+    const uint64_t base = bigger_first ? 50 : 1000;
+    for (size_t i = 0; i < kFieldCount; ++i) EXPECT_EQ(b.*kFields[i].member, base + i);
+  }
+}
+
+TEST(StatsTest, MergeTakesTheMaximumOfPeaksNotTheSum) {
+  Stats a;
+  a.peak_active = 5;
+  a.pool_high_water = 2;
+  a.active = 4;
+  Stats b;
+  b.peak_active = 3;
+  b.pool_high_water = 7;
+  b.active = 1;
+  a.merge(b);
+  EXPECT_EQ(a.peak_active, 5u) << "a peak merges as the busiest worker's, never a sum";
+  EXPECT_EQ(a.pool_high_water, 7u);
+  EXPECT_EQ(a.active, 5u) << "a gauge is the sum of the workers' levels";
 }
 
 TEST(StatsTest, MergeIntoEmptyCopies) {
   Stats a;
   const Stats b = Numbered(7);
   a.merge(b);
-  for (const Counter& c : kCounters) EXPECT_EQ(a.*c.field, b.*c.field) << c.name;
-  EXPECT_EQ(a.u2c_upstream_ns, b.u2c_upstream_ns);
-  EXPECT_EQ(a.u2c_client_ns, b.u2c_client_ns);
+  for (const Field& f : kFields) EXPECT_EQ(a.*f.member, b.*f.member) << f.name;
+  EXPECT_TRUE(a.u2c_upstream_ns == b.u2c_upstream_ns);
+  EXPECT_TRUE(a.u2c_client_ns == b.u2c_client_ns);
 }
 
 TEST(StatsTest, AccelerationFactorZeroWithoutData) {
@@ -147,14 +195,47 @@ TEST(StatsTest, AccelerationFactorAfterMerge) {
   EXPECT_DOUBLE_EQ(a.acceleration_factor(), 2.0) << "sums, not an average of ratios";
 }
 
-TEST(StatsTest, PrintHasHeaderAndOneLinePerCounter) {
+TEST(StatsTest, AccelerationFactorOfSumsPast2To64Ns) {
+  const NsSum two_to_63 = NsSum{1} << 63;
+  Stats a;
+  a.u2c_upstream_ns = two_to_63 + 1000;      // past 2^63
+  a.u2c_client_ns = 3 * (two_to_63 + 1000);  // past 2^64
+  EXPECT_DOUBLE_EQ(a.acceleration_factor(), 3.0);
+  Stats b;
+  b.u2c_upstream_ns = two_to_63;
+  b.u2c_client_ns = two_to_63;
+  a.merge(b);  // upstream past 2^64, client past 2^65
+  EXPECT_TRUE(a.u2c_upstream_ns == 2 * two_to_63 + 1000);
+  EXPECT_DOUBLE_EQ(a.acceleration_factor(), 2.0);
+}
+
+// Spans added by relay::on_shutdown: their sums pass 2^63 and 2^64 ns (months of long
+// downloads) and must still give the ratio, with no overflow (UBSan aborts on a signed one).
+TEST(StatsTest, AccelerationSumsPast2To63And2To64NsDoNotOverflow) {
+  constexpr int64_t kUpstreamNs = int64_t{1} << 62;
+  constexpr int64_t kClientNs = INT64_MAX - 1;  // just under 2 x kUpstreamNs
+  Stats s;
+  for (int i = 0; i < 3; ++i) {
+    Connection c;
+    c.u2c_first_ns = 1;
+    c.u2c_eof_ns = 1 + kUpstreamNs;
+    relay::on_shutdown(c, Dir::kU2C, SysResult{}, s, LoopTime{1 + kClientNs, 0});
+  }
+  // 3 x 2^62 > 2^63 upstream, 3 x (2^63 - 2) > 2^64 client: the ratio is 2 - 2^-61.
+  EXPECT_DOUBLE_EQ(s.acceleration_factor(), 2.0);
+  Stats merged = s;
+  merged.merge(s);
+  EXPECT_DOUBLE_EQ(merged.acceleration_factor(), 2.0) << "merging two such sums";
+}
+
+TEST(StatsTest, PrintHasHeaderAndOneLinePerStatistic) {
   Stats s = Numbered(100);
   s.u2c_upstream_ns = 2'000;
   s.u2c_client_ns = 3'000;
   const std::vector<std::string> lines = Lines(Print(s));
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines[0], "edgeproxy: statistics");
-  std::map<std::string, std::string> values;
+  std::set<std::string> seen;
   for (size_t i = 1; i < lines.size(); ++i) {
     const std::string& line = lines[i];
     ASSERT_EQ(line.rfind("  ", 0), 0u) << "line not indented by two spaces: '" << line << "'";
@@ -164,27 +245,27 @@ TEST(StatsTest, PrintHasHeaderAndOneLinePerCounter) {
     std::string rest;
     fields >> name >> value;
     EXPECT_FALSE(fields >> rest) << "more than 'name value' on: '" << line << "'";
-    EXPECT_EQ(values.count(name), 0u) << name << " printed twice";
-    values[name] = value;
+    EXPECT_TRUE(seen.insert(name).second) << name << " printed twice";
   }
-  for (size_t i = 0; i < kCounterCount; ++i) {
-    ASSERT_EQ(values.count(kCounters[i].name), 1u) << kCounters[i].name << " not printed";
-    EXPECT_EQ(values[kCounters[i].name], std::to_string(100 + i)) << kCounters[i].name;
+  std::map<std::string, std::string> values = Values(lines);
+  for (size_t i = 0; i < kPrintedCount; ++i) {
+    ASSERT_EQ(values.count(kPrintedNames[i]), 1u) << kPrintedNames[i] << " not printed";
+    EXPECT_EQ(values[kPrintedNames[i]], std::to_string(100 + i)) << kPrintedNames[i];
   }
   ASSERT_EQ(values.count("acceleration_factor"), 1u);
   EXPECT_DOUBLE_EQ(std::strtod(values["acceleration_factor"].c_str(), nullptr), 1.5);
-  EXPECT_EQ(values.size(), kCounterCount + 1) << "only the counters and acceleration_factor";
-  EXPECT_EQ(lines.size(), kCounterCount + 2);
+  EXPECT_EQ(values.size(), kPrintedCount + 1) << "only the statistics and acceleration_factor";
+  EXPECT_EQ(lines.size(), kPrintedCount + 2);
 }
 
-TEST(StatsTest, PrintOrderFollowsDeclaration) {
+TEST(StatsTest, PrintOrderIsTheStableOrder) {
   const std::vector<std::string> lines = Lines(Print(Stats{}));
-  ASSERT_EQ(lines.size(), kCounterCount + 2);
-  for (size_t i = 0; i < kCounterCount; ++i) {
+  ASSERT_EQ(lines.size(), kPrintedCount + 2);
+  for (size_t i = 0; i < kPrintedCount; ++i) {
     std::istringstream fields(lines[i + 1]);
     std::string name;
     fields >> name;
-    EXPECT_EQ(name, kCounters[i].name);
+    EXPECT_EQ(name, kPrintedNames[i]);
   }
   EXPECT_EQ(lines.back().find("  acceleration_factor"), 0u);
 }
@@ -202,6 +283,51 @@ TEST(StatsTest, PrintLargeCounterValue) {
   s.bytes_u2c = UINT64_MAX;
   const std::string text = Print(s);
   EXPECT_NE(text.find(std::to_string(UINT64_MAX)), std::string::npos);
+}
+
+TEST(StatsTest, ReportHasTheTotalThenEachWorkersLines) {
+  const Stats workers[] = {Numbered(10), Numbered(20)};
+  Stats total = workers[0];
+  total.merge(workers[1]);
+  const std::vector<std::string> lines = Lines(Report(total, workers));
+  ASSERT_EQ(lines.size(), 3 * (kPrintedCount + 1) + 1);
+  EXPECT_EQ(lines[0], "edgeproxy: statistics");
+  std::map<std::string, std::string> values = Values(lines);
+  EXPECT_EQ(values["accepted"], std::to_string(30 + 2 * 3));
+  EXPECT_EQ(values["worker0.accepted"], std::to_string(10 + 3));
+  EXPECT_EQ(values["worker1.accepted"], std::to_string(20 + 3));
+}
+
+// A worker that did not answer in time was reported as zeros, silently: the header now says the
+// block is incomplete and names the worker, whose lines are left out.
+TEST(StatsTest, ReportOfAWorkerThatDidNotAnswerSaysIncompleteAndNamesIt) {
+  const Stats workers[] = {Numbered(10), Stats{}, Numbered(30)};
+  Stats total = workers[0];
+  total.merge(workers[2]);
+  const uint32_t silent[] = {1};
+  const std::string text = Report(total, workers, silent, 2000);
+  const std::vector<std::string> lines = Lines(text);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines[0], "edgeproxy: statistics (incomplete: worker 1 did not answer within 2 s)");
+  EXPECT_EQ(lines.size(), 3 * (kPrintedCount + 1) + 1);
+  EXPECT_EQ(text.find("worker1."), std::string::npos) << "the silent worker's lines, as zeros";
+  std::map<std::string, std::string> values = Values(lines);
+  EXPECT_EQ(values["worker0.accepted"], std::to_string(10 + 3));
+  EXPECT_EQ(values["worker2.accepted"], std::to_string(30 + 3));
+  EXPECT_EQ(values["accepted"], std::to_string(40 + 2 * 3));
+}
+
+TEST(StatsTest, ReportNamesEveryWorkerThatDidNotAnswer) {
+  const Stats workers[] = {Stats{}, Stats{}, Stats{}, Stats{}};
+  const uint32_t silent[] = {1, 3};
+  const std::vector<std::string> lines = Lines(Report(Stats{}, workers, silent, 2000));
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines[0], "edgeproxy: statistics (incomplete: workers 1, 3 did not answer within 2 s)");
+  EXPECT_EQ(lines.size(), 3 * (kPrintedCount + 1) + 1) << "the total, worker0's and worker2's";
+  // With one worker there are no per-worker lines; the header still says what is missing.
+  const uint32_t only[] = {0};
+  EXPECT_EQ(Lines(Report(Stats{}, {}, only, 1500))[0],
+            "edgeproxy: statistics (incomplete: worker 0 did not answer within 1500 ms)");
 }
 
 }  // namespace

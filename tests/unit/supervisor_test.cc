@@ -1,7 +1,9 @@
-// plan_workers, worker_share and format_cpu_list: the pure parts of starting several workers.
+// plan_workers, worker_share, format_cpu_list and supervised_signals: the pure parts of starting
+// several workers and serving signals.
 #include "edgeproxy/supervisor.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <vector>
 
@@ -97,6 +99,25 @@ TEST(SupervisorTest, FormatsCpuRanges) {
   EXPECT_EQ(format_cpu_list(std::vector<uint16_t>{}), "");
   EXPECT_EQ(format_cpu_list(std::vector<uint16_t>{0}), "0");
   EXPECT_EQ(format_cpu_list(std::vector<uint16_t>{0, 1, 2, 5, 7, 8}), "0-2,5,7-8");
+}
+
+// Every asynchronous signal whose default action ends the process is read by the supervisor (so
+// HUP cannot kill it); the synchronous faults and the ones that do not end it are left alone.
+TEST(SupervisorTest, SupervisedSignalsAreEveryTerminatingAsyncSignalAndNoFault) {
+  const sigset_t set = supervised_signals();
+  for (const int s : {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGUSR2, SIGALRM, SIGVTALRM,
+                      SIGPROF, SIGIO, SIGPWR, SIGXCPU, SIGXFSZ, SIGSTKFLT}) {
+    EXPECT_EQ(sigismember(&set, s), 1) << "signal " << s << " would end the process";
+  }
+  for (int s = SIGRTMIN; s <= SIGRTMAX; ++s) EXPECT_EQ(sigismember(&set, s), 1) << "signal " << s;
+  for (const int s : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS}) {
+    EXPECT_EQ(sigismember(&set, s), 0) << "fault signal " << s << " must keep ending the process";
+  }
+  for (const int s : {SIGPIPE, SIGCHLD, SIGURG, SIGWINCH, SIGCONT, SIGTSTP, SIGTTIN, SIGTTOU}) {
+    EXPECT_EQ(sigismember(&set, s), 0) << "signal " << s;
+  }
+  // The real-time signals below SIGRTMIN belong to the C library's threads.
+  for (int s = 32; s < SIGRTMIN; ++s) EXPECT_EQ(sigismember(&set, s), 0) << "signal " << s;
 }
 
 }  // namespace
