@@ -245,13 +245,13 @@ void Worker::on_accepted(uint32_t listener_index, int result) noexcept {
     on_accept_error(l, -result);
     return;
   }
-  if (stopping_ || l.fd() < 0 || slab_.full() || !socket_waiters_.empty()) {
+  if (stopping_ || l.fd() < 0 || slab_.full()) {
     // Accepted by the kernel after we stopped wanting it (the cancel of a multishot accept is
     // asynchronous): refuse it with a reset rather than leave it hanging.
     sys::set_linger_zero(result);
     sys::close(result);
     ++stats_.accept_errors;
-    if ((slab_.full() || !socket_waiters_.empty()) && l.fd() >= 0) pause_listener(l);
+    if (slab_.full() && l.fd() >= 0) pause_listener(l);
     return;
   }
   start_connection(result);
@@ -299,7 +299,10 @@ void Worker::start_connection(int client_fd) noexcept {
 }
 
 void Worker::connect_upstream(Connection& c, Handle h) noexcept {
-  const SysResult s = sys::stream_socket(backend_[c.address].family());
+  // Connections already waiting for a descriptor go first (a completion backend may still hand
+  // over clients it accepted before the listener paused).
+  const SysResult s = socket_waiters_.empty() ? sys::stream_socket(backend_[c.address].family())
+                                              : SysResult{-1, EMFILE};
   if (s.ok()) {
     start_connect(c, h, static_cast<int>(s.value));
   } else if (sys::descriptors_exhausted(s.err)) {
