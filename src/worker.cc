@@ -21,6 +21,12 @@ bool accept_error_is_exhaustion(int err) noexcept {
   return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
 
+// A completion backend gets to see a completion for a freed slot (it may carry a buffer).
+template <typename T>
+void hand_back_stale(T& transport, const Event& ev) noexcept {
+  if constexpr (requires { transport.on_stale(ev); }) transport.on_stale(ev);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options) {
@@ -175,6 +181,7 @@ void Worker::on_connection_event(CookieTag tag, Handle h, const Event& ev) noexc
   if (c == nullptr) {
     // The slot was freed (and maybe reused) after the kernel queued this event.
     ++stats_.stale_events;
+    hand_back_stale(transport_, ev);
     return;
   }
   touch(*c, h.index);
@@ -406,6 +413,10 @@ void Worker::finish_iteration() noexcept {
       if (transport_.quiesce(c, h)) {
         close_connection(c, index);
         freed = true;
+      } else if (c.more && !c.pending) {
+        // A cancel found no submission entry: pump() touches it next iteration, so quiesce again.
+        c.pending = true;
+        pending_[pending_count_++] = index;
       }
       continue;
     }
