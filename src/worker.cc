@@ -113,7 +113,8 @@ int Worker::run() noexcept {
   now_ = LoopTime::now();
   update_accept_room();
   for (;;) {
-    if (stopping_ && slab_.used() == 0) break;
+    // Accepts still in flight after the listeners' cancel could yet bring a descriptor: wait.
+    if (stopping_ && slab_.used() == 0 && reactor_.accepts_idle()) break;
     const bool busy = pending_count_ > 0 || listener_pending_;
     reactor_.set_concurrency(slab_.used());
     const std::span<const Event> events = reactor_.wait(busy ? 0 : timers_.timeout_ms(now_.ms));

@@ -122,7 +122,60 @@ UringReactor::UringReactor(UringReactor&& other) noexcept
 }
 
 UringReactor::~UringReactor() {
-  if (ring_ != nullptr) io_uring_queue_exit(ring_.get());
+  if (ring_ == nullptr) return;
+  reap_accepts_at_exit();
+  io_uring_queue_exit(ring_.get());
+}
+
+void UringReactor::reap_accepts_at_exit() noexcept {
+  io_uring* r = ring_.get();
+  // With DEFER_TASKRUN an accept runs (and installs its descriptor) only when this thread enters
+  // the ring with GETEVENTS, and a completion the CQ ring had no room for waits in the kernel's
+  // overflow list until such an enter flushes it. So: cancel what is still in flight, enter until
+  // nothing is in flight or overflowing (a cancel completes at once: a few rounds at most), and
+  // reset every descriptor a completion carries. A ring never enabled, or an enter refused (not
+  // the issuer's thread: EEXIST), leaves only what is in the ring and the deferred list already.
+  constexpr int kRounds = 8;
+  if (!disabled_) {
+    for (uint32_t i = 0; i < listener_slots_; ++i) {
+      Watched& w = listeners_[i];
+      w.wanted = false;
+      w.cancel_owed = w.armed;
+      w.singles_cancel_owed = w.singles > 0;
+      send_owed_cancels(i);
+    }
+  }
+  for (int round = 0;; ++round) {
+    for (; deferred_size_ > 0; --deferred_size_) {
+      reset_accepted(deferred_[deferred_head_]);
+      deferred_head_ = (deferred_head_ + 1) & (deferred_capacity_ - 1);
+    }
+    unsigned head = 0;
+    unsigned seen = 0;
+    io_uring_cqe* cqe = nullptr;
+    io_uring_for_each_cqe(r, head, cqe) {
+      ++seen;
+      reset_accepted(Completion{cqe->user_data, cqe->res, cqe->flags});
+    }
+    io_uring_cq_advance(r, seen);
+    const bool overflowing = (IO_URING_READ_ONCE(*r->sq.kflags) & IORING_SQ_CQ_OVERFLOW) != 0;
+    if (disabled_ || round == kRounds || (!accepts_in_flight() && !overflowing)) break;
+    if (io_uring_submit_and_get_events(r) < 0) break;
+  }
+}
+
+void UringReactor::reset_accepted(const Completion& cqe) noexcept {
+  const UserData ud = UserData::unpack(cqe.user_data);
+  if (ud.op != UringOp::kAccept && ud.op != UringOp::kAcceptOnce) return;
+  Watched& w = listeners_[ud.handle.index];
+  if (ud.op == UringOp::kAcceptOnce) {
+    if (w.singles > 0) --w.singles;
+  } else if (!(cqe.flags & IORING_CQE_F_MORE)) {
+    w.armed = false;
+  }
+  if (cqe.res < 0) return;
+  sys::set_linger_zero(cqe.res);
+  sys::close(cqe.res);
 }
 
 SysResult UringReactor::start() noexcept {
@@ -232,6 +285,17 @@ bool UringReactor::cancel_all(uint64_t target, uint32_t index) noexcept {
   io_uring_prep_cancel64(e, target, IORING_ASYNC_CANCEL_ALL);
   io_uring_sqe_set_data64(e, UserData::pack(UringOp::kListenerCancel, Handle{index, 0}));
   return true;
+}
+
+bool UringReactor::accepts_in_flight() const noexcept {
+  for (uint32_t i = 0; i < listener_slots_; ++i) {
+    if (listeners_[i].armed || listeners_[i].singles > 0) return true;
+  }
+  return false;
+}
+
+bool UringReactor::accepts_idle() const noexcept {
+  return stalled_ || !accepts_in_flight();
 }
 
 void UringReactor::set_accept_room(uint32_t room, uint32_t backlog) noexcept {

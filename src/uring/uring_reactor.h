@@ -36,6 +36,10 @@ class UringReactor {
   UringReactor(UringReactor&& other) noexcept;
   UringReactor& operator=(UringReactor&&) = delete;
   UringReactor(const UringReactor&) = delete;
+  // Reaps what is left in the ring (after cancelling accepts still in flight and flushing the
+  // kernel's overflow backlog, when this thread may still enter the ring) and resets every
+  // connection an accept completion carries (SO_LINGER 0): a descriptor the kernel accepted for
+  // us would otherwise stay open, its client hanging, until the whole process exits.
   ~UringReactor();
 
   // Enables the ring on the calling thread, which becomes its only submitter.
@@ -71,6 +75,11 @@ class UringReactor {
   // backlog plus a margin; nearer capacity, single-shot accepts are kept in flight, never more
   // than the room, so a client is not accepted only to be refused. Called once per iteration.
   void set_accept_room(uint32_t room, uint32_t backlog) noexcept;
+  // True when no accept is in flight on any listener, so no completion can still bring an
+  // accepted descriptor: after unwatch_listener(), the worker keeps waiting until it is. Also
+  // true while the kernel refuses submissions (the cancel cannot reach it): the destructor then
+  // resets whatever was accepted.
+  bool accepts_idle() const noexcept;
 
   static constexpr bool kBatchWait = true;
   // How many connections the worker serves; bounds how many completions a wait asks for.
@@ -146,12 +155,16 @@ class UringReactor {
   void cancel_accepts(uint32_t index) noexcept;
   void send_owed_cancels(uint32_t index) noexcept;
   bool cancel_all(uint64_t target, uint32_t index) noexcept;
+  bool accepts_in_flight() const noexcept;
   void arm_poll() noexcept;
   bool translate(const Completion& cqe, Event& out) noexcept;
   // Moves the completions in the CQ ring into the deferred list, as many as it has room for.
   void stash_completions() noexcept;
   // Adds what cq.koverflow says the kernel dropped since the last look; warns once.
   void note_dropped() noexcept;
+  // The destructor's work: see ~UringReactor().
+  void reap_accepts_at_exit() noexcept;
+  void reset_accepted(const Completion& cqe) noexcept;
 
   std::unique_ptr<io_uring> ring_;
   uint32_t batch_;

@@ -1,9 +1,11 @@
 // UringReactor on a real ring: accepts are bounded by the room the worker reports, pausing a
 // listener stops them and resuming re-arms them, and a wait with nothing pending times out. A
-// kernel that refuses submissions never makes the reactor spin.
+// kernel that refuses submissions never makes the reactor spin, and descriptors accepted behind
+// the worker's back are reset when the reactor goes.
 #include "uring/uring_reactor.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 
 #include <chrono>
@@ -270,6 +272,18 @@ TEST_F(UringReactorTest, WaitWithNothingPendingTimesOutEmpty) {
   EXPECT_EQ(reactor_->submit_failures(), 0u);
 }
 
+TEST_F(UringReactorTest, AcceptsAreNotIdleUntilTheCancelledMultishotHasEnded) {
+  room_ = 1000;
+  reactor_->set_accept_room(room_, kBacklog);
+  EXPECT_EQ(Run(20, room_), 0u);
+  EXPECT_FALSE(reactor_->accepts_idle()) << "a multishot accept is in flight";
+  reactor_->unwatch_listener(listener_, cookie_);
+  EXPECT_FALSE(reactor_->accepts_idle()) << "the cancel is not even submitted";
+  const auto until = Clock::now() + std::chrono::seconds(1);
+  while (!reactor_->accepts_idle() && Clock::now() < until) reactor_->wait(10);
+  EXPECT_TRUE(reactor_->accepts_idle());
+}
+
 // --- a kernel that refuses submissions ------------------------------------------------------
 
 // Whether the kernel refuses `reactor`'s ring: created R_DISABLED and never started, every
@@ -390,6 +404,53 @@ TEST(UringReactorTestRefused, DeferredCompletionsComeFirstInOrder) {
         }
       });
   EXPECT_TRUE(finished) << "sqe() spins while the kernel refuses the full submission queue";
+}
+
+// --- accepts left behind ------------------------------------------------------------------
+
+// Regression (issue 9, item 10): accept completions still in the ring when the reactor was
+// destroyed leaked their descriptors, and their clients hung until the process exited.
+TEST(UringReactorTestAccepts, AcceptedClientsLeftInTheRingAreResetWhenTheReactorGoes) {
+  auto created = UringReactor::create(1, 64);  // a batch of one: the others stay in the ring
+  ASSERT_TRUE(created.ok()) << created.error();
+  std::optional<UringReactor> reactor;
+  reactor.emplace(std::move(created.value()));
+  ASSERT_TRUE(reactor->start().ok());
+  SocketAddress address;
+  int listener = loopback::Bind(static_cast<int>(kBacklog), address, true);
+  ASSERT_GE(listener, 0);
+  const uint64_t cookie = Cookie::pack(CookieTag::kListener, Handle{0, 0});
+  ASSERT_TRUE(reactor->watch_listener(listener, cookie).ok());
+  reactor->set_accept_room(1000, kBacklog);  // a multishot accept
+  constexpr int kClients = 4;
+  std::vector<int> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(loopback::ConnectTo(address));
+    ASSERT_GE(clients.back(), 0);
+  }
+  // The first wait accepts every queued client in one go; one completion comes back.
+  int accepted = -1;
+  const auto until = Clock::now() + std::chrono::seconds(2);
+  while (accepted < 0 && Clock::now() < until) {
+    for (const Event& ev : reactor->wait(10)) {
+      ASSERT_TRUE(ev.ready & kAccepted);
+      ASSERT_GE(ev.result, 0) << std::strerror(-ev.result);
+      accepted = ev.result;
+    }
+  }
+  ASSERT_GE(accepted, 0);
+  ASSERT_GT(io_uring_cq_ready(reactor->ring()), 0u) << "nothing left in the ring to test";
+  loopback::Reset(accepted);  // the worker's own: it resets it at close
+  reactor.reset();
+  for (int& fd : clients) {
+    pollfd p{fd, POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 1000), 1) << "a client accepted behind the worker's back hangs";
+    char byte = 0;
+    const ssize_t n = ::recv(fd, &byte, 1, MSG_DONTWAIT);
+    EXPECT_TRUE(n == 0 || (n < 0 && errno == ECONNRESET)) << "recv: " << n;
+    loopback::Close(fd);
+  }
+  loopback::Close(listener);
 }
 
 }  // namespace
