@@ -242,8 +242,9 @@ class ProxyError(AssertionError):
 class Proxy:
     """One edgeproxy process. stderr and stdout are collected line by line by reader threads."""
 
-    def __init__(self, args, preexec_fn=None, env=None):
+    def __init__(self, args, preexec_fn=None, env=None, wrapper=()):
         self.args = [str(a) for a in args]
+        self.wrapper = [str(a) for a in wrapper]  # argv prefix, e.g. a tracer that execs the proxy
         self.preexec_fn = preexec_fn
         self.env = env
         self.proc = None
@@ -256,7 +257,7 @@ class Proxy:
     # -- life cycle ---------------------------------------------------------------------------
 
     def start(self, wait_ready=True, timeout=READY_TIMEOUT):
-        cmd = [binary_path()] + self.args
+        cmd = self.wrapper + [binary_path()] + self.args
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, preexec_fn=self.preexec_fn,
                                      env=self.env, close_fds=True)
@@ -982,7 +983,7 @@ class ProxyTestCase(unittest.TestCase):
         return self._own(bh)
 
     def start_proxy(self, backend_port, extra=(), listen="127.0.0.1", backend="127.0.0.1",
-                    port=None, preexec_fn=None, wait_ready=True):
+                    port=None, preexec_fn=None, wait_ready=True, wrapper=()):
         """Start the proxy on listen:port (a free port if None) and wait for readiness. With a
         picked port, a lost race for it (another process took it: exit code 1 naming "in use")
         is retried with a new port, at most 3 times."""
@@ -993,7 +994,7 @@ class ProxyTestCase(unittest.TestCase):
         for attempt in range(3):
             chosen = port if fixed else free_port(listen if ":" in listen else "127.0.0.1")
             proxy = Proxy(proxy_args(chosen, backend_port, listen=listen, backend=backend,
-                                     extra=extra), preexec_fn=preexec_fn)
+                                     extra=extra), preexec_fn=preexec_fn, wrapper=wrapper)
             proxy.port = chosen
             proxy.listen = listen
             self.addCleanup(self._cleanup_proxy, proxy)
