@@ -61,8 +61,9 @@ Result<UringReactor> UringReactor::create(uint32_t batch, uint32_t max_connectio
                                           uint32_t batch_wait_us) {
   // Per connection at most: per side one operation taking bytes in (a receive, a splice into a
   // pipe or the poll before one) and one sending (a send, a splice out of a pipe or the poll
-  // before one), a connect, a cancel per side. The kernel caps the CQ at 65536 entries; beyond
-  // that it keeps overflowed completions (NODROP).
+  // before one), a connect; at close, a cancel per operation and a barrier per side. A burst
+  // beyond the CQ (or its cap of 65536 entries) is kept by the kernel (NODROP) and flushed, in
+  // order, at the next enter with GETEVENTS.
   const uint64_t wanted_cq = uint64_t{max_connections} * 5 + 2 * kMaxListeners + 64;
   const uint32_t cq = round_up_pow2(static_cast<uint32_t>(wanted_cq > 65536 ? 65536 : wanted_cq));
   const uint32_t sq = cq / 4 < 1024 ? (cq < 1024 ? cq : 1024) : 1024;
