@@ -296,7 +296,7 @@ bool UringReactor::accepts_in_flight() const noexcept {
 }
 
 bool UringReactor::accepts_idle() const noexcept {
-  return stalled_ || !accepts_in_flight();
+  return stalled_ || dropped_ > 0 || !accepts_in_flight();
 }
 
 void UringReactor::set_accept_room(uint32_t room, uint32_t backlog) noexcept {
@@ -358,7 +358,7 @@ bool UringReactor::translate(const Completion& cqe, Event& out) noexcept {
     case UringOp::kAcceptOnce: {
       Watched& w = listeners_[ud.handle.index];
       if (ud.op == UringOp::kAcceptOnce) {
-        --w.singles;
+        if (w.singles > 0) --w.singles;
       } else if (!more) {
         // A multishot ends on cancellation, on errors and when the kernel chooses to.
         w.armed = false;

@@ -77,8 +77,9 @@ class UringReactor {
   void set_accept_room(uint32_t room, uint32_t backlog) noexcept;
   // True when no accept is in flight on any listener, so no completion can still bring an
   // accepted descriptor: after unwatch_listener(), the worker keeps waiting until it is. Also
-  // true while the kernel refuses submissions (the cancel cannot reach it): the destructor then
-  // resets whatever was accepted.
+  // true while the kernel refuses submissions (the cancel cannot reach it) and once it has
+  // dropped completions (the one ending an accept may be among them): a shutdown is never held
+  // for ever, and the destructor resets whatever the ring still holds.
   bool accepts_idle() const noexcept;
 
   static constexpr bool kBatchWait = true;
