@@ -24,6 +24,22 @@ constexpr int64_t kAcceptRetryMs = 100;  // out of fds: retry accepting this oft
 constexpr uint32_t kLingerFirstMs = 1;
 constexpr uint32_t kLingerMaxMs = 200;
 
+// Completion backends only: a submission queue the kernel refused, completions it dropped.
+template <typename R, typename T>
+void fill_completion_stats(Stats& s, const R& reactor, const T& transport) noexcept {
+  if constexpr (requires { reactor.dropped_completions(); }) {
+    s.submit_failures = reactor.submit_failures();
+    s.cq_dropped = reactor.dropped_completions();
+    s.lost_operations = transport.lost_operations();
+  }
+}
+
+// A completion backend gets to see a completion for a freed slot (it may carry a buffer).
+template <typename T>
+void hand_back_stale(T& transport, const Event& ev) noexcept {
+  if constexpr (requires { transport.on_stale(ev); }) transport.on_stale(ev);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options) {
@@ -94,6 +110,7 @@ Stats Worker::stats() const noexcept {
   s.pool_high_water = pool_.high_water();
   s.batched_waits = reactor_.batched_waits();
   s.splice_pipes_lost = transport_.pipes().lost();
+  fill_completion_stats(s, reactor_, transport_);
   return s;
 }
 
@@ -115,7 +132,8 @@ int Worker::run() noexcept {
   now_ = LoopTime::now();
   update_accept_room();
   for (;;) {
-    if (stopping_ && slab_.used() == 0) break;
+    // Accepts still in flight after the listeners' cancel could yet bring a descriptor: wait.
+    if (stopping_ && slab_.used() == 0 && reactor_.accepts_idle()) break;
     const bool busy = pending_count_ > 0 || listener_pending_;
     reactor_.set_concurrency(slab_.used());
     const std::span<const Event> events = reactor_.wait(busy ? 0 : timers_.timeout_ms(now_.ms));
@@ -183,6 +201,7 @@ void Worker::on_connection_event(CookieTag tag, Handle h, const Event& ev) noexc
   if (c == nullptr) {
     // The slot was freed (and maybe reused) after the kernel queued this event.
     ++stats_.stale_events;
+    hand_back_stale(transport_, ev);
     return;
   }
   touch(*c, h.index);
@@ -423,7 +442,12 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
       touch(c, index);
       // A completion backend reports the abandoned connect as a failure (ETIMEDOUT) once the
       // kernel has let go of it; then the next address is tried.
-      if (transport_.abandon_connect(c, h)) connect_failed(c, h, ETIMEDOUT);
+      if (transport_.abandon_connect(c, h)) {
+        connect_failed(c, h, ETIMEDOUT);
+      } else {
+        // Should the abandoned connect's completion never come, the next deadline ends it.
+        timers_.arm(index, now_.ms + config_.connect_timeout_ms);
+      }
       return;
     case State::kLingering:
       check_linger(c, index);
@@ -499,10 +523,13 @@ void Worker::finish_iteration() noexcept {
       const Handle h = slab_.handle_of(index);
       if (c.state == State::kClosing) {
         // Completion backends may still have operations in flight: their completions touch the
-        // connection again, and it is freed once nothing refers to its slot.
+        // connection again, and it is freed once nothing refers to its slot. A cancel that found
+        // no submission entry sets c.more: pump() touches it next iteration, so quiesce again.
         if (transport_.quiesce(c, h)) {
           close_connection(c, index);
           freed = true;
+        } else {
+          queue_pending(c, index);
         }
         continue;
       }
@@ -514,13 +541,7 @@ void Worker::finish_iteration() noexcept {
         check_linger(c, index);
         continue;
       }
-      // A connection can be settled by more than one pass: queue it once, so the list never
-      // holds more entries than there are slots.
-      if (c.more && !c.pending) {
-        EDGEPROXY_CHECK(pending_count_ < slab_.capacity());
-        c.pending = true;
-        pending_[pending_count_++] = index;
-      }
+      queue_pending(c, index);
     }
     if (freed) {
       // Descriptors came back: connections waiting for one go first, then new clients.
@@ -530,6 +551,15 @@ void Worker::finish_iteration() noexcept {
       if (!buffer_waiters_.empty() && transport_.buffers_available()) wake_buffer_waiters();
     }
   }
+}
+
+void Worker::queue_pending(Connection& c, uint32_t index) noexcept {
+  // A connection can be settled by more than one pass: queue it once, so the list never holds
+  // more entries than there are slots.
+  if (!c.more || c.pending) return;
+  EDGEPROXY_CHECK(pending_count_ < slab_.capacity());
+  c.pending = true;
+  pending_[pending_count_++] = index;
 }
 
 void Worker::close_connection(Connection& c, uint32_t index) noexcept {

@@ -91,6 +91,8 @@ class Worker {
   void on_connection_timer(uint32_t index) noexcept;
   void wake_buffer_waiters() noexcept;
   void finish_iteration() noexcept;
+  // Queues a connection whose pump must run again next iteration (c.more), at most once.
+  void queue_pending(Connection& c, uint32_t index) noexcept;
   void close_connection(Connection& c, uint32_t index) noexcept;
   uint64_t listener_cookie(const Listener& l) const noexcept;
   void pause_listener(Listener& l) noexcept;

@@ -51,6 +51,8 @@ class EpollReactor {
   void unwatch_listener(int, uint64_t) noexcept {}
   // epoll accepts only while the worker has room (it pauses the listener when full): no-op.
   void set_accept_room(uint32_t, uint32_t) noexcept {}
+  // epoll accepts with accept4() in the loop: nothing is ever accepted behind the worker's back.
+  bool accepts_idle() const noexcept { return true; }
   // epoll_wait has no minimum-wait: nothing to batch (the worker's loop already takes every
   // ready fd per call). --batch-wait is refused for this backend.
   static constexpr bool kBatchWait = false;

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
 
 #include "edgeproxy/relay.h"
@@ -29,6 +30,30 @@ void keep_ready(Side& s) noexcept {
 // Operations that take bytes in from a side's socket, and that send to it: at most one of each.
 constexpr uint8_t kInOps = kOpRecv | kOpSpliceIn | kOpPollIn;
 constexpr uint8_t kOutOps = kOpSend | kOpSpliceOut | kOpPollOut;
+// A connect is the only operation in flight on an upstream that connects: it counts as sending.
+constexpr uint8_t kOutOrConnect = kOutOps | kOpConnect;
+
+// What a transport cancel's user_data names in its buffer field: the side's operation taking
+// bytes in, the one sending (or connecting), or the barrier; kRoundEnd marks a round's last cancel.
+enum CancelTarget : uint16_t {
+  kTargetIn = 1,
+  kTargetOut = 2,
+  kTargetBarrier = 3,
+  kTargetMask = 3,
+  kRoundEnd = 1 << 4,
+};
+
+// The barrier's timeouts: the kernel reads one when it takes the entry, maybe after the transport
+// is gone (the reactor's destructor submits what is queued), hence static storage. Never written.
+__kernel_timespec barrier_now{0, 0};
+// After a cancel found its operation running on an io-wq thread (the thread was interrupted and
+// completes it shortly): look again this much later, never in a busy loop.
+__kernel_timespec barrier_later{0, 10'000'000};
+
+// The kernel refused the submission queue: come back next iteration (the Worker queues c.more).
+void retry_later(Connection& c) noexcept {
+  c.more = true;
+}
 
 }  // namespace
 
@@ -63,8 +88,9 @@ int UringTransport::attach(Connection& c, Handle) noexcept {
 }
 
 int UringTransport::connect(Connection& c, Handle h, const SocketAddress& to) noexcept {
-  relay::on_connecting(c);
   io_uring_sqe* e = reactor_.sqe();
+  if (e == nullptr) return EAGAIN;
+  relay::on_connecting(c);
   io_uring_prep_connect(e, c.upstream.fd, to.get(), to.length);
   io_uring_sqe_set_data64(e, UserData::pack(UringOp::kConnect, h));
   c.upstream.ops |= kOpConnect;
@@ -72,19 +98,15 @@ int UringTransport::connect(Connection& c, Handle h, const SocketAddress& to) no
 }
 
 bool UringTransport::abandon_connect(Connection& c, Handle h) noexcept {
-  if (!(c.upstream.ops & kOpCancel)) cancel_side(c.upstream, h, false);
+  if (!(c.upstream.ops & kOpConnect)) return true;  // nothing in flight: the fd may go now
+  if (!(c.upstream.ops & kOpCancel)) {
+    const auto mark = static_cast<uint8_t>((reactor_.dropped_completions() & 3) << 2);
+    if (!cancel_round(c, c.upstream, false, h, mark)) c.more = true;
+  }
   return false;
 }
 
-void UringTransport::cancel_side(Side& side, Handle h, bool client) noexcept {
-  io_uring_sqe* e = reactor_.sqe();
-  io_uring_prep_cancel_fd(e, side.fd, IORING_ASYNC_CANCEL_ALL);
-  io_uring_sqe_set_data64(
-      e, UserData::pack(client ? UringOp::kCancelClient : UringOp::kCancelUpstream, h));
-  side.ops |= kOpCancel;
-}
-
-ConnectResult UringTransport::on_event(Connection& c, Handle, bool client, const Event& ev,
+ConnectResult UringTransport::on_event(Connection& c, Handle h, bool client, const Event& ev,
                                        LoopTime now) noexcept {
   Side& side = client ? c.client : c.upstream;
   const UringOp op = UringEventOp::op(ev.op);
@@ -144,7 +166,7 @@ ConnectResult UringTransport::on_event(Connection& c, Handle, bool client, const
       return {ConnectOutcome::kConnected, 0};
     case UringOp::kCancelClient:
     case UringOp::kCancelUpstream:
-      side.ops &= static_cast<uint8_t>(~kOpCancel);
+      on_cancel(c, h, client, UringEventOp::buffer(ev.op), ev.result);
       return {};
     case UringOp::kSpliceClient:
     case UringOp::kSpliceUpstream:
@@ -209,7 +231,10 @@ void UringTransport::on_splice(Connection& c, bool client, UringSplice kind, int
       return;
     case UringSplice::kWatch:
       // Multishot: armed until cancelled at close, or until the kernel ends it (no F_MORE).
-      if (!(cqe_flags & IORING_CQE_F_MORE)) side.ops &= static_cast<uint8_t>(~kOpPollIn);
+      if (!(cqe_flags & IORING_CQE_F_MORE)) {
+        side.ops &= static_cast<uint8_t>(~kOpPollIn);
+        side.hints &= static_cast<uint8_t>(~kWatching);
+      }
       if (closing || cancelled || result <= 0) return;
       // POLLERR: a reset. POLLHUP means both directions of the socket are shut, which with our
       // write side still open means it went away too. POLLRDHUP (the peer's FIN, reported at
@@ -225,8 +250,7 @@ void UringTransport::on_splice(Connection& c, bool client, UringSplice kind, int
   }
 }
 
-void UringTransport::submit_recv(Side& src, Handle h, bool client) noexcept {
-  io_uring_sqe* e = reactor_.sqe();
+void UringTransport::submit_recv(io_uring_sqe* e, Side& src, Handle h, bool client) noexcept {
   io_uring_prep_recv(e, src.fd, nullptr, kBufferBytes, 0);
   // After a short read the socket is empty: wait for data first instead of letting the
   // kernel try a receive that can only return EAGAIN.
@@ -238,20 +262,18 @@ void UringTransport::submit_recv(Side& src, Handle h, bool client) noexcept {
   src.ops |= kOpRecv;
 }
 
-void UringTransport::submit_splice(int fd_in, int fd_out, uint32_t bytes, Handle h, bool client,
-                                   UringSplice kind) noexcept {
+void UringTransport::submit_splice(io_uring_sqe* e, int fd_in, int fd_out, uint32_t bytes, Handle h,
+                                   bool client, UringSplice kind) noexcept {
   // The kernel runs a splice from an io-wq worker, without polling first: on a non-blocking
   // socket with nothing to read (or no room) it completes with -EAGAIN, never waits.
-  io_uring_sqe* e = reactor_.sqe();
   io_uring_prep_splice(e, fd_in, -1, fd_out, -1, bytes, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
   io_uring_sqe_set_data64(
       e, UserData::pack(client ? UringOp::kSpliceClient : UringOp::kSpliceUpstream, h,
                         static_cast<uint16_t>(kind)));
 }
 
-void UringTransport::submit_poll(int fd, unsigned events, Handle h, bool client,
+void UringTransport::submit_poll(io_uring_sqe* e, int fd, unsigned events, Handle h, bool client,
                                  UringSplice kind) noexcept {
-  io_uring_sqe* e = reactor_.sqe();
   io_uring_prep_poll_add(e, fd, events);
   io_uring_sqe_set_data64(
       e, UserData::pack(client ? UringOp::kSpliceClient : UringOp::kSpliceUpstream, h,
@@ -266,49 +288,53 @@ void UringTransport::pump(Connection& c, Handle h, LoopTime now) noexcept {
     Side& src = c.source(d);
     Side& dst = c.sink(d);
     const bool to_client = &dst == &c.client;
+    // No submission entry (the kernel refuses the queue): nothing is submitted, the op bit stays
+    // clear, and the Worker pumps the connection again next iteration (c.more).
+    io_uring_sqe* e = nullptr;
     switch (relay::next_step(c, d, splice_)) {
       case relay::Step::kNone:
         break;
-      case relay::Step::kWrite: {
+      case relay::Step::kWrite:
         if (dst.ops & kOutOps) break;
-        io_uring_sqe* e = reactor_.sqe();
+        if ((e = reactor_.sqe()) == nullptr) return retry_later(c);
         io_uring_prep_send(e, dst.fd, src.in.read_ptr(), src.in.readable(), MSG_NOSIGNAL);
         io_uring_sqe_set_data64(
             e, UserData::pack(to_client ? UringOp::kSendClient : UringOp::kSendUpstream, h,
                               static_cast<uint16_t>(src.in.id())));
         dst.ops |= kOpSend;
         break;
-      }
       case relay::Step::kRead:
         // The kernel picks the block, so a receive needs the side's buffer slot free: bytes
         // still held are on their way out and their send completion frees it.
         if ((src.ops & kInOps) || src.in.attached()) break;
-        submit_recv(src, h, !to_client);
+        if ((e = reactor_.sqe()) == nullptr) return retry_later(c);
+        submit_recv(e, src, h, !to_client);
         break;
-      case relay::Step::kSpliceIn: {
+      case relay::Step::kSpliceIn:
         if ((src.ops & kInOps) || src.in.attached()) break;
+        if ((e = reactor_.sqe()) == nullptr) return retry_later(c);
         if (src.hints & kRecvDrained) {
-          submit_poll(src.fd, POLLIN | POLLRDHUP | POLLPRI, h, !to_client, UringSplice::kPollIn);
+          submit_poll(e, src.fd, POLLIN | POLLRDHUP | POLLPRI, h, !to_client, UringSplice::kPollIn);
           src.ops |= kOpPollIn;
           break;
         }
         if (!relay::prepare_splice(c, d, pipes_, stats_)) {
-          submit_recv(src, h, !to_client);  // no pipe free: this read goes through a buffer
+          submit_recv(e, src, h, !to_client);  // no pipe free: this read goes through a buffer
           break;
         }
-        submit_splice(src.fd, pipes_.at(src.pipe).write_fd, kSpliceAskBytes, h, !to_client,
+        submit_splice(e, src.fd, pipes_.at(src.pipe).write_fd, kSpliceAskBytes, h, !to_client,
                       UringSplice::kIn);
         src.ops |= kOpSpliceIn;
         break;
-      }
       case relay::Step::kSpliceOut:
         if (dst.ops & kOutOps) break;
+        if ((e = reactor_.sqe()) == nullptr) return retry_later(c);
         if (dst.hints & kSendFull) {
-          submit_poll(dst.fd, POLLOUT, h, to_client, UringSplice::kPollOut);
+          submit_poll(e, dst.fd, POLLOUT, h, to_client, UringSplice::kPollOut);
           dst.ops |= kOpPollOut;
           break;
         }
-        submit_splice(pipes_.at(src.pipe).read_fd, dst.fd, src.piped, h, to_client,
+        submit_splice(e, pipes_.at(src.pipe).read_fd, dst.fd, src.piped, h, to_client,
                       UringSplice::kOut);
         dst.ops |= kOpSpliceOut;
         break;
@@ -330,11 +356,13 @@ void UringTransport::pump(Connection& c, Handle h, LoopTime now) noexcept {
       continue;
     }
     io_uring_sqe* e = reactor_.sqe();
+    if (e == nullptr) return retry_later(c);
     io_uring_prep_poll_multishot(e, side->fd, 0);
     io_uring_sqe_set_data64(
         e, UserData::pack(side == &c.client ? UringOp::kSpliceClient : UringOp::kSpliceUpstream, h,
                           static_cast<uint16_t>(UringSplice::kWatch)));
     side->ops |= kOpPollIn;
+    side->hints |= kWatching;
   }
 }
 
@@ -353,16 +381,128 @@ bool UringTransport::settle(Connection& c, Handle) noexcept {
 }
 
 bool UringTransport::quiesce(Connection& c, Handle h) noexcept {
-  if ((c.client.ops | c.upstream.ops) == 0) return true;
-  // Only what may wait indefinitely is cancelled. A splice never waits (its sockets and pipes are
-  // non-blocking), and one into a pipe is filed under the pipe, which a cancel by socket would
-  // not find: both are left to complete.
-  constexpr uint8_t kWaiting = kOpRecv | kOpSend | kOpConnect | kOpPollIn | kOpPollOut;
-  for (Side* side : {&c.client, &c.upstream}) {
-    if (!(side->ops & kWaiting) || (side->ops & kOpCancel)) continue;
-    cancel_side(*side, h, side == &c.client);
+  const auto mark = static_cast<uint8_t>((reactor_.dropped_completions() & 3) << 2);
+  for (const bool client : {true, false}) {
+    Side& side = client ? c.client : c.upstream;
+    // The kernel dropped completions since this side's round began: one of the round's own may
+    // be among them, and then nothing would ever end it. Another round is harmless.
+    if ((side.ops & kOpCancel) && (side.hints & kCancelDropMark) != mark) {
+      side.ops &= static_cast<uint8_t>(~kOpCancel);
+    }
+    if (side.ops == 0 || (side.ops & kOpCancel)) continue;
+    if (!cancel_round(c, side, client, h, mark)) c.more = true;  // the Worker comes back
   }
-  return false;
+  return (c.client.ops | c.upstream.ops) == 0;
+}
+
+uint64_t UringTransport::op_data(const Connection& c, bool client, Handle h, uint8_t op) noexcept {
+  const UringOp splice = client ? UringOp::kSpliceClient : UringOp::kSpliceUpstream;
+  switch (op) {
+    case kOpRecv:
+      return UserData::pack(client ? UringOp::kRecvClient : UringOp::kRecvUpstream, h);
+    case kOpSend:  // its user_data names the block it sends: the other side's
+      return UserData::pack(client ? UringOp::kSendClient : UringOp::kSendUpstream, h,
+                            static_cast<uint16_t>((client ? c.upstream : c.client).in.id()));
+    case kOpConnect:
+      return UserData::pack(UringOp::kConnect, h);
+    case kOpSpliceIn:
+      return UserData::pack(splice, h, static_cast<uint16_t>(UringSplice::kIn));
+    case kOpSpliceOut:
+      return UserData::pack(splice, h, static_cast<uint16_t>(UringSplice::kOut));
+    case kOpPollIn:
+      return UserData::pack(
+          splice, h,
+          static_cast<uint16_t>(((client ? c.client : c.upstream).hints & kWatching)
+                                    ? UringSplice::kWatch
+                                    : UringSplice::kPollIn));
+    case kOpPollOut:
+      return UserData::pack(splice, h, static_cast<uint16_t>(UringSplice::kPollOut));
+    default:
+      return 0;
+  }
+}
+
+bool UringTransport::cancel_round(Connection& c, Side& side, bool client, Handle h,
+                                  uint8_t mark) noexcept {
+  // One cancel by user_data (not IORING_ASYNC_CANCEL_ALL, which does not count an operation
+  // running on an io-wq thread) per operation in flight: at most one taking bytes in and one
+  // sending or connecting. Both entries or none.
+  const auto in = static_cast<uint8_t>(side.ops & kInOps);
+  const auto out = static_cast<uint8_t>(side.ops & kOutOrConnect);
+  assert(std::popcount(unsigned{in}) <= 1 && std::popcount(unsigned{out}) <= 1);
+  if (!reactor_.reserve((in != 0 ? 1u : 0u) + (out != 0 ? 1u : 0u))) return false;
+  const UringOp cancel = client ? UringOp::kCancelClient : UringOp::kCancelUpstream;
+  if (in != 0) {
+    io_uring_sqe* e = reactor_.sqe();
+    io_uring_prep_cancel64(e, op_data(c, client, h, in), 0);
+    io_uring_sqe_set_data64(
+        e,
+        UserData::pack(cancel, h, static_cast<uint16_t>(kTargetIn | (out != 0 ? 0 : kRoundEnd))));
+  }
+  if (out != 0) {
+    io_uring_sqe* e = reactor_.sqe();
+    io_uring_prep_cancel64(e, op_data(c, client, h, out), 0);
+    io_uring_sqe_set_data64(e, UserData::pack(cancel, h, kTargetOut | kRoundEnd));
+  }
+  side.ops |= kOpCancel;
+  constexpr uint8_t kRound = kCancelDropMark | kSuspectIn | kSuspectOut | kCancelRunning;
+  side.hints = static_cast<uint8_t>((side.hints & ~kRound) | mark);
+  return true;
+}
+
+void UringTransport::on_cancel(Connection& c, Handle h, bool client, uint16_t target,
+                               int32_t result) noexcept {
+  Side& side = client ? c.client : c.upstream;
+  if ((target & kTargetMask) == kTargetBarrier) {
+    // The barrier's completion ran as task work queued after every completion still waiting as
+    // task work when the round's cancels ran (local task work runs in order). So an operation a
+    // cancel did not find, still recorded now, will never complete: its completion was dropped.
+    const auto give_up = [&](uint8_t suspect, uint8_t ops) {
+      if (!(side.hints & suspect) || !(side.ops & ops)) return;
+      ++lost_operations_;
+      side.ops &= static_cast<uint8_t>(~ops);
+    };
+    give_up(kSuspectIn, kInOps);
+    give_up(kSuspectOut, kOutOrConnect);
+    side.hints &= static_cast<uint8_t>(~(kSuspectIn | kSuspectOut | kCancelRunning));
+    side.ops &= static_cast<uint8_t>(~kOpCancel);
+    return;
+  }
+  // 0: found and cancelled, its completion follows. -EALREADY: running on an io-wq thread, which
+  // the cancel interrupted; its completion follows. -ENOENT: not in the kernel's hands any more:
+  // its completion was posted already (and seen, completions come in order), or it finished on an
+  // io-wq thread and its completion waits as task work (posted after this one), or it was
+  // dropped. The barrier tells the last two apart.
+  const bool in = (target & kTargetMask) == kTargetIn;
+  if (result == -ENOENT) {
+    if (side.ops & (in ? kInOps : kOutOrConnect)) side.hints |= in ? kSuspectIn : kSuspectOut;
+  } else if (result != 0) {
+    side.hints |= kCancelRunning;
+  }
+  if (!(target & kRoundEnd)) return;
+  if (!(side.hints & (kSuspectIn | kSuspectOut | kCancelRunning))) {
+    side.ops &=
+        static_cast<uint8_t>(~kOpCancel);  // every operation found: their completions end it
+    return;
+  }
+  io_uring_sqe* e = reactor_.sqe();
+  if (e == nullptr) {
+    side.ops &= static_cast<uint8_t>(~kOpCancel);  // quiesce() starts another round next iteration
+    c.more = true;
+    return;
+  }
+  io_uring_prep_timeout(e, (side.hints & kCancelRunning) ? &barrier_later : &barrier_now, 0, 0);
+  io_uring_sqe_set_data64(
+      e, UserData::pack(client ? UringOp::kCancelClient : UringOp::kCancelUpstream, h,
+                        kTargetBarrier));
+}
+
+void UringTransport::on_stale(const Event& ev) noexcept {
+  if (!(ev.flags & IORING_CQE_F_BUFFER)) return;
+  ring_.consumed();
+  Buffer block;
+  pool_.adopt(block, ev.flags >> IORING_CQE_BUFFER_SHIFT);
+  pool_.release(block);
 }
 
 }  // namespace edgeproxy

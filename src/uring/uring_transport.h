@@ -41,6 +41,18 @@ enum UringSideHint : uint8_t {
   // The last receive was short, or a splice found the socket empty: wait for data first.
   kRecvDrained = 1 << 0,
   kSendFull = 1 << 1,  // the last splice out stopped at a full send buffer: wait for room first
+  // The cancel round of a closing side (kOpCancel, see UringTransport::quiesce()): the
+  // reactor's dropped-completion count (mod 4) when it began (if it moved, the round's own
+  // completion may be one of those dropped, and quiesce() begins another), whether a cancel found
+  // nothing for the side's operation taking bytes in or for the one sending (or connecting), and
+  // whether one found its operation running on an io-wq thread.
+  kCancelDropMark = 3 << 2,
+  kSuspectIn = 1 << 4,
+  kSuspectOut = 1 << 5,
+  kCancelRunning = 1 << 6,
+  // The poll in flight on the side's input (kOpPollIn) is the watch of a side whose reading is
+  // over (UringSplice::kWatch), not the poll before a splice.
+  kWatching = 1 << 7,
 };
 
 class UringTransport {
@@ -62,11 +74,13 @@ class UringTransport {
   int attach(Connection& c, Handle h) noexcept;
 
   // Submits the connect of c.upstream.fd (already created) to `to`, which must stay valid until
-  // the connect completes (the worker's address list). Returns EINPROGRESS.
+  // the connect completes (the worker's address list). Returns EINPROGRESS, or EAGAIN when the
+  // kernel refused the submission queue (nothing submitted).
   int connect(Connection& c, Handle h, const SocketAddress& to) noexcept;
 
   // The connect's deadline passed: cancels it and returns false; its completion then reports a
-  // failure with ETIMEDOUT (or the success that won the race), and the fd may be closed.
+  // failure with ETIMEDOUT (or the success that won the race), and the fd may be closed. True
+  // when no connect is in flight any more (its completion was dropped): the fd may go now.
   bool abandon_connect(Connection& c, Handle h) noexcept;
 
   // Applies one completion for a side (`client` says which); says if it finished the connect,
@@ -74,16 +88,31 @@ class UringTransport {
   ConnectResult on_event(Connection& c, Handle h, bool client, const Event& ev,
                          LoopTime now) noexcept;
 
-  // Submits whatever each direction can do next and is not already in flight.
+  // Submits whatever each direction can do next and is not already in flight. An operation that
+  // found no submission entry (UringReactor::sqe() is null) is left unsubmitted and c.more set:
+  // the Worker pumps the connection again next iteration.
   void pump(Connection& c, Handle h, LoopTime now) noexcept;
 
   // End of an iteration for a live connection: nothing to register with the kernel; records the
   // wanted interest (for the backpressure counter) and restocks the buffer ring.
   bool settle(Connection& c, Handle h) noexcept;
 
-  // True when nothing is in flight for the connection; otherwise cancels what is (once) and the
-  // completions will bring the connection back.
+  // True when the kernel holds nothing that names the connection's slot any more. Otherwise
+  // begins, per side with operations in flight and no round under way (kOpCancel), a cancel
+  // round: one cancel by user_data per operation; the completions bring the connection back.
+  // When a cancel finds nothing while its operation is still recorded, a barrier (a timeout,
+  // whose completion runs as task work after every completion already waiting as task work)
+  // ends the round; an operation still recorded then had its completion dropped by the kernel
+  // and is given up (lost_operations()), so a dropped completion neither leaks the slot nor
+  // blocks a shutdown. A round with no submission entry sets c.more: the Worker comes back.
   bool quiesce(Connection& c, Handle h) noexcept;
+
+  // A completion for a slot already freed (Worker::on_connection_event drops it): a block the
+  // kernel picked for it goes back to the pool.
+  void on_stale(const Event& ev) noexcept;
+
+  // Operations given up at close because a cancel proved their completion dropped.
+  uint64_t lost_operations() const noexcept { return lost_operations_; }
 
   // Whether a receive that failed with ENOBUFS could get a block now.
   bool buffers_available() const noexcept { return ring_.held() > 0 || pool_.available() > 0; }
@@ -97,11 +126,16 @@ class UringTransport {
  private:
   void on_splice(Connection& c, bool client, UringSplice kind, int32_t result, uint32_t cqe_flags,
                  LoopTime now) noexcept;
-  void cancel_side(Side& side, Handle h, bool client) noexcept;
-  void submit_recv(Side& src, Handle h, bool client) noexcept;
-  void submit_splice(int fd_in, int fd_out, uint32_t bytes, Handle h, bool client,
+  // Each fills `e`, an entry from UringReactor::sqe().
+  void submit_recv(io_uring_sqe* e, Side& src, Handle h, bool client) noexcept;
+  void submit_splice(io_uring_sqe* e, int fd_in, int fd_out, uint32_t bytes, Handle h, bool client,
                      UringSplice kind) noexcept;
-  void submit_poll(int fd, unsigned events, Handle h, bool client, UringSplice kind) noexcept;
+  void submit_poll(io_uring_sqe* e, int fd, unsigned events, Handle h, bool client,
+                   UringSplice kind) noexcept;
+  // The user_data of side `client`'s operation `op` (one UringSideOp bit), to cancel it.
+  static uint64_t op_data(const Connection& c, bool client, Handle h, uint8_t op) noexcept;
+  bool cancel_round(Connection& c, Side& side, bool client, Handle h, uint8_t mark) noexcept;
+  void on_cancel(Connection& c, Handle h, bool client, uint16_t target, int32_t result) noexcept;
 
   UringReactor& reactor_;
   BufferPool& pool_;
@@ -109,6 +143,7 @@ class UringTransport {
   BufferRing ring_;
   PipePool pipes_;
   relay::SplicePolicy splice_;
+  uint64_t lost_operations_ = 0;
 };
 
 }  // namespace edgeproxy

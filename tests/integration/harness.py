@@ -44,7 +44,8 @@ COUNTER_NAMES = (
     "writes_upstream", "backpressure_pauses", "pool_buffers", "pool_high_water", "pool_waits",
     "resets_client", "resets_upstream", "resets_sent", "shutdown_forced", "splice_bytes",
     "splice_pipe_waits", "splice_pipes_dirty", "batched_waits", "splice_pipes_lost",
-    "socket_waits", "connect_retries", "linger_waits", "acceleration_factor",
+    "socket_waits", "connect_retries", "linger_waits", "submit_failures", "cq_dropped",
+    "lost_operations", "acceleration_factor",
 )
 
 MiB = 1024 * 1024
@@ -243,8 +244,9 @@ class ProxyError(AssertionError):
 class Proxy:
     """One edgeproxy process. stderr and stdout are collected line by line by reader threads."""
 
-    def __init__(self, args, preexec_fn=None, env=None):
+    def __init__(self, args, preexec_fn=None, env=None, wrapper=()):
         self.args = [str(a) for a in args]
+        self.wrapper = [str(a) for a in wrapper]  # argv prefix, e.g. a tracer that execs the proxy
         self.preexec_fn = preexec_fn
         self.env = env
         self.proc = None
@@ -257,7 +259,7 @@ class Proxy:
     # -- life cycle ---------------------------------------------------------------------------
 
     def start(self, wait_ready=True, timeout=READY_TIMEOUT):
-        cmd = [binary_path()] + self.args
+        cmd = self.wrapper + [binary_path()] + self.args
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, preexec_fn=self.preexec_fn,
                                      env=self.env, close_fds=True)
@@ -985,7 +987,7 @@ class ProxyTestCase(unittest.TestCase):
         return self._own(bh)
 
     def start_proxy(self, backend_port, extra=(), listen="127.0.0.1", backend="127.0.0.1",
-                    port=None, preexec_fn=None, wait_ready=True):
+                    port=None, preexec_fn=None, wait_ready=True, wrapper=()):
         """Start the proxy on listen:port (a free port if None) and wait for readiness. With a
         picked port, a lost race for it (another process took it: exit code 1 naming "in use")
         is retried with a new port, at most 3 times."""
@@ -996,7 +998,7 @@ class ProxyTestCase(unittest.TestCase):
         for attempt in range(3):
             chosen = port if fixed else free_port(listen if ":" in listen else "127.0.0.1")
             proxy = Proxy(proxy_args(chosen, backend_port, listen=listen, backend=backend,
-                                     extra=extra), preexec_fn=preexec_fn)
+                                     extra=extra), preexec_fn=preexec_fn, wrapper=wrapper)
             proxy.port = chosen
             proxy.listen = listen
             self.addCleanup(self._cleanup_proxy, proxy)

@@ -31,7 +31,8 @@ const char* const kPrintedNames[] = {
     "pool_high_water",    "pool_waits",      "resets_client",       "resets_upstream",
     "resets_sent",        "shutdown_forced", "splice_bytes",        "splice_pipe_waits",
     "splice_pipes_dirty", "batched_waits",   "splice_pipes_lost",   "socket_waits",
-    "connect_retries",    "linger_waits",
+    "connect_retries",    "linger_waits",    "submit_failures",     "cq_dropped",
+    "lost_operations",
 };
 constexpr size_t kPrintedCount = sizeof(kPrintedNames) / sizeof(kPrintedNames[0]);
 // How each merges across workers.

@@ -1,19 +1,25 @@
 // UringReactor on a real ring: accepts are bounded by the room the worker reports, pausing a
-// listener stops them and resuming re-arms them, and a wait with nothing pending times out.
+// listener stops them and resuming re-arms them, and a wait with nothing pending times out. A
+// kernel that refuses submissions never makes the reactor spin, and descriptors accepted behind
+// the worker's back are reset when the reactor goes.
 #include "uring/uring_reactor.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <optional>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "edgeproxy/cookie.h"
 #include "loopback.h"
+#include "ring_faults.h"
 
 namespace edgeproxy {
 namespace {
@@ -248,7 +254,7 @@ TEST_F(UringReactorTestBatchWait, BatchedWaitsWithNothingPendingReturnEmpty) {
   ASSERT_NO_FATAL_FAILURE(PrimeBatchOfFour());
   EXPECT_TRUE(reactor_->wait(-1).empty());
   EXPECT_EQ(reactor_->batched_waits(), 0u) << "waits that timed out are not counted";
-  EXPECT_EQ(reactor_->cq_overflow(), 0u);
+  EXPECT_EQ(reactor_->dropped_completions(), 0u);
 }
 
 TEST_F(UringReactorTestBatchWait, ATimerDueBeforeTheMinimumWaitIsNotBatched) {
@@ -262,7 +268,189 @@ TEST_F(UringReactorTestBatchWait, ATimerDueBeforeTheMinimumWaitIsNotBatched) {
 TEST_F(UringReactorTest, WaitWithNothingPendingTimesOutEmpty) {
   EXPECT_TRUE(reactor_->wait(50).empty());
   EXPECT_TRUE(reactor_->wait(0).empty());
-  EXPECT_EQ(reactor_->cq_overflow(), 0u);
+  EXPECT_EQ(reactor_->dropped_completions(), 0u);
+  EXPECT_EQ(reactor_->submit_failures(), 0u);
+}
+
+TEST_F(UringReactorTest, AcceptsAreNotIdleUntilTheCancelledMultishotHasEnded) {
+  room_ = 1000;
+  reactor_->set_accept_room(room_, kBacklog);
+  EXPECT_EQ(Run(20, room_), 0u);
+  EXPECT_FALSE(reactor_->accepts_idle()) << "a multishot accept is in flight";
+  reactor_->unwatch_listener(listener_, cookie_);
+  EXPECT_FALSE(reactor_->accepts_idle()) << "the cancel is not even submitted";
+  const auto until = Clock::now() + std::chrono::seconds(1);
+  while (!reactor_->accepts_idle() && Clock::now() < until) reactor_->wait(10);
+  EXPECT_TRUE(reactor_->accepts_idle());
+}
+
+// --- a kernel that refuses submissions ------------------------------------------------------
+
+// Whether the kernel refuses `reactor`'s ring: created R_DISABLED and never started, every
+// io_uring_enter fails with EBADFD, a real refusal. One nop stays queued.
+bool Refuses(UringReactor& reactor) {
+  io_uring_sqe* e = reactor.sqe();
+  if (e == nullptr) return false;
+  io_uring_prep_nop(e);
+  return io_uring_submit(reactor.ring()) == -EBADFD;
+}
+
+// A reactor whose kernel refuses every enter (see Refuses()); empty where it takes them.
+std::optional<UringReactor> RefusingReactor() {
+  auto created = UringReactor::create(256, 64);
+  if (!created.ok()) return std::nullopt;
+  std::optional<UringReactor> reactor;
+  reactor.emplace(std::move(created.value()));
+  if (!Refuses(*reactor)) reactor.reset();
+  return reactor;
+}
+
+// Each test below runs in a child process killed at a deadline (on the code these tests pin it
+// spins for ever); the child creates its own ring, so it is the ring's only issuer.
+
+// Regression (issue 9, item 5): sqe() retried io_uring_submit for ever when the queue was full
+// and the kernel refused it, so a worker spun without reaping completions or reading its control
+// fd. It must give up, return null and count the failure.
+TEST(UringReactorTestRefused, FullQueueTheKernelRefusesMakesSqeReturnNullNotSpin) {
+  if (!RefusingReactor()) GTEST_SKIP() << "rings are not created disabled here";
+  const ::testing::AssertionResult finished =
+      ring_faults::FinishesWithin(std::chrono::seconds(3), [] {
+        std::optional<UringReactor> reactor = RefusingReactor();
+        ASSERT_TRUE(reactor);
+        io_uring* ring = reactor->ring();
+        while (io_uring_sq_space_left(ring) > 0) {
+          io_uring_sqe* e = reactor->sqe();
+          ASSERT_NE(e, nullptr);
+          io_uring_prep_nop(e);
+        }
+        EXPECT_EQ(reactor->sqe(), nullptr);
+        EXPECT_EQ(reactor->submit_failures(), 1u);
+        EXPECT_FALSE(reactor->reserve(1));
+        EXPECT_EQ(reactor->submit_failures(), 2u);
+      });
+  EXPECT_TRUE(finished) << "sqe() spins while the kernel refuses the full submission queue";
+}
+
+// The same refusing kernel: waits neither spin (each one that the kernel refuses gives it a
+// moment) nor go deaf to the control fd, whose own poll cannot complete while enters fail.
+TEST(UringReactorTestRefused, WaitsOnARefusingKernelPauseAndStillServeTheControlFd) {
+  if (!RefusingReactor()) GTEST_SKIP() << "rings are not created disabled here";
+  const ::testing::AssertionResult finished =
+      ring_faults::FinishesWithin(std::chrono::seconds(5), [] {
+        std::optional<UringReactor> reactor = RefusingReactor();
+        ASSERT_TRUE(reactor);
+        const int control = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        ASSERT_GE(control, 0);
+        const uint64_t cookie = Cookie::pack(CookieTag::kControl, Handle{});
+        ASSERT_TRUE(reactor->watch(control, cookie).ok());
+        constexpr int kWaits = 40;
+        const auto start = Clock::now();
+        for (int i = 0; i < kWaits; ++i) {
+          EXPECT_TRUE(reactor->wait(i % 2 == 0 ? -1 : 0).empty());
+        }
+        EXPECT_GE(Clock::now() - start,
+                  std::chrono::milliseconds(kWaits * UringReactor::kStallWaitMs / 2))
+            << "waits on a refusing kernel return at once: the worker's loop would spin";
+        const uint64_t one = 1;
+        ASSERT_EQ(::write(control, &one, sizeof one), static_cast<ssize_t>(sizeof one));
+        const std::span<const Event> events = reactor->wait(-1);
+        ASSERT_EQ(events.size(), 1u) << "a stop request would never be seen";
+        EXPECT_EQ(events[0].cookie, cookie);
+        EXPECT_TRUE(events[0].ready & kReadable);
+        ::close(control);
+      });
+  EXPECT_TRUE(finished) << "a wait on a refusing kernel blocked or spun";
+}
+
+// Completions the reactor moved out of the CQ ring while the kernel refused a full submission
+// queue come back first, in order, and what was queued is submitted once the kernel accepts.
+TEST(UringReactorTestRefused, DeferredCompletionsComeFirstInOrder) {
+  const ::testing::AssertionResult finished =
+      ring_faults::FinishesWithin(std::chrono::seconds(3), [] {
+        auto created = UringReactor::create(256, 64);
+        ASSERT_TRUE(created.ok()) << created.error();
+        UringReactor reactor(std::move(created.value()));
+        ASSERT_TRUE(reactor.start().ok());
+        io_uring* ring = reactor.ring();
+        const auto nop = [&](uint32_t id) {
+          io_uring_sqe* e = reactor.sqe();
+          if (e == nullptr) return false;
+          io_uring_prep_nop(e);
+          io_uring_sqe_set_data64(e, UserData::pack(UringOp::kConnect, Handle{id, 1}));
+          return true;
+        };
+        for (uint32_t id = 0; id < 4; ++id) ASSERT_TRUE(nop(id));
+        ASSERT_EQ(io_uring_submit_and_get_events(ring), 4);
+        ASSERT_EQ(io_uring_cq_ready(ring), 4u);
+        uint32_t queued = 0;
+        {
+          ring_faults::RefuseEnters refuse(ring);
+          while (nop(100 + queued)) ++queued;
+          EXPECT_LT(io_uring_submit(ring), 0) << "the kernel still takes submissions";
+          EXPECT_EQ(queued, ring->sq.ring_entries);
+          EXPECT_EQ(reactor.submit_failures(), 1u);
+          EXPECT_EQ(io_uring_cq_ready(ring), 0u) << "moved out of the kernel's way";
+        }
+        std::vector<uint32_t> order;
+        const auto until = Clock::now() + std::chrono::seconds(1);
+        while (order.size() < 4 + queued && Clock::now() < until) {
+          for (const Event& ev : reactor.wait(10)) {
+            order.push_back(Cookie::unpack(ev.cookie).handle.index);
+          }
+        }
+        ASSERT_EQ(order.size(), 4 + queued);
+        for (uint32_t i = 0; i < order.size(); ++i) {
+          EXPECT_EQ(order[i], i < 4 ? i : 100 + (i - 4)) << "completion " << i;
+        }
+      });
+  EXPECT_TRUE(finished) << "sqe() spins while the kernel refuses the full submission queue";
+}
+
+// --- accepts left behind ------------------------------------------------------------------
+
+// Regression (issue 9, item 10): accept completions still in the ring when the reactor was
+// destroyed leaked their descriptors, and their clients hung until the process exited.
+TEST(UringReactorTestAccepts, AcceptedClientsLeftInTheRingAreResetWhenTheReactorGoes) {
+  auto created = UringReactor::create(1, 64);  // a batch of one: the others stay in the ring
+  ASSERT_TRUE(created.ok()) << created.error();
+  std::optional<UringReactor> reactor;
+  reactor.emplace(std::move(created.value()));
+  ASSERT_TRUE(reactor->start().ok());
+  SocketAddress address;
+  int listener = loopback::Bind(static_cast<int>(kBacklog), address, true);
+  ASSERT_GE(listener, 0);
+  const uint64_t cookie = Cookie::pack(CookieTag::kListener, Handle{0, 0});
+  ASSERT_TRUE(reactor->watch_listener(listener, cookie).ok());
+  reactor->set_accept_room(1000, kBacklog);  // a multishot accept
+  constexpr int kClients = 4;
+  std::vector<int> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(loopback::ConnectTo(address));
+    ASSERT_GE(clients.back(), 0);
+  }
+  // The first wait accepts every queued client in one go; one completion comes back.
+  int accepted = -1;
+  const auto until = Clock::now() + std::chrono::seconds(2);
+  while (accepted < 0 && Clock::now() < until) {
+    for (const Event& ev : reactor->wait(10)) {
+      ASSERT_TRUE(ev.ready & kAccepted);
+      ASSERT_GE(ev.result, 0) << std::strerror(-ev.result);
+      accepted = ev.result;
+    }
+  }
+  ASSERT_GE(accepted, 0);
+  ASSERT_GT(io_uring_cq_ready(reactor->ring()), 0u) << "nothing left in the ring to test";
+  loopback::Reset(accepted);  // the worker's own: it resets it at close
+  reactor.reset();
+  for (int& fd : clients) {
+    pollfd p{fd, POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 1000), 1) << "a client accepted behind the worker's back hangs";
+    char byte = 0;
+    const ssize_t n = ::recv(fd, &byte, 1, MSG_DONTWAIT);
+    EXPECT_TRUE(n == 0 || (n < 0 && errno == ECONNRESET)) << "recv: " << n;
+    loopback::Close(fd);
+  }
+  loopback::Close(listener);
 }
 
 }  // namespace

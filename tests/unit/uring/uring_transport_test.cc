@@ -25,6 +25,7 @@
 
 #include "edgeproxy/cookie.h"
 #include "loopback.h"
+#include "ring_faults.h"
 
 namespace edgeproxy {
 namespace {
@@ -187,9 +188,16 @@ class UringTransportTest : public ::testing::Test {
     const bool client = ck.tag == CookieTag::kClient;
     seen_.push_back(Seen{ck.handle, client, UringEventOp::op(ev.op), ev.result, ev.flags,
                          UringEventOp::buffer(ev.op)});
+    if (withhold_ && withhold_(seen_.back())) {
+      withhold_ = nullptr;  // one completion, never handed to the transport
+      withheld_ = ev;
+      if (count_withheld_as_dropped_) ring_faults::CountDroppedCompletion(reactor_->ring());
+      return;
+    }
     Connection* c = slab_.resolve(ck.handle);
     if (c == nullptr) {
       ++stale_;
+      transport_->on_stale(ev);
       return;
     }
     const ConnectOutcome outcome = transport_->on_event(*c, ck.handle, client, ev, now_).outcome;
@@ -261,6 +269,35 @@ class UringTransportTest : public ::testing::Test {
     }
     Release(h.index);
     return true;
+  }
+
+  // The Worker's close, counting its iterations: quiesce() after each until it returns true
+  // (then the slot is released), at most `max_steps` iterations. Returns how many it took, or
+  // max_steps + 1 if it never quiesced. A connection that quiesce() asks to come back (c.more)
+  // is pumped again first, as the Worker does with its pending list.
+  int CloseCounting(Handle h, int max_steps) {
+    Connection* c = slab_.resolve(h);
+    if (c == nullptr) return max_steps + 1;
+    c->state = State::kClosing;
+    for (int steps = 0; steps <= max_steps; ++steps) {
+      if (c->more) transport_->pump(*c, h, now_);
+      if (transport_->quiesce(*c, h)) {
+        Release(h.index);
+        return steps;
+      }
+      Step(kStepMs);
+    }
+    return max_steps + 1;
+  }
+
+  // Queues nops (which complete as no connection's) until the submission queue is full.
+  void FillSubmissionQueue() {
+    while (io_uring_sq_space_left(reactor_->ring()) > 0) {
+      io_uring_sqe* e = reactor_->sqe();
+      ASSERT_NE(e, nullptr);
+      io_uring_prep_nop(e);
+      io_uring_sqe_set_data64(e, UserData::pack(UringOp::kNone, Handle{}));
+    }
   }
 
   // Steps until quiesce() returns true, checking after every iteration that the slot still
@@ -429,6 +466,11 @@ class UringTransportTest : public ::testing::Test {
   ConnectOutcome outcome_[kSlots] = {};
   std::vector<Seen> seen_;
   uint64_t stale_ = 0;
+  // The next completion this matches is withheld from the transport (kept in withheld_), and,
+  // if count_withheld_as_dropped_, counted as the kernel counts a completion it drops.
+  std::function<bool(const Seen&)> withhold_;
+  bool count_withheld_as_dropped_ = true;
+  Event withheld_{};
   LoopTime now_ = LoopTime::now();
   int front_ = -1;  // the test's client peers connect here; the accepted end is the client fd
   SocketAddress front_address_;
@@ -906,6 +948,142 @@ TEST_F(UringTransportTest, RepeatedConnectionsDoNotLeakBlocks) {
   }
   EXPECT_EQ(stats_.pool_waits, 0u);
   ExpectRingServesEveryBlock();
+}
+
+// --- lost completions and a refusing kernel --------------------------------------------------
+
+// Regression (issue 9, item 5): a completion the kernel dropped (CQ overflow with no memory for
+// its backlog) left its operation recorded for ever: quiesce() cancelled again every iteration,
+// the cancel found nothing, and the slot was never freed, so a graceful shutdown never ended.
+TEST_F(UringTransportTest, DroppedSendCompletionDoesNotLeakTheSlot) {
+  ASSERT_NO_FATAL_FAILURE(Start(kFewBlocks));
+  Handle h;
+  ASSERT_NO_FATAL_FAILURE(Open(h));
+  Connection& c = At(h);
+  withhold_ = [&](const Seen& s) { return s.handle == h && s.op == UringOp::kSendUpstream; };
+  ASSERT_EQ(loopback::SendSome(PeersOf(h).client, "hello", 5), 5u);
+  ASSERT_TRUE(RunUntil([&] { return !withhold_; })) << "the send never completed";
+  std::string got;
+  ASSERT_TRUE(RunUntil([&] {
+    loopback::RecvSome(PeersOf(h).upstream, got);
+    return got.size() == 5;
+  }));
+  EXPECT_EQ(got, "hello") << "the kernel sent the bytes; only its completion was lost";
+  ASSERT_TRUE(c.upstream.ops & kOpSend) << "the transport still waits for the send";
+  Step(kStepMs);  // the reactor notices the drop at its next wait
+  EXPECT_EQ(reactor_->dropped_completions(), 1u);
+
+  const int steps = CloseCounting(h, 10);
+  EXPECT_LE(steps, 10) << "the slot never quiesced: the lost send leaks it";
+  EXPECT_EQ(transport_->lost_operations(), 1u);
+  EXPECT_EQ(stale_, 0u);
+  EXPECT_TRUE(PoolBalanced());
+  EXPECT_EQ(pool_->in_use(), RingBlocks()) << "the send's block came back with the slot";
+}
+
+// The round's own cancel completion is the one dropped: the round would never end, but the
+// drop count moved, so the next quiesce() begins another.
+TEST_F(UringTransportTest, DroppedCancelCompletionDoesNotLeakTheSlot) {
+  ASSERT_NO_FATAL_FAILURE(Start(kFewBlocks));
+  Handle h;
+  ASSERT_NO_FATAL_FAILURE(Open(h));
+  withhold_ = [&](const Seen& s) {
+    return s.handle == h && (s.op == UringOp::kCancelClient || s.op == UringOp::kCancelUpstream);
+  };
+  const int steps = CloseCounting(h, 10);
+  EXPECT_FALSE(withhold_) << "no cancel was withheld";
+  EXPECT_LE(steps, 10) << "the slot never quiesced: the lost cancel leaks it";
+  EXPECT_EQ(reactor_->dropped_completions(), 1u);
+  EXPECT_EQ(transport_->lost_operations(), 0u) << "both receives completed, cancelled";
+  EXPECT_TRUE(PoolBalanced());
+}
+
+// A receive that completed with bytes (a block from the ring) but whose completion only arrives
+// after the slot was freed: the block goes back to the pool.
+TEST_F(UringTransportTest, StaleCompletionGivesItsBlockBack) {
+  ASSERT_NO_FATAL_FAILURE(Start(kFewBlocks));
+  Handle h;
+  ASSERT_NO_FATAL_FAILURE(Open(h));
+  withhold_ = [&](const Seen& s) { return s.handle == h && s.op == UringOp::kRecvClient; };
+  ASSERT_EQ(loopback::SendSome(PeersOf(h).client, "late", 4), 4u);
+  ASSERT_TRUE(RunUntil([&] { return !withhold_; }));
+  ASSERT_TRUE(withheld_.flags & IORING_CQE_F_BUFFER) << "the receive took a block";
+  EXPECT_LE(CloseCounting(h, 10), 10);
+  EXPECT_EQ(transport_->lost_operations(), 1u);
+  // The withheld block is neither in the ring (the kernel took it) nor in the pool.
+  Dispatch(withheld_);  // it names a freed slot
+  EXPECT_EQ(stale_, 1u);
+  EXPECT_TRUE(PoolBalanced());
+  ExpectRingServesEveryBlock();
+}
+
+// The kernel refuses a full submission queue while a receive completes: the send it calls for
+// is not submitted (no entry), and the connection asks to be pumped again (c.more). Once the
+// kernel takes submissions again, the bytes go through.
+TEST_F(UringTransportTest, RefusedSubmissionLeavesTheSendForTheNextIteration) {
+  ASSERT_NO_FATAL_FAILURE(Start(kFewBlocks));
+  Handle h;
+  ASSERT_NO_FATAL_FAILURE(Open(h));
+  Connection& c = At(h);
+  withhold_ = [&](const Seen& s) { return s.handle == h && s.op == UringOp::kRecvClient; };
+  count_withheld_as_dropped_ = false;
+  ASSERT_EQ(loopback::SendSome(PeersOf(h).client, "ping", 4), 4u);
+  ASSERT_TRUE(RunUntil([&] { return !withhold_; }));
+  ASSERT_NO_FATAL_FAILURE(FillSubmissionQueue());
+  {
+    ring_faults::RefuseEnters refuse(reactor_->ring());
+    Dispatch(withheld_);  // the receive's completion, handed over now: the relay wants a send
+    EXPECT_FALSE(c.upstream.ops & kOpSend) << "nothing was submitted";
+    EXPECT_TRUE(c.more) << "the Worker must come back";
+    EXPECT_EQ(reactor_->submit_failures(), 1u);
+  }
+  transport_->pump(c, h, now_);  // the Worker's next iteration
+  EXPECT_TRUE(c.upstream.ops & kOpSend);
+  EXPECT_FALSE(c.more);
+  std::string got;
+  ASSERT_TRUE(RunUntil([&] {
+    loopback::RecvSome(PeersOf(h).upstream, got);
+    return got.size() == 4;
+  }));
+  EXPECT_EQ(got, "ping");
+}
+
+// The same refusal when a connection closes: no cancel can be submitted, so quiesce() asks to be
+// called again (c.more) instead of waiting for completions that nothing will bring.
+TEST_F(UringTransportTest, RefusedSubmissionRetriesTheCloseNextIteration) {
+  ASSERT_NO_FATAL_FAILURE(Start(kFewBlocks));
+  Handle h;
+  ASSERT_NO_FATAL_FAILURE(Open(h));
+  Connection& c = At(h);
+  ASSERT_NO_FATAL_FAILURE(FillSubmissionQueue());
+  {
+    ring_faults::RefuseEnters refuse(reactor_->ring());
+    c.state = State::kClosing;
+    EXPECT_FALSE(transport_->quiesce(c, h));
+    EXPECT_TRUE(c.more);
+    EXPECT_FALSE((c.client.ops | c.upstream.ops) & kOpCancel) << "no cancel round began";
+  }
+  EXPECT_LE(CloseCounting(h, 10), 10);
+  EXPECT_TRUE(PoolBalanced());
+}
+
+// And when a connection starts: the connect cannot be submitted, so it fails at once (EAGAIN)
+// rather than wait for a completion that cannot come.
+TEST_F(UringTransportTest, RefusedSubmissionFailsTheConnect) {
+  ASSERT_NO_FATAL_FAILURE(Start(kFewBlocks));
+  ASSERT_NO_FATAL_FAILURE(FillSubmissionQueue());
+  ring_faults::RefuseEnters refuse(reactor_->ring());
+  Handle h;
+  Connection* c = slab_.acquire(h);
+  ASSERT_NE(c, nullptr);
+  const SysResult s = sys::stream_socket(AF_INET);
+  ASSERT_TRUE(s.ok());
+  c->upstream.fd = static_cast<int>(s.value);
+  c->state = State::kRouting;
+  EXPECT_EQ(transport_->connect(*c, h, backend_address_), EAGAIN);
+  EXPECT_EQ(c->upstream.ops, 0);
+  EXPECT_TRUE(transport_->quiesce(*c, h));
+  Release(h.index);
 }
 
 // --- splice ---------------------------------------------------------------------------------
