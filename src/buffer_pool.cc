@@ -3,9 +3,10 @@
 
 #include <sys/mman.h>
 
-#include <cassert>
 #include <cstring>
 #include <string>
+
+#include "edgeproxy/check.h"
 
 namespace edgeproxy {
 
@@ -54,7 +55,7 @@ BufferPool::~BufferPool() {
 }
 
 bool BufferPool::acquire(Buffer& buffer) noexcept {
-  assert(!buffer.attached());
+  EDGEPROXY_CHECK(!buffer.attached());
   uint32_t id = 0;
   if (!take_id(id)) return false;
   buffer.attach(address(id), id);
@@ -69,14 +70,14 @@ bool BufferPool::take_id(uint32_t& id) noexcept {
 }
 
 void BufferPool::adopt(Buffer& buffer, uint32_t id) noexcept {
-  assert(id < count_ && !buffer.attached());
+  EDGEPROXY_CHECK(id < count_ && !buffer.attached());
   buffer.attach(address(id), id);
 }
 
 void BufferPool::release(Buffer& buffer) noexcept {
   if (!buffer.attached()) return;
   const uint32_t id = buffer.detach();
-  assert(id < count_ && top_ < count_);
+  EDGEPROXY_CHECK(id < count_ && top_ < count_);
   free_[top_++] = id;
 }
 

@@ -4,12 +4,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <cassert>
 #include <cerrno>
 #include <cstring>
 #include <string>
 #include <utility>
 
+#include "edgeproxy/check.h"
 #include "edgeproxy/connection.h"
 #include "edgeproxy/log.h"
 #include "edgeproxy/net.h"
@@ -106,12 +106,12 @@ bool PipePool::acquire(uint32_t& id) noexcept {
 }
 
 void PipePool::release(uint32_t id) noexcept {
-  assert(id < count_ && top_ < capacity() && pipes_[id].read_fd >= 0);
+  EDGEPROXY_CHECK(id < count_ && top_ < capacity() && pipes_[id].read_fd >= 0);
   free_[top_++] = id;
 }
 
 bool PipePool::recycle(uint32_t id) noexcept {
-  assert(id < count_ && top_ < capacity());
+  EDGEPROXY_CHECK(id < count_ && top_ < capacity());
   Pipe& pipe = pipes_[id];
   // Closing drops whatever the pipe held (references to socket pages). The new pipe normally
   // gets the two descriptors just freed, unless another worker's thread took them meanwhile.

@@ -62,11 +62,12 @@ bool splice_wanted(const Side& src, SplicePolicy splice) noexcept {
 // those bytes. When both sides failed, or one failed before relaying began, nothing is left to
 // deliver: kClosing.
 void advance(Connection& c) noexcept {
-  if (!((c.client.flags | c.upstream.flags) & kFailed) || c.state >= State::kLingering) return;
+  if (!((c.client.flags | c.upstream.flags) & kFailed) || c.state == State::kClosing) return;
   if (c.state < State::kRelaying || (c.client.flags & c.upstream.flags & kFailed)) {
-    c.state = State::kClosing;
+    c.state = State::kClosing;  // also when the side a lingering connection waits on fails
     return;
   }
+  if (c.state == State::kLingering) return;
   const Side& failed = (c.client.flags & kFailed) ? c.client : c.upstream;
   if ((failed.flags & kEof) && failed.in.empty() && failed.piped == 0) c.state = State::kLingering;
 }
@@ -313,6 +314,10 @@ void abort(Connection& c) noexcept {
 
 void on_acknowledged(Connection& c) noexcept {
   if (c.state == State::kLingering) c.state = State::kClosing;
+}
+
+void forget_urgent(Side& side) noexcept {
+  clear(side, kUrgent);
 }
 
 Side& surviving_side(Connection& c) noexcept {

@@ -1,8 +1,9 @@
 // Indexed binary min-heap; see timer_queue.h.
 #include "edgeproxy/timer_queue.h"
 
-#include <cassert>
 #include <climits>
+
+#include "edgeproxy/check.h"
 
 namespace edgeproxy {
 
@@ -53,7 +54,7 @@ void TimerQueue::remove_at(uint32_t at) noexcept {
 }
 
 void TimerQueue::arm(uint32_t id, int64_t deadline_ms) noexcept {
-  assert(id < capacity_);
+  EDGEPROXY_CHECK(id < capacity_);
   if (pos_[id] != kNotQueued) {
     const uint32_t at = pos_[id];
     const int64_t old = heap_[at].deadline_ms;

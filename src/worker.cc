@@ -153,6 +153,7 @@ int Worker::run() noexcept {
       if (c.more) pump(c, index);
     }
     for (const Event& ev : events) dispatch(ev);
+    restart_cancels_after_drops();
     if (listener_pending_) {
       listener_pending_ = false;
       for (uint32_t i = 0; i < listeners_.size(); ++i) {
@@ -165,6 +166,21 @@ int Worker::run() noexcept {
     if (!stopping_) update_accept_room();
   }
   return 0;
+}
+
+void Worker::restart_cancels_after_drops() noexcept {
+  // Completion backends only (a generic lambda, so the epoll build discards the body).
+  [this](auto& reactor, auto& transport) {
+    if constexpr (requires { reactor.dropped_completions(); }) {
+      if (reactor.dropped_completions() == drops_seen_) return;
+      drops_seen_ = reactor.dropped_completions();
+      for (uint32_t i = 0; i < slab_.capacity(); ++i) {
+        if (!slab_.in_use(i) || slab_.at(i).state != State::kClosing) continue;
+        transport.restart_cancels(slab_.at(i));
+        touch(slab_.at(i), i);
+      }
+    }
+  }(reactor_, transport_);
 }
 
 void Worker::update_accept_room() noexcept {
@@ -311,8 +327,6 @@ void Worker::start_connection(int client_fd) noexcept {
   c->backend = 0;
   c->address = preferred_address_;
   c->tried = 0;
-  // The deadline covers waiting for a descriptor as well as each connect attempt.
-  timers_.arm(h.index, now_.ms + config_.connect_timeout_ms);
   connect_upstream(*c, h);
   if (c->state != State::kClosing) pump(*c, h.index);
 }
@@ -325,15 +339,21 @@ void Worker::connect_upstream(Connection& c, Handle h) noexcept {
   if (s.ok()) {
     start_connect(c, h, static_cast<int>(s.value));
   } else if (sys::descriptors_exhausted(s.err)) {
-    // As at accept: wait for a connection to close (or the retry timer) instead of resetting a
-    // client that did nothing wrong; accepting more would only make more wait.
     ++stats_.socket_waits;
-    socket_waiters_.push_back(slab_, h.index);
-    for (Listener& l : listeners_) pause_listener(l);
-    timers_.arm(accept_retry_timer_, now_.ms + kAcceptRetryMs);
+    wait_to_connect(h.index);
   } else {
     connect_failed(c, h, s.err);
   }
+}
+
+void Worker::wait_to_connect(uint32_t index) noexcept {
+  // As at accept: wait for a connection to close (or the retry timer) instead of resetting a
+  // client that did nothing wrong; accepting more would only make more wait. The connect
+  // deadline covers the wait.
+  socket_waiters_.push_back(slab_, index);
+  if (!timers_.armed(index)) timers_.arm(index, now_.ms + config_.connect_timeout_ms);
+  for (Listener& l : listeners_) pause_listener(l);
+  timers_.arm(accept_retry_timer_, now_.ms + kAcceptRetryMs);
 }
 
 void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
@@ -341,6 +361,14 @@ void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
   if (config_.no_delay) sys::set_no_delay(fd, true);
   // The address lives in backend_, which outlives every connect in flight.
   const int err = transport_.connect(c, h, backend_[c.address]);
+  if (err == EAGAIN) {
+    // The kernel had nothing to start a connect with (io_uring: it refused the submission
+    // queue; TCP: no route cache entry): the same address is tried again, as after EMFILE.
+    sys::close(fd);
+    c.upstream.fd = -1;
+    wait_to_connect(h.index);
+    return;
+  }
   if (err == EINPROGRESS) {
     timers_.arm(h.index, now_.ms + config_.connect_timeout_ms);
   } else if (err == 0) {
@@ -357,14 +385,15 @@ void Worker::on_connected(Connection& c, uint32_t index) noexcept {
 
 void Worker::connect_failed(Connection& c, Handle h, int err) noexcept {
   ++stats_.connects_failed;
-  log_debug("connect to %s failed: %s", backend_[c.address].to_string().c_str(),
-            std::strerror(err));
+  if (log_level() == LogLevel::kVerbose) {
+    log_debug("connect to %s failed: %s", backend_[c.address].to_string().c_str(),
+              std::strerror(err));
+  }
   if (c.upstream.fd >= 0) sys::close(c.upstream.fd);
   relay::on_upstream_dropped(c);
   if (++c.tried < backend_.size() && !fast_stop_) {
     ++stats_.connect_retries;
     c.address = static_cast<uint8_t>((c.address + 1) % backend_.size());
-    timers_.arm(h.index, now_.ms + config_.connect_timeout_ms);
     connect_upstream(c, h);
     return;
   }
@@ -382,6 +411,7 @@ bool Worker::retry_socket_waiters() noexcept {
       return false;
     }
     socket_waiters_.remove(slab_, index);
+    EDGEPROXY_CHECK(c.state == State::kRouting);  // a closing connection leaves the queue
     touch(c, index);
     const Handle h = slab_.handle_of(index);
     if (s.ok()) {
@@ -473,14 +503,18 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
 void Worker::check_linger(Connection& c, uint32_t index) noexcept {
   const Side& peer = relay::surviving_side(c);
   const SysResult r = sys::unacked_bytes(peer.fd);
-  if (!r.ok() || r.value <= 0) {  // acknowledged, or the socket is gone: nothing left to wait for
+  // Acknowledged, or the socket is gone: nothing left to wait for. A reset freezes SIOCOUTQ at
+  // what was unacknowledged, so without progress its error is looked at too (what reports it
+  // otherwise, EPOLLERR or an operation in flight, has failed the side and closed already).
+  const bool progress = r.ok() && (c.linger_wait_ms == 0 || r.value < c.linger_outq);
+  if (!r.ok() || r.value <= 0 || (!progress && sys::socket_error(peer.fd) != 0)) {
     relay::on_acknowledged(c);
     touch(c, index);
     return;
   }
   const auto outq = static_cast<uint32_t>(r.value);
   if (c.linger_wait_ms == 0) ++stats_.linger_waits;
-  if (c.linger_wait_ms == 0 || outq < c.linger_outq) {
+  if (progress) {
     c.last_active_ms = now_.ms;  // the peer is still acknowledging: keep it out of the idle cut
     c.linger_wait_ms = kLingerFirstMs;
   } else if (config_.idle_timeout_s != 0 &&
@@ -626,7 +660,8 @@ void Worker::begin_shutdown(bool fast) noexcept {
       reactor_.unwatch_listener(l.fd(), listener_cookie(l));
       l.close();
     }
-    timers_.cancel(accept_retry_timer_);
+    // Connections waiting for a descriptor keep their retries.
+    if (socket_waiters_.empty()) timers_.cancel(accept_retry_timer_);
     log_info("worker %u: %s shutdown, %u connection(s) open", id_, fast ? "fast" : "graceful",
              slab_.used());
   }

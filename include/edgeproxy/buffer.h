@@ -2,10 +2,11 @@
 // No syscalls, no allocation. Invariant: 0 <= rd <= wr <= kBufferBytes.
 #pragma once
 
-#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+
+#include "edgeproxy/check.h"
 
 namespace edgeproxy {
 
@@ -19,7 +20,7 @@ class Buffer {
 
   // Takes a pool block; the buffer must be detached.
   void attach(std::byte* data, uint32_t id) noexcept {
-    assert(!attached() && data != nullptr);
+    EDGEPROXY_CHECK(!attached() && data != nullptr);
     data_ = data;
     id_ = id;
     rd_ = wr_ = 0;
@@ -43,13 +44,13 @@ class Buffer {
 
   // Marks n bytes after write_ptr() as filled. n <= writable().
   void commit(uint32_t n) noexcept {
-    assert(n <= writable());
+    EDGEPROXY_CHECK(n <= writable());
     wr_ = static_cast<uint16_t>(wr_ + n);
   }
   // Drops n bytes from read_ptr(). n <= readable(). An emptied buffer rewinds to offset 0 so the
   // whole block is writable again without a copy.
   void consume(uint32_t n) noexcept {
-    assert(n <= readable());
+    EDGEPROXY_CHECK(n <= readable());
     rd_ = static_cast<uint16_t>(rd_ + n);
     if (rd_ == wr_) rd_ = wr_ = 0;
   }

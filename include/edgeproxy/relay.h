@@ -105,6 +105,11 @@ void on_acknowledged(Connection& c) noexcept;
 // The side that did not fail: the one a lingering connection waits on.
 Side& surviving_side(Connection& c) noexcept;
 
+// For transports whose receive waits for data instead of saying EAGAIN (io_uring): a receive
+// ended at the urgent mark or past it, and only a poll can tell which; kUrgent is dropped, and
+// the poll before the next splice (POLLPRI) sets it again if urgent data is still pending.
+void forget_urgent(Side& side) noexcept;
+
 // The Interest bits (event.h) `side` needs registered now.
 uint32_t wanted_interest(const Connection& c, const Side& side) noexcept;
 

@@ -4,9 +4,10 @@
 // Single-threaded: owned by one Worker.
 #pragma once
 
-#include <cassert>
 #include <cstdint>
 #include <memory>
+
+#include "edgeproxy/check.h"
 
 namespace edgeproxy {
 
@@ -46,7 +47,7 @@ class Slab {
   // Frees a slot that is in use and advances its generation, invalidating every handle to it.
   // The slot's contents are left for the caller to reset.
   void release(uint32_t index) noexcept {
-    assert(index < capacity_ && in_use_flag_[index]);
+    EDGEPROXY_CHECK(index < capacity_ && in_use_flag_[index]);
     in_use_flag_[index] = false;
     generation_[index] = (generation_[index] + 1) & kGenerationMask;
     free_[top_++] = index;

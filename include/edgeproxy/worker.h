@@ -63,6 +63,9 @@ class Worker {
                   std::vector<Listener> listeners);
 
   void update_accept_room() noexcept;
+  // Completion backends: when the kernel dropped completions, closing connections start their
+  // cancels anew (the lost one may have been theirs, and nothing else would touch them again).
+  void restart_cancels_after_drops() noexcept;
   void dispatch(const Event& ev) noexcept;
   void on_connection_event(CookieTag tag, Handle h, const Event& ev) noexcept;
   void on_control() noexcept;
@@ -74,6 +77,9 @@ class Worker {
   // of descriptors, the connection waits in socket_waiters_ (the client is kept).
   void connect_upstream(Connection& c, Handle h) noexcept;
   void start_connect(Connection& c, Handle h, int fd) noexcept;
+  // Queues the connection until a descriptor (or submission entry) frees up: listeners pause,
+  // the retry timer runs, the connect deadline covers the wait.
+  void wait_to_connect(uint32_t index) noexcept;
   void on_connected(Connection& c, uint32_t index) noexcept;
   // A connect attempt failed with errno `err`: counted and logged (-v); the next address is
   // tried while some are untried, else the client is reset.
@@ -103,6 +109,7 @@ class Worker {
   Config config_;
   std::vector<SocketAddress> backend_;
   uint8_t preferred_address_ = 0;  // the backend address that last connected
+  uint64_t drops_seen_ = 0;        // completions the kernel had dropped at the last look
   Reactor reactor_;
   Slab<Connection> slab_;
   BufferPool pool_;

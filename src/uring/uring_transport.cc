@@ -33,14 +33,18 @@ constexpr uint8_t kOutOps = kOpSend | kOpSpliceOut | kOpPollOut;
 // A connect is the only operation in flight on an upstream that connects: it counts as sending.
 constexpr uint8_t kOutOrConnect = kOutOps | kOpConnect;
 
-// What a transport cancel's user_data names in its buffer field: the side's operation taking
-// bytes in, the one sending (or connecting), or the barrier; kRoundEnd marks a round's last cancel.
+// What a transport cancel's user_data names in its buffer field: the connect of an attempt past
+// its deadline (abandon_connect, the attempt's number above kAttemptShift), or in a closing
+// side's round its operation taking bytes in, the one sending (or connecting), or the barrier;
+// kRoundEnd marks a round's last cancel.
 enum CancelTarget : uint16_t {
+  kTargetConnect = 0,
   kTargetIn = 1,
   kTargetOut = 2,
   kTargetBarrier = 3,
   kTargetMask = 3,
   kRoundEnd = 1 << 4,
+  kAttemptShift = 5,
 };
 
 // The barrier's timeouts: the kernel reads one when it takes the entry, maybe after the transport
@@ -98,12 +102,37 @@ int UringTransport::connect(Connection& c, Handle h, const SocketAddress& to) no
 }
 
 bool UringTransport::abandon_connect(Connection& c, Handle h) noexcept {
-  if (!(c.upstream.ops & kOpConnect)) return true;  // nothing in flight: the fd may go now
-  if (!(c.upstream.ops & kOpCancel)) {
-    const auto mark = static_cast<uint8_t>((reactor_.dropped_completions() & 3) << 2);
-    if (!cancel_round(c, c.upstream, false, h, mark)) c.more = true;
+  Side& up = c.upstream;
+  if (!(up.ops & kOpConnect)) return true;  // nothing in flight: the fd may go now
+  if (up.hints & kSuspectOut) {
+    // A cancel at an earlier deadline of this attempt found the connect gone, and a whole
+    // deadline passed without its completion: it was dropped. Nothing refers to the fd now.
+    up.ops &= static_cast<uint8_t>(~kOpConnect);
+    up.hints &= static_cast<uint8_t>(~kSuspectOut);
+    ++lost_operations_;
+    return true;
   }
+  if (up.ops & kOpCancel) return false;  // the previous deadline's cancel is still in flight
+  // Not a round with a barrier (that is for closing sides, where nothing new is submitted): a
+  // cancel of this attempt's connect alone. The connect's completion (-ECANCELED, or the result
+  // that won the race) then decides; the cancel's own completion is matched to the attempt, since
+  // the connection may have moved on to the next address by then.
+  io_uring_sqe* e = reactor_.sqe();
+  if (e == nullptr) return false;  // the worker's next deadline tries again
+  io_uring_prep_cancel64(e, op_data(c, false, h, kOpConnect), 0);
+  io_uring_sqe_set_data64(
+      e, UserData::pack(UringOp::kCancelUpstream, h,
+                        static_cast<uint16_t>(kTargetConnect | (c.tried << kAttemptShift))));
+  up.ops |= kOpCancel;
   return false;
+}
+
+void UringTransport::restart_cancels(Connection& c) noexcept {
+  constexpr uint8_t kRound = kCancelDropMark | kSuspectIn | kSuspectOut | kCancelRunning;
+  for (Side* side : {&c.client, &c.upstream}) {
+    side->ops &= static_cast<uint8_t>(~kOpCancel);
+    side->hints &= static_cast<uint8_t>(~kRound);
+  }
 }
 
 ConnectResult UringTransport::on_event(Connection& c, Handle h, bool client, const Event& ev,
@@ -139,7 +168,7 @@ ConnectResult UringTransport::on_event(Connection& c, Handle h, bool client, con
       } else {
         side.hints |= kRecvDrained;
       }
-      side.flags &= static_cast<uint8_t>(~kUrgent);
+      relay::forget_urgent(side);
       keep_ready(side);
       return {};
     }
@@ -453,6 +482,15 @@ bool UringTransport::cancel_round(Connection& c, Side& side, bool client, Handle
 void UringTransport::on_cancel(Connection& c, Handle h, bool client, uint16_t target,
                                int32_t result) noexcept {
   Side& side = client ? c.client : c.upstream;
+  if ((target & kTargetMask) == kTargetConnect) {
+    side.ops &= static_cast<uint8_t>(~kOpCancel);
+    // Found nothing, for the attempt still connecting: its completion was posted before this one
+    // (and seen), or dropped; abandon_connect decides at the next deadline.
+    if (result == -ENOENT && (target >> kAttemptShift) == c.tried && (side.ops & kOpConnect)) {
+      side.hints |= kSuspectOut;
+    }
+    return;
+  }
   if ((target & kTargetMask) == kTargetBarrier) {
     // The barrier's completion ran as task work queued after every completion still waiting as
     // task work when the round's cancels ran (local task work runs in order). So an operation a

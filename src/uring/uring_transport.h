@@ -83,6 +83,11 @@ class UringTransport {
   // when no connect is in flight any more (its completion was dropped): the fd may go now.
   bool abandon_connect(Connection& c, Handle h) noexcept;
 
+  // The kernel dropped completions (UringReactor::dropped_completions() moved): a closing
+  // connection's cancel round may have lost its own, and nothing would end it. Forgets the
+  // rounds in flight, so the next quiesce() starts new ones (harmless when none was lost).
+  void restart_cancels(Connection& c) noexcept;
+
   // Applies one completion for a side (`client` says which); says if it finished the connect,
   // with the errno of a failure.
   ConnectResult on_event(Connection& c, Handle h, bool client, const Event& ev,

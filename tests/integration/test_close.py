@@ -6,6 +6,7 @@ import os
 import select
 import socket
 import sys
+import threading
 import time
 import unittest
 
@@ -221,6 +222,31 @@ class ResetAfterBytes(ProxyTestCase):
 
     def test_backend_reset_after_1mib_reaches_a_slow_client_after_the_bytes_spliced(self):
         self.check_reset_after_bytes(["--splice", "always"])
+
+    def test_a_reset_of_the_side_a_lingering_connection_waits_on_closes_it(self):
+        # The client uploads and resets; the backend reads nothing, so the proxy lingers until
+        # it acknowledges the upload. The backend resets instead: the connection must close then,
+        # not at the idle timeout (here: never).
+        release = threading.Event()
+
+        def handler(conn, server):
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            release.wait(10)
+            harness.set_linger_zero(conn)
+            return {"outcome": "reset-sent"}
+
+        backend = self.start_server(handler)
+        proxy = self.start_proxy(backend.port, extra=["--idle-timeout", "0"])
+        s = self.connect(proxy.port)
+        s.sendall(os.urandom(256 * 1024))
+        time.sleep(0.3)
+        harness.reset_close(s)
+        stats = proxy.wait_stats(lambda st: st["linger_waits"] >= 1)
+        self.assertEqual(stats["active"], 1, "the proxy must hold the bytes for the backend")
+        self.assertGreaterEqual(stats["linger_waits"], 1, stats)
+        release.set()
+        stats = proxy.wait_stats(lambda st: st["active"] == 0, timeout=5)
+        self.assertEqual(stats["active"], 0, "a lingering connection outlived both sides' resets")
 
     def test_client_reset_after_its_half_close_is_noticed_within_a_second(self):
         # No operation is left on a client that half-closed and waits for a reply: its reset

@@ -268,7 +268,7 @@ TEST(BufferTest, RandomOperationsMatchQueueModel) {
   }
 }
 
-#ifndef NDEBUG
+// EDGEPROXY_CHECK: on in release builds too.
 TEST(BufferTestDeath, CommitPastWritableAsserts) {
   Block block;
   Buffer b;
@@ -291,7 +291,6 @@ TEST(BufferTestDeath, AttachTwiceAsserts) {
   b.attach(block.data(), 0);
   EXPECT_DEATH(b.attach(block.data(), 1), "attached");
 }
-#endif
 
 }  // namespace
 }  // namespace edgeproxy

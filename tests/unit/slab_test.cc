@@ -198,12 +198,11 @@ TEST(SlabTest, GenerationWrapsAt24Bits) {
   EXPECT_EQ(slab.resolve(first), &slab.at(0));
 }
 
-#ifndef NDEBUG
+// EDGEPROXY_CHECK: on in release builds too.
 TEST(SlabTestDeath, ReleaseOfFreeSlotAsserts) {
   Slab<int> slab(2);
   EXPECT_DEATH(slab.release(0), "in_use_flag_");
 }
-#endif
 
 }  // namespace
 }  // namespace edgeproxy
