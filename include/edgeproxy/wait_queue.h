@@ -10,10 +10,11 @@
 namespace edgeproxy {
 
 struct WaitLinks {
-  static constexpr uint32_t kNone = UINT32_MAX;
+  static constexpr uint32_t kNone = UINT32_MAX;          // no neighbour: the head or the tail
+  static constexpr uint32_t kUnlinked = UINT32_MAX - 1;  // `next` of a slot not in the queue
   uint32_t prev = kNone;
-  uint32_t next = kNone;
-  bool linked = false;
+  uint32_t next = kUnlinked;
+  bool linked() const noexcept { return next != kUnlinked; }
 };
 
 // `Links` names the member of T this queue links through; `at(index)` of the container gives
@@ -28,8 +29,8 @@ class WaitQueue {
   template <class Slots>
   void push_back(Slots& slots, uint32_t index) noexcept {
     WaitLinks& l = slots.at(index).*Links;
-    if (l.linked) return;
-    l = WaitLinks{tail_, WaitLinks::kNone, true};
+    if (l.linked()) return;
+    l = WaitLinks{tail_, WaitLinks::kNone};
     if (tail_ == WaitLinks::kNone) {
       head_ = index;
     } else {
@@ -41,7 +42,7 @@ class WaitQueue {
   template <class Slots>
   void remove(Slots& slots, uint32_t index) noexcept {
     WaitLinks& l = slots.at(index).*Links;
-    if (!l.linked) return;
+    if (!l.linked()) return;
     EDGEPROXY_CHECK(head_ != WaitLinks::kNone);
     if (l.prev == WaitLinks::kNone) {
       head_ = l.next;
