@@ -589,6 +589,25 @@ def safe_close(sock):
         pass
 
 
+def echo_rounds(port, rounds, message, errors, label):
+    """One client: `rounds` messages (message(i) -> bytes) through an echo backend, each read back
+    and checked. The first problem is appended to `errors` as one line naming `label` (a stall
+    shows as the socket timeout); meant to run in a thread beside others."""
+    try:
+        s = connect(port)
+        try:
+            for i in range(rounds):
+                msg = message(i)
+                s.sendall(msg)
+                if recv_exact(s, len(msg)) != msg:
+                    errors.append(f"{label}: round {i} came back altered")
+                    return
+        finally:
+            s.close()
+    except (OSError, EOFError, AssertionError) as e:
+        errors.append(f"{label}: {e!r}")
+
+
 def echo_roundtrip(port, payload=b"ping\n", host="127.0.0.1", timeout=SOCKET_TIMEOUT):
     """Connect, send payload, read the same number of bytes back, close. Returns the bytes."""
     s = connect(port, host=host, timeout=timeout)

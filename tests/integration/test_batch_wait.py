@@ -4,14 +4,13 @@ them), a lone connection is never held back for a batch, the epoll backend refus
 value, and bad values are refused with one line."""
 
 import os
-import socket
 import sys
 import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (ProxyTestCase, assert_refused, connect, recv_exact,  # noqa: E402
-                     run_binary)
+import harness  # noqa: E402
+from harness import ProxyTestCase, assert_refused, recv_exact, run_binary  # noqa: E402
 
 
 def backend_name():
@@ -41,19 +40,9 @@ class BatchWait(ProxyTestCase):
         self.assertEqual(recv_exact(s, 5), b"zero\n")
 
     def round_trips(self, port, rounds, errors, index):
-        try:
-            s = connect(port)
-            try:
-                for i in range(rounds):
-                    msg = f"client {index} round {i:04d}\n".encode()
-                    s.sendall(msg)
-                    if recv_exact(s, len(msg)) != msg:
-                        errors.append(f"client {index}: round {i} came back altered")
-                        return
-            finally:
-                s.close()
-        except (OSError, AssertionError) as e:  # a stall shows as the socket timeout
-            errors.append(f"client {index}: {e!r}")
+        harness.echo_rounds(port, rounds,
+                            lambda i: f"client {index} round {i:04d}\n".encode(), errors,
+                            f"client {index}")
 
     def test_many_connections_relay_intact_under_a_long_minimum_wait(self):
         if backend_name() != "io_uring":

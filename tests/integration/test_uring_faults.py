@@ -19,7 +19,7 @@ from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import ProxyTestCase, connect, recv_exact  # noqa: E402
+from harness import ProxyTestCase  # noqa: E402
 from test_batch_wait import backend_name  # noqa: E402
 
 CLIENTS = 8
@@ -68,19 +68,10 @@ def tracer_of(pid):
 
 def relay(port, index, errors):
     """One client: ROUNDS chunks through the echo backend, each checked."""
-    try:
-        s = connect(port)
-        try:
-            for i in range(ROUNDS):
-                block = hashlib.sha256(f"{index}:{i}".encode()).digest() * (CHUNK // 32)
-                s.sendall(block)
-                if recv_exact(s, len(block)) != block:
-                    errors.append(f"client {index}: round {i} came back altered")
-                    return
-        finally:
-            s.close()
-    except (OSError, EOFError) as e:  # a stall shows as the socket timeout
-        errors.append(f"client {index}: {e!r}")
+    harness.echo_rounds(
+        port, ROUNDS,
+        lambda i: hashlib.sha256(f"{index}:{i}".encode()).digest() * (CHUNK // 32), errors,
+        f"client {index}")
 
 
 class UringFaults(ProxyTestCase):
