@@ -76,17 +76,14 @@ void advance(Connection& c) noexcept {
 // side's bytes as EOF does, but abnormally (kFailed).
 void on_no_bytes(Connection& c, Dir d, SysResult r, Stats& stats, LoopTime now) noexcept {
   Side& src = c.source(d);
+  // EAGAIN: drained, and past any urgent mark (read() steps over it and only then says EAGAIN).
+  clear(src, kReadReady | kUrgent);
+  if (r.would_block()) return;
+  src.flags |= kEof;
   if (r.ok()) {  // read() == 0: EOF, abnormal on a side that reported an error before
     count_read(stats, d);
-    src.flags |= kEof;
-    clear(src, kReadReady | kUrgent);
     if (d == Dir::kU2C) c.u2c_eof_ns = now.ns;
-  } else if (r.would_block()) {
-    // Drained, and past any urgent mark: read() steps over it and only then says EAGAIN.
-    clear(src, kReadReady | kUrgent);
   } else {
-    src.flags |= kEof;
-    clear(src, kReadReady | kUrgent);
     fail(c, src, stats);
   }
 }

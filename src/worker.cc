@@ -255,7 +255,7 @@ void Worker::on_control() noexcept {
 void Worker::accept_from(uint32_t listener_index) noexcept {
   Listener& l = listeners_[listener_index];
   for (uint32_t n = 0; n < kAcceptBudget; ++n) {
-    if (slab_.full() || !socket_waiters_.empty()) {
+    if (!room_for_clients()) {
       // Leave clients in the kernel backlog; a freed slot (or descriptor) resumes the listener.
       pause_listener(l);
       return;
@@ -290,7 +290,7 @@ void Worker::on_accepted(uint32_t listener_index, int result) noexcept {
     return;
   }
   start_connection(result);
-  if (slab_.full() || !socket_waiters_.empty()) pause_listener(l);
+  if (!room_for_clients()) pause_listener(l);
 }
 
 bool Worker::on_accept_error(Listener& l, int err) noexcept {
@@ -636,10 +636,10 @@ void Worker::pause_listener(Listener& l) noexcept {
 }
 
 void Worker::resume_listeners() noexcept {
-  if (stopping_ || !socket_waiters_.empty()) return;
+  if (stopping_ || !room_for_clients()) return;
   for (uint32_t i = 0; i < listeners_.size(); ++i) {
     Listener& l = listeners_[i];
-    if (!l.paused || slab_.full()) continue;
+    if (!l.paused) continue;
     // Connections that queued in the backlog meanwhile are reported at once.
     const SysResult r = reactor_.resume_listener(l.fd(), listener_cookie(l));
     if (!r.ok()) {

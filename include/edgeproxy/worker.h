@@ -101,6 +101,9 @@ class Worker {
   void queue_pending(Connection& c, uint32_t index) noexcept;
   void close_connection(Connection& c, uint32_t index) noexcept;
   uint64_t listener_cookie(const Listener& l) const noexcept;
+  // Whether a new client could be served: a free slot, and no connection waiting for a
+  // descriptor (those go first).
+  bool room_for_clients() const noexcept { return !slab_.full() && socket_waiters_.empty(); }
   void pause_listener(Listener& l) noexcept;
   void resume_listeners() noexcept;
   void begin_shutdown(bool fast) noexcept;
