@@ -1,0 +1,39 @@
+// Balancer: picks the server of a backend for a new connection. One per worker per backend,
+// built from an immutable BackendSpec when a worker installs a topology; the pick reads the
+// servers' shared state (ServerRuntime: up/down, open connections) through relaxed atomics and
+// never takes a lock. Algorithms and their costs: docs/configuration.md, "balance".
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "edgeproxy/net.h"
+#include "edgeproxy/topology.h"
+
+namespace edgeproxy {
+
+class Balancer {
+ public:
+  static constexpr uint32_t kNoServer = UINT32_MAX;
+
+  // `spec` (and its runtimes) must outlive the balancer. `seed` varies the random choices per
+  // worker. Allocates everything it will need (rings, trees) here: pick() never allocates.
+  Balancer(const BackendSpec& spec, uint64_t seed);
+  Balancer(Balancer&&) noexcept;
+  Balancer& operator=(Balancer&&) noexcept;
+  ~Balancer();
+
+  // The server for a new connection from `client`: an up, non-backup server below its
+  // max-connections, chosen by the backend's algorithm; when none is, a backup chosen the same
+  // way; kNoServer when none is usable at all. `avoid` (a server index, or kNoServer) is skipped
+  // while another server is usable: a retry goes elsewhere. O(1) or O(log n) in the number of
+  // servers while most are usable.
+  uint32_t pick(const SocketAddress& client, uint32_t avoid = kNoServer) noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace edgeproxy

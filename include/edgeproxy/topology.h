@@ -1,0 +1,159 @@
+// Topology: everything the proxy serves, as one immutable, versioned object: the process-wide
+// settings, the listeners and the backends with their servers (later routes and limits). Built
+// by one pure parser (topology_parser.h) from a file or from the command line, completed by
+// resolve_topology() (names to addresses) and adopt_runtime() (live state carried over from the
+// previous version), then shared read-only: workers hold it by epoch and a connection remembers
+// the epoch, listener, backend and server it was given (docs/decisions/0008-topology-by-epoch.md).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "edgeproxy/config.h"
+#include "edgeproxy/net.h"
+#include "edgeproxy/result.h"
+
+namespace edgeproxy {
+
+// Where a directive was written, for messages: "edgeproxy.conf:12:5". The command line has
+// file "command line" and line 0.
+struct SourceLocation {
+  std::string file;
+  uint32_t line = 0;
+  uint32_t column = 0;
+  std::string to_string() const;
+};
+
+// An address as written: a host (IPv4/IPv6 literal or name) and a port, or a Unix socket path.
+struct Endpoint {
+  std::string host;       // empty for a Unix socket
+  uint16_t port = 0;      // 0 for a Unix socket (a listener may bind port 0: any free port)
+  std::string unix_path;  // "unix:/run/app.sock" without "unix:"
+  bool is_unix() const noexcept { return !unix_path.empty(); }
+  // As the user would write it: "10.0.0.1:8080", "[::1]:8080", "unix:/run/app.sock".
+  std::string to_string() const;
+};
+
+enum class Balance : uint8_t {
+  kRoundRobin,  // smooth weighted round robin (default)
+  kLeastConn,   // weighted least connections, counted across workers
+  kRandom,      // weighted random, best of two choices by connections
+  kSource,      // consistent hash of the client address: removing a server moves only its share
+  kFirst,       // the first usable server in the order written that is below its max-connections
+};
+const char* to_string(Balance b) noexcept;
+
+// Counters and gauges kept per listener, per backend and per server. Shared by every worker and
+// written with relaxed atomics, once per connection event (accept, connect, close), never per
+// byte: bytes are added when a connection closes. One list, like EDGEPROXY_ALL_STATS:
+//   COUNTER(name)  events since the object was first loaded (kept across reloads)
+//   GAUGE(name)    a current level
+// clang-format off
+#define EDGEPROXY_OBJECT_STATS(COUNTER, GAUGE)                                                     \
+  COUNTER(connections)       /* connections given to this object */                               \
+  GAUGE(current)             /* of which still open */                                             \
+  COUNTER(bytes_in)          /* client to server, counted at close */                             \
+  COUNTER(bytes_out)         /* server to client, counted at close */                             \
+  COUNTER(connect_failures)  /* failed or timed-out connects (servers, backends) */               \
+  COUNTER(retries)           /* connects retried on another server */                             \
+  COUNTER(no_server)         /* clients closed because no server was usable */                    \
+  COUNTER(downs)             /* servers: up -> down transitions (active or passive checks) */
+// clang-format on
+
+struct ObjectStats {
+#define EDGEPROXY_OBJECT_STAT_FIELD(name) std::atomic<uint64_t> name{0};
+  EDGEPROXY_OBJECT_STATS(EDGEPROXY_OBJECT_STAT_FIELD, EDGEPROXY_OBJECT_STAT_FIELD)
+#undef EDGEPROXY_OBJECT_STAT_FIELD
+  // Appends "  <prefix><name> <value>" lines, in list order.
+  void append_lines(std::string& out, const std::string& prefix) const;
+};
+
+// A server's live state, shared by every worker and by every topology version that keeps the
+// server (same backend name, server name and address): a reload does not reset its health or
+// connection count. Written with atomics only; nothing here is behind a lock.
+struct ServerRuntime {
+  ObjectStats stats;
+  // Health: a server starts up; `fall` consecutive failures (active checks, or connects of real
+  // traffic) take it down, `rise` consecutive successful checks bring it back.
+  std::atomic<bool> up{true};
+  std::atomic<uint32_t> failures{0};   // consecutive failures while up
+  std::atomic<uint32_t> successes{0};  // consecutive successful checks while down
+  // A server without active checks that passive failures took down is tried again from this
+  // time (CLOCK_MONOTONIC ms) with one failure to spare: nothing else would bring it back.
+  std::atomic<int64_t> retry_at_ms{0};
+};
+
+struct ListenerRuntime {
+  ObjectStats stats;
+};
+
+struct BackendRuntime {
+  ObjectStats stats;
+};
+
+struct HealthCheck {
+  bool enabled = false;           // active checks; passive checks always count toward `fall`
+  uint32_t interval_ms = 2000;
+  uint32_t timeout_ms = 1000;     // connect (and expect) deadline of one check
+  uint32_t rise = 2;
+  uint32_t fall = 3;
+  std::string send;               // bytes sent once connected (escapes already decoded)
+  std::string expect;             // the reply must start with these bytes; empty: connect only
+};
+
+struct ServerSpec {
+  std::string name;
+  Endpoint endpoint;
+  uint32_t weight = 1;            // 1-256; 0 is refused (use `disable`, later, to drain)
+  bool backup = false;            // used only while no non-backup server is up
+  uint32_t max_connections = 0;   // connections at once across workers; 0 = no limit. A full
+                                  // server is skipped by every algorithm (`first` fills in order)
+  SourceLocation where;
+  std::vector<SocketAddress> addresses;  // resolve_topology(): in order of preference
+  std::shared_ptr<ServerRuntime> runtime;
+};
+
+struct BackendSpec {
+  std::string name;
+  Balance balance = Balance::kRoundRobin;
+  std::vector<ServerSpec> servers;
+  HealthCheck check;
+  uint32_t connect_timeout_ms = 5000;
+  uint32_t retries = 2;           // connects retried on another server after the first fails
+  SourceLocation where;
+  std::shared_ptr<BackendRuntime> runtime;
+};
+
+struct ListenerSpec {
+  std::string name;
+  std::vector<Endpoint> binds;
+  uint32_t backend = 0;           // index into Topology::backends
+  uint32_t idle_timeout_s = 3600;  // 0 = none
+  uint32_t unix_mode = 0;         // Unix binds: chmod after bind (0 = leave the umask's)
+  SourceLocation where;
+  std::vector<SocketAddress> addresses;  // resolve_topology(): one per bind, same order
+  std::shared_ptr<ListenerRuntime> runtime;
+};
+
+struct Topology {
+  uint64_t epoch = 0;             // set when installed: 1 at start, +1 per successful reload
+  std::string source;             // the file it came from, or "command line"
+  Config global;                  // process-wide settings (workers, limits, splice, logging)
+  std::vector<ListenerSpec> listeners;
+  std::vector<BackendSpec> backends;
+  std::vector<std::string> warnings;  // e.g. a backend no listener uses: "file:line:col: ..."
+};
+
+// Resolves every listener bind and server address (names at load and at every reload). Error:
+// one line naming where the address was written.
+Result<Ok> resolve_topology(Topology& t);
+
+// Gives `next` its live state: each listener, backend and server that `previous` also had (by
+// name, and for servers by address too) shares its runtime object; the others get fresh ones.
+// `previous` may be null (start-up).
+void adopt_runtime(Topology& next, const Topology* previous);
+
+}  // namespace edgeproxy
