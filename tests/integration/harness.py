@@ -18,18 +18,24 @@ Contents:
                        connect() to it hangs; release() lets pending connects complete.
   * client helpers   - connect, recv_exact, recv_until_close, reset_close, wait_closed.
   * ProxyTestCase    - unittest base class that cleans up everything it started.
+  * configuration files (issue 10) - @NAME@ placeholders filled with free ports, a proxy started
+                       with -c, SIGHUP reloads, statistics read to the end of their block, servers
+                       that name themselves, a Unix-socket server.
 
 Every loop is bounded in count and time and every socket has a timeout.
 """
 
 import hashlib
 import os
+import re
 import resource
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import threading
+import tempfile
 import time
 import unittest
 
@@ -1094,3 +1100,266 @@ class ProxyTestCase(unittest.TestCase):
         for name in COUNTER_NAMES:
             self.assertIn(name, stats, f"counter {name} missing from the statistics")
         return stats
+
+    # -- configuration files (issue 10) ------------------------------------------------------
+
+    def config_dir(self):
+        """This test's temporary directory (removed at cleanup, after the proxies stopped)."""
+        if getattr(self, "_config_dir", None) is None:
+            self._config_dir = tempfile.mkdtemp(prefix="edgeproxy-test-")
+            self.addCleanup(shutil.rmtree, self._config_dir, True)
+        return self._config_dir
+
+    def write_config(self, text, values=None, name="edgeproxy.conf"):
+        """Write `text` as `name` in config_dir(), @NAME@ placeholders filled from `values` (@DIR@
+        is config_dir(); a name not in values gets a free port, added to values). Returns the
+        path. Written to a temporary file first, then renamed: a reload never reads half."""
+        values = {} if values is None else values
+        values.setdefault("DIR", self.config_dir())
+        path = os.path.join(self.config_dir(), name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            f.write(fill_config(text, values))
+        os.replace(path + ".tmp", path)
+        return path
+
+    def start_proxy_config(self, text, extra=(), values=None, wait_ready=True):
+        """Start `edgeproxy -c FILE` on `text` (see write_config) and wait for readiness. The
+        proxy gets .config_path, .values (placeholder values, kept for rewrites) and .port (the
+        value of @PORT@, if used). Ports picked here and lost to another process (exit 1 naming
+        "in use") are picked again, at most 3 times."""
+        extra = list(extra)
+        if not any(str(a).startswith("--workers") for a in extra):
+            extra += default_worker_args()
+        given = dict(values or {})
+        for attempt in range(3):
+            vals = dict(given)
+            path = self.write_config(text, vals)
+            proxy = Proxy(["-c", path] + extra)
+            proxy.config_path, proxy.values, proxy.port = path, vals, vals.get("PORT")
+            self.addCleanup(self._cleanup_proxy, proxy)
+            try:
+                proxy.start(wait_ready=wait_ready)
+            except ProxyError:
+                picked = set(vals) - set(given) - {"DIR"}
+                if (picked and attempt < 2 and proxy.proc.returncode == 1
+                        and "in use" in proxy.stderr_text()):
+                    continue
+                raise
+            return proxy
+        raise AssertionError("unreachable")
+
+    def rewrite_config(self, proxy, text):
+        """Replace the proxy's file by `text`, with the placeholder values it started with (a
+        new placeholder gets a new free port)."""
+        return self.write_config(text, proxy.values, os.path.basename(proxy.config_path))
+
+    def reload(self, proxy, ok=True, timeout=10.0):
+        """SIGHUP, then wait for the line that says how it went ("reloaded" or "reload failed")
+        and check it is the one wanted. Returns the line."""
+        start = len(proxy.stderr_snapshot())
+        proxy.send_signal(signal.SIGHUP)
+        line = wait_until(lambda: reload_outcome(proxy.stderr_snapshot()[start:]), timeout,
+                          interval=0.02)
+        self.assertTrue(line, f"no 'reloaded' or 'reload failed' line within {timeout}s of "
+                              f"SIGHUP; stderr:\n{proxy.stderr_text()[-4000:]}")
+        want = "reloaded" if ok else "reload failed"
+        self.assertIn(want, line, f"want a line with {want!r}; stderr:\n"
+                                  f"{proxy.stderr_text()[-4000:]}")
+        return line
+
+    def run_config(self, text, args=(), values=None, timeout=10.0):
+        """Write `text` and run the binary with `args` + ["-c", path] to completion:
+        (returncode, stdout, stderr, path); returncode None if it was still running after
+        `timeout` (killed)."""
+        path = self.write_config(text, values)
+        rc, out, err, _ = run_binary(list(args) + ["-c", path], timeout=timeout)
+        return rc, out, err, path
+
+    def start_unix_server(self, path, handler=echo_handler):
+        server = UnixServer(handler, path)
+        self.addCleanup(server.close)
+        return self._own(server)
+
+    def who(self, port, host="127.0.0.1", source=None):
+        """Connect through the proxy to a make_named_handler server: (its name, the open socket,
+        closed at cleanup). The name is "reset" or "eof" when the proxy closed the client."""
+        s = socket.socket(family_of(host), socket.SOCK_STREAM)
+        self.addCleanup(safe_close, s)
+        self._own(s)
+        s.settimeout(SOCKET_TIMEOUT)
+        if source is not None:
+            s.bind((source, 0))
+        return ask_name(s, (host, port)), s
+
+    def who_once(self, port, host="127.0.0.1", source=None):
+        """who(), the connection closed at once: the name only."""
+        name, s = self.who(port, host, source)
+        s.close()
+        return name
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration files (issue 10)
+# --------------------------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"@([A-Z][A-Z0-9_]*)@")
+
+
+def fill_config(text, values):
+    """`text` with each @NAME@ replaced by values[NAME]; a NAME not in values gets a free
+    loopback port, recorded in values."""
+
+    def value(match):
+        name = match.group(1)
+        if name not in values:
+            values[name] = free_port()
+        return str(values[name])
+
+    return _PLACEHOLDER.sub(value, text)
+
+
+def reload_outcome(lines):
+    """The first line among `lines` that reports a reload's outcome, or None."""
+    for line in lines:
+        if "reloaded" in line or "reload failed" in line:
+            return line
+    return None
+
+
+def full_stats(proxy, timeout=10.0):
+    """SIGUSR1 statistics read to the end of the block: Proxy.stats() may return as soon as the
+    process-wide counters are in, before the per-worker and per-object lines behind them."""
+    proxy.stats(timeout)
+    deadline = time.monotonic() + 3.0
+    for _ in range(100):
+        with proxy._cond:
+            block, terminated = parse_stat_blocks(proxy.stderr_lines)[-1]
+            quiet = time.monotonic() - proxy._last_line_time
+        if terminated or quiet > 0.3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return dict(block)
+
+
+def wait_full_stats(proxy, predicate, timeout=5.0):
+    """Poll full_stats() until predicate(stats) holds (or timeout); returns the last stats."""
+    return wait_until(lambda: _stats_if(full_stats(proxy), predicate), timeout, interval=0.1) \
+        or full_stats(proxy)
+
+
+def _stats_if(stats, predicate):
+    return stats if predicate(stats) else None
+
+
+def per_worker(stats, name):
+    """[value of `name` in each worker] from a statistics block: the workerN. lines when there
+    are several workers, else the process-wide line."""
+    values = [stats[k] for k in sorted(stats) if re.fullmatch(rf"worker\d+\.{re.escape(name)}", k)]
+    return values or [stats[name]]
+
+
+WHO = b"who\n"
+PING = b"PING\r\n"
+
+
+def make_named_handler(name, check_reply=b"PONG\r\n"):
+    """A server that says who it is: a client sends WHO and reads back `name` and a newline,
+    then the connection echoes until EOF. A health check's PING is answered with check_reply and
+    the connection closed; a connect-only check just sees EOF. Results: {"kind": "client" or
+    "check", "outcome": ...}."""
+    reply = name.encode() + b"\n"
+
+    def handler(conn, server):
+        first = b""
+        for _ in range(16):
+            try:
+                data = conn.recv(64)
+            except (ConnectionResetError, socket.timeout, TimeoutError) as e:
+                return {"kind": "check" if not first else "client", "outcome": repr(e)}
+            if not data:
+                return {"kind": "check", "outcome": "eof"}
+            first += data
+            if b"\n" in first:
+                break
+        if first.startswith(PING):
+            conn.sendall(check_reply)
+            return {"kind": "check", "outcome": "answered"}
+        try:
+            conn.sendall(reply)
+        except OSError as e:
+            return {"kind": "client", "outcome": repr(e)}
+        result = echo_handler(conn, server)
+        result["kind"] = "client"
+        return result
+
+    return handler
+
+
+def ask_name(sock, address):
+    """Connect sock to address, send WHO and read the one-line answer: the server's name, or
+    "reset"/"eof" when the connection was closed before a whole line came back."""
+    line = b""
+    try:
+        sock.connect(address)
+        sock.sendall(WHO)
+        for _ in range(64):
+            data = sock.recv(64)
+            if not data:
+                return "eof"
+            line += data
+            if line.endswith(b"\n"):
+                return line[:-1].decode()
+    except (ConnectionResetError, BrokenPipeError):
+        return "reset"
+    return "garbled: " + repr(line)
+
+
+def refuses(port, host="127.0.0.1"):
+    """True if a connect to host:port is refused right now."""
+    try:
+        s = connect(port, host=host, timeout=2)
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    s.close()
+    return False
+
+
+class UnixServer(TCPServer):
+    """TCPServer on a Unix stream socket at `path` (an existing file there is replaced)."""
+
+    def __init__(self, handler, path, backlog=1024, conn_timeout=30.0):
+        self.handler = handler
+        self.host = None
+        self.path = path
+        self.conn_timeout = conn_timeout
+        if os.path.exists(path):
+            os.unlink(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(backlog)
+        self.sock.settimeout(0.1)
+        self.port = None
+        self.results = []
+        self.accepted = 0
+        self._conns = set()
+        self._threads = set()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._accept_thread.start()
+
+
+def one_listener_config(servers, backend=(), listener=(), top=""):
+    """A file with backend `app` (one `server` line per item of `servers`, then the `backend`
+    lines) and listener `web` on 127.0.0.1:@PORT@ using it (then the `listener` lines); `top`
+    goes first (e.g. a global block)."""
+    lines = [top, "backend app {"]
+    lines += [f"    server {s}" for s in servers]
+    lines += [f"    {line}" for line in backend]
+    lines += ["}", "listener web {", "    bind 127.0.0.1:@PORT@", "    backend app"]
+    lines += [f"    {line}" for line in listener]
+    lines += ["}", ""]
+    return "\n".join(lines)
