@@ -33,7 +33,8 @@ class BalanceTestCase(ProxyTestCase):
     def names(self, proxy, count, **kw):
         return collections.Counter(self.who_once(proxy.port, **kw) for _ in range(count))
 
-    def wait_down(self, proxy, *names, up=0):
+    def wait_health(self, proxy, *names, up=0):
+        """Wait until server.app/<name>.up is `up` for every name; returns the statistics."""
         keys = [f"server.app/{n}.up" for n in names]
         stats = harness.wait_full_stats(proxy, lambda st: all(st.get(k) == up for k in keys),
                                         timeout=5)
@@ -115,10 +116,10 @@ class Backups(BalanceTestCase):
         proxy = self.start_balanced(servers, "roundrobin", {"c": "backup"}, [FAST_CHECK])
         self.assertEqual(self.names(proxy, 6), {"a": 6})
         servers["a"].close()
-        self.wait_down(proxy, "a")
+        self.wait_health(proxy, "a")
         self.assertEqual(self.names(proxy, 6), {"c": 6})
         self.start_server(harness.make_named_handler("a"), port=port_a)
-        self.wait_down(proxy, "a", up=1)
+        self.wait_health(proxy, "a", up=1)
         self.assertEqual(self.names(proxy, 6), {"a": 6})
 
     def test_no_usable_server_resets_the_client_and_counts_it(self):
@@ -126,7 +127,7 @@ class Backups(BalanceTestCase):
         text = one_listener_config([f"{n} 127.0.0.1:{p}" for n, p in servers.items()],
                                    backend=[FAST_CHECK])
         proxy = self.start_proxy_config(text)
-        before = self.wait_down(proxy, "a", "b")
+        before = self.wait_health(proxy, "a", "b")
         self.assertEqual(self.names(proxy, 3), {"reset": 3})
         stats = harness.wait_full_stats(
             proxy, lambda st: st["backend.app.no_server"] >= before["backend.app.no_server"] + 3)

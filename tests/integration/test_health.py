@@ -63,7 +63,9 @@ class ActiveChecks(HealthTestCase):
 
     def test_a_reply_that_does_not_match_expect_takes_the_server_down(self):
         a = self.start_server(harness.make_named_handler("a", check_reply=b"NOPE\r\n"))
-        proxy = self.start_two(a.port, backend=[CHECK + ' send "PING\\r\\n" expect "PONG"'])
+        # A longer timeout than CHECK's: the reply comes from a Python thread on a busy machine.
+        proxy = self.start_two(a.port, backend=['check interval 300ms timeout 300ms rise 2 fall 2 '
+                                                'send "PING\\r\\n" expect "PONG"'])
         self.assertLogged(proxy, ("app/a", "is DOWN"))
         self.assertEqual(self.names(proxy, 6), {"b": 6})
         checks = [r for r in a.results if isinstance(r, dict) and r.get("kind") == "check"]
