@@ -637,14 +637,10 @@ class TCPServer:
         self.handler = handler
         self.host = host
         self.conn_timeout = conn_timeout
-        self.sock = socket.socket(family_of(host), socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family_of(host) == socket.AF_INET6:
-            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        self.sock.bind((host, port))
+        self.sock = self._listening_socket(host, port)
         self.sock.listen(backlog)
         self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
+        self.port = self.sock.getsockname()[1] if self.sock.family != socket.AF_UNIX else None
         self.results = []
         self.accepted = 0
         self._conns = set()
@@ -653,6 +649,15 @@ class TCPServer:
         self._stop = threading.Event()
         self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True)
         self._accept_thread.start()
+
+    @staticmethod
+    def _listening_socket(host, port):
+        sock = socket.socket(family_of(host), socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family_of(host) == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        return sock
 
     def _accept_loop(self):
         while not self._stop.is_set():
@@ -1315,10 +1320,10 @@ def ask_name(sock, address):
     return "garbled: " + repr(line)
 
 
-def refuses(port, host="127.0.0.1"):
+def refuses(port, host="127.0.0.1", timeout=1.0):
     """True if a connect to host:port is refused right now."""
     try:
-        s = connect(port, host=host, timeout=2)
+        s = connect(port, host=host, timeout=timeout)
     except ConnectionRefusedError:
         return True
     except OSError:
@@ -1331,25 +1336,17 @@ class UnixServer(TCPServer):
     """TCPServer on a Unix stream socket at `path` (an existing file there is replaced)."""
 
     def __init__(self, handler, path, backlog=1024, conn_timeout=30.0):
-        self.handler = handler
-        self.host = None
         self.path = path
-        self.conn_timeout = conn_timeout
+        super().__init__(handler, host=path, port=None, backlog=backlog,
+                         conn_timeout=conn_timeout)
+
+    @staticmethod
+    def _listening_socket(path, port):
         if os.path.exists(path):
             os.unlink(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        self.sock.listen(backlog)
-        self.sock.settimeout(0.1)
-        self.port = None
-        self.results = []
-        self.accepted = 0
-        self._conns = set()
-        self._threads = set()
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True)
-        self._accept_thread.start()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        return sock
 
 
 def one_listener_config(servers, backend=(), listener=(), top=""):

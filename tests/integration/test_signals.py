@@ -33,17 +33,7 @@ class Signals(ProxyTestCase):
 
     def assertRefused(self, port, within=2.0):
         """New connections are refused (polls briefly: the signal is asynchronous)."""
-        def refused():
-            try:
-                s = harness.connect(port, timeout=1)
-            except ConnectionRefusedError:
-                return True
-            except OSError:
-                return False
-            s.close()
-            return False
-
-        self.assertTrue(harness.wait_until(refused, within, interval=0.05),
+        self.assertTrue(harness.wait_until(lambda: harness.refuses(port), within, interval=0.05),
                         "new connections still accepted after the shutdown signal")
 
     def assertExitsAfterLastConnection(self, proxy, s):
