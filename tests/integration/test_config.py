@@ -4,6 +4,7 @@ command-line flags over the file, and the per-object statistics."""
 
 import glob
 import os
+import re
 import socket
 import stat
 import sys
@@ -15,6 +16,10 @@ from harness import ProxyTestCase, echo_roundtrip, one_listener_config  # noqa: 
 from test_workers import worker_threads  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# A -t failure that is this machine's name resolution, not the file (examples may name hosts).
+RESOLUTION_FAILURE = re.compile(r"resolv|not known|no address|temporary failure in name",
+                                re.IGNORECASE)
 
 OBJECT_STATS = ("connections", "current", "bytes_in", "bytes_out", "connect_failures",
                 "retries", "no_server", "downs")
@@ -80,8 +85,10 @@ class CheckMode(ProxyTestCase):
         for path in examples:
             with self.subTest(example=os.path.basename(path)):
                 rc, out, err, _ = harness.run_binary(["-t", "-c", path], timeout=10)
-                self.assertEqual(rc, 0, f"{path}: stdout {out!r} stderr {err!r}")
                 lines = output_lines(out, err)
+                if rc == 1 and len(lines) == 1 and RESOLUTION_FAILURE.search(lines[0]):
+                    self.skipTest(f"a name in {path} does not resolve here: {lines[0]}")
+                self.assertEqual(rc, 0, f"{path}: stdout {out!r} stderr {err!r}")
                 self.assertEqual(len(lines), 1, f"{path}: {out!r} {err!r}")
                 self.assertIn("test is successful", lines[0])
 
