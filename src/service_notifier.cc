@@ -20,7 +20,7 @@ namespace {
 size_t append(char* out, size_t used, std::string_view text) noexcept {
   const size_t room = NotifyClient::kMaxMessageBytes - used;
   const size_t n = text.size() < room ? text.size() : room;
-  std::memcpy(out + used, text.data(), n);
+  if (n > 0) std::memcpy(out + used, text.data(), n);  // an empty view's data() may be null
   return used + n;
 }
 
