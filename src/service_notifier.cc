@@ -114,7 +114,7 @@ void NotifyClient::send_with_status(std::string_view head, std::string_view stat
     if (used > 0) used = append(message, used, "\n");
     used = append_status(message, used, status);
   }
-  send(message, used);
+  if (used > 0) send(message, used);  // status("") has nothing to say
 }
 
 size_t NotifyClient::append_status(char* out, size_t used, std::string_view line) noexcept {

@@ -58,7 +58,7 @@ class NotifyClient {
   void reloading() noexcept;
   // "STOPPING=1" and, when `status` is not empty, "STATUS=<status>": shutdown has begun.
   void stopping(std::string_view status = {}) noexcept;
-  // "STATUS=<line>": free text for `systemctl status`.
+  // "STATUS=<line>": free text for `systemctl status`. An empty line sends nothing.
   void status(std::string_view line) noexcept;
 
   // Messages that could not be sent (ECONNREFUSED: nobody listens; EAGAIN: queue full; ...).

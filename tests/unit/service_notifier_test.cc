@@ -137,6 +137,7 @@ void ExpectEveryMessage(bool abstract) {
   EXPECT_EQ(systemd.next(), "STOPPING=1\nSTATUS=draining 3 connection(s), up to 10 s");
   notify.status("reload failed: edgeproxy.conf:3:5: unknown directive");
   EXPECT_EQ(systemd.next(), "STATUS=reload failed: edgeproxy.conf:3:5: unknown directive");
+  notify.status("");
   EXPECT_EQ(systemd.next(50), "<none>");
   EXPECT_EQ(notify.send_failures(), 0u);
 }
