@@ -78,8 +78,10 @@ bool same_socket_address(const SocketAddress& a, const SocketAddress& b) noexcep
 //   3. the address is the bind's, whatever the name (sockets of a unit without
 //      FileDescriptorName=, or a launcher that gives no names).
 // A name never matches when it is "unknown" or empty. A name beats an address so that a socket
-// named for a listener goes to that listener even if another listener's bind has its address
-// (the supervisor should match every listener's binds before binding any address itself).
+// named for a listener goes to that listener even when the file gives its bind another address.
+// Across listeners the order of calls still counts: a socket named for listener B is taken by
+// address (3) by a listener A called first whose bind is that socket's address; match the
+// listeners in file order with one `taken` list for the whole version.
 int match_activated(const std::vector<ActivatedSocket>& sockets, std::string_view listener_name,
                     const SocketAddress& bind_address, std::span<const int> taken = {});
 
