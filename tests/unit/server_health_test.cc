@@ -34,8 +34,7 @@ void run_together(int n, Body body) {
   std::vector<std::thread> threads;
   for (int i = 0; i < n; ++i) {
     threads.emplace_back([&, i] {
-      while (!go.load(std::memory_order_acquire)) {
-      }
+      while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
       body(i);
     });
   }
