@@ -219,6 +219,20 @@ std::unique_ptr<HealthChecker> start_checker(std::shared_ptr<const Topology> t) 
   return checker.ok() ? std::move(checker.value()) : nullptr;
 }
 
+HealthCheck send_expect(uint32_t fall, std::string send, std::string expect) {
+  HealthCheck c = fast_check(fall);
+  c.send = std::move(send);
+  c.expect = std::move(expect);
+  return c;
+}
+
+// Checks `server` alone with `check`; true once the checks took it down.
+bool checked_down(const TestServer& server, const HealthCheck& check) {
+  auto t = topology_of(check, {server_at("a", server.port())});
+  auto checker = start_checker(t);
+  return wait_until([&] { return !t->backends[0].servers[0].runtime->up.load(); });
+}
+
 TEST(HealthCheckerTest, ListeningServerStaysUp) {
   TestServer server;
   auto t = topology_of(fast_check(1), {server_at("a", server.port())});
@@ -261,10 +275,7 @@ TEST(HealthCheckerTest, ComesBackAfterRiseWhenThePortListensAgain) {
 
 TEST(HealthCheckerTest, SendExpectMatchKeepsItUp) {
   TestServer server("OK 200\r\n");
-  HealthCheck c = fast_check(1);
-  c.send = "PING\r\n";
-  c.expect = "OK";
-  auto t = topology_of(c, {server_at("a", server.port())});
+  auto t = topology_of(send_expect(1, "PING\r\n", "OK"), {server_at("a", server.port())});
   const ServerRuntime& rt = *t->backends[0].servers[0].runtime;
   auto checker = start_checker(t);
   ASSERT_TRUE(wait_until([&] { return server.accepted() >= 5; }));
@@ -275,35 +286,19 @@ TEST(HealthCheckerTest, SendExpectMatchKeepsItUp) {
 
 TEST(HealthCheckerTest, SendExpectMismatchTakesItDown) {
   TestServer server("ERR\r\n");
-  HealthCheck c = fast_check(2);
-  c.send = "PING\r\n";
-  c.expect = "OK";
-  auto t = topology_of(c, {server_at("a", server.port())});
-  const ServerRuntime& rt = *t->backends[0].servers[0].runtime;
-  auto checker = start_checker(t);
-  EXPECT_TRUE(wait_until([&] { return !rt.up.load(); }));
+  EXPECT_TRUE(checked_down(server, send_expect(2, "PING\r\n", "OK")));
 }
 
 TEST(HealthCheckerTest, EndOfStreamBeforeTheExpectedBytesIsAFailure) {
   TestServer server("OK", /*close_after_reply=*/true);
-  HealthCheck c = fast_check(2);
-  c.send = "PING\r\n";
-  c.expect = "OKAY";
-  auto t = topology_of(c, {server_at("a", server.port())});
-  const ServerRuntime& rt = *t->backends[0].servers[0].runtime;
-  auto checker = start_checker(t);
-  EXPECT_TRUE(wait_until([&] { return !rt.up.load(); }));
+  EXPECT_TRUE(checked_down(server, send_expect(2, "PING\r\n", "OKAY")));
 }
 
 TEST(HealthCheckerTest, ServerThatNeverAnswersFailsByTimeout) {
   TestServer server;  // accepts, never writes
-  HealthCheck c = fast_check(2);
+  HealthCheck c = send_expect(2, "", "OK");
   c.timeout_ms = 40;
-  c.expect = "OK";
-  auto t = topology_of(c, {server_at("a", server.port())});
-  const ServerRuntime& rt = *t->backends[0].servers[0].runtime;
-  auto checker = start_checker(t);
-  EXPECT_TRUE(wait_until([&] { return !rt.up.load(); }));
+  EXPECT_TRUE(checked_down(server, c));
   EXPECT_TRUE(wait_until([&] { return server.accepted() >= 2; }));
 }
 

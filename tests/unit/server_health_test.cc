@@ -11,20 +11,21 @@
 namespace edgeproxy {
 namespace {
 
-HealthCheck passive_check(uint32_t fall, uint32_t interval_ms) {
+HealthCheck check_of(bool enabled, uint32_t fall, uint32_t rise, uint32_t interval_ms) {
   HealthCheck c;
-  c.enabled = false;
+  c.enabled = enabled;
   c.fall = fall;
+  c.rise = rise;
   c.interval_ms = interval_ms;
   return c;
 }
 
+HealthCheck passive_check(uint32_t fall, uint32_t interval_ms) {
+  return check_of(false, fall, 2, interval_ms);
+}
+
 HealthCheck active_check(uint32_t fall, uint32_t rise) {
-  HealthCheck c;
-  c.enabled = true;
-  c.fall = fall;
-  c.rise = rise;
-  return c;
+  return check_of(true, fall, rise, 2000);
 }
 
 // Runs `body(thread_index)` on `n` threads released together.
