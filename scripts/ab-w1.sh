@@ -9,7 +9,9 @@
 #     'bw0=build/release-uring/edgeproxy -l 127.0.0.1 -p PORT -P BACKEND -q --batch-wait 0' \
 #     'bw200=build/release-uring/edgeproxy -l 127.0.0.1 -p PORT -P BACKEND -q --batch-wait 200'
 #
-# PORT and BACKEND in each command are replaced by the proxy's port and the nginx backend's port.
+# PORT and BACKEND in each command are replaced by the proxy's port and the nginx backend's port;
+# so are they in a configuration file template (a word ending in .conf.in, e.g.
+# bench/configs/w1-one-server.conf.in), which the command then gets as a filled-in copy.
 # The proxy runs on PROXY_CPU, nginx (1 worker) and wrk -t1 on LOAD_CPU, as in the pinned layout.
 # Prints, per round and variant: req/s, the proxy's CPU µs per request (utime + stime of all its
 # threads, /proc/PID/stat) and wrk's p99; then each variant's medians and its median per-round
@@ -57,6 +59,15 @@ for round in $(seq "$ROUNDS"); do
     cmd=${spec#*=}
     cmd=${cmd//BACKEND/$BACKEND_PORT}
     cmd=${cmd//PORT/$port}
+    words=()
+    for word in $cmd; do
+      if [[ $word == *.conf.in ]]; then
+        sed -e "s/BACKEND/$BACKEND_PORT/g" -e "s/PORT/$port/g" "$word" >"$TMP/$label.conf"
+        word=$TMP/$label.conf
+      fi
+      words+=("$word")
+    done
+    cmd=${words[*]}
     # shellcheck disable=SC2086  # the command is split into words on purpose
     taskset -c "$PROXY_CPU" $cmd 2>"$TMP/proxy.err" &
     proxy=$!

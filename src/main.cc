@@ -1,6 +1,7 @@
-// edgeproxy entry point: parse the command line, resolve addresses, fit the connection cap to
-// the open-file limit, plan the workers against the CPU set, block the signals the supervisor
-// reads from its signalfd (supervised_signals()), run, report.
+// edgeproxy entry point: parse the command line, load the topology (from -c FILE or from the
+// command line) and resolve its addresses, check it (-t), fit the connection cap to the
+// open-file limit, plan the workers against the CPU set, block the signals the supervisor reads
+// from its signalfd (supervised_signals()), run, report.
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -8,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,7 +17,10 @@
 #include "edgeproxy/log.h"
 #include "edgeproxy/net.h"
 #include "edgeproxy/reactor.h"
+#include "edgeproxy/socket_activation.h"
 #include "edgeproxy/supervisor.h"
+#include "edgeproxy/topology.h"
+#include "edgeproxy/topology_parser.h"
 
 namespace {
 
@@ -101,6 +106,15 @@ bool fit_open_file_limit(Config& config, uint32_t workers) {
   return true;
 }
 
+// Resolves names and links fresh runtime state: what both the first load and a reload do after
+// the pure parse.
+edgeproxy::Result<std::shared_ptr<edgeproxy::Topology>> complete(edgeproxy::Topology topology,
+                                                                 const edgeproxy::Topology* previous) {
+  if (auto r = edgeproxy::resolve_topology(topology); !r.ok()) return edgeproxy::Error{r.error()};
+  edgeproxy::adopt_runtime(topology, previous);
+  return std::make_shared<edgeproxy::Topology>(std::move(topology));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -109,32 +123,41 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "edgeproxy: %s\n", parsed.error().c_str());
     return kUsageExit;
   }
-  Config config = parsed.value();
-  if (config.show_help) {
+  const edgeproxy::CommandLine command_line = parsed.value();
+  if (command_line.config.show_help) {
     std::fputs(edgeproxy::usage().c_str(), stdout);
     return 0;
   }
-  if (config.show_version) {
+  if (command_line.config.show_version) {
     std::printf("edgeproxy %s (backend %s)\n", EDGEPROXY_VERSION, edgeproxy::Reactor::kName);
     return 0;
   }
-  edgeproxy::set_log_level(config.log_level);
+  edgeproxy::set_log_level(command_line.config.log_level);
+  const bool from_file = !command_line.config_file.empty();
+  const std::string source = from_file ? command_line.config_file : "the command line";
+  auto parsed_topology = from_file ? edgeproxy::load_topology(command_line.config_file, command_line)
+                                   : edgeproxy::topology_from_command_line(command_line);
+  auto loaded = parsed_topology.ok()
+                    ? complete(std::move(parsed_topology.value()), nullptr)
+                    : edgeproxy::Result<std::shared_ptr<edgeproxy::Topology>>(
+                          edgeproxy::Error{parsed_topology.error()});
+  if (!loaded.ok()) {
+    if (command_line.check_only) {
+      std::fprintf(stderr, "edgeproxy: %s test failed: %s\n", source.c_str(),
+                   loaded.error().c_str());
+    } else {
+      edgeproxy::log_error("%s", loaded.error().c_str());
+    }
+    return kStartupExit;
+  }
+  std::shared_ptr<edgeproxy::Topology> topology = loaded.value();
+  Config& config = topology->global;
+  for (const std::string& w : topology->warnings) edgeproxy::log_warn("%s", w.c_str());
   if (config.batch_wait_given && config.batch_wait_us != 0 && !edgeproxy::Reactor::kBatchWait) {
     std::fprintf(stderr,
                  "edgeproxy: --batch-wait: the %s backend cannot batch completions (only 0)\n",
                  edgeproxy::Reactor::kName);
     return kUsageExit;
-  }
-
-  auto listen = edgeproxy::resolve(config.listen_host, config.listen_port, "--listen");
-  if (!listen.ok()) {
-    edgeproxy::log_error("%s", listen.error().c_str());
-    return kStartupExit;
-  }
-  auto backend = edgeproxy::resolve_all(config.backend_host, config.backend_port, "--backend");
-  if (!backend.ok()) {
-    edgeproxy::log_error("%s", backend.error().c_str());
-    return kStartupExit;
   }
   const auto cpus = allowed_cpus();
   if (!cpus.ok()) {
@@ -146,7 +169,18 @@ int main(int argc, char** argv) {
     edgeproxy::log_error("%s", plan.error().c_str());
     return kStartupExit;
   }
+  if (command_line.check_only) {
+    std::fprintf(stderr, "edgeproxy: %s test is successful\n", source.c_str());
+    return 0;
+  }
+  const Config loaded_global = config;  // as written: what a reload compares with
   if (!fit_open_file_limit(config, plan.value().workers)) return kStartupExit;
+
+  auto activated = edgeproxy::take_activated_sockets();
+  if (!activated.ok()) {
+    edgeproxy::log_error("%s", activated.error().c_str());
+    return kStartupExit;
+  }
 
   // A peer that closes while we write must give EPIPE, never kill the process.
   signal(SIGPIPE, SIG_IGN);
@@ -154,25 +188,55 @@ int main(int argc, char** argv) {
   const sigset_t supervised = edgeproxy::supervised_signals();
   sigprocmask(SIG_BLOCK, &supervised, nullptr);
 
-  auto supervisor =
-      edgeproxy::Supervisor::start(plan.value(), config, listen.value(), backend.value());
+  // A reload reads the file again with the same command-line overrides. Settings that size the
+  // process keep their running values (the supervisor puts them back), with one warning.
+  edgeproxy::Supervisor* running = nullptr;
+  edgeproxy::TopologyLoader reload;
+  if (from_file) {
+    reload = [&command_line, &running,
+              loaded_global]() -> edgeproxy::Result<std::shared_ptr<edgeproxy::Topology>> {
+      auto next = edgeproxy::load_topology(command_line.config_file, command_line);
+      if (!next.ok()) return edgeproxy::Error{next.error()};
+      if (const std::string changed =
+              edgeproxy::restart_settings_changed(loaded_global, next.value().global);
+          !changed.empty()) {
+        edgeproxy::log_warn("reload: %s changed; they need a restart, the running values stay",
+                            changed.c_str());
+      }
+      return complete(std::move(next.value()), running->topology().get());
+    };
+  }
+  auto supervisor = edgeproxy::Supervisor::start(plan.value(), topology, reload,
+                                                 std::move(activated.value()));
   if (!supervisor.ok()) {
     edgeproxy::log_error("%s", supervisor.error().c_str());
     return kStartupExit;
   }
-  std::string backends;
-  for (const edgeproxy::SocketAddress& a : backend.value()) {
-    backends += (backends.empty() ? "" : " or ") + a.to_string();
-  }
+  running = supervisor.value().get();
   const std::string pinned = plan.value().cpus.empty()
                                  ? std::string("not pinned")
                                  : "on CPUs " + edgeproxy::format_cpu_list(plan.value().cpus);
-  edgeproxy::log_info(
-      "listening on %s, backend %s, %s backend, %u worker(s) %s, max %u connections, %u buffers",
-      supervisor.value()->listen_address().to_string().c_str(), backends.c_str(),
-      edgeproxy::Reactor::kName, plan.value().workers, pinned.c_str(), config.max_connections,
-      config.buffer_count());
-  const int status = supervisor.value()->run();
-  if (status == 0) supervisor.value()->print_stats(stderr);  // a failed start said its one line
+  if (from_file) {
+    size_t servers = 0;
+    for (const edgeproxy::BackendSpec& b : topology->backends) servers += b.servers.size();
+    edgeproxy::log_info(
+        "listening on %s; %zu backend(s), %zu server(s); %s backend, %u worker(s) %s, max %u "
+        "connections, %u buffers",
+        running->describe_listeners().c_str(), topology->backends.size(), servers,
+        edgeproxy::Reactor::kName, plan.value().workers, pinned.c_str(), config.max_connections,
+        config.buffer_count());
+  } else {
+    std::string backends;
+    for (const edgeproxy::SocketAddress& a : topology->backends.front().servers.front().addresses) {
+      backends += (backends.empty() ? "" : " or ") + a.to_string();
+    }
+    edgeproxy::log_info(
+        "listening on %s, backend %s, %s backend, %u worker(s) %s, max %u connections, %u buffers",
+        running->listen_address().to_string().c_str(), backends.c_str(),
+        edgeproxy::Reactor::kName, plan.value().workers, pinned.c_str(), config.max_connections,
+        config.buffer_count());
+  }
+  const int status = running->run();
+  if (status == 0) running->print_stats(stderr);  // a failed start said its one line
   return status;
 }

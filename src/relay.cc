@@ -24,12 +24,14 @@ void count_read(Stats& stats, Dir d) noexcept {
   }
 }
 
-void count_write(Stats& stats, Dir d, uint32_t n) noexcept {
+void count_write(Connection& c, Stats& stats, Dir d, uint32_t n) noexcept {
   if (d == Dir::kC2U) {
     stats.bytes_c2u += n;
+    c.bytes_c2u += n;
     ++stats.writes_upstream;
   } else {
     stats.bytes_u2c += n;
+    c.bytes_u2c += n;
     ++stats.writes_client;
   }
 }
@@ -161,7 +163,7 @@ void on_write(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& poo
     const auto n = static_cast<uint32_t>(r.value);
     src.in.consume(n);
     c.last_active_ms = now.ms;
-    count_write(stats, d, n);
+    count_write(c, stats, d, n);
     // A short write means the send buffer is full; EPOLLOUT will say when it has room.
     if (n < asked) dst.flags &= static_cast<uint8_t>(~kWriteReady);
     if (src.in.empty()) {
@@ -220,7 +222,7 @@ void on_splice_out(Connection& c, Dir d, SysResult r, uint32_t asked, PipePool& 
     const auto n = static_cast<uint32_t>(r.value);
     src.piped -= n;
     c.last_active_ms = now.ms;
-    count_write(stats, d, n);
+    count_write(c, stats, d, n);
     stats.splice_bytes += n;
     if (n < asked) dst.flags &= static_cast<uint8_t>(~kWriteReady);
     if (src.piped == 0) {

@@ -41,7 +41,8 @@ void Stats::print(std::FILE* out) const noexcept {
 }
 
 void Stats::print_report(std::FILE* out, const Stats& total, std::span<const Stats> workers,
-                         std::span<const uint32_t> silent, uint32_t waited_ms) {
+                         std::span<const uint32_t> silent, uint32_t waited_ms,
+                         std::string_view extra) {
   std::string text = "edgeproxy: statistics";
   if (!silent.empty()) {
     text += silent.size() == 1 ? " (incomplete: worker " : " (incomplete: workers ";
@@ -60,6 +61,7 @@ void Stats::print_report(std::FILE* out, const Stats& total, std::span<const Sta
     const std::string prefix = "worker" + std::to_string(i) + ".";
     workers[i].append_lines(text, prefix.c_str());
   }
+  text += extra;
   // One write, so a reader never sees half a block between other log lines.
   std::fwrite(text.data(), 1, text.size(), out);
   std::fflush(out);

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,11 +46,11 @@ void log_ignored(const signalfd_siginfo& info) {
       info.ssi_pid != 0 ? " (sent by pid " + std::to_string(info.ssi_pid) + ")" : std::string();
   if (info.ssi_signo == SIGHUP) {
     log_warn(
-        "%s ignored%s: nothing to reload yet, the command line is read once at start-up "
-        "(HUP will reload the configuration file when there is one)",
+        "%s ignored%s: nothing to reload, the command line is read once at start-up (HUP "
+        "reloads the configuration file given with -c)",
         name.c_str(), sender.c_str());
   } else {
-    log_warn("%s ignored%s: edgeproxy acts on TERM, INT, QUIT and USR1 only", name.c_str(),
+    log_warn("%s ignored%s: edgeproxy acts on TERM, INT, QUIT, HUP and USR1 only", name.c_str(),
              sender.c_str());
   }
 }
@@ -126,9 +127,32 @@ std::string format_cpu_list(std::span<const uint16_t> cpus) {
   return out;
 }
 
-Result<std::unique_ptr<Supervisor>> Supervisor::start(const WorkerPlan& plan, const Config& config,
-                                                      const SocketAddress& listen,
-                                                      const std::vector<SocketAddress>& backend) {
+std::string restart_settings_changed(const Config& running, const Config& loaded) {
+  std::string names;
+  auto check = [&](bool same, const char* name) {
+    if (same) return;
+    names += names.empty() ? "" : ", ";
+    names += name;
+  };
+  check(running.workers == loaded.workers, "workers");
+  check(running.cpu_list == loaded.cpu_list, "cpu-list");
+  check(running.max_connections == loaded.max_connections, "max-connections");
+  check(running.buffers == loaded.buffers, "buffers");
+  check(running.backlog == loaded.backlog, "backlog");
+  check(running.no_delay == loaded.no_delay, "no-delay");
+  check(running.splice == loaded.splice, "splice");
+  check(running.splice_threshold_bytes == loaded.splice_threshold_bytes, "splice-threshold");
+  check(running.splice_pipes == loaded.splice_pipes, "splice-pipes");
+  check(running.batch_wait_us == loaded.batch_wait_us, "batch-wait");
+  check(running.shutdown_timeout_s == loaded.shutdown_timeout_s, "shutdown-timeout");
+  check(running.log_level == loaded.log_level, "log-level");
+  return names;
+}
+
+Result<std::unique_ptr<Supervisor>> Supervisor::start(const WorkerPlan& plan,
+                                                      std::shared_ptr<Topology> topology,
+                                                      TopologyLoader reload,
+                                                      std::vector<ActivatedSocket> activated) {
   auto sfd = open_signal_fd();
   if (!sfd.ok()) return Error{sfd.error()};
   const int exit_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -137,37 +161,249 @@ Result<std::unique_ptr<Supervisor>> Supervisor::start(const WorkerPlan& plan, co
     return Error{std::string("eventfd: ") + std::strerror(errno)};
   }
   std::unique_ptr<Supervisor> s(new Supervisor(sfd.value(), exit_fd));
-  s->listen_ = listen;
-  if (plan.workers > 1 && listen.port() != 0) {
-    // Sockets that all set SO_REUSEPORT share a port; one without it cannot bind a port in use.
-    auto probe = Listener::open(listen, 1, false);
-    if (!probe.ok()) return Error{probe.error()};
+  s->loader_ = std::move(reload);
+  s->activated_ = std::move(activated);
+  s->notify_ = NotifyClient::from_environment();
+  topology->epoch = 1;
+  auto opened = s->open_listeners(*topology, plan.workers);
+  if (!opened.ok()) return Error{opened.error()};
+  s->binds_ = std::move(opened.value().binds);
+  if (!s->activated_.empty()) {
+    std::vector<int> used;
+    for (size_t i = 0; i < s->activated_.size(); ++i) {
+      for (const OpenBind& b : s->binds_) {
+        if (same_socket_address(b.bound, s->activated_[i].address)) used.push_back(static_cast<int>(i));
+      }
+    }
+    warn_unused_activated(s->activated_, used);
   }
+  if (!s->binds_.empty()) s->listen_ = s->binds_.front().bound;
+  s->current_ = std::move(topology);
   for (uint32_t i = 0; i < plan.workers; ++i) {
     auto slot = std::make_unique<Slot>();
     slot->owner = s.get();
     slot->index = i;
-    slot->options.config = worker_share(config, plan.workers, i);
-    // The first worker may have been given port 0: the others join the port it got.
-    slot->options.listen = s->listen_;
-    slot->options.backend = backend;
+    slot->options.config = worker_share(s->current_->global, plan.workers, i);
+    slot->options.topology = s->current_;
+    slot->options.listeners = std::move(opened.value().plans[i]);
     slot->options.id = i;
-    slot->options.reuse_port = plan.workers > 1;
     slot->cpu = plan.cpus.empty() ? -1 : plan.cpus[i];
     auto control = WorkerControl::create();
-    if (!control.ok()) return Error{control.error()};  // the destructor stops the others
+    if (!control.ok()) {
+      close_plans(opened.value());
+      return Error{control.error()};  // the destructor stops the others
+    }
     slot->control = std::move(control.value());
     slot->options.control = slot->control.get();
     s->slots_.push_back(std::move(slot));
     if (auto r = s->start_worker(*s->slots_.back()); !r.ok()) {
+      close_plans(opened.value());
       s->release_workers(false);  // the destructor joins them: none has run
       if (plan.workers == 1) return Error{r.error()};
       return Error{"worker " + std::to_string(i) + ": " + r.error()};
     }
-    if (i == 0) s->listen_ = s->slots_.front()->bound;
   }
+  auto checker = HealthChecker::start(s->current_);
+  if (!checker.ok()) {
+    s->release_workers(false);
+    return Error{checker.error()};
+  }
+  s->checker_ = std::move(checker.value());
   s->release_workers(true);
+  s->notify_.ready(s->status_line());
   return s;
+}
+
+void Supervisor::close_plans(OpenedListeners& opened) noexcept {
+  for (auto& plan : opened.plans) {
+    for (ListenerPlan& p : plan) {
+      if (p.fd >= 0) sys::close(std::exchange(p.fd, -1));
+    }
+  }
+}
+
+Result<Supervisor::OpenedListeners> Supervisor::open_listeners(const Topology& t,
+                                                                uint32_t workers) {
+  OpenedListeners out;
+  out.plans.resize(workers);
+  auto fail = [&](const std::string& error) -> Result<OpenedListeners> {
+    close_plans(out);
+    return Error{error};
+  };
+  // Every worker gets `fd` itself (worker 0) or a duplicate of it.
+  auto share = [&](uint32_t li, uint32_t bi, const SocketAddress& configured, int fd) -> bool {
+    for (uint32_t w = 0; w < workers; ++w) {
+      const int mine = w == 0 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (mine < 0) return false;
+      out.plans[w].push_back(ListenerPlan{li, bi, t.listeners[li].name, configured, mine});
+    }
+    return true;
+  };
+  std::vector<int> used;  // activated sockets given to a bind of this version
+  for (uint32_t li = 0; li < t.listeners.size(); ++li) {
+    const ListenerSpec& ls = t.listeners[li];
+    const std::string what = "listener " + ls.name;
+    for (uint32_t bi = 0; bi < ls.addresses.size(); ++bi) {
+      const SocketAddress& configured = ls.addresses[bi];
+      const auto kept = std::find_if(binds_.begin(), binds_.end(), [&](const OpenBind& b) {
+        return b.name == ls.name && b.configured == configured;
+      });
+      if (kept != binds_.end()) {
+        for (uint32_t w = 0; w < workers; ++w) {
+          out.plans[w].push_back(ListenerPlan{li, bi, ls.name, configured, -1});
+        }
+        out.binds.push_back(*kept);
+        continue;
+      }
+      const int passed = match_activated(activated_, ls.name, configured, used);
+      if (passed >= 0) {
+        used.push_back(passed);
+        const int fd = fcntl(activated_[static_cast<size_t>(passed)].fd, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0 || !share(li, bi, configured, fd)) {
+          return fail(what + ": cannot share the socket systemd passed: " + std::strerror(errno));
+        }
+        out.binds.push_back(
+            OpenBind{ls.name, configured, activated_[static_cast<size_t>(passed)].address});
+        continue;
+      }
+      if (configured.family() == AF_UNIX || workers == 1) {
+        auto l = Listener::open(configured, t.global.backlog, false, ls.unix_mode, what);
+        if (!l.ok()) return fail(l.error());
+        const SocketAddress bound = l.value().address();
+        if (!share(li, bi, configured, l.value().release())) {
+          return fail(what + ": cannot share its socket: " + std::strerror(errno));
+        }
+        out.binds.push_back(OpenBind{ls.name, configured, bound});
+        continue;
+      }
+      if (configured.port() != 0) {
+        // Sockets that all set SO_REUSEPORT share a port; one without it cannot bind a port in
+        // use, so a port taken by another program is reported as such, not silently shared.
+        auto probe = Listener::open(configured, 1, false, 0, what);
+        if (!probe.ok()) return fail(probe.error());
+      }
+      SocketAddress at = configured;
+      for (uint32_t w = 0; w < workers; ++w) {
+        auto l = Listener::open(at, t.global.backlog, true, 0, what);
+        if (!l.ok()) return fail(l.error());
+        // Port 0: the first socket got a port, the others join it.
+        if (w == 0) at = l.value().address();
+        out.plans[w].push_back(ListenerPlan{li, bi, ls.name, configured, l.value().release()});
+      }
+      out.binds.push_back(OpenBind{ls.name, configured, at});
+    }
+  }
+  return out;
+}
+
+bool Supervisor::reload() {
+  if (!loader_) {
+    log_warn("SIGHUP ignored: started from the command line, there is no file to reload");
+    return false;
+  }
+  notify_.reloading();
+  auto failed = [&](const std::string& why) {
+    ++reload_failures_;
+    log_error("reload failed, the running configuration stays (epoch %llu): %s",
+              static_cast<unsigned long long>(current_->epoch), why.c_str());
+    notify_.ready("reload refused: " + why);
+    return false;
+  };
+  auto loaded = loader_();
+  if (!loaded.ok()) return failed(loaded.error());
+  std::shared_ptr<Topology> next = std::move(loaded.value());
+  for (const std::string& w : next->warnings) log_warn("%s", w.c_str());
+  // The loader said which process-wide settings changed; the running ones stay.
+  next->global = current_->global;
+  auto opened = open_listeners(*next, static_cast<uint32_t>(slots_.size()));
+  if (!opened.ok()) return failed(opened.error());
+  next->epoch = current_->epoch + 1;
+  current_ = std::move(next);
+  binds_ = std::move(opened.value().binds);
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i]->exited.load(std::memory_order_acquire)) {
+      for (ListenerPlan& p : opened.value().plans[i]) {
+        if (p.fd >= 0) sys::close(std::exchange(p.fd, -1));
+      }
+      continue;
+    }
+    slots_[i]->control->request_install(current_, std::move(opened.value().plans[i]));
+  }
+  // Commands run in order: once a worker has answered a report posted after the install, it
+  // serves the new version (so READY and the log line come after every worker switched).
+  std::vector<uint64_t> tickets(slots_.size(), 0);
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (!slots_[i]->exited.load(std::memory_order_acquire)) {
+      tickets[i] = slots_[i]->control->request_report();
+    }
+  }
+  Stats ignored;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (tickets[i] != 0) slots_[i]->control->wait_report(tickets[i], kReportTimeoutMs, ignored);
+  }
+  if (checker_ != nullptr) checker_->update(current_);
+  ++reloads_;
+  size_t servers = 0;
+  for (const BackendSpec& b : current_->backends) servers += b.servers.size();
+  log_info("reloaded %s: epoch %llu, %zu listener(s), %zu backend(s), %zu server(s)",
+           current_->source.c_str(), static_cast<unsigned long long>(current_->epoch),
+           current_->listeners.size(), current_->backends.size(), servers);
+  notify_.ready(status_line());
+  return true;
+}
+
+std::string Supervisor::describe_listeners() const {
+  std::string out;
+  for (const ListenerSpec& ls : current_->listeners) {
+    out += out.empty() ? "" : "; ";
+    out += ls.name + " on";
+    for (const OpenBind& b : binds_) {
+      if (b.name == ls.name) out += " " + b.bound.to_string();
+    }
+  }
+  return out;
+}
+
+std::string Supervisor::status_line() const {
+  size_t up = 0;
+  size_t servers = 0;
+  for (const BackendSpec& b : current_->backends) {
+    for (const ServerSpec& sv : b.servers) {
+      ++servers;
+      up += sv.runtime->up.load(std::memory_order_relaxed) ? 1u : 0u;
+    }
+  }
+  return "epoch " + std::to_string(current_->epoch) + ", " +
+         std::to_string(current_->listeners.size()) + " listener(s), " + std::to_string(up) +
+         "/" + std::to_string(servers) + " server(s) up, " + std::to_string(slots_.size()) +
+         " worker(s)";
+}
+
+std::string Supervisor::object_stat_lines() const {
+  std::string out;
+  char line[64];
+  std::snprintf(line, sizeof line, "  %-20s %llu\n", "reloads",
+                static_cast<unsigned long long>(reloads_));
+  out += line;
+  std::snprintf(line, sizeof line, "  %-20s %llu\n", "reload_failures",
+                static_cast<unsigned long long>(reload_failures_));
+  out += line;
+  std::snprintf(line, sizeof line, "  %-20s %llu\n", "epoch",
+                static_cast<unsigned long long>(current_->epoch));
+  out += line;
+  for (const ListenerSpec& ls : current_->listeners) {
+    ls.runtime->stats.append_lines(out, "listener." + ls.name + ".");
+  }
+  for (const BackendSpec& b : current_->backends) {
+    b.runtime->stats.append_lines(out, "backend." + b.name + ".");
+    for (const ServerSpec& sv : b.servers) {
+      const std::string prefix = "server." + b.name + "/" + sv.name + ".";
+      out += "  " + prefix + "up " +
+             (sv.runtime->up.load(std::memory_order_relaxed) ? "1" : "0") + "\n";
+      sv.runtime->stats.append_lines(out, prefix);
+    }
+  }
+  return out;
 }
 
 void Supervisor::release_workers(bool go) noexcept {
@@ -220,7 +456,6 @@ void* Supervisor::thread_main(void* arg) noexcept {
     std::unique_lock lock(self.mutex_);
     if (error.empty()) {
       slot.worker = std::move(worker.value());
-      slot.bound = slot.worker->listen_address();
     } else {
       slot.error = error;
     }
@@ -252,6 +487,8 @@ Supervisor::~Supervisor() {
   release_workers(false);  // workers still waiting for the go (a failed start) end unstarted
   stop_all_now();
   join_all();
+  checker_.reset();
+  for (const ActivatedSocket& a : activated_) sys::close(a.fd);
   sys::close(signal_fd_);
   sys::close(exit_fd_);
 }
@@ -309,7 +546,15 @@ void Supervisor::on_signals() noexcept {
       case SIGTERM:
       case SIGINT:
       case SIGQUIT:
+        notify_.stopping();
         for (auto& slot : slots_) slot->control->request_stop(info.ssi_signo != SIGQUIT);
+        break;
+      case SIGHUP:
+        if (loader_) {
+          reload();
+        } else {
+          log_ignored(info);
+        }
         break;
       case SIGUSR1:
         print_stats(stderr);
@@ -352,7 +597,7 @@ void Supervisor::print_stats(std::FILE* out) {
   }
   Stats::print_report(
       out, total, slots_.size() > 1 ? std::span<const Stats>(per_worker) : std::span<const Stats>(),
-      silent, kReportTimeoutMs);
+      silent, kReportTimeoutMs, object_stat_lines());
 }
 
 }  // namespace edgeproxy

@@ -11,6 +11,7 @@
 #include "edgeproxy/cookie.h"
 #include "edgeproxy/log.h"
 #include "edgeproxy/relay.h"
+#include "edgeproxy/server_health.h"
 
 namespace edgeproxy {
 namespace {
@@ -43,31 +44,33 @@ void hand_back_stale(T& transport, const Event& ev) noexcept {
 }  // namespace
 
 Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options) {
+  auto close_plan = [&] {
+    for (const ListenerPlan& p : options.listeners) {
+      if (p.fd >= 0) sys::close(p.fd);
+    }
+  };
   auto reactor =
       Reactor::create(kEventBatch, options.config.max_connections, options.config.batch_wait_us);
-  if (!reactor.ok()) return Error{reactor.error()};
+  if (!reactor.ok()) {
+    close_plan();
+    return Error{reactor.error()};
+  }
   uint32_t buffers = options.config.buffer_count();
   if (buffers > Transport::kMaxBuffers) {
     log_warn("the %s backend addresses at most %u buffers: using %u instead of %u", Reactor::kName,
              Transport::kMaxBuffers, Transport::kMaxBuffers, buffers);
     buffers = Transport::kMaxBuffers;
   }
-  if (options.backend.empty() || options.backend.size() > kMaxAddresses) {
-    return Error{"the backend needs 1 to " + std::to_string(kMaxAddresses) + " addresses"};
-  }
   auto pool = BufferPool::create(buffers);
-  if (!pool.ok()) return Error{pool.error()};
-  std::vector<Listener> listeners;
-  auto listener = Listener::open(options.listen, options.config.backlog, options.reuse_port);
-  if (!listener.ok()) return Error{listener.error()};
-  listeners.push_back(std::move(listener.value()));
-  std::unique_ptr<Worker> w(new Worker(options, std::move(reactor.value()), std::move(pool.value()),
-                                       std::move(listeners)));
-  if (auto t = w->transport_.init(options.config); !t.ok()) return Error{t.error()};
-  for (const Listener& l : w->listeners_) {
-    const SysResult r = w->reactor_.watch_listener(l.fd(), w->listener_cookie(l));
-    if (!r.ok()) return Error{std::string("cannot watch the listener: ") + std::strerror(r.err)};
+  if (!pool.ok()) {
+    close_plan();
+    return Error{pool.error()};
   }
+  std::unique_ptr<Worker> w(
+      new Worker(options, std::move(reactor.value()), std::move(pool.value())));
+  std::vector<ListenerPlan> plan = options.listeners;
+  if (auto r = w->install(options.topology, plan); !r.ok()) return Error{r.error()};
+  if (auto t = w->transport_.init(options.config); !t.ok()) return Error{t.error()};
   if (options.control != nullptr) {
     const SysResult r =
         w->reactor_.watch(options.control->fd(), Cookie::pack(CookieTag::kControl, Handle{}));
@@ -76,15 +79,12 @@ Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options) {
   return w;
 }
 
-Worker::Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool,
-               std::vector<Listener> listeners)
+Worker::Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool)
     : config_(options.config),
-      backend_(options.backend),
       reactor_(std::move(reactor)),
       slab_(options.config.max_connections),
       pool_(std::move(pool)),
       timers_(options.config.max_connections + 2),
-      listeners_(std::move(listeners)),
       control_(options.control),
       id_(options.id),
       transport_(reactor_, pool_, stats_),
@@ -94,6 +94,120 @@ Worker::Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool,
       carried_(std::make_unique_for_overwrite<uint32_t[]>(options.config.max_connections)),
       shutdown_timer_(options.config.max_connections),
       accept_retry_timer_(options.config.max_connections + 1) {}
+
+const SocketAddress& Worker::listen_address() const noexcept {
+  static const SocketAddress kNone{};
+  for (const Listener& l : listeners_) {
+    if (l.fd() >= 0) return l.address();
+  }
+  return kNone;
+}
+
+Result<Ok> Worker::add_listener(const ListenerPlan& plan, int fd) {
+  auto adopted = Listener::adopt(fd);
+  if (!adopted.ok()) return Error{"listener " + plan.name + ": " + adopted.error()};
+  uint32_t slot = static_cast<uint32_t>(listeners_.size());
+  for (uint32_t i = 0; i < listeners_.size(); ++i) {
+    if (listeners_[i].fd() < 0 && reactor_.listener_idle(i)) {
+      slot = i;
+      break;
+    }
+  }
+  uint32_t generation = 0;
+  if (slot == listeners_.size()) {
+    listeners_.emplace_back();
+  } else {
+    generation = (listeners_[slot].generation + 1) & kGenerationMask;
+  }
+  Listener& l = listeners_[slot];
+  l = std::move(adopted.value());
+  l.generation = generation;
+  l.listener = plan.listener;
+  l.bind = plan.bind;
+  l.name = plan.name;
+  l.configured = plan.configured;
+  const SysResult r = reactor_.watch_listener(l.fd(), listener_cookie(l));
+  if (!r.ok()) {
+    l.close();
+    return Error{"listener " + plan.name + ": cannot watch it: " + std::strerror(r.err)};
+  }
+  return Ok{};
+}
+
+void Worker::close_listener(Listener& l) noexcept {
+  if (l.fd() < 0) return;
+  reactor_.unwatch_listener(l.fd(), listener_cookie(l));
+  l.close();
+  l.paused = false;
+}
+
+Result<Ok> Worker::install(std::shared_ptr<const Topology> topology,
+                           std::vector<ListenerPlan>& plan) noexcept {
+  if (stopping_) {
+    for (ListenerPlan& p : plan) {
+      if (p.fd >= 0) sys::close(std::exchange(p.fd, -1));
+    }
+    return Ok{};
+  }
+  Version v;
+  v.topology = std::move(topology);
+  const uint64_t seed = (uint64_t{id_} << 32) ^ v.topology->epoch;
+  v.balancers.reserve(v.topology->backends.size());
+  for (const BackendSpec& b : v.topology->backends) {
+    v.balancers.emplace_back(b, seed ^ b.servers.size());
+    v.preferred.emplace_back(b.servers.size(), uint8_t{0});
+  }
+  uint16_t slot = static_cast<uint16_t>(versions_.size());
+  for (uint16_t i = 0; i < versions_.size(); ++i) {
+    if (versions_[i].topology == nullptr) {
+      slot = i;
+      break;
+    }
+  }
+  if (slot == versions_.size()) {
+    EDGEPROXY_CHECK(versions_.size() < UINT16_MAX);
+    versions_.push_back(std::move(v));
+  } else {
+    versions_[slot] = std::move(v);
+  }
+  // Listening sockets: kept by key, new ones adopted, the others closed (their connections
+  // finish under the version they were accepted with).
+  Result<Ok> result = Ok{};
+  {
+    std::vector<bool> kept(listeners_.size(), false);
+    for (ListenerPlan& p : plan) {
+      if (p.fd >= 0) continue;
+      bool found = false;
+      for (uint32_t i = 0; i < listeners_.size(); ++i) {
+        Listener& l = listeners_[i];
+        if (l.fd() < 0 || kept[i] || l.name != p.name || !(l.configured == p.configured)) continue;
+        l.listener = p.listener;
+        l.bind = p.bind;
+        kept[i] = true;
+        found = true;
+        break;
+      }
+      if (!found && result.ok()) result = Error{"listener " + p.name + ": no socket to keep"};
+    }
+    for (uint32_t i = 0; i < listeners_.size(); ++i) {
+      if (!kept[i]) close_listener(listeners_[i]);
+    }
+    for (ListenerPlan& p : plan) {
+      if (p.fd < 0) continue;
+      if (auto r = add_listener(p, std::exchange(p.fd, -1)); !r.ok() && result.ok()) result = r;
+    }
+  }
+  const uint16_t previous = current_;
+  current_ = slot;
+  if (previous != slot) release_version_if_unused(previous);
+  return result;
+}
+
+void Worker::release_version_if_unused(uint16_t version) noexcept {
+  Version& v = versions_[version];
+  if (version == current_ || v.connections != 0 || v.topology == nullptr) return;
+  v = Version{};
+}
 
 Worker::~Worker() {
   for (uint32_t i = 0; i < slab_.capacity(); ++i) {
@@ -106,6 +220,8 @@ Worker::~Worker() {
 
 Stats Worker::stats() const noexcept {
   Stats s = stats_;
+  s.topology_versions = 0;
+  for (const Version& v : versions_) s.topology_versions += v.topology != nullptr ? 1u : 0u;
   s.pool_buffers = pool_.capacity();
   s.pool_high_water = pool_.high_water();
   s.batched_waits = reactor_.batched_waits();
@@ -192,7 +308,14 @@ void Worker::dispatch(const Event& ev) noexcept {
   switch (ck.tag) {
     case CookieTag::kListener: {
       const uint32_t i = ck.handle.index;
-      if (i >= listeners_.size()) break;
+      if (i >= listeners_.size() || listeners_[i].generation != ck.handle.generation) {
+        // A socket this slot held before: an accepted descriptor it still brings is refused.
+        if ((ev.ready & kAccepted) && ev.result >= 0) {
+          sys::set_linger_zero(ev.result);
+          sys::close(ev.result);
+        }
+        break;
+      }
       if (ev.ready & kAccepted) {
         on_accepted(i, ev.result);
       } else if (listeners_[i].fd() >= 0) {
@@ -238,22 +361,38 @@ void Worker::on_connection_event(CookieTag tag, Handle h, const Event& ev) noexc
 }
 
 void Worker::arm_idle_timer(uint32_t index) noexcept {
-  if (config_.idle_timeout_s != 0) {
-    timers_.arm(index, now_.ms + int64_t{config_.idle_timeout_s} * 1000);
+  const int64_t idle_ms = idle_timeout_ms(slab_.at(index));
+  if (idle_ms != 0) {
+    timers_.arm(index, now_.ms + idle_ms);
   } else {
     timers_.cancel(index);
   }
 }
 
 void Worker::on_control() noexcept {
-  const WorkerControl::Requests r = control_->take();
-  for (uint32_t i = 0; i < r.graceful_stops; ++i) begin_shutdown(false);
-  for (uint32_t i = 0; i < r.fast_stops; ++i) begin_shutdown(true);
-  if (r.report_ticket != 0) control_->publish(r.report_ticket, stats());
+  for (WorkerCommand& command : control_->take()) {
+    switch (command.kind) {
+      case WorkerCommand::Kind::kStopGraceful:
+        begin_shutdown(false);
+        break;
+      case WorkerCommand::Kind::kStopFast:
+        begin_shutdown(true);
+        break;
+      case WorkerCommand::Kind::kReport:
+        control_->publish(command.ticket, stats());
+        break;
+      case WorkerCommand::Kind::kInstall:
+        if (auto r = install(std::move(command.topology), command.listeners); !r.ok()) {
+          log_error("worker %u: reload: %s", id_, r.error().c_str());
+        }
+        break;
+    }
+  }
 }
 
 void Worker::accept_from(uint32_t listener_index) noexcept {
   Listener& l = listeners_[listener_index];
+  if (l.fd() < 0) return;
   for (uint32_t n = 0; n < kAcceptBudget; ++n) {
     if (!room_for_clients()) {
       // Leave clients in the kernel backlog; a freed slot (or descriptor) resumes the listener.
@@ -262,7 +401,7 @@ void Worker::accept_from(uint32_t listener_index) noexcept {
     }
     const SysResult r = sys::accept(l.fd());
     if (r.ok()) {
-      start_connection(static_cast<int>(r.value));
+      start_connection(static_cast<int>(r.value), l);
       continue;
     }
     if (r.would_block()) {
@@ -289,7 +428,7 @@ void Worker::on_accepted(uint32_t listener_index, int result) noexcept {
     if (slab_.full() && l.fd() >= 0) pause_listener(l);
     return;
   }
-  start_connection(result);
+  start_connection(result, l);
   if (!room_for_clients()) pause_listener(l);
 }
 
@@ -305,7 +444,7 @@ bool Worker::on_accept_error(Listener& l, int err) noexcept {
   return false;
 }
 
-void Worker::start_connection(int client_fd) noexcept {
+void Worker::start_connection(int client_fd, const Listener& l) noexcept {
   Handle h;
   Connection* c = slab_.acquire(h);  // accept_from checked there is room
   ++stats_.accepted;
@@ -314,6 +453,16 @@ void Worker::start_connection(int client_fd) noexcept {
   c->client.fd = client_fd;
   c->state = State::kAccepted;
   c->last_active_ms = now_.ms;
+  Version& v = versions_[current_];
+  ++v.connections;
+  c->version = current_;
+  c->listener = static_cast<uint16_t>(l.listener);
+  const ListenerSpec& ls = v.topology->listeners[l.listener];
+  c->backend = static_cast<uint16_t>(ls.backend);
+  for (ObjectStats* o : {&ls.runtime->stats, &v.topology->backends[ls.backend].runtime->stats}) {
+    o->connections.fetch_add(1, std::memory_order_relaxed);
+    o->current.fetch_add(1, std::memory_order_relaxed);
+  }
   touch(*c, h.index);
   if (config_.no_delay) sys::set_no_delay(client_fd, true);
   if (const int err = transport_.attach(*c, h); err != 0) {
@@ -321,21 +470,60 @@ void Worker::start_connection(int client_fd) noexcept {
     relay::abort(*c);
     return;
   }
-  // Routing: with one backend the choice is immediate. Content-aware routing will stay in
-  // kRouting, reading the first bytes, before choosing.
+  // Routing: the listener names its backend. Content-aware routing will stay in kRouting,
+  // reading the first bytes, before choosing.
   relay::on_accepted(*c);
-  c->backend = 0;
-  c->address = preferred_address_;
-  c->tried = 0;
-  connect_upstream(*c, h);
+  choose_server(*c, h, Balancer::kNoServer);
   if (c->state != State::kClosing) pump(*c, h.index);
+}
+
+void Worker::choose_server(Connection& c, Handle h, uint32_t avoid) noexcept {
+  Version& v = versions_[c.version];
+  const BackendSpec& b = v.topology->backends[c.backend];
+  SocketAddress client;
+  if (b.balance == Balance::kSource) {
+    client.length = sizeof client.storage;
+    if (getpeername(c.client.fd, reinterpret_cast<sockaddr*>(&client.storage), &client.length) !=
+        0) {
+      client.length = 0;
+    }
+  }
+  const uint32_t s = v.balancers[c.backend].pick(client, avoid);
+  if (s == Balancer::kNoServer) {
+    ++stats_.no_server;
+    b.runtime->stats.no_server.fetch_add(1, std::memory_order_relaxed);
+    listener_of(c).runtime->stats.no_server.fetch_add(1, std::memory_order_relaxed);
+    if (log_level() == LogLevel::kVerbose) {
+      log_debug("backend %s: no server is usable, client closed", b.name.c_str());
+    }
+    relay::abort(c);
+    return;
+  }
+  c.server = static_cast<uint16_t>(s);
+  const ServerSpec& server = b.servers[s];
+  server.runtime->stats.connections.fetch_add(1, std::memory_order_relaxed);
+  server.runtime->stats.current.fetch_add(1, std::memory_order_relaxed);
+  c.address = v.preferred[c.backend][s];
+  if (c.address >= server.addresses.size()) c.address = 0;
+  c.tried = 0;
+  connect_upstream(c, h);
+}
+
+void Worker::leave_server(Connection& c) noexcept {
+  if (c.server == kNoServer) return;
+  ObjectStats& s = server_of(c).runtime->stats;
+  s.current.fetch_sub(1, std::memory_order_relaxed);
+  s.bytes_in.fetch_add(c.bytes_c2u, std::memory_order_relaxed);
+  s.bytes_out.fetch_add(c.bytes_u2c, std::memory_order_relaxed);
+  c.server = kNoServer;
 }
 
 void Worker::connect_upstream(Connection& c, Handle h) noexcept {
   // Connections already waiting for a descriptor go first (a completion backend may still hand
   // over clients it accepted before the listener paused).
-  const SysResult s = socket_waiters_.empty() ? sys::stream_socket(backend_[c.address].family())
-                                              : SysResult{-1, EMFILE};
+  const SysResult s = socket_waiters_.empty()
+                           ? sys::stream_socket(server_of(c).addresses[c.address].family())
+                           : SysResult{-1, EMFILE};
   if (s.ok()) {
     start_connect(c, h, static_cast<int>(s.value));
   } else if (sys::descriptors_exhausted(s.err)) {
@@ -351,7 +539,9 @@ void Worker::wait_to_connect(uint32_t index) noexcept {
   // client that did nothing wrong; accepting more would only make more wait. The connect
   // deadline covers the wait.
   socket_waiters_.push_back(slab_, index);
-  if (!timers_.armed(index)) timers_.arm(index, now_.ms + config_.connect_timeout_ms);
+  if (!timers_.armed(index)) {
+    timers_.arm(index, now_.ms + backend_of(slab_.at(index)).connect_timeout_ms);
+  }
   for (Listener& l : listeners_) pause_listener(l);
   timers_.arm(accept_retry_timer_, now_.ms + kAcceptRetryMs);
 }
@@ -359,8 +549,9 @@ void Worker::wait_to_connect(uint32_t index) noexcept {
 void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
   c.upstream.fd = fd;
   if (config_.no_delay) sys::set_no_delay(fd, true);
-  // The address lives in backend_, which outlives every connect in flight.
-  const int err = transport_.connect(c, h, backend_[c.address]);
+  ++c.attempt;
+  // The address lives in the connection's topology version, which outlives the connection.
+  const int err = transport_.connect(c, h, server_of(c).addresses[c.address]);
   if (err == EAGAIN) {
     // The kernel had nothing to start a connect with (io_uring: it refused the submission
     // queue; TCP: no route cache entry): the same address is tried again, as after EMFILE.
@@ -370,7 +561,7 @@ void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
     return;
   }
   if (err == EINPROGRESS) {
-    timers_.arm(h.index, now_.ms + config_.connect_timeout_ms);
+    timers_.arm(h.index, now_.ms + backend_of(c).connect_timeout_ms);
   } else if (err == 0) {
     on_connected(c, h.index);
   } else {
@@ -379,22 +570,43 @@ void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
 }
 
 void Worker::on_connected(Connection& c, uint32_t index) noexcept {
-  preferred_address_ = c.address;
+  versions_[c.version].preferred[c.backend][c.server] = c.address;
+  on_connect_success(*server_of(c).runtime);
   arm_idle_timer(index);
 }
 
 void Worker::connect_failed(Connection& c, Handle h, int err) noexcept {
   ++stats_.connects_failed;
+  const BackendSpec& b = backend_of(c);
+  const ServerSpec& server = server_of(c);
+  server.runtime->stats.connect_failures.fetch_add(1, std::memory_order_relaxed);
+  b.runtime->stats.connect_failures.fetch_add(1, std::memory_order_relaxed);
   if (log_level() == LogLevel::kVerbose) {
-    log_debug("connect to %s failed: %s", backend_[c.address].to_string().c_str(),
-              std::strerror(err));
+    log_debug("connect to %s/%s at %s failed: %s", b.name.c_str(), server.name.c_str(),
+              server.addresses[c.address].to_string().c_str(), std::strerror(err));
   }
   if (c.upstream.fd >= 0) sys::close(c.upstream.fd);
   relay::on_upstream_dropped(c);
-  if (++c.tried < backend_.size() && !fast_stop_) {
+  // A name with several addresses: the server's next address first (nothing reached the
+  // client yet, so trying again is invisible to it).
+  if (++c.tried < server.addresses.size() && !fast_stop_) {
     ++stats_.connect_retries;
-    c.address = static_cast<uint8_t>((c.address + 1) % backend_.size());
+    c.address = static_cast<uint8_t>((c.address + 1) % server.addresses.size());
     connect_upstream(c, h);
+    return;
+  }
+  // The server failed (passive health), then another server gets the connection.
+  if (on_connect_failure(*server.runtime, b.check, now_.ms)) {
+    log_transition(b, server, HealthTransition::kDown,
+                   (std::string("connect: ") + std::strerror(err)).c_str());
+  }
+  const uint32_t failed = c.server;
+  leave_server(c);
+  if (c.retries < b.retries && !fast_stop_) {
+    ++c.retries;
+    ++stats_.connect_retries;
+    b.runtime->stats.retries.fetch_add(1, std::memory_order_relaxed);
+    choose_server(c, h, failed);
     return;
   }
   // The client is reset: it must not mistake this for an empty reply.
@@ -405,7 +617,7 @@ bool Worker::retry_socket_waiters() noexcept {
   while (!socket_waiters_.empty()) {
     const uint32_t index = socket_waiters_.front();
     Connection& c = slab_.at(index);
-    const SysResult s = sys::stream_socket(backend_[c.address].family());
+    const SysResult s = sys::stream_socket(server_of(c).addresses[c.address].family());
     if (!s.ok() && sys::descriptors_exhausted(s.err)) {
       timers_.arm(accept_retry_timer_, now_.ms + kAcceptRetryMs);
       return false;
@@ -476,7 +688,7 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
         connect_failed(c, h, ETIMEDOUT);
       } else {
         // Should the abandoned connect's completion never come, the next deadline ends it.
-        timers_.arm(index, now_.ms + config_.connect_timeout_ms);
+        timers_.arm(index, now_.ms + backend_of(c).connect_timeout_ms);
       }
       return;
     case State::kLingering:
@@ -486,9 +698,9 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
     case State::kDraining:
       break;
   }
-  if (config_.idle_timeout_s == 0) return;
+  const int64_t idle_ms = idle_timeout_ms(c);
+  if (idle_ms == 0) return;
   // Lazy idle timer: activity only stored a timestamp; re-arm for the remainder if there was any.
-  const int64_t idle_ms = int64_t{config_.idle_timeout_s} * 1000;
   const int64_t due = c.last_active_ms + idle_ms;
   if (due > now_.ms) {
     timers_.arm(index, due);
@@ -517,8 +729,7 @@ void Worker::check_linger(Connection& c, uint32_t index) noexcept {
   if (progress) {
     c.last_active_ms = now_.ms;  // the peer is still acknowledging: keep it out of the idle cut
     c.linger_wait_ms = kLingerFirstMs;
-  } else if (config_.idle_timeout_s != 0 &&
-             now_.ms - c.last_active_ms >= int64_t{config_.idle_timeout_s} * 1000) {
+  } else if (idle_timeout_ms(c) != 0 && now_.ms - c.last_active_ms >= idle_timeout_ms(c)) {
     ++stats_.idle_timeouts;
     relay::on_acknowledged(c);  // given up: the reset goes now, with the bytes still queued
     touch(c, index);
@@ -612,6 +823,15 @@ void Worker::close_connection(Connection& c, uint32_t index) noexcept {
   pool_.release(c.client.in);
   pool_.release(c.upstream.in);
   transport_.release_pipes(c);
+  leave_server(c);
+  const Topology& t = *versions_[c.version].topology;
+  for (ObjectStats* o : {&t.listeners[c.listener].runtime->stats, &t.backends[c.backend].runtime->stats}) {
+    o->current.fetch_sub(1, std::memory_order_relaxed);
+    o->bytes_in.fetch_add(c.bytes_c2u, std::memory_order_relaxed);
+    o->bytes_out.fetch_add(c.bytes_u2c, std::memory_order_relaxed);
+  }
+  const uint16_t version = c.version;
+  --versions_[version].connections;
   buffer_waiters_.remove(slab_, index);
   socket_waiters_.remove(slab_, index);
   timers_.cancel(index);
@@ -619,11 +839,12 @@ void Worker::close_connection(Connection& c, uint32_t index) noexcept {
   slab_.release(index);
   --stats_.active;
   ++stats_.closed;
+  release_version_if_unused(version);
 }
 
 uint64_t Worker::listener_cookie(const Listener& l) const noexcept {
   const auto index = static_cast<uint32_t>(&l - listeners_.data());
-  return Cookie::pack(CookieTag::kListener, Handle{index, 0});
+  return Cookie::pack(CookieTag::kListener, Handle{index, l.generation});
 }
 
 void Worker::pause_listener(Listener& l) noexcept {
@@ -639,7 +860,7 @@ void Worker::resume_listeners() noexcept {
   if (stopping_ || !room_for_clients()) return;
   for (uint32_t i = 0; i < listeners_.size(); ++i) {
     Listener& l = listeners_[i];
-    if (!l.paused) continue;
+    if (!l.paused || l.fd() < 0) continue;
     // Connections that queued in the backlog meanwhile are reported at once.
     const SysResult r = reactor_.resume_listener(l.fd(), listener_cookie(l));
     if (!r.ok()) {
@@ -656,10 +877,7 @@ void Worker::begin_shutdown(bool fast) noexcept {
     stopping_ = true;
     listener_pending_ = false;
     // Closing the listening sockets makes the kernel refuse new connections at once.
-    for (Listener& l : listeners_) {
-      reactor_.unwatch_listener(l.fd(), listener_cookie(l));
-      l.close();
-    }
+    for (Listener& l : listeners_) close_listener(l);
     // Connections waiting for a descriptor keep their retries.
     if (socket_waiters_.empty()) timers_.cancel(accept_retry_timer_);
     log_info("worker %u: %s shutdown, %u connection(s) open", id_, fast ? "fast" : "graceful",

@@ -1,4 +1,4 @@
-// Supervisor-to-worker requests; see worker_control.h.
+// Supervisor-to-worker commands; see worker_control.h.
 #include "edgeproxy/worker_control.h"
 
 #include <sys/eventfd.h>
@@ -8,8 +8,7 @@
 #include <chrono>
 #include <cstring>
 #include <string>
-
-#include "edgeproxy/net.h"
+#include <utility>
 
 namespace edgeproxy {
 
@@ -20,24 +19,49 @@ Result<std::unique_ptr<WorkerControl>> WorkerControl::create() {
 }
 
 WorkerControl::~WorkerControl() {
+  for (const WorkerCommand& c : queue_) {
+    for (const ListenerPlan& p : c.listeners) {
+      if (p.fd >= 0) sys::close(p.fd);
+    }
+  }
   if (fd_ >= 0) sys::close(fd_);
 }
 
-void WorkerControl::wake() noexcept {
+void WorkerControl::post(WorkerCommand command) {
+  {
+    std::lock_guard lock(mutex_);
+    queue_.push_back(std::move(command));
+  }
   const uint64_t one = 1;
   // EAGAIN only when the counter is near overflow: the worker is woken already.
   [[maybe_unused]] const ssize_t n = ::write(fd_, &one, sizeof one);
 }
 
-void WorkerControl::request_stop(bool fast) noexcept {
-  (fast ? fast_stops_ : graceful_stops_).fetch_add(1, std::memory_order_release);
-  wake();
+void WorkerControl::request_stop(bool fast) {
+  WorkerCommand c;
+  c.kind = fast ? WorkerCommand::Kind::kStopFast : WorkerCommand::Kind::kStopGraceful;
+  post(std::move(c));
 }
 
-uint64_t WorkerControl::request_report() noexcept {
-  const uint64_t ticket = report_ticket_.fetch_add(1, std::memory_order_acq_rel) + 1;
-  wake();
+uint64_t WorkerControl::request_report() {
+  WorkerCommand c;
+  c.kind = WorkerCommand::Kind::kReport;
+  {
+    std::lock_guard lock(mutex_);
+    c.ticket = ++next_ticket_;
+  }
+  const uint64_t ticket = c.ticket;
+  post(std::move(c));
   return ticket;
+}
+
+void WorkerControl::request_install(std::shared_ptr<const Topology> topology,
+                                    std::vector<ListenerPlan> plan) {
+  WorkerCommand c;
+  c.kind = WorkerCommand::Kind::kInstall;
+  c.topology = std::move(topology);
+  c.listeners = std::move(plan);
+  post(std::move(c));
 }
 
 bool WorkerControl::wait_report(uint64_t ticket, int timeout_ms, Stats& out) {
@@ -48,28 +72,25 @@ bool WorkerControl::wait_report(uint64_t ticket, int timeout_ms, Stats& out) {
   return done;
 }
 
-WorkerControl::Requests WorkerControl::take() noexcept {
+std::vector<WorkerCommand> WorkerControl::take() {
   uint64_t count = 0;
-  // Read before loading the counters: a request posted after this read wakes the worker again.
+  // Read before taking the queue: a command posted after this read rings the doorbell again.
   [[maybe_unused]] const ssize_t n = ::read(fd_, &count, sizeof count);
-  Requests r;
-  const uint32_t fast = fast_stops_.load(std::memory_order_acquire);
-  const uint32_t graceful = graceful_stops_.load(std::memory_order_acquire);
-  const uint64_t ticket = report_ticket_.load(std::memory_order_acquire);
-  r.fast_stops = fast - seen_fast_;
-  r.graceful_stops = graceful - seen_graceful_;
-  r.report_ticket = ticket != seen_ticket_ ? ticket : 0;
-  seen_fast_ = fast;
-  seen_graceful_ = graceful;
-  seen_ticket_ = ticket;
-  return r;
+  std::vector<WorkerCommand> out;
+  std::lock_guard lock(mutex_);
+  out.reserve(queue_.size());
+  while (!queue_.empty()) {
+    out.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  return out;
 }
 
 void WorkerControl::publish(uint64_t ticket, const Stats& stats) {
   {
     std::lock_guard lock(mutex_);
     snapshot_ = stats;
-    published_ticket_ = ticket;
+    if (ticket > published_ticket_) published_ticket_ = ticket;
   }
   published_cv_.notify_all();
 }

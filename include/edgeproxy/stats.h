@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <span>
 #include <string>
+#include <string_view>
 
 namespace edgeproxy {
 
@@ -62,6 +63,10 @@ __extension__ typedef unsigned __int128 NsSum;
   COUNTER(socket_waits)        /* upstream sockets that waited for a descriptor (EMFILE...) */     \
   COUNTER(connect_retries)     /* failed connects retried on the backend's next address */         \
   COUNTER(linger_waits)        /* resets held back until the peer acknowledged every byte */       \
+  COUNTER(no_server)           /* clients closed because their backend had no usable server */    \
+  GAUGE(topology_versions)     /* configuration versions held: the current one, and older ones     \
+                                  while connections accepted under them are open; filled in by     \
+                                  Worker::stats() */                                               \
   COUNTER(submit_failures)     /* io_uring: a full submission queue the kernel kept refusing;      \
                                   filled in by Worker::stats() */                                  \
   COUNTER(cq_dropped)          /* io_uring: completions the kernel dropped (CQ overflow without    \
@@ -95,8 +100,11 @@ struct Stats {
   // `silent` lists the workers that did not answer within `waited_ms` (so `total` lacks them):
   // their lines are left out and the header says so, "edgeproxy: statistics (incomplete: worker
   // 1 did not answer within 2 s)", still one line containing "statistics".
+  // `extra` (whole "  name value" lines) ends the block: the supervisor's own counters and the
+  // per-listener, per-backend and per-server ones.
   static void print_report(std::FILE* out, const Stats& total, std::span<const Stats> workers,
-                           std::span<const uint32_t> silent = {}, uint32_t waited_ms = 0);
+                           std::span<const uint32_t> silent = {}, uint32_t waited_ms = 0,
+                           std::string_view extra = {});
 };
 
 }  // namespace edgeproxy

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -19,9 +20,13 @@
 #include <vector>
 
 #include "edgeproxy/config.h"
+#include "edgeproxy/health_checker.h"
 #include "edgeproxy/net.h"
 #include "edgeproxy/result.h"
+#include "edgeproxy/service_notifier.h"
+#include "edgeproxy/socket_activation.h"
 #include "edgeproxy/stats.h"
+#include "edgeproxy/topology.h"
 #include "edgeproxy/worker.h"
 #include "edgeproxy/worker_control.h"
 
@@ -32,6 +37,11 @@ struct WorkerPlan {
   uint32_t workers = 1;
   std::vector<uint16_t> cpus;  // empty (not pinned) or one CPU per worker
 };
+
+// The `global` settings a reload cannot change, because they size threads, the slab and the
+// pools (decision 0008): the names of those that differ between `running` and `loaded`, e.g.
+// "workers, max-connections"; empty when none does.
+std::string restart_settings_changed(const Config& running, const Config& loaded);
 
 // Resolves --workers (auto = one per CPU of `allowed`, or per --cpu-list entry) and --cpu-list
 // (every CPU must be in `allowed`, the process's inherited affinity mask) against the per-process
@@ -54,34 +64,51 @@ std::string format_cpu_list(std::span<const uint16_t> cpus);
 // and PIPE is ignored (a send to a closed peer is EPIPE).
 sigset_t supervised_signals() noexcept;
 
+// Loads the configuration again for a reload: reads and parses the file, applies the command
+// line's overrides and resolves names. Error: one line.
+using TopologyLoader = std::function<Result<std::shared_ptr<Topology>>()>;
+
 class Supervisor {
  public:
   // Opens the signalfd (the caller blocked supervised_signals() before any thread existed) and
-  // starts the workers in two phases: one by one, each creates its Worker and readies its
-  // reactor on its own thread (the first binds the listening address, port 0 picking a port, the
-  // others bind the port it got); only when all are ready are they let run. So a failure leaves
-  // no connection accepted and no other line printed: the error is the one line, naming the
-  // worker when there are several. With several workers the address is first probed without
-  // SO_REUSEPORT, so a port already in use is reported as such rather than silently shared.
-  static Result<std::unique_ptr<Supervisor>> start(const WorkerPlan& plan, const Config& config,
-                                                   const SocketAddress& listen,
-                                                   const std::vector<SocketAddress>& backend);
+  // every listening socket of `topology` (open_listeners()), then starts the workers in two
+  // phases: one by one, each creates its Worker and readies its reactor on its own thread; only
+  // when all are ready are they let run. So a failure leaves no connection accepted and no other
+  // line printed: the error is the one line, naming the worker when there are several.
+  // `reload` reloads the configuration on SIGHUP (null: started from the command line, nothing
+  // to reload). `activated` are sockets systemd passed (socket activation): a listener bind they
+  // match uses one instead of binding.
+  static Result<std::unique_ptr<Supervisor>> start(const WorkerPlan& plan,
+                                                   std::shared_ptr<Topology> topology,
+                                                   TopologyLoader reload = {},
+                                                   std::vector<ActivatedSocket> activated = {});
 
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
-  // Stops (at once) and joins workers still running.
+  // Stops (at once) and joins workers still running; closes the sockets it kept.
   ~Supervisor();
 
   // Serves signals until every worker has returned: TERM/INT and QUIT are forwarded to every
-  // worker, USR1 prints statistics, any other of supervised_signals() is logged (one line each
-  // time) and ignored. A worker that fails stops the others. Returns the exit status: 0, or the
-  // first failed worker's.
+  // worker, HUP reloads the configuration (reload()), USR1 prints statistics, any other of
+  // supervised_signals() is logged (one line each time) and ignored. A worker that fails stops
+  // the others. Returns the exit status: 0, or the first failed worker's.
   int run() noexcept;
 
+  // Loads the configuration again and, when it is valid and its listeners could all be opened,
+  // hands it to every worker (decision 0008). Otherwise nothing changes: one error line and
+  // reload_failures. True when the new version was installed.
+  bool reload();
+
+  // The bound address of the first listener's first bind (the real port when 0 was asked for).
   const SocketAddress& listen_address() const noexcept { return listen_; }
   uint32_t workers() const noexcept { return static_cast<uint32_t>(slots_.size()); }
+  std::shared_ptr<const Topology> topology() const noexcept { return current_; }
+  // "web on 127.0.0.1:8080 [::1]:8080; admin on unix:/run/a.sock": every listener's bound
+  // addresses, for the start-up line and systemd's STATUS.
+  std::string describe_listeners() const;
 
-  // Merged and per-worker statistics in one block (per-worker lines only with several workers).
+  // Merged and per-worker statistics in one block (per-worker lines only with several workers),
+  // then the supervisor's reload counters and the per-listener, per-backend and per-server ones.
   // While workers run, each is asked for a snapshot; afterwards their final counters are read.
   // A running worker that does not answer within 2 s is left out of the sums and its lines, and
   // the block's header names it (Stats::print_report).
@@ -102,24 +129,51 @@ class Supervisor {
     // Written by the worker's thread under owner->mutex_.
     bool ready = false;  // created and started, or failed (error set)
     std::string error;
-    SocketAddress bound;
     int status = 0;
     Stats final_stats;  // written before `exited` is set
     std::atomic<bool> exited{false};
   };
+  // A listening address the workers have sockets for: the key a reload keeps it by.
+  struct OpenBind {
+    std::string name;
+    SocketAddress configured;
+    SocketAddress bound;
+  };
+  // What open_listeners() produced: each worker's ListenerPlan, and the binds now open.
+  struct OpenedListeners {
+    std::vector<std::vector<ListenerPlan>> plans;
+    std::vector<OpenBind> binds;
+  };
 
   Supervisor(int signal_fd, int exit_fd) noexcept : signal_fd_(signal_fd), exit_fd_(exit_fd) {}
+  // Opens a socket per worker for every bind of `t` that binds_ does not already have (by
+  // listener name and configured address; all of them at start-up): one SO_REUSEPORT socket per
+  // worker for TCP with several workers, one socket shared (dup) by every worker for a Unix
+  // address or a socket systemd passed. On failure every socket it opened is closed again.
+  Result<OpenedListeners> open_listeners(const Topology& t, uint32_t workers);
+  static void close_plans(OpenedListeners& opened) noexcept;
   static void* thread_main(void* arg) noexcept;
   Result<Ok> start_worker(Slot& slot);
   void release_workers(bool go) noexcept;
   void stop_all_now() noexcept;
   void join_all() noexcept;
   void on_signals() noexcept;
+  // The per-listener, per-backend, per-server and reload lines of the statistics block.
+  std::string object_stat_lines() const;
+  std::string status_line() const;
 
   int signal_fd_;
   int exit_fd_;           // eventfd: a worker's thread returned
-  SocketAddress listen_;  // what the first worker bound
+  SocketAddress listen_;  // what the first bind of the first listener got
   std::vector<std::unique_ptr<Slot>> slots_;
+  std::shared_ptr<const Topology> current_;
+  TopologyLoader loader_;
+  std::vector<OpenBind> binds_;
+  std::vector<ActivatedSocket> activated_;  // owned: dup'ed to workers, kept across reloads
+  std::unique_ptr<HealthChecker> checker_;
+  NotifyClient notify_;
+  uint64_t reloads_ = 0;
+  uint64_t reload_failures_ = 0;
   std::mutex mutex_;
   std::condition_variable ready_cv_;  // a worker became ready (or failed)
   std::condition_variable go_cv_;     // go_ or abort_ was set

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "edgeproxy/balancer.h"
 #include "edgeproxy/buffer_pool.h"
 #include "edgeproxy/clock.h"
 #include "edgeproxy/config.h"
@@ -19,6 +20,7 @@
 #include "edgeproxy/slab.h"
 #include "edgeproxy/stats.h"
 #include "edgeproxy/timer_queue.h"
+#include "edgeproxy/topology.h"
 #include "edgeproxy/wait_queue.h"
 #include "edgeproxy/worker_control.h"
 
@@ -26,21 +28,20 @@ namespace edgeproxy {
 
 struct WorkerOptions {
   Config config;  // this worker's share: max_connections and buffers already divided
-  SocketAddress listen;
-  // The backend's addresses in order of preference (resolve_all): a connect that fails tries the
-  // next one, and the one that last worked is tried first (at least one, at most kMaxAddresses).
-  std::vector<SocketAddress> backend;
-  uint32_t id = 0;          // worker number, for log lines
-  bool reuse_port = false;  // several workers listen on the same address (SO_REUSEPORT)
-  // Stop and report requests from the supervisor; must outlive the worker. Null: the worker
-  // runs until destroyed (tests that drive run() another way).
+  // What the worker serves at start: the topology (resolved, with its runtime objects) and the
+  // listening sockets the supervisor opened for this worker, one per bind (ListenerPlan::fd).
+  std::shared_ptr<const Topology> topology;
+  std::vector<ListenerPlan> listeners;
+  uint32_t id = 0;  // worker number, for log lines
+  // Stop, report and install requests from the supervisor; must outlive the worker. Null: the
+  // worker runs until destroyed (tests that drive run() another way).
   WorkerControl* control = nullptr;
 };
 
 class Worker {
  public:
-  // Allocates everything the worker will ever use (slab, pool, timers, event batch) and opens
-  // the listener. Errors: one line (e.g. "--listen 127.0.0.1:80: address already in use").
+  // Allocates everything the worker will ever use (slab, pool, timers, event batch) and adopts
+  // the listening sockets of `options.listeners` (closed on failure). Errors: one line.
   static Result<std::unique_ptr<Worker>> create(const WorkerOptions& options);
 
   Worker(const Worker&) = delete;
@@ -54,13 +55,50 @@ class Worker {
   // Calls start() first if it was not called.
   int run() noexcept;
 
-  const SocketAddress& listen_address() const noexcept { return listeners_.front().address(); }
+  // The bound address of the first open listening socket (tests).
+  const SocketAddress& listen_address() const noexcept;
   // Counters with the pool fields filled in.
   Stats stats() const noexcept;
 
  private:
-  explicit Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool,
-                  std::vector<Listener> listeners);
+  // A topology version this worker serves or still has connections under (decision 0008).
+  struct Version {
+    std::shared_ptr<const Topology> topology;
+    std::vector<Balancer> balancers;  // one per backend
+    // Per backend, per server: the address that last connected, tried first (resolve_all's
+    // order otherwise).
+    std::vector<std::vector<uint8_t>> preferred;
+    uint32_t connections = 0;  // open connections accepted under this version
+  };
+
+  explicit Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool);
+
+  // Makes `topology` the version new connections get: builds its balancers, keeps the listening
+  // sockets `plan` says to keep, adopts the new ones (taking their fds), closes the rest. The
+  // error names the first socket that could not be kept or watched; the others serve.
+  Result<Ok> install(std::shared_ptr<const Topology> topology,
+                     std::vector<ListenerPlan>& plan) noexcept;
+  Result<Ok> add_listener(const ListenerPlan& plan, int fd);
+  void close_listener(Listener& l) noexcept;
+  // Lets go of a version no connection refers to any more (never the current one).
+  void release_version_if_unused(uint16_t version) noexcept;
+  const ListenerSpec& listener_of(const Connection& c) const noexcept {
+    return versions_[c.version].topology->listeners[c.listener];
+  }
+  const BackendSpec& backend_of(const Connection& c) const noexcept {
+    return versions_[c.version].topology->backends[c.backend];
+  }
+  const ServerSpec& server_of(const Connection& c) const noexcept {
+    return backend_of(c).servers[c.server];
+  }
+  int64_t idle_timeout_ms(const Connection& c) const noexcept {
+    return int64_t{listener_of(c).idle_timeout_s} * 1000;
+  }
+  // Gives the connection a server of its backend (not `avoid`) and starts connecting; with none
+  // usable the client is reset and the refusal counted.
+  void choose_server(Connection& c, Handle h, uint32_t avoid) noexcept;
+  // The connection leaves its server (a failed connect moving on, or the close).
+  void leave_server(Connection& c) noexcept;
 
   void update_accept_room() noexcept;
   // Completion backends: when the kernel dropped completions, closing connections start their
@@ -72,7 +110,7 @@ class Worker {
   void accept_from(uint32_t listener_index) noexcept;
   void on_accepted(uint32_t listener_index, int result) noexcept;
   bool on_accept_error(Listener& l, int err) noexcept;
-  void start_connection(int client_fd) noexcept;
+  void start_connection(int client_fd, const Listener& l) noexcept;
   // Opens an upstream socket for the connection's current address and starts connecting; out
   // of descriptors, the connection waits in socket_waiters_ (the client is kept).
   void connect_upstream(Connection& c, Handle h) noexcept;
@@ -110,13 +148,15 @@ class Worker {
   void force_close_all() noexcept;
 
   Config config_;
-  std::vector<SocketAddress> backend_;
-  uint8_t preferred_address_ = 0;  // the backend address that last connected
+  std::vector<Version> versions_;  // slots reused once released; Connection::version indexes it
+  uint16_t current_ = 0;           // the version new connections get
   uint64_t drops_seen_ = 0;        // completions the kernel had dropped at the last look
   Reactor reactor_;
   Slab<Connection> slab_;
   BufferPool pool_;
   TimerQueue timers_;
+  // Listening sockets by slot (the cookie's index, with the slot's generation); a closed one
+  // (fd -1) is reused for a later socket once the reactor holds nothing for it.
   std::vector<Listener> listeners_;
   WorkerControl* control_;
   uint32_t id_;

@@ -1,20 +1,44 @@
-// WorkerControl: the one channel between the supervisor thread and one worker. The supervisor
-// posts requests (stop, report statistics) and wakes the worker through an eventfd that the
-// worker's reactor watches; the worker answers a report request by publishing a snapshot of its
-// statistics. Nothing here is on the data path: a worker looks at it only when the eventfd fires,
-// and the mutex guards the rare snapshot hand-over only.
+// WorkerControl: the one channel between the supervisor thread and one worker: a small FIFO of
+// commands (stop, report statistics, install a topology) posted by the supervisor, with an
+// eventfd that the worker's reactor watches as the doorbell. The worker drains the queue between
+// loop iterations and answers a report by publishing a snapshot. Nothing here is on the data
+// path: the mutex guards the queue and the snapshot hand-over only.
 #pragma once
 
-#include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <vector>
 
+#include "edgeproxy/net.h"
 #include "edgeproxy/result.h"
 #include "edgeproxy/stats.h"
+#include "edgeproxy/topology.h"
 
 namespace edgeproxy {
+
+// One listening socket a worker is to have: for bind `bind` of listener `listener` (indices into
+// the topology being installed). `fd` is a socket the supervisor opened for this worker, owned by
+// the command until the worker takes it; -1 means "keep the socket you already have for the same
+// listener name and configured address" (a reload that did not change it).
+struct ListenerPlan {
+  uint32_t listener = 0;
+  uint32_t bind = 0;
+  std::string name;
+  SocketAddress configured;  // as resolved from the file (port 0 stays 0): the key across reloads
+  int fd = -1;
+};
+
+struct WorkerCommand {
+  enum class Kind : uint8_t { kStopGraceful, kStopFast, kReport, kInstall };
+  Kind kind = Kind::kReport;
+  uint64_t ticket = 0;                        // kReport
+  std::shared_ptr<const Topology> topology;   // kInstall
+  std::vector<ListenerPlan> listeners;        // kInstall: every socket the worker is to have
+};
 
 class WorkerControl {
  public:
@@ -23,42 +47,34 @@ class WorkerControl {
 
   WorkerControl(const WorkerControl&) = delete;
   WorkerControl& operator=(const WorkerControl&) = delete;
+  // Closes the eventfd and the sockets of install commands never taken.
   ~WorkerControl();
 
   // The descriptor the worker watches for readability.
   int fd() const noexcept { return fd_; }
 
-  // Supervisor side. Every call counts: two fast stops posted before the worker looks are two
-  // stops (the second one ends the grace period), never merged into one.
-  void request_stop(bool fast) noexcept;
+  // Supervisor side. Every command counts and keeps its order: two fast stops posted before the
+  // worker looks are two stops (the second one ends the grace period), never merged into one.
+  void request_stop(bool fast);
   // Asks for a snapshot; returns the ticket to wait for.
-  uint64_t request_report() noexcept;
+  uint64_t request_report();
+  // Hands the worker a new topology and its listening sockets (see ListenerPlan).
+  void request_install(std::shared_ptr<const Topology> topology, std::vector<ListenerPlan> plan);
   // Waits until the snapshot for `ticket` (or a later one) is published; false on timeout.
   bool wait_report(uint64_t ticket, int timeout_ms, Stats& out);
 
-  // Worker side: what has been asked since the previous call. Drains the eventfd.
-  struct Requests {
-    uint32_t fast_stops = 0;
-    uint32_t graceful_stops = 0;
-    uint64_t report_ticket = 0;  // 0 = no report asked
-  };
-  Requests take() noexcept;
+  // Worker side: the commands posted since the previous call, oldest first. Drains the eventfd.
+  std::vector<WorkerCommand> take();
   void publish(uint64_t ticket, const Stats& stats);
 
  private:
   explicit WorkerControl(int fd) noexcept : fd_(fd) {}
-  void wake() noexcept;
+  void post(WorkerCommand command);
 
   int fd_;
-  std::atomic<uint32_t> fast_stops_{0};
-  std::atomic<uint32_t> graceful_stops_{0};
-  std::atomic<uint64_t> report_ticket_{0};
-  // The worker's view of what it already handled (touched only by the worker's thread).
-  uint32_t seen_fast_ = 0;
-  uint32_t seen_graceful_ = 0;
-  uint64_t seen_ticket_ = 0;
-
   std::mutex mutex_;
+  std::deque<WorkerCommand> queue_;
+  uint64_t next_ticket_ = 0;
   std::condition_variable published_cv_;
   uint64_t published_ticket_ = 0;
   Stats snapshot_;

@@ -49,6 +49,8 @@ class EpollReactor {
     return modify(fd, cookie, kWantRead);
   }
   void unwatch_listener(int, uint64_t) noexcept {}
+  // Whether listener slot `index` may be reused for another socket: always, nothing is in flight.
+  bool listener_idle(uint32_t) const noexcept { return true; }
   // epoll accepts only while the worker has room (it pauses the listener when full): no-op.
   void set_accept_room(uint32_t, uint32_t) noexcept {}
   // epoll accepts with accept4() in the loop: nothing is ever accepted behind the worker's back.

@@ -354,6 +354,12 @@ void UringReactor::unwatch_listener(int fd, uint64_t cookie) noexcept {
   listeners_[Cookie::unpack(cookie).handle.index].fd = -1;
 }
 
+bool UringReactor::listener_idle(uint32_t index) const noexcept {
+  if (index >= listener_slots_) return true;
+  const Watched& w = listeners_[index];
+  return !w.armed && w.singles == 0;
+}
+
 bool UringReactor::translate(const Completion& cqe, Event& out) noexcept {
   const UserData ud = UserData::unpack(cqe.user_data);
   const bool more = (cqe.flags & IORING_CQE_F_MORE) != 0;

@@ -22,7 +22,7 @@ namespace edgeproxy {
 class UringReactor {
  public:
   static constexpr const char* kName = "io_uring";
-  static constexpr uint32_t kMaxListeners = 64;
+  static constexpr uint32_t kMaxListeners = 1024;
   static constexpr uint32_t kMaxSingleAccepts = 16;
   static constexpr uint32_t kAcceptMargin = 256;
 
@@ -69,6 +69,9 @@ class UringReactor {
   SysResult pause_listener(int fd, uint64_t cookie) noexcept;
   SysResult resume_listener(int fd, uint64_t cookie) noexcept;
   void unwatch_listener(int fd, uint64_t cookie) noexcept;
+  // Whether listener slot `index` may be reused for another socket: no accept is in flight on it
+  // (an unwatched listener's cancelled accepts still complete, with the slot's old cookie).
+  bool listener_idle(uint32_t index) const noexcept;
   // How many more connections the worker can take, and the listen backlog. A multishot accept
   // drains the accept queue in a loop within one io_uring_enter() (backlog + 1 connections, plus
   // handshakes that complete meanwhile), so it is used only while the room exceeds twice the

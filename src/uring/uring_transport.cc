@@ -122,7 +122,7 @@ bool UringTransport::abandon_connect(Connection& c, Handle h) noexcept {
   io_uring_prep_cancel64(e, op_data(c, false, h, kOpConnect), 0);
   io_uring_sqe_set_data64(
       e, UserData::pack(UringOp::kCancelUpstream, h,
-                        static_cast<uint16_t>(kTargetConnect | (c.tried << kAttemptShift))));
+                        static_cast<uint16_t>(kTargetConnect | (c.attempt << kAttemptShift))));
   up.ops |= kOpCancel;
   return false;
 }
@@ -486,7 +486,7 @@ void UringTransport::on_cancel(Connection& c, Handle h, bool client, uint16_t ta
     side.ops &= static_cast<uint8_t>(~kOpCancel);
     // Found nothing, for the attempt still connecting: its completion was posted before this one
     // (and seen), or dropped; abandon_connect decides at the next deadline.
-    if (result == -ENOENT && (target >> kAttemptShift) == c.tried && (side.ops & kOpConnect)) {
+    if (result == -ENOENT && (target >> kAttemptShift) == c.attempt && (side.ops & kOpConnect)) {
       side.hints |= kSuspectOut;
     }
     return;

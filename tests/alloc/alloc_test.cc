@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 
 #include "edgeproxy/worker.h"
+#include "../unit/one_route.h"
 
 extern "C" void* __libc_malloc(size_t);
 extern "C" void* __libc_calloc(size_t, size_t);
@@ -175,17 +176,13 @@ void RunHotPath(edgeproxy::SpliceMode splice) {
   EchoBackend backend;
   auto control = edgeproxy::WorkerControl::create();
   ASSERT_TRUE(control.ok()) << control.error();
-  edgeproxy::WorkerOptions options;
-  options.control = control.value().get();
-  options.config.max_connections = 16;
-  options.config.log_level = edgeproxy::LogLevel::kQuiet;
-  options.config.splice = splice;
-  auto listen = edgeproxy::resolve("127.0.0.1", 1, "--listen");
-  ASSERT_TRUE(listen.ok());
-  options.listen = listen.value();
-  reinterpret_cast<sockaddr_in*>(&options.listen.storage)->sin_port = 0;  // any free port
-  options.backend = {backend.address()};
-  auto worker = edgeproxy::Worker::create(options);
+  edgeproxy::Config config;
+  config.max_connections = 16;
+  config.log_level = edgeproxy::LogLevel::kQuiet;
+  config.splice = splice;
+  auto options = edgeproxy::one_route_options(backend.address(), config, control.value().get());
+  ASSERT_TRUE(options.ok()) << options.error();
+  auto worker = edgeproxy::Worker::create(options.value());
   ASSERT_TRUE(worker.ok()) << worker.error();
   const SocketAddress proxy = worker.value()->listen_address();
 

@@ -2,6 +2,7 @@
 // thread against loopback peers. Today: the settling pass when the kernel refuses an interest
 // change while every slot is touched (issue 9, item 10).
 #include "edgeproxy/worker.h"
+#include "one_route.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -73,17 +74,13 @@ TEST(WorkerTest, ARefusedInterestChangeWithEverySlotTouchedNeverOverflowsTheList
 
   auto control = WorkerControl::create();
   ASSERT_TRUE(control.ok()) << control.error();
-  WorkerOptions options;
-  options.control = control.value().get();
-  options.config.max_connections = 1;  // one slot: touching it fills the list
-  options.config.log_level = LogLevel::kQuiet;
-  options.config.splice = SpliceMode::kNever;
-  auto listen = resolve("127.0.0.1", 1, "--listen");
-  ASSERT_TRUE(listen.ok());
-  options.listen = listen.value();
-  reinterpret_cast<sockaddr_in*>(&options.listen.storage)->sin_port = 0;
-  options.backend = {backend};
-  auto worker = Worker::create(options);
+  Config config;
+  config.max_connections = 1;  // one slot: touching it fills the list
+  config.log_level = LogLevel::kQuiet;
+  config.splice = SpliceMode::kNever;
+  auto options = one_route_options(backend, config, control.value().get());
+  ASSERT_TRUE(options.ok()) << options.error();
+  auto worker = Worker::create(options.value());
   ASSERT_TRUE(worker.ok()) << worker.error();
   const SocketAddress proxy = worker.value()->listen_address();
   std::thread loop([&] { worker.value()->run(); });
