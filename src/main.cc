@@ -1,6 +1,7 @@
-// edgeproxy entry point: parse the command line, resolve addresses, fit the connection cap to
-// the open-file limit, plan the workers against the CPU set, block the signals the supervisor
-// reads from its signalfd (supervised_signals()), run, report.
+// edgeproxy entry point: parse the command line, build the topology (from the flags or -c FILE)
+// and resolve it (-t stops here), fit the connection cap to the open-file limit, plan the workers
+// against the CPU set, block the signals the supervisor reads from its signalfd
+// (supervised_signals()), run, report.
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -11,15 +12,20 @@
 #include <string>
 #include <vector>
 
+#include "edgeproxy/command_line.h"
 #include "edgeproxy/config.h"
 #include "edgeproxy/log.h"
 #include "edgeproxy/net.h"
+#include "edgeproxy/options.h"
 #include "edgeproxy/reactor.h"
 #include "edgeproxy/supervisor.h"
+#include "edgeproxy/topology.h"
+#include "edgeproxy/topology_parser.h"
 
 namespace {
 
 using edgeproxy::Config;
+using edgeproxy::Ok;
 
 constexpr int kUsageExit = 2;
 constexpr int kStartupExit = 1;
@@ -101,6 +107,25 @@ bool fit_open_file_limit(Config& config, uint32_t workers) {
   return true;
 }
 
+// Until the worker serves a Topology, it serves one listener with one TCP bind and one backend
+// with one TCP server (every address of its name, in turn), as the command line describes. The
+// listener's idle timeout and the backend's connect timeout travel in Config meanwhile.
+edgeproxy::Result<Ok> fit_single_listener(const edgeproxy::Topology& t, Config& config) {
+  const bool single = t.listeners.size() == 1 && t.listeners[0].binds.size() == 1 &&
+                      !t.listeners[0].binds[0].is_unix() &&
+                      t.backends[t.listeners[0].backend].servers.size() == 1 &&
+                      !t.backends[t.listeners[0].backend].servers[0].endpoint.is_unix();
+  if (!single) {
+    return edgeproxy::Error{t.source +
+                            ": serving more than one listener, bind or server, or a unix: "
+                            "address, is not wired into the workers yet (-t checks it)"};
+  }
+  config = t.global;
+  config.idle_timeout_s = t.listeners[0].idle_timeout_s;
+  config.connect_timeout_ms = t.backends[t.listeners[0].backend].connect_timeout_ms;
+  return Ok{};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -109,15 +134,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "edgeproxy: %s\n", parsed.error().c_str());
     return kUsageExit;
   }
-  Config config = parsed.value();
-  if (config.show_help) {
+  const edgeproxy::CommandLine& cl = parsed.value();
+  if (cl.show_help) {
     std::fputs(edgeproxy::usage().c_str(), stdout);
     return 0;
   }
-  if (config.show_version) {
+  if (cl.show_version) {
     std::printf("edgeproxy %s (backend %s)\n", EDGEPROXY_VERSION, edgeproxy::Reactor::kName);
     return 0;
   }
+  auto topology = cl.config_file.empty() ? edgeproxy::topology_from_command_line(cl)
+                                         : edgeproxy::load_topology(cl.config_file, cl);
+  if (!topology.ok()) {
+    std::fprintf(stderr, "edgeproxy: %s\n", topology.error().c_str());
+    return kUsageExit;
+  }
+  edgeproxy::Topology& t = topology.value();
+  Config config = t.global;
   edgeproxy::set_log_level(config.log_level);
   if (config.batch_wait_given && config.batch_wait_us != 0 && !edgeproxy::Reactor::kBatchWait) {
     std::fprintf(stderr,
@@ -125,17 +158,22 @@ int main(int argc, char** argv) {
                  edgeproxy::Reactor::kName);
     return kUsageExit;
   }
-
-  auto listen = edgeproxy::resolve(config.listen_host, config.listen_port, "--listen");
-  if (!listen.ok()) {
-    edgeproxy::log_error("%s", listen.error().c_str());
+  for (const std::string& warning : t.warnings) edgeproxy::log_warn("%s", warning.c_str());
+  if (auto resolved = edgeproxy::resolve_topology(t); !resolved.ok()) {
+    edgeproxy::log_error("%s", resolved.error().c_str());
     return kStartupExit;
   }
-  auto backend = edgeproxy::resolve_all(config.backend_host, config.backend_port, "--backend");
-  if (!backend.ok()) {
-    edgeproxy::log_error("%s", backend.error().c_str());
+  if (cl.check_only) {
+    std::printf("edgeproxy: %s: configuration ok\n", t.source.c_str());
+    return 0;
+  }
+  if (auto fits = fit_single_listener(t, config); !fits.ok()) {
+    edgeproxy::log_error("%s", fits.error().c_str());
     return kStartupExit;
   }
+  const edgeproxy::SocketAddress listen = t.listeners[0].addresses[0];
+  const std::vector<edgeproxy::SocketAddress>& backend =
+      t.backends[t.listeners[0].backend].servers[0].addresses;
   const auto cpus = allowed_cpus();
   if (!cpus.ok()) {
     edgeproxy::log_error("%s", cpus.error().c_str());
@@ -154,14 +192,13 @@ int main(int argc, char** argv) {
   const sigset_t supervised = edgeproxy::supervised_signals();
   sigprocmask(SIG_BLOCK, &supervised, nullptr);
 
-  auto supervisor =
-      edgeproxy::Supervisor::start(plan.value(), config, listen.value(), backend.value());
+  auto supervisor = edgeproxy::Supervisor::start(plan.value(), config, listen, backend);
   if (!supervisor.ok()) {
     edgeproxy::log_error("%s", supervisor.error().c_str());
     return kStartupExit;
   }
   std::string backends;
-  for (const edgeproxy::SocketAddress& a : backend.value()) {
+  for (const edgeproxy::SocketAddress& a : backend) {
     backends += (backends.empty() ? "" : " or ") + a.to_string();
   }
   const std::string pinned = plan.value().cpus.empty()
