@@ -325,17 +325,26 @@ class Parser {
     return Ok{};
   }
 
-  Result<Ok> backend(const Directive& d, const std::string& file) {
-    if (auto r = arguments(d, file, 1, "backend NAME {"); !r.ok()) return r;
-    if (auto r = needs_block(d, file, "backend NAME {"); !r.ok()) return r;
-    if (auto r = name_argument(d, file, "backend"); !r.ok()) return r;
-    for (const BackendSpec& b : topology_.backends) {
-      if (b.name == d.words[1].text) {
+  // The line `KIND NAME {`: one argument, a block, a valid name that `existing` does not have.
+  template <class Spec>
+  Result<Ok> block_header(const Directive& d, const std::string& file, const char* kind,
+                          const std::vector<Spec>& existing) {
+    const std::string form = std::string(kind) + " NAME {";
+    if (auto r = arguments(d, file, 1, form); !r.ok()) return r;
+    if (auto r = needs_block(d, file, form); !r.ok()) return r;
+    if (auto r = name_argument(d, file, kind); !r.ok()) return r;
+    for (const Spec& e : existing) {
+      if (e.name == d.words[1].text) {
         return at(file, d.words[1],
-                  "duplicate backend " + quoted(b.name) + " (first at " + b.where.to_string() +
-                      "; expected a new name)");
+                  std::string("duplicate ") + kind + " " + quoted(e.name) + " (first at " +
+                      e.where.to_string() + "; expected a new name)");
       }
     }
+    return Ok{};
+  }
+
+  Result<Ok> backend(const Directive& d, const std::string& file) {
+    if (auto r = block_header(d, file, "backend", topology_.backends); !r.ok()) return r;
     BackendSpec b;
     b.name = d.words[1].text;
     b.where = location(file, d.words[0]);
@@ -408,16 +417,7 @@ class Parser {
   }
 
   Result<Ok> listener(const Directive& d, const std::string& file) {
-    if (auto r = arguments(d, file, 1, "listener NAME {"); !r.ok()) return r;
-    if (auto r = needs_block(d, file, "listener NAME {"); !r.ok()) return r;
-    if (auto r = name_argument(d, file, "listener"); !r.ok()) return r;
-    for (const ListenerSpec& l : topology_.listeners) {
-      if (l.name == d.words[1].text) {
-        return at(file, d.words[1],
-                  "duplicate listener " + quoted(l.name) + " (first at " + l.where.to_string() +
-                      "; expected a new name)");
-      }
-    }
+    if (auto r = block_header(d, file, "listener", topology_.listeners); !r.ok()) return r;
     ListenerSpec l;
     l.name = d.words[1].text;
     l.where = location(file, d.words[0]);

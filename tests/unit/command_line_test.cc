@@ -9,26 +9,14 @@
 #include <string>
 #include <vector>
 
+#include "command_line_args.h"
+
 namespace edgeproxy {
 namespace {
 
-Result<CommandLine> Parse(std::initializer_list<const char*> args) {
-  std::vector<const char*> argv{"edgeproxy"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return parse_command_line(static_cast<int>(argv.size()), argv.data());
-}
-
-CommandLine Ok(std::initializer_list<const char*> args) {
-  auto r = Parse(args);
-  EXPECT_TRUE(r.ok()) << r.error();
-  return r.ok() ? r.value() : CommandLine{};
-}
-
-std::string Err(std::initializer_list<const char*> args) {
-  auto r = Parse(args);
-  EXPECT_FALSE(r.ok());
-  return r.ok() ? std::string() : r.error();
-}
+using command_line_args::Err;
+using command_line_args::Ok;
+using command_line_args::Parse;
 
 TEST(CommandLineTest, ConfigFileAndTestInEveryForm) {
   EXPECT_EQ(Ok({"-c", "a.conf"}).config_file, "a.conf");

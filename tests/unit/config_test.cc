@@ -3,38 +3,21 @@
 // command_line_test.cc.
 #include "edgeproxy/config.h"
 
-#include "edgeproxy/command_line.h"
-#include "edgeproxy/options.h"
-
 #include <gtest/gtest.h>
 
-#include <initializer_list>
 #include <string>
 #include <vector>
+
+#include "command_line_args.h"
+#include "edgeproxy/command_line.h"
+#include "edgeproxy/options.h"
 
 namespace edgeproxy {
 namespace {
 
-// Runs the parser on {"edgeproxy", args...}.
-Result<CommandLine> Parse(std::initializer_list<const char*> args) {
-  std::vector<const char*> argv{"edgeproxy"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return parse_command_line(static_cast<int>(argv.size()), argv.data());
-}
-
-// Parses and requires success.
-CommandLine Ok(std::initializer_list<const char*> args) {
-  Result<CommandLine> r = Parse(args);
-  EXPECT_TRUE(r.ok()) << r.error();
-  return r.ok() ? r.value() : CommandLine{};
-}
-
-// Parses and requires failure; returns the message.
-std::string Err(std::initializer_list<const char*> args) {
-  Result<CommandLine> r = Parse(args);
-  EXPECT_FALSE(r.ok());
-  return r.ok() ? std::string() : r.error();
-}
+using command_line_args::Err;
+using command_line_args::Ok;
+using command_line_args::Parse;
 
 // `message` names `what`.
 ::testing::AssertionResult Names(const std::string& message, const std::string& what) {

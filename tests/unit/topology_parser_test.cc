@@ -530,6 +530,8 @@ TEST(TopologyParserTest, EveryExampleLoads) {
     ASSERT_TRUE(t.ok()) << t.error();
     EXPECT_TRUE(t.value().warnings.empty()) << name << ": " << t.value().warnings[0];
     EXPECT_FALSE(t.value().listeners.empty()) << name;
+    auto resolved = resolve_topology(t.value());
+    EXPECT_TRUE(resolved.ok()) << resolved.error();
   }
 }
 
