@@ -48,7 +48,9 @@ struct OptionValue {
   std::vector<uint16_t> cpus;
 };
 
-// What an option's apply() may write: the one its scope names is never null.
+// What an option's apply() may write. Command-line-only options (-l -p -b -P -c -t -h -V) write
+// command_line; the others the object their scope names (-v and -q: global). The one an
+// option writes is never null.
 struct OptionTargets {
   Config* global = nullptr;
   ListenerSpec* listener = nullptr;
