@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "edgeproxy/command_line.h"
 #include "edgeproxy/config.h"
 #include "edgeproxy/log.h"
 #include "edgeproxy/net.h"
@@ -124,36 +125,45 @@ int main(int argc, char** argv) {
     return kUsageExit;
   }
   const edgeproxy::CommandLine command_line = parsed.value();
-  if (command_line.config.show_help) {
+  if (command_line.show_help) {
     std::fputs(edgeproxy::usage().c_str(), stdout);
     return 0;
   }
-  if (command_line.config.show_version) {
+  if (command_line.show_version) {
     std::printf("edgeproxy %s (backend %s)\n", EDGEPROXY_VERSION, edgeproxy::Reactor::kName);
     return 0;
   }
   edgeproxy::set_log_level(command_line.config.log_level);
   const bool from_file = !command_line.config_file.empty();
-  const std::string source = from_file ? command_line.config_file : "the command line";
+  const std::string source =
+      from_file ? "configuration file " + command_line.config_file : std::string("command line");
   auto parsed_topology = from_file ? edgeproxy::load_topology(command_line.config_file, command_line)
                                    : edgeproxy::topology_from_command_line(command_line);
-  auto loaded = parsed_topology.ok()
-                    ? complete(std::move(parsed_topology.value()), nullptr)
-                    : edgeproxy::Result<std::shared_ptr<edgeproxy::Topology>>(
-                          edgeproxy::Error{parsed_topology.error()});
+  // -t: one line, exit 0 or 1, like nginx -t.
+  auto check_failed = [&](const std::string& why) {
+    std::fprintf(stderr, "edgeproxy: %s test failed: %s\n", source.c_str(), why.c_str());
+    return kStartupExit;
+  };
+  if (!parsed_topology.ok()) {
+    if (command_line.check_only) return check_failed(parsed_topology.error());
+    std::fprintf(stderr, "edgeproxy: %s\n", parsed_topology.error().c_str());
+    return kUsageExit;
+  }
+  auto loaded = complete(std::move(parsed_topology.value()), nullptr);
   if (!loaded.ok()) {
-    if (command_line.check_only) {
-      std::fprintf(stderr, "edgeproxy: %s test failed: %s\n", source.c_str(),
-                   loaded.error().c_str());
-    } else {
-      edgeproxy::log_error("%s", loaded.error().c_str());
-    }
+    if (command_line.check_only) return check_failed(loaded.error());
+    edgeproxy::log_error("%s", loaded.error().c_str());
     return kStartupExit;
   }
   std::shared_ptr<edgeproxy::Topology> topology = loaded.value();
   Config& config = topology->global;
+  edgeproxy::set_log_level(config.log_level);  // the file's, unless -v/-q/--log-level overrode it
   for (const std::string& w : topology->warnings) edgeproxy::log_warn("%s", w.c_str());
   if (config.batch_wait_given && config.batch_wait_us != 0 && !edgeproxy::Reactor::kBatchWait) {
+    if (command_line.check_only) {
+      return check_failed(std::string("batch-wait: the ") + edgeproxy::Reactor::kName +
+                          " backend cannot batch completions (only 0)");
+    }
     std::fprintf(stderr,
                  "edgeproxy: --batch-wait: the %s backend cannot batch completions (only 0)\n",
                  edgeproxy::Reactor::kName);
@@ -166,11 +176,12 @@ int main(int argc, char** argv) {
   }
   auto plan = edgeproxy::plan_workers(config, cpus.value());
   if (!plan.ok()) {
+    if (command_line.check_only) return check_failed(plan.error());
     edgeproxy::log_error("%s", plan.error().c_str());
     return kStartupExit;
   }
   if (command_line.check_only) {
-    std::fprintf(stderr, "edgeproxy: %s test is successful\n", source.c_str());
+    std::printf("edgeproxy: %s test is successful\n", source.c_str());
     return 0;
   }
   const Config loaded_global = config;  // as written: what a reload compares with

@@ -8,19 +8,39 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 
 namespace edgeproxy {
 
+namespace {
+
+const sockaddr_un* as_unix(const sockaddr_storage& s) noexcept {
+  return reinterpret_cast<const sockaddr_un*>(&s);
+}
+
+// The path of a Unix address: sun_path up to its NUL or the address length.
+std::string_view unix_path(const SocketAddress& a) noexcept {
+  const size_t offset = offsetof(sockaddr_un, sun_path);
+  const size_t room = a.length > offset ? a.length - offset : 0;
+  const char* path = as_unix(a.storage)->sun_path;
+  return std::string_view(path, strnlen(path, room));
+}
+
+}  // namespace
+
 uint16_t SocketAddress::port() const noexcept {
+  if (family() == AF_UNIX) return 0;
   if (family() == AF_INET6)
     return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port);
   return ntohs(reinterpret_cast<const sockaddr_in*>(&storage)->sin_port);
 }
 
 std::string SocketAddress::to_string() const {
+  if (family() == AF_UNIX) return "unix:" + std::string(unix_path(*this));
   char text[INET6_ADDRSTRLEN] = {};
   if (family() == AF_INET6) {
     inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr, text,
@@ -32,7 +52,24 @@ std::string SocketAddress::to_string() const {
 }
 
 bool SocketAddress::operator==(const SocketAddress& o) const noexcept {
+  if (family() == AF_UNIX || o.family() == AF_UNIX) {
+    return family() == o.family() && unix_path(*this) == unix_path(o);
+  }
   return length == o.length && std::memcmp(&storage, &o.storage, length) == 0;
+}
+
+Result<SocketAddress> unix_address(std::string_view path) {
+  SocketAddress a;
+  sockaddr_un* un = reinterpret_cast<sockaddr_un*>(&a.storage);
+  if (path.empty()) return Error{"empty Unix socket path"};
+  if (path.size() >= sizeof un->sun_path) {
+    return Error{"Unix socket path '" + std::string(path) + "' is too long (at most " +
+                 std::to_string(sizeof un->sun_path - 1) + " bytes)"};
+  }
+  un->sun_family = AF_UNIX;
+  std::memcpy(un->sun_path, path.data(), path.size());
+  a.length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+  return a;
 }
 
 Result<std::vector<SocketAddress>> resolve_all(const std::string& host, uint16_t port,
@@ -118,7 +155,9 @@ bool descriptors_exhausted(int err) noexcept {
 }
 
 SysResult stream_socket(int family) noexcept {
-  return SysResult::from(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+  // IPPROTO_TCP for inet sockets; a Unix socket refuses it (EPROTONOSUPPORT) and takes 0.
+  const int protocol = family == AF_UNIX ? 0 : IPPROTO_TCP;
+  return SysResult::from(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol));
 }
 
 SysResult connect(int fd, const SocketAddress& to) noexcept {

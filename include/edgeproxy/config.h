@@ -1,5 +1,6 @@
-// Config: everything the command line sets, as a plain struct. Parsing is a pure function (no
-// I/O, no name resolution): it returns a Config or one error line naming the flag or value.
+// Config: the process-wide settings (workers, limits, buffers, splice, logging), as a plain
+// struct. Filled through the option table (options.h) from the command line (command_line.h) or
+// a file's `global` block (topology_parser.h); held in Topology::global.
 #pragma once
 
 #include <cstdint>
@@ -23,14 +24,8 @@ enum class SpliceMode : uint8_t {
 const char* to_string(SpliceMode mode) noexcept;
 
 struct Config {
-  std::string listen_host = "0.0.0.0";
-  uint16_t listen_port = 8080;
-  std::string backend_host = "127.0.0.1";
-  uint16_t backend_port = 8081;
   uint32_t max_connections = 1024;  // client connections; sizes the slab
   uint32_t buffers = 0;             // pool size; 0 = 2 x max_connections
-  uint32_t connect_timeout_ms = 5000;
-  uint32_t idle_timeout_s = 3600;    // 0 = no idle timeout
   uint32_t shutdown_timeout_s = 10;  // TERM/INT: how long connections may still run
   int backlog = 4096;                // capped by net.core.somaxconn
   uint32_t workers = 1;              // 0 = "auto": one per CPU of the affinity mask, at start-up
@@ -46,8 +41,6 @@ struct Config {
   uint32_t batch_wait_us = 200;
   bool batch_wait_given = false;
   LogLevel log_level = LogLevel::kNormal;
-  bool show_help = false;
-  bool show_version = false;
 
   uint32_t buffer_count() const noexcept { return buffers != 0 ? buffers : 2 * max_connections; }
   // Pipes the pool creates at start-up (each holds two descriptors); 0 when splice is off.
@@ -61,11 +54,5 @@ struct Config {
 // Parses a CPU list such as "0,2-3" (decimal CPU numbers below 1024 and ascending ranges) into
 // the CPUs in the order written. The error names what is wrong, without the flag.
 Result<std::vector<uint16_t>> parse_cpu_list(std::string_view text);
-
-// Parses argv[1..argc-1]. Accepts "--name value", "--name=value", "-x value" and "-xvalue".
-Result<Config> parse_command_line(int argc, const char* const* argv);
-
-// The --help text: every option with its default.
-std::string usage();
 
 }  // namespace edgeproxy

@@ -8,23 +8,31 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "edgeproxy/result.h"
 
 namespace edgeproxy {
 
+// An IPv4, IPv6 or Unix (AF_UNIX, path) socket address.
 struct SocketAddress {
   sockaddr_storage storage{};
   socklen_t length = 0;
 
   int family() const noexcept { return storage.ss_family; }
+  // 0 for a Unix address.
   uint16_t port() const noexcept;
   const sockaddr* get() const noexcept { return reinterpret_cast<const sockaddr*>(&storage); }
+  // Unix addresses compare by path; others byte for byte.
   bool operator==(const SocketAddress& o) const noexcept;
-  // "127.0.0.1:8080" or "[::1]:8080".
+  // "127.0.0.1:8080", "[::1]:8080" or "unix:/run/app.sock".
   std::string to_string() const;
 };
+
+// The AF_UNIX address of the filesystem path `path`. Refuses an empty path and one that does
+// not fit sun_path with its terminating NUL.
+Result<SocketAddress> unix_address(std::string_view path);
 
 // Resolves `host` (an IPv4/IPv6 literal or a name) once, for TCP: every address, in the
 // resolver's order of preference (RFC 6724: getaddrinfo's), duplicates dropped, at most

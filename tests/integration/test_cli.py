@@ -4,6 +4,7 @@ import os
 import re
 import socket
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -14,8 +15,10 @@ ALL_LONG_OPTIONS = (
     "--listen", "--port", "--backend", "--backend-port", "--max-connections", "--buffers",
     "--connect-timeout", "--idle-timeout", "--backlog", "--no-delay", "--no-no-delay",
     "--shutdown-timeout", "--batch-wait", "--verbose", "--quiet", "--help", "--version",
+    "--config", "--test", "--log-level",
 )
-ALL_SHORT_OPTIONS = ("-l", "-p", "-b", "-P", "-v", "-q", "-h", "-V")
+ALL_SHORT_OPTIONS = ("-l", "-p", "-b", "-P", "-v", "-q", "-h", "-V", "-c", "-t")
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples")
 
 EXIT_USAGE = 2
 EXIT_STARTUP = 1
@@ -143,7 +146,8 @@ class BadCommandLines(ProxyTestCase):
         self.check_rejected(["--connect-timeout", "soon"], ["--connect-timeout", "soon"])
 
     def test_idle_timeout_non_numeric(self):
-        self.check_rejected(["--idle-timeout", "1h"], ["--idle-timeout", "1h"])
+        # "1h" is an hour since the option table (durations take units); "1d" is not a unit.
+        self.check_rejected(["--idle-timeout", "1d"], ["--idle-timeout", "1d"])
 
     def test_backlog_non_numeric(self):
         self.check_rejected(["--backlog", "deep"], ["--backlog", "deep"])
@@ -171,6 +175,41 @@ class BadCommandLines(ProxyTestCase):
         self.check_rejected(["-l", "127.0.0.1", "-p", str(port), "-b", "127.0.0.1", "-P", "9"],
                             [str(port), "--port", "--listen", "127.0.0.1"],
                             exit_code=EXIT_STARTUP, prefix=False)
+
+
+class ConfigurationCheck(ProxyTestCase):
+    """-t checks the configuration (-c FILE, else the command line) and exits; -c refuses the
+    one-listener flags."""
+
+    def test_check_command_line(self):
+        rc, out, err, _ = run_binary(["-t", "-l", "127.0.0.1", "-p", "1", "-b", "127.0.0.1"])
+        self.assertEqual((rc, err), (0, ""))
+        self.assertIn("command line: configuration ok", out)
+
+    def test_check_example_file(self):
+        path = os.path.join(EXAMPLES, "minimal.conf")
+        rc, out, err, _ = run_binary(["-t", "-c", path])
+        self.assertEqual((rc, err), (0, ""))
+        self.assertIn("minimal.conf: configuration ok", out)
+
+    def test_check_refuses_a_bad_file_in_one_line(self):
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        path = os.path.join(tmp.name, "bad.conf")
+        with open(path, "w") as f:
+            f.write("listener web {\n    bind 127.0.0.1:1\n    backend nope\n}\n")
+        rc, out, err, _ = run_binary(["-t", "-c", path])
+        self.assertEqual(rc, EXIT_USAGE)
+        self.assertEqual(out, "")
+        self.assertEqual(err.splitlines(), [f"edgeproxy: {path}:3:13: listener 'web' names backend "
+                                            "'nope', which is not defined (expected a "
+                                            "'backend NAME { ... }' block)"])
+
+    def test_config_refuses_listen_flags(self):
+        rc, out, err, _ = run_binary(["-c", "x.conf", "-p", "80"])
+        self.assertEqual(rc, EXIT_USAGE)
+        self.assertEqual(len(err.splitlines()), 1)
+        self.assertIn("-p: not with -c", err)
 
 
 class AcceptedForms(ProxyTestCase):

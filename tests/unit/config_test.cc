@@ -1,36 +1,23 @@
-// Config: command-line parsing through parse_command_line with argv arrays; every option in
-// every spelling, every refusal, and the --help text.
+// Config and the command line: parse_command_line with argv arrays, every option in every
+// spelling, every refusal, and the --help text. New behaviour (-c, -t, units):
+// command_line_test.cc.
 #include "edgeproxy/config.h"
 
 #include <gtest/gtest.h>
 
-#include <initializer_list>
 #include <string>
 #include <vector>
+
+#include "command_line_args.h"
+#include "edgeproxy/command_line.h"
+#include "edgeproxy/options.h"
 
 namespace edgeproxy {
 namespace {
 
-// Runs the parser on {"edgeproxy", args...}.
-Result<Config> Parse(std::initializer_list<const char*> args) {
-  std::vector<const char*> argv{"edgeproxy"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return parse_command_line(static_cast<int>(argv.size()), argv.data());
-}
-
-// Parses and requires success.
-Config Ok(std::initializer_list<const char*> args) {
-  Result<Config> r = Parse(args);
-  EXPECT_TRUE(r.ok()) << r.error();
-  return r.ok() ? r.value() : Config{};
-}
-
-// Parses and requires failure; returns the message.
-std::string Err(std::initializer_list<const char*> args) {
-  Result<Config> r = Parse(args);
-  EXPECT_FALSE(r.ok());
-  return r.ok() ? std::string() : r.error();
-}
+using command_line_args::Err;
+using command_line_args::Ok;
+using command_line_args::Parse;
 
 // `message` names `what`.
 ::testing::AssertionResult Names(const std::string& message, const std::string& what) {
@@ -64,22 +51,22 @@ void CheckStatedRange(const char* flag) {
 }
 
 TEST(ConfigTest, Defaults) {
-  const Config c = Ok({});
+  const CommandLine c = Ok({});
   EXPECT_EQ(c.listen_host, "0.0.0.0");
   EXPECT_EQ(c.listen_port, 8080);
   EXPECT_EQ(c.backend_host, "127.0.0.1");
   EXPECT_EQ(c.backend_port, 8081);
-  EXPECT_EQ(c.max_connections, 1024u);
-  EXPECT_EQ(c.buffers, 0u);
+  EXPECT_EQ(c.config.max_connections, 1024u);
+  EXPECT_EQ(c.config.buffers, 0u);
   EXPECT_EQ(c.connect_timeout_ms, 5000u);
   EXPECT_EQ(c.idle_timeout_s, 3600u);
-  EXPECT_EQ(c.shutdown_timeout_s, 10u);
-  EXPECT_EQ(c.backlog, 4096);
-  EXPECT_TRUE(c.no_delay);
-  EXPECT_EQ(c.log_level, LogLevel::kNormal);
+  EXPECT_EQ(c.config.shutdown_timeout_s, 10u);
+  EXPECT_EQ(c.config.backlog, 4096);
+  EXPECT_TRUE(c.config.no_delay);
+  EXPECT_EQ(c.config.log_level, LogLevel::kNormal);
   EXPECT_FALSE(c.show_help);
   EXPECT_FALSE(c.show_version);
-  EXPECT_EQ(c.buffer_count(), 2048u);
+  EXPECT_EQ(c.config.buffer_count(), 2048u);
 }
 
 // --- value options in every spelling -------------------------------------------------------
@@ -111,25 +98,25 @@ TEST(ConfigTest, BackendPortInEveryForm) {
   EXPECT_EQ(Ok({"-P", "9002"}).backend_port, 9002);
   EXPECT_EQ(Ok({"-P9003"}).backend_port, 9003);
   // -p and -P are different options.
-  const Config c = Ok({"-p", "1", "-P", "2"});
+  const CommandLine c = Ok({"-p", "1", "-P", "2"});
   EXPECT_EQ(c.listen_port, 1);
   EXPECT_EQ(c.backend_port, 2);
 }
 
 TEST(ConfigTest, MaxConnections) {
-  EXPECT_EQ(Ok({"--max-connections", "1"}).max_connections, 1u);
-  EXPECT_EQ(Ok({"--max-connections=1000000"}).max_connections, 1'000'000u);
-  const Config c = Ok({"--max-connections", "10"});
-  EXPECT_EQ(c.buffer_count(), 20u) << "default pool is 2 x max-connections";
+  EXPECT_EQ(Ok({"--max-connections", "1"}).config.max_connections, 1u);
+  EXPECT_EQ(Ok({"--max-connections=1000000"}).config.max_connections, 1'000'000u);
+  const CommandLine c = Ok({"--max-connections", "10"});
+  EXPECT_EQ(c.config.buffer_count(), 20u) << "default pool is 2 x max-connections";
 }
 
 TEST(ConfigTest, Buffers) {
-  const Config c = Ok({"--buffers", "2"});
-  EXPECT_EQ(c.buffers, 2u);
-  EXPECT_EQ(c.buffer_count(), 2u);
-  EXPECT_EQ(Ok({"--buffers=4000000"}).buffers, 4'000'000u);
-  const Config d = Ok({"--max-connections", "10", "--buffers", "7"});
-  EXPECT_EQ(d.buffer_count(), 7u) << "an explicit pool size wins over the default";
+  const CommandLine c = Ok({"--buffers", "2"});
+  EXPECT_EQ(c.config.buffers, 2u);
+  EXPECT_EQ(c.config.buffer_count(), 2u);
+  EXPECT_EQ(Ok({"--buffers=4000000"}).config.buffers, 4'000'000u);
+  const CommandLine d = Ok({"--max-connections", "10", "--buffers", "7"});
+  EXPECT_EQ(d.config.buffer_count(), 7u) << "an explicit pool size wins over the default";
 }
 
 TEST(ConfigTest, BufferCountDefaultIsTwiceMax) {
@@ -148,30 +135,30 @@ TEST(ConfigTest, Timeouts) {
   EXPECT_EQ(Ok({"--connect-timeout=3600000"}).connect_timeout_ms, 3'600'000u);
   EXPECT_EQ(Ok({"--idle-timeout", "0"}).idle_timeout_s, 0u);
   EXPECT_EQ(Ok({"--idle-timeout=31536000"}).idle_timeout_s, 31'536'000u);
-  EXPECT_EQ(Ok({"--shutdown-timeout", "0"}).shutdown_timeout_s, 0u);
-  EXPECT_EQ(Ok({"--shutdown-timeout=86400"}).shutdown_timeout_s, 86'400u);
+  EXPECT_EQ(Ok({"--shutdown-timeout", "0"}).config.shutdown_timeout_s, 0u);
+  EXPECT_EQ(Ok({"--shutdown-timeout=86400"}).config.shutdown_timeout_s, 86'400u);
 }
 
 TEST(ConfigTest, Backlog) {
-  EXPECT_EQ(Ok({"--backlog", "1"}).backlog, 1);
-  EXPECT_EQ(Ok({"--backlog=65535"}).backlog, 65535);
+  EXPECT_EQ(Ok({"--backlog", "1"}).config.backlog, 1);
+  EXPECT_EQ(Ok({"--backlog=65535"}).config.backlog, 65535);
 }
 
 // --- flags ---------------------------------------------------------------------------------
 
 TEST(ConfigTest, NoDelayFlags) {
-  EXPECT_FALSE(Ok({"--no-no-delay"}).no_delay);
-  EXPECT_TRUE(Ok({"--no-delay"}).no_delay);
-  EXPECT_TRUE(Ok({"--no-no-delay", "--no-delay"}).no_delay) << "the last one wins";
-  EXPECT_FALSE(Ok({"--no-delay", "--no-no-delay"}).no_delay);
+  EXPECT_FALSE(Ok({"--no-no-delay"}).config.no_delay);
+  EXPECT_TRUE(Ok({"--no-delay"}).config.no_delay);
+  EXPECT_TRUE(Ok({"--no-no-delay", "--no-delay"}).config.no_delay) << "the last one wins";
+  EXPECT_FALSE(Ok({"--no-delay", "--no-no-delay"}).config.no_delay);
 }
 
 TEST(ConfigTest, LogLevelFlags) {
-  EXPECT_EQ(Ok({"--verbose"}).log_level, LogLevel::kVerbose);
-  EXPECT_EQ(Ok({"-v"}).log_level, LogLevel::kVerbose);
-  EXPECT_EQ(Ok({"--quiet"}).log_level, LogLevel::kQuiet);
-  EXPECT_EQ(Ok({"-q"}).log_level, LogLevel::kQuiet);
-  EXPECT_EQ(Ok({"-v", "-q"}).log_level, LogLevel::kQuiet);
+  EXPECT_EQ(Ok({"--verbose"}).config.log_level, LogLevel::kVerbose);
+  EXPECT_EQ(Ok({"-v"}).config.log_level, LogLevel::kVerbose);
+  EXPECT_EQ(Ok({"--quiet"}).config.log_level, LogLevel::kQuiet);
+  EXPECT_EQ(Ok({"-q"}).config.log_level, LogLevel::kQuiet);
+  EXPECT_EQ(Ok({"-v", "-q"}).config.log_level, LogLevel::kQuiet);
 }
 
 TEST(ConfigTest, HelpAndVersionFlags) {
@@ -183,7 +170,7 @@ TEST(ConfigTest, HelpAndVersionFlags) {
 }
 
 TEST(ConfigTest, EverythingTogether) {
-  const Config c =
+  const CommandLine c =
       Ok({"-l", "::", "--port=1000", "-b10.0.0.9", "--backend-port", "2000", "--max-connections=50",
           "--buffers", "64", "--connect-timeout", "250", "--idle-timeout=0", "--shutdown-timeout",
           "3", "--backlog=128", "--no-no-delay", "-q"});
@@ -191,15 +178,15 @@ TEST(ConfigTest, EverythingTogether) {
   EXPECT_EQ(c.listen_port, 1000);
   EXPECT_EQ(c.backend_host, "10.0.0.9");
   EXPECT_EQ(c.backend_port, 2000);
-  EXPECT_EQ(c.max_connections, 50u);
-  EXPECT_EQ(c.buffers, 64u);
-  EXPECT_EQ(c.buffer_count(), 64u);
+  EXPECT_EQ(c.config.max_connections, 50u);
+  EXPECT_EQ(c.config.buffers, 64u);
+  EXPECT_EQ(c.config.buffer_count(), 64u);
   EXPECT_EQ(c.connect_timeout_ms, 250u);
   EXPECT_EQ(c.idle_timeout_s, 0u);
-  EXPECT_EQ(c.shutdown_timeout_s, 3u);
-  EXPECT_EQ(c.backlog, 128);
-  EXPECT_FALSE(c.no_delay);
-  EXPECT_EQ(c.log_level, LogLevel::kQuiet);
+  EXPECT_EQ(c.config.shutdown_timeout_s, 3u);
+  EXPECT_EQ(c.config.backlog, 128);
+  EXPECT_FALSE(c.config.no_delay);
+  EXPECT_EQ(c.config.log_level, LogLevel::kQuiet);
 }
 
 TEST(ConfigTest, LaterValueWins) {
@@ -357,18 +344,19 @@ TEST(ConfigTest, BuffersZeroErrorOffersRefusedValueOne) {
 // --- splice --------------------------------------------------------------------------------
 
 TEST(ConfigTest, SpliceDefaults) {
-  const Config c = Ok({});
-  EXPECT_EQ(c.splice, SpliceMode::kAuto);
-  EXPECT_EQ(c.splice_threshold_bytes, 65536u);
-  EXPECT_EQ(c.splice_pipes, 0u);
-  EXPECT_EQ(c.pipe_count(), 256u) << "a quarter of max-connections";
-  EXPECT_EQ(Ok({"--splice", "never"}).pipe_count(), 0u) << "no pipes (no descriptors) when off";
+  const CommandLine c = Ok({});
+  EXPECT_EQ(c.config.splice, SpliceMode::kAuto);
+  EXPECT_EQ(c.config.splice_threshold_bytes, 65536u);
+  EXPECT_EQ(c.config.splice_pipes, 0u);
+  EXPECT_EQ(c.config.pipe_count(), 256u) << "a quarter of max-connections";
+  EXPECT_EQ(Ok({"--splice", "never"}).config.pipe_count(), 0u)
+      << "no pipes (no descriptors) when off";
 }
 
 TEST(ConfigTest, SpliceModesInEveryForm) {
-  EXPECT_EQ(Ok({"--splice", "auto"}).splice, SpliceMode::kAuto);
-  EXPECT_EQ(Ok({"--splice=always"}).splice, SpliceMode::kAlways);
-  EXPECT_EQ(Ok({"--splice", "always", "--splice=never"}).splice, SpliceMode::kNever);
+  EXPECT_EQ(Ok({"--splice", "auto"}).config.splice, SpliceMode::kAuto);
+  EXPECT_EQ(Ok({"--splice=always"}).config.splice, SpliceMode::kAlways);
+  EXPECT_EQ(Ok({"--splice", "always", "--splice=never"}).config.splice, SpliceMode::kNever);
   EXPECT_STREQ(to_string(SpliceMode::kNever), "never");
   EXPECT_STREQ(to_string(SpliceMode::kAuto), "auto");
   EXPECT_STREQ(to_string(SpliceMode::kAlways), "always");
@@ -385,28 +373,33 @@ TEST(ConfigTest, BadSpliceModeIsRefusedNamingFlagValueAndChoices) {
 }
 
 TEST(ConfigTest, SpliceThresholdAndPipes) {
-  const Config c = Ok({"--splice", "auto", "--splice-threshold", "0", "--splice-pipes=7"});
-  EXPECT_EQ(c.splice_threshold_bytes, 0u);
-  EXPECT_EQ(c.splice_pipes, 7u);
-  EXPECT_EQ(c.pipe_count(), 7u);
-  EXPECT_EQ(Ok({"--splice-threshold=1048576"}).splice_threshold_bytes, 1048576u);
+  const CommandLine c = Ok({"--splice", "auto", "--splice-threshold", "0", "--splice-pipes=7"});
+  EXPECT_EQ(c.config.splice_threshold_bytes, 0u);
+  EXPECT_EQ(c.config.splice_pipes, 7u);
+  EXPECT_EQ(c.config.pipe_count(), 7u);
+  EXPECT_EQ(Ok({"--splice-threshold=1048576"}).config.splice_threshold_bytes, 1048576u);
   CheckStatedRange("--splice-threshold");
   CheckStatedRange("--splice-pipes");
   for (const char* flag : {"--splice-threshold", "--splice-pipes"}) {
-    for (const char* value : {"abc", "", "-5", "64k", "1.5"}) {
+    for (const char* value : {"abc", "", "-5", "64x", "1.5", "64K", "2g"}) {
       EXPECT_TRUE(Names(Err({flag, value}), flag)) << "value '" << value << "'";
     }
   }
+  // A size takes a unit k, m or g (1024-based).
+  EXPECT_EQ(Ok({"--splice-threshold", "64k"}).config.splice_threshold_bytes, 65536u);
+  EXPECT_EQ(Ok({"--splice-threshold=1m"}).config.splice_threshold_bytes, 1048576u);
+  EXPECT_EQ(Ok({"--splice-threshold=1g"}).config.splice_threshold_bytes, 1073741824u);
 }
 
 TEST(ConfigTest, PipeCountFollowsModeAndMaxConnections) {
-  EXPECT_EQ(Ok({"--splice", "always"}).pipe_count(), 256u) << "a quarter of max-connections";
-  EXPECT_EQ(Ok({"--splice", "auto", "--max-connections", "40"}).pipe_count(), 10u);
-  EXPECT_EQ(Ok({"--splice", "auto", "--max-connections", "3"}).pipe_count(), 1u) << "at least 1";
-  EXPECT_EQ(Ok({"--splice", "never", "--splice-pipes", "9"}).pipe_count(), 0u);
-  Config c = Ok({"--splice", "auto"});
-  c.max_connections = 100;  // main lowers it to fit the open-file limit: the default follows
-  EXPECT_EQ(c.pipe_count(), 25u);
+  EXPECT_EQ(Ok({"--splice", "always"}).config.pipe_count(), 256u) << "a quarter of max-connections";
+  EXPECT_EQ(Ok({"--splice", "auto", "--max-connections", "40"}).config.pipe_count(), 10u);
+  EXPECT_EQ(Ok({"--splice", "auto", "--max-connections", "3"}).config.pipe_count(), 1u)
+      << "at least 1";
+  EXPECT_EQ(Ok({"--splice", "never", "--splice-pipes", "9"}).config.pipe_count(), 0u);
+  CommandLine c = Ok({"--splice", "auto"});
+  c.config.max_connections = 100;  // main lowers it to fit the open-file limit: the default follows
+  EXPECT_EQ(c.config.pipe_count(), 25u);
 }
 
 // --- usage ---------------------------------------------------------------------------------
@@ -416,7 +409,7 @@ struct Documented {
   char short_name;
 };
 
-// The options table in config.cc.
+// The command-line options of before the option table (options.cc); all must still be there.
 constexpr Documented kOptions[] = {
     {"listen", 'l'},         {"port", 'p'},           {"backend", 'b'},       {"backend-port", 'P'},
     {"max-connections", 0},  {"buffers", 0},          {"connect-timeout", 0}, {"idle-timeout", 0},
@@ -439,19 +432,19 @@ TEST(ConfigTest, UsageMentionsEveryOption) {
 
 TEST(ConfigTest, UsageShowsDefaults) {
   const std::string text = usage();
-  const Config d;
+  const CommandLine d;
   EXPECT_TRUE(Names(text, "(default " + d.listen_host + ")"));
   EXPECT_TRUE(Names(text, "(default " + std::to_string(d.listen_port) + ")"));
   EXPECT_TRUE(Names(text, "(default " + d.backend_host + ")"));
   EXPECT_TRUE(Names(text, "(default " + std::to_string(d.backend_port) + ")"));
-  EXPECT_TRUE(Names(text, "(default " + std::to_string(d.max_connections) + ")"));
+  EXPECT_TRUE(Names(text, "(default " + std::to_string(d.config.max_connections) + ")"));
   EXPECT_TRUE(Names(text, "(default " + std::to_string(d.connect_timeout_ms) + ")"));
   EXPECT_TRUE(Names(text, "(default " + std::to_string(d.idle_timeout_s) + ")"));
-  EXPECT_TRUE(Names(text, "(default " + std::to_string(d.shutdown_timeout_s) + ")"));
-  EXPECT_TRUE(Names(text, "(default " + std::to_string(d.backlog) + ")"));
+  EXPECT_TRUE(Names(text, "(default " + std::to_string(d.config.shutdown_timeout_s) + ")"));
+  EXPECT_TRUE(Names(text, "(default " + std::to_string(d.config.backlog) + ")"));
   EXPECT_TRUE(Names(text, "2 x max-connections"));
-  EXPECT_TRUE(Names(text, std::string("(default ") + to_string(d.splice) + ")"));
-  EXPECT_TRUE(Names(text, "(default " + std::to_string(d.splice_threshold_bytes) + ")"));
+  EXPECT_TRUE(Names(text, std::string("(default ") + to_string(d.config.splice) + ")"));
+  EXPECT_TRUE(Names(text, "(default " + std::to_string(d.config.splice_threshold_bytes) + ")"));
   EXPECT_TRUE(Names(text, "max-connections / 4"));
 }
 
@@ -459,7 +452,7 @@ TEST(ConfigTest, EveryDocumentedOptionParses) {
   // The usage table and the parser agree: each documented long option is accepted.
   for (const Documented& o : kOptions) {
     const std::string flag = std::string("--") + o.long_name;
-    Result<Config> r = Parse({flag.c_str()});
+    Result<CommandLine> r = Parse({flag.c_str()});
     if (!r.ok()) {
       EXPECT_TRUE(Names(r.error(), "missing value")) << flag << ": " << r.error();
     }
@@ -476,11 +469,11 @@ TEST(ConfigTest, WorkersTakeACountOrAuto) {
   const char* two[] = {"edgeproxy", "--workers", "2"};
   auto c = parse_command_line(3, two);
   ASSERT_TRUE(c.ok()) << c.error();
-  EXPECT_EQ(c.value().workers, 2u);
+  EXPECT_EQ(c.value().config.workers, 2u);
   const char* autos[] = {"edgeproxy", "--workers=auto"};
   c = parse_command_line(2, autos);
   ASSERT_TRUE(c.ok()) << c.error();
-  EXPECT_EQ(c.value().workers, 0u);
+  EXPECT_EQ(c.value().config.workers, 0u);
   for (const char* bad : {"0", "1025", "-1", "Auto", ""}) {
     const char* argv[] = {"edgeproxy", "--workers", bad};
     auto r = parse_command_line(3, argv);
@@ -517,13 +510,13 @@ TEST(ConfigTest, BadCpuListsAreRefused) {
 // --- batch wait ----------------------------------------------------------------------------
 
 TEST(ConfigTest, BatchWaitDefaultsAndValues) {
-  const Config c = Ok({});
-  EXPECT_EQ(c.batch_wait_us, 200u);
-  EXPECT_FALSE(c.batch_wait_given) << "the default is not the user's choice";
-  const Config off = Ok({"--batch-wait", "0"});
-  EXPECT_EQ(off.batch_wait_us, 0u);
-  EXPECT_TRUE(off.batch_wait_given);
-  EXPECT_EQ(Ok({"--batch-wait=10000"}).batch_wait_us, 10000u);
+  const CommandLine c = Ok({});
+  EXPECT_EQ(c.config.batch_wait_us, 200u);
+  EXPECT_FALSE(c.config.batch_wait_given) << "the default is not the user's choice";
+  const CommandLine off = Ok({"--batch-wait", "0"});
+  EXPECT_EQ(off.config.batch_wait_us, 0u);
+  EXPECT_TRUE(off.config.batch_wait_given);
+  EXPECT_EQ(Ok({"--batch-wait=10000"}).config.batch_wait_us, 10000u);
   CheckStatedRange("--batch-wait");
   for (const char* value : {"abc", "", "-5", "100us", "1.5", "10001"}) {
     EXPECT_TRUE(Names(Err({"--batch-wait", value}), "--batch-wait")) << "value '" << value << "'";

@@ -1,0 +1,126 @@
+// Topology helpers: printing, resolution and runtime adoption; see topology.h.
+#include "edgeproxy/topology.h"
+
+#include <utility>
+
+namespace edgeproxy {
+
+std::string SourceLocation::to_string() const {
+  if (line == 0) return file;
+  return file + ":" + std::to_string(line) + ":" + std::to_string(column);
+}
+
+std::string Endpoint::to_string() const {
+  if (is_unix()) return "unix:" + unix_path;
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+const char* to_string(Balance b) noexcept {
+  switch (b) {
+    case Balance::kRoundRobin:
+      return "roundrobin";
+    case Balance::kLeastConn:
+      return "leastconn";
+    case Balance::kRandom:
+      return "random";
+    case Balance::kSource:
+      return "source";
+    case Balance::kFirst:
+      return "first";
+  }
+  return "unknown";
+}
+
+void ObjectStats::append_lines(std::string& out, const std::string& prefix) const {
+#define EDGEPROXY_OBJECT_STAT_LINE(name) \
+  out += "  " + prefix + #name + " " + std::to_string(name.load(std::memory_order_relaxed)) + "\n";
+  EDGEPROXY_OBJECT_STATS(EDGEPROXY_OBJECT_STAT_LINE, EDGEPROXY_OBJECT_STAT_LINE)
+#undef EDGEPROXY_OBJECT_STAT_LINE
+}
+
+namespace {
+
+// The addresses `e` names: its Unix path, or every address its host resolves to.
+Result<std::vector<SocketAddress>> resolve_endpoint(const Endpoint& e, const std::string& what) {
+  if (e.is_unix()) {
+    auto a = unix_address(e.unix_path);
+    if (!a.ok()) return Error{what + ": " + a.error()};
+    return std::vector<SocketAddress>{a.value()};
+  }
+  return resolve_all(e.host, e.port, what.c_str());
+}
+
+}  // namespace
+
+Result<Ok> resolve_topology(Topology& t) {
+  struct Bound {
+    SocketAddress address;
+    std::string where;
+  };
+  std::vector<Bound> bound;
+  for (ListenerSpec& l : t.listeners) {
+    l.addresses.clear();
+    for (const Endpoint& e : l.binds) {
+      const std::string where =
+          l.where.to_string() + ": listener '" + l.name + "' bind " + e.to_string();
+      auto all = resolve_endpoint(e, where);
+      if (!all.ok()) return Error{all.error()};
+      const SocketAddress a = all.value().front();  // a listener binds the first address
+      for (const Bound& b : bound) {
+        // Port 0 asks for any free port: two such binds do not collide.
+        if (b.address == a && (a.family() == AF_UNIX || a.port() != 0)) {
+          return Error{where + " resolves to " + a.to_string() + ", as does " + b.where +
+                       " (expected different addresses)"};
+        }
+      }
+      bound.push_back(Bound{a, where});
+      l.addresses.push_back(a);
+    }
+  }
+  for (BackendSpec& b : t.backends) {
+    for (ServerSpec& s : b.servers) {
+      const std::string where = s.where.to_string() + ": backend '" + b.name + "' server '" +
+                                s.name + "' " + s.endpoint.to_string();
+      auto all = resolve_endpoint(s.endpoint, where);
+      if (!all.ok()) return Error{all.error()};
+      s.addresses = std::move(all.value());
+    }
+  }
+  return Ok{};
+}
+
+void adopt_runtime(Topology& next, const Topology* previous) {
+  for (ListenerSpec& l : next.listeners) {
+    l.runtime = nullptr;
+    if (previous != nullptr) {
+      for (const ListenerSpec& p : previous->listeners) {
+        if (p.name == l.name) l.runtime = p.runtime;
+      }
+    }
+    if (l.runtime == nullptr) l.runtime = std::make_shared<ListenerRuntime>();
+  }
+  for (BackendSpec& b : next.backends) {
+    const BackendSpec* old = nullptr;
+    if (previous != nullptr) {
+      for (const BackendSpec& p : previous->backends) {
+        if (p.name == b.name) old = &p;
+      }
+    }
+    b.runtime = old != nullptr ? old->runtime : nullptr;
+    if (b.runtime == nullptr) b.runtime = std::make_shared<BackendRuntime>();
+    for (ServerSpec& s : b.servers) {
+      s.runtime = nullptr;
+      if (old != nullptr) {
+        for (const ServerSpec& p : old->servers) {
+          if (p.name == s.name && p.endpoint.to_string() == s.endpoint.to_string()) {
+            s.runtime = p.runtime;
+          }
+        }
+      }
+      if (s.runtime == nullptr) s.runtime = std::make_shared<ServerRuntime>();
+    }
+  }
+}
+
+}  // namespace edgeproxy

@@ -1,0 +1,661 @@
+// The configuration-file parser; see topology_parser.h. Text is lexed (config_lexer.h) into
+// directives with optional blocks, then each block is interpreted; every value goes through the
+// option table (options.h).
+#include "edgeproxy/topology_parser.h"
+
+#include <fcntl.h>
+#include <glob.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "edgeproxy/config_lexer.h"
+#include "edgeproxy/options.h"
+
+namespace edgeproxy {
+namespace {
+
+// One line of a file: its words (the first is the directive's name) and, after `{`, its block.
+struct Directive {
+  std::vector<ConfigToken> words;
+  bool has_block = false;
+  ConfigToken open;  // the `{`
+  std::vector<Directive> block;
+};
+
+SourceLocation location(const std::string& file, const ConfigToken& t) {
+  return SourceLocation{file, t.line, t.column};
+}
+
+Error at(const std::string& file, const ConfigToken& t, const std::string& what) {
+  return Error{location(file, t).to_string() + ": " + what};
+}
+
+std::string quoted(std::string_view v) {
+  return "'" + std::string(v) + "'";
+}
+
+// Groups tokens from `i` into directives until the `}` that closes `opener` (or the end of the
+// text when `opener` is null).
+Result<Ok> group(const std::vector<ConfigToken>& toks, size_t& i, const std::string& file,
+                 const ConfigToken* opener, std::vector<Directive>& out) {
+  for (;;) {
+    const ConfigToken& t = toks[i];
+    if (t.kind == ConfigToken::Kind::kEnd) {
+      if (i + 1 == toks.size()) {
+        if (opener == nullptr) return Ok{};
+        return at(file, *opener, "unterminated block (expected '}' before the end of the file)");
+      }
+      ++i;
+      continue;
+    }
+    if (t.kind == ConfigToken::Kind::kClose) {
+      if (opener == nullptr) return at(file, t, "unexpected '}' (no block is open)");
+      ++i;
+      return Ok{};
+    }
+    if (t.kind == ConfigToken::Kind::kOpen) {
+      return at(file, t, "'{' without a directive (expected NAME ... {)");
+    }
+    Directive d;
+    while (toks[i].kind == ConfigToken::Kind::kWord) d.words.push_back(toks[i++]);
+    if (toks[i].kind == ConfigToken::Kind::kOpen) {
+      d.has_block = true;
+      d.open = toks[i++];
+      if (auto r = group(toks, i, file, &d.open, d.block); !r.ok()) return r;
+      if (toks[i].kind == ConfigToken::Kind::kWord || toks[i].kind == ConfigToken::Kind::kOpen) {
+        return at(file, toks[i], "text after '}' (expected the end of the line)");
+      }
+    }
+    out.push_back(std::move(d));
+  }
+}
+
+// Names of listeners, backends and servers: 1-64 letters, digits, '-', '_', '.'.
+bool valid_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (const char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// "a, b or c".
+std::string one_of(const std::vector<std::string>& names) {
+  std::string s;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i > 0) s += i + 1 == names.size() ? " or " : ", ";
+    s += names[i];
+  }
+  return s;
+}
+
+// The sub-options of `server` and `check`, parsed through the option table's value syntax.
+// clang-format off
+constexpr OptionSpec kServerKeywords[] = {
+    {.name = "weight", .kind = ValueKind::kCount, .min = 1, .max = 256},
+    {.name = "max-connections", .kind = ValueKind::kCount, .min = 0, .max = 1'000'000,
+     .note = "0 = no limit"},
+    {.name = "backup", .kind = ValueKind::kFlag},
+};
+constexpr OptionSpec kCheckKeywords[] = {
+    {.name = "interval", .kind = ValueKind::kDuration, .min = 10, .max = 3'600'000, .unit_ms = 1},
+    {.name = "timeout", .kind = ValueKind::kDuration, .min = 1, .max = 3'600'000, .unit_ms = 1},
+    {.name = "rise", .kind = ValueKind::kCount, .min = 1, .max = 100},
+    {.name = "fall", .kind = ValueKind::kCount, .min = 1, .max = 100},
+    {.name = "send", .kind = ValueKind::kString},
+    {.name = "expect", .kind = ValueKind::kString},
+};
+// clang-format on
+
+class Parser {
+ public:
+  explicit Parser(const IncludeLoader& loader) : loader_(loader) {}
+
+  Result<Topology> run(std::string_view text, const std::string& file_name) {
+    topology_.source = file_name;
+    stack_.push_back(file_name);
+    included_.push_back({file_name, SourceLocation{file_name, 0, 0}});
+    if (auto r = parse_file(text, file_name, 0); !r.ok()) return Error{r.error()};
+    if (auto r = link(file_name); !r.ok()) return Error{r.error()};
+    return std::move(topology_);
+  }
+
+ private:
+  // A listener's `backend NAME`, resolved to an index once every backend is known.
+  struct BackendRef {
+    std::string name;
+    SourceLocation where;
+  };
+
+  // The single-valued directives already written in one block, to refuse a second.
+  struct Seen {
+    std::vector<std::pair<std::string, SourceLocation>> entries;
+    Result<Ok> add(const std::string& file, const ConfigToken& name) {
+      for (const auto& [n, where] : entries) {
+        if (n == name.text) {
+          return at(file, name,
+                    "duplicate '" + n + "' (first at " + where.to_string() +
+                        "; expected it once in this block)");
+        }
+      }
+      entries.emplace_back(name.text, location(file, name));
+      return Ok{};
+    }
+  };
+
+  Result<Ok> parse_file(std::string_view text, const std::string& file, uint32_t depth) {
+    auto toks = lex_config(text, file);
+    if (!toks.ok()) return Error{toks.error()};
+    std::vector<Directive> top;
+    size_t i = 0;
+    if (auto r = group(toks.value(), i, file, nullptr, top); !r.ok()) return r;
+    for (const Directive& d : top) {
+      if (auto r = top_level(d, file, depth); !r.ok()) return r;
+    }
+    return Ok{};
+  }
+
+  Result<Ok> top_level(const Directive& d, const std::string& file, uint32_t depth) {
+    const std::string& name = d.words[0].text;
+    if (d.words[0].quoted) return unknown(d, file, "include, global, listener or backend");
+    if (name == "include") return include(d, file, depth);
+    if (name == "global") {
+      if (auto r = arguments(d, file, 0, "global {"); !r.ok()) return r;
+      if (auto r = needs_block(d, file, "global {"); !r.ok()) return r;
+      OptionTargets targets{&topology_.global, nullptr, nullptr, nullptr};
+      for (const Directive& inner : d.block) {
+        if (auto r = option(inner, file, OptionScope::kGlobal, targets, global_seen_); !r.ok()) {
+          return r;
+        }
+      }
+      return Ok{};
+    }
+    if (name == "backend") return backend(d, file);
+    if (name == "listener") return listener(d, file);
+    return unknown(d, file, "include, global, listener or backend");
+  }
+
+  Result<Ok> unknown(const Directive& d, const std::string& file, const std::string& allowed) {
+    return at(file, d.words[0],
+              "unknown directive " + quoted(d.words[0].text) + " (expected " + allowed + ")");
+  }
+
+  // Refuses a directive with other than `count` arguments; `form` shows the expected form.
+  Result<Ok> arguments(const Directive& d, const std::string& file, size_t count,
+                       const std::string& form) {
+    if (d.words.size() - 1 < count) {
+      return at(file, d.words[0],
+                "missing argument to '" + d.words[0].text + "' (expected " + form + ")");
+    }
+    if (d.words.size() - 1 > count) {
+      return at(file, d.words[count + 1],
+                "extra argument " + quoted(d.words[count + 1].text) + " to '" + d.words[0].text +
+                    "' (expected " + form + ")");
+    }
+    return Ok{};
+  }
+
+  Result<Ok> needs_block(const Directive& d, const std::string& file, const std::string& form) {
+    if (d.has_block) return Ok{};
+    const ConfigToken& last = d.words.back();
+    return Error{
+        SourceLocation{file, last.line, static_cast<uint32_t>(last.column + last.text.size())}
+            .to_string() +
+        ": missing block after '" + d.words[0].text + "' (expected " + form + " ... })"};
+  }
+
+  Result<Ok> no_block(const Directive& d, const std::string& file) {
+    if (!d.has_block) return Ok{};
+    return at(file, d.open,
+              "'" + d.words[0].text + "' takes no block (expected the end of the line)");
+  }
+
+  Result<Ok> name_argument(const Directive& d, const std::string& file, const char* what) {
+    if (valid_name(d.words[1].text)) return Ok{};
+    return at(file, d.words[1],
+              std::string("invalid ") + what + " name " + quoted(d.words[1].text) +
+                  " (expected 1-64 letters, digits, '-', '_' or '.')");
+  }
+
+  // A table option written in a block of `scope`.
+  Result<Ok> option(const Directive& d, const std::string& file, OptionScope scope,
+                    OptionTargets& targets, Seen& seen) {
+    const OptionSpec* o = d.words[0].quoted ? nullptr : find_option(d.words[0].text);
+    if (o == nullptr || o->scope != scope || !o->in_file()) {
+      return unknown(d, file, one_of(allowed(scope)));
+    }
+    if (auto r = no_block(d, file); !r.ok()) return r;
+    const std::string form = d.words[0].text + " " + expected_value(*o);
+    if (auto r = arguments(d, file, 1, form); !r.ok()) return r;
+    if (auto r = seen.add(file, d.words[0]); !r.ok()) return r;
+    auto value = parse_option_value(*o, d.words[1].text);
+    if (!value.ok()) return at(file, d.words[1], d.words[0].text + ": " + value.error());
+    o->apply(targets, value.value());
+    return Ok{};
+  }
+
+  // The directives a block of `scope` accepts, for "unknown directive" messages.
+  static std::vector<std::string> allowed(OptionScope scope) {
+    std::vector<std::string> names;
+    if (scope == OptionScope::kListener) names = {"bind", "backend"};
+    if (scope == OptionScope::kBackend) names = {"server", "check"};
+    for (const OptionSpec& o : option_table()) {
+      if (o.scope == scope && o.in_file()) names.emplace_back(o.name);
+    }
+    return names;
+  }
+
+  // Parses "keyword value ..." from words[first] on; `apply` receives each keyword and value.
+  template <class Apply>
+  Result<Ok> keywords(const Directive& d, size_t first, const std::string& file,
+                      std::span<const OptionSpec> specs, Apply&& apply) {
+    std::vector<std::string> names;
+    for (const OptionSpec& o : specs) names.emplace_back(o.name);
+    Seen seen;
+    for (size_t i = first; i < d.words.size(); ++i) {
+      const ConfigToken& k = d.words[i];
+      const OptionSpec* o = nullptr;
+      for (const OptionSpec& s : specs) {
+        if (!k.quoted && k.text == s.name) o = &s;
+      }
+      if (o == nullptr) {
+        return at(file, k,
+                  "unknown " + d.words[0].text + " option " + quoted(k.text) + " (expected " +
+                      one_of(names) + ")");
+      }
+      if (auto r = seen.add(file, k); !r.ok()) return r;
+      OptionValue value;
+      if (o->takes_value()) {
+        if (i + 1 == d.words.size()) {
+          return at(file, k,
+                    "missing value after '" + k.text + "' (expected " + expected_value(*o) + ")");
+        }
+        auto parsed = parse_option_value(*o, d.words[++i].text);
+        if (!parsed.ok()) return at(file, d.words[i], k.text + ": " + parsed.error());
+        value = std::move(parsed.value());
+      }
+      apply(*o, value);
+    }
+    return Ok{};
+  }
+
+  Result<Ok> include(const Directive& d, const std::string& file, uint32_t depth) {
+    if (auto r = no_block(d, file); !r.ok()) return r;
+    if (auto r = arguments(d, file, 1, "include PATTERN"); !r.ok()) return r;
+    const ConfigToken& pattern = d.words[1];
+    if (depth + 1 > kMaxIncludeDepth) {
+      return at(file, pattern,
+                "includes nested too deep (expected at most " + std::to_string(kMaxIncludeDepth) +
+                    " levels)");
+    }
+    auto files = loader_(pattern.text, file);
+    if (!files.ok()) return at(file, pattern, "include: " + files.error());
+    if (files.value().empty()) {
+      const bool wildcard = pattern.text.find_first_of("*?[") != std::string::npos;
+      const std::string what = "include " + quoted(pattern.text) + " matches no file";
+      if (!wildcard) return at(file, pattern, what + " (expected an existing file)");
+      topology_.warnings.push_back(location(file, pattern).to_string() + ": " + what);
+      return Ok{};
+    }
+    for (const IncludedFile& f : files.value()) {
+      for (const std::string& open : stack_) {
+        if (open != f.name) continue;
+        std::string chain;
+        for (const std::string& s : stack_) chain += s + " -> ";
+        return at(file, pattern, "include cycle: " + chain + f.name);
+      }
+      for (const auto& [name, where] : included_) {
+        if (name == f.name) {
+          return at(
+              file, pattern,
+              "file " + quoted(f.name) + " included twice (first at " + where.to_string() + ")");
+        }
+      }
+      included_.push_back({f.name, location(file, pattern)});
+      stack_.push_back(f.name);
+      if (auto r = parse_file(f.text, f.name, depth + 1); !r.ok()) return r;
+      stack_.pop_back();
+    }
+    return Ok{};
+  }
+
+  // The line `KIND NAME {`: one argument, a block, a valid name that `existing` does not have.
+  template <class Spec>
+  Result<Ok> block_header(const Directive& d, const std::string& file, const char* kind,
+                          const std::vector<Spec>& existing) {
+    const std::string form = std::string(kind) + " NAME {";
+    if (auto r = arguments(d, file, 1, form); !r.ok()) return r;
+    if (auto r = needs_block(d, file, form); !r.ok()) return r;
+    if (auto r = name_argument(d, file, kind); !r.ok()) return r;
+    for (const Spec& e : existing) {
+      if (e.name == d.words[1].text) {
+        return at(file, d.words[1],
+                  std::string("duplicate ") + kind + " " + quoted(e.name) + " (first at " +
+                      e.where.to_string() + "; expected a new name)");
+      }
+    }
+    return Ok{};
+  }
+
+  Result<Ok> backend(const Directive& d, const std::string& file) {
+    if (auto r = block_header(d, file, "backend", topology_.backends); !r.ok()) return r;
+    BackendSpec b;
+    b.name = d.words[1].text;
+    b.where = location(file, d.words[0]);
+    OptionTargets targets{&topology_.global, nullptr, &b, nullptr};
+    Seen seen;
+    for (const Directive& inner : d.block) {
+      const std::string& name = inner.words[0].text;
+      if (!inner.words[0].quoted && name == "server") {
+        if (auto r = server(inner, file, b); !r.ok()) return r;
+      } else if (!inner.words[0].quoted && name == "check") {
+        if (auto r = no_block(inner, file); !r.ok()) return r;
+        if (auto r = seen.add(file, inner.words[0]); !r.ok()) return r;
+        b.check.enabled = true;
+        HealthCheck& c = b.check;
+        auto r = keywords(inner, 1, file, kCheckKeywords,
+                          [&c](const OptionSpec& o, const OptionValue& v) {
+                            const std::string_view k = o.name;
+                            const auto n = static_cast<uint32_t>(v.number);
+                            if (k == "interval") c.interval_ms = n;
+                            if (k == "timeout") c.timeout_ms = n;
+                            if (k == "rise") c.rise = n;
+                            if (k == "fall") c.fall = n;
+                            if (k == "send") c.send = v.text;
+                            if (k == "expect") c.expect = v.text;
+                          });
+        if (!r.ok()) return r;
+      } else if (auto r = option(inner, file, OptionScope::kBackend, targets, seen); !r.ok()) {
+        return r;
+      }
+    }
+    if (b.servers.empty()) {
+      return at(file, d.words[0],
+                "backend " + quoted(b.name) +
+                    " has no server (expected at least one 'server NAME "
+                    "ADDRESS')");
+    }
+    topology_.backends.push_back(std::move(b));
+    return Ok{};
+  }
+
+  Result<Ok> server(const Directive& d, const std::string& file, BackendSpec& b) {
+    if (auto r = no_block(d, file); !r.ok()) return r;
+    const std::string form = "server NAME ADDRESS [weight N] [max-connections N] [backup]";
+    if (d.words.size() < 3) {
+      return at(file, d.words[0], "missing argument to 'server' (expected " + form + ")");
+    }
+    if (auto r = name_argument(d, file, "server"); !r.ok()) return r;
+    for (const ServerSpec& s : b.servers) {
+      if (s.name == d.words[1].text) {
+        return at(file, d.words[1],
+                  "duplicate server " + quoted(s.name) + " in backend " + quoted(b.name) +
+                      " (first at " + s.where.to_string() + "; expected a new name)");
+      }
+    }
+    ServerSpec s;
+    s.name = d.words[1].text;
+    s.where = location(file, d.words[0]);
+    auto endpoint = parse_endpoint(d.words[2].text, 1);
+    if (!endpoint.ok()) return at(file, d.words[2], "server: " + endpoint.error());
+    s.endpoint = std::move(endpoint.value());
+    auto r = keywords(d, 3, file, kServerKeywords, [&s](const OptionSpec& o, const OptionValue& v) {
+      const std::string_view k = o.name;
+      if (k == "weight") s.weight = static_cast<uint32_t>(v.number);
+      if (k == "max-connections") s.max_connections = static_cast<uint32_t>(v.number);
+      if (k == "backup") s.backup = true;
+    });
+    if (!r.ok()) return r;
+    b.servers.push_back(std::move(s));
+    return Ok{};
+  }
+
+  Result<Ok> listener(const Directive& d, const std::string& file) {
+    if (auto r = block_header(d, file, "listener", topology_.listeners); !r.ok()) return r;
+    ListenerSpec l;
+    l.name = d.words[1].text;
+    l.where = location(file, d.words[0]);
+    BackendRef ref;
+    OptionTargets targets{&topology_.global, &l, nullptr, nullptr};
+    Seen seen;
+    for (const Directive& inner : d.block) {
+      const std::string& name = inner.words[0].text;
+      if (!inner.words[0].quoted && name == "bind") {
+        if (auto r = bind(inner, file, l); !r.ok()) return r;
+      } else if (!inner.words[0].quoted && name == "backend") {
+        if (auto r = no_block(inner, file); !r.ok()) return r;
+        if (auto r = arguments(inner, file, 1, "backend NAME"); !r.ok()) return r;
+        if (auto r = seen.add(file, inner.words[0]); !r.ok()) return r;
+        ref = BackendRef{inner.words[1].text, location(file, inner.words[1])};
+      } else if (auto r = option(inner, file, OptionScope::kListener, targets, seen); !r.ok()) {
+        return r;
+      }
+    }
+    if (l.binds.empty()) {
+      return at(
+          file, d.words[0],
+          "listener " + quoted(l.name) + " has no bind (expected at least one 'bind ADDRESS')");
+    }
+    if (ref.name.empty()) {
+      return at(file, d.words[0],
+                "listener " + quoted(l.name) + " has no backend (expected 'backend NAME')");
+    }
+    topology_.listeners.push_back(std::move(l));
+    refs_.push_back(std::move(ref));
+    return Ok{};
+  }
+
+  Result<Ok> bind(const Directive& d, const std::string& file, ListenerSpec& l) {
+    if (auto r = no_block(d, file); !r.ok()) return r;
+    const std::string form = "bind ADDRESS [mode OCTAL]";
+    if (d.words.size() < 2) {
+      return at(file, d.words[0], "missing argument to 'bind' (expected " + form + ")");
+    }
+    auto endpoint = parse_endpoint(d.words[1].text, 0);
+    if (!endpoint.ok()) return at(file, d.words[1], "bind: " + endpoint.error());
+    const std::string text = endpoint.value().to_string();
+    for (const auto& [written, where] : binds_) {
+      if (written == text) {
+        return at(file, d.words[1],
+                  "bind " + text + " is already bound at " + where.to_string() +
+                      " (expected each address once)");
+      }
+    }
+    if (d.words.size() > 2) {
+      if (d.words[2].text != "mode") {
+        return at(file, d.words[2],
+                  "unexpected " + quoted(d.words[2].text) + " (expected " + form + ")");
+      }
+      if (d.words.size() == 3) {
+        return at(file, d.words[2], "missing value after 'mode' (expected " + form + ")");
+      }
+      if (d.words.size() > 4) {
+        return at(
+            file, d.words[4],
+            "extra argument " + quoted(d.words[4].text) + " to 'bind' (expected " + form + ")");
+      }
+      if (!endpoint.value().is_unix()) {
+        return at(file, d.words[2], "mode applies to unix: binds only (expected " + form + ")");
+      }
+      uint32_t mode = 0;
+      const std::string& digits = d.words[3].text;
+      bool ok = !digits.empty() && digits.size() <= 4;
+      for (const char c : digits) {
+        ok = ok && c >= '0' && c <= '7';
+        mode = mode * 8 + static_cast<uint32_t>(c - '0');
+      }
+      if (!ok || mode > 0777) {
+        return at(file, d.words[3],
+                  "mode: invalid value " + quoted(digits) +
+                      " (expected octal permissions 0000-0777, e.g. 0660)");
+      }
+      if (l.unix_mode != 0 && l.unix_mode != mode) {
+        return at(file, d.words[3],
+                  "mode: the listener's unix binds already have mode " +
+                      std::to_string(l.unix_mode) + " (expected one mode per listener)");
+      }
+      l.unix_mode = mode;
+    }
+    binds_.emplace_back(text, location(file, d.words[1]));
+    l.binds.push_back(std::move(endpoint.value()));
+    return Ok{};
+  }
+
+  // After every file: listeners to backend indexes, unused backends, at least one listener.
+  Result<Ok> link(const std::string& file_name) {
+    if (topology_.listeners.empty()) {
+      return Error{file_name +
+                   ":1:1: no listener (expected at least one 'listener NAME { ... }' block)"};
+    }
+    std::vector<bool> used(topology_.backends.size(), false);
+    for (size_t i = 0; i < topology_.listeners.size(); ++i) {
+      const BackendRef& ref = refs_[i];
+      bool found = false;
+      for (size_t b = 0; b < topology_.backends.size() && !found; ++b) {
+        if (topology_.backends[b].name != ref.name) continue;
+        topology_.listeners[i].backend = static_cast<uint32_t>(b);
+        used[b] = true;
+        found = true;
+      }
+      if (!found) {
+        std::vector<std::string> names;
+        for (const BackendSpec& b : topology_.backends) names.push_back(b.name);
+        return Error{
+            ref.where.to_string() + ": listener " + quoted(topology_.listeners[i].name) +
+            " names backend " + quoted(ref.name) + ", which is not defined (expected " +
+            (names.empty() ? std::string("a 'backend NAME { ... }' block") : one_of(names)) + ")"};
+      }
+    }
+    for (size_t b = 0; b < used.size(); ++b) {
+      if (used[b]) continue;
+      topology_.warnings.push_back(topology_.backends[b].where.to_string() + ": backend " +
+                                   quoted(topology_.backends[b].name) +
+                                   " is not used by any listener");
+    }
+    return Ok{};
+  }
+
+  const IncludeLoader& loader_;
+  Topology topology_;
+  std::vector<BackendRef> refs_;                                  // parallel to topology_.listeners
+  Seen global_seen_;                                              // across every `global` block
+  std::vector<std::pair<std::string, SourceLocation>> binds_;     // as written, every listener
+  std::vector<std::string> stack_;                                // files being parsed
+  std::vector<std::pair<std::string, SourceLocation>> included_;  // every file, where included
+};
+
+Result<std::string> read_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Error{"cannot read " + quoted(path) + ": " + std::strerror(errno)};
+  std::string text;
+  char chunk[16384];
+  for (;;) {
+    const ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return Error{"cannot read " + quoted(path) + ": " + std::strerror(err)};
+    }
+    if (n == 0) break;
+    text.append(chunk, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return text;
+}
+
+}  // namespace
+
+Result<Endpoint> parse_endpoint(std::string_view text, uint16_t min_port) {
+  const std::string expected = " (expected HOST:PORT, [IPv6]:PORT or unix:/PATH, port " +
+                               std::to_string(min_port) + "-65535)";
+  Endpoint e;
+  if (text.substr(0, 5) == "unix:") {
+    const std::string_view path = text.substr(5);
+    if (path.empty()) return Error{"empty Unix socket path (expected unix:/PATH)"};
+    if (path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+      return Error{"Unix socket path " + quoted(path) + " is too long (expected at most " +
+                   std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes)"};
+    }
+    e.unix_path = std::string(path);
+    return e;
+  }
+  std::string_view port;
+  if (!text.empty() && text[0] == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string_view::npos || close == 1 || text.substr(close + 1, 1) != ":") {
+      return Error{"invalid address " + quoted(text) + expected};
+    }
+    e.host = std::string(text.substr(1, close - 1));
+    port = text.substr(close + 2);
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) {
+      return Error{"invalid address " + quoted(text) + expected};
+    }
+    if (text.substr(0, colon).find(':') != std::string_view::npos) {
+      return Error{"invalid address " + quoted(text) +
+                   " (expected an IPv6 address in brackets: [::1]:8080)"};
+    }
+    e.host = std::string(text.substr(0, colon));
+    port = text.substr(colon + 1);
+  }
+  uint64_t n = 0;
+  if (!parse_decimal(port, min_port, 65535, n)) {
+    return Error{"invalid port " + quoted(port) + " in " + quoted(text) + " (expected " +
+                 std::to_string(min_port) + "-65535)"};
+  }
+  e.port = static_cast<uint16_t>(n);
+  return e;
+}
+
+Result<Topology> parse_topology(std::string_view text, const std::string& file_name,
+                                const IncludeLoader& loader) {
+  Parser parser(loader);
+  return parser.run(text, file_name);
+}
+
+Result<std::vector<IncludedFile>> glob_included_files(const std::string& pattern,
+                                                      const std::string& including_file) {
+  std::string full = pattern;
+  if (pattern.empty() || pattern[0] != '/') {
+    const size_t slash = including_file.rfind('/');
+    if (slash != std::string::npos) full = including_file.substr(0, slash + 1) + pattern;
+  }
+  glob_t g{};
+  const int rc = ::glob(full.c_str(), 0, nullptr, &g);
+  std::vector<IncludedFile> files;
+  if (rc == GLOB_NOMATCH) return files;
+  if (rc != 0) {
+    globfree(&g);
+    return Error{"cannot expand " + quoted(full)};
+  }
+  for (size_t i = 0; i < g.gl_pathc; ++i) {
+    auto text = read_file(g.gl_pathv[i]);
+    if (!text.ok()) {
+      globfree(&g);
+      return Error{text.error()};
+    }
+    files.push_back(IncludedFile{g.gl_pathv[i], std::move(text.value())});
+  }
+  globfree(&g);
+  return files;
+}
+
+Result<Topology> load_topology(const std::string& path, const CommandLine& overrides) {
+  auto text = read_file(path);
+  if (!text.ok()) return Error{text.error()};
+  auto t = parse_topology(text.value(), path, glob_included_files);
+  if (!t.ok()) return t;
+  if (auto r = apply_global_overrides(t.value().global, overrides); !r.ok())
+    return Error{r.error()};
+  return t;
+}
+
+}  // namespace edgeproxy

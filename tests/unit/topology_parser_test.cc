@@ -1,0 +1,564 @@
+// TopologyParser: the file grammar through parse_topology() with a fake include loader, every
+// error with its exact file:line:column, warnings, includes (order, cycles, depth, nothing
+// matched), load_topology() on real files with overrides, and every examples/*.conf.
+#include "edgeproxy/topology_parser.h"
+
+#include <fnmatch.h>
+#include <glob.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace edgeproxy {
+namespace {
+
+// Files by name; an include pattern matches names relative to the including file's directory.
+struct FakeFiles {
+  std::map<std::string, std::string> files;
+  IncludeLoader loader() const {
+    return [this](const std::string& pattern, const std::string& including) {
+      const size_t slash = including.rfind('/');
+      const std::string dir = slash == std::string::npos ? "" : including.substr(0, slash + 1);
+      const std::string full = pattern[0] == '/' ? pattern : dir + pattern;
+      std::vector<IncludedFile> out;
+      for (const auto& [name, text] : files) {
+        if (fnmatch(full.c_str(), name.c_str(), FNM_PATHNAME) == 0) out.push_back({name, text});
+      }
+      return Result<std::vector<IncludedFile>>(out);
+    };
+  }
+};
+
+// One listener `l` on 127.0.0.1:1 using backend `b` with one server: the smallest valid file.
+constexpr const char* kMinimal =
+    "listener l {\n    bind 127.0.0.1:1\n    backend b\n}\nbackend b {\n    server s "
+    "127.0.0.1:2\n}\n";
+
+Result<Topology> Parse(std::string_view text, const FakeFiles& fs = FakeFiles{}) {
+  return parse_topology(text, "f.conf", fs.loader());
+}
+
+Topology Ok(std::string_view text, const FakeFiles& fs = FakeFiles{}) {
+  auto r = Parse(text, fs);
+  EXPECT_TRUE(r.ok()) << r.error();
+  return r.ok() ? std::move(r.value()) : Topology{};
+}
+
+// The parse fails with a message that starts with `where` ("f.conf:3:5: ") and contains
+// `phrase`, on one line.
+::testing::AssertionResult Fails(std::string_view text, const std::string& where,
+                                 const std::string& phrase, const FakeFiles& fs = FakeFiles{}) {
+  auto r = Parse(text, fs);
+  if (r.ok()) return ::testing::AssertionFailure() << "accepted:\n" << text;
+  const std::string& m = r.error();
+  if (m.rfind(where, 0) != 0 || m.find(phrase) == std::string::npos ||
+      m.find('\n') != std::string::npos) {
+    return ::testing::AssertionFailure()
+           << "'" << m << "' is not '" << where << "...'" << phrase << "...'";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST(TopologyParserTest, TheReferenceExample) {
+  const Topology t = Ok(R"(include conf.d/*.conf            # top level only
+global {
+    workers auto
+    max-connections 20000
+    shutdown-timeout 10s
+    no-delay off
+    log-level verbose
+}
+backend app {
+    balance leastconn
+    server a 10.0.0.1:8080 weight 3
+    server b [2001:db8::2]:8080 max-connections 100
+    server local unix:/run/app.sock
+    server spare host.example:8080 backup
+    check interval 2s timeout 1s rise 2 fall 3 send "PING\r\n" expect "+PONG"
+    connect-timeout 2s
+    retries 2
+}
+listener web {
+    bind 0.0.0.0:8080
+    bind [::]:8080
+    bind unix:/run/edgeproxy/web.sock mode 0660
+    backend app
+    idle-timeout 60s
+}
+)");
+  EXPECT_EQ(t.source, "f.conf");
+  EXPECT_EQ(t.global.workers, 0u);
+  EXPECT_EQ(t.global.max_connections, 20000u);
+  EXPECT_EQ(t.global.shutdown_timeout_s, 10u);
+  EXPECT_FALSE(t.global.no_delay);
+  EXPECT_EQ(t.global.log_level, LogLevel::kVerbose);
+  ASSERT_EQ(t.backends.size(), 1u);
+  const BackendSpec& b = t.backends[0];
+  EXPECT_EQ(b.name, "app");
+  EXPECT_EQ(b.where.to_string(), "f.conf:9:1");
+  EXPECT_EQ(b.balance, Balance::kLeastConn);
+  EXPECT_EQ(b.connect_timeout_ms, 2000u);
+  EXPECT_EQ(b.retries, 2u);
+  ASSERT_EQ(b.servers.size(), 4u);
+  EXPECT_EQ(b.servers[0].endpoint.to_string(), "10.0.0.1:8080");
+  EXPECT_EQ(b.servers[0].weight, 3u);
+  EXPECT_EQ(b.servers[0].where.to_string(), "f.conf:11:5");
+  EXPECT_EQ(b.servers[1].endpoint.host, "2001:db8::2");
+  EXPECT_EQ(b.servers[1].endpoint.to_string(), "[2001:db8::2]:8080");
+  EXPECT_EQ(b.servers[1].max_connections, 100u);
+  EXPECT_EQ(b.servers[1].weight, 1u);
+  EXPECT_TRUE(b.servers[2].endpoint.is_unix());
+  EXPECT_EQ(b.servers[2].endpoint.unix_path, "/run/app.sock");
+  EXPECT_TRUE(b.servers[3].backup);
+  EXPECT_FALSE(b.servers[0].backup);
+  EXPECT_TRUE(b.check.enabled);
+  EXPECT_EQ(b.check.interval_ms, 2000u);
+  EXPECT_EQ(b.check.timeout_ms, 1000u);
+  EXPECT_EQ(b.check.rise, 2u);
+  EXPECT_EQ(b.check.fall, 3u);
+  EXPECT_EQ(b.check.send, "PING\r\n");
+  EXPECT_EQ(b.check.expect, "+PONG");
+  ASSERT_EQ(t.listeners.size(), 1u);
+  const ListenerSpec& l = t.listeners[0];
+  EXPECT_EQ(l.name, "web");
+  ASSERT_EQ(l.binds.size(), 3u);
+  EXPECT_EQ(l.binds[0].to_string(), "0.0.0.0:8080");
+  EXPECT_EQ(l.binds[1].to_string(), "[::]:8080");
+  EXPECT_EQ(l.binds[2].to_string(), "unix:/run/edgeproxy/web.sock");
+  EXPECT_EQ(l.unix_mode, 0660u);
+  EXPECT_EQ(l.backend, 0u);
+  EXPECT_EQ(l.idle_timeout_s, 60u);
+  ASSERT_EQ(t.warnings.size(), 1u);
+  EXPECT_EQ(t.warnings[0], "f.conf:1:9: include 'conf.d/*.conf' matches no file");
+}
+
+TEST(TopologyParserTest, DefaultsOfAMinimalFile) {
+  const Topology t = Ok(kMinimal);
+  const BackendSpec& b = t.backends[0];
+  EXPECT_EQ(b.balance, Balance::kRoundRobin);
+  EXPECT_EQ(b.retries, 2u);
+  EXPECT_EQ(b.connect_timeout_ms, 5000u);
+  EXPECT_FALSE(b.check.enabled);
+  EXPECT_EQ(b.servers[0].weight, 1u);
+  EXPECT_EQ(b.servers[0].max_connections, 0u);
+  EXPECT_EQ(t.listeners[0].idle_timeout_s, 3600u);
+  EXPECT_EQ(t.listeners[0].unix_mode, 0u);
+  EXPECT_EQ(t.global.workers, Config{}.workers);
+  EXPECT_TRUE(t.warnings.empty());
+}
+
+TEST(TopologyParserTest, CheckAloneTurnsActiveChecksOn) {
+  const Topology t =
+      Ok("listener l {\n bind h:1\n backend b\n}\nbackend b {\n server s h:2\n check\n}\n");
+  EXPECT_TRUE(t.backends[0].check.enabled);
+  EXPECT_EQ(t.backends[0].check.interval_ms, HealthCheck{}.interval_ms);
+  EXPECT_TRUE(t.backends[0].check.expect.empty());
+}
+
+TEST(TopologyParserTest, ListenersMayNameBackendsDefinedLater) {
+  const Topology t =
+      Ok("backend x {\n server s h:1\n}\nlistener a {\n bind h:1\n backend y\n}\n"
+         "listener b {\n bind h:2\n backend x\n}\nbackend y {\n server s h:2\n}\n");
+  EXPECT_EQ(t.listeners[0].backend, 1u);
+  EXPECT_EQ(t.listeners[1].backend, 0u);
+}
+
+TEST(TopologyParserTest, BlanksCommentsAndBracesOnOneLine) {
+  const Topology t =
+      Ok("# c\n\n\tlistener l{ # open\n\tbind 127.0.0.1:1\n\tbackend b}\nbackend b {\n server s "
+         "h:1 }\n");
+  EXPECT_EQ(t.listeners.size(), 1u);
+}
+
+// --- errors --------------------------------------------------------------------------------
+
+TEST(TopologyParserTest, UnknownDirectivesListWhatIsAllowed) {
+  EXPECT_TRUE(
+      Fails("frontend x {\n}\n", "f.conf:1:1: ",
+            "unknown directive 'frontend' (expected include, global, listener or backend)"));
+  EXPECT_TRUE(Fails("global {\n  worker 2\n}\n", "f.conf:2:3: ",
+                    "unknown directive 'worker' (expected max-connections, buffers, "
+                    "shutdown-timeout, backlog, workers, cpu-list, no-delay, splice, "
+                    "splice-threshold, splice-pipes, batch-wait or log-level)"));
+  EXPECT_TRUE(Fails("listener l {\n  bind h:1\n  balance first\n}\n", "f.conf:3:3: ",
+                    "unknown directive 'balance' (expected bind, backend or idle-timeout)"));
+  EXPECT_TRUE(Fails("backend b {\n  server s h:1\n  idle-timeout 1\n}\n", "f.conf:3:3: ",
+                    "(expected server, check, connect-timeout, balance or retries)"));
+  EXPECT_TRUE(Fails("global {\n  verbose on\n}\n", "f.conf:2:3: ", "unknown directive 'verbose'"))
+      << "command-line-only options are not directives";
+  EXPECT_TRUE(
+      Fails("listener l {\n  include x.conf\n}\n", "f.conf:2:3: ", "unknown directive 'include'"))
+      << "include is top level only";
+  EXPECT_TRUE(Fails("\"global\" {\n}\n", "f.conf:1:1: ", "unknown directive 'global'"))
+      << "a quoted word is never a keyword";
+}
+
+TEST(TopologyParserTest, MissingAndExtraArguments) {
+  EXPECT_TRUE(Fails("backend {\n}\n",
+                    "f.conf:1:1: ", "missing argument to 'backend' (expected backend NAME {)"));
+  EXPECT_TRUE(Fails("listener a b {\n}\n", "f.conf:1:12: ",
+                    "extra argument 'b' to 'listener' (expected listener NAME {)"));
+  EXPECT_TRUE(Fails("global {\n  workers\n}\n", "f.conf:2:3: ",
+                    "missing argument to 'workers' (expected workers 1-1024 or auto)"));
+  EXPECT_TRUE(Fails("global {\n  workers 1 2\n}\n", "f.conf:2:13: ", "extra argument '2'"));
+  EXPECT_TRUE(Fails("global x {\n}\n", "f.conf:1:8: ", "extra argument 'x' to 'global'"));
+  EXPECT_TRUE(Fails("backend b {\n  server s\n}\n",
+                    "f.conf:2:3: ", "missing argument to 'server' (expected server NAME ADDRESS"));
+  EXPECT_TRUE(Fails("listener l {\n  bind\n}\n", "f.conf:2:3: ", "missing argument to 'bind'"));
+  EXPECT_TRUE(Fails("listener l {\n  bind h:1\n  backend\n}\n",
+                    "f.conf:3:3: ", "missing argument to 'backend' (expected backend NAME)"));
+  EXPECT_TRUE(Fails("include\n", "f.conf:1:1: ", "missing argument to 'include'"));
+  EXPECT_TRUE(Fails("backend b\n", "f.conf:1:10: ",
+                    "missing block after 'backend' (expected backend NAME { ... })"));
+  EXPECT_TRUE(
+      Fails("backend b {\n  server s h:1 {\n  }\n}\n", "f.conf:2:16: ", "'server' takes no block"));
+}
+
+TEST(TopologyParserTest, BadValuesUnitsAndRanges) {
+  EXPECT_TRUE(Fails("global {\n  workers many\n}\n",
+                    "f.conf:2:11: ", "workers: invalid value 'many' (expected 1-1024 or auto)"));
+  EXPECT_TRUE(Fails("global {\n  shutdown-timeout 10d\n}\n", "f.conf:2:20: ",
+                    "shutdown-timeout: invalid value '10d' (expected seconds 0-86400"));
+  EXPECT_TRUE(Fails("global {\n  max-connections 0\n}\n", "f.conf:2:19: ", "(expected 1-1000000)"));
+  EXPECT_TRUE(Fails("global {\n  splice-threshold 2g\n}\n",
+                    "f.conf:2:20: ", "(expected bytes 0-1073741824"));
+  EXPECT_TRUE(Fails("global {\n  no-delay yes\n}\n", "f.conf:2:12: ", "(expected on or off)"));
+  EXPECT_TRUE(Fails("global {\n  cpu-list 3-1\n}\n",
+                    "f.conf:2:12: ", "cpu-list: invalid CPU range '3-1' (descending)"));
+  EXPECT_TRUE(Fails("backend b {\n  balance rr\n  server s h:1\n}\n",
+                    "f.conf:2:11: ", "(expected roundrobin, leastconn, random, source or first)"));
+  EXPECT_TRUE(Fails("backend b {\n  server s h:1\n  check interval 5\n}\n", "f.conf:3:18: ",
+                    "interval: invalid value '5' (expected milliseconds 10-3600000"));
+  EXPECT_TRUE(Fails("backend b {\n  server s h:1\n  check rise 0\n}\n",
+                    "f.conf:3:14: ", "rise: invalid value '0' (expected 1-100)"));
+  EXPECT_TRUE(Fails("backend b {\n  server s h:1\n  check fall\n}\n",
+                    "f.conf:3:9: ", "missing value after 'fall' (expected 1-100)"));
+  EXPECT_TRUE(Fails("backend b {\n  server s h:1\n  check every 2s\n}\n", "f.conf:3:9: ",
+                    "unknown check option 'every' (expected interval, timeout, rise, fall, send "
+                    "or expect)"));
+  EXPECT_TRUE(Fails("backend b {\n  server s h:1 heavy\n}\n", "f.conf:2:16: ",
+                    "unknown server option 'heavy' (expected weight, max-connections or backup)"));
+  EXPECT_TRUE(Fails("backend b {\n  server s h:1 max-connections -1\n}\n", "f.conf:2:32: ",
+                    "max-connections: invalid value '-1' (expected 0-1000000, 0 = no limit)"));
+}
+
+TEST(TopologyParserTest, WeightIsOneTo256) {
+  EXPECT_TRUE(Fails("backend b {\n  server s h:1 weight 0\n}\n",
+                    "f.conf:2:23: ", "weight: invalid value '0' (expected 1-256)"));
+  EXPECT_TRUE(
+      Fails("backend b {\n  server s h:1 weight 257\n}\n", "f.conf:2:23: ", "(expected 1-256)"));
+  const Topology t = Ok(std::string(kMinimal) +
+                        "backend w {\n  server lo h:1 weight 1\n  server hi h:2 weight 256\n}\n");
+  EXPECT_EQ(t.backends[1].servers[1].weight, 256u);
+}
+
+TEST(TopologyParserTest, Addresses) {
+  EXPECT_TRUE(Fails("backend b {\n  server s ::1:80\n}\n", "f.conf:2:12: ",
+                    "server: invalid address '::1:80' (expected an IPv6 address in brackets"));
+  EXPECT_TRUE(Fails("backend b {\n  server s host\n}\n", "f.conf:2:12: ",
+                    "server: invalid address 'host' (expected HOST:PORT, [IPv6]:PORT or "
+                    "unix:/PATH, port 1-65535)"));
+  EXPECT_TRUE(Fails("backend b {\n  server s h:0\n}\n",
+                    "f.conf:2:12: ", "server: invalid port '0' in 'h:0' (expected 1-65535)"));
+  EXPECT_TRUE(Fails("listener l {\n  bind h:65536\n}\n",
+                    "f.conf:2:8: ", "bind: invalid port '65536' in 'h:65536' (expected 0-65535)"));
+  EXPECT_TRUE(Fails("listener l {\n  bind [::1]80\n}\n", "f.conf:2:8: ", "invalid address"));
+  EXPECT_TRUE(
+      Fails("listener l {\n  bind unix:\n}\n", "f.conf:2:8: ", "bind: empty Unix socket path"));
+  const std::string long_path = "unix:/" + std::string(107, 'a');
+  EXPECT_TRUE(Fails("listener l {\n  bind " + long_path + "\n}\n",
+                    "f.conf:2:8: ", "is too long (expected at most 107 bytes)"));
+  const Topology t =
+      Ok("listener l {\n bind 127.0.0.1:0\n backend b\n}\nbackend b {\n server s h:65535\n}\n");
+  EXPECT_EQ(t.listeners[0].binds[0].port, 0) << "port 0: any free port";
+}
+
+TEST(TopologyParserTest, BindModeIsForUnixBindsOnly) {
+  EXPECT_TRUE(Fails("listener l {\n  bind h:1 mode 0660\n}\n",
+                    "f.conf:2:12: ", "mode applies to unix: binds only"));
+  EXPECT_TRUE(Fails("listener l {\n  bind unix:/a mode 0999\n}\n", "f.conf:2:21: ",
+                    "mode: invalid value '0999' (expected octal permissions 0000-0777"));
+  EXPECT_TRUE(Fails("listener l {\n  bind unix:/a mode\n}\n",
+                    "f.conf:2:16: ", "missing value after 'mode'"));
+  EXPECT_TRUE(Fails("listener l {\n  bind unix:/a owner 1\n}\n",
+                    "f.conf:2:16: ", "unexpected 'owner' (expected bind ADDRESS [mode OCTAL])"));
+  EXPECT_TRUE(Fails("listener l {\n  bind unix:/a mode 0600\n  bind unix:/b mode 0660\n}\n",
+                    "f.conf:3:21: ", "expected one mode per listener"));
+}
+
+TEST(TopologyParserTest, StringsAndBlocksMustClose) {
+  EXPECT_TRUE(Fails("backend b {\n  server s h:1\n  check send \"PING\n}\n",
+                    "f.conf:3:14: ", "unterminated string"));
+  EXPECT_TRUE(Fails("backend b {\n  server s h:1\n", "f.conf:1:11: ",
+                    "unterminated block (expected '}' before the end of the file)"));
+  EXPECT_TRUE(Fails("global {\n  listener l {\n  }\n", "f.conf:1:8: ", "unterminated block"));
+  EXPECT_TRUE(
+      Fails(std::string(kMinimal) + "}\n", "f.conf:8:1: ", "unexpected '}' (no block is open)"));
+  EXPECT_TRUE(Fails("{\n}\n", "f.conf:1:1: ", "'{' without a directive"));
+  EXPECT_TRUE(Fails("global {\n} workers\n", "f.conf:2:3: ", "text after '}'"));
+}
+
+TEST(TopologyParserTest, DuplicateNames) {
+  EXPECT_TRUE(Fails(std::string(kMinimal) + "listener l {\n  bind h:9\n  backend b\n}\n",
+                    "f.conf:8:10: ", "duplicate listener 'l' (first at f.conf:1:1"));
+  EXPECT_TRUE(Fails(std::string(kMinimal) + "backend b {\n  server s h:9\n}\n",
+                    "f.conf:8:9: ", "duplicate backend 'b' (first at f.conf:5:1"));
+  EXPECT_TRUE(Fails("backend b {\n  server s h:1\n  server s h:2\n}\n",
+                    "f.conf:3:10: ", "duplicate server 's' in backend 'b' (first at f.conf:2:3"));
+  EXPECT_TRUE(Fails("backend b/c {\n}\n", "f.conf:1:9: ", "invalid backend name 'b/c'"));
+}
+
+TEST(TopologyParserTest, SingleValuedDirectivesOncePerBlock) {
+  EXPECT_TRUE(Fails("backend b {\n  server s h:1\n  retries 1\n  retries 2\n}\n",
+                    "f.conf:4:3: ", "duplicate 'retries' (first at f.conf:3:3"));
+  EXPECT_TRUE(Fails("listener l {\n  bind h:1\n  backend a\n  backend b\n}\n",
+                    "f.conf:4:3: ", "duplicate 'backend'"));
+  EXPECT_TRUE(Fails("backend b {\n  server s h:1\n  check\n  check rise 1\n}\n",
+                    "f.conf:4:3: ", "duplicate 'check'"));
+  EXPECT_TRUE(Fails("backend b {\n  server s h:1 weight 2 weight 3\n}\n",
+                    "f.conf:2:25: ", "duplicate 'weight'"));
+  EXPECT_TRUE(Fails("global {\n  workers 2\n}\nglobal {\n  workers 3\n}\n",
+                    "f.conf:5:3: ", "duplicate 'workers' (first at f.conf:2:3"))
+      << "across global blocks too";
+  // Several binds and servers are the point.
+  EXPECT_EQ(Ok("listener l {\n bind h:1\n bind h:2\n backend b\n}\nbackend b {\n server s h:1\n "
+               "server t h:1\n}\n")
+                .listeners[0]
+                .binds.size(),
+            2u);
+}
+
+TEST(TopologyParserTest, ReferencesAndRequiredParts) {
+  EXPECT_TRUE(Fails(
+      "listener l {\n  bind h:1\n  backend nope\n}\nbackend b {\n  server s h:1\n}\n",
+      "f.conf:3:11: ", "listener 'l' names backend 'nope', which is not defined (expected b)"));
+  EXPECT_TRUE(Fails("listener l {\n  backend b\n}\n", "f.conf:1:1: ",
+                    "listener 'l' has no bind (expected at least one 'bind ADDRESS')"));
+  EXPECT_TRUE(Fails("listener l {\n  bind h:1\n}\n",
+                    "f.conf:1:1: ", "listener 'l' has no backend (expected 'backend NAME')"));
+  EXPECT_TRUE(Fails("backend b {\n  retries 1\n}\n", "f.conf:1:1: ",
+                    "backend 'b' has no server (expected at least one 'server NAME ADDRESS')"));
+  EXPECT_TRUE(Fails("backend b {\n  server s h:1\n}\n", "f.conf:1:1: ",
+                    "no listener (expected at least one 'listener NAME { ... }' block)"));
+  EXPECT_TRUE(Fails("", "f.conf:1:1: ", "no listener"));
+}
+
+TEST(TopologyParserTest, SameAddressWrittenTwice) {
+  EXPECT_TRUE(Fails("listener l {\n  bind h:1\n  bind h:1\n}\n",
+                    "f.conf:3:8: ", "bind h:1 is already bound at f.conf:2:8"));
+  EXPECT_TRUE(Fails(std::string(kMinimal) + "listener m {\n  bind 127.0.0.1:1\n  backend b\n}\n",
+                    "f.conf:9:8: ", "bind 127.0.0.1:1 is already bound at f.conf:2:10"));
+  EXPECT_TRUE(
+      Fails("listener l {\n  bind [::1]:1\n  bind [::1]:1\n}\n", "f.conf:3:8: ", "already bound"));
+}
+
+TEST(TopologyParserTest, UnusedBackendIsAWarning) {
+  const Topology t = Ok(std::string(kMinimal) + "\nbackend spare {\n  server s h:1\n}\n");
+  ASSERT_EQ(t.warnings.size(), 1u);
+  EXPECT_EQ(t.warnings[0], "f.conf:9:1: backend 'spare' is not used by any listener");
+}
+
+// --- includes ------------------------------------------------------------------------------
+
+TEST(TopologyParserTest, IncludesAreReadInNameOrderWhereWritten) {
+  FakeFiles fs;
+  fs.files["conf.d/b.conf"] = "listener b {\n bind h:2\n backend x\n}\n";
+  fs.files["conf.d/a.conf"] = "backend x {\n server s h:1\n}\ninclude more/*.conf\n";
+  fs.files["conf.d/more/c.conf"] = "listener c {\n bind h:3\n backend x\n}\n";
+  fs.files["conf.d/skip.txt"] = "not a conf";
+  const Topology t = Ok("global {\n workers 2\n}\ninclude conf.d/*.conf\n", fs);
+  ASSERT_EQ(t.listeners.size(), 2u);
+  EXPECT_EQ(t.listeners[0].name, "c") << "a.conf includes more/c.conf before b.conf is read";
+  EXPECT_EQ(t.listeners[1].name, "b");
+  EXPECT_EQ(t.listeners[1].where.to_string(), "conf.d/b.conf:1:1");
+  EXPECT_EQ(t.backends[0].where.to_string(), "conf.d/a.conf:1:1");
+  EXPECT_TRUE(t.warnings.empty());
+}
+
+TEST(TopologyParserTest, ErrorsInIncludedFilesNameThatFile) {
+  FakeFiles fs;
+  fs.files["x.conf"] = "backend x {\n  server s h:1 weight 0\n}\n";
+  EXPECT_TRUE(Fails("include x.conf\n", "x.conf:2:23: ", "(expected 1-256)", fs));
+}
+
+TEST(TopologyParserTest, IncludeMatchingNothing) {
+  const Topology t = Ok(std::string(kMinimal) + "include none/*.conf\n");
+  ASSERT_EQ(t.warnings.size(), 1u);
+  EXPECT_EQ(t.warnings[0], "f.conf:8:9: include 'none/*.conf' matches no file");
+  EXPECT_TRUE(Fails(std::string(kMinimal) + "include none.conf\n", "f.conf:8:9: ",
+                    "include 'none.conf' matches no file (expected an existing file)"));
+}
+
+TEST(TopologyParserTest, IncludeCycleAndTwice) {
+  FakeFiles fs;
+  fs.files["a.conf"] = "include b.conf\n";
+  fs.files["b.conf"] = "\ninclude a.conf\n";
+  fs.files["f.conf"] = "include f.conf\n";  // the main file, as the loader sees it
+  EXPECT_TRUE(Fails("include a.conf\n",
+                    "b.conf:2:9: ", "include cycle: f.conf -> a.conf -> b.conf -> a.conf", fs));
+  EXPECT_TRUE(Fails("include f.conf\n", "f.conf:1:9: ", "include cycle: f.conf -> f.conf", fs));
+  FakeFiles twice;
+  twice.files["a.conf"] = "# empty\n";
+  EXPECT_TRUE(Fails("include a.conf\ninclude *.conf\n",
+                    "f.conf:2:9: ", "file 'a.conf' included twice (first at f.conf:1:9)", twice));
+}
+
+TEST(TopologyParserTest, IncludeDepthIsLimited) {
+  FakeFiles fs;
+  for (uint32_t i = 0; i < kMaxIncludeDepth + 1; ++i) {
+    fs.files["d" + std::to_string(i) + ".conf"] = "include d" + std::to_string(i + 1) + ".conf\n";
+  }
+  fs.files["d" + std::to_string(kMaxIncludeDepth + 1) + ".conf"] = kMinimal;
+  const std::string deepest = "d" + std::to_string(kMaxIncludeDepth - 1) + ".conf";
+  EXPECT_TRUE(Fails("include d0.conf\n", deepest + ":1:9: ",
+                    "includes nested too deep (expected at most 8 levels)", fs));
+  FakeFiles ok;
+  for (uint32_t i = 0; i + 1 < kMaxIncludeDepth; ++i) {
+    ok.files["d" + std::to_string(i) + ".conf"] = "include d" + std::to_string(i + 1) + ".conf\n";
+  }
+  ok.files["d" + std::to_string(kMaxIncludeDepth - 1) + ".conf"] = kMinimal;
+  EXPECT_EQ(Ok("include d0.conf\n", ok).listeners.size(), 1u) << "exactly 8 levels are fine";
+}
+
+TEST(TopologyParserTest, LoaderErrorsCarryTheIncludeLocation) {
+  const IncludeLoader failing = [](const std::string&, const std::string&) {
+    return Result<std::vector<IncludedFile>>(Error{"cannot read 'x': Permission denied"});
+  };
+  auto r = parse_topology("\n  include x\n", "f.conf", failing);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), "f.conf:2:11: include: cannot read 'x': Permission denied");
+}
+
+TEST(TopologyParserTest, ParseEndpoint) {
+  EXPECT_EQ(parse_endpoint("h:1", 1).value().to_string(), "h:1");
+  EXPECT_EQ(parse_endpoint("[::]:0", 0).value().host, "::");
+  EXPECT_EQ(parse_endpoint("unix:rel.sock", 1).value().unix_path, "rel.sock");
+  EXPECT_FALSE(parse_endpoint(":80", 1).ok());
+  EXPECT_FALSE(parse_endpoint("[]:80", 1).ok());
+  EXPECT_FALSE(parse_endpoint("h:", 1).ok());
+  EXPECT_FALSE(parse_endpoint("h:+1", 1).ok());
+}
+
+// --- files ---------------------------------------------------------------------------------
+
+// A temporary directory removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    char name[] = "/tmp/edgeproxy-parser-XXXXXX";
+    path_ = mkdtemp(name) != nullptr ? name : "";
+  }
+  ~TempDir() {
+    for (const std::string& f : files_) std::remove(f.c_str());
+    for (auto d = dirs_.rbegin(); d != dirs_.rend(); ++d) rmdir(d->c_str());
+    rmdir(path_.c_str());
+  }
+  const std::string& path() const { return path_; }
+  void mkdir(const std::string& name) {
+    dirs_.push_back(path_ + "/" + name);
+    ::mkdir(dirs_.back().c_str(), 0700);
+  }
+  std::string write(const std::string& name, const std::string& text) {
+    files_.push_back(path_ + "/" + name);
+    FILE* f = std::fopen(files_.back().c_str(), "w");
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+    return files_.back();
+  }
+
+ private:
+  std::string path_;
+  std::vector<std::string> files_;
+  std::vector<std::string> dirs_;
+};
+
+TEST(TopologyParserTest, LoadTopologyReadsIncludesRelativeToTheFile) {
+  TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  dir.mkdir("conf.d");
+  dir.write("conf.d/2.conf", "listener two {\n bind 127.0.0.1:2\n backend b\n}\n");
+  dir.write("conf.d/1.conf", "listener one {\n bind 127.0.0.1:1\n backend b\n}\n");
+  const std::string main_file = dir.write(
+      "main.conf",
+      "global {\n workers 3\n max-connections 50\n}\ninclude conf.d/*.conf\nbackend b {\n server s "
+      "h:1\n}\n");
+  const char* argv[] = {"edgeproxy", "-c", main_file.c_str(), "--workers", "5"};
+  auto cl = parse_command_line(5, argv);
+  ASSERT_TRUE(cl.ok()) << cl.error();
+  auto t = load_topology(main_file, cl.value());
+  ASSERT_TRUE(t.ok()) << t.error();
+  EXPECT_EQ(t.value().source, main_file);
+  ASSERT_EQ(t.value().listeners.size(), 2u);
+  EXPECT_EQ(t.value().listeners[0].name, "one");
+  EXPECT_EQ(t.value().listeners[1].where.to_string(), dir.path() + "/conf.d/2.conf:1:1");
+  EXPECT_EQ(t.value().global.workers, 5u) << "the command line overrides the file";
+  EXPECT_EQ(t.value().global.max_connections, 50u) << "what the command line leaves stays";
+}
+
+TEST(TopologyParserTest, LoadTopologyErrors) {
+  TempDir dir;
+  const CommandLine none;
+  auto missing = load_topology(dir.path() + "/nope.conf", none);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error(),
+            "cannot read '" + dir.path() + "/nope.conf': No such file or directory");
+  const std::string self = dir.write("self.conf", "include self.conf\n");
+  auto cycle = load_topology(self, none);
+  ASSERT_FALSE(cycle.ok());
+  EXPECT_EQ(cycle.error(), self + ":1:9: include cycle: " + self + " -> " + self);
+  const std::string plain = dir.write("plain.conf", "include absent.conf\n");
+  auto absent = load_topology(plain, none);
+  ASSERT_FALSE(absent.ok());
+  EXPECT_NE(absent.error().find(":1:9: include 'absent.conf' matches no file"), std::string::npos);
+}
+
+TEST(TopologyParserTest, EveryExampleLoads) {
+  glob_t g{};
+  const std::string pattern = std::string(EDGEPROXY_EXAMPLES_DIR) + "/*.conf";
+  ASSERT_EQ(glob(pattern.c_str(), 0, nullptr, &g), 0) << pattern;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < g.gl_pathc; ++i) names.emplace_back(g.gl_pathv[i]);
+  globfree(&g);
+  EXPECT_GE(names.size(), 3u);
+  for (const std::string& name : names) {
+    auto t = load_topology(name, CommandLine{});
+    ASSERT_TRUE(t.ok()) << t.error();
+    EXPECT_TRUE(t.value().warnings.empty()) << name << ": " << t.value().warnings[0];
+    EXPECT_FALSE(t.value().listeners.empty()) << name;
+    auto resolved = resolve_topology(t.value());
+    EXPECT_TRUE(resolved.ok()) << resolved.error();
+  }
+}
+
+// full.conf writes every directive and sub-option there is.
+TEST(TopologyParserTest, FullExampleUsesEveryDirective) {
+  const std::string path = std::string(EDGEPROXY_EXAMPLES_DIR) + "/full.conf";
+  auto t = load_topology(path, CommandLine{});
+  ASSERT_TRUE(t.ok()) << t.error();
+  FILE* f = std::fopen(path.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  std::string text;
+  char chunk[4096];
+  for (size_t n; (n = std::fread(chunk, 1, sizeof chunk, f)) > 0;) text.append(chunk, n);
+  std::fclose(f);
+  for (const OptionSpec& o : option_table()) {
+    if (o.in_file()) {
+      EXPECT_NE(text.find(std::string("\n    ") + o.name + " "), std::string::npos) << o.name;
+    }
+  }
+  for (const char* word :
+       {"include ", "global {", "backend app {", "listener web {", "server ", " weight ",
+        " max-connections 100", " backup", "check interval", " timeout ", " rise ", " fall ",
+        " send ", " expect ", "bind unix:", " mode ", "    backend app\n"}) {
+    EXPECT_NE(text.find(word), std::string::npos) << word;
+  }
+  EXPECT_EQ(t.value().listeners.size(), 2u) << "conf.d/admin.conf adds one";
+}
+
+}  // namespace
+}  // namespace edgeproxy
