@@ -21,9 +21,12 @@ constexpr uint32_t kNone = Balancer::kNoServer;
 
 // Weights are 1-256 (ServerSpec); clamping to that keeps every product below fits in 64 bits.
 constexpr uint32_t kMaxWeight = 256;
-// Round robin keeps one whole smooth cycle when it has at most this many entries (4 bytes each);
-// a longer cycle is stepped at each pick instead, at O(distinct weights) <= 256 comparisons.
-constexpr uint64_t kMaxSequence = uint64_t{1} << 16;
+// Round robin keeps one whole smooth cycle when it has at most this many entries (4 bytes each,
+// 1 MiB: any group of up to 1 024 servers); a longer cycle is stepped at each pick instead, at
+// O(distinct weights) <= 256 steps. A worker starts at one of the first kMaxStartSteps places of
+// the cycle, so that the workers' first picks spread.
+constexpr uint64_t kMaxSequence = uint64_t{1} << 18;
+constexpr uint64_t kMaxStartSteps = 4096;
 // Sequence entries (round robin), pairs of draws (random) or ring points (source) tried before
 // a pick falls back to a plain scan of the group: bounds a pick while many servers are unusable.
 constexpr uint32_t kMaxProbes = 32;
@@ -138,9 +141,11 @@ Seen look(const Member& m) noexcept {
 // nginx's smooth weighted round robin (ngx_http_upstream_get_peer), stepped by weight class.
 // nginx adds each weight to its server's current weight, picks the highest (the first written
 // on a tie) and subtracts the total from it. Among servers of equal weight the highest is the
-// one picked fewest times, the first written on a tie: they take turns in written order. So a
-// class needs only its pick count, and one step costs O(distinct weights). After total/gcd
-// steps every current weight is back to zero: that is the cycle.
+// one picked fewest times, the first written on a tie: they take turns in written order, and
+// the class's next server has the class's highest current weight, which loses the total only
+// when every server of the class has had its turn. So one step costs O(distinct weights), at
+// most 256, and the order is nginx's exactly. After total/gcd steps every current weight is back
+// to zero: that is the cycle.
 class SmoothStepper {
  public:
   void init(const std::vector<Member>& members) {
@@ -150,53 +155,46 @@ class SmoothStepper {
       total_ += w;
       auto it = std::find_if(classes_.begin(), classes_.end(),
                              [w](const WeightClass& c) { return c.weight == w; });
-      if (it == classes_.end()) it = classes_.insert(classes_.end(), WeightClass{w, 0, {}});
+      if (it == classes_.end()) it = classes_.insert(classes_.end(), WeightClass{w, 0, 0, {}});
       it->members.push_back(i);
     }
     uint64_t g = 0;
-    for (const WeightClass& c : classes_) g = std::gcd(g, uint64_t{c.weight});
-    cycle_ = g == 0 ? 0 : total_ / g;
+    for (const WeightClass& c : classes_) g = std::gcd(g, static_cast<uint64_t>(c.weight));
+    cycle_ = g == 0 ? 0 : static_cast<uint64_t>(total_) / g;
   }
 
   uint64_t cycle() const noexcept { return cycle_; }
 
   // The next member index of the sequence; the group must not be empty.
   uint32_t next() noexcept {
-    const int64_t t = static_cast<int64_t>(step_) + 1;
     WeightClass* best = nullptr;
-    int64_t best_value = 0;
-    uint32_t best_member = 0;
     for (WeightClass& c : classes_) {
-      const uint64_t size = c.members.size();
-      const uint32_t member = c.members[c.picks % size];
-      const int64_t value =
-          t * static_cast<int64_t>(c.weight) - static_cast<int64_t>(total_ * (c.picks / size));
-      if (best == nullptr || value > best_value || (value == best_value && member < best_member)) {
+      c.current += c.weight;
+      if (best == nullptr || c.current > best->current ||
+          (c.current == best->current && c.members[c.turn] < best->members[best->turn])) {
         best = &c;
-        best_value = value;
-        best_member = member;
       }
     }
-    ++best->picks;
-    if (++step_ == cycle_) {
-      step_ = 0;
-      for (WeightClass& c : classes_) c.picks = 0;
+    const uint32_t member = best->members[best->turn];
+    if (++best->turn == best->members.size()) {
+      best->turn = 0;
+      best->current -= total_;
     }
-    return best_member;
+    return member;
   }
 
   void clear() noexcept { classes_ = {}; }
 
  private:
   struct WeightClass {
-    uint32_t weight;
-    uint64_t picks;                 // in this cycle
+    int64_t weight;
+    int64_t current;                // nginx's current weight of members[turn]
+    uint32_t turn;                  // the member whose turn it is in this class
     std::vector<uint32_t> members;  // in written order
   };
   std::vector<WeightClass> classes_;
-  uint64_t total_ = 0;
+  int64_t total_ = 0;
   uint64_t cycle_ = 0;
-  uint64_t step_ = 0;  // steps taken in this cycle
 };
 
 // Leastconn's per-worker tournament tree over the counts last seen. A leaf holds a member's last
@@ -330,6 +328,10 @@ struct Group {
 
   std::vector<uint64_t> ring;  // source: point hashes, ascending
   std::vector<uint32_t> ring_members;
+  // ring_index[b]: the first point whose hash's top bits are >= b; ring_index[buckets] = points.
+  // 8 to 16 points a bucket, so a lookup searches a few neighbouring entries, not the ring.
+  std::vector<uint32_t> ring_index;
+  uint32_t ring_shift = 63;
 
   bool fits(uint32_t i, uint32_t avoid) const noexcept {
     return members[i].server != avoid && look(members[i]).usable;
@@ -357,10 +359,9 @@ struct Group {
       sequence.reserve(cycle);
       for (uint64_t k = 0; k < cycle; ++k) sequence.push_back(stepper.next());
       stepper.clear();
-      // Workers start at different places of the cycle so that their first picks spread.
-      position = static_cast<uint32_t>(mix64(seed) % cycle);
+      position = static_cast<uint32_t>(mix64(seed) % std::min(cycle, kMaxStartSteps));
     } else {
-      for (uint64_t k = mix64(seed) % kMaxSequence; k > 0; --k) stepper.next();
+      for (uint64_t k = mix64(seed) % kMaxStartSteps; k > 0; --k) stepper.next();
     }
   }
 
@@ -459,13 +460,26 @@ struct Group {
       ring.push_back(hash);
       ring_members.push_back(member);
     }
+    uint32_t bits = 1;
+    while (bits < 31 && (uint64_t{16} << bits) <= ring.size()) ++bits;
+    ring_shift = 64 - bits;
+    const uint32_t buckets = uint32_t{1} << bits;
+    ring_index.reserve(buckets + 1);
+    size_t p = 0;
+    for (uint64_t b = 0; b < buckets; ++b) {
+      while (p < ring.size() && (ring[p] >> ring_shift) < b) ++p;
+      ring_index.push_back(static_cast<uint32_t>(p));
+    }
+    ring_index.push_back(static_cast<uint32_t>(ring.size()));
   }
 
   uint32_t source(const SocketAddress& client, uint32_t avoid) const noexcept {
     const uint64_t h = client_hash(client);
     const uint32_t points = static_cast<uint32_t>(ring.size());
-    uint32_t p =
-        static_cast<uint32_t>(std::lower_bound(ring.begin(), ring.end(), h) - ring.begin());
+    const uint64_t bucket = h >> ring_shift;
+    const auto from = ring.begin() + ring_index[bucket];
+    const auto to = ring.begin() + ring_index[bucket + 1];
+    uint32_t p = static_cast<uint32_t>(std::lower_bound(from, to, h) - ring.begin());
     uint32_t refused = kNone;
     for (uint32_t k = 0; k < kMaxProbes && k < points; ++k, ++p) {
       if (p == points) p = 0;

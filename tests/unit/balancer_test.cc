@@ -193,18 +193,19 @@ TEST(BalancerTest, RoundRobinMatchesNginxForMixedWeights) {
   EXPECT_NE(offset_in(reference, picks_of(b, 30 * 3), 30), SIZE_MAX);
 }
 
-// A cycle longer than the stored bound (65 536 entries) is stepped at each pick: same order.
+// A cycle longer than the stored bound (262 144 entries) is stepped at each pick: same order.
 TEST(BalancerTest, RoundRobinMatchesNginxWhenTheCycleIsTooLongToStore) {
   std::vector<uint32_t> weights;
-  for (uint32_t i = 0; i < 300; ++i) weights.push_back(200 + (i * 37) % 57);
+  for (uint32_t i = 0; i < 1100; ++i) weights.push_back(240 + (i * 37) % 17);
   uint64_t total = 0;
   for (uint32_t w : weights) total += w;
-  ASSERT_GT(total, 65536u);
+  ASSERT_GT(total, uint64_t{1} << 18);
   const size_t kPicks = 3000;
-  const std::vector<uint32_t> reference = nginx_sequence(weights, 65536 + kPicks);
+  const size_t kStarts = 4096;  // a worker starts at one of the cycle's first 4 096 places
+  const std::vector<uint32_t> reference = nginx_sequence(weights, kStarts + kPicks);
   BackendSpec spec = make_backend(Balance::kRoundRobin, weights);
   Balancer b(spec, 5);
-  EXPECT_NE(offset_in(reference, picks_of(b, kPicks), 65536), SIZE_MAX);
+  EXPECT_NE(offset_in(reference, picks_of(b, kPicks), kStarts), SIZE_MAX);
 }
 
 TEST(BalancerTest, RoundRobinEqualWeightsTakeTurns) {
