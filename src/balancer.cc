@@ -227,8 +227,12 @@ class LoadTree {
     return false;
   }
 
-  void chosen(uint32_t i) noexcept {
-    leaves_[i].stamp = ++clock_;
+  // Marks i chosen now (ties go to the others first) with the state it will have.
+  void chosen(uint32_t i, Seen next) noexcept {
+    Leaf& leaf = leaves_[i];
+    leaf.stamp = ++clock_;
+    leaf.usable = next.usable;
+    leaf.current = next.current;
     replay(i);
   }
 
@@ -394,17 +398,17 @@ struct Group {
     return s;
   }
 
-  uint32_t least_conn(uint32_t avoid) noexcept {
+  // `masked`: the member that is `avoid` when it belongs to this tier, else kNone.
+  uint32_t least_conn(uint32_t avoid, uint32_t masked) noexcept {
     const uint32_t n = static_cast<uint32_t>(members.size());
-    uint32_t masked = kNone;
-    for (uint32_t i = 0; i < n && avoid != kNone; ++i) {
-      if (members[i].server == avoid) masked = i;
-    }
     if (masked != kNone) tree.agree(masked, seen(masked, avoid));
     for (uint32_t k = 0; k < kRefreshPerPick && k < n; ++k) {
       tree.agree(sweep, seen(sweep, avoid));
       if (++sweep == n) sweep = 0;
     }
+    // A stale candidate is re-placed and the next root read. Past kMaxRechecks stale ones in a
+    // row (other workers opening connections faster than this one picks) every leaf is read
+    // again, O(n), which keeps the pick exact while counts only rose since they were seen.
     uint32_t chosen = kNone;
     for (uint32_t k = 0; k < kMaxRechecks; ++k) {
       const uint32_t i = tree.root();
@@ -418,7 +422,14 @@ struct Group {
       for (uint32_t i = 0; i < n; ++i) tree.agree(i, seen(i, avoid));
       if (tree.usable(tree.root())) chosen = tree.root();
     }
-    if (chosen != kNone) tree.chosen(chosen);
+    if (chosen != kNone) {
+      // The worker adds the connection to the count right after the pick (ServerRuntime's
+      // contract): the leaf counts it at once, so this worker's own picks never leave it stale.
+      const Seen was = seen(chosen, avoid);
+      const uint64_t after = std::min(was.current + 1, kMaxCount);
+      const uint32_t max = members[chosen].max_connections;
+      tree.chosen(chosen, {max == 0 || after < max, after});
+    }
     if (masked != kNone) tree.agree(masked, look(members[masked]));
     return chosen;
   }
@@ -499,18 +510,27 @@ struct Group {
 struct Balancer::Impl {
   Balance balance;
   Rng rng;
-  Group tiers[2];               // [0] non-backup servers, [1] backups
-  std::vector<Member> servers;  // by BackendSpec server index, for the last resort of `avoid`
+  Group tiers[2];  // [0] non-backup servers, [1] backups
+  // By BackendSpec server index: the server (for the last resort of `avoid`), its tier and its
+  // member index there.
+  std::vector<Member> servers;
+  std::vector<uint32_t> tier_of;
+  std::vector<uint32_t> place;
 
   Impl(const BackendSpec& spec, uint64_t seed) : balance(spec.balance), rng(mix64(seed)) {
     servers.reserve(spec.servers.size());
+    tier_of.reserve(spec.servers.size());
+    place.reserve(spec.servers.size());
     for (uint32_t i = 0; i < spec.servers.size(); ++i) {
       const ServerSpec& s = spec.servers[i];
       EDGEPROXY_CHECK(s.runtime != nullptr);
       const Member m{s.runtime.get(), i, std::clamp<uint32_t>(s.weight, 1, kMaxWeight),
                      s.max_connections};
+      const uint32_t tier = s.backup ? 1 : 0;
       servers.push_back(m);
-      tiers[s.backup ? 1 : 0].members.push_back(m);
+      tier_of.push_back(tier);
+      place.push_back(static_cast<uint32_t>(tiers[tier].members.size()));
+      tiers[tier].members.push_back(m);
     }
     for (uint32_t t = 0; t < 2; ++t) {
       Group& g = tiers[t];
@@ -534,7 +554,8 @@ struct Balancer::Impl {
     }
   }
 
-  uint32_t pick_in(Group& g, const SocketAddress& client, uint32_t avoid) noexcept {
+  uint32_t pick_in(uint32_t tier, const SocketAddress& client, uint32_t avoid) noexcept {
+    Group& g = tiers[tier];
     if (g.members.empty()) return kNone;
     uint32_t i = kNone;
     switch (balance) {
@@ -542,7 +563,8 @@ struct Balancer::Impl {
         i = g.round_robin(avoid);
         break;
       case Balance::kLeastConn:
-        i = g.least_conn(avoid);
+        i = g.least_conn(avoid,
+                         avoid < servers.size() && tier_of[avoid] == tier ? place[avoid] : kNone);
         break;
       case Balance::kRandom:
         i = g.random(rng, avoid);
@@ -568,8 +590,8 @@ Balancer::~Balancer() = default;
 // server that just failed, and gets that server again only when nothing else is usable.
 uint32_t Balancer::pick(const SocketAddress& client, uint32_t avoid) noexcept {
   Impl& s = *impl_;
-  for (Group& g : s.tiers) {
-    const uint32_t server = s.pick_in(g, client, avoid);
+  for (uint32_t tier = 0; tier < 2; ++tier) {
+    const uint32_t server = s.pick_in(tier, client, avoid);
     if (server != kNone) return server;
   }
   if (avoid < s.servers.size() && look(s.servers[avoid]).usable) return avoid;
