@@ -34,6 +34,7 @@ constexpr uint32_t kMaxProbes = 32;
 // and leaves refreshed from the atomics at every pick (a sweep over the group).
 constexpr uint32_t kMaxRechecks = 8;
 constexpr uint32_t kRefreshPerPick = 2;
+constexpr uint64_t kRefreshSpacing = 16;
 // Source: ring points per weight unit, and the ring size past which that number is lowered
 // (8 + 4 bytes a point).
 constexpr uint64_t kRingPointsPerWeight = 160;
@@ -328,7 +329,8 @@ struct Group {
 
   LoadTree tree;  // leastconn
   uint32_t sweep = 0;
-  AliasTable alias;  // random
+  uint64_t since_refresh = 0;  // picks since every leaf was last read
+  AliasTable alias;            // random
 
   std::vector<uint64_t> ring;  // source: point hashes, ascending
   std::vector<uint32_t> ring_members;
@@ -406,18 +408,30 @@ struct Group {
       tree.agree(sweep, seen(sweep, avoid));
       if (++sweep == n) sweep = 0;
     }
-    // A stale candidate is re-placed and the next root read. Past kMaxRechecks stale ones in a
-    // row (other workers opening connections faster than this one picks) every leaf is read
-    // again, O(n), which keeps the pick exact while counts only rose since they were seen.
+    // A stale candidate is re-placed and the next root read. After kMaxRechecks stale ones in
+    // a row (other workers opening connections faster than this one picks) every leaf is read
+    // again, at most once per n / kRefreshSpacing picks (amortized kRefreshSpacing reads a
+    // pick); in between, the least loaded usable one of those candidates, as read now.
     uint32_t chosen = kNone;
+    uint32_t best = kNone;
+    Seen best_seen{false, 0};
     for (uint32_t k = 0; k < kMaxRechecks; ++k) {
       const uint32_t i = tree.root();
       if (!tree.usable(i)) break;  // nothing usable as last seen: refresh everything
-      if (tree.agree(i, seen(i, avoid))) {
+      const Seen now = seen(i, avoid);
+      if (tree.agree(i, now)) {
         chosen = i;
         break;
       }
+      if (now.usable && (best == kNone || now.current * members[best].weight <
+                                              best_seen.current * members[i].weight)) {
+        best = i;
+        best_seen = now;
+      }
     }
+    ++since_refresh;
+    if (chosen == kNone && since_refresh * kRefreshSpacing < n) chosen = best;
+    if (chosen == kNone) since_refresh = 0;
     if (chosen == kNone) {
       for (uint32_t i = 0; i < n; ++i) tree.agree(i, seen(i, avoid));
       if (tree.usable(tree.root())) chosen = tree.root();
