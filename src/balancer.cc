@@ -30,8 +30,9 @@ constexpr uint64_t kMaxStartSteps = 4096;
 // Sequence entries (round robin), pairs of draws (random) or ring points (source) tried before
 // a pick falls back to a plain scan of the group: bounds a pick while many servers are unusable.
 constexpr uint32_t kMaxProbes = 32;
-// Leastconn: candidates re-read and re-placed in one pick before the whole tree is refreshed,
-// and leaves refreshed from the atomics at every pick (a sweep over the group).
+// Leastconn: stale candidates re-read and re-placed in one pick, leaves refreshed from the
+// atomics at every pick (a sweep over the group), and the share of n picks that may read every
+// leaf (at most once per n / kRefreshSpacing picks).
 constexpr uint32_t kMaxRechecks = 8;
 constexpr uint32_t kRefreshPerPick = 2;
 constexpr uint64_t kRefreshSpacing = 16;
@@ -431,8 +432,8 @@ struct Group {
     }
     ++since_refresh;
     if (chosen == kNone && since_refresh * kRefreshSpacing < n) chosen = best;
-    if (chosen == kNone) since_refresh = 0;
     if (chosen == kNone) {
+      since_refresh = 0;
       for (uint32_t i = 0; i < n; ++i) tree.agree(i, seen(i, avoid));
       if (tree.usable(tree.root())) chosen = tree.root();
     }

@@ -144,6 +144,8 @@ std::vector<uint32_t> picks_of(Balancer& b, size_t n) {
 constexpr Balance kAllBalances[] = {Balance::kRoundRobin, Balance::kLeastConn, Balance::kRandom,
                                     Balance::kSource, Balance::kFirst};
 
+// For SCOPED_TRACE. to_string(Balance) is defined in src/topology.cc, which this branch does
+// not have yet: use it here once it does.
 const char* name_of(Balance b) {
   switch (b) {
     case Balance::kRoundRobin:
