@@ -1,7 +1,7 @@
 // Balancer: picks the server of a backend for a new connection. One per worker per backend,
 // built from an immutable BackendSpec when a worker installs a topology; the pick reads the
 // servers' shared state (ServerRuntime: up/down, open connections) through relaxed atomics and
-// never takes a lock. Algorithms and their costs: docs/configuration.md, "balance".
+// never takes a lock. Algorithms, their costs and guarantees: docs/balancing.md.
 #pragma once
 
 #include <cstdint>
@@ -27,8 +27,9 @@ class Balancer {
   // The server for a new connection from `client`: an up, non-backup server below its
   // max-connections, chosen by the backend's algorithm; when none is, a backup chosen the same
   // way; kNoServer when none is usable at all. `avoid` (a server index, or kNoServer) is skipped
-  // while another server is usable: a retry goes elsewhere. O(1) or O(log n) in the number of
-  // servers while most are usable.
+  // while another server is usable, a backup included: a retry goes elsewhere rather than back
+  // to the server that just failed. O(1) or O(log n) in the number of servers while most are
+  // usable (kFirst: O(servers before the one chosen)); O(n) to find that none is usable.
   uint32_t pick(const SocketAddress& client, uint32_t avoid = kNoServer) noexcept;
 
  private:
