@@ -128,10 +128,20 @@ class FileMode(ProxyTestCase):
             self.assertEqual(self.who_once(proxy.values["PORT"]), "one")
             self.assertEqual(self.who_once(proxy.values["PORT2"]), "two")
 
-    @unittest.skipUnless(harness.ipv6_available(), "::1 cannot be bound")
-    def test_an_ipv6_bind_serves(self):
+    def test_a_listener_idle_timeout_closes_an_idle_connection(self):
         backend = self.start_server()
-        text = one_listener_config([f"a 127.0.0.1:{backend.port}"]).replace(
+        proxy = self.start_proxy_config(one_listener_config([f"a 127.0.0.1:{backend.port}"],
+                                                           listener=["idle-timeout 1s"]))
+        s = self.connect(proxy.port)
+        s.sendall(b"x")
+        self.assertEqual(harness.recv_exact(s, 1), b"x")
+        self.assertClosedByProxy(s, within=5)
+        self.assertEqual(proxy.wait_stats(lambda st: st["idle_timeouts"] == 1)["idle_timeouts"], 1)
+
+    @unittest.skipUnless(harness.ipv6_available(), "::1 cannot be bound")
+    def test_an_ipv6_bind_and_server_serve(self):
+        backend = self.start_server(host="::1")
+        text = one_listener_config([f"a [::1]:{backend.port}"]).replace(
             "bind 127.0.0.1:@PORT@", "bind [::1]:@PORT@")
         proxy = self.start_proxy_config(text)
         self.assertEqual(echo_roundtrip(proxy.port, b"over six\n", host="::1"), b"over six\n")

@@ -185,6 +185,36 @@ class Servers(ReloadTestCase):
         stats = harness.full_stats(proxy)
         self.assertEqual((stats["epoch"], stats["reloads"], stats["reload_failures"]), (2, 1, 1))
 
+    def test_a_kept_server_keeps_its_health(self):
+        # a is down by its checks; a reload that keeps it (same name and address) must not bring
+        # it back up, nor send clients to it.
+        servers = self.start_named("b")
+        ports = {"a": harness.free_port(), "b": servers["b"].port}  # nothing listens on a
+        checks = ["check interval 200ms timeout 100ms rise 2 fall 2"]
+        proxy = self.start_proxy_config(config(ports, backend=checks + ["connect-timeout 1s"]))
+        harness.wait_full_stats(proxy, lambda st: st["server.app/a.up"] == 0)
+        self.reload_to(proxy, config(ports, backend=checks + ["connect-timeout 2s"]))
+        stats = harness.full_stats(proxy)
+        self.assertEqual((stats["server.app/a.up"], stats["server.app/a.downs"]), (0, 1))
+        self.assertEqual(self.names(proxy.port, 6), {"b": 6})
+        after = harness.full_stats(proxy)
+        self.assertEqual(after["server.app/a.connect_failures"],
+                         stats["server.app/a.connect_failures"],
+                         "clients were sent to a server the reload should have kept down")
+
+    def test_settings_that_size_the_process_keep_their_running_values(self):
+        servers = self.start_named("a", "b")
+        top = "global {\n    buffers %d\n    max-connections 32\n}\n"
+        proxy = self.start_proxy_config(top % 64 + config({"a": servers["a"].port}))
+        start = len(proxy.stderr_snapshot())
+        self.reload_to(proxy, top % 128 + config(self.ports(servers)))
+        warnings = [ln for ln in proxy.stderr_snapshot()[start:] if "need a restart" in ln]
+        self.assertEqual(len(warnings), 1, proxy.stderr_text()[-2000:])
+        self.assertIn("buffers", warnings[0])
+        self.assertEqual(harness.full_stats(proxy)["pool_buffers"], 64)
+        self.assertIn("b", self.names(proxy.port, 4 * harness.worker_count()),
+                      "the rest of the file was not applied")
+
     def test_a_removed_server_keeps_its_open_connections_until_they_end(self):
         servers = self.start_named("a", "b")
         proxy = self.start_proxy_config(config({"a": servers["a"].port}))
