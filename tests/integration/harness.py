@@ -25,6 +25,7 @@ Contents:
 Every loop is bounded in count and time and every socket has a timeout.
 """
 
+import collections
 import hashlib
 import os
 import re
@@ -1196,6 +1197,14 @@ class ProxyTestCase(unittest.TestCase):
         if source is not None:
             s.bind((source, 0))
         return ask_name(s, (host, port)), s
+
+    def start_named(self, *names):
+        """{name: a make_named_handler server} for each name."""
+        return {n: self.start_server(make_named_handler(n)) for n in names}
+
+    def name_counts(self, port, count, host="127.0.0.1", source=None):
+        """collections.Counter of the names who_once() gets in `count` connections."""
+        return collections.Counter(self.who_once(port, host, source) for _ in range(count))
 
     def who_once(self, port, host="127.0.0.1", source=None):
         """who(), the connection closed at once: the name only."""

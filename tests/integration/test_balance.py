@@ -17,10 +17,6 @@ FAST_CHECK = "check interval 100ms timeout 100ms rise 1 fall 1"
 
 class BalanceTestCase(ProxyTestCase):
 
-    def start_named(self, *names):
-        """{name: a server that answers with its name}"""
-        return {n: self.start_server(harness.make_named_handler(n)) for n in names}
-
     def start_balanced(self, servers, balance, options=None, backend=()):
         """A proxy whose backend `app` has `servers` ({name: server}) in order, each with
         options.get(name, "") after its address, balanced by `balance`."""
@@ -29,9 +25,6 @@ class BalanceTestCase(ProxyTestCase):
                  for n, s in servers.items()]
         return self.start_proxy_config(one_listener_config(
             lines, backend=[f"balance {balance}"] + list(backend)))
-
-    def names(self, proxy, count, **kw):
-        return collections.Counter(self.who_once(proxy.port, **kw) for _ in range(count))
 
     def wait_health(self, proxy, *names, up=0):
         """Wait until server.app/<name>.up is `up` for every name; returns the statistics."""
@@ -49,7 +42,7 @@ class Balance(BalanceTestCase):
         servers = self.start_named("a", "b")
         proxy = self.start_balanced(servers, "roundrobin", {"a": "weight 3"})
         workers = harness.worker_count()
-        counts = self.names(proxy, 40 * workers)
+        counts = self.name_counts(proxy.port, 40 * workers)
         self.assertEqual(sum(counts.values()), 40 * workers, counts)
         if workers == 1:
             self.assertEqual(counts, {"a": 30, "b": 10})
@@ -59,7 +52,7 @@ class Balance(BalanceTestCase):
     def test_random_uses_every_server(self):
         servers = self.start_named("a", "b")
         proxy = self.start_balanced(servers, "random")
-        counts = self.names(proxy, 40)
+        counts = self.name_counts(proxy.port, 40)
         self.assertEqual(set(counts), {"a", "b"}, counts)
 
     def test_leastconn_sends_new_connections_to_the_least_loaded_server(self):
@@ -114,13 +107,13 @@ class Backups(BalanceTestCase):
         servers = self.start_named("a", "c")
         port_a = servers["a"].port
         proxy = self.start_balanced(servers, "roundrobin", {"c": "backup"}, [FAST_CHECK])
-        self.assertEqual(self.names(proxy, 6), {"a": 6})
+        self.assertEqual(self.name_counts(proxy.port, 6), {"a": 6})
         servers["a"].close()
         self.wait_health(proxy, "a")
-        self.assertEqual(self.names(proxy, 6), {"c": 6})
+        self.assertEqual(self.name_counts(proxy.port, 6), {"c": 6})
         self.start_server(harness.make_named_handler("a"), port=port_a)
         self.wait_health(proxy, "a", up=1)
-        self.assertEqual(self.names(proxy, 6), {"a": 6})
+        self.assertEqual(self.name_counts(proxy.port, 6), {"a": 6})
 
     def test_no_usable_server_resets_the_client_and_counts_it(self):
         servers = {"a": free_port(), "b": free_port()}  # nothing listens
@@ -128,7 +121,7 @@ class Backups(BalanceTestCase):
                                    backend=[FAST_CHECK])
         proxy = self.start_proxy_config(text)
         before = self.wait_health(proxy, "a", "b")
-        self.assertEqual(self.names(proxy, 3), {"reset": 3})
+        self.assertEqual(self.name_counts(proxy.port, 3), {"reset": 3})
         stats = harness.wait_full_stats(
             proxy, lambda st: st["backend.app.no_server"] >= before["backend.app.no_server"] + 3)
         self.assertEqual(stats["backend.app.no_server"] - before["backend.app.no_server"], 3)
@@ -147,7 +140,7 @@ class Retries(BalanceTestCase):
 
     def test_a_refused_connect_is_retried_on_another_server(self):
         proxy = self.start_with_a_refusing(2)
-        self.assertEqual(self.names(proxy, 10), {"b": 10})
+        self.assertEqual(self.name_counts(proxy.port, 10), {"b": 10})
         stats = harness.full_stats(proxy)
         self.assertGreaterEqual(stats["server.app/a.connect_failures"], 1)
         self.assertEqual(stats["backend.app.retries"], stats["server.app/a.connect_failures"])
@@ -155,7 +148,7 @@ class Retries(BalanceTestCase):
 
     def test_without_retries_a_client_of_the_refusing_server_is_reset(self):
         proxy = self.start_with_a_refusing(0)
-        counts = self.names(proxy, 4)
+        counts = self.name_counts(proxy.port, 4)
         self.assertIn("reset", counts, counts)
         self.assertTrue(set(counts) <= {"b", "reset"}, counts)
         self.assertEqual(harness.full_stats(proxy)["backend.app.retries"], 0)

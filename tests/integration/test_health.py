@@ -37,9 +37,6 @@ class HealthTestCase(ProxyTestCase):
                                f"{proxy.stderr_text()[-3000:]}")
         return found - 1
 
-    def names(self, proxy, count):
-        return collections.Counter(self.who_once(proxy.port) for _ in range(count))
-
 
 class ActiveChecks(HealthTestCase):
 
@@ -51,7 +48,7 @@ class ActiveChecks(HealthTestCase):
         self.assertEqual(stats["server.app/a.up"], 0)
         self.assertEqual(stats["server.app/b.up"], 1)
         self.assertEqual(stats["server.app/a.downs"], 1)
-        self.assertEqual(self.names(proxy, 10), {"b": 10})
+        self.assertEqual(self.name_counts(proxy.port, 10), {"b": 10})
         after = harness.full_stats(proxy)
         self.assertEqual(after["server.app/a.connections"], stats["server.app/a.connections"])
         self.assertEqual(after["backend.app.retries"], stats["backend.app.retries"],
@@ -59,7 +56,7 @@ class ActiveChecks(HealthTestCase):
         self.start_server(harness.make_named_handler("a"), port=port_a)
         self.assertLogged(proxy, ("app/a", "is UP"), start=down)
         self.assertEqual(harness.full_stats(proxy)["server.app/a.up"], 1)
-        self.assertIn("a", self.names(proxy, 10), "a is up again but gets no traffic")
+        self.assertIn("a", self.name_counts(proxy.port, 10), "a is up again but gets no traffic")
 
     def test_a_reply_that_does_not_match_expect_takes_the_server_down(self):
         a = self.start_server(harness.make_named_handler("a", check_reply=b"NOPE\r\n"))
@@ -67,7 +64,7 @@ class ActiveChecks(HealthTestCase):
         proxy = self.start_two(a.port, backend=['check interval 300ms timeout 300ms rise 2 fall 2 '
                                                 'send "PING\\r\\n" expect "PONG"'])
         self.assertLogged(proxy, ("app/a", "is DOWN"))
-        self.assertEqual(self.names(proxy, 6), {"b": 6})
+        self.assertEqual(self.name_counts(proxy.port, 6), {"b": 6})
         checks = [r for r in a.results if isinstance(r, dict) and r.get("kind") == "check"]
         self.assertTrue(checks, "server a never saw a check")
         self.assertTrue(all(r["outcome"] == "answered" for r in checks),

@@ -2,7 +2,6 @@
 added and removed, servers added and removed (their open connections finishing normally), an
 invalid file changing nothing, and old topology versions let go once their connections close."""
 
-import collections
 import hashlib
 import os
 import socket
@@ -33,18 +32,12 @@ def config(servers, listeners=("web",), backend=()):
 
 class ReloadTestCase(ProxyTestCase):
 
-    def start_named(self, *names):
-        return {n: self.start_server(harness.make_named_handler(n)) for n in names}
-
     def ports(self, servers):
         return {n: s.port for n, s in servers.items()}
 
     def reload_to(self, proxy, text, ok=True):
         self.rewrite_config(proxy, text)
         return self.reload(proxy, ok=ok)
-
-    def names(self, port, count):
-        return collections.Counter(self.who_once(port) for _ in range(count))
 
     def echo(self, sock, message):
         sock.sendall(message)
@@ -152,7 +145,7 @@ class Listeners(ReloadTestCase):
         proxy.values["PORT2"] = taken.getsockname()[1]
         self.reload_to(proxy, config({"b": servers["b"].port}, listeners=("web", "web2")),
                        ok=False)
-        self.assertEqual(self.names(proxy.port, 4), {"a": 4})
+        self.assertEqual(self.name_counts(proxy.port, 4), {"a": 4})
         stats = harness.full_stats(proxy)
         self.assertEqual((stats["epoch"], stats["reloads"], stats["reload_failures"]), (1, 0, 1))
 
@@ -162,11 +155,11 @@ class Servers(ReloadTestCase):
     def test_servers_added_and_removed_by_reload_move_traffic(self):
         servers = self.start_named("a", "b")
         proxy = self.start_proxy_config(config({"a": servers["a"].port}))
-        self.assertEqual(self.names(proxy.port, 4), {"a": 4})
+        self.assertEqual(self.name_counts(proxy.port, 4), {"a": 4})
         self.reload_to(proxy, config(self.ports(servers)))
-        self.assertIn("b", self.names(proxy.port, 4 * harness.worker_count()))
+        self.assertIn("b", self.name_counts(proxy.port, 4 * harness.worker_count()))
         self.reload_to(proxy, config({"b": servers["b"].port}))
-        self.assertEqual(self.names(proxy.port, 6), {"b": 6})
+        self.assertEqual(self.name_counts(proxy.port, 6), {"b": 6})
 
     def test_an_invalid_file_keeps_the_old_config_serving(self):
         servers = self.start_named("a", "b")
@@ -177,11 +170,11 @@ class Servers(ReloadTestCase):
         failures = [ln for ln in proxy.stderr_snapshot()[start:] if "reload failed" in ln]
         self.assertEqual(len(failures), 1, failures)
         self.assertIn(os.path.basename(proxy.config_path), line)
-        self.assertEqual(self.names(proxy.port, 4), {"a": 4})
+        self.assertEqual(self.name_counts(proxy.port, 4), {"a": 4})
         stats = harness.full_stats(proxy)
         self.assertEqual((stats["epoch"], stats["reloads"], stats["reload_failures"]), (1, 0, 1))
         self.reload_to(proxy, config({"b": servers["b"].port}))
-        self.assertEqual(self.names(proxy.port, 4), {"b": 4})
+        self.assertEqual(self.name_counts(proxy.port, 4), {"b": 4})
         stats = harness.full_stats(proxy)
         self.assertEqual((stats["epoch"], stats["reloads"], stats["reload_failures"]), (2, 1, 1))
 
@@ -196,7 +189,7 @@ class Servers(ReloadTestCase):
         self.reload_to(proxy, config(ports, backend=checks + ["connect-timeout 2s"]))
         stats = harness.full_stats(proxy)
         self.assertEqual((stats["server.app/a.up"], stats["server.app/a.downs"]), (0, 1))
-        self.assertEqual(self.names(proxy.port, 6), {"b": 6})
+        self.assertEqual(self.name_counts(proxy.port, 6), {"b": 6})
         after = harness.full_stats(proxy)
         self.assertEqual(after["server.app/a.connect_failures"],
                          stats["server.app/a.connect_failures"],
@@ -212,7 +205,7 @@ class Servers(ReloadTestCase):
         self.assertEqual(len(warnings), 1, proxy.stderr_text()[-2000:])
         self.assertIn("buffers", warnings[0])
         self.assertEqual(harness.full_stats(proxy)["pool_buffers"], 64)
-        self.assertIn("b", self.names(proxy.port, 4 * harness.worker_count()),
+        self.assertIn("b", self.name_counts(proxy.port, 4 * harness.worker_count()),
                       "the rest of the file was not applied")
 
     def test_a_removed_server_keeps_its_open_connections_until_they_end(self):
@@ -221,7 +214,7 @@ class Servers(ReloadTestCase):
         held = [self.who(proxy.port) for _ in range(3)]
         self.assertEqual([name for name, _ in held], ["a"] * 3)
         self.reload_to(proxy, config({"b": servers["b"].port}))
-        self.assertEqual(self.names(proxy.port, 4), {"b": 4})
+        self.assertEqual(self.name_counts(proxy.port, 4), {"b": 4})
         self.assertGreaterEqual(max(harness.per_worker(harness.full_stats(proxy),
                                                        "topology_versions")), 2,
                                 "no worker keeps the old version for the open connections")
