@@ -183,7 +183,7 @@ class Servers(ReloadTestCase):
         # it back up, nor send clients to it.
         servers = self.start_named("b")
         ports = {"a": harness.free_port(), "b": servers["b"].port}  # nothing listens on a
-        checks = ["check interval 200ms timeout 100ms rise 2 fall 2"]
+        checks = ["check interval 200ms timeout 1s rise 2 fall 2"]
         proxy = self.start_proxy_config(config(ports, backend=checks + ["connect-timeout 1s"]))
         harness.wait_full_stats(proxy, lambda st: st["server.app/a.up"] == 0)
         self.reload_to(proxy, config(ports, backend=checks + ["connect-timeout 2s"]))
