@@ -613,4 +613,11 @@ uint32_t Balancer::pick(const SocketAddress& client, uint32_t avoid) noexcept {
   return kNone;
 }
 
+std::vector<Balancer> build_balancers(const Topology& t, uint64_t seed) {
+  std::vector<Balancer> out;
+  out.reserve(t.backends.size());
+  for (const BackendSpec& b : t.backends) out.emplace_back(b, seed ^ (b.servers.size() << 20));
+  return out;
+}
+
 }  // namespace edgeproxy

@@ -327,7 +327,9 @@ bool Supervisor::reload() {
       }
       continue;
     }
-    slots_[i]->control->request_install(current_, std::move(opened.value().plans[i]));
+    slots_[i]->control->request_install(
+        current_, std::move(opened.value().plans[i]),
+        build_balancers(*current_, Worker::worker_seed(static_cast<uint32_t>(i), current_->epoch)));
   }
   // Commands run in order: once a worker has answered a report posted after the install, it
   // serves the new version (so READY and the log line come after every worker switched).

@@ -17,6 +17,7 @@ namespace edgeproxy {
 namespace {
 
 constexpr uint32_t kEventBatch = 256;
+constexpr size_t kCommandsReserved = 16;  // control commands taken at once without allocating
 constexpr uint32_t kAcceptBudget = 64;   // accepts per listener per iteration
 constexpr int64_t kAcceptRetryMs = 100;  // out of fds: retry accepting this often, no sooner
 // A lingering connection looks at its peer's unacknowledged bytes after 1 ms, then at twice the
@@ -93,7 +94,9 @@ Worker::Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool)
       pending_(std::make_unique_for_overwrite<uint32_t[]>(options.config.max_connections)),
       carried_(std::make_unique_for_overwrite<uint32_t[]>(options.config.max_connections)),
       shutdown_timer_(options.config.max_connections),
-      accept_retry_timer_(options.config.max_connections + 1) {}
+      accept_retry_timer_(options.config.max_connections + 1) {
+  commands_.reserve(kCommandsReserved);
+}
 
 const SocketAddress& Worker::listen_address() const noexcept {
   static const SocketAddress kNone{};
@@ -142,7 +145,8 @@ void Worker::close_listener(Listener& l) noexcept {
 }
 
 Result<Ok> Worker::install(std::shared_ptr<const Topology> topology,
-                           std::vector<ListenerPlan>& plan) noexcept {
+                           std::vector<ListenerPlan>& plan,
+                           std::vector<Balancer> balancers) noexcept {
   if (stopping_) {
     for (ListenerPlan& p : plan) {
       if (p.fd >= 0) sys::close(std::exchange(p.fd, -1));
@@ -151,10 +155,10 @@ Result<Ok> Worker::install(std::shared_ptr<const Topology> topology,
   }
   Version v;
   v.topology = std::move(topology);
-  const uint64_t seed = (uint64_t{id_} << 32) ^ v.topology->epoch;
-  v.balancers.reserve(v.topology->backends.size());
+  v.balancers = balancers.empty() ? build_balancers(*v.topology, worker_seed(id_, v.topology->epoch))
+                                  : std::move(balancers);
+  EDGEPROXY_CHECK(v.balancers.size() == v.topology->backends.size());
   for (const BackendSpec& b : v.topology->backends) {
-    v.balancers.emplace_back(b, seed ^ b.servers.size());
     v.preferred.emplace_back(b.servers.size(), uint8_t{0});
   }
   uint16_t slot = static_cast<uint16_t>(versions_.size());
@@ -370,7 +374,8 @@ void Worker::arm_idle_timer(uint32_t index) noexcept {
 }
 
 void Worker::on_control() noexcept {
-  for (WorkerCommand& command : control_->take()) {
+  control_->take(commands_);
+  for (WorkerCommand& command : commands_) {
     switch (command.kind) {
       case WorkerCommand::Kind::kStopGraceful:
         begin_shutdown(false);
@@ -382,12 +387,15 @@ void Worker::on_control() noexcept {
         control_->publish(command.ticket, stats());
         break;
       case WorkerCommand::Kind::kInstall:
-        if (auto r = install(std::move(command.topology), command.listeners); !r.ok()) {
+        if (auto r = install(std::move(command.topology), command.listeners,
+                             std::move(command.balancers));
+            !r.ok()) {
           log_error("worker %u: reload: %s", id_, r.error().c_str());
         }
         break;
     }
   }
+  commands_.clear();  // lets go of what the commands held (old topologies, sockets taken)
 }
 
 void Worker::accept_from(uint32_t listener_index) noexcept {

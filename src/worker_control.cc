@@ -56,11 +56,13 @@ uint64_t WorkerControl::request_report() {
 }
 
 void WorkerControl::request_install(std::shared_ptr<const Topology> topology,
-                                    std::vector<ListenerPlan> plan) {
+                                    std::vector<ListenerPlan> plan,
+                                    std::vector<Balancer> balancers) {
   WorkerCommand c;
   c.kind = WorkerCommand::Kind::kInstall;
   c.topology = std::move(topology);
   c.listeners = std::move(plan);
+  c.balancers = std::move(balancers);
   post(std::move(c));
 }
 
@@ -72,18 +74,16 @@ bool WorkerControl::wait_report(uint64_t ticket, int timeout_ms, Stats& out) {
   return done;
 }
 
-std::vector<WorkerCommand> WorkerControl::take() {
+void WorkerControl::take(std::vector<WorkerCommand>& out) {
   uint64_t count = 0;
   // Read before taking the queue: a command posted after this read rings the doorbell again.
   [[maybe_unused]] const ssize_t n = ::read(fd_, &count, sizeof count);
-  std::vector<WorkerCommand> out;
+  out.clear();
   std::lock_guard lock(mutex_);
-  out.reserve(queue_.size());
   while (!queue_.empty()) {
     out.push_back(std::move(queue_.front()));
     queue_.pop_front();
   }
-  return out;
 }
 
 void WorkerControl::publish(uint64_t ticket, const Stats& stats) {

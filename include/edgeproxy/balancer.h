@@ -37,4 +37,9 @@ class Balancer {
   std::unique_ptr<Impl> impl_;
 };
 
+// One balancer per backend of `t`, in its order, for one worker (`seed` varies per worker). A
+// ring or schedule over many servers takes milliseconds to build, so a reload builds them on the
+// supervisor's thread and hands them over with the topology, off the workers' loops.
+std::vector<Balancer> build_balancers(const Topology& t, uint64_t seed);
+
 }  // namespace edgeproxy

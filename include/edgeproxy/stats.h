@@ -63,16 +63,16 @@ __extension__ typedef unsigned __int128 NsSum;
   COUNTER(socket_waits)        /* upstream sockets that waited for a descriptor (EMFILE...) */     \
   COUNTER(connect_retries)     /* failed connects retried on the backend's next address */         \
   COUNTER(linger_waits)        /* resets held back until the peer acknowledged every byte */       \
-  COUNTER(no_server)           /* clients closed because their backend had no usable server */    \
-  GAUGE(topology_versions)     /* configuration versions held: the current one, and older ones     \
-                                  while connections accepted under them are open; filled in by     \
-                                  Worker::stats() */                                               \
   COUNTER(submit_failures)     /* io_uring: a full submission queue the kernel kept refusing;      \
                                   filled in by Worker::stats() */                                  \
   COUNTER(cq_dropped)          /* io_uring: completions the kernel dropped (CQ overflow without    \
                                   memory); filled in by Worker::stats() */                         \
   COUNTER(lost_operations)     /* io_uring: operations given up at close, their completion         \
                                   dropped; filled in by Worker::stats() */                         \
+  COUNTER(no_server)           /* clients closed because their backend had no usable server */    \
+  PEAK(topology_versions)      /* configuration versions held: the current one, and older ones     \
+                                  while connections accepted under them are open (merged: the      \
+                                  most any worker holds); filled in by Worker::stats() */          \
   /* Acceleration factor inputs, summed over connections whose upstream reached EOF and whose      \
      client then received every byte: from the first upstream byte to upstream EOF, and from the   \
      first upstream byte to the last byte written to the client. Callers add spans >= 0. */        \

@@ -43,6 +43,11 @@ class Worker {
   // Allocates everything the worker will ever use (slab, pool, timers, event batch) and adopts
   // the listening sockets of `options.listeners` (closed on failure). Errors: one line.
   static Result<std::unique_ptr<Worker>> create(const WorkerOptions& options);
+  // The seed of worker `id`'s balancers for `epoch`: their random choices and starting points
+  // differ between workers.
+  static uint64_t worker_seed(uint32_t id, uint64_t epoch) noexcept {
+    return (uint64_t{id} << 32) ^ epoch;
+  }
 
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -73,11 +78,12 @@ class Worker {
 
   explicit Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool);
 
-  // Makes `topology` the version new connections get: builds its balancers, keeps the listening
+  // Makes `topology` the version new connections get, with `balancers` (built here when empty:
+  // one per backend, from build_balancers() with worker_seed()), keeps the listening
   // sockets `plan` says to keep, adopts the new ones (taking their fds), closes the rest. The
   // error names the first socket that could not be kept or watched; the others serve.
-  Result<Ok> install(std::shared_ptr<const Topology> topology,
-                     std::vector<ListenerPlan>& plan) noexcept;
+  Result<Ok> install(std::shared_ptr<const Topology> topology, std::vector<ListenerPlan>& plan,
+                     std::vector<Balancer> balancers = {}) noexcept;
   Result<Ok> add_listener(const ListenerPlan& plan, int fd);
   void close_listener(Listener& l) noexcept;
   // Lets go of a version no connection refers to any more (never the current one).
@@ -159,6 +165,7 @@ class Worker {
   // (fd -1) is reused for a later socket once the reactor holds nothing for it.
   std::vector<Listener> listeners_;
   WorkerControl* control_;
+  std::vector<WorkerCommand> commands_;  // taken from control_; capacity kept between takes
   uint32_t id_;
   Stats stats_;
   Transport transport_;  // refers to reactor_, pool_ and stats_ above

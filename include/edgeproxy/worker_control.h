@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "edgeproxy/balancer.h"
 #include "edgeproxy/net.h"
 #include "edgeproxy/result.h"
 #include "edgeproxy/stats.h"
@@ -38,6 +39,7 @@ struct WorkerCommand {
   uint64_t ticket = 0;                        // kReport
   std::shared_ptr<const Topology> topology;   // kInstall
   std::vector<ListenerPlan> listeners;        // kInstall: every socket the worker is to have
+  std::vector<Balancer> balancers;            // kInstall: one per backend, built for this worker
 };
 
 class WorkerControl {
@@ -59,12 +61,15 @@ class WorkerControl {
   // Asks for a snapshot; returns the ticket to wait for.
   uint64_t request_report();
   // Hands the worker a new topology and its listening sockets (see ListenerPlan).
-  void request_install(std::shared_ptr<const Topology> topology, std::vector<ListenerPlan> plan);
+  void request_install(std::shared_ptr<const Topology> topology, std::vector<ListenerPlan> plan,
+                       std::vector<Balancer> balancers);
   // Waits until the snapshot for `ticket` (or a later one) is published; false on timeout.
   bool wait_report(uint64_t ticket, int timeout_ms, Stats& out);
 
-  // Worker side: the commands posted since the previous call, oldest first. Drains the eventfd.
-  std::vector<WorkerCommand> take();
+  // Worker side: replaces `out` with the commands posted since the previous call, oldest first,
+  // and drains the eventfd. Reuses `out`'s capacity: a report asked while nothing else is queued
+  // allocates nothing on the worker's thread.
+  void take(std::vector<WorkerCommand>& out);
   void publish(uint64_t ticket, const Stats& stats);
 
  private:

@@ -184,13 +184,13 @@ class ConfigurationCheck(ProxyTestCase):
     def test_check_command_line(self):
         rc, out, err, _ = run_binary(["-t", "-l", "127.0.0.1", "-p", "1", "-b", "127.0.0.1"])
         self.assertEqual((rc, err), (0, ""))
-        self.assertIn("command line: configuration ok", out)
+        self.assertIn("command line test is successful", out)
 
     def test_check_example_file(self):
         path = os.path.join(EXAMPLES, "minimal.conf")
         rc, out, err, _ = run_binary(["-t", "-c", path])
         self.assertEqual((rc, err), (0, ""))
-        self.assertIn("minimal.conf: configuration ok", out)
+        self.assertIn("minimal.conf test is successful", out)
 
     def test_check_refuses_a_bad_file_in_one_line(self):
         tmp = tempfile.TemporaryDirectory()
@@ -199,9 +199,10 @@ class ConfigurationCheck(ProxyTestCase):
         with open(path, "w") as f:
             f.write("listener web {\n    bind 127.0.0.1:1\n    backend nope\n}\n")
         rc, out, err, _ = run_binary(["-t", "-c", path])
-        self.assertEqual(rc, EXIT_USAGE)
+        self.assertEqual(rc, 1)  # -t: 0 or 1, like nginx -t
         self.assertEqual(out, "")
-        self.assertEqual(err.splitlines(), [f"edgeproxy: {path}:3:13: listener 'web' names backend "
+        self.assertEqual(err.splitlines(), [f"edgeproxy: configuration file {path} test failed: "
+                                            f"{path}:3:13: listener 'web' names backend "
                                             "'nope', which is not defined (expected a "
                                             "'backend NAME { ... }' block)"])
 

@@ -32,11 +32,11 @@ const char* const kPrintedNames[] = {
     "resets_sent",        "shutdown_forced", "splice_bytes",        "splice_pipe_waits",
     "splice_pipes_dirty", "batched_waits",   "splice_pipes_lost",   "socket_waits",
     "connect_retries",    "linger_waits",    "submit_failures",     "cq_dropped",
-    "lost_operations",
+    "lost_operations",    "no_server",       "topology_versions",
 };
 constexpr size_t kPrintedCount = sizeof(kPrintedNames) / sizeof(kPrintedNames[0]);
 // How each merges across workers.
-const std::set<std::string> kPeaks = {"peak_active", "pool_high_water"};
+const std::set<std::string> kPeaks = {"peak_active", "pool_high_water", "topology_versions"};
 const std::set<std::string> kGauges = {"active", "pool_buffers", "splice_pipes_lost"};
 
 enum class Kind { kCounter, kGauge, kPeak };
