@@ -309,17 +309,32 @@ bool Supervisor::reload() {
     notify_.ready("reload refused: " + why);
     return false;
   };
+  using Clock = std::chrono::steady_clock;
+  auto ms_between = [](Clock::time_point from, Clock::time_point to) {
+    return std::chrono::duration<double, std::milli>(to - from).count();
+  };
+  const Clock::time_point began = Clock::now();
   auto loaded = loader_();
   if (!loaded.ok()) return failed(loaded.error());
   std::shared_ptr<Topology> next = std::move(loaded.value());
   for (const std::string& w : next->warnings) log_warn("%s", w.c_str());
   // The loader said which process-wide settings changed; the running ones stay.
   next->global = current_->global;
+  const Clock::time_point parsed = Clock::now();
   auto opened = open_listeners(*next, static_cast<uint32_t>(slots_.size()));
   if (!opened.ok()) return failed(opened.error());
   next->epoch = current_->epoch + 1;
+  std::vector<std::vector<Balancer>> balancers;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    balancers.push_back(
+        build_balancers(*next, Worker::worker_seed(static_cast<uint32_t>(i), next->epoch)));
+  }
+  const Clock::time_point prepared = Clock::now();
   current_ = std::move(next);
   binds_ = std::move(opened.value().binds);
+  // Commands run in order: once a worker has answered a report posted after the install, it
+  // serves the new version (so READY and the log line come after every worker switched).
+  std::vector<uint64_t> tickets(slots_.size(), 0);
   for (size_t i = 0; i < slots_.size(); ++i) {
     if (slots_[i]->exited.load(std::memory_order_acquire)) {
       for (ListenerPlan& p : opened.value().plans[i]) {
@@ -327,29 +342,25 @@ bool Supervisor::reload() {
       }
       continue;
     }
-    slots_[i]->control->request_install(
-        current_, std::move(opened.value().plans[i]),
-        build_balancers(*current_, Worker::worker_seed(static_cast<uint32_t>(i), current_->epoch)));
-  }
-  // Commands run in order: once a worker has answered a report posted after the install, it
-  // serves the new version (so READY and the log line come after every worker switched).
-  std::vector<uint64_t> tickets(slots_.size(), 0);
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    if (!slots_[i]->exited.load(std::memory_order_acquire)) {
-      tickets[i] = slots_[i]->control->request_report();
-    }
+    slots_[i]->control->request_install(current_, std::move(opened.value().plans[i]),
+                                        std::move(balancers[i]));
+    tickets[i] = slots_[i]->control->request_report();
   }
   Stats ignored;
   for (size_t i = 0; i < slots_.size(); ++i) {
     if (tickets[i] != 0) slots_[i]->control->wait_report(tickets[i], kReportTimeoutMs, ignored);
   }
+  const Clock::time_point swapped = Clock::now();
   if (checker_ != nullptr) checker_->update(current_);
   ++reloads_;
   size_t servers = 0;
   for (const BackendSpec& b : current_->backends) servers += b.servers.size();
-  log_info("reloaded %s: epoch %llu, %zu listener(s), %zu backend(s), %zu server(s)",
-           current_->source.c_str(), static_cast<unsigned long long>(current_->epoch),
-           current_->listeners.size(), current_->backends.size(), servers);
+  log_info(
+      "reloaded %s: epoch %llu, %zu listener(s), %zu backend(s), %zu server(s) in %.1f ms (load "
+      "%.1f, listeners and balancers %.1f, swap %.1f)",
+      current_->source.c_str(), static_cast<unsigned long long>(current_->epoch),
+      current_->listeners.size(), current_->backends.size(), servers, ms_between(began, swapped),
+      ms_between(began, parsed), ms_between(parsed, prepared), ms_between(prepared, swapped));
   notify_.ready(status_line());
   return true;
 }
