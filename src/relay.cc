@@ -270,6 +270,12 @@ void on_ready(Connection& c, Side& side, uint32_t ready, Stats& stats) noexcept 
   if (ready & kError) fail(c, side, stats);
 }
 
+void on_client(Connection& c, int client_fd, LoopTime now) noexcept {
+  c.client.fd = client_fd;
+  c.state = State::kAccepted;
+  c.last_active_ms = now.ms;
+}
+
 void on_accepted(Connection& c) noexcept {
   c.state = State::kRouting;
 }

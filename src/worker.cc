@@ -458,9 +458,7 @@ void Worker::start_connection(int client_fd, const Listener& l) noexcept {
   ++stats_.accepted;
   ++stats_.active;
   if (stats_.active > stats_.peak_active) stats_.peak_active = stats_.active;
-  c->client.fd = client_fd;
-  c->state = State::kAccepted;
-  c->last_active_ms = now_.ms;
+  relay::on_client(*c, client_fd, now_);
   Version& v = versions_[current_];
   ++v.connections;
   c->version = current_;

@@ -625,6 +625,18 @@ def echo_roundtrip(port, payload=b"ping\n", host="127.0.0.1", timeout=SOCKET_TIM
         s.close()
 
 
+def wait_serving(port, payload=b"x\n", timeout=READY_TIMEOUT):
+    """Poll until an echo round trip through port succeeds (a proxy started without waiting for
+    its "listening on" line); True when it did within timeout."""
+    def serving():
+        try:
+            return echo_roundtrip(port, payload, timeout=1) == payload
+        except OSError:
+            return False
+
+    return wait_until(serving, timeout, interval=0.1)
+
+
 # --------------------------------------------------------------------------------------------
 # Threaded loopback servers (the scripted backends)
 # --------------------------------------------------------------------------------------------

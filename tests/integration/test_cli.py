@@ -259,14 +259,7 @@ class AcceptedForms(ProxyTestCase):
                                "-P", str(backend.port)])
         self.addCleanup(self._cleanup_proxy, proxy)
         proxy.start(wait_ready=False)
-
-        def serving():
-            try:
-                return echo_roundtrip(port, b"quiet\n", timeout=2) == b"quiet\n"
-            except OSError:
-                return False
-
-        self.assertTrue(harness.wait_until(serving, 10, interval=0.1),
+        self.assertTrue(harness.wait_serving(port, b"quiet\n", timeout=10),
                         f"-q proxy not serving; stderr:\n{proxy.stderr_text()}")
 
 

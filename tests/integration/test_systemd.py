@@ -116,7 +116,7 @@ class Systemd(ProxyTestCase):
         self.addCleanup(self.notify.close)
         self.config = os.path.join(self.dir, "edgeproxy.conf")
 
-    def write_config(self, text):
+    def write_activation_config(self, text):
         # Written to a new file then renamed over the old one, as editors and config managers do:
         # a reload never reads half a file.
         temporary = self.config + ".new"
@@ -144,7 +144,7 @@ class Systemd(ProxyTestCase):
         return ready
 
     def start_configured(self, text):
-        self.write_config(text)
+        self.write_activation_config(text)
         proxy = harness.Proxy(["-c", self.config] + harness.default_worker_args(),
                               env=self.environment())
         return proxy, self.launch(proxy)
@@ -220,7 +220,7 @@ class Systemd(ProxyTestCase):
         port = harness.free_port()
         proxy, _ = self.start_configured(config_text(f"127.0.0.1:{port}", first.port))
         self.assertEqual(echo_roundtrip(port, b"first\n"), b"first\n")
-        self.write_config(config_text(f"127.0.0.1:{port}", second.port))
+        self.write_activation_config(config_text(f"127.0.0.1:{port}", second.port))
         reloading, ready, sent, received = self.reload(proxy)
         self.assertReloadAnnounced(proxy, reloading, ready, sent, received)
         # READY=1 after a reload means every worker serves the new version: the very next
@@ -240,7 +240,7 @@ class Systemd(ProxyTestCase):
         s = self.connect(port)
         s.sendall(b"open\n")
         self.assertEqual(harness.recv_exact(s, 5), b"open\n")
-        self.write_config("listener web {\n    bind\n")
+        self.write_activation_config("listener web {\n    bind\n")
         reloading, ready, sent, received = self.reload(proxy)
         # systemd leaves "reloading" only on READY=1, so a failed reload must send it too.
         self.assertReloadAnnounced(proxy, reloading, ready, sent, received)
@@ -252,20 +252,13 @@ class Systemd(ProxyTestCase):
     def test_no_notify_socket_changes_nothing(self):
         backend = self.start_server()
         port = harness.free_port()
-        self.write_config(config_text(f"127.0.0.1:{port}", backend.port))
+        self.write_activation_config(config_text(f"127.0.0.1:{port}", backend.port))
         env = self.environment()
         del env["NOTIFY_SOCKET"]
         proxy = harness.Proxy(["-c", self.config] + harness.default_worker_args(), env=env)
         self.addCleanup(self._cleanup_proxy, proxy)
         proxy.start(wait_ready=False)
-
-        def serving():
-            try:
-                return echo_roundtrip(port, b"x\n", timeout=1) == b"x\n"
-            except OSError:
-                return False
-
-        self.assertTrue(harness.wait_until(serving, harness.READY_TIMEOUT, interval=0.1),
+        self.assertTrue(harness.wait_serving(port),
                         f"not serving without NOTIFY_SOCKET; stderr:\n{proxy.stderr_text()}")
         self.assertEqual(self.notify.next(0.2), None)
         self.assertNotIn("NOTIFY_SOCKET", proxy.stderr_text())
@@ -281,7 +274,7 @@ class Systemd(ProxyTestCase):
 
     def start_activated(self, bind, backend_port, names, listen_pid_wrapper=LISTEN_PID_WRAPPER):
         sock, port = self.activation_socket()
-        self.write_config(config_text(bind if bind else f"127.0.0.1:{port}", backend_port))
+        self.write_activation_config(config_text(bind if bind else f"127.0.0.1:{port}", backend_port))
         extra = {"LISTEN_FDS": "1"}
         if names is not None:
             extra["LISTEN_FDNAMES"] = names

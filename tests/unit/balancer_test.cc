@@ -144,23 +144,6 @@ std::vector<uint32_t> picks_of(Balancer& b, size_t n) {
 constexpr Balance kAllBalances[] = {Balance::kRoundRobin, Balance::kLeastConn, Balance::kRandom,
                                     Balance::kSource, Balance::kFirst};
 
-// For SCOPED_TRACE. to_string(Balance) is defined in src/topology.cc, which this branch does
-// not have yet: use it here once it does.
-const char* name_of(Balance b) {
-  switch (b) {
-    case Balance::kRoundRobin:
-      return "roundrobin";
-    case Balance::kLeastConn:
-      return "leastconn";
-    case Balance::kRandom:
-      return "random";
-    case Balance::kSource:
-      return "source";
-    case Balance::kFirst:
-      return "first";
-  }
-  return "?";
-}
 
 // Clients spread over many addresses, for algorithms that hash the client.
 SocketAddress client_number(uint32_t k) {
@@ -284,7 +267,7 @@ TEST(BalancerTest, WeightsRespectedBySource) {
 
 TEST(BalancerTest, EveryAlgorithmSkipsDownAndFullServers) {
   for (Balance balance : kAllBalances) {
-    SCOPED_TRACE(name_of(balance));
+    SCOPED_TRACE(to_string(balance));
     BackendSpec spec = make_backend(
         balance, std::vector<ServerSketch>{{1, false, 0}, {1, false, 3}, {1, false, 0}});
     Balancer b(spec, 2);
@@ -304,7 +287,7 @@ TEST(BalancerTest, EveryAlgorithmSkipsDownAndFullServers) {
 
 TEST(BalancerTest, BackupsOnlyWhileNoPrimaryIsUsable) {
   for (Balance balance : kAllBalances) {
-    SCOPED_TRACE(name_of(balance));
+    SCOPED_TRACE(to_string(balance));
     BackendSpec spec = make_backend(
         balance,
         std::vector<ServerSketch>{{1, true, 0}, {1, false, 0}, {1, true, 0}, {1, false, 2}});
@@ -344,7 +327,7 @@ TEST(BalancerTest, BackupsOnlyWhileNoPrimaryIsUsable) {
 
 TEST(BalancerTest, NoServerWhenNothingIsUsable) {
   for (Balance balance : kAllBalances) {
-    SCOPED_TRACE(name_of(balance));
+    SCOPED_TRACE(to_string(balance));
     BackendSpec spec = make_backend(
         balance, std::vector<ServerSketch>{{2, false, 1}, {1, false, 0}, {1, true, 0}});
     Balancer b(spec, 5);
@@ -366,7 +349,7 @@ TEST(BalancerTest, NoServerWhenNothingIsUsable) {
 // Many servers with half of them down: a pick still finds only up servers, and all of them.
 TEST(BalancerTest, EveryAlgorithmWithHalfOfManyServersDown) {
   for (Balance balance : kAllBalances) {
-    SCOPED_TRACE(name_of(balance));
+    SCOPED_TRACE(to_string(balance));
     BackendSpec spec = equal_backend(balance, 1000);
     Balancer b(spec, 6);
     for (size_t i = 0; i < 1000; i += 2) set_up(spec, i, false);
@@ -395,7 +378,7 @@ TEST(BalancerTest, EveryAlgorithmWithHalfOfManyServersDown) {
 
 TEST(BalancerTest, AvoidHonouredWhileAnotherServerIsUsable) {
   for (Balance balance : kAllBalances) {
-    SCOPED_TRACE(name_of(balance));
+    SCOPED_TRACE(to_string(balance));
     BackendSpec spec = equal_backend(balance, 3);
     Balancer b(spec, 7);
     std::vector<uint64_t> counts(4, 0);
@@ -414,7 +397,7 @@ TEST(BalancerTest, AvoidHonouredWhileAnotherServerIsUsable) {
 
 TEST(BalancerTest, AvoidIgnoredWhenItIsTheOnlyUsableServer) {
   for (Balance balance : kAllBalances) {
-    SCOPED_TRACE(name_of(balance));
+    SCOPED_TRACE(to_string(balance));
     BackendSpec spec = equal_backend(balance, 3);
     Balancer b(spec, 7);
     set_up(spec, 0, false);
@@ -426,7 +409,7 @@ TEST(BalancerTest, AvoidIgnoredWhenItIsTheOnlyUsableServer) {
 // A retry goes to a backup rather than back to the one primary that just failed.
 TEST(BalancerTest, AvoidPrefersABackupToTheFailedPrimary) {
   for (Balance balance : kAllBalances) {
-    SCOPED_TRACE(name_of(balance));
+    SCOPED_TRACE(to_string(balance));
     BackendSpec spec =
         make_backend(balance, std::vector<ServerSketch>{{1, false, 0}, {1, true, 0}});
     Balancer b(spec, 8);
