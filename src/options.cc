@@ -433,7 +433,7 @@ std::string usage() {
       "\nSignals: TERM/INT stop accepting and close the remaining connections after "
       "--shutdown-timeout;\n"
       "QUIT stops accepting and lets every connection finish; USR1 prints statistics to "
-      "stderr.\n";
+      "stderr;\nHUP reloads the file given with -c (an invalid one changes nothing).\n";
   return out;
 }
 

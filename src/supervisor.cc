@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -352,6 +353,9 @@ bool Supervisor::reload() {
   }
   const Clock::time_point swapped = Clock::now();
   if (checker_ != nullptr) checker_->update(current_);
+  // The previous version's rings and schedules (megabytes with many servers) were freed by the
+  // workers that dropped it; glibc keeps freed heap top and arena memory for reuse unless asked.
+  malloc_trim(0);
   ++reloads_;
   size_t servers = 0;
   for (const BackendSpec& b : current_->backends) servers += b.servers.size();
