@@ -26,7 +26,7 @@ Error fail(int fd, const std::string& what, const SocketAddress& address, const 
 // be removed. A file something still listens on, or that is not a socket, is left alone.
 void remove_stale_unix_socket(const SocketAddress& address) {
   const auto* un = reinterpret_cast<const sockaddr_un*>(&address.storage);
-  struct stat st{};
+  struct stat st {};
   if (::lstat(un->sun_path, &st) != 0 || !S_ISSOCK(st.st_mode)) return;
   const SysResult s = sys::stream_socket(AF_UNIX);
   if (!s.ok()) return;

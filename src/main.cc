@@ -109,8 +109,8 @@ bool fit_open_file_limit(Config& config, uint32_t workers) {
 
 // Resolves names and links fresh runtime state: what both the first load and a reload do after
 // the pure parse.
-edgeproxy::Result<std::shared_ptr<edgeproxy::Topology>> complete(edgeproxy::Topology topology,
-                                                                 const edgeproxy::Topology* previous) {
+edgeproxy::Result<std::shared_ptr<edgeproxy::Topology>> complete(
+    edgeproxy::Topology topology, const edgeproxy::Topology* previous) {
   if (auto r = edgeproxy::resolve_topology(topology); !r.ok()) return edgeproxy::Error{r.error()};
   edgeproxy::adopt_runtime(topology, previous);
   return std::make_shared<edgeproxy::Topology>(std::move(topology));
@@ -137,8 +137,9 @@ int main(int argc, char** argv) {
   const bool from_file = !command_line.config_file.empty();
   const std::string source =
       from_file ? "configuration file " + command_line.config_file : std::string("command line");
-  auto parsed_topology = from_file ? edgeproxy::load_topology(command_line.config_file, command_line)
-                                   : edgeproxy::topology_from_command_line(command_line);
+  auto parsed_topology = from_file
+                             ? edgeproxy::load_topology(command_line.config_file, command_line)
+                             : edgeproxy::topology_from_command_line(command_line);
   // -t: one line, exit 0 or 1, like nginx -t.
   auto check_failed = [&](const std::string& why) {
     std::fprintf(stderr, "edgeproxy: %s test failed: %s\n", source.c_str(), why.c_str());
@@ -217,8 +218,8 @@ int main(int argc, char** argv) {
       return complete(std::move(next.value()), running->topology().get());
     };
   }
-  auto supervisor = edgeproxy::Supervisor::start(plan.value(), topology, reload,
-                                                 std::move(activated.value()));
+  auto supervisor =
+      edgeproxy::Supervisor::start(plan.value(), topology, reload, std::move(activated.value()));
   if (!supervisor.ok()) {
     edgeproxy::log_error("%s", supervisor.error().c_str());
     return kStartupExit;
@@ -243,9 +244,8 @@ int main(int argc, char** argv) {
     }
     edgeproxy::log_info(
         "listening on %s, backend %s, %s backend, %u worker(s) %s, max %u connections, %u buffers",
-        running->listen_address().to_string().c_str(), backends.c_str(),
-        edgeproxy::Reactor::kName, plan.value().workers, pinned.c_str(), config.max_connections,
-        config.buffer_count());
+        running->listen_address().to_string().c_str(), backends.c_str(), edgeproxy::Reactor::kName,
+        plan.value().workers, pinned.c_str(), config.max_connections, config.buffer_count());
   }
   const int status = running->run();
   if (status == 0) running->print_stats(stderr);  // a failed start said its one line

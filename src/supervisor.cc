@@ -1,13 +1,14 @@
 // Worker threads, signals and statistics; see supervisor.h.
 #include "edgeproxy/supervisor.h"
 
+#include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
-#include <fcntl.h>
-#include <malloc.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -173,7 +174,8 @@ Result<std::unique_ptr<Supervisor>> Supervisor::start(const WorkerPlan& plan,
     std::vector<int> used;
     for (size_t i = 0; i < s->activated_.size(); ++i) {
       for (const OpenBind& b : s->binds_) {
-        if (same_socket_address(b.bound, s->activated_[i].address)) used.push_back(static_cast<int>(i));
+        if (same_socket_address(b.bound, s->activated_[i].address))
+          used.push_back(static_cast<int>(i));
       }
     }
     warn_unused_activated(s->activated_, used);
@@ -186,7 +188,6 @@ Result<std::unique_ptr<Supervisor>> Supervisor::start(const WorkerPlan& plan,
     slot->index = i;
     slot->options.config = worker_share(s->current_->global, plan.workers, i);
     slot->options.topology = s->current_;
-    slot->options.listeners = std::move(opened.value().plans[i]);
     slot->options.id = i;
     slot->cpu = plan.cpus.empty() ? -1 : plan.cpus[i];
     auto control = WorkerControl::create();
@@ -194,6 +195,7 @@ Result<std::unique_ptr<Supervisor>> Supervisor::start(const WorkerPlan& plan,
       close_plans(opened.value());
       return Error{control.error()};  // the destructor stops the others
     }
+    slot->options.listeners = std::move(opened.value().plans[i]);
     slot->control = std::move(control.value());
     slot->options.control = slot->control.get();
     s->slots_.push_back(std::move(slot));
@@ -221,10 +223,24 @@ void Supervisor::close_plans(OpenedListeners& opened) noexcept {
       if (p.fd >= 0) sys::close(std::exchange(p.fd, -1));
     }
   }
+  for (const std::string& path : opened.unix_files) ::unlink(path.c_str());
+  opened.unix_files.clear();
+}
+
+void Supervisor::remove_unix_files(const std::vector<OpenBind>& before) const noexcept {
+  for (const OpenBind& b : before) {
+    if (b.configured.family() != AF_UNIX || b.activated >= 0) continue;
+    const bool still = std::any_of(binds_.begin(), binds_.end(), [&](const OpenBind& now) {
+      return now.configured == b.configured;
+    });
+    if (still) continue;
+    const auto* un = reinterpret_cast<const sockaddr_un*>(&b.configured.storage);
+    ::unlink(un->sun_path);
+  }
 }
 
 Result<Supervisor::OpenedListeners> Supervisor::open_listeners(const Topology& t,
-                                                                uint32_t workers) {
+                                                               uint32_t workers) {
   OpenedListeners out;
   out.plans.resize(workers);
   auto fail = [&](const std::string& error) -> Result<OpenedListeners> {
@@ -240,20 +256,31 @@ Result<Supervisor::OpenedListeners> Supervisor::open_listeners(const Topology& t
     }
     return true;
   };
-  std::vector<int> used;  // activated sockets given to a bind of this version
+  auto find_kept = [&](const SocketAddress& configured) {
+    return std::find_if(binds_.begin(), binds_.end(),
+                        [&](const OpenBind& b) { return b.configured == configured; });
+  };
+  // Activated sockets given to a bind of this version: those kept first, so a new bind is never
+  // matched to a socket a kept bind already serves.
+  std::vector<int> used;
+  for (const ListenerSpec& ls : t.listeners) {
+    for (const SocketAddress& configured : ls.addresses) {
+      const auto kept = find_kept(configured);
+      if (kept != binds_.end() && kept->activated >= 0) used.push_back(kept->activated);
+    }
+  }
   for (uint32_t li = 0; li < t.listeners.size(); ++li) {
     const ListenerSpec& ls = t.listeners[li];
     const std::string what = "listener " + ls.name;
     for (uint32_t bi = 0; bi < ls.addresses.size(); ++bi) {
       const SocketAddress& configured = ls.addresses[bi];
-      const auto kept = std::find_if(binds_.begin(), binds_.end(), [&](const OpenBind& b) {
-        return b.name == ls.name && b.configured == configured;
-      });
+      const auto kept = find_kept(configured);
       if (kept != binds_.end()) {
         for (uint32_t w = 0; w < workers; ++w) {
           out.plans[w].push_back(ListenerPlan{li, bi, ls.name, configured, -1});
         }
         out.binds.push_back(*kept);
+        out.binds.back().name = ls.name;
         continue;
       }
       const int passed = match_activated(activated_, ls.name, configured, used);
@@ -264,13 +291,17 @@ Result<Supervisor::OpenedListeners> Supervisor::open_listeners(const Topology& t
           return fail(what + ": cannot share the socket systemd passed: " + std::strerror(errno));
         }
         out.binds.push_back(
-            OpenBind{ls.name, configured, activated_[static_cast<size_t>(passed)].address});
+            OpenBind{ls.name, configured, activated_[static_cast<size_t>(passed)].address, passed});
         continue;
       }
       if (configured.family() == AF_UNIX || workers == 1) {
         auto l = Listener::open(configured, t.global.backlog, false, ls.unix_mode, what);
         if (!l.ok()) return fail(l.error());
         const SocketAddress bound = l.value().address();
+        if (configured.family() == AF_UNIX) {
+          out.unix_files.emplace_back(
+              reinterpret_cast<const sockaddr_un*>(&configured.storage)->sun_path);
+        }
         if (!share(li, bi, configured, l.value().release())) {
           return fail(what + ": cannot share its socket: " + std::strerror(errno));
         }
@@ -300,6 +331,11 @@ Result<Supervisor::OpenedListeners> Supervisor::open_listeners(const Topology& t
 bool Supervisor::reload() {
   if (!loader_) {
     log_warn("SIGHUP ignored: started from the command line, there is no file to reload");
+    return false;
+  }
+  if (stopping_) {
+    // Workers draining would never take new sockets: they would queue connections unserved.
+    log_warn("SIGHUP ignored: shutting down");
     return false;
   }
   notify_.reloading();
@@ -332,7 +368,7 @@ bool Supervisor::reload() {
   }
   const Clock::time_point prepared = Clock::now();
   current_ = std::move(next);
-  binds_ = std::move(opened.value().binds);
+  const std::vector<OpenBind> before = std::exchange(binds_, std::move(opened.value().binds));
   // Commands run in order: once a worker has answered a report posted after the install, it
   // serves the new version (so READY and the log line come after every worker switched).
   std::vector<uint64_t> tickets(slots_.size(), 0);
@@ -348,11 +384,31 @@ bool Supervisor::reload() {
     tickets[i] = slots_[i]->control->request_report();
   }
   Stats ignored;
+  std::string install_errors;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(kReportTimeoutMs);
   for (size_t i = 0; i < slots_.size(); ++i) {
-    if (tickets[i] != 0) slots_[i]->control->wait_report(tickets[i], kReportTimeoutMs, ignored);
+    if (tickets[i] == 0) continue;
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (!slots_[i]->control->wait_report(tickets[i], static_cast<int>(std::max<int64_t>(0, left)),
+                                         ignored)) {
+      log_warn("reload: worker %zu did not confirm the new version within %d ms", i,
+               kReportTimeoutMs);
+    }
+    if (std::string e = slots_[i]->control->take_install_error(); !e.empty()) {
+      install_errors +=
+          (install_errors.empty() ? "worker " : "; worker ") + std::to_string(i) + ": " + e;
+    }
   }
   const Clock::time_point swapped = Clock::now();
+  remove_unix_files(before);
   if (checker_ != nullptr) checker_->update(current_);
+  if (!install_errors.empty()) {
+    // The version is in (connections use it), but a worker lacks a listening socket.
+    ++reload_failures_;
+    log_error("reload: epoch %llu installed, but %s",
+              static_cast<unsigned long long>(current_->epoch), install_errors.c_str());
+  }
   // The previous version's rings and schedules (megabytes with many servers) were freed by the
   // workers that dropped it; glibc keeps freed heap top and arena memory for reuse unless asked.
   malloc_trim(0);
@@ -391,9 +447,8 @@ std::string Supervisor::status_line() const {
     }
   }
   return "epoch " + std::to_string(current_->epoch) + ", " +
-         std::to_string(current_->listeners.size()) + " listener(s), " + std::to_string(up) +
-         "/" + std::to_string(servers) + " server(s) up, " + std::to_string(slots_.size()) +
-         " worker(s)";
+         std::to_string(current_->listeners.size()) + " listener(s), " + std::to_string(up) + "/" +
+         std::to_string(servers) + " server(s) up, " + std::to_string(slots_.size()) + " worker(s)";
 }
 
 std::string Supervisor::object_stat_lines() const {
@@ -415,8 +470,8 @@ std::string Supervisor::object_stat_lines() const {
     b.runtime->stats.append_lines(out, "backend." + b.name + ".");
     for (const ServerSpec& sv : b.servers) {
       const std::string prefix = "server." + b.name + "/" + sv.name + ".";
-      out += "  " + prefix + "up " +
-             (sv.runtime->up.load(std::memory_order_relaxed) ? "1" : "0") + "\n";
+      out += "  " + prefix + "up " + (sv.runtime->up.load(std::memory_order_relaxed) ? "1" : "0") +
+             "\n";
       sv.runtime->stats.append_lines(out, prefix);
     }
   }
@@ -462,6 +517,9 @@ void* Supervisor::thread_main(void* arg) noexcept {
   std::snprintf(name, sizeof name, "edgeproxy-w%u", slot.index);
   pthread_setname_np(pthread_self(), name);
   auto worker = Worker::create(slot.options);
+  // The worker holds what it needs; the first version must not outlive its last connection.
+  slot.options.topology.reset();
+  slot.options.listeners.clear();
   std::string error;
   if (!worker.ok()) {
     error = worker.error();
@@ -563,6 +621,7 @@ void Supervisor::on_signals() noexcept {
       case SIGTERM:
       case SIGINT:
       case SIGQUIT:
+        stopping_ = true;
         notify_.stopping();
         for (auto& slot : slots_) slot->control->request_stop(info.ssi_signo != SIGQUIT);
         break;

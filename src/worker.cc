@@ -18,8 +18,8 @@ namespace {
 
 constexpr uint32_t kEventBatch = 256;
 constexpr size_t kCommandsReserved = 16;  // control commands taken at once without allocating
-constexpr uint32_t kAcceptBudget = 64;   // accepts per listener per iteration
-constexpr int64_t kAcceptRetryMs = 100;  // out of fds: retry accepting this often, no sooner
+constexpr uint32_t kAcceptBudget = 64;    // accepts per listener per iteration
+constexpr int64_t kAcceptRetryMs = 100;   // out of fds: retry accepting this often, no sooner
 // A lingering connection looks at its peer's unacknowledged bytes after 1 ms, then at twice the
 // previous interval while none were acknowledged, at most this often: a reset is passed on a
 // round trip after the last byte is acknowledged, and many slow peers cost few ioctl calls.
@@ -155,8 +155,9 @@ Result<Ok> Worker::install(std::shared_ptr<const Topology> topology,
   }
   Version v;
   v.topology = std::move(topology);
-  v.balancers = balancers.empty() ? build_balancers(*v.topology, worker_seed(id_, v.topology->epoch))
-                                  : std::move(balancers);
+  v.balancers = balancers.empty()
+                    ? build_balancers(*v.topology, worker_seed(id_, v.topology->epoch))
+                    : std::move(balancers);
   EDGEPROXY_CHECK(v.balancers.size() == v.topology->backends.size());
   for (const BackendSpec& b : v.topology->backends) {
     v.preferred.emplace_back(b.servers.size(), uint8_t{0});
@@ -184,7 +185,8 @@ Result<Ok> Worker::install(std::shared_ptr<const Topology> topology,
       bool found = false;
       for (uint32_t i = 0; i < listeners_.size(); ++i) {
         Listener& l = listeners_[i];
-        if (l.fd() < 0 || kept[i] || l.name != p.name || !(l.configured == p.configured)) continue;
+        if (l.fd() < 0 || kept[i] || !(l.configured == p.configured)) continue;
+        l.name = p.name;  // a renamed listener keeps its socket
         l.listener = p.listener;
         l.bind = p.bind;
         kept[i] = true;
@@ -390,7 +392,7 @@ void Worker::on_control() noexcept {
         if (auto r = install(std::move(command.topology), command.listeners,
                              std::move(command.balancers));
             !r.ok()) {
-          log_error("worker %u: reload: %s", id_, r.error().c_str());
+          control_->set_install_error(r.error());
         }
         break;
     }
@@ -528,8 +530,8 @@ void Worker::connect_upstream(Connection& c, Handle h) noexcept {
   // Connections already waiting for a descriptor go first (a completion backend may still hand
   // over clients it accepted before the listener paused).
   const SysResult s = socket_waiters_.empty()
-                           ? sys::stream_socket(server_of(c).addresses[c.address].family())
-                           : SysResult{-1, EMFILE};
+                          ? sys::stream_socket(server_of(c).addresses[c.address].family())
+                          : SysResult{-1, EMFILE};
   if (s.ok()) {
     start_connect(c, h, static_cast<int>(s.value));
   } else if (sys::descriptors_exhausted(s.err)) {
@@ -638,6 +640,10 @@ bool Worker::retry_socket_waiters() noexcept {
       connect_failed(c, h, s.err);
     }
     if (c.state != State::kClosing) pump(c, index);
+    // Queued again: the connect could not start (EAGAIN: a Unix server's full backlog, a
+    // refused submission queue). Going on would take it again at once and spin; the retry
+    // timer wait_to_connect() armed comes back to it, and its connect deadline still runs.
+    if (c.socket_wait.linked()) return false;
   }
   return true;
 }
@@ -831,7 +837,8 @@ void Worker::close_connection(Connection& c, uint32_t index) noexcept {
   transport_.release_pipes(c);
   leave_server(c);
   const Topology& t = *versions_[c.version].topology;
-  for (ObjectStats* o : {&t.listeners[c.listener].runtime->stats, &t.backends[c.backend].runtime->stats}) {
+  for (ObjectStats* o :
+       {&t.listeners[c.listener].runtime->stats, &t.backends[c.backend].runtime->stats}) {
     o->current.fetch_sub(1, std::memory_order_relaxed);
     o->bytes_in.fetch_add(c.bytes_c2u, std::memory_order_relaxed);
     o->bytes_out.fetch_add(c.bytes_u2c, std::memory_order_relaxed);

@@ -86,6 +86,16 @@ void WorkerControl::take(std::vector<WorkerCommand>& out) {
   }
 }
 
+void WorkerControl::set_install_error(std::string error) {
+  std::lock_guard lock(mutex_);
+  install_error_ = std::move(error);
+}
+
+std::string WorkerControl::take_install_error() {
+  std::lock_guard lock(mutex_);
+  return std::exchange(install_error_, std::string());
+}
+
 void WorkerControl::publish(uint64_t ticket, const Stats& stats) {
   {
     std::lock_guard lock(mutex_);

@@ -24,8 +24,8 @@ enum class SpliceMode : uint8_t {
 const char* to_string(SpliceMode mode) noexcept;
 
 struct Config {
-  uint32_t max_connections = 1024;  // client connections; sizes the slab
-  uint32_t buffers = 0;             // pool size; 0 = 2 x max_connections
+  uint32_t max_connections = 1024;   // client connections; sizes the slab
+  uint32_t buffers = 0;              // pool size; 0 = 2 x max_connections
   uint32_t shutdown_timeout_s = 10;  // TERM/INT: how long connections may still run
   int backlog = 4096;                // capped by net.core.somaxconn
   uint32_t workers = 1;              // 0 = "auto": one per CPU of the affinity mask, at start-up

@@ -80,22 +80,22 @@ struct Connection {
   Side client;
   Side upstream;
   State state = State::kFree;
-  bool touched = false;      // in the Worker's touched list this loop iteration
-  bool more = false;         // the read budget ran out with bytes left: pump again next iteration
-  bool pending = false;      // queued in the Worker's pending list (at most once)
-  uint8_t address = 0;       // index of the server address being tried or used
-  uint8_t tried = 0;         // addresses of the current server tried so far
-  uint8_t retries = 0;       // connects retried on another server so far
-  uint8_t attempt = 0;       // connect attempts so far (wraps): names an attempt's operations
+  bool touched = false;  // in the Worker's touched list this loop iteration
+  bool more = false;     // the read budget ran out with bytes left: pump again next iteration
+  bool pending = false;  // queued in the Worker's pending list (at most once)
+  uint8_t address = 0;   // index of the server address being tried or used
+  uint8_t tried = 0;     // addresses of the current server tried so far
+  uint8_t retries = 0;   // connects retried on another server so far
+  uint8_t attempt = 0;   // connect attempts so far (wraps): names an attempt's operations
   // Where the connection belongs (decision 0008): the worker's topology version it was accepted
   // under, and indices into that version's listeners, backends and the backend's servers.
   uint16_t version = 0;
   uint16_t listener = 0;
   uint16_t backend = 0;
   uint16_t server = kNoServer;
-  WaitLinks buffer_wait;     // in the Worker's queue of connections waiting for a pool buffer
-  WaitLinks socket_wait;     // in the Worker's queue of connections waiting for a descriptor
-  uint32_t linger_outq = 0;  // kLingering: unacknowledged bytes at the last look
+  WaitLinks buffer_wait;        // in the Worker's queue of connections waiting for a pool buffer
+  WaitLinks socket_wait;        // in the Worker's queue of connections waiting for a descriptor
+  uint32_t linger_outq = 0;     // kLingering: unacknowledged bytes at the last look
   uint32_t linger_wait_ms = 0;  // kLingering: time until the next look (grows while none move)
   int64_t last_active_ms = 0;   // last time a byte moved either way
   // Bytes delivered to the upstream and to the client: added to the listener's, backend's and

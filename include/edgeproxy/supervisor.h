@@ -133,25 +133,32 @@ class Supervisor {
     Stats final_stats;  // written before `exited` is set
     std::atomic<bool> exited{false};
   };
-  // A listening address the workers have sockets for: the key a reload keeps it by.
+  // A listening address the workers have sockets for. A reload keeps the sockets of an address
+  // it still binds (as configured: port 0 stays 0), whichever listener now names it.
   struct OpenBind {
     std::string name;
     SocketAddress configured;
     SocketAddress bound;
+    int activated = -1;  // index into activated_ when systemd passed the socket
   };
   // What open_listeners() produced: each worker's ListenerPlan, and the binds now open.
   struct OpenedListeners {
     std::vector<std::vector<ListenerPlan>> plans;
     std::vector<OpenBind> binds;
+    std::vector<std::string> unix_files;  // Unix socket files this call created
   };
 
   Supervisor(int signal_fd, int exit_fd) noexcept : signal_fd_(signal_fd), exit_fd_(exit_fd) {}
   // Opens a socket per worker for every bind of `t` that binds_ does not already have (by
-  // listener name and configured address; all of them at start-up): one SO_REUSEPORT socket per
+  // configured address; all of them at start-up): one SO_REUSEPORT socket per
   // worker for TCP with several workers, one socket shared (dup) by every worker for a Unix
   // address or a socket systemd passed. On failure every socket it opened is closed again.
   Result<OpenedListeners> open_listeners(const Topology& t, uint32_t workers);
+  // Closes the sockets still in `opened`'s plans and removes the Unix socket files it created.
   static void close_plans(OpenedListeners& opened) noexcept;
+  // Removes the files of Unix listeners no longer bound (`before` minus binds_), once no worker
+  // holds their sockets.
+  void remove_unix_files(const std::vector<OpenBind>& before) const noexcept;
   static void* thread_main(void* arg) noexcept;
   Result<Ok> start_worker(Slot& slot);
   void release_workers(bool go) noexcept;
@@ -180,6 +187,7 @@ class Supervisor {
   bool go_ = false;
   bool abort_ = false;
   bool stopping_now_ = false;
+  bool stopping_ = false;  // TERM, INT or QUIT seen: no more reloads
 };
 
 }  // namespace edgeproxy

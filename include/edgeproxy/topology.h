@@ -95,22 +95,22 @@ struct BackendRuntime {
 };
 
 struct HealthCheck {
-  bool enabled = false;           // active checks; passive checks always count toward `fall`
+  bool enabled = false;  // active checks; passive checks always count toward `fall`
   uint32_t interval_ms = 2000;
-  uint32_t timeout_ms = 1000;     // connect (and expect) deadline of one check
+  uint32_t timeout_ms = 1000;  // connect (and expect) deadline of one check
   uint32_t rise = 2;
   uint32_t fall = 3;
-  std::string send;               // bytes sent once connected (escapes already decoded)
-  std::string expect;             // the reply must start with these bytes; empty: connect only
+  std::string send;    // bytes sent once connected (escapes already decoded)
+  std::string expect;  // the reply must start with these bytes; empty: connect only
 };
 
 struct ServerSpec {
   std::string name;
   Endpoint endpoint;
-  uint32_t weight = 1;            // 1-256; 0 is refused (use `disable`, later, to drain)
-  bool backup = false;            // used only while no non-backup server is up
-  uint32_t max_connections = 0;   // connections at once across workers; 0 = no limit. A full
-                                  // server is skipped by every algorithm (`first` fills in order)
+  uint32_t weight = 1;           // 1-256; 0 is refused (use `disable`, later, to drain)
+  bool backup = false;           // used only while no non-backup server is up
+  uint32_t max_connections = 0;  // connections at once across workers; 0 = no limit. A full
+                                 // server is skipped by every algorithm (`first` fills in order)
   SourceLocation where;
   std::vector<SocketAddress> addresses;  // resolve_topology(): in order of preference
   std::shared_ptr<ServerRuntime> runtime;
@@ -122,7 +122,7 @@ struct BackendSpec {
   std::vector<ServerSpec> servers;
   HealthCheck check;
   uint32_t connect_timeout_ms = 5000;
-  uint32_t retries = 2;           // connects retried on another server after the first fails
+  uint32_t retries = 2;  // connects retried on another server after the first fails
   SourceLocation where;
   std::shared_ptr<BackendRuntime> runtime;
 };
@@ -130,18 +130,18 @@ struct BackendSpec {
 struct ListenerSpec {
   std::string name;
   std::vector<Endpoint> binds;
-  uint32_t backend = 0;           // index into Topology::backends
+  uint32_t backend = 0;            // index into Topology::backends
   uint32_t idle_timeout_s = 3600;  // 0 = none
-  uint32_t unix_mode = 0;         // Unix binds: chmod after bind (0 = leave the umask's)
+  uint32_t unix_mode = 0;          // Unix binds: chmod after bind (0 = leave the umask's)
   SourceLocation where;
   std::vector<SocketAddress> addresses;  // resolve_topology(): one per bind, same order
   std::shared_ptr<ListenerRuntime> runtime;
 };
 
 struct Topology {
-  uint64_t epoch = 0;             // set when installed: 1 at start, +1 per successful reload
-  std::string source;             // the file it came from, or "command line"
-  Config global;                  // process-wide settings (workers, limits, splice, logging)
+  uint64_t epoch = 0;  // set when installed: 1 at start, +1 per successful reload
+  std::string source;  // the file it came from, or "command line"
+  Config global;       // process-wide settings (workers, limits, splice, logging)
   std::vector<ListenerSpec> listeners;
   std::vector<BackendSpec> backends;
   std::vector<std::string> warnings;  // e.g. a backend no listener uses: "file:line:col: ..."

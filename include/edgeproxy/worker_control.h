@@ -36,10 +36,10 @@ struct ListenerPlan {
 struct WorkerCommand {
   enum class Kind : uint8_t { kStopGraceful, kStopFast, kReport, kInstall };
   Kind kind = Kind::kReport;
-  uint64_t ticket = 0;                        // kReport
-  std::shared_ptr<const Topology> topology;   // kInstall
-  std::vector<ListenerPlan> listeners;        // kInstall: every socket the worker is to have
-  std::vector<Balancer> balancers;            // kInstall: one per backend, built for this worker
+  uint64_t ticket = 0;                       // kReport
+  std::shared_ptr<const Topology> topology;  // kInstall
+  std::vector<ListenerPlan> listeners;       // kInstall: every socket the worker is to have
+  std::vector<Balancer> balancers;           // kInstall: one per backend, built for this worker
 };
 
 class WorkerControl {
@@ -71,6 +71,11 @@ class WorkerControl {
   // allocates nothing on the worker's thread.
   void take(std::vector<WorkerCommand>& out);
   void publish(uint64_t ticket, const Stats& stats);
+  // Worker side: an install that did not fully succeed (a listening socket not kept or not
+  // watched); the supervisor reads it after the install with take_install_error().
+  void set_install_error(std::string error);
+  // Supervisor side: the last install error, emptied; "" when every install succeeded.
+  std::string take_install_error();
 
  private:
   explicit WorkerControl(int fd) noexcept : fd_(fd) {}
@@ -83,6 +88,7 @@ class WorkerControl {
   std::condition_variable published_cv_;
   uint64_t published_ticket_ = 0;
   Stats snapshot_;
+  std::string install_error_;
 };
 
 }  // namespace edgeproxy

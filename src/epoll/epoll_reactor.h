@@ -40,15 +40,18 @@ class EpollReactor {
   SysResult modify(int fd, uint64_t cookie, uint32_t interest) noexcept;
 
   // Listeners and control fds (the eventfd). Pausing drops the interest and keeps the registration;
-  // resuming re-polls, so connections that queued meanwhile raise an event at once. Closing a
-  // listener's fd removes it from the epoll set, so unwatching has nothing to do.
+  // resuming re-polls, so connections that queued meanwhile raise an event at once. Unwatching
+  // deletes the registration: closing the fd would not when another descriptor shares the socket
+  // (a Unix or socket-activated listener is one socket dup'ed to every worker, and the supervisor
+  // keeps systemd's), and the stale registration would keep waking the worker, and refuse a later
+  // registration of the same fd number with EEXIST.
   SysResult watch(int fd, uint64_t cookie) noexcept { return add(fd, cookie, kWantRead); }
   SysResult watch_listener(int fd, uint64_t cookie) noexcept { return add(fd, cookie, kWantRead); }
   SysResult pause_listener(int fd, uint64_t cookie) noexcept { return modify(fd, cookie, 0); }
   SysResult resume_listener(int fd, uint64_t cookie) noexcept {
     return modify(fd, cookie, kWantRead);
   }
-  void unwatch_listener(int, uint64_t) noexcept {}
+  void unwatch_listener(int fd, uint64_t) noexcept;
   // Whether listener slot `index` may be reused for another socket: always, nothing is in flight.
   bool listener_idle(uint32_t) const noexcept { return true; }
   // epoll accepts only while the worker has room (it pauses the listener when full): no-op.

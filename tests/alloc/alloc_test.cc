@@ -19,8 +19,8 @@
 
 #include <gtest/gtest.h>
 
-#include "edgeproxy/worker.h"
 #include "../unit/one_route.h"
+#include "edgeproxy/worker.h"
 
 extern "C" void* __libc_malloc(size_t);
 extern "C" void* __libc_calloc(size_t, size_t);

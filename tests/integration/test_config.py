@@ -153,6 +153,32 @@ class FileMode(ProxyTestCase):
         self.assertEqual(echo_roundtrip(proxy.port, b"to a unix server\n"),
                          b"to a unix server\n")
 
+    def test_a_unix_server_with_a_full_backlog_times_out_without_spinning(self):
+        # Regression (review of issue 10): a Unix server's full backlog makes a non-blocking
+        # connect say EAGAIN; the connection waits for a descriptor-style retry, and the retry
+        # pass took it again at once for ever: the worker spun, ignored its timers and TERM.
+        path = os.path.join(self.config_dir(), "full.sock")
+        full = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(full.close)
+        full.bind(path)
+        full.listen(0)  # never accepted
+        for _ in range(4):  # fill its backlog (one pending connection for a backlog of 0)
+            filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.addCleanup(filler.close)
+            filler.setblocking(False)
+            try:
+                filler.connect(path)
+            except BlockingIOError:
+                break
+        proxy = self.start_proxy_config(one_listener_config(
+            [f"u unix:{path}"], backend=["connect-timeout 1s", "retries 0"]))
+        clients = [self.connect(proxy.port) for _ in range(4)]
+        self.assertNotBusy(proxy, seconds=1.0, limit=0.3, what="waiting on a full Unix backlog")
+        for c in clients:
+            self.assertClosedByProxy(c, within=5.0)
+        stats = harness.full_stats(proxy)
+        self.assertGreaterEqual(stats["connect_timeouts"], 1)
+
     def unix_listener_config(self, backend_port):
         return one_listener_config([f"a 127.0.0.1:{backend_port}"]).replace(
             "bind 127.0.0.1:@PORT@", "bind unix:@DIR@/proxy.sock mode 0600")

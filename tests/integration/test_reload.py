@@ -4,6 +4,7 @@ invalid file changing nothing, and old topology versions let go once their conne
 
 import hashlib
 import os
+import signal
 import socket
 import sys
 import threading
@@ -132,6 +133,36 @@ class Listeners(ReloadTestCase):
         self.echo(held, b"still here\n")
         self.assertEndsNormally(held, "the removed listener's connection did not end normally")
         self.assertEqual(self.who_once(proxy.port), "a")
+
+    def test_a_renamed_listener_keeps_its_socket(self):
+        # A bind is kept by its address, whichever listener names it: renaming is no rebind
+        # (which would fail with "address already in use" while the old socket is held).
+        servers = self.start_named("a")
+        proxy = self.start_proxy_config(config(self.ports(servers)))
+        name, held = self.who(proxy.port)
+        self.assertEqual(name, "a")
+        self.reload_to(proxy, config(self.ports(servers)).replace("listener web {",
+                                                                  "listener www {"))
+        self.assertEqual(self.who_once(proxy.port), "a")
+        self.echo(held, b"same socket\n")
+        self.assertIn("listener.www.connections", harness.full_stats(proxy))
+
+    def test_a_reload_during_a_graceful_shutdown_is_refused(self):
+        servers = self.start_named("a")
+        proxy = self.start_proxy_config(config(self.ports(servers)))
+        name, held = self.who(proxy.port)
+        self.assertEqual(name, "a")
+        start = len(proxy.stderr_snapshot())
+        proxy.send_signal(signal.SIGQUIT)
+        self.assertTrue(proxy.wait_for_stderr("graceful shutdown", 5, start=start))
+        self.rewrite_config(proxy, config(self.ports(servers), listeners=("web", "web2")))
+        proxy.send_signal(signal.SIGHUP)
+        self.assertTrue(proxy.wait_for_stderr("SIGHUP ignored: shutting down", 5, start=start),
+                        f"stderr:\n{proxy.stderr_text()[-2000:]}")
+        self.assertTrue(harness.refuses(proxy.values["PORT2"]), "a reload bound a new port")
+        self.echo(held, b"draining\n")
+        self.assertEndsNormally(held, "the draining connection did not end normally")
+        self.assertEqual(proxy.wait_exit(10), 0)
 
     def test_a_failed_reload_changes_nothing_at_all(self):
         # The new file is valid but its new listener's port is taken: the whole reload fails,

@@ -306,6 +306,46 @@ class Systemd(ProxyTestCase):
         sock.close()
         self.assertServes(port, "by address")
 
+    def reload_with(self, proxy, text):
+        start = len(proxy.stderr_snapshot())
+        self.write_activation_config(text)
+        proxy.send_signal(signal.SIGHUP)
+        self.assertTrue(proxy.wait_for_stderr("reloaded", 10, start=start),
+                        f"no reload; stderr:\n{proxy.stderr_text()[-3000:]}")
+        self.assertNotIn("reload failed", "\n".join(proxy.stderr_snapshot()[start:]))
+        self.assertNotIn("installed, but", "\n".join(proxy.stderr_snapshot()[start:]))
+
+    def test_an_activated_listener_removed_then_added_again_serves(self):
+        # Regression (review of issue 10): a worker closing its copy of a passed socket left its
+        # epoll registration (the supervisor keeps systemd's descriptor), so adding the listener
+        # back failed with EEXIST and its connections were never accepted.
+        backend = self.start_server()
+        unused = harness.free_port()
+        proxy, sock, port = self.start_activated(f"127.0.0.1:{unused}", backend.port, "web")
+        sock.close()
+        other = harness.free_port()
+        self.reload_with(proxy, config_text(f"127.0.0.1:{other}", backend.port, name="other"))
+        self.assertServes(other, "other listener")
+        # "other" stays, so the lowest free descriptor (dup'ed for web) is web's old number.
+        self.reload_with(proxy, config_text(f"127.0.0.1:{other}", backend.port, name="other") +
+                         config_text(f"127.0.0.1:{unused}", backend.port).split("backend app {")[0])
+        for i in range(3):
+            self.assertServes(port, f"web again {i}")
+        self.assertServes(other, "other listener kept")
+
+    def test_a_bind_added_next_to_an_activated_one_is_bound(self):
+        # Regression (review of issue 10): the passed socket a kept bind serves was matched
+        # again, by name, to the reload's new bind, which was then never bound.
+        backend = self.start_server()
+        unused = harness.free_port()
+        proxy, sock, port = self.start_activated(f"127.0.0.1:{unused}", backend.port, "web")
+        sock.close()
+        added = harness.free_port()
+        self.reload_with(proxy, config_text(f"127.0.0.1:{unused}", backend.port).replace(
+            "    backend app\n", f"    bind 127.0.0.1:{added}\n    backend app\n", 1))
+        self.assertServes(added, "the added bind")
+        self.assertServes(port, "the passed socket")
+
     def test_listen_pid_of_another_process_is_ignored(self):
         backend = self.start_server()
         own = harness.free_port()

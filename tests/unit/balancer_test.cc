@@ -144,7 +144,6 @@ std::vector<uint32_t> picks_of(Balancer& b, size_t n) {
 constexpr Balance kAllBalances[] = {Balance::kRoundRobin, Balance::kLeastConn, Balance::kRandom,
                                     Balance::kSource, Balance::kFirst};
 
-
 // Clients spread over many addresses, for algorithms that hash the client.
 SocketAddress client_number(uint32_t k) {
   return v4(0x0a000000u + k * 2654435761u);

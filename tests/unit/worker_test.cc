@@ -2,7 +2,6 @@
 // thread against loopback peers. Today: the settling pass when the kernel refuses an interest
 // change while every slot is touched (issue 9, item 10).
 #include "edgeproxy/worker.h"
-#include "one_route.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,6 +18,8 @@
 #include <cstring>
 #include <thread>
 #include <vector>
+
+#include "one_route.h"
 
 namespace edgeproxy {
 namespace {
