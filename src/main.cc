@@ -229,12 +229,10 @@ int main(int argc, char** argv) {
                                  ? std::string("not pinned")
                                  : "on CPUs " + edgeproxy::format_cpu_list(plan.value().cpus);
   if (from_file) {
-    size_t servers = 0;
-    for (const edgeproxy::BackendSpec& b : topology->backends) servers += b.servers.size();
     edgeproxy::log_info(
         "listening on %s; %zu backend(s), %zu server(s); %s backend, %u worker(s) %s, max %u "
         "connections, %u buffers",
-        running->describe_listeners().c_str(), topology->backends.size(), servers,
+        running->describe_listeners().c_str(), topology->backends.size(), topology->server_count(),
         edgeproxy::Reactor::kName, plan.value().workers, pinned.c_str(), config.max_connections,
         config.buffer_count());
   } else {

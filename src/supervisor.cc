@@ -19,6 +19,7 @@
 
 #include "edgeproxy/listener.h"
 #include "edgeproxy/log.h"
+#include "edgeproxy/server_health.h"
 
 namespace edgeproxy {
 namespace {
@@ -172,11 +173,8 @@ Result<std::unique_ptr<Supervisor>> Supervisor::start(const WorkerPlan& plan,
   s->binds_ = std::move(opened.value().binds);
   if (!s->activated_.empty()) {
     std::vector<int> used;
-    for (size_t i = 0; i < s->activated_.size(); ++i) {
-      for (const OpenBind& b : s->binds_) {
-        if (same_socket_address(b.bound, s->activated_[i].address))
-          used.push_back(static_cast<int>(i));
-      }
+    for (const OpenBind& b : s->binds_) {
+      if (b.activated >= 0) used.push_back(b.activated);
     }
     warn_unused_activated(s->activated_, used);
   }
@@ -371,7 +369,7 @@ bool Supervisor::reload() {
   const std::vector<OpenBind> before = std::exchange(binds_, std::move(opened.value().binds));
   // Commands run in order: once a worker has answered a report posted after the install, it
   // serves the new version (so READY and the log line come after every worker switched).
-  std::vector<uint64_t> tickets(slots_.size(), 0);
+  std::vector<bool> installed(slots_.size(), false);
   for (size_t i = 0; i < slots_.size(); ++i) {
     if (slots_[i]->exited.load(std::memory_order_acquire)) {
       for (ListenerPlan& p : opened.value().plans[i]) {
@@ -381,17 +379,14 @@ bool Supervisor::reload() {
     }
     slots_[i]->control->request_install(current_, std::move(opened.value().plans[i]),
                                         std::move(balancers[i]));
-    tickets[i] = slots_[i]->control->request_report();
+    installed[i] = true;
   }
-  Stats ignored;
+  std::vector<Stats> ignored;
+  const std::vector<bool> answered = collect_reports(ignored);
   std::string install_errors;
-  const auto deadline = Clock::now() + std::chrono::milliseconds(kReportTimeoutMs);
   for (size_t i = 0; i < slots_.size(); ++i) {
-    if (tickets[i] == 0) continue;
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (!slots_[i]->control->wait_report(tickets[i], static_cast<int>(std::max<int64_t>(0, left)),
-                                         ignored)) {
+    if (!installed[i]) continue;
+    if (!answered[i]) {
       log_warn("reload: worker %zu did not confirm the new version within %d ms", i,
                kReportTimeoutMs);
     }
@@ -413,14 +408,13 @@ bool Supervisor::reload() {
   // workers that dropped it; glibc keeps freed heap top and arena memory for reuse unless asked.
   malloc_trim(0);
   ++reloads_;
-  size_t servers = 0;
-  for (const BackendSpec& b : current_->backends) servers += b.servers.size();
   log_info(
       "reloaded %s: epoch %llu, %zu listener(s), %zu backend(s), %zu server(s) in %.1f ms (load "
       "%.1f, listeners and balancers %.1f, swap %.1f)",
       current_->source.c_str(), static_cast<unsigned long long>(current_->epoch),
-      current_->listeners.size(), current_->backends.size(), servers, ms_between(began, swapped),
-      ms_between(began, parsed), ms_between(parsed, prepared), ms_between(prepared, swapped));
+      current_->listeners.size(), current_->backends.size(), current_->server_count(),
+      ms_between(began, swapped), ms_between(began, parsed), ms_between(parsed, prepared),
+      ms_between(prepared, swapped));
   notify_.ready(status_line());
   return true;
 }
@@ -439,16 +433,11 @@ std::string Supervisor::describe_listeners() const {
 
 std::string Supervisor::status_line() const {
   size_t up = 0;
-  size_t servers = 0;
-  for (const BackendSpec& b : current_->backends) {
-    for (const ServerSpec& sv : b.servers) {
-      ++servers;
-      up += sv.runtime->up.load(std::memory_order_relaxed) ? 1u : 0u;
-    }
-  }
+  for (const BackendSpec& b : current_->backends) up += servers_up(b);
   return "epoch " + std::to_string(current_->epoch) + ", " +
          std::to_string(current_->listeners.size()) + " listener(s), " + std::to_string(up) + "/" +
-         std::to_string(servers) + " server(s) up, " + std::to_string(slots_.size()) + " worker(s)";
+         std::to_string(current_->server_count()) + " server(s) up, " +
+         std::to_string(slots_.size()) + " worker(s)";
 }
 
 std::string Supervisor::object_stat_lines() const {
@@ -642,26 +631,36 @@ void Supervisor::on_signals() noexcept {
   }
 }
 
-void Supervisor::print_stats(std::FILE* out) {
-  std::vector<Stats> per_worker(slots_.size());
+std::vector<bool> Supervisor::collect_reports(std::vector<Stats>& out) {
+  out.assign(slots_.size(), Stats{});
   std::vector<uint64_t> tickets(slots_.size(), 0);
   for (size_t i = 0; i < slots_.size(); ++i) {
     if (!slots_[i]->exited.load(std::memory_order_acquire)) {
       tickets[i] = slots_[i]->control->request_report();
     }
   }
-  Stats total;
-  std::vector<uint32_t> silent;
+  std::vector<bool> answered(slots_.size(), false);
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(kReportTimeoutMs);
   for (size_t i = 0; i < slots_.size(); ++i) {
-    Slot& slot = *slots_[i];
+    if (tickets[i] == 0) continue;
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
+    answered[i] = slots_[i]->control->wait_report(
+        tickets[i], static_cast<int>(std::max<int64_t>(0, left.count())), out[i]);
+  }
+  return answered;
+}
+
+void Supervisor::print_stats(std::FILE* out) {
+  std::vector<Stats> per_worker;
+  const std::vector<bool> answered = collect_reports(per_worker);
+  Stats total;
+  std::vector<uint32_t> silent;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    Slot& slot = *slots_[i];
     // A worker that returned meanwhile has published its final counters (and answers no more).
-    if (tickets[i] == 0 ||
-        !slot.control->wait_report(tickets[i], static_cast<int>(std::max<int64_t>(0, left.count())),
-                                   per_worker[i])) {
+    if (!answered[i]) {
       if (!slot.exited.load(std::memory_order_acquire)) {
         // Stopped or stuck (a debugger, a long stall): say so rather than count it as zeros.
         silent.push_back(slot.index);

@@ -165,6 +165,10 @@ class Supervisor {
   void stop_all_now() noexcept;
   void join_all() noexcept;
   void on_signals() noexcept;
+  // Asks every running worker for a snapshot (answered after the commands posted before it) and
+  // waits for all of them with one deadline of 2 s. answered[i] is false for a worker that had
+  // exited, or did not answer in time; out[i] holds the others' snapshots.
+  std::vector<bool> collect_reports(std::vector<Stats>& out);
   // The per-listener, per-backend, per-server and reload lines of the statistics block.
   std::string object_stat_lines() const;
   std::string status_line() const;

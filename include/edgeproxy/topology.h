@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -145,6 +146,13 @@ struct Topology {
   std::vector<ListenerSpec> listeners;
   std::vector<BackendSpec> backends;
   std::vector<std::string> warnings;  // e.g. a backend no listener uses: "file:line:col: ..."
+
+  // Servers over every backend, for summaries.
+  size_t server_count() const noexcept {
+    size_t n = 0;
+    for (const BackendSpec& b : backends) n += b.servers.size();
+    return n;
+  }
 };
 
 // Resolves every listener bind and server address (names at load and at every reload). Error:
