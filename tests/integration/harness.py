@@ -280,17 +280,29 @@ class Proxy:
         return self
 
     def _reader(self, stream, sink):
+        # Whole reads, not lines: the proxy writes a statistics block with one write(), and a
+        # reader that published it line by line could let stats() see half of it.
+        fd = stream.fileno()
+        pending = b""
         try:
-            for raw in iter(stream.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            for _ in range(1 << 40):
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                if not complete:
+                    continue
                 with self._cond:
-                    sink.append(line)
+                    sink.extend(raw.decode("utf-8", "replace").rstrip("\r") for raw in complete)
                     self._last_line_time = time.monotonic()
                     self._cond.notify_all()
         except (OSError, ValueError):
             pass
         finally:
             with self._cond:
+                if pending:
+                    sink.append(pending.decode("utf-8", "replace").rstrip("\r"))
                 self._cond.notify_all()
 
     def wait_ready(self, timeout=READY_TIMEOUT):
