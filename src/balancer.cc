@@ -500,7 +500,10 @@ struct Group {
   }
 
   uint32_t source(const SocketAddress& client, uint32_t avoid) const noexcept {
-    const uint64_t h = client_hash(client);
+    return on_ring(client_hash(client), avoid);
+  }
+
+  uint32_t on_ring(uint64_t h, uint32_t avoid) const noexcept {
     const uint32_t points = static_cast<uint32_t>(ring.size());
     const uint64_t bucket = h >> ring_shift;
     const auto from = ring.begin() + ring_index[bucket];
@@ -531,8 +534,12 @@ struct Balancer::Impl {
   std::vector<Member> servers;
   std::vector<uint32_t> tier_of;
   std::vector<uint32_t> place;
+  bool ringed = false;  // the tiers have consistent-hash rings (source, or hash rules)
 
-  Impl(const BackendSpec& spec, uint64_t seed) : balance(spec.balance), rng(mix64(seed)) {
+  Impl(const BackendSpec& spec, uint64_t seed)
+      : balance(spec.balance),
+        rng(mix64(seed)),
+        ringed(spec.balance == Balance::kSource || spec.hashed) {
     servers.reserve(spec.servers.size());
     tier_of.reserve(spec.servers.size());
     place.reserve(spec.servers.size());
@@ -550,6 +557,7 @@ struct Balancer::Impl {
     for (uint32_t t = 0; t < 2; ++t) {
       Group& g = tiers[t];
       if (g.members.empty()) continue;
+      if (ringed) g.build_ring(spec);
       switch (balance) {
         case Balance::kRoundRobin:
           g.build_round_robin(seed ^ (t * kGolden));
@@ -561,12 +569,18 @@ struct Balancer::Impl {
           g.alias.init(g.members);
           break;
         case Balance::kSource:
-          g.build_ring(spec);
           break;
         case Balance::kFirst:
           break;
       }
     }
+  }
+
+  uint32_t hashed_in(uint32_t tier, uint64_t h, uint32_t avoid) const noexcept {
+    const Group& g = tiers[tier];
+    if (g.members.empty()) return kNone;
+    const uint32_t i = g.on_ring(h, avoid);
+    return i == kNone ? kNone : g.members[i].server;
   }
 
   uint32_t pick_in(uint32_t tier, const SocketAddress& client, uint32_t avoid) noexcept {
@@ -603,6 +617,21 @@ Balancer::~Balancer() = default;
 
 // `avoid` is refused in both tiers before it is taken back: a retry prefers a backup to the
 // server that just failed, and gets that server again only when nothing else is usable.
+uint32_t Balancer::pick_hash(uint64_t key_hash, uint32_t avoid) noexcept {
+  Impl& s = *impl_;
+  if (!s.ringed) return pick(SocketAddress{}, avoid);
+  for (uint32_t tier = 0; tier < 2; ++tier) {
+    const uint32_t server = s.hashed_in(tier, key_hash, avoid);
+    if (server != kNone) return server;
+  }
+  if (avoid < s.servers.size() && look(s.servers[avoid]).usable) return avoid;
+  return kNone;
+}
+
+uint64_t Balancer::hash_key(std::string_view key) noexcept {
+  return hash_bytes(key.data(), key.size(), kClientSeed);
+}
+
 uint32_t Balancer::pick(const SocketAddress& client, uint32_t avoid) noexcept {
   Impl& s = *impl_;
   for (uint32_t tier = 0; tier < 2; ++tier) {

@@ -9,6 +9,8 @@ const char* to_string(State state) noexcept {
       return "free";
     case State::kAccepted:
       return "accepted";
+    case State::kInspecting:
+      return "inspecting";
     case State::kRouting:
       return "routing";
     case State::kConnecting:

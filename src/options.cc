@@ -84,6 +84,32 @@ constexpr OptionSpec kOptions[] = {
      .help = "connects retried on another server after a failed or timed-out one, never once a "
              "server's byte reached the client",
      .apply = [](OptionTargets& t, const OptionValue& v) { t.backend->retries = u32(v); }},
+    {.name = "accept-proxy", .scope = OptionScope::kListener, .kind = ValueKind::kSwitch,
+     .default_text = "off", .example = "on",
+     .help = "expect a PROXY protocol v1 or v2 header first (from a load balancer in front) and "
+             "take the client address from it; a missing or malformed one closes the connection",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->accept_proxy = v.number != 0;
+     }},
+    {.name = "inspect-timeout", .scope = OptionScope::kListener, .kind = ValueKind::kDuration,
+     .metavar = "MS", .min = 1, .max = 3'600'000, .unit_ms = 1, .default_text = "5000",
+     .example = "2s",
+     .help = "how long the first bytes (a PROXY header, what routing rules read) may take; a "
+             "bare number is milliseconds",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->inspect_timeout_ms = u32(v);
+     }},
+    {.name = "inspect-bytes", .scope = OptionScope::kListener, .kind = ValueKind::kSize,
+     .metavar = "SIZE", .min = 256, .max = 1024 * 1024, .default_text = "8k", .example = "32k",
+     .help = "first bytes read at most before routing decides",
+     .apply = [](OptionTargets& t, const OptionValue& v) { t.listener->inspect_bytes = u32(v); }},
+    {.name = "proxy-protocol", .scope = OptionScope::kBackend, .kind = ValueKind::kEnum,
+     .metavar = "V", .choices = "none|v1|v2", .default_text = "none", .example = "v2",
+     .help = "send each server a PROXY protocol header (v1 text, v2 binary) with the client's "
+             "address first",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.backend->proxy_protocol = static_cast<uint8_t>(v.number);
+     }},
     // --- process-wide ---------------------------------------------------------------------------
     {.name = "max-connections", .kind = ValueKind::kCount, .metavar = "N", .min = 1,
      .max = 1'000'000, .default_text = "1024", .example = "20000",

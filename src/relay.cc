@@ -280,6 +280,32 @@ void on_accepted(Connection& c) noexcept {
   c.state = State::kRouting;
 }
 
+void on_inspecting(Connection& c) noexcept {
+  c.state = State::kInspecting;
+}
+
+void on_routed(Connection& c) noexcept {
+  c.state = State::kRouting;
+}
+
+void hold_for_replay(Connection& c) noexcept {
+  c.client.paused |= kPauseReplay;
+}
+
+void end_replay(Connection& c) noexcept {
+  c.client.paused &= static_cast<uint8_t>(~kPauseReplay);
+}
+
+void on_refused(Connection& c, bool reset) noexcept {
+  if (!reset) {
+    // Nothing more is read from the client nor will be written to it, and there is no
+    // upstream: both directions are over, in order.
+    c.client.flags |= kEof | kWriteShut;
+    c.upstream.flags |= kEof | kWriteShut;
+  }
+  c.state = State::kClosing;
+}
+
 void on_connecting(Connection& c) noexcept {
   c.state = State::kConnecting;
 }

@@ -453,7 +453,15 @@ std::string Supervisor::object_stat_lines() const {
                 static_cast<unsigned long long>(current_->epoch));
   out += line;
   for (const ListenerSpec& ls : current_->listeners) {
-    ls.runtime->stats.append_lines(out, "listener." + ls.name + ".");
+    const std::string prefix = "listener." + ls.name + ".";
+    ls.runtime->stats.append_lines(out, prefix);
+    if (!ls.inspects()) continue;
+    ls.runtime->route.append_lines(out, prefix);
+    for (size_t r = 0; r < ls.routes.rules.size(); ++r) {
+      out += "  " + prefix + "rule" + std::to_string(r + 1) + ".matches " +
+             std::to_string(ls.routes.rules[r].runtime->matches.load(std::memory_order_relaxed)) +
+             "\n";
+    }
   }
   for (const BackendSpec& b : current_->backends) {
     b.runtime->stats.append_lines(out, "backend." + b.name + ".");

@@ -39,6 +39,13 @@ void ObjectStats::append_lines(std::string& out, const std::string& prefix) cons
 #undef EDGEPROXY_OBJECT_STAT_LINE
 }
 
+void RouteStats::append_lines(std::string& out, const std::string& prefix) const {
+#define EDGEPROXY_ROUTE_STAT_LINE(name) \
+  out += "  " + prefix + #name + " " + std::to_string(name.load(std::memory_order_relaxed)) + "\n";
+  EDGEPROXY_ROUTE_STATS(EDGEPROXY_ROUTE_STAT_LINE)
+#undef EDGEPROXY_ROUTE_STAT_LINE
+}
+
 namespace {
 
 // The addresses `e` names: its Unix path, or every address its host resolves to.
@@ -79,6 +86,10 @@ Result<Ok> resolve_topology(Topology& t) {
     }
   }
   for (BackendSpec& b : t.backends) {
+    b.sends_proxy_header = false;
+    for (uint32_t i = 0; i < b.servers.size(); ++i) {
+      b.sends_proxy_header |= b.proxy_protocol_of(i) != 0;
+    }
     for (ServerSpec& s : b.servers) {
       const std::string where = s.where.to_string() + ": backend '" + b.name + "' server '" +
                                 s.name + "' " + s.endpoint.to_string();
@@ -99,6 +110,21 @@ void adopt_runtime(Topology& next, const Topology* previous) {
       }
     }
     if (l.runtime == nullptr) l.runtime = std::make_shared<ListenerRuntime>();
+    // A rule keeps its counters while the listener has the same rule at the same place.
+    const ListenerSpec* old = nullptr;
+    if (previous != nullptr) {
+      for (const ListenerSpec& p : previous->listeners) {
+        if (p.name == l.name) old = &p;
+      }
+    }
+    for (size_t r = 0; r < l.routes.rules.size(); ++r) {
+      RouteRule& rule = l.routes.rules[r];
+      if (old != nullptr && r < old->routes.rules.size() &&
+          old->routes.rules[r].written == rule.written) {
+        rule.runtime = old->routes.rules[r].runtime;
+      }
+      if (rule.runtime == nullptr) rule.runtime = std::make_shared<RuleRuntime>();
+    }
   }
   for (BackendSpec& b : next.backends) {
     const BackendSpec* old = nullptr;

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <unordered_map>
 #include <utility>
 
 #include "edgeproxy/config_lexer.h"
@@ -102,6 +103,7 @@ constexpr OptionSpec kServerKeywords[] = {
     {.name = "max-connections", .kind = ValueKind::kCount, .min = 0, .max = 1'000'000,
      .note = "0 = no limit"},
     {.name = "backup", .kind = ValueKind::kFlag},
+    {.name = "proxy-protocol", .kind = ValueKind::kEnum, .choices = "none|v1|v2"},
 };
 constexpr OptionSpec kCheckKeywords[] = {
     {.name = "interval", .kind = ValueKind::kDuration, .min = 10, .max = 3'600'000, .unit_ms = 1},
@@ -112,6 +114,22 @@ constexpr OptionSpec kCheckKeywords[] = {
     {.name = "expect", .kind = ValueKind::kString},
 };
 // clang-format on
+
+constexpr const char* kLimitActions =
+    "backend NAME, server HOST:PORT, map NAME KEY, hash BACKEND KEY, close [TEXT] or reject";
+constexpr const char* kRuleActions =
+    "backend NAME, server HOST:PORT, map NAME KEY, hash BACKEND KEY, wait, reply TEXT, "
+    "close [TEXT] or reject";
+constexpr const char* kMatchers =
+    "any, prefix TEXT, regex TEXT, sni NAMES, alpn NAME, http-host NAMES, http-path PREFIX, "
+    "http-method NAME or protocol tls|http|ssh|proxy";
+
+bool is_action_word(std::string_view w) {
+  for (const char* a : {"backend", "server", "map", "hash", "wait", "reply", "close", "reject"}) {
+    if (w == a) return true;
+  }
+  return false;
+}
 
 class Parser {
  public:
@@ -163,7 +181,7 @@ class Parser {
 
   Result<Ok> top_level(const Directive& d, const std::string& file, uint32_t depth) {
     const std::string& name = d.words[0].text;
-    if (d.words[0].quoted) return unknown(d, file, "include, global, listener or backend");
+    if (d.words[0].quoted) return unknown(d, file, "include, global, listener, backend or map");
     if (name == "include") return include(d, file, depth);
     if (name == "global") {
       if (auto r = arguments(d, file, 0, "global {"); !r.ok()) return r;
@@ -178,7 +196,8 @@ class Parser {
     }
     if (name == "backend") return backend(d, file);
     if (name == "listener") return listener(d, file);
-    return unknown(d, file, "include, global, listener or backend");
+    if (name == "map") return map(d, file);
+    return unknown(d, file, "include, global, listener, backend or map");
   }
 
   Result<Ok> unknown(const Directive& d, const std::string& file, const std::string& allowed) {
@@ -231,6 +250,13 @@ class Parser {
       return unknown(d, file, one_of(allowed(scope)));
     }
     if (auto r = no_block(d, file); !r.ok()) return r;
+    if (o->kind == ValueKind::kSwitch && d.words.size() == 1) {  // a bare switch turns it on
+      if (auto r = seen.add(file, d.words[0]); !r.ok()) return r;
+      OptionValue on;
+      on.number = 1;
+      o->apply(targets, on);
+      return Ok{};
+    }
     const std::string form = d.words[0].text + " " + expected_value(*o);
     if (auto r = arguments(d, file, 1, form); !r.ok()) return r;
     if (auto r = seen.add(file, d.words[0]); !r.ok()) return r;
@@ -243,7 +269,8 @@ class Parser {
   // The directives a block of `scope` accepts, for "unknown directive" messages.
   static std::vector<std::string> allowed(OptionScope scope) {
     std::vector<std::string> names;
-    if (scope == OptionScope::kListener) names = {"bind", "backend"};
+    if (scope == OptionScope::kListener)
+      names = {"bind", "backend", "route", "on-timeout", "on-full"};
     if (scope == OptionScope::kBackend) names = {"server", "check"};
     for (const OptionSpec& o : option_table()) {
       if (o.scope == scope && o.in_file()) names.emplace_back(o.name);
@@ -387,7 +414,8 @@ class Parser {
 
   Result<Ok> server(const Directive& d, const std::string& file, BackendSpec& b) {
     if (auto r = no_block(d, file); !r.ok()) return r;
-    const std::string form = "server NAME ADDRESS [weight N] [max-connections N] [backup]";
+    const std::string form =
+        "server NAME ADDRESS [weight N] [max-connections N] [backup] [proxy-protocol VERSION]";
     if (d.words.size() < 3) {
       return at(file, d.words[0], "missing argument to 'server' (expected " + form + ")");
     }
@@ -410,6 +438,7 @@ class Parser {
       if (k == "weight") s.weight = static_cast<uint32_t>(v.number);
       if (k == "max-connections") s.max_connections = static_cast<uint32_t>(v.number);
       if (k == "backup") s.backup = true;
+      if (k == "proxy-protocol") s.proxy_protocol = static_cast<uint8_t>(v.number);
     });
     if (!r.ok()) return r;
     b.servers.push_back(std::move(s));
@@ -433,6 +462,18 @@ class Parser {
         if (auto r = arguments(inner, file, 1, "backend NAME"); !r.ok()) return r;
         if (auto r = seen.add(file, inner.words[0]); !r.ok()) return r;
         ref = BackendRef{inner.words[1].text, location(file, inner.words[1])};
+      } else if (!inner.words[0].quoted && name == "route") {
+        if (auto r = seen.add(file, inner.words[0]); !r.ok()) return r;
+        if (auto r = route_block(inner, file, l); !r.ok()) return r;
+      } else if (!inner.words[0].quoted && (name == "on-timeout" || name == "on-full")) {
+        if (auto r = no_block(inner, file); !r.ok()) return r;
+        if (auto r = seen.add(file, inner.words[0]); !r.ok()) return r;
+        Action& a = name == "on-timeout" ? l.on_timeout : l.on_full;
+        if (inner.words.size() < 2) {
+          return at(file, inner.words[0],
+                    "missing action after '" + name + "' (expected " + kLimitActions + ")");
+        }
+        if (auto r = action(inner, 1, file, a, false); !r.ok()) return r;
       } else if (auto r = option(inner, file, OptionScope::kListener, targets, seen); !r.ok()) {
         return r;
       }
@@ -442,9 +483,10 @@ class Parser {
           file, d.words[0],
           "listener " + quoted(l.name) + " has no bind (expected at least one 'bind ADDRESS')");
     }
-    if (ref.name.empty()) {
+    if (ref.name.empty() && l.routes.empty()) {
       return at(file, d.words[0],
-                "listener " + quoted(l.name) + " has no backend (expected 'backend NAME')");
+                "listener " + quoted(l.name) +
+                    " has no backend (expected 'backend NAME', or a 'route { ... }' block)");
     }
     topology_.listeners.push_back(std::move(l));
     refs_.push_back(std::move(ref));
@@ -507,25 +549,393 @@ class Parser {
     return Ok{};
   }
 
+  // `route {` and its rules, one per line: MATCHER [MATCHER ...] ACTION.
+  Result<Ok> route_block(const Directive& d, const std::string& file, ListenerSpec& l) {
+    if (auto r = arguments(d, file, 0, "route {"); !r.ok()) return r;
+    if (auto r = needs_block(d, file, "route {"); !r.ok()) return r;
+    for (const Directive& inner : d.block) {
+      if (auto r = no_block(inner, file); !r.ok()) return r;
+      RouteRule rule;
+      rule.line = inner.words[0].line;
+      for (const ConfigToken& w : inner.words) {
+        rule.written += (rule.written.empty() ? "" : " ") + (w.quoted ? quoted(w.text) : w.text);
+      }
+      size_t i = 0;
+      const Regex* regex = nullptr;
+      while (i < inner.words.size() && !(is_action_word(inner.words[i].text) &&
+                                         !inner.words[i].quoted && !rule.matchers.empty())) {
+        Matcher m;
+        if (auto r = matcher(inner, i, file, m); !r.ok()) return r;
+        rule.matchers.push_back(std::move(m));
+        if (rule.matchers.back().kind == MatchKind::kRegex) regex = &rule.matchers.back().regex;
+      }
+      if (i == inner.words.size()) {
+        const ConfigToken& last = inner.words.back();
+        return at(file, last,
+                  "missing action after " + quoted(last.text) + " (expected " + kRuleActions + ")");
+      }
+      if (auto r = action(inner, i, file, rule.action, true); !r.ok()) return r;
+      const uint8_t wanted = rule.action.key.highest_capture();
+      const uint32_t groups = regex != nullptr ? regex->groups() : 0;
+      if (wanted > groups) {
+        return at(file, inner.words[0],
+                  "the key uses $" + std::to_string(wanted) + " but the rule's regex has " +
+                      std::to_string(groups) + " group(s) (expected a regex with that many)");
+      }
+      l.routes.rules.push_back(std::move(rule));
+    }
+    if (l.routes.rules.empty()) {
+      return at(file, d.words[0], "empty route block (expected at least one rule)");
+    }
+    return Ok{};
+  }
+
+  // One matcher from words[i] on; advances i past it.
+  Result<Ok> matcher(const Directive& d, size_t& i, const std::string& file, Matcher& m) {
+    const ConfigToken& k = d.words[i++];
+    if (k.quoted)
+      return at(file, k, "unexpected " + quoted(k.text) + " (expected " + kMatchers + ")");
+    static constexpr std::pair<const char*, MatchKind> kKinds[] = {
+        {"any", MatchKind::kAny},
+        {"prefix", MatchKind::kPrefix},
+        {"regex", MatchKind::kRegex},
+        {"sni", MatchKind::kSni},
+        {"alpn", MatchKind::kAlpn},
+        {"http-host", MatchKind::kHttpHost},
+        {"http-path", MatchKind::kHttpPath},
+        {"http-method", MatchKind::kHttpMethod},
+        {"protocol", MatchKind::kProtocol}};
+    bool found = false;
+    for (const auto& [word, kind] : kKinds) {
+      if (k.text == word) {
+        m.kind = kind;
+        found = true;
+      }
+    }
+    if (!found) {
+      return at(file, k, "unknown matcher " + quoted(k.text) + " (expected " + kMatchers + ")");
+    }
+    if (m.kind == MatchKind::kAny) return Ok{};
+    if (i == d.words.size()) {
+      return at(file, k, "missing value after '" + k.text + "' (expected " + kMatchers + ")");
+    }
+    const ConfigToken& v = d.words[i++];
+    auto bad = [&](const std::string& what) { return at(file, v, k.text + ": " + what); };
+    switch (m.kind) {
+      case MatchKind::kPrefix:
+      case MatchKind::kHttpPath:
+        if (v.text.empty()) return bad("empty value (expected at least one byte)");
+        m.text = v.text;
+        return Ok{};
+      case MatchKind::kHttpMethod:
+      case MatchKind::kAlpn:
+        if (v.text.empty() || v.text.size() > 255) return bad("expected 1-255 bytes");
+        m.text = v.text;
+        return Ok{};
+      case MatchKind::kRegex: {
+        auto re = Regex::compile(v.text);
+        if (!re.ok()) return bad(re.error());
+        m.regex = std::move(re.value());
+        return Ok{};
+      }
+      case MatchKind::kSni:
+      case MatchKind::kHttpHost: {
+        std::string_view rest = v.text;
+        for (;;) {
+          const size_t comma = rest.find(',');
+          if (auto r = m.names.add(rest.substr(0, comma), 0); !r.ok()) return bad(r.error());
+          if (comma == std::string_view::npos) break;
+          rest.remove_prefix(comma + 1);
+        }
+        return Ok{};
+      }
+      case MatchKind::kProtocol: {
+        static constexpr std::pair<const char*, SniffedProtocol> kProtocols[] = {
+            {"tls", SniffedProtocol::kTls},
+            {"http", SniffedProtocol::kHttp},
+            {"ssh", SniffedProtocol::kSsh},
+            {"proxy", SniffedProtocol::kProxy}};
+        for (const auto& [word, p] : kProtocols) {
+          if (v.text == word) {
+            m.protocol = p;
+            return Ok{};
+          }
+        }
+        return bad("unknown protocol " + quoted(v.text) + " (expected tls, http, ssh or proxy)");
+      }
+      case MatchKind::kAny:
+        break;
+    }
+    return Ok{};
+  }
+
+  // The action from words[i] to the end of the line. `in_rule`: wait and reply are allowed
+  // (on-timeout and on-full must end the inspection).
+  Result<Ok> action(const Directive& d, size_t i, const std::string& file, Action& a,
+                    bool in_rule) {
+    const char* expected = in_rule ? kRuleActions : kLimitActions;
+    const ConfigToken& k = d.words[i];
+    static constexpr std::pair<const char*, ActionKind> kKinds[] = {
+        {"backend", ActionKind::kBackend}, {"server", ActionKind::kServer},
+        {"map", ActionKind::kMap},         {"hash", ActionKind::kHash},
+        {"wait", ActionKind::kWait},       {"reply", ActionKind::kReply},
+        {"close", ActionKind::kClose},     {"reject", ActionKind::kReject}};
+    bool found = false;
+    for (const auto& [word, kind] : kKinds) {
+      if (!k.quoted && k.text == word) {
+        a.kind = kind;
+        found = true;
+      }
+    }
+    if (!found || (!in_rule && (a.kind == ActionKind::kWait || a.kind == ActionKind::kReply))) {
+      return at(file, k, "unknown action " + quoted(k.text) + " (expected " + expected + ")");
+    }
+    const std::string form = std::string("expected ") + expected;
+    size_t n = i + 1;
+    auto need = [&](const char* what) -> Result<Ok> {
+      if (n < d.words.size()) return Ok{};
+      return at(
+          file, d.words[n - 1],
+          std::string("missing ") + what + " after '" + d.words[n - 1].text + "' (" + form + ")");
+    };
+    auto text = [&](std::string& out) -> Result<Ok> {
+      if (d.words[n].text.size() > kMaxRouteText) {
+        return at(file, d.words[n],
+                  "text of " + std::to_string(d.words[n].text.size()) +
+                      " bytes (expected at most " + std::to_string(kMaxRouteText) + ")");
+      }
+      out = d.words[n++].text;
+      return Ok{};
+    };
+    switch (a.kind) {
+      case ActionKind::kBackend:
+      case ActionKind::kServer:
+      case ActionKind::kMap:
+      case ActionKind::kHash: {
+        if (auto r = need(a.kind == ActionKind::kServer ? "HOST:PORT" : "a name"); !r.ok())
+          return r;
+        a.target = d.words[n].text;
+        a.where = location(file, d.words[n]).to_string();
+        if (a.kind == ActionKind::kServer) {
+          if (auto e = parse_endpoint(a.target, 1); !e.ok()) {
+            return at(file, d.words[n], "server: " + e.error());
+          }
+        }
+        ++n;
+        if (a.kind == ActionKind::kMap || a.kind == ActionKind::kHash) {
+          if (auto r = need("KEY"); !r.ok()) return r;
+          auto key = KeyTemplate::parse(d.words[n].text);
+          if (!key.ok()) return at(file, d.words[n], key.error());
+          a.key = std::move(key.value());
+          ++n;
+        }
+        if (n < d.words.size() && !d.words[n].quoted && d.words[n].text == "send") {
+          ++n;
+          if (auto r = need("TEXT"); !r.ok()) return r;
+          if (auto r = text(a.send); !r.ok()) return r;
+          a.has_send = true;
+        }
+        break;
+      }
+      case ActionKind::kReply:
+        if (auto r = need("TEXT"); !r.ok()) return r;
+        if (auto r = text(a.text); !r.ok()) return r;
+        if (a.text.empty()) return at(file, d.words[n - 1], "reply: empty text (expected bytes)");
+        break;
+      case ActionKind::kClose:
+        if (n < d.words.size()) {
+          if (auto r = text(a.text); !r.ok()) return r;
+        }
+        break;
+      case ActionKind::kWait:
+      case ActionKind::kReject:
+        break;
+    }
+    if (n < d.words.size()) {
+      return at(file, d.words[n],
+                "extra argument " + quoted(d.words[n].text) + " after the action (" + form + ")");
+    }
+    return Ok{};
+  }
+
+  // `map NAME FILE`: the file is read now (at every load and reload), its values resolved in
+  // link(): `KEY VALUE` per line, VALUE a backend name or HOST:PORT, `default VALUE`, # comments.
+  Result<Ok> map(const Directive& d, const std::string& file) {
+    if (auto r = no_block(d, file); !r.ok()) return r;
+    if (auto r = arguments(d, file, 2, "map NAME FILE"); !r.ok()) return r;
+    if (auto r = name_argument(d, file, "map"); !r.ok()) return r;
+    for (const MapSpec& m : topology_.maps) {
+      if (m.name == d.words[1].text) {
+        return at(file, d.words[1], "duplicate map " + quoted(m.name) + " (expected a new name)");
+      }
+    }
+    const ConfigToken& path = d.words[2];
+    if (path.text.find_first_of("*?[") != std::string::npos) {
+      return at(file, path, "map: a file name, not a pattern (expected one file)");
+    }
+    auto files = loader_(path.text, file);
+    if (!files.ok()) return at(file, path, "map: " + files.error());
+    if (files.value().size() != 1) {
+      return at(file, path, "map: " + quoted(path.text) + " names no file (expected a map file)");
+    }
+    const IncludedFile& f = files.value().front();
+    MapSpec m;
+    m.name = d.words[1].text;
+    m.path = f.name;
+    PendingMap pending;
+    uint32_t line = 0;
+    std::string_view rest = f.text;
+    while (!rest.empty()) {
+      const size_t end = rest.find('\n');
+      std::string_view text = rest.substr(0, end);
+      rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+      ++line;
+      if (const size_t hash = text.find('#'); hash != std::string_view::npos) {
+        text = text.substr(0, hash);
+      }
+      std::vector<std::string_view> words;
+      for (size_t p = 0; p < text.size();) {
+        while (p < text.size() && (text[p] == ' ' || text[p] == '\t' || text[p] == '\r')) ++p;
+        const size_t q = text.find_first_of(" \t\r", p);
+        if (p < text.size()) words.push_back(text.substr(p, q - p));
+        p = q == std::string_view::npos ? text.size() : q;
+      }
+      if (words.empty()) continue;
+      const std::string where = f.name + ":" + std::to_string(line);
+      if (words.size() != 2) {
+        return Error{where + ":1: map line with " + std::to_string(words.size()) +
+                     " words (expected KEY VALUE, VALUE a backend name or HOST:PORT)"};
+      }
+      if (auto [it, added] = pending.first_at.emplace(std::string(words[0]), where); !added) {
+        return Error{where + ":1: duplicate key " + quoted(it->first) + " (first at " + it->second +
+                     "; expected each key once)"};
+      }
+      pending.entries.push_back({std::string(words[0]), std::string(words[1]), where});
+    }
+    m.line = d.words[0].line;
+    topology_.maps.push_back(std::move(m));
+    pending_maps_.push_back(std::move(pending));
+    return Ok{};
+  }
+
+  // A backend name, or HOST:PORT (a hidden backend of one server, shared by every rule and map
+  // value that names the same address). Error: one phrase.
+  Result<uint32_t> target_backend(const std::string& target, bool allow_address) {
+    for (size_t b = 0; b < topology_.backends.size(); ++b) {
+      if (!topology_.backends[b].hidden && topology_.backends[b].name == target) {
+        return static_cast<uint32_t>(b);
+      }
+    }
+    if (!allow_address || target.find(':') == std::string::npos) {
+      std::vector<std::string> names;
+      for (const BackendSpec& b : topology_.backends) {
+        if (!b.hidden) names.push_back(b.name);
+      }
+      return Error{"backend " + quoted(target) + " is not defined (expected " +
+                   (names.empty() ? std::string("a 'backend NAME { ... }' block") : one_of(names)) +
+                   (allow_address ? ", or HOST:PORT)" : ")")};
+    }
+    auto e = parse_endpoint(target, 1);
+    if (!e.ok()) return Error{e.error()};
+    const std::string name = "server:" + e.value().to_string();
+    for (size_t b = 0; b < topology_.backends.size(); ++b) {
+      if (topology_.backends[b].name == name) return static_cast<uint32_t>(b);
+    }
+    BackendSpec b;
+    b.name = name;
+    b.hidden = true;
+    ServerSpec s;
+    s.name = e.value().to_string();
+    s.endpoint = std::move(e.value());
+    b.servers.push_back(std::move(s));
+    topology_.backends.push_back(std::move(b));
+    return static_cast<uint32_t>(topology_.backends.size() - 1);
+  }
+
+  Result<Ok> link_action(Action& a) {
+    switch (a.kind) {
+      case ActionKind::kBackend:
+      case ActionKind::kServer:
+      case ActionKind::kHash: {
+        auto b = target_backend(a.target, a.kind == ActionKind::kServer);
+        if (!b.ok()) return Error{a.where + ": " + b.error()};
+        a.backend = b.value();
+        if (a.kind == ActionKind::kHash) topology_.backends[a.backend].hashed = true;
+        return Ok{};
+      }
+      case ActionKind::kMap:
+        for (size_t m = 0; m < topology_.maps.size(); ++m) {
+          if (topology_.maps[m].name == a.target) {
+            a.map = static_cast<uint32_t>(m);
+            return Ok{};
+          }
+        }
+        return Error{a.where + ": map " + quoted(a.target) +
+                     " is not defined (expected a 'map NAME FILE' line)"};
+      default:
+        return Ok{};
+    }
+  }
+
   // After every file: listeners to backend indexes, unused backends, at least one listener.
   Result<Ok> link(const std::string& file_name) {
     if (topology_.listeners.empty()) {
       return Error{file_name +
                    ":1:1: no listener (expected at least one 'listener NAME { ... }' block)"};
     }
+    // Maps and rules first: they may add hidden backends of one server each.
+    for (size_t m = 0; m < topology_.maps.size(); ++m) {
+      MapSpec& map = topology_.maps[m];
+      for (const auto& [key, value, where] : pending_maps_[m].entries) {
+        auto b = target_backend(value, true);
+        if (!b.ok()) return Error{where + ":1: " + b.error()};
+        if (key == "default") {
+          map.fallback = b.value();
+        } else {
+          map.entries.emplace(key, b.value());
+        }
+      }
+    }
+    for (ListenerSpec& l : topology_.listeners) {
+      for (RouteRule& rule : l.routes.rules) {
+        if (auto r = link_action(rule.action); !r.ok()) return r;
+      }
+      if (auto r = link_action(l.on_timeout); !r.ok()) return r;
+      if (auto r = link_action(l.on_full); !r.ok()) return r;
+      l.routes.compile();
+    }
     std::vector<bool> used(topology_.backends.size(), false);
+    for (ListenerSpec& l : topology_.listeners) {
+      for (const RouteRule& rule : l.routes.rules) {
+        if (rule.action.backend != kNoBackendIndex) used[rule.action.backend] = true;
+        if (rule.action.kind == ActionKind::kMap) {
+          const MapSpec& map = topology_.maps[rule.action.map];
+          for (const auto& [key, b] : map.entries) used[b] = true;
+          if (map.fallback != kNoBackendIndex) used[map.fallback] = true;
+        }
+      }
+      for (const Action* a : {&l.on_timeout, &l.on_full}) {
+        if (a->backend != kNoBackendIndex) used[a->backend] = true;
+      }
+    }
     for (size_t i = 0; i < topology_.listeners.size(); ++i) {
       const BackendRef& ref = refs_[i];
+      if (ref.name.empty()) {
+        topology_.listeners[i].backend = kNoBackendIndex;
+        continue;
+      }
       bool found = false;
       for (size_t b = 0; b < topology_.backends.size() && !found; ++b) {
-        if (topology_.backends[b].name != ref.name) continue;
+        if (topology_.backends[b].name != ref.name || topology_.backends[b].hidden) continue;
         topology_.listeners[i].backend = static_cast<uint32_t>(b);
         used[b] = true;
         found = true;
       }
       if (!found) {
         std::vector<std::string> names;
-        for (const BackendSpec& b : topology_.backends) names.push_back(b.name);
+        for (const BackendSpec& b : topology_.backends) {
+          if (!b.hidden) names.push_back(b.name);
+        }
         return Error{
             ref.where.to_string() + ": listener " + quoted(topology_.listeners[i].name) +
             " names backend " + quoted(ref.name) + ", which is not defined (expected " +
@@ -543,7 +953,16 @@ class Parser {
 
   const IncludeLoader& loader_;
   Topology topology_;
-  std::vector<BackendRef> refs_;                                  // parallel to topology_.listeners
+  std::vector<BackendRef> refs_;  // parallel to topology_.listeners
+  // A map file's lines until link() resolves their values, parallel to topology_.maps.
+  struct PendingMap {
+    struct Entry {
+      std::string key, value, where;
+    };
+    std::vector<Entry> entries;
+    std::unordered_map<std::string, std::string> first_at;  // key: where it was written
+  };
+  std::vector<PendingMap> pending_maps_;
   Seen global_seen_;                                              // across every `global` block
   std::vector<std::pair<std::string, SourceLocation>> binds_;     // as written, every listener
   std::vector<std::string> stack_;                                // files being parsed

@@ -10,6 +10,7 @@
 #include "edgeproxy/check.h"
 #include "edgeproxy/cookie.h"
 #include "edgeproxy/log.h"
+#include "edgeproxy/proxy_header.h"
 #include "edgeproxy/relay.h"
 #include "edgeproxy/server_health.h"
 
@@ -41,6 +42,30 @@ template <typename T>
 void hand_back_stale(T& transport, const Event& ev) noexcept {
   if constexpr (requires { transport.on_stale(ev); }) transport.on_stale(ev);
 }
+
+// Whether a completion backend has a receive in flight on `side` (epoll never has).
+template <typename T>
+bool receiving(const T& transport, const Side& side) noexcept {
+  if constexpr (requires { transport.reading(side); }) {
+    return transport.reading(side);
+  } else {
+    return false;
+  }
+}
+
+// Texts the proxy answers with go out in one non-blocking send on a socket that has nothing else
+// queued (they are at most kMaxRouteText bytes, less than any socket's send buffer); what does
+// not fit is a client that stopped reading, and it is reset instead.
+bool send_whole(int fd, std::string_view text) noexcept {
+  if (text.empty()) return true;
+  const SysResult r = sys::send(fd, reinterpret_cast<const std::byte*>(text.data()),
+                                static_cast<uint32_t>(text.size()));
+  return r.ok() && static_cast<size_t>(r.value) == text.size();
+}
+
+// Rounds of transport pump and routing step per pump(): each moves a block or decides, so the
+// inspection of a full region takes a few; the rest waits for the next iteration (c.more).
+constexpr uint32_t kRouteRounds = 8;
 
 }  // namespace
 
@@ -161,6 +186,23 @@ Result<Ok> Worker::install(std::shared_ptr<const Topology> topology,
   EDGEPROXY_CHECK(v.balancers.size() == v.topology->backends.size());
   for (const BackendSpec& b : v.topology->backends) {
     v.preferred.emplace_back(b.servers.size(), uint8_t{0});
+  }
+  {
+    uint32_t inspect = 0;
+    bool proxy_headers = false;
+    for (const ListenerSpec& l : v.topology->listeners) {
+      if (l.inspects()) inspect = std::max(inspect, l.inspect_bytes);
+    }
+    for (const BackendSpec& b : v.topology->backends) proxy_headers |= b.sends_proxy_header;
+    if (inspect > 0 || proxy_headers) {
+      // One block beyond inspect-bytes: what a receive already in flight at the decision brings.
+      const uint32_t region = inspect > 0 ? inspect + kBufferBytes : 0;
+      v.routing = std::make_unique<RoutingArea>(slab_.capacity(), region);
+      if (region > hello_scratch_bytes_) {
+        hello_scratch_ = std::make_unique_for_overwrite<std::byte[]>(region);
+        hello_scratch_bytes_ = region;
+      }
+    }
   }
   uint16_t slot = static_cast<uint16_t>(versions_.size());
   for (uint16_t i = 0; i < versions_.size(); ++i) {
@@ -466,11 +508,8 @@ void Worker::start_connection(int client_fd, const Listener& l) noexcept {
   c->version = current_;
   c->listener = static_cast<uint16_t>(l.listener);
   const ListenerSpec& ls = v.topology->listeners[l.listener];
-  c->backend = static_cast<uint16_t>(ls.backend);
-  for (ObjectStats* o : {&ls.runtime->stats, &v.topology->backends[ls.backend].runtime->stats}) {
-    o->connections.fetch_add(1, std::memory_order_relaxed);
-    o->current.fetch_add(1, std::memory_order_relaxed);
-  }
+  ls.runtime->stats.connections.fetch_add(1, std::memory_order_relaxed);
+  ls.runtime->stats.current.fetch_add(1, std::memory_order_relaxed);
   touch(*c, h.index);
   if (config_.no_delay) sys::set_no_delay(client_fd, true);
   if (const int err = transport_.attach(*c, h); err != 0) {
@@ -478,9 +517,25 @@ void Worker::start_connection(int client_fd, const Listener& l) noexcept {
     relay::abort(*c);
     return;
   }
-  // Routing: the listener names its backend. Content-aware routing will stay in kRouting,
-  // reading the first bytes, before choosing.
+  if (ls.inspects()) {
+    // The backend is chosen by the first bytes (or after the PROXY header): read them first.
+    v.routing->reset(h.index).header_read = !ls.accept_proxy;
+    ls.runtime->route.inspected.fetch_add(1, std::memory_order_relaxed);
+    relay::on_inspecting(*c);
+    timers_.arm(h.index, now_.ms + ls.inspect_timeout_ms);
+    pump(*c, h.index);
+    return;
+  }
+  const BackendSpec& b = v.topology->backends[ls.backend];
+  c->backend = static_cast<uint16_t>(ls.backend);
+  b.runtime->stats.connections.fetch_add(1, std::memory_order_relaxed);
+  b.runtime->stats.current.fetch_add(1, std::memory_order_relaxed);
   relay::on_accepted(*c);
+  if (b.sends_proxy_header) {
+    // The header goes before the client's first byte: nothing is read until it is out.
+    v.routing->reset(h.index);
+    relay::hold_for_replay(*c);
+  }
   choose_server(*c, h, Balancer::kNoServer);
   if (c->state != State::kClosing) pump(*c, h.index);
 }
@@ -488,15 +543,25 @@ void Worker::start_connection(int client_fd, const Listener& l) noexcept {
 void Worker::choose_server(Connection& c, Handle h, uint32_t avoid) noexcept {
   Version& v = versions_[c.version];
   const BackendSpec& b = v.topology->backends[c.backend];
+  const RoutingContext* ctx = v.routing != nullptr ? &v.routing->at(h.index) : nullptr;
   SocketAddress client;
-  if (b.balance == Balance::kSource) {
-    client.length = sizeof client.storage;
-    if (getpeername(c.client.fd, reinterpret_cast<sockaddr*>(&client.storage), &client.length) !=
-        0) {
-      client.length = 0;
+  uint32_t s = Balancer::kNoServer;
+  if (ctx != nullptr && ctx->hashed && (c.client.paused & kPauseReplay)) {
+    s = v.balancers[c.backend].pick_hash(ctx->hash, avoid);
+  } else {
+    if (b.balance == Balance::kSource) {
+      if (ctx != nullptr && ctx->proxied && (c.client.paused & kPauseReplay)) {
+        client = ctx->source;  // the client a PROXY header named, not the balancer in front
+      } else {
+        client.length = sizeof client.storage;
+        if (getpeername(c.client.fd, reinterpret_cast<sockaddr*>(&client.storage),
+                        &client.length) != 0) {
+          client.length = 0;
+        }
+      }
     }
+    s = v.balancers[c.backend].pick(client, avoid);
   }
-  const uint32_t s = v.balancers[c.backend].pick(client, avoid);
   if (s == Balancer::kNoServer) {
     ++stats_.no_server;
     b.runtime->stats.no_server.fetch_add(1, std::memory_order_relaxed);
@@ -515,6 +580,238 @@ void Worker::choose_server(Connection& c, Handle h, uint32_t avoid) noexcept {
   if (c.address >= server.addresses.size()) c.address = 0;
   c.tried = 0;
   connect_upstream(c, h);
+}
+
+void Worker::route_step(Connection& c, uint32_t index) noexcept {
+  RoutingContext* ctx = routing_of(c, index);
+  EDGEPROXY_CHECK(ctx != nullptr);
+  const Handle h = slab_.handle_of(index);
+  for (uint32_t round = 0; round < kRouteRounds; ++round) {
+    bool again = false;
+    if (c.state == State::kInspecting) {
+      again = inspect(c, h, *ctx);
+    } else if ((c.client.paused & kPauseReplay) && c.state < State::kLingering) {
+      again = replay(c, *ctx);
+    }
+    if (!again || c.state >= State::kLingering) return;
+    transport_.pump(c, h, now_);
+  }
+  c.more = true;  // more to move than one pump's rounds: again next iteration
+}
+
+bool Worker::inspect(Connection& c, Handle h, RoutingContext& ctx) noexcept {
+  const ListenerSpec& ls = listener_of(c);
+  RouteStats& counts = ls.runtime->route;
+  Side& client = c.client;
+  const uint32_t limit = std::min(ls.inspect_bytes, ctx.capacity);
+  bool moved = false;
+  if (client.in.attached() && !client.in.empty() && ctx.length < limit) {
+    const uint32_t n = std::min(client.in.readable(), limit - ctx.length);
+    std::memcpy(ctx.region + ctx.length, client.in.read_ptr(), n);
+    ctx.length += n;
+    client.in.consume(n);
+    if (client.in.empty()) {
+      pool_.release(client.in);
+      client.paused &= static_cast<uint8_t>(~kPauseBackpressure);
+    }
+    moved = true;
+  }
+  const bool full = ctx.length == limit;
+  const bool ended = (client.flags & kEof) != 0;
+  if (ctx.length == ctx.evaluated && !(ended && !ctx.ended_seen)) return moved;
+  ctx.evaluated = ctx.length;
+  ctx.ended_seen = ended;
+  if (!ctx.header_read) {
+    proxy_header::Parsed p;
+    switch (proxy_header::parse({ctx.region, ctx.length}, p)) {
+      case proxy_header::Status::kNeedMore:
+        if (!full && !ended) return moved;
+        [[fallthrough]];
+      case proxy_header::Status::kInvalid:
+        counts.proxy_header_errors.fetch_add(1, std::memory_order_relaxed);
+        refuse(c, {}, false);
+        return false;
+      case proxy_header::Status::kDone:
+        break;
+    }
+    counts.proxy_headers.fetch_add(1, std::memory_order_relaxed);
+    ctx.header_read = true;
+    ctx.start = p.length;
+    if (!p.local) {
+      ctx.proxied = true;
+      ctx.source = p.source;
+      ctx.destination = p.destination;
+    }
+    if (ls.routes.empty()) {
+      route_to(c, h, ctx, ls.backend, Action{});
+      counts.defaulted.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+    if (ctx.length == ctx.start && !ended) return moved;  // the rules run on bytes
+  }
+  route::Scratch scratch{{hello_scratch_.get(), hello_scratch_bytes_}, ctx.http_scanned};
+  Captures captures;
+  const route::Decision d = route::decide(ls.routes, ctx.held(), full || ended, scratch, captures);
+  ctx.http_scanned = scratch.http_scanned;
+  const Action* action = nullptr;
+  if (d.verdict == route::Verdict::kDecided) {
+    const RouteRule& rule = ls.routes.rules[d.rule];
+    rule.runtime->matches.fetch_add(1, std::memory_order_relaxed);
+    action = &rule.action;
+    if (action->kind != ActionKind::kWait) {
+      apply(c, h, ctx, *action, captures);
+      return true;
+    }
+  }
+  if (d.verdict == route::Verdict::kNeedMore || action != nullptr) {  // waiting
+    if (!full && !ended) return moved;
+    if (full) {
+      counts.inspect_overflows.fetch_add(1, std::memory_order_relaxed);
+      apply(c, h, ctx, ls.on_full, Captures{});
+      return true;
+    }
+  }
+  // No rule decided, and none will: the listener's own backend, if it has one.
+  if (ls.backend == kNoBackendIndex) {
+    counts.no_match.fetch_add(1, std::memory_order_relaxed);
+    refuse(c, {}, false);
+    return false;
+  }
+  counts.defaulted.fetch_add(1, std::memory_order_relaxed);
+  route_to(c, h, ctx, ls.backend, Action{});
+  return true;
+}
+
+void Worker::apply(Connection& c, Handle h, RoutingContext& ctx, const Action& a,
+                   const Captures& captures) noexcept {
+  const ListenerSpec& ls = listener_of(c);
+  RouteStats& counts = ls.runtime->route;
+  switch (a.kind) {
+    case ActionKind::kBackend:
+    case ActionKind::kServer:
+      counts.routed.fetch_add(1, std::memory_order_relaxed);
+      route_to(c, h, ctx, a.backend, a);
+      return;
+    case ActionKind::kMap:
+    case ActionKind::kHash: {
+      char key[512];
+      const uint32_t n = a.key.expand(ctx.held(), captures, key);
+      if (a.kind == ActionKind::kHash) {
+        ctx.hashed = true;
+        ctx.hash = Balancer::hash_key({key, n});
+        counts.routed.fetch_add(1, std::memory_order_relaxed);
+        route_to(c, h, ctx, a.backend, a);
+        return;
+      }
+      const MapSpec& map = versions_[c.version].topology->maps[a.map];
+      const auto it = map.entries.find(std::string_view(key, n));
+      const uint32_t backend = it != map.entries.end() ? it->second : map.fallback;
+      if (backend == kNoBackendIndex) {
+        counts.map_misses.fetch_add(1, std::memory_order_relaxed);
+        refuse(c, {}, false);
+        return;
+      }
+      counts.routed.fetch_add(1, std::memory_order_relaxed);
+      route_to(c, h, ctx, backend, a);
+      return;
+    }
+    case ActionKind::kWait:
+      return;
+    case ActionKind::kReply:
+      if (!send_whole(c.client.fd, a.text)) {
+        refuse(c, {}, true);
+        return;
+      }
+      counts.replies.fetch_add(1, std::memory_order_relaxed);
+      // Answered: the rules run again on what the client sends next.
+      ctx.length = ctx.start;
+      ctx.evaluated = ctx.length;
+      ctx.http_scanned = 0;
+      return;
+    case ActionKind::kClose:
+      counts.closes.fetch_add(1, std::memory_order_relaxed);
+      refuse(c, a.text, false);
+      return;
+    case ActionKind::kReject:
+      counts.rejects.fetch_add(1, std::memory_order_relaxed);
+      refuse(c, {}, true);
+      return;
+  }
+}
+
+void Worker::route_to(Connection& c, Handle h, RoutingContext& ctx, uint32_t backend,
+                      const Action& a) noexcept {
+  if (a.has_send) {
+    // ProxyMachine's `:data`: these bytes go to the server instead of the ones read.
+    std::memcpy(ctx.region, a.send.data(), a.send.size());
+    ctx.start = 0;
+    ctx.length = static_cast<uint32_t>(a.send.size());
+  }
+  ctx.replayed = ctx.start;
+  c.backend = static_cast<uint16_t>(backend);
+  ObjectStats& b = versions_[c.version].topology->backends[backend].runtime->stats;
+  b.connections.fetch_add(1, std::memory_order_relaxed);
+  b.current.fetch_add(1, std::memory_order_relaxed);
+  timers_.cancel(h.index);
+  relay::on_routed(c);
+  relay::hold_for_replay(c);
+  choose_server(c, h, Balancer::kNoServer);
+}
+
+void Worker::refuse(Connection& c, std::string_view text, bool reset) noexcept {
+  if (!reset && !send_whole(c.client.fd, text)) reset = true;
+  if (!reset) sys::shutdown_write(c.client.fd);  // the FIN follows the text
+  relay::on_refused(c, reset);
+}
+
+bool Worker::replay(Connection& c, RoutingContext& ctx) noexcept {
+  if (c.state < State::kRelaying) return false;  // the server (and its PROXY header) not yet known
+  Side& client = c.client;
+  if (!client.in.attached()) ctx.refilled = false;
+  if (client.in.attached() && !ctx.refilled) {
+    // A receive in flight at the decision brought these after it: they go behind the held bytes.
+    const uint32_t n = client.in.readable();
+    EDGEPROXY_CHECK(ctx.length + n <= ctx.capacity);
+    std::memcpy(ctx.region + ctx.length, client.in.read_ptr(), n);
+    ctx.length += n;
+    pool_.release(client.in);
+  }
+  if (!ctx.preamble_built) {
+    ctx.preamble_built = true;
+    const uint8_t version = backend_of(c).proxy_protocol_of(c.server);
+    if (version != 0) {
+      SocketAddress source = ctx.source;
+      SocketAddress destination = ctx.destination;
+      if (!ctx.proxied) {
+        source.length = destination.length = sizeof source.storage;
+        if (getpeername(client.fd, reinterpret_cast<sockaddr*>(&source.storage), &source.length) !=
+                0 ||
+            getsockname(client.fd, reinterpret_cast<sockaddr*>(&destination.storage),
+                        &destination.length) != 0) {
+          source.length = destination.length = 0;  // written as UNKNOWN / LOCAL
+        }
+      }
+      ctx.preamble_length =
+          static_cast<uint8_t>(proxy_header::build(version, source, destination, ctx.preamble));
+    }
+  }
+  if (client.in.attached() || receiving(transport_, client)) return false;
+  if (ctx.replay_done()) {
+    relay::end_replay(c);
+    return true;
+  }
+  if (!relay::prepare_read(c, Dir::kC2U, pool_, stats_)) return false;  // waits for a block
+  const uint32_t p =
+      std::min<uint32_t>(ctx.preamble_length - ctx.preamble_sent, client.in.writable());
+  std::memcpy(client.in.write_ptr(), ctx.preamble.data() + ctx.preamble_sent, p);
+  client.in.commit(p);
+  ctx.preamble_sent = static_cast<uint8_t>(ctx.preamble_sent + p);
+  const uint32_t n = std::min(ctx.length - ctx.replayed, client.in.writable());
+  if (n > 0) std::memcpy(client.in.write_ptr(), ctx.region + ctx.replayed, n);
+  client.in.commit(n);
+  ctx.replayed += n;
+  ctx.refilled = true;
+  return true;
 }
 
 void Worker::leave_server(Connection& c) noexcept {
@@ -658,6 +955,7 @@ void Worker::touch(Connection& c, uint32_t index) noexcept {
 void Worker::pump(Connection& c, uint32_t index) noexcept {
   touch(c, index);
   transport_.pump(c, slab_.handle_of(index), now_);
+  if (c.state == State::kInspecting || (c.client.paused & kPauseReplay)) route_step(c, index);
   if ((c.client.paused | c.upstream.paused) & kPauseNoBuffer) {
     buffer_waiters_.push_back(slab_, index);
   }
@@ -684,6 +982,20 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
     case State::kFree:
     case State::kClosing:
       return;
+    case State::kInspecting: {
+      const ListenerSpec& ls = listener_of(c);
+      ls.runtime->route.inspect_timeouts.fetch_add(1, std::memory_order_relaxed);
+      touch(c, index);
+      RoutingContext& ctx = *routing_of(c, index);
+      if (!ctx.header_read) {
+        ls.runtime->route.proxy_header_errors.fetch_add(1, std::memory_order_relaxed);
+        refuse(c, {}, false);
+        return;
+      }
+      apply(c, h, ctx, ls.on_timeout, Captures{});
+      if (c.state != State::kClosing) pump(c, index);
+      return;
+    }
     case State::kAccepted:
     case State::kRouting:  // still waiting for a descriptor to connect with
       ++stats_.connect_timeouts;
@@ -838,7 +1150,9 @@ void Worker::close_connection(Connection& c, uint32_t index) noexcept {
   leave_server(c);
   const Topology& t = *versions_[c.version].topology;
   for (ObjectStats* o :
-       {&t.listeners[c.listener].runtime->stats, &t.backends[c.backend].runtime->stats}) {
+       {&t.listeners[c.listener].runtime->stats,
+        c.backend != kNoBackend ? &t.backends[c.backend].runtime->stats : nullptr}) {
+    if (o == nullptr) continue;  // closed while inspecting: no backend was chosen
     o->current.fetch_sub(1, std::memory_order_relaxed);
     o->bytes_in.fetch_add(c.bytes_c2u, std::memory_order_relaxed);
     o->bytes_out.fetch_add(c.bytes_u2c, std::memory_order_relaxed);

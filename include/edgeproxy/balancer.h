@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "edgeproxy/net.h"
@@ -31,6 +32,12 @@ class Balancer {
   // to the server that just failed. O(1) or O(log n) in the number of servers while most are
   // usable (kFirst: O(servers before the one chosen)); O(n) to find that none is usable.
   uint32_t pick(const SocketAddress& client, uint32_t avoid = kNoServer) noexcept;
+  // The server a routing rule's `hash BACKEND KEY` gives `key_hash` (hash_key()): the same
+  // consistent-hash ring as `source` balancing (built for a backend with BackendSpec::hashed),
+  // the same tiers, `avoid` and fallbacks as pick(). Without a ring, pick()'s algorithm.
+  uint32_t pick_hash(uint64_t key_hash, uint32_t avoid = kNoServer) noexcept;
+  // The hash of a routing key, for pick_hash().
+  static uint64_t hash_key(std::string_view key) noexcept;
 
  private:
   struct Impl;

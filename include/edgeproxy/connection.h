@@ -13,14 +13,15 @@
 namespace edgeproxy {
 
 // Lifecycle. Readiness and pause reasons are flags on a Side, never states.
-//   kFree -> kAccepted -> kRouting -> kConnecting -> kRelaying -> kDraining -> kClosing -> kFree
+//   kFree -> kAccepted -> [kInspecting ->] kRouting -> kConnecting -> kRelaying -> kDraining
+//     -> kClosing -> kFree
 //   (kRelaying or kDraining) -> kLingering -> kClosing when a side fails
 // See docs/state-machine.md for every transition.
 enum class State : uint8_t {
   kFree,        // slot unused
   kAccepted,    // client accepted, nothing decided yet
-  kRouting,     // choosing a backend and getting a socket for it (content-aware routing will
-                // inspect the first bytes here)
+  kInspecting,  // reading the first bytes until a routing rule decides (docs/routing.md)
+  kRouting,     // choosing a server of the backend and getting a socket for it
   kConnecting,  // non-blocking connect to the chosen backend in progress
   kRelaying,    // both directions open
   kDraining,    // one direction has finished (EOF propagated); the other still flows
@@ -53,6 +54,9 @@ enum PauseReason : uint8_t {
   kPauseBackpressure = 1 << 0,  // the buffer holding this side's bytes is full, or its pipe
                                 // holds bytes (a pipe is filled by one splice, then drained)
   kPauseNoBuffer = 1 << 1,      // the buffer pool was empty when a read wanted a block
+  kPauseReplay = 1 << 2,        // the client's first bytes (and a PROXY header) are being
+                                // replayed to the upstream from the routing context: the
+                                // client's own bytes wait behind them (decision 0009)
 };
 
 struct Side {
@@ -73,8 +77,9 @@ struct Side {
 // Which way bytes move. The source side's `in` buffer holds the direction's bytes.
 enum class Dir : uint8_t { kC2U, kU2C };
 
-// Connection::server before a server is chosen.
+// Connection::server before a server is chosen; Connection::backend before routing chose one.
 inline constexpr uint16_t kNoServer = UINT16_MAX;
+inline constexpr uint16_t kNoBackend = UINT16_MAX;
 
 struct Connection {
   Side client;
@@ -91,7 +96,7 @@ struct Connection {
   // under, and indices into that version's listeners, backends and the backend's servers.
   uint16_t version = 0;
   uint16_t listener = 0;
-  uint16_t backend = 0;
+  uint16_t backend = kNoBackend;
   uint16_t server = kNoServer;
   WaitLinks buffer_wait;        // in the Worker's queue of connections waiting for a pool buffer
   WaitLinks socket_wait;        // in the Worker's queue of connections waiting for a descriptor

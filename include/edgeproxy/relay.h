@@ -84,6 +84,19 @@ void on_ready(Connection& c, Side& side, uint32_t ready, Stats& stats) noexcept;
 void on_client(Connection& c, int client_fd, LoopTime now) noexcept;
 // kAccepted -> kRouting: the client is registered and a backend is being chosen.
 void on_accepted(Connection& c) noexcept;
+// kAccepted -> kInspecting: the client is registered and its first bytes are read (into
+// client.in, which the worker empties into the routing context) until a rule decides.
+void on_inspecting(Connection& c) noexcept;
+// kInspecting -> kRouting: a rule chose the backend.
+void on_routed(Connection& c) noexcept;
+// The client's reading waits (kPauseReplay) while bytes the proxy holds for the upstream (the
+// inspected bytes, a PROXY header) go first; released once they were all handed to client.in.
+void hold_for_replay(Connection& c) noexcept;
+void end_replay(Connection& c) noexcept;
+// A routing rule (or a failed PROXY header) ends the connection before any server: kClosing.
+// `reset`: with a reset (reject). Otherwise the proxy sent its last text and shut the client's
+// write side, no upstream exists, and the close sends no reset (ends_cleanly()).
+void on_refused(Connection& c, bool reset) noexcept;
 // kRouting -> kConnecting: a non-blocking connect is in progress.
 void on_connecting(Connection& c) noexcept;
 // The non-blocking connect finished successfully: the upstream becomes writable, relaying starts.

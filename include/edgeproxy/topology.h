@@ -16,6 +16,7 @@
 #include "edgeproxy/config.h"
 #include "edgeproxy/net.h"
 #include "edgeproxy/result.h"
+#include "edgeproxy/route.h"
 
 namespace edgeproxy {
 
@@ -87,8 +88,34 @@ struct ServerRuntime {
   std::atomic<int64_t> retry_at_ms{0};
 };
 
+// What a listener that inspects (a `route` block, `accept-proxy`) decided, per outcome. Counted
+// by the workers with relaxed atomics, once per connection; printed only for such listeners.
+// clang-format off
+#define EDGEPROXY_ROUTE_STATS(COUNTER)                                                             \
+  COUNTER(inspected)             /* connections whose first bytes were inspected */                \
+  COUNTER(routed)                /* given a backend or server by a rule, a map or a hash */        \
+  COUNTER(defaulted)             /* no rule decided: the listener's backend */                     \
+  COUNTER(no_match)              /* no rule decided and no default backend: closed */              \
+  COUNTER(inspect_timeouts)      /* inspect-timeout passed: on-timeout applied */                  \
+  COUNTER(inspect_overflows)     /* inspect-bytes filled without a decision: on-full applied */    \
+  COUNTER(map_misses)            /* a map had no entry and no default: closed */                   \
+  COUNTER(replies)               /* reply texts sent */                                            \
+  COUNTER(closes)                /* closed by a close action (with or without a text) */           \
+  COUNTER(rejects)               /* reset by a reject action */                                    \
+  COUNTER(proxy_headers)         /* accept-proxy: headers read */                                  \
+  COUNTER(proxy_header_errors)   /* accept-proxy: missing or malformed: closed */
+// clang-format on
+
+struct RouteStats {
+#define EDGEPROXY_ROUTE_STAT_FIELD(name) std::atomic<uint64_t> name{0};
+  EDGEPROXY_ROUTE_STATS(EDGEPROXY_ROUTE_STAT_FIELD)
+#undef EDGEPROXY_ROUTE_STAT_FIELD
+  void append_lines(std::string& out, const std::string& prefix) const;
+};
+
 struct ListenerRuntime {
   ObjectStats stats;
+  RouteStats route;
 };
 
 struct BackendRuntime {
@@ -105,6 +132,9 @@ struct HealthCheck {
   std::string expect;  // the reply must start with these bytes; empty: connect only
 };
 
+// PROXY protocol header sent to a server before the client's first byte.
+inline constexpr uint8_t kProxyProtocolInherit = 0xff;  // a server: as its backend says
+
 struct ServerSpec {
   std::string name;
   Endpoint endpoint;
@@ -112,6 +142,7 @@ struct ServerSpec {
   bool backup = false;           // used only while no non-backup server is up
   uint32_t max_connections = 0;  // connections at once across workers; 0 = no limit. A full
                                  // server is skipped by every algorithm (`first` fills in order)
+  uint8_t proxy_protocol = kProxyProtocolInherit;  // 0 none, 1 or 2, or the backend's
   SourceLocation where;
   std::vector<SocketAddress> addresses;  // resolve_topology(): in order of preference
   std::shared_ptr<ServerRuntime> runtime;
@@ -123,17 +154,38 @@ struct BackendSpec {
   std::vector<ServerSpec> servers;
   HealthCheck check;
   uint32_t connect_timeout_ms = 5000;
-  uint32_t retries = 2;  // connects retried on another server after the first fails
+  uint32_t retries = 2;        // connects retried on another server after the first fails
+  uint8_t proxy_protocol = 0;  // 0 none, 1 or 2: PROXY header version sent to its servers
+  bool hashed = false;         // a `hash` rule picks its servers: its balancer keeps a ring
+  bool hidden = false;         // made for a rule's `server HOST:PORT` or a map's HOST:PORT
   SourceLocation where;
+
+  // The PROXY protocol version sent to server `s` (0: none).
+  uint8_t proxy_protocol_of(uint32_t s) const noexcept {
+    const uint8_t v = servers[s].proxy_protocol;
+    return v == kProxyProtocolInherit ? proxy_protocol : v;
+  }
+  // Whether some server gets a PROXY header (set by resolve_topology(): read per accept).
+  bool sends_proxy_header = false;
   std::shared_ptr<BackendRuntime> runtime;
 };
 
 struct ListenerSpec {
   std::string name;
   std::vector<Endpoint> binds;
-  uint32_t backend = 0;            // index into Topology::backends
+  uint32_t backend = 0;            // index into Topology::backends; with routes, the default
+                                   // when no rule decides (kNoBackendIndex: none, close)
   uint32_t idle_timeout_s = 3600;  // 0 = none
-  uint32_t unix_mode = 0;          // Unix binds: chmod after bind (0 = leave the umask's)
+  // Content-aware routing (docs/routing.md): the rules, a PROXY header expected first, and
+  // the limits of the inspection with what happens when one is reached.
+  RouteSet routes;
+  bool accept_proxy = false;
+  uint32_t inspect_timeout_ms = 5000;
+  uint32_t inspect_bytes = 8192;
+  Action on_timeout;  // default: close
+  Action on_full;     // default: close
+  bool inspects() const noexcept { return accept_proxy || !routes.empty(); }
+  uint32_t unix_mode = 0;  // Unix binds: chmod after bind (0 = leave the umask's)
   SourceLocation where;
   std::vector<SocketAddress> addresses;  // resolve_topology(): one per bind, same order
   std::shared_ptr<ListenerRuntime> runtime;
@@ -145,6 +197,7 @@ struct Topology {
   Config global;       // process-wide settings (workers, limits, splice, logging)
   std::vector<ListenerSpec> listeners;
   std::vector<BackendSpec> backends;
+  std::vector<MapSpec> maps;          // `map NAME FILE`: read at load and at every reload
   std::vector<std::string> warnings;  // e.g. a backend no listener uses: "file:line:col: ..."
 
   // Servers over every backend, for summaries.

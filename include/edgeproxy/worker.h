@@ -17,6 +17,8 @@
 #include "edgeproxy/net.h"
 #include "edgeproxy/reactor.h"
 #include "edgeproxy/result.h"
+#include "edgeproxy/route.h"
+#include "edgeproxy/routing_context.h"
 #include "edgeproxy/slab.h"
 #include "edgeproxy/stats.h"
 #include "edgeproxy/timer_queue.h"
@@ -74,6 +76,9 @@ class Worker {
     // order otherwise).
     std::vector<std::vector<uint8_t>> preferred;
     uint32_t connections = 0;  // open connections accepted under this version
+    // Contexts by slot for connections that inspect or send a PROXY header (decision 0009);
+    // null when no listener inspects and no backend sends one.
+    std::unique_ptr<RoutingArea> routing;
   };
 
   explicit Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool);
@@ -105,6 +110,26 @@ class Worker {
   void choose_server(Connection& c, Handle h, uint32_t avoid) noexcept;
   // The connection leaves its server (a failed connect moving on, or the close).
   void leave_server(Connection& c) noexcept;
+
+  // Content-aware routing (docs/routing.md, decision 0009). After each pump of a connection
+  // that inspects or replays: moves what was read into its context, runs the rules on new
+  // bytes and carries out the decision, or hands held bytes to client.in for the upstream.
+  void route_step(Connection& c, uint32_t index) noexcept;
+  // kInspecting: true when it moved bytes or decided (the transport should pump again).
+  bool inspect(Connection& c, Handle h, RoutingContext& ctx) noexcept;
+  void apply(Connection& c, Handle h, RoutingContext& ctx, const Action& a,
+             const Captures& captures) noexcept;
+  // The decision gave `backend`: the bytes to replay are the held ones or `a.send`.
+  void route_to(Connection& c, Handle h, RoutingContext& ctx, uint32_t backend,
+                const Action& a) noexcept;
+  // Ends a connection that inspected: after `text` (may be empty) with a FIN, or a reset.
+  void refuse(Connection& c, std::string_view text, bool reset) noexcept;
+  // Replay: true when it put bytes in client.in or ended the replay.
+  bool replay(Connection& c, RoutingContext& ctx) noexcept;
+  RoutingContext* routing_of(const Connection& c, uint32_t index) noexcept {
+    RoutingArea* area = versions_[c.version].routing.get();
+    return area != nullptr ? &area->at(index) : nullptr;
+  }
 
   void update_accept_room() noexcept;
   // Completion backends: when the kernel dropped completions, closing connections start their
@@ -170,6 +195,10 @@ class Worker {
   Stats stats_;
   Transport transport_;  // refers to reactor_, pool_ and stats_ above
   LoopTime now_;
+  // Where a complete ClientHello is reassembled while the rules run (route::Scratch), as large
+  // as the largest routing region of any version installed.
+  std::unique_ptr<std::byte[]> hello_scratch_;
+  uint32_t hello_scratch_bytes_ = 0;
 
   // Connections touched this iteration (each once), settled by finish_iteration(): interest
   // reconciled with one epoll_ctl at most per side, or the connection closed. Closing only there

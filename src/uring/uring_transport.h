@@ -119,6 +119,10 @@ class UringTransport {
   // Operations given up at close because a cancel proved their completion dropped.
   uint64_t lost_operations() const noexcept { return lost_operations_; }
 
+  // Whether a receive is in flight on `side`: its completion will bring a block into side.in,
+  // which must stay free for it (routing's replay refills client.in only when this is false).
+  static bool reading(const Side& side) noexcept { return (side.ops & kOpRecv) != 0; }
+
   // Whether a receive that failed with ENOBUFS could get a block now.
   bool buffers_available() const noexcept { return ring_.held() > 0 || pool_.available() > 0; }
 

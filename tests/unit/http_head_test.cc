@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <ostream>
 #include <random>
@@ -389,20 +388,16 @@ TEST(HttpHeadTest, HeadSizeLimit) {
   EXPECT_EQ(parse_whole(endless, head), HeadStatus::kInvalid);
 }
 
-// The O(n) promise: a 64 KiB head sent one byte per call. Rescanning from the start on each call
-// (what a lost `scanned` amounts to) is about 2 * 10^9 byte visits, seconds even optimised; the
-// carried one is 65536 short calls.
-TEST(HttpHeadTest, ByteAtATimeCostIsLinear) {
+// The O(n) promise is structural: each call checks only the bytes after `scanned`, and
+// EveryPrefixNeedsMoreAndScannedIsCarried pins `scanned` to the bytes given after every call.
+// Its cost is measured by a benchmark, never timed in a test.
+TEST(HttpHeadTest, ByteAtATimeReachesTheLargestHead) {
   const std::string bytes = head_of_size(kMaxHeadBytes);
   RequestHead head;
   HeadStatus status;
-  const auto start = std::chrono::steady_clock::now();
   ASSERT_TRUE(FeedByteAtATime(bytes, head, status));
-  const auto elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::steady_clock::now() - start)
-                              .count();
   EXPECT_EQ(status, HeadStatus::kDone);
-  EXPECT_LT(elapsed_ms, 1000);
+  EXPECT_EQ(head.length, kMaxHeadBytes);
 }
 
 struct InvalidCase {

@@ -180,15 +180,18 @@ TEST(TopologyParserTest, BlanksCommentsAndBracesOnOneLine) {
 TEST(TopologyParserTest, UnknownDirectivesListWhatIsAllowed) {
   EXPECT_TRUE(
       Fails("frontend x {\n}\n", "f.conf:1:1: ",
-            "unknown directive 'frontend' (expected include, global, listener or backend)"));
+            "unknown directive 'frontend' (expected include, global, listener, backend or map)"));
   EXPECT_TRUE(Fails("global {\n  worker 2\n}\n", "f.conf:2:3: ",
                     "unknown directive 'worker' (expected max-connections, buffers, "
                     "shutdown-timeout, backlog, workers, cpu-list, no-delay, splice, "
                     "splice-threshold, splice-pipes, batch-wait or log-level)"));
-  EXPECT_TRUE(Fails("listener l {\n  bind h:1\n  balance first\n}\n", "f.conf:3:3: ",
-                    "unknown directive 'balance' (expected bind, backend or idle-timeout)"));
-  EXPECT_TRUE(Fails("backend b {\n  server s h:1\n  idle-timeout 1\n}\n", "f.conf:3:3: ",
-                    "(expected server, check, connect-timeout, balance or retries)"));
+  EXPECT_TRUE(
+      Fails("listener l {\n  bind h:1\n  balance first\n}\n", "f.conf:3:3: ",
+            "unknown directive 'balance' (expected bind, backend, route, on-timeout, on-full, "
+            "idle-timeout, accept-proxy, inspect-timeout or inspect-bytes)"));
+  EXPECT_TRUE(
+      Fails("backend b {\n  server s h:1\n  idle-timeout 1\n}\n", "f.conf:3:3: ",
+            "(expected server, check, connect-timeout, balance, retries or proxy-protocol)"));
   EXPECT_TRUE(Fails("global {\n  verbose on\n}\n", "f.conf:2:3: ", "unknown directive 'verbose'"))
       << "command-line-only options are not directives";
   EXPECT_TRUE(
@@ -242,7 +245,8 @@ TEST(TopologyParserTest, BadValuesUnitsAndRanges) {
                     "unknown check option 'every' (expected interval, timeout, rise, fall, send "
                     "or expect)"));
   EXPECT_TRUE(Fails("backend b {\n  server s h:1 heavy\n}\n", "f.conf:2:16: ",
-                    "unknown server option 'heavy' (expected weight, max-connections or backup)"));
+                    "unknown server option 'heavy' (expected weight, max-connections, backup or "
+                    "proxy-protocol)"));
   EXPECT_TRUE(Fails("backend b {\n  server s h:1 max-connections -1\n}\n", "f.conf:2:32: ",
                     "max-connections: invalid value '-1' (expected 0-1000000, 0 = no limit)"));
 }
@@ -339,8 +343,9 @@ TEST(TopologyParserTest, ReferencesAndRequiredParts) {
       "f.conf:3:11: ", "listener 'l' names backend 'nope', which is not defined (expected b)"));
   EXPECT_TRUE(Fails("listener l {\n  backend b\n}\n", "f.conf:1:1: ",
                     "listener 'l' has no bind (expected at least one 'bind ADDRESS')"));
-  EXPECT_TRUE(Fails("listener l {\n  bind h:1\n}\n",
-                    "f.conf:1:1: ", "listener 'l' has no backend (expected 'backend NAME')"));
+  EXPECT_TRUE(
+      Fails("listener l {\n  bind h:1\n}\n", "f.conf:1:1: ",
+            "listener 'l' has no backend (expected 'backend NAME', or a 'route { ... }' block)"));
   EXPECT_TRUE(Fails("backend b {\n  retries 1\n}\n", "f.conf:1:1: ",
                     "backend 'b' has no server (expected at least one 'server NAME ADDRESS')"));
   EXPECT_TRUE(Fails("backend b {\n  server s h:1\n}\n", "f.conf:1:1: ",
@@ -551,13 +556,52 @@ TEST(TopologyParserTest, FullExampleUsesEveryDirective) {
       EXPECT_NE(text.find(std::string("\n    ") + o.name + " "), std::string::npos) << o.name;
     }
   }
-  for (const char* word :
-       {"include ", "global {", "backend app {", "listener web {", "server ", " weight ",
-        " max-connections 100", " backup", "check interval", " timeout ", " rise ", " fall ",
-        " send ", " expect ", "bind unix:", " mode ", "    backend app\n"}) {
+  for (const char* word : {"include ",
+                           "global {",
+                           "backend app {",
+                           "listener web {",
+                           "server ",
+                           " weight ",
+                           " max-connections 100",
+                           " backup",
+                           "check interval",
+                           " timeout ",
+                           " rise ",
+                           " fall ",
+                           " send ",
+                           " expect ",
+                           "bind unix:",
+                           " mode ",
+                           "    backend app\n",
+                           "map ",
+                           "route {",
+                           " proxy-protocol v2",
+                           "on-timeout ",
+                           "on-full ",
+                           " sni ",
+                           " alpn ",
+                           " http-host ",
+                           " http-method ",
+                           " http-path ",
+                           " regex ",
+                           " prefix ",
+                           " protocol ",
+                           " any ",
+                           " server 10",
+                           " map users $1",
+                           " hash shards ",
+                           " send \"",
+                           " reply ",
+                           " close \"",
+                           " reject",
+                           " wait"}) {
     EXPECT_NE(text.find(word), std::string::npos) << word;
   }
-  EXPECT_EQ(t.value().listeners.size(), 2u) << "conf.d/admin.conf adds one";
+  EXPECT_EQ(t.value().listeners.size(), 3u) << "conf.d/admin.conf adds one";
+  const ListenerSpec& edge = t.value().listeners[1];
+  EXPECT_TRUE(edge.accept_proxy);
+  EXPECT_EQ(edge.routes.rules.size(), 9u);
+  EXPECT_EQ(t.value().maps.size(), 1u);
 }
 
 }  // namespace
