@@ -64,8 +64,8 @@ Status sniff(std::span<const std::byte> bytes) noexcept;
 
 // Writes into `out` a header saying the connection came from `source` to `destination` and
 // returns its length. `version` is 1 or 2 (checked). An IPv4-mapped IPv6 address (::ffff:a.b.c.d)
-// counts as IPv4. Both IPv4: "PROXY TCP4 ..." / v2 PROXY over AF_INET. Otherwise, both IPv4 or
-// IPv6: "PROXY TCP6 ..." / v2 PROXY over AF_INET6, an IPv4 address written IPv4-mapped, so mixed
+// counts as IPv4. Both IPv4: "PROXY TCP4 ..." / v2 PROXY over AF_INET. Else each IPv4 or IPv6:
+// "PROXY TCP6 ..." / v2 PROXY over AF_INET6, an IPv4 address written IPv4-mapped, so mixed
 // families still carry the client's address. Anything else (Unix, unset): "PROXY UNKNOWN\r\n" /
 // v2 LOCAL with no address block, and the server keeps the connection's own addresses.
 uint32_t build(uint8_t version, const SocketAddress& source, const SocketAddress& destination,
