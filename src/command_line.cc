@@ -78,8 +78,8 @@ bool CommandLine::has(std::string_view name) const noexcept {
 
 Result<CommandLine> parse_command_line(int argc, const char* const* argv) {
   CommandLine cl;
-  ListenerSpec listener;
-  BackendSpec backend;
+  ListenerSpec& listener = cl.listener;
+  BackendSpec& backend = cl.backend;
   OptionTargets targets{&cl.config, &listener, &backend, &cl};
   const std::string* conflicting = nullptr;  // the first listener/backend-scope flag
   std::vector<std::string> flags;            // as spelled, parallel to cl.given
@@ -127,7 +127,7 @@ Result<Topology> topology_from_command_line(const CommandLine& cl) {
   t.source = "command line";
   t.global = cl.config;
   const SourceLocation where{"command line", 0, 0};
-  BackendSpec backend;
+  BackendSpec backend = cl.backend;
   backend.name = "main";
   backend.connect_timeout_ms = cl.connect_timeout_ms;
   backend.retries = 0;
@@ -139,7 +139,7 @@ Result<Topology> topology_from_command_line(const CommandLine& cl) {
   server.where = where;
   backend.servers.push_back(std::move(server));
   t.backends.push_back(std::move(backend));
-  ListenerSpec listener;
+  ListenerSpec listener = cl.listener;
   listener.name = "main";
   listener.binds.push_back(Endpoint{cl.listen_host, cl.listen_port, {}});
   listener.backend = 0;

@@ -31,6 +31,10 @@ struct CommandLine {
   uint16_t backend_port = 8081;
   uint32_t idle_timeout_s = ListenerSpec{}.idle_timeout_s;
   uint32_t connect_timeout_ms = BackendSpec{}.connect_timeout_ms;
+  // Every other listener- and backend-scope flag lands here (--accept-proxy, --inspect-timeout,
+  // --inspect-bytes, --proxy-protocol): topology_from_command_line() starts from these.
+  ListenerSpec listener;
+  BackendSpec backend;
   std::string config_file;  // -c FILE; empty = serve the topology the flags describe
   bool check_only = false;  // -t: check the configuration and exit
   bool show_help = false;

@@ -129,6 +129,23 @@ TEST(CommandLineTest, DefaultTopologyIsTodaysDefaults) {
   EXPECT_EQ(r.value().backends[0].connect_timeout_ms, 5000u);
 }
 
+TEST(CommandLineTest, ProxyProtocolAndInspectionFlagsReachTheTopology) {
+  auto r = topology_from_command_line(Ok(
+      {"--accept-proxy", "--inspect-timeout", "2s", "--inspect-bytes", "1k", "--proxy-protocol",
+       "v2"}));
+  ASSERT_TRUE(r.ok()) << r.error();
+  const ListenerSpec& l = r.value().listeners[0];
+  EXPECT_TRUE(l.accept_proxy);
+  EXPECT_TRUE(l.inspects());
+  EXPECT_EQ(l.inspect_timeout_ms, 2000u);
+  EXPECT_EQ(l.inspect_bytes, 1024u);
+  EXPECT_EQ(r.value().backends[0].proxy_protocol, 2u);
+  auto plain = topology_from_command_line(Ok({}));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain.value().listeners[0].inspects());
+  EXPECT_EQ(plain.value().backends[0].proxy_protocol, 0u);
+}
+
 TEST(CommandLineTest, GlobalOverridesReplaceOnlyWhatWasGiven) {
   Config file;
   file.workers = 8;
