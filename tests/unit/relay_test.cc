@@ -325,6 +325,7 @@ class RelayTest : public ::testing::Test {
 TEST_F(RelayTest, ToStringNamesEveryState) {
   EXPECT_STREQ(to_string(State::kFree), "free");
   EXPECT_STREQ(to_string(State::kAccepted), "accepted");
+  EXPECT_STREQ(to_string(State::kInspecting), "inspecting");
   EXPECT_STREQ(to_string(State::kRouting), "routing");
   EXPECT_STREQ(to_string(State::kConnecting), "connecting");
   EXPECT_STREQ(to_string(State::kRelaying), "relaying");
@@ -891,6 +892,58 @@ TEST_F(RelayTest, UpstreamDroppedGoesBackToRouting) {
   EXPECT_EQ(c_.upstream.ops, 0x8) << "the slot must not be freed under that cancel";
   relay::on_connecting(c_);
   EXPECT_EQ(c_.state, State::kConnecting);
+}
+
+// --- content-aware routing (issue 11): inspecting, replay, refusal ---------------------------
+
+TEST_F(RelayTest, InspectingReadsTheClientButNeverWritesUpstream) {
+  c_.state = State::kAccepted;
+  relay::on_inspecting(c_);
+  EXPECT_EQ(c_.state, State::kInspecting);
+  Ready(c_.client, kReadable);
+  EXPECT_EQ(relay::next_step(c_, Dir::kC2U), Step::kRead);
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(100)));
+  Ready(c_.client, kReadable);
+  EXPECT_EQ(relay::next_step(c_, Dir::kC2U), Step::kRead) << "no upstream to write to yet";
+  relay::on_routed(c_);
+  EXPECT_EQ(c_.state, State::kRouting);
+}
+
+TEST_F(RelayTest, ReplayPauseStopsClientReadsButNotTheWriteOfWhatClientInHolds) {
+  c_.state = State::kRelaying;
+  c_.upstream.flags = kWriteReady;
+  Ready(c_.client, kReadable);
+  relay::hold_for_replay(c_);
+  EXPECT_EQ(relay::next_step(c_, Dir::kC2U), Step::kNone);
+  EXPECT_FALSE(Want(c_.client) & kWantRead);
+  // The worker puts the held bytes in client.in: they are written like client bytes.
+  ASSERT_TRUE(relay::prepare_read(c_, Dir::kC2U, pool_, stats_));
+  ReadAsked(Dir::kC2U, Bytes(10), c_.client.in.writable());
+  EXPECT_EQ(relay::next_step(c_, Dir::kC2U), Step::kWrite);
+  Write(Dir::kC2U, Bytes(10));
+  EXPECT_EQ(relay::next_step(c_, Dir::kC2U), Step::kNone);
+  relay::end_replay(c_);
+  Ready(c_.client, kReadable);
+  EXPECT_EQ(relay::next_step(c_, Dir::kC2U), Step::kRead);
+  EXPECT_TRUE(Want(c_.client) & kWantRead);
+}
+
+TEST_F(RelayTest, ARefusalWithAFinEndsCleanlyAndARejectResetsBoth) {
+  c_.state = State::kInspecting;
+  relay::on_refused(c_, false);
+  EXPECT_EQ(c_.state, State::kClosing);
+  EXPECT_TRUE(relay::ends_cleanly(c_));
+  Connection rejected;
+  rejected.state = State::kInspecting;
+  relay::on_refused(rejected, true);
+  EXPECT_EQ(rejected.state, State::kClosing);
+  EXPECT_FALSE(relay::ends_cleanly(rejected));
+}
+
+TEST_F(RelayTest, AClientThatFailsWhileInspectingClosesAtOnce) {
+  c_.state = State::kInspecting;
+  Fail(c_.client);
+  EXPECT_EQ(c_.state, State::kClosing);
 }
 
 // --- urgent data (issue 9, item 1): splice stops at the mark, read steps over it ------------
