@@ -130,9 +130,8 @@ TEST(CommandLineTest, DefaultTopologyIsTodaysDefaults) {
 }
 
 TEST(CommandLineTest, ProxyProtocolAndInspectionFlagsReachTheTopology) {
-  auto r = topology_from_command_line(Ok(
-      {"--accept-proxy", "--inspect-timeout", "2s", "--inspect-bytes", "1k", "--proxy-protocol",
-       "v2"}));
+  auto r = topology_from_command_line(Ok({"--accept-proxy", "--inspect-timeout", "2s",
+                                          "--inspect-bytes", "1k", "--proxy-protocol", "v2"}));
   ASSERT_TRUE(r.ok()) << r.error();
   const ListenerSpec& l = r.value().listeners[0];
   EXPECT_TRUE(l.accept_proxy);

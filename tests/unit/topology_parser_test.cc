@@ -362,6 +362,113 @@ TEST(TopologyParserTest, SameAddressWrittenTwice) {
       Fails("listener l {\n  bind [::1]:1\n  bind [::1]:1\n}\n", "f.conf:3:8: ", "already bound"));
 }
 
+// --- routes (docs/routing.md) ---------------------------------------------------------------
+
+// A listener `l` with `body` inside, backends a and b, and a map file users.map.
+std::string Routed(const std::string& body) {
+  return "backend a {\n server s 127.0.0.1:1\n}\nbackend b {\n server s 127.0.0.1:2\n}\n"
+         "listener l {\n bind 127.0.0.1:3\n" +
+         body + "}\n";
+}
+
+TEST(TopologyParserTest, RoutesParseEveryMatcherAndAction) {
+  FakeFiles fs;
+  fs.files["users.map"] = "# comment\nalice a\nbob 10.0.0.1:9000   # inline\n\ndefault b\n";
+  const Topology t = Ok("map users users.map\n" +
+                            Routed(" accept-proxy\n inspect-timeout 2s\n inspect-bytes 16k\n"
+                                   " on-timeout backend a\n on-full reject\n route {\n"
+                                   "  sni a.example,*.b.example backend a\n"
+                                   "  alpn h2 protocol tls server 10.0.0.2:443 send \"x\"\n"
+                                   "  regex \"^u=([a-z]+)\" map users $1\n"
+                                   "  regex \"^h=([a-z]+)\" hash b k-$1\n"
+                                   "  http-host h.example http-path /s http-method GET wait\n"
+                                   "  prefix \"\\x00\" reply \"hi\"\n  protocol ssh close \"bye\"\n"
+                                   "  protocol proxy close\n  any reject\n }\n"),
+                        fs);
+  ASSERT_EQ(t.listeners.size(), 1u);
+  const ListenerSpec& l = t.listeners[0];
+  EXPECT_EQ(l.backend, kNoBackendIndex) << "no default backend";
+  EXPECT_TRUE(l.accept_proxy);
+  EXPECT_EQ(l.inspect_timeout_ms, 2000u);
+  EXPECT_EQ(l.inspect_bytes, 16384u);
+  EXPECT_EQ(l.on_timeout.kind, ActionKind::kBackend);
+  EXPECT_EQ(l.on_full.kind, ActionKind::kReject);
+  ASSERT_EQ(l.routes.rules.size(), 9u);
+  EXPECT_EQ(l.routes.rules[1].action.kind, ActionKind::kServer);
+  EXPECT_EQ(t.backends[l.routes.rules[1].action.backend].name, "server:10.0.0.2:443");
+  EXPECT_TRUE(t.backends[l.routes.rules[1].action.backend].hidden);
+  EXPECT_EQ(l.routes.rules[1].action.send, "x");
+  EXPECT_EQ(l.routes.rules[2].action.kind, ActionKind::kMap);
+  EXPECT_TRUE(t.backends[1].hashed);
+  EXPECT_EQ(l.routes.rules[5].matchers[0].text, std::string(1, '\0'));
+  ASSERT_EQ(t.maps.size(), 1u);
+  EXPECT_EQ(t.maps[0].entries.size(), 2u);
+  EXPECT_EQ(t.backends[t.maps[0].entries.at("bob")].name, "server:10.0.0.1:9000");
+  EXPECT_EQ(t.backends[t.maps[0].fallback].name, "b");
+  EXPECT_TRUE(t.warnings.empty()) << t.warnings[0];
+}
+
+TEST(TopologyParserTest, RouteErrorsNameTheirPlace) {
+  EXPECT_TRUE(Fails(Routed(" route {\n  frob x backend a\n }\n"),
+                    "f.conf:10:3: ", "unknown matcher 'frob'"));
+  EXPECT_TRUE(Fails(Routed(" route {\n  prefix \"x\"\n }\n"),
+                    "f.conf:10:10: ", "missing action after 'x'"));
+  EXPECT_TRUE(Fails(Routed(" route {\n  regex \"(\" backend a\n }\n"),
+                    "f.conf:10:9: ", "regex: invalid regex"));
+  EXPECT_TRUE(Fails(Routed(" route {\n  regex \"(a)\" map m $2\n }\n"),
+                    "f.conf:10:3: ", "the key uses $2 but the rule's regex has 1 group(s)"));
+  EXPECT_TRUE(Fails(Routed(" route {\n  any backend nope\n }\n"),
+                    "f.conf:10:15: ", "backend 'nope' is not defined (expected a or b)"));
+  EXPECT_TRUE(Fails(Routed(" route {\n  any map nope x\n }\n"),
+                    "f.conf:10:11: ", "map 'nope' is not defined"));
+  EXPECT_TRUE(Fails(Routed(" route {\n  any backend a extra\n }\n"),
+                    "f.conf:10:17: ", "extra argument 'extra' after the action"));
+  EXPECT_TRUE(Fails(Routed(" route {\n  any backend a send\n }\n"),
+                    "f.conf:10:17: ", "missing TEXT after 'send'"));
+  EXPECT_TRUE(Fails(Routed(" route {\n  sni a..b backend a\n }\n"),
+                    "f.conf:10:7: ", "sni: invalid name 'a..b'"));
+  EXPECT_TRUE(Fails(Routed(" route {\n  protocol ftp backend a\n }\n"),
+                    "f.conf:10:12: ", "unknown protocol 'ftp'"));
+  EXPECT_TRUE(
+      Fails(Routed(" route {\n  any server nohost backend a\n }\n"), "f.conf:10:14: ", "server: "));
+  EXPECT_TRUE(Fails(Routed(" route {\n }\n"), "f.conf:9:2: ", "empty route block"));
+  EXPECT_TRUE(Fails(Routed(" on-timeout wait\n route {\n  any close\n }\n"),
+                    "f.conf:9:13: ", "unknown action 'wait'"));
+  EXPECT_TRUE(Fails(Routed(" route {\n  any reply \"" + std::string(4097, 'x') + "\"\n }\n"),
+                    "f.conf:10:13: ", "text of 4097 bytes (expected at most 4096)"));
+  EXPECT_TRUE(Fails(Routed(" route {\n  any close\n }\n route {\n  any close\n }\n"),
+                    "f.conf:12:2: ", "duplicate 'route'"));
+}
+
+TEST(TopologyParserTest, MapFileErrors) {
+  FakeFiles fs;
+  fs.files["dup.map"] = "k a\nk b\n";
+  fs.files["bad.map"] = "k\n";
+  fs.files["unknown.map"] = "k nope\n";
+  const std::string uses = Routed(" route {\n  regex \"(a)\" map m $1\n }\n");
+  EXPECT_TRUE(Fails("map m missing.map\n" + uses, "f.conf:1:7: ", "names no file"));
+  EXPECT_TRUE(Fails("map m dup.map\n" + uses,
+                    "dup.map:2:1: ", "duplicate key 'k' (first at dup.map:1", fs));
+  EXPECT_TRUE(Fails("map m bad.map\n" + uses, "bad.map:1:1: ", "map line with 1 words", fs));
+  EXPECT_TRUE(Fails("map m unknown.map\n" + uses,
+                    "unknown.map:1:1: ", "backend 'nope' is not defined", fs));
+  fs.files["good.map"] = "k a\n";
+  EXPECT_TRUE(
+      Fails("map m good.map\nmap m good.map\n" + uses, "f.conf:2:5: ", "duplicate map 'm'", fs));
+  EXPECT_TRUE(Fails("map m *.map\n" + uses, "f.conf:1:7: ", "a file name, not a pattern"));
+}
+
+TEST(TopologyParserTest, AListenerWithRoutesNeedsNoBackendAndProxyProtocolParses) {
+  const Topology t = Ok(
+      "backend a {\n server s 127.0.0.1:1 proxy-protocol v1\n server t 127.0.0.1:2\n"
+      " proxy-protocol v2\n}\nlistener l {\n bind 127.0.0.1:3\n route {\n  any backend a\n }\n}\n");
+  EXPECT_EQ(t.listeners[0].backend, kNoBackendIndex);
+  EXPECT_EQ(t.backends[0].proxy_protocol_of(0), 1);
+  EXPECT_EQ(t.backends[0].proxy_protocol_of(1), 2);
+  EXPECT_TRUE(Fails("backend a {\n server s h:1 proxy-protocol v3\n}\n",
+                    "f.conf:2:30: ", "proxy-protocol: invalid value 'v3'"));
+}
+
 TEST(TopologyParserTest, UnusedBackendIsAWarning) {
   const Topology t = Ok(std::string(kMinimal) + "\nbackend spare {\n  server s h:1\n}\n");
   ASSERT_EQ(t.warnings.size(), 1u);
