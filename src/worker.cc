@@ -651,7 +651,8 @@ bool Worker::inspect(Connection& c, Handle h, RoutingContext& ctx) noexcept {
   }
   route::Scratch scratch{{hello_scratch_.get(), hello_scratch_bytes_}, ctx.http_scanned};
   Captures captures;
-  const route::Decision d = route::decide(ls.routes, ctx.held(), full || ended, scratch, captures);
+  // Full bytes are not final: a rule still waiting on them gets on-full, not a miss.
+  const route::Decision d = route::decide(ls.routes, ctx.held(), ended, scratch, captures);
   ctx.http_scanned = scratch.http_scanned;
   const Action* action = nullptr;
   if (d.verdict == route::Verdict::kDecided) {

@@ -194,9 +194,9 @@ struct Scratch {
 };
 
 // Runs `routes` over `bytes` (everything inspected so far; a PROXY header already removed).
-// `final`: no more bytes will come (the client ended, or the bytes fill inspect-bytes), so a
-// matcher that would wait counts as a miss. Fills `captures` from the deciding rule's regex.
-// Pure: same bytes, same answer.
+// `final`: no more bytes will come (the client ended its side), so a matcher that would wait
+// counts as a miss. (Bytes that fill inspect-bytes are not final: the caller applies on-full.)
+// Fills `captures` from the deciding rule's regex. Pure: same bytes, same answer.
 Decision decide(const RouteSet& routes, std::span<const std::byte> bytes, bool final,
                 Scratch& scratch, Captures& captures) noexcept;
 
