@@ -116,8 +116,10 @@ Step next_step(const Connection& c, Dir d, SplicePolicy splice) noexcept {
     if (!src.in.attached() || src.in.writable() > 0) return Step::kRead;
   }
   // Only an orderly end is passed on as a FIN; a failed source's end is a reset (advance()).
+  // Bytes the proxy holds for the source (kPauseReplay: its first bytes, being replayed) come
+  // before its end.
   if ((src.flags & kEof) && !(src.flags & kFailed) && src.in.empty() && src.piped == 0 && open &&
-      !(dst.flags & kWriteShut)) {
+      !(dst.flags & kWriteShut) && !(src.paused & kPauseReplay)) {
     return Step::kShutdown;
   }
   return Step::kNone;

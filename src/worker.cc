@@ -749,6 +749,7 @@ void Worker::route_to(Connection& c, Handle h, RoutingContext& ctx, uint32_t bac
     ctx.length = static_cast<uint32_t>(a.send.size());
   }
   ctx.replayed = ctx.start;
+  hold_client_bytes(c, ctx);
   c.backend = static_cast<uint16_t>(backend);
   ObjectStats& b = versions_[c.version].topology->backends[backend].runtime->stats;
   b.connections.fetch_add(1, std::memory_order_relaxed);
@@ -765,18 +766,26 @@ void Worker::refuse(Connection& c, std::string_view text, bool reset) noexcept {
   relay::on_refused(c, reset);
 }
 
+void Worker::hold_client_bytes(Connection& c, RoutingContext& ctx) noexcept {
+  Buffer& in = c.client.in;
+  if (!in.attached()) {
+    ctx.refilled = false;
+    return;
+  }
+  if (ctx.refilled) return;
+  // At most one block: reading stopped at the decision, and the region has a block to spare.
+  const uint32_t n = in.readable();
+  EDGEPROXY_CHECK(ctx.length + n <= ctx.capacity);
+  if (n > 0) std::memcpy(ctx.region + ctx.length, in.read_ptr(), n);
+  ctx.length += n;
+  pool_.release(in);
+  c.client.paused &= static_cast<uint8_t>(~kPauseBackpressure);
+}
+
 bool Worker::replay(Connection& c, RoutingContext& ctx) noexcept {
   if (c.state < State::kRelaying) return false;  // the server (and its PROXY header) not yet known
   Side& client = c.client;
-  if (!client.in.attached()) ctx.refilled = false;
-  if (client.in.attached() && !ctx.refilled) {
-    // A receive in flight at the decision brought these after it: they go behind the held bytes.
-    const uint32_t n = client.in.readable();
-    EDGEPROXY_CHECK(ctx.length + n <= ctx.capacity);
-    std::memcpy(ctx.region + ctx.length, client.in.read_ptr(), n);
-    ctx.length += n;
-    pool_.release(client.in);
-  }
+  hold_client_bytes(c, ctx);
   if (!ctx.preamble_built) {
     ctx.preamble_built = true;
     const uint8_t version = backend_of(c).proxy_protocol_of(c.server);
@@ -955,6 +964,7 @@ void Worker::touch(Connection& c, uint32_t index) noexcept {
 
 void Worker::pump(Connection& c, uint32_t index) noexcept {
   touch(c, index);
+  if (c.client.paused & kPauseReplay) hold_client_bytes(c, *routing_of(c, index));
   transport_.pump(c, slab_.handle_of(index), now_);
   if (c.state == State::kInspecting || (c.client.paused & kPauseReplay)) route_step(c, index);
   if ((c.client.paused | c.upstream.paused) & kPauseNoBuffer) {

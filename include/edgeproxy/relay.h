@@ -35,7 +35,8 @@ struct SplicePolicy {
 // content-aware routing will inspect, are buffered), only when `splice` says so (kAuto: while
 // the source is kBulk) and no urgent data may be pending (kUrgent), and only when its buffer is
 // empty, so bytes never overtake each other between buffer and pipe. Nothing is read toward a
-// failed sink, and a failed source's end is not passed on as a FIN. kNone once lingering.
+// failed sink, and a failed source's end is not passed on as a FIN, nor an end while the proxy
+// still replays bytes it holds for the source (kPauseReplay). kNone once lingering.
 Step next_step(const Connection& c, Dir d, SplicePolicy splice = {}) noexcept;
 
 // Makes sure the source has a block to read into. False when the pool is empty: the source is

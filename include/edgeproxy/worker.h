@@ -126,6 +126,10 @@ class Worker {
   void refuse(Connection& c, std::string_view text, bool reset) noexcept;
   // Replay: true when it put bytes in client.in or ended the replay.
   bool replay(Connection& c, RoutingContext& ctx) noexcept;
+  // Bytes in client.in the replay did not put there (read past inspect-bytes before the
+  // decision, or brought by a receive in flight at it) go behind the held ones, before the
+  // relay could write them ahead.
+  void hold_client_bytes(Connection& c, RoutingContext& ctx) noexcept;
   RoutingContext* routing_of(const Connection& c, uint32_t index) noexcept {
     RoutingArea* area = versions_[c.version].routing.get();
     return area != nullptr ? &area->at(index) : nullptr;
