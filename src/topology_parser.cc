@@ -561,13 +561,13 @@ class Parser {
         rule.written += (rule.written.empty() ? "" : " ") + (w.quoted ? quoted(w.text) : w.text);
       }
       size_t i = 0;
-      const Regex* regex = nullptr;
+      size_t regex = SIZE_MAX;  // the rule's last regex matcher (an index: the vector grows)
       while (i < inner.words.size() && !(is_action_word(inner.words[i].text) &&
                                          !inner.words[i].quoted && !rule.matchers.empty())) {
         Matcher m;
         if (auto r = matcher(inner, i, file, m); !r.ok()) return r;
         rule.matchers.push_back(std::move(m));
-        if (rule.matchers.back().kind == MatchKind::kRegex) regex = &rule.matchers.back().regex;
+        if (rule.matchers.back().kind == MatchKind::kRegex) regex = rule.matchers.size() - 1;
       }
       if (i == inner.words.size()) {
         const ConfigToken& last = inner.words.back();
@@ -576,7 +576,7 @@ class Parser {
       }
       if (auto r = action(inner, i, file, rule.action, true); !r.ok()) return r;
       const uint8_t wanted = rule.action.key.highest_capture();
-      const uint32_t groups = regex != nullptr ? regex->groups() : 0;
+      const uint32_t groups = regex != SIZE_MAX ? rule.matchers[regex].regex.groups() : 0;
       if (wanted > groups) {
         return at(file, inner.words[0],
                   "the key uses $" + std::to_string(wanted) + " but the rule's regex has " +
