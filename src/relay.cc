@@ -274,6 +274,9 @@ void on_ready(Connection& c, Side& side, uint32_t ready, Stats& stats) noexcept 
 
 void on_client(Connection& c, int client_fd, LoopTime now) noexcept {
   c.client.fd = client_fd;
+  // A just-accepted socket's send buffer is empty: the first write to the client goes out
+  // without arming EPOLLOUT first (a write that does not fit clears kWriteReady, as always).
+  c.client.flags = kWriteReady;
   c.state = State::kAccepted;
   c.last_active_ms = now.ms;
 }
@@ -284,6 +287,9 @@ void on_accepted(Connection& c) noexcept {
 
 void on_inspecting(Connection& c) noexcept {
   c.state = State::kInspecting;
+  // A client usually sends its first bytes (a ClientHello, a request) right behind the
+  // handshake: read at once instead of waiting a loop iteration for the edge; EAGAIN clears it.
+  c.client.flags |= kReadReady;
 }
 
 void on_routed(Connection& c) noexcept {
@@ -364,8 +370,11 @@ uint32_t wanted_interest(const Connection& c, const Side& side) noexcept {
   const Side& peer = client ? c.upstream : c.client;
   uint32_t want = 0;
   // A failed side is still read to its end (what it sent before the error); nothing is read
-  // toward a failed peer.
-  if (!(side.flags & kEof) && side.paused == 0 && !(peer.flags & kFailed)) want |= kWantRead;
+  // toward a failed peer. The replay pause keeps the interest: with edge-triggered readiness an
+  // arrival meanwhile only leaves kReadReady set, read once the pause lifts, so pausing and
+  // resuming cost no epoll_ctl (next_step() is what holds the reads back).
+  const uint8_t paused = static_cast<uint8_t>(side.paused & ~kPauseReplay);
+  if (!(side.flags & kEof) && paused == 0 && !(peer.flags & kFailed)) want |= kWantRead;
   if ((!peer.in.empty() || peer.piped > 0) && !(side.flags & (kWriteReady | kFailed))) {
     want |= kWantWrite;
   }

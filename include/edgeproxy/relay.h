@@ -81,7 +81,7 @@ void on_shutdown(Connection& c, Dir d, SysResult r, Stats& stats, LoopTime now) 
 // kUrgentData marks it kUrgent.
 void on_ready(Connection& c, Side& side, uint32_t ready, Stats& stats) noexcept;
 
-// kFree -> kAccepted: a freshly acquired slot holds the accepted client `client_fd`.
+// kFree -> kAccepted: a freshly acquired slot holds the accepted client `client_fd`, writable.
 void on_client(Connection& c, int client_fd, LoopTime now) noexcept;
 // kAccepted -> kRouting: the client is registered and a backend is being chosen.
 void on_accepted(Connection& c) noexcept;

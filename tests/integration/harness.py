@@ -229,7 +229,8 @@ def parse_stat_blocks(lines):
             blocks.append((current, True))
             current = None
         if "statistics" in line and not line.startswith(" "):
-            current = {}
+            # A worker that did not answer in time leaves its counters out of the totals.
+            current = {"incomplete": 1} if "(incomplete" in line else {}
     if current is not None:
         blocks.append((current, False))
     return blocks
@@ -427,7 +428,8 @@ class Proxy:
         deadline = time.monotonic() + timeout
         stats = self.stats()
         for _ in range(1000):
-            if predicate(stats) or time.monotonic() >= deadline:
+            # An incomplete report (a worker too busy to answer) proves nothing either way.
+            if (not stats.get("incomplete") and predicate(stats)) or time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
             stats = self.stats()
@@ -1287,7 +1289,7 @@ def wait_full_stats(proxy, predicate, timeout=5.0):
 
 
 def _stats_if(stats, predicate):
-    return stats if predicate(stats) else None
+    return stats if not stats.get("incomplete") and predicate(stats) else None
 
 
 def per_worker(stats, name):

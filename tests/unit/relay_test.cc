@@ -915,7 +915,7 @@ TEST_F(RelayTest, ReplayPauseStopsClientReadsButNotTheWriteOfWhatClientInHolds) 
   Ready(c_.client, kReadable);
   relay::hold_for_replay(c_);
   EXPECT_EQ(relay::next_step(c_, Dir::kC2U), Step::kNone);
-  EXPECT_FALSE(Want(c_.client) & kWantRead);
+  EXPECT_TRUE(Want(c_.client) & kWantRead) << "no epoll_ctl to pause and resume the replay";
   // The worker puts the held bytes in client.in: they are written like client bytes.
   ASSERT_TRUE(relay::prepare_read(c_, Dir::kC2U, pool_, stats_));
   ReadAsked(Dir::kC2U, Bytes(10), c_.client.in.writable());
