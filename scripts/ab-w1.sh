@@ -15,7 +15,8 @@
 # The proxy runs on PROXY_CPU, nginx (1 worker) and wrk -t1 on LOAD_CPU, as in the pinned layout.
 # Prints, per round and variant: req/s, the proxy's CPU µs per request (utime + stime of all its
 # threads, /proc/PID/stat) and wrk's p99; then each variant's medians and its median per-round
-# CPU ratio against the first variant. Stops only the processes it started.
+# CPU ratio against the first variant, with the range and the middle half (quartiles) of the
+# per-round ratios. Stops only the processes it started.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=bench/tiny-nginx.sh
 source "$(dirname "$0")/bench/tiny-nginx.sh"
@@ -100,7 +101,9 @@ print("\nmedians (ratio = median over rounds of CPU/request against the first va
 for label in order:
     runs = by[label]
     ratios = [runs[r][1] / by[first][r][1] for r in runs if r in by[first]]
+    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
     print(f"{label:<12} {statistics.median(v[0] for v in runs.values()):8.0f} req/s "
           f"{statistics.median(v[1] for v in runs.values()):7.2f} us/req  "
-          f"CPU vs {first} {statistics.median(ratios):.2f}x")
+          f"CPU vs {first} {statistics.median(ratios):.2f}x "
+          f"(rounds {min(ratios):.2f}-{max(ratios):.2f}, middle half {q1:.2f}-{q3:.2f})")
 PY

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Prints the real ClientHellos embedded in tests/unit/client_hello_test.cc as C++ byte arrays.
+"""Prints the real ClientHellos of tests/unit/data/client_hellos.h as C++ byte arrays.
 
 Run once by hand (python3 tests/unit/data/make_client_hellos.py > hellos.txt) and paste the
-arrays into the test; the hellos carry fresh random bytes and key shares on every run, so the
-test checks names and structure, never exact bytes. Needs python3's ssl module and the openssl
+arrays into that header (tests/unit/client_hello_test.cc and bench/route_bench.cc use them); the
+hellos carry fresh random bytes and key shares on every run, so the test checks names and
+structure, never exact bytes. Needs python3's ssl module and the openssl
 command line tool; it opens one loopback listener and nothing else.
 """
 import socket
@@ -70,7 +71,7 @@ def openssl_hello(args):
 
 def emit(name, comment, data):
     print(f"// {comment}: {len(data)} bytes.")
-    print(f"constexpr uint8_t {name}[] = {{")
+    print(f"inline constexpr uint8_t {name}[] = {{")
     for i in range(0, len(data), 16):
         print("    " + " ".join(f"0x{b:02x}," for b in data[i:i + 16]))
     print("};")
