@@ -604,18 +604,8 @@ bool Worker::inspect(Connection& c, Handle h, RoutingContext& ctx) noexcept {
   RouteStats& counts = ls.runtime->route;
   Side& client = c.client;
   const uint32_t limit = std::min(ls.inspect_bytes, ctx.capacity);
-  bool moved = false;
-  if (client.in.attached() && !client.in.empty() && ctx.length < limit) {
-    const uint32_t n = std::min(client.in.readable(), limit - ctx.length);
-    std::memcpy(ctx.region + ctx.length, client.in.read_ptr(), n);
-    ctx.length += n;
-    client.in.consume(n);
-    if (client.in.empty()) {
-      pool_.release(client.in);
-      client.paused &= static_cast<uint8_t>(~kPauseBackpressure);
-    }
-    moved = true;
-  }
+  const bool moved = client.in.attached() && !client.in.empty() && ctx.length < limit &&
+                     move_client_bytes(c, ctx, limit) > 0;
   const bool full = ctx.length == limit;
   const bool ended = (client.flags & kEof) != 0;
   if (ctx.length == ctx.evaluated && !(ended && !ctx.ended_seen)) return moved;
@@ -774,12 +764,21 @@ void Worker::hold_client_bytes(Connection& c, RoutingContext& ctx) noexcept {
   }
   if (ctx.refilled) return;
   // At most one block: reading stopped at the decision, and the region has a block to spare.
-  const uint32_t n = in.readable();
-  EDGEPROXY_CHECK(ctx.length + n <= ctx.capacity);
+  EDGEPROXY_CHECK(ctx.length + in.readable() <= ctx.capacity);
+  move_client_bytes(c, ctx, ctx.capacity);
+}
+
+uint32_t Worker::move_client_bytes(Connection& c, RoutingContext& ctx, uint32_t limit) noexcept {
+  Buffer& in = c.client.in;
+  const uint32_t n = std::min(in.readable(), limit - ctx.length);
   if (n > 0) std::memcpy(ctx.region + ctx.length, in.read_ptr(), n);
   ctx.length += n;
-  pool_.release(in);
-  c.client.paused &= static_cast<uint8_t>(~kPauseBackpressure);
+  in.consume(n);
+  if (in.empty()) {
+    pool_.release(in);
+    c.client.paused &= static_cast<uint8_t>(~kPauseBackpressure);
+  }
+  return n;
 }
 
 bool Worker::replay(Connection& c, RoutingContext& ctx) noexcept {

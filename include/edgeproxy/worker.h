@@ -130,6 +130,9 @@ class Worker {
   // decision, or brought by a receive in flight at it) go behind the held ones, before the
   // relay could write them ahead.
   void hold_client_bytes(Connection& c, RoutingContext& ctx) noexcept;
+  // Moves what client.in holds into the context's region, up to `limit` bytes held in all; an
+  // emptied block goes back to the pool and lifts the backpressure pause. Returns the bytes moved.
+  uint32_t move_client_bytes(Connection& c, RoutingContext& ctx, uint32_t limit) noexcept;
   RoutingContext* routing_of(const Connection& c, uint32_t index) noexcept {
     RoutingArea* area = versions_[c.version].routing.get();
     return area != nullptr ? &area->at(index) : nullptr;
