@@ -1,9 +1,9 @@
-# Thin wrapper over CMake. Out-of-tree builds in build/<preset>[-uring]/; nothing here is committed.
+# Thin wrapper over CMake (Ninja when installed). Out-of-tree builds in build/<preset>[-uring]/; nothing here is committed.
 #   make [release]   optimised binary: build/release/edgeproxy (-O3, LTO, -march=native)
 #   make debug       -O0 -g3                  make asan    ASan+UBSan
 #   make test        both backends (epoll, uring), each release + asan, every test on all four:
-#                    one tree per mode, build/release and build/asan, each with both backends'
-#                    binaries (edgeproxy, uring/edgeproxy)
+#                    one tree per mode, build/asan and build/release, each with both backends'
+#                    binaries (edgeproxy, uring/edgeproxy); the asan tests run while release builds
 #   make bench       Google Benchmark micro benchmarks     make run   run the release binary
 #   make format      clang-format in place    make install PREFIX=/usr/local
 # Options: BACKEND=epoll|uring  NATIVE=0 (portable, no -march=native)  ARGS="..." for make run
@@ -12,19 +12,26 @@ NATIVE ?= 1
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
 ARGS ?=
+# Tests run at once by ctest (make test, test-release, test-asan): most of them wait on sockets.
+TEST_JOBS ?= 4
 
 SUFFIX := $(if $(filter uring,$(BACKEND)),-uring,)
 CMAKE_COMMON := -DEDGEPROXY_NATIVE=$(if $(filter 0,$(NATIVE)),OFF,ON)
+# Ninja when installed; a tree already configured keeps the generator it was made with.
+GENERATOR := $(if $(shell command -v ninja 2>/dev/null),Ninja,Unix Makefiles)
 SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+CTEST := ctest --output-on-failure -j $(TEST_JOBS)
 
 .PHONY: all release release-for-test debug asan test test-backend test-release test-asan bench run format install help clean
 
 all: release
 
+# $(call generator,DIR): -G for a tree not configured yet.
+generator = $(if $(wildcard build/$(1)/CMakeCache.txt),,-G "$(GENERATOR)")
 # $(call configure,DIR,BUILD_TYPE,CMAKE_ARGS,BACKENDS): configure build/DIR and build it.
 define configure
-	@cmake -S . -B build/$(1) -DCMAKE_BUILD_TYPE=$(2) $(CMAKE_COMMON) "-DEDGEPROXY_BACKEND=$(4)" \
-	  $(3) >/dev/null
+	@cmake -S . -B build/$(1) $(call generator,$(1)) \
+	  -DCMAKE_BUILD_TYPE=$(2) $(CMAKE_COMMON) "-DEDGEPROXY_BACKEND=$(4)" $(3) >/dev/null
 	@cmake --build build/$(1) -j $(JOBS)
 endef
 
@@ -40,16 +47,35 @@ asan:
 
 # One backend, one mode: make test-release BACKEND=uring.
 test-release: release-for-test
-	cd build/release$(SUFFIX) && ctest --output-on-failure -j 2
+	cd build/release$(SUFFIX) && $(CTEST)
 test-asan: asan
-	cd build/asan$(SUFFIX) && $(SANITIZER_ENV) ctest --output-on-failure -j 2
+	cd build/asan$(SUFFIX) && $(SANITIZER_ENV) $(CTEST)
 test-backend: test-release test-asan
-# Both backends, both modes, in two trees that compile what does not depend on the backend once.
+
+# Both backends, both modes, in two trees (build/asan, build/release), each compiling what does not
+# depend on the backend once. build/release builds at the lowest priority from the start, on the
+# CPU time build/asan and then its tests (mostly waiting on sockets) leave; its own tests run last.
+# Its output goes to build/release-build.log, printed once the ASan tests are done. (set -m: a
+# process group of its own, to stop it all on failure; in the same session, where nice counts.)
+test: SHELL := /bin/bash
 test:
-	$(call configure,release,Release,-DEDGEPROXY_BENCH=OFF,epoll;uring)
-	cd build/release && ctest --output-on-failure -j 2
-	$(call configure,asan,Debug,-DEDGEPROXY_SANITIZE=ON,epoll;uring)
-	cd build/asan && $(SANITIZER_ENV) ctest --output-on-failure -j 2
+	@mkdir -p build
+	@cmake -S . -B build/asan $(call generator,asan) -DCMAKE_BUILD_TYPE=Debug $(CMAKE_COMMON) \
+	  "-DEDGEPROXY_BACKEND=epoll;uring" -DEDGEPROXY_SANITIZE=ON >/dev/null
+	@cmake -S . -B build/release $(call generator,release) -DCMAKE_BUILD_TYPE=Release $(CMAKE_COMMON) \
+	  "-DEDGEPROXY_BACKEND=epoll;uring" -DEDGEPROXY_BENCH=OFF >/dev/null
+	@set -m; nice -n 19 cmake --build build/release -j $(JOBS) >build/release-build.log 2>&1 & \
+	  release_build=$$!; set +m; \
+	  trap 'kill -- -$$release_build 2>/dev/null' INT TERM EXIT; \
+	  cmake --build build/asan -j $(JOBS) || exit; \
+	  (cd build/asan && $(SANITIZER_ENV) $(CTEST)); asan=$$?; \
+	  echo "make test: waiting for build/release (build/release-build.log)"; \
+	  wait $$release_build; built=$$?; trap - INT TERM EXIT; cat build/release-build.log; \
+	  if [ $$built -ne 0 ]; then echo "make test: building build/release failed" >&2; exit $$built; fi; \
+	  (cd build/release && $(CTEST)); release=$$?; \
+	  if [ $$asan -ne 0 ]; then echo "make test: tests failed in build/asan (above)" >&2; fi; \
+	  if [ $$release -ne 0 ]; then echo "make test: tests failed in build/release (above)" >&2; fi; \
+	  [ $$asan -eq 0 ] && [ $$release -eq 0 ]
 
 bench: release
 	build/release$(SUFFIX)/bench/micro_bench
@@ -67,4 +93,4 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '2,10p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
