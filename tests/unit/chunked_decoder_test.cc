@@ -15,7 +15,8 @@
 
 namespace edgeproxy::http {
 
-void PrintTo(BodyStatus s, std::ostream* os) {
+// static: several test files print these types.
+static void PrintTo(BodyStatus s, std::ostream* os) {
   switch (s) {
     case BodyStatus::kMore:
       *os << "kMore";
