@@ -61,8 +61,9 @@ inline constexpr uint32_t kMaxHostLineAuthority = 260;
 // rewritten_request_length() tells beforehand. The head can only grow by the added lines (an
 // HTTP/1.0 absolute-form request without Host, the Connection line), less the bytes of the removed
 // fields and the scheme and authority; a caller that wants that in place first moves what follows
-// the head, else it writes elsewhere. After an in-place rewrite the views in `head` and `tokens`
-// point at overwritten bytes: do not use them.
+// the head, else it writes elsewhere. `out` must not cover bytes the caller still needs (a body
+// or a pipelined request after the head): a head that grows is written over them. After an in-place
+// rewrite the views in `head` and `tokens` point at overwritten bytes: do not use them.
 uint32_t rewrite_request_head(const RequestHead& head, const ConnectionTokens& tokens,
                               RewriteOptions options, std::span<std::byte> out) noexcept;
 
