@@ -2,8 +2,11 @@
 #include "edgeproxy/destination_policy.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "edgeproxy/check.h"
@@ -254,6 +257,32 @@ Result<std::vector<Cidr>> parse_cidr_list(std::string_view text) {
   return out;
 }
 
+Result<std::vector<Cidr>> interface_addresses() {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) {
+    return Error{std::string("getifaddrs: ") + std::strerror(errno)};
+  }
+  std::vector<Cidr> out;
+  for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr) continue;
+    const int family = i->ifa_addr->sa_family;
+    if (family != AF_INET && family != AF_INET6) continue;
+    SocketAddress a;
+    const size_t length = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+    std::memcpy(&a.storage, i->ifa_addr, length);
+    a.length = static_cast<socklen_t>(length);
+    View v;
+    primary_view(a, v);
+    Cidr c;
+    c.v6_ = v.v6;
+    c.prefix_bits_ = v.v6 ? 128 : 32;
+    std::memcpy(c.network_.data(), v.bytes, sizeof v.bytes);
+    if (std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
+  }
+  freeifaddrs(list);
+  return out;
+}
+
 Result<PortSet> PortSet::parse(std::string_view list) {
   PortSet set;
   std::string error;
@@ -335,12 +364,12 @@ Verdict DestinationPolicy::check(const SocketAddress& address) const noexcept {
     }
     return false;
   };
-  const auto built_in = [this](const View& v) {
+  const auto built_in = [this, &listed](const View& v) {
     if (v.v6 && (v.bytes[0] & 0xe0) != 0x20 && !is_nat64(v)) return true;  // not 2000::/3
     for (const DefaultDenyRange& r : defaults_) {
       if (r.network.contains(v.v6, v.bytes)) return true;
     }
-    return false;
+    return listed(local_, v);
   };
   for (int i = 0; i < count; ++i) {
     if (listed(deny_, views[i])) return Verdict::kNetworkDenied;

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "edgeproxy/net.h"
@@ -42,6 +43,7 @@ class Cidr {
 
  private:
   friend class DestinationPolicy;
+  friend Result<std::vector<Cidr>> interface_addresses();
   bool contains(bool v6, const uint8_t* bytes) const noexcept;
 
   std::array<uint8_t, 16> network_{};  // IPv4: the first 4 bytes
@@ -52,6 +54,10 @@ class Cidr {
 // A comma-separated list of networks: "10.0.0.0/8, 192.168.0.0/16". Spaces around items are
 // ignored; an empty list or item is refused. Error: the first bad item's phrase.
 Result<std::vector<Cidr>> parse_cidr_list(std::string_view text);
+
+// Every IPv4 and IPv6 address configured on this host's interfaces now (getifaddrs(3)), as /32
+// and /128 networks, duplicates dropped: for set_local_addresses(). Error: one line.
+Result<std::vector<Cidr>> interface_addresses();
 
 // A set of TCP ports: one bit for each of the 65536. Port 0 is never in a parsed set.
 class PortSet {
@@ -79,7 +85,7 @@ enum class Verdict : uint8_t {
   kAllowed,
   kPortDenied,     // the network may be reached, the port may not
   kNetworkDenied,  // an explicit deny entry matched (or the address is not IPv4/IPv6)
-  kDefaultDenied,  // a built-in range matched and no allow entry covers it
+  kDefaultDenied,  // a built-in range or a local address matched, and no allow entry
 };
 // "allowed", "port denied", "network denied", "default denied".
 const char* to_string(Verdict verdict) noexcept;
@@ -104,11 +110,16 @@ struct DefaultDenyRange {
 //   1. explicit deny: any view inside a deny entry           -> kNetworkDenied
 //   2. explicit allow: a view inside an allow entry passes rule 3
 //   3. default deny (on unless disabled): any view inside a built-in range (see
-//      default_deny_ranges()) that no allow entry covers       -> kDefaultDenied
+//      default_deny_ranges()) or equal to one of the host's own addresses (see
+//      set_local_addresses()) that no allow entry covers      -> kDefaultDenied
 //   4. otherwise the network is allowed; then the port: not in the set -> kPortDenied
 // So allow entries are exceptions to the built-in list, never a whitelist: with no entries at
 // all, every globally routable address is allowed (on an allowed port). Every view must pass:
 // allowing 64:ff9b::/96 does not open 64:ff9b::10.0.0.1 unless 10.0.0.0/8 is allowed too.
+//
+// check() judges addresses, never names: the worker calls it on every address it is about to
+// connect() to, cache hits and numeric hosts included. So DNS rebinding, and the numeric forms
+// getaddrinfo accepts ("2130706433", "127.1", "0x7f.1"), reach nothing a literal would not.
 //
 // The default-constructed policy allows no port, so it refuses everything until ports are set.
 // Built on one thread (the configuration's); once shared, only the const members are called.
@@ -121,11 +132,17 @@ class DestinationPolicy {
   void allow(const Cidr& network) { allow_.push_back(network); }
   void deny(const Cidr& network) { deny_.push_back(network); }
   void set_default_deny(bool on) noexcept { default_deny_ = on; }
+  // The host's own addresses (interface_addresses()), refused like the built-in ranges: a
+  // public address of the proxy's host reaches its own services, and its own listeners would
+  // make a loop. Replaces the previous set; the caller refreshes it (at a reload) when
+  // interfaces change.
+  void set_local_addresses(std::vector<Cidr> addresses) { local_ = std::move(addresses); }
 
   const PortSet& ports() const noexcept { return ports_; }
   const std::vector<Cidr>& allowed() const noexcept { return allow_; }
   const std::vector<Cidr>& denied() const noexcept { return deny_; }
   bool default_deny() const noexcept { return default_deny_; }
+  const std::vector<Cidr>& local_addresses() const noexcept { return local_; }
 
   // The verdict for connecting to `address` (IP and port). Any thread: check() only reads.
   Verdict check(const SocketAddress& address) const noexcept;
@@ -144,6 +161,7 @@ class DestinationPolicy {
   PortSet ports_;
   std::vector<Cidr> allow_;
   std::vector<Cidr> deny_;
+  std::vector<Cidr> local_;
   std::span<const DefaultDenyRange> defaults_;
   bool default_deny_ = true;
 };

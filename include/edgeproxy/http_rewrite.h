@@ -29,7 +29,8 @@ inline constexpr uint32_t kMaxHostLineAuthority = 260;
 // Writes the head to forward for `head` (from parse_request_head(), kDone; its bytes unchanged
 // since) into `out`, and returns its length; 0 when `out` is shorter than that, or when a Host
 // line must be written for an authority longer than kMaxHostLineAuthority (no server could be
-// resolved for it), and then nothing was written. `tokens` is parse_connection() of the head.
+// resolved for it), and then nothing was written. `tokens` is parse_connection() of the head, which
+// succeeded (request_framing() refuses the head otherwise).
 //
 // What is written, in this order:
 //  - the request line: the method; the target in origin-form (an absolute-form target
@@ -44,10 +45,11 @@ inline constexpr uint32_t kMaxHostLineAuthority = 260;
 //    Connection field that names itself or a field many times removes nothing more;
 //  - with an absolute-form target, the Host field says the target's authority (RFC 9112 section
 //    3.2.2: a proxy MUST generate Host from the target): a Host line whose value differs is
-//    replaced in place by "Host: <authority>", and a request without Host (HTTP/1.0) gets one
-//    after its fields. Origin-form requests keep their Host as sent, or none;
+//    replaced, where it stands, by "Host: <authority>", and a request without Host (HTTP/1.0) gets
+//    one after its fields. Origin-form requests keep their Host as sent, or none;
 //  - one "Connection: ..." line when `options` asks for upgrade and/or close ("upgrade, close");
 //  - the blank line.
+// Nothing else is added (no Via, no X-Forwarded-For).
 //
 // In place: `out` may start at the first byte of the head (head.method.data()) and overlap it.
 // Everything the rewrite needs later (which fields go, the authority) is decided and copied
@@ -59,8 +61,9 @@ inline constexpr uint32_t kMaxHostLineAuthority = 260;
 // rewritten_request_length() tells beforehand. The head can only grow by the added lines (an
 // HTTP/1.0 absolute-form request without Host, the Connection line), less the bytes of the removed
 // fields and the scheme and authority; a caller that wants that in place first moves what follows
-// the head, else it writes elsewhere. After an in-place rewrite the views in `head` and `tokens`
-// point at overwritten bytes: do not use them.
+// the head, else it writes elsewhere. `out` must not cover bytes the caller still needs (a body
+// or a pipelined request after the head): a head that grows is written over them. After an in-place
+// rewrite the views in `head` and `tokens` point at overwritten bytes: do not use them.
 uint32_t rewrite_request_head(const RequestHead& head, const ConnectionTokens& tokens,
                               RewriteOptions options, std::span<std::byte> out) noexcept;
 

@@ -479,5 +479,37 @@ TEST(DestinationPolicyTest, AccessorsReturnWhatWasSet) {
   EXPECT_EQ(p.denied()[1].to_string(), "fc00::/7");
 }
 
+TEST(DestinationPolicyTest, InterfaceAddressesIncludeLoopback) {
+  auto local = interface_addresses();
+  ASSERT_TRUE(local.ok()) << local.error();
+  std::vector<std::string> texts;
+  for (const Cidr& c : local.value()) {
+    texts.push_back(c.to_string());
+    EXPECT_EQ(c.prefix_bits(), c.family() == AF_INET ? 32u : 128u) << texts.back();
+  }
+  EXPECT_NE(std::find(texts.begin(), texts.end(), "127.0.0.1/32"), texts.end());
+  std::sort(texts.begin(), texts.end());
+  EXPECT_EQ(std::adjacent_find(texts.begin(), texts.end()), texts.end()) << "no duplicates";
+}
+
+TEST(DestinationPolicyTest, TheHostsOwnAddressesAreDefaultDenied) {
+  DestinationPolicy p = AnyPort();
+  p.set_local_addresses({Net("8.8.8.8"), Net("2606:4700::1")});
+  ASSERT_EQ(p.local_addresses().size(), 2u);
+  EXPECT_EQ(p.check(Ip("8.8.8.8")), Verdict::kDefaultDenied);
+  EXPECT_EQ(p.check(Ip("::ffff:8.8.8.8")), Verdict::kDefaultDenied);
+  EXPECT_EQ(p.check(Ip("64:ff9b::8.8.8.8")), Verdict::kDefaultDenied);
+  EXPECT_EQ(p.check(Ip("8.8.8.9")), Verdict::kAllowed);
+  EXPECT_EQ(p.check(Ip("2606:4700::1")), Verdict::kDefaultDenied);
+  EXPECT_EQ(p.check(Ip("2606:4700::2")), Verdict::kAllowed);
+  p.allow(Net("8.8.8.8"));
+  EXPECT_EQ(p.check(Ip("8.8.8.8")), Verdict::kAllowed) << "an allow entry overrides";
+  p.set_default_deny(false);
+  EXPECT_EQ(p.check(Ip("2606:4700::1")), Verdict::kAllowed) << "off with the built-in list";
+  p.set_default_deny(true);
+  p.set_local_addresses({});
+  EXPECT_EQ(p.check(Ip("2606:4700::1")), Verdict::kAllowed) << "replaced";
+}
+
 }  // namespace
 }  // namespace edgeproxy

@@ -367,6 +367,7 @@ TEST(HttpFramingTest, ResponseSplittingCorpusIsRefusedWithItsReason) {
   }
 }
 
+// The options' views point into `head_bytes`, which must outlive them.
 ConnectionTokens tokens_of(const std::string& head_bytes, bool* ok = nullptr) {
   RequestHead head;
   EXPECT_TRUE(Parsed(head_bytes, head));
@@ -401,8 +402,9 @@ TEST(HttpFramingTest, ConnectionOptionsAcrossFieldsAndLists) {
 
 TEST(HttpFramingTest, ConnectionNamingItselfOrRepeatingANameIsHarmless) {
   bool ok = false;
-  ConnectionTokens t = tokens_of(
-      "GET / HTTP/1.1\r\nHost: a\r\nConnection: connection, Connection, CONNECTION\r\n\r\n", &ok);
+  const std::string self =
+      "GET / HTTP/1.1\r\nHost: a\r\nConnection: connection, Connection, CONNECTION\r\n\r\n";
+  ConnectionTokens t = tokens_of(self, &ok);
   ASSERT_TRUE(ok);
   EXPECT_EQ(t.count, 1u);
   EXPECT_TRUE(t.names("Connection"));
@@ -429,11 +431,13 @@ TEST(HttpFramingTest, ConnectionOptionsAreCapped) {
     return bytes + "\r\n\r\n";
   };
   bool ok = false;
-  ConnectionTokens t = tokens_of(with_options(kMaxConnectionOptions), &ok);
+  const std::string most = with_options(kMaxConnectionOptions);
+  ConnectionTokens t = tokens_of(most, &ok);
   EXPECT_TRUE(ok);
   EXPECT_EQ(t.count, kMaxConnectionOptions);
   EXPECT_TRUE(t.names("x-15"));
-  t = tokens_of(with_options(kMaxConnectionOptions + 1), &ok);
+  const std::string one_more = with_options(kMaxConnectionOptions + 1);
+  t = tokens_of(one_more, &ok);
   EXPECT_FALSE(ok);
   EXPECT_LE(t.count, kMaxConnectionOptions);
 
@@ -452,7 +456,8 @@ TEST(HttpFramingTest, ConnectionOptionsMustBeTokens) {
     EXPECT_FALSE(ok) << value;
   }
   bool ok = false;
-  const ConnectionTokens t = tokens_of("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &ok);
+  const std::string none = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+  const ConnectionTokens t = tokens_of(none, &ok);
   EXPECT_TRUE(ok);
   EXPECT_EQ(t.count, 0u);
   EXPECT_FALSE(t.close || t.keep_alive || t.upgrade);

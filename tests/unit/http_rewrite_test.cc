@@ -261,6 +261,26 @@ TEST(HttpRewriteTest, TooSmallAnOutputWritesNothing) {
   EXPECT_EQ(rewrite_request_head(p.head, p.tokens, close, out), length);
 }
 
+// A head can grow: here by 20 bytes (Host and Connection lines added, "http://a" gone). Its
+// own bytes are not room enough, and a caller that gave the rewrite the room after the head
+// without moving the body first would have the body's first 20 bytes overwritten.
+TEST(HttpRewriteTest, AGrowingHeadNeedsTheBodyMovedFirst) {
+  const std::string in = "POST http://a/ HTTP/1.0\r\nContent-Length: 5\r\n\r\n";
+  const std::string expected =
+      "POST / HTTP/1.0\r\nContent-Length: 5\r\nHost: a\r\nConnection: close\r\n\r\n";
+  const RewriteOptions close{.upgrade = false, .close = true};
+  Prepared p;
+  ASSERT_TRUE(Prepare(in, p));
+  EXPECT_EQ(rewritten_request_length(p.head, p.tokens, close), in.size() + 20);
+  EXPECT_EQ(rewrite_in_place(in, close), expected);  // the body moved right by 20 first
+
+  std::string buffer = in + "hello";
+  ASSERT_TRUE(Prepare(buffer, p));
+  const std::span<std::byte> own(reinterpret_cast<std::byte*>(buffer.data()), p.head.length);
+  EXPECT_EQ(rewrite_request_head(p.head, p.tokens, close, own), 0u);
+  EXPECT_EQ(buffer, in + "hello");
+}
+
 TEST(HttpRewriteTest, HostLineAuthorityLimit) {
   auto with_name = [](size_t name_bytes, const char* host) {
     return "GET http://" + std::string(name_bytes, 'n') + ":65535/ HTTP/1.1\r\nHost: " + host +
