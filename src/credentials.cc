@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <unordered_map>
+#include <utility>
 
 #include "edgeproxy/base64.h"
 #include "edgeproxy/check.h"
@@ -115,11 +117,19 @@ Result<Credentials> Credentials::parse(std::string_view text, const std::string&
 
   std::sort(c.entries_.begin(), c.entries_.end(),
             [](const Entry& a, const Entry& b) { return a.user < b.user; });
-  c.dummy_.rounds = kShaCryptMinRounds;
-  for (const Entry& e : c.entries_) c.dummy_.rounds = std::max(c.dummy_.rounds, e.hash.rounds);
+  // A hash costs what its rounds and its salt's length make it cost (a longer salt can take a
+  // round's input over one SHA-256 block), so the dummy takes the most common pair of them, and
+  // of equally common ones the costliest.
+  std::map<std::pair<uint32_t, uint8_t>, size_t> shapes;
+  for (const Entry& e : c.entries_) ++shapes[{e.hash.rounds, e.hash.salt_size}];
+  auto shape = shapes.begin();
+  for (auto it = shapes.begin(); it != shapes.end(); ++it) {
+    if (it->second >= shape->second) shape = it;  // ascending keys: ties go to the later
+  }
+  c.dummy_.rounds = shape->first.first;
   c.dummy_.rounds_written = true;
-  std::memcpy(c.dummy_.salt_bytes.data(), kDummySalt.data(), kDummySalt.size());
-  c.dummy_.salt_size = static_cast<uint8_t>(kDummySalt.size());
+  c.dummy_.salt_size = shape->first.second;
+  std::memcpy(c.dummy_.salt_bytes.data(), kDummySalt.data(), c.dummy_.salt_size);
   return c;
 }
 

@@ -44,11 +44,12 @@ class Credentials {
   // - at least one user.
   static Result<Credentials> parse(std::string_view text, const std::string& name);
 
-  // Whether `user` exists and `password` matches its hash. Costs one SHA-256-crypt at the user's
-  // rounds whatever the outcome: an unknown user is hashed against a fixed dummy hash at the
-  // highest rounds in the file, so the time taken does not tell which users exist (the user
-  // lookup itself is a binary search of nanoseconds against milliseconds of hashing). The digest
-  // is compared in constant time. A password longer than kMaxPasswordBytes is refused at once.
+  // Whether `user` exists and `password` matches its hash. Costs one SHA-256-crypt whatever the
+  // outcome: an unknown user is hashed against a dummy with the rounds and salt length most
+  // common in the file (what a hash's cost depends on), so for a file whose hashes were made
+  // alike, the time taken does not tell which users exist (the user lookup itself is a binary
+  // search of nanoseconds against milliseconds of hashing). The digest is compared in constant
+  // time. A password longer than kMaxPasswordBytes is refused at once.
   bool verify(std::string_view user, std::string_view password) const noexcept;
   // The same, giving the index of the user (see user()) when true is returned.
   bool verify(std::string_view user, std::string_view password,
