@@ -110,6 +110,18 @@ Result<Ok> resolve_topology(Topology& t) {
       }
     }
   }
+  // The proxy's own addresses are never a forward proxy's destination (a loop back into it).
+  bool forward = false;
+  for (const ListenerSpec& l : t.listeners) forward |= l.mode == ListenerMode::kForward;
+  if (forward) {
+    auto local = interface_addresses();
+    if (!local.ok()) return Error{"forward proxy: " + local.error()};
+    for (ListenerSpec& l : t.listeners) {
+      if (l.mode != ListenerMode::kForward) continue;
+      l.forward.connect_policy.set_local_addresses(local.value());
+      l.forward.http_policy.set_local_addresses(local.value());
+    }
+  }
   for (BackendSpec& b : t.backends) {
     b.sends_proxy_header = false;
     for (uint32_t i = 0; i < b.servers.size(); ++i) {

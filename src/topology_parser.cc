@@ -551,7 +551,7 @@ class Parser {
       return at(file, d.words[0], "auth: wrong number of arguments (expected " + form + ")");
     }
     pending.has_auth = true;
-    pending_auth_ = {d.words[2].text, "edgeproxy", location(file, d.words[2])};
+    pending_auth_ = {d.words[2].text, "edgeproxy", location(file, d.words[2]), nullptr};
     if (d.words.size() == 5) {
       if (d.words[3].text != "realm") {
         return at(file, d.words[3],

@@ -887,8 +887,8 @@ void Worker::forward_step(Connection& c, uint32_t index) noexcept {
     if (c.state >= State::kLingering) return;
     again = forward_request(c, h, ctx, ex) || again;
     if (!again || c.state >= State::kLingering) return;
-    if ((c.client.gate & c.upstream.gate) == kOpenGate) return;  // a tunnel now: relay only
     transport_.pump(c, h, now_);
+    if ((c.client.gate & c.upstream.gate) == kOpenGate) return;  // a tunnel now: relay only
   }
   c.more = true;
 }
@@ -1086,8 +1086,11 @@ void Worker::decide_request(Connection& c, Handle h, RoutingContext& ctx, Forwar
     http::RewriteOptions options;
     options.close = framing.close;
     options.upgrade = tokens.upgrade && single_field(head, "Upgrade", upgrade);
-    rewritten = http::rewrite_request_head(head, tokens, options, {ctx.region, ctx.capacity});
-    if (rewritten == 0) {
+    // Into the scratch block, not in place: a head may grow (a Host line added or replaced, a
+    // Connection line), and the bytes behind it must move first.
+    rewritten = http::rewrite_request_head(head, tokens, options,
+                                           {hello_scratch_.get(), hello_scratch_bytes_});
+    if (rewritten == 0 || rewritten + (ctx.length - head.length) > ctx.capacity) {
       counts.bad_requests.fetch_add(1, std::memory_order_relaxed);
       forward_answer(c, 400);
       return;
@@ -1095,6 +1098,7 @@ void Worker::decide_request(Connection& c, Handle h, RoutingContext& ctx, Forwar
   }
   const uint32_t after = ctx.length - head.length;
   std::memmove(ctx.region + rewritten, ctx.region + head.length, after);
+  std::memcpy(ctx.region, hello_scratch_.get(), rewritten);
   ctx.length = rewritten + after;
   ctx.replayed = 0;
   ex.replay_end = rewritten;
@@ -1283,6 +1287,7 @@ bool Worker::forward_replay(Connection& c, RoutingContext& ctx, ForwardExchange&
     EDGEPROXY_CHECK(ctx.length + client.in.readable() <= ctx.capacity);
     moved = move_client_bytes(c, ctx, ctx.capacity) > 0;
   }
+  if (ex.tunnel) ex.replay_end = ctx.length;  // everything after CONNECT's head is the tunnel's
   if (!ex.tunnel && !ex.request_done && ex.replay_end < ctx.length) {
     const http::BodyProgress p =
         ex.request_body.consume({ctx.region + ex.replay_end, ctx.length - ex.replay_end});
