@@ -32,6 +32,7 @@ from report import Markdown, Results, fmt, fmt_ratio, read_tsv  # noqa: E402  (t
 
 SHAPES = ["A-origin", "A-absolute", "B-connect"]
 SUBJECT = "edgeproxy_fwd"
+REFERENCE = "edgeproxy_tcp"  # edgeproxy's plain TCP mode: the floor a proxy's CPU is compared to
 PAGE_MARKER = b"edgeproxy forward benchmark"  # in the origin's index.html
 CSV_COLS = ["workload", "workers", "streams", "layout", "proxy_cpus", "load_cpus", "run", "system",
             "duration_s", "requests", "rps", "mib_s", "gbit_s", "bytes", "p50_us", "p99_us",
@@ -207,6 +208,7 @@ def build_report(res, closes):
         header = ["system", rate, "proxy CPU µs/%s" % unit, "proxy CPU %", "p50", "p99",
                   "%s / this: CPU per %s, median (min-max, rounds)" % (subject, unit),
                   "%s / this: p99" % subject, "%s / this: %s" % (subject, rate),
+                  "this / %s: CPU per %s" % (res.label(REFERENCE), unit),
                   "CPU µs/%s per round" % unit, "errors"]
         if any(closes.get((shape, s)) for s in systems):
             header.append("closes")
@@ -219,6 +221,8 @@ def build_report(res, closes):
                    spread(ratios(res, shape, SUBJECT, s, "cpu_us_per_req")) if other else "-",
                    spread(ratios(res, shape, SUBJECT, s, "p99_us")) if other else "-",
                    spread(ratios(res, shape, SUBJECT, s, "rps")) if other else "-",
+                   spread(ratios(res, shape, s, REFERENCE, "cpu_us_per_req"))
+                   if s != REFERENCE and res.has(shape, REFERENCE) else "-",
                    res.per_run(shape, s, "cpu_us_per_req", 1), str(res.errors(shape, s))]
             if len(header) > len(row):
                 row.append(str(closes.get((shape, s), 0)))
