@@ -1160,6 +1160,11 @@ bool Worker::authenticate(Connection& c, Handle h, ForwardExchange& ex,
     forward_answer(c, 407);
     return false;
   }
+  if (ex.authorized_length != 0 && value.size() == ex.authorized_length &&
+      std::memcmp(value.data(), ex.authorized.data(), value.size()) == 0) {
+    counts.auth_cache_hits.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
   CredentialCache& cache = *versions_[c.version].credential_caches[c.listener];
   const CredentialCache::Key key = CredentialCache::key_of(value);
   CachedVerdict verdict = cache.lookup(key);
@@ -1173,7 +1178,13 @@ bool Worker::authenticate(Connection& c, Handle h, ForwardExchange& ex,
     verdict.verdict = good ? CacheVerdict::kGood : CacheVerdict::kBad;
     cache.insert(key, verdict);
   }
-  if (verdict.verdict == CacheVerdict::kGood) return true;
+  if (verdict.verdict == CacheVerdict::kGood) {
+    if (value.size() <= ex.authorized.size()) {
+      std::memcpy(ex.authorized.data(), value.data(), value.size());
+      ex.authorized_length = static_cast<uint8_t>(value.size());
+    }
+    return true;
+  }
   counts.auth_failures.fetch_add(1, std::memory_order_relaxed);
   SocketAddress peer;
   peer.length = sizeof peer.storage;

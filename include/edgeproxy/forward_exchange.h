@@ -62,6 +62,10 @@ struct ForwardExchange {
   http::BodyFramer request_body;
   http::BodyFramer response_body;
   std::array<char, 256> host{};  // the destination as named (kDirect), for comparisons
+  // The Proxy-Authorization value this connection was last let in with (when it fits): the
+  // same value on its next request needs neither the hash nor the cache.
+  uint8_t authorized_length = 0;
+  std::array<char, 128> authorized{};
   std::array<SocketAddress, kMaxDestinationAddresses> addresses{};
 };
 

@@ -129,7 +129,7 @@ struct RouteStats {
   COUNTER(auth_missing)        /* 407: no Proxy-Authorization */                                  \
   COUNTER(auth_failures)       /* 407: wrong user, wrong password or malformed credentials */     \
   COUNTER(auth_delays)         /* 407s held back because the client failed repeatedly */          \
-  COUNTER(auth_cache_hits)     /* credentials answered by the per-worker cache */                 \
+  COUNTER(auth_cache_hits)     /* credentials known good or bad without hashing them */           \
   COUNTER(request_timeouts)    /* 408: the head was not complete within request-timeout */        \
   COUNTER(heads_too_large)     /* 431: the head did not fit one 8 KiB block */                    \
   COUNTER(bad_gateway)         /* 502: resolve or connect failure */                              \
