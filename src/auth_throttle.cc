@@ -35,6 +35,7 @@ uint64_t AuthThrottle::key_of(const SocketAddress& client) noexcept {
 uint32_t AuthThrottle::on_failure(const SocketAddress& client, int64_t now_ms) noexcept {
   const uint64_t key = key_of(client);
   Entry& e = slot(key);
+  if (e.key == 0) ++recorded_;
   if (e.key != key || now_ms - e.last_ms > kForgetMs) e = Entry{key, 0, now_ms};
   e.failures = std::min<uint32_t>(e.failures + 1, 64);
   e.last_ms = now_ms;
@@ -46,7 +47,10 @@ uint32_t AuthThrottle::on_failure(const SocketAddress& client, int64_t now_ms) n
 void AuthThrottle::on_success(const SocketAddress& client) noexcept {
   const uint64_t key = key_of(client);
   Entry& e = slot(key);
-  if (e.key == key) e = Entry{};
+  if (e.key == key) {
+    e = Entry{};
+    --recorded_;
+  }
 }
 
 }  // namespace edgeproxy

@@ -64,7 +64,14 @@ int embedded_views(const View& p, View out[2]) noexcept {
   if (!p.v6) return 0;
   const uint8_t* b = p.bytes;
   static constexpr uint8_t kZero[12] = {};
-  if (is_nat64(p) || std::memcmp(b, kZero, sizeof kZero) == 0) {
+  if (is_nat64(p)) {
+    out[0] = v4_view(b + 12, 0);
+    return 1;
+  }
+  if (std::memcmp(b, kZero, sizeof kZero) == 0) {
+    // :: and ::1 are the unspecified and loopback addresses (both denied by name), not IPv4-
+    // compatible ones: an allow entry for ::1 must not be undone by a view of "0.0.0.1".
+    if (b[12] == 0 && b[13] == 0 && b[14] == 0 && b[15] <= 1) return 0;
     out[0] = v4_view(b + 12, 0);
     return 1;
   }

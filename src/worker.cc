@@ -1053,6 +1053,7 @@ void Worker::decide_request(Connection& c, Handle h, RoutingContext& ctx, Forwar
   }
   if (target == ForwardTarget::kBackend && ls.backend == kNoBackendIndex) {
     counts.no_backend.fetch_add(1, std::memory_order_relaxed);
+    counts.bad_requests.fetch_add(1, std::memory_order_relaxed);
     forward_answer(c, 400);
     return;
   }
@@ -1121,7 +1122,6 @@ void Worker::decide_request(Connection& c, Handle h, RoutingContext& ctx, Forwar
     ex.replay_end += p.used;
     ex.request_done = p.status == http::BodyStatus::kDone;
   }
-  counts.requests.fetch_add(1, std::memory_order_relaxed);
   ex.phase = ForwardPhase::kReplaying;
   relay::hold_for_replay(c);
   if (ex.requests++ > 0) {
@@ -1179,6 +1179,14 @@ bool Worker::authenticate(Connection& c, Handle h, ForwardExchange& ex,
     cache.insert(key, verdict);
   }
   if (verdict.verdict == CacheVerdict::kGood) {
+    if (!auth_throttle_.empty()) {
+      // A success forgets the client's failures (only looked up while some are recorded).
+      SocketAddress peer;
+      peer.length = sizeof peer.storage;
+      if (getpeername(c.client.fd, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) == 0) {
+        auth_throttle_.on_success(peer);
+      }
+    }
     if (value.size() <= ex.authorized.size()) {
       std::memcpy(ex.authorized.data(), value.data(), value.size());
       ex.authorized_length = static_cast<uint8_t>(value.size());
@@ -1312,6 +1320,8 @@ bool Worker::forward_replay(Connection& c, RoutingContext& ctx, ForwardExchange&
   }
   if (client.in.attached() || receiving(transport_, client)) return moved;
   if (ctx.replayed == ex.replay_end) {
+    // The head (and what came with it) is the relay's now: the request was forwarded.
+    listener_of(c).runtime->forward.requests.fetch_add(1, std::memory_order_relaxed);
     relay::end_replay(c);
     const uint32_t rest = ctx.length - ex.replay_end;
     std::memmove(ctx.region, ctx.region + ex.replay_end, rest);

@@ -28,6 +28,8 @@ class AuthThrottle {
   uint32_t on_failure(const SocketAddress& client, int64_t now_ms) noexcept;
   // A success forgets the client's failures.
   void on_success(const SocketAddress& client) noexcept;
+  // No client has failures recorded (a success needs no lookup then).
+  bool empty() const noexcept { return recorded_ == 0; }
 
  private:
   struct Entry {
@@ -40,6 +42,7 @@ class AuthThrottle {
 
   std::unique_ptr<Entry[]> table_;
   uint64_t mask_;
+  uint32_t recorded_ = 0;  // entries holding a client
 };
 
 }  // namespace edgeproxy

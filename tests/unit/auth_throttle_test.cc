@@ -37,8 +37,11 @@ TEST(AuthThrottleTest, KeyedByAddressNotPort) {
 TEST(AuthThrottleTest, SuccessAndQuietTimeForget) {
   AuthThrottle t(16);
   const SocketAddress a = Address("198.51.100.7", 1);
+  EXPECT_TRUE(t.empty());
   for (int i = 0; i < 6; ++i) t.on_failure(a, 0);
+  EXPECT_FALSE(t.empty());
   t.on_success(a);
+  EXPECT_TRUE(t.empty()) << "a success needs no lookup once nobody has failures";
   EXPECT_EQ(t.on_failure(a, 0), 0u);
   for (int i = 0; i < 6; ++i) t.on_failure(a, 0);
   EXPECT_EQ(t.on_failure(a, AuthThrottle::kForgetMs + 1), 0u) << "a minute later it starts over";

@@ -2,6 +2,7 @@
 // built-in range and their neighbours, mapped and embedded IPv4 addresses, and the precedence of
 // explicit deny, explicit allow, default deny and the port set.
 #include "edgeproxy/destination_policy.h"
+#include "edgeproxy/resolver.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -509,6 +510,30 @@ TEST(DestinationPolicyTest, TheHostsOwnAddressesAreDefaultDenied) {
   p.set_default_deny(true);
   p.set_local_addresses({});
   EXPECT_EQ(p.check(Ip("2606:4700::1")), Verdict::kAllowed) << "replaced";
+}
+
+}  // namespace
+}  // namespace edgeproxy
+
+namespace edgeproxy {
+namespace {
+
+// Regression (issue 12's integration tests): `allow-networks ::1/128` must let ::1 through; its
+// IPv4-compatible reading "0.0.0.1" (in 0.0.0.0/8) is not a view of the loopback address.
+TEST(DestinationPolicyTest, AllowingLoopbackSixIsNotUndoneByAnIpv4View) {
+  DestinationPolicy p;
+  PortSet ports;
+  ports.add(443);
+  p.set_ports(ports);
+  SocketAddress a;
+  ASSERT_TRUE(numeric_address("::1", 443, a));
+  EXPECT_EQ(p.check(a), Verdict::kDefaultDenied);
+  p.allow(Cidr::parse("::1/128").value());
+  EXPECT_EQ(p.check(a), Verdict::kAllowed);
+  ASSERT_TRUE(numeric_address("::", 443, a));
+  EXPECT_EQ(p.check(a), Verdict::kDefaultDenied);
+  ASSERT_TRUE(numeric_address("::10.0.0.1", 443, a));
+  EXPECT_EQ(p.check(a), Verdict::kDefaultDenied) << "a real IPv4-compatible address keeps its view";
 }
 
 }  // namespace
