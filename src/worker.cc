@@ -967,6 +967,7 @@ bool Worker::read_request_head(Connection& c, Handle h, RoutingContext& ctx,
   const std::string_view bytes(reinterpret_cast<const char*>(ctx.region), ctx.length);
   switch (http::parse_request_head(bytes, ex.head_scanned, head)) {
     case http::HeadStatus::kNeedMore:
+      relay::end_replay(c);  // the rest of the head is still to be read
       if (ctx.length >= kMaxForwardHeadBytes) {
         ls.runtime->forward.heads_too_large.fetch_add(1, std::memory_order_relaxed);
         forward_answer(c, 431);
@@ -1322,8 +1323,11 @@ bool Worker::forward_replay(Connection& c, RoutingContext& ctx, ForwardExchange&
   if (ctx.replayed == ex.replay_end) {
     // The head (and what came with it) is the relay's now: the request was forwarded.
     listener_of(c).runtime->forward.requests.fetch_add(1, std::memory_order_relaxed);
-    relay::end_replay(c);
     const uint32_t rest = ctx.length - ex.replay_end;
+    // A pipelined request already held keeps the client paused: on io_uring a receive in flight
+    // when it is decided would hold up its replay (client.in must stay free for that receive)
+    // while the client waits for the answer. Reading resumes once a head needs more bytes.
+    if (rest == 0 || ex.tunnel) relay::end_replay(c);
     std::memmove(ctx.region, ctx.region + ex.replay_end, rest);
     ctx.length = rest;
     ctx.replayed = 0;
