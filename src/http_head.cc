@@ -1,4 +1,4 @@
-// The HTTP/1.x request-head parser; see http_head.h.
+// The HTTP/1.x head parser, requests and responses; see http_head.h.
 #include "edgeproxy/http_head.h"
 
 #include <arpa/inet.h>
@@ -187,51 +187,63 @@ bool method_prefix_ok(std::string_view bytes) noexcept {
   return true;
 }
 
-// Fills `out` from a complete head whose every line was already checked once; checks again
-// (the same functions) and adds the checks that need the whole head.
-HeadStatus fill(std::string_view head, RequestHead& out) noexcept {
-  out.header_count = 0;
-  out.host = {};
-  out.length = static_cast<uint32_t>(head.size());
-  bool host_seen = false;
-  size_t start = 0;
-  for (;;) {
-    const size_t end = head.find("\r\n", start);
-    if (end == std::string_view::npos) return HeadStatus::kInvalid;  // not a whole head
-    const std::string_view text = head.substr(start, end - start);
-    if (start == 0) {
-      RequestLine line;
-      if (!parse_request_line(text, line)) return HeadStatus::kInvalid;
-      out.method = line.method;
-      out.target = line.target;
-      out.path = line.path;
-      out.version_minor = line.version_minor;
-    } else if (text.empty()) {
-      break;
-    } else {
-      if (out.header_count == kMaxHeaders) return HeadStatus::kInvalid;
-      HeaderField& field = out.headers[out.header_count++];
-      if (!parse_header_line(text, field)) return HeadStatus::kInvalid;
-      if (iequals(field.name, "host")) {
-        if (host_seen) return HeadStatus::kInvalid;
-        host_seen = true;
-        out.host = field.value;
-      }
-    }
-    start = end + 2;
-  }
-  if (!out.host.empty() && host_without_port(out.host).empty()) return HeadStatus::kInvalid;
-  if (out.version_minor == 1 && !host_seen) return HeadStatus::kInvalid;
-  return HeadStatus::kDone;
+constexpr std::string_view kVersionPrefix = "HTTP/1.";
+
+// Whether the bytes so far can start a status line: a prefix of "HTTP/1." or longer.
+bool status_prefix_ok(std::string_view bytes) noexcept {
+  const size_t n = std::min(bytes.size(), kVersionPrefix.size());
+  return bytes.substr(0, n) == kVersionPrefix.substr(0, n);
 }
 
-}  // namespace
+struct StatusLine {
+  uint8_t version_minor = 1;
+  uint16_t status = 0;
+  std::string_view reason;
+};
 
-HeadStatus parse_request_head(std::string_view bytes, uint32_t& scanned,
-                              RequestHead& out) noexcept {
+// `HTTP/1.x SP 3DIGIT SP reason`, without its CRLF.
+bool parse_status_line(std::string_view text, StatusLine& line) noexcept {
+  constexpr size_t kReasonAt = 13;  // "HTTP/1.1 200 "
+  if (text.size() < kReasonAt || text.substr(0, kVersionPrefix.size()) != kVersionPrefix) {
+    return false;
+  }
+  const char minor = text[7];
+  if ((minor != '0' && minor != '1') || text[8] != ' ' || text[12] != ' ') return false;
+  line.version_minor = static_cast<uint8_t>(minor - '0');
+  uint16_t status = 0;
+  for (size_t i = 9; i < 12; ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+    status = static_cast<uint16_t>(status * 10 + (text[i] - '0'));
+  }
+  if (status < 100 || status > 599) return false;
+  line.status = status;
+  line.reason = text.substr(kReasonAt);
+  return all_of_class(line.reason, kFieldChar);
+}
+
+enum class Kind : uint8_t { kRequest, kResponse };
+
+// Whether the first line, as far as it arrived, can be one of `kind`: checked on every call, in
+// O(1), so that bytes of another protocol are refused on their first byte.
+bool first_bytes_ok(Kind kind, std::string_view bytes) noexcept {
+  return kind == Kind::kRequest ? method_prefix_ok(bytes) : status_prefix_ok(bytes);
+}
+
+bool first_line_ok(Kind kind, std::string_view text) noexcept {
+  if (kind == Kind::kRequest) {
+    RequestLine line;
+    return parse_request_line(text, line);
+  }
+  StatusLine line;
+  return parse_status_line(text, line);
+}
+
+// Checks the bytes of a head of `kind` after `scanned` (the parse_request_head contract). kDone
+// sets `length` to the bytes through the blank line; the head's lines were each checked once.
+HeadStatus scan(Kind kind, std::string_view bytes, uint32_t& scanned, size_t& length) noexcept {
   const size_t limit = std::min<size_t>(bytes.size(), kMaxHeadBytes);
   if (scanned > limit) scanned = 0;
-  if (!method_prefix_ok(bytes)) return HeadStatus::kInvalid;
+  if (!first_bytes_ok(kind, bytes)) return HeadStatus::kInvalid;
   for (size_t i = scanned; i < limit; ++i) {
     // `scanned` stays on the byte being judged, so a repeated call judges it again.
     scanned = static_cast<uint32_t>(i);
@@ -246,10 +258,10 @@ HeadStatus parse_request_head(std::string_view bytes, uint32_t& scanned,
     const size_t start = previous_lf == std::string_view::npos ? 0 : previous_lf + 1;
     const std::string_view text = bytes.substr(start, cr - start);
     if (start == 0) {
-      RequestLine line;
-      if (!parse_request_line(text, line)) return HeadStatus::kInvalid;
+      if (!first_line_ok(kind, text)) return HeadStatus::kInvalid;
     } else if (text.empty()) {
-      return fill(bytes.substr(0, i + 1), out);
+      length = i + 1;
+      return HeadStatus::kDone;
     } else {
       HeaderField field;
       if (!parse_header_line(text, field)) return HeadStatus::kInvalid;
@@ -257,6 +269,82 @@ HeadStatus parse_request_head(std::string_view bytes, uint32_t& scanned,
   }
   scanned = static_cast<uint32_t>(limit);
   return limit == kMaxHeadBytes ? HeadStatus::kInvalid : HeadStatus::kNeedMore;
+}
+
+// The field lines of a complete head, from `start` (after the first line's CRLF) through the
+// blank line, into `headers`; checks each line again (the same function as scan()).
+bool fill_fields(std::string_view head, size_t start, std::array<HeaderField, kMaxHeaders>& headers,
+                 uint32_t& count) noexcept {
+  count = 0;
+  for (;;) {
+    const size_t end = head.find("\r\n", start);
+    if (end == std::string_view::npos) return false;  // not a whole head
+    const std::string_view text = head.substr(start, end - start);
+    if (text.empty()) return true;
+    if (count == kMaxHeaders) return false;
+    if (!parse_header_line(text, headers[count++])) return false;
+    start = end + 2;
+  }
+}
+
+// Fills `out` from a complete head whose every line was already checked once; checks again
+// (the same functions) and adds the checks that need the whole head.
+HeadStatus fill(std::string_view head, RequestHead& out) noexcept {
+  out.header_count = 0;
+  out.host = {};
+  out.length = static_cast<uint32_t>(head.size());
+  const size_t end = head.find("\r\n");
+  RequestLine line;
+  if (end == std::string_view::npos || !parse_request_line(head.substr(0, end), line)) {
+    return HeadStatus::kInvalid;
+  }
+  out.method = line.method;
+  out.target = line.target;
+  out.path = line.path;
+  out.version_minor = line.version_minor;
+  if (!fill_fields(head, end + 2, out.headers, out.header_count)) return HeadStatus::kInvalid;
+  bool host_seen = false;
+  for (uint32_t i = 0; i < out.header_count; ++i) {
+    const HeaderField& field = out.headers[i];
+    if (!iequals(field.name, "host")) continue;
+    if (host_seen) return HeadStatus::kInvalid;
+    host_seen = true;
+    out.host = field.value;
+  }
+  if (!out.host.empty() && host_without_port(out.host).empty()) return HeadStatus::kInvalid;
+  if (out.version_minor == 1 && !host_seen) return HeadStatus::kInvalid;
+  return HeadStatus::kDone;
+}
+
+HeadStatus fill(std::string_view head, ResponseHead& out) noexcept {
+  out.header_count = 0;
+  out.length = static_cast<uint32_t>(head.size());
+  const size_t end = head.find("\r\n");
+  StatusLine line;
+  if (end == std::string_view::npos || !parse_status_line(head.substr(0, end), line)) {
+    return HeadStatus::kInvalid;
+  }
+  out.version_minor = line.version_minor;
+  out.status = line.status;
+  out.reason = line.reason;
+  if (!fill_fields(head, end + 2, out.headers, out.header_count)) return HeadStatus::kInvalid;
+  return HeadStatus::kDone;
+}
+
+}  // namespace
+
+HeadStatus parse_request_head(std::string_view bytes, uint32_t& scanned,
+                              RequestHead& out) noexcept {
+  size_t length = 0;
+  const HeadStatus status = scan(Kind::kRequest, bytes, scanned, length);
+  return status == HeadStatus::kDone ? fill(bytes.substr(0, length), out) : status;
+}
+
+HeadStatus parse_response_head(std::string_view bytes, uint32_t& scanned,
+                               ResponseHead& out) noexcept {
+  size_t length = 0;
+  const HeadStatus status = scan(Kind::kResponse, bytes, scanned, length);
+  return status == HeadStatus::kDone ? fill(bytes.substr(0, length), out) : status;
 }
 
 std::string_view host_without_port(std::string_view authority) noexcept {
@@ -270,6 +358,18 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
     if (lower(a[i]) != lower(b[i])) return false;
   }
   return true;
+}
+
+bool is_token_char(char c) noexcept {
+  return is(c, kTchar);
+}
+
+bool is_token(std::string_view s) noexcept {
+  return !s.empty() && all_of_class(s, kTchar);
+}
+
+bool is_field_value_char(char c) noexcept {
+  return is(c, kFieldChar);
 }
 
 HeadStatus sniff_http(std::string_view bytes) noexcept {

@@ -103,6 +103,42 @@ constexpr OptionSpec kOptions[] = {
      .metavar = "SIZE", .min = 256, .max = 1024 * 1024, .default_text = "8k", .example = "32k",
      .help = "first bytes read at most before routing decides",
      .apply = [](OptionTargets& t, const OptionValue& v) { t.listener->inspect_bytes = u32(v); }},
+    {.name = "mode", .scope = OptionScope::kListener, .kind = ValueKind::kEnum, .metavar = "MODE",
+     .choices = "tcp|forward", .default_text = "tcp", .example = "forward",
+     .help = "what clients speak: tcp relays bytes to the backend; forward is an HTTP forward "
+             "proxy (CONNECT and plain requests; docs/forward-proxy.md)",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->mode = v.number == 1 ? ListenerMode::kForward : ListenerMode::kTcp;
+     }},
+    {.name = "request-timeout", .scope = OptionScope::kListener, .kind = ValueKind::kDuration,
+     .metavar = "MS", .min = 1, .max = 3'600'000, .unit_ms = 1, .default_text = "10000",
+     .example = "10s",
+     .help = "forward listeners: how long a request head may take to arrive (408 after); a bare "
+             "number is milliseconds",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->forward.request_timeout_ms = u32(v);
+     }},
+    {.name = "destination-timeout", .scope = OptionScope::kListener,
+     .kind = ValueKind::kDuration, .metavar = "MS", .min = 1, .max = 3'600'000, .unit_ms = 1,
+     .default_text = "5000", .example = "3s",
+     .help = "forward listeners: resolving and connecting a named destination (504 after); a "
+             "bare number is milliseconds",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->forward.connect_timeout_ms = u32(v);
+     }},
+    {.name = "dns-ttl", .scope = OptionScope::kListener, .kind = ValueKind::kDuration,
+     .metavar = "S", .min = 0, .max = 86'400, .unit_ms = kSecond, .note = "0 = no cache",
+     .default_text = "60", .example = "30s",
+     .help = "forward listeners: how long a resolved name is reused; a bare number is seconds",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->forward.dns_ttl_ms = static_cast<uint32_t>(v.number * kSecond);
+     }},
+    {.name = "open", .scope = OptionScope::kListener, .kind = ValueKind::kSwitch, .default_text = "off", .example = "on",
+     .help = "forward listeners: serve anyone without authentication on a non-loopback address "
+             "(refused otherwise: an open relay must be meant)",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->forward.open = v.number != 0;
+     }},
     {.name = "proxy-protocol", .scope = OptionScope::kBackend, .kind = ValueKind::kEnum,
      .metavar = "V", .choices = "none|v1|v2", .default_text = "none", .example = "v2",
      .help = "send each server a PROXY protocol header (v1 text, v2 binary) with the client's "
@@ -371,8 +407,8 @@ Result<OptionValue> parse_option_value(const OptionSpec& o, std::string_view tex
     case ValueKind::kFlag:
       return Error{"takes no value"};
     case ValueKind::kSwitch:
-      if (text != "on" && text != "off") return invalid(o, text);
-      v.number = text == "on" ? 1 : 0;
+      if (text != "on" && text != "off" && text != "yes" && text != "no") return invalid(o, text);
+      v.number = text == "on" || text == "yes" ? 1 : 0;
       return v;
     case ValueKind::kCount:
       if (o.special != nullptr && text == o.special) return v;

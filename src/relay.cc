@@ -104,13 +104,13 @@ Step next_step(const Connection& c, Dir d, SplicePolicy splice) noexcept {
   const Side& dst = c.sink(d);
   const bool open = sink_open(c, d);
   const bool sink_ready = open && (dst.flags & kWriteReady) && !(dst.flags & kWriteShut);
-  if (!src.in.empty() && sink_ready) return Step::kWrite;
+  if (writable(src) > 0 && sink_ready) return Step::kWrite;
   if (src.piped > 0 && sink_ready) return Step::kSpliceOut;
   // Bytes read toward a failed sink could never be delivered.
   if ((src.flags & kReadReady) && !(src.flags & kEof) && src.paused == 0 && src.piped == 0 &&
       !(dst.flags & kFailed)) {
     if (src.in.empty() && c.state >= State::kRelaying && !(src.flags & kUrgent) &&
-        splice_wanted(src, splice)) {
+        src.gate == kOpenGate && splice_wanted(src, splice)) {
       return Step::kSpliceIn;
     }
     if (!src.in.attached() || src.in.writable() > 0) return Step::kRead;
@@ -164,6 +164,7 @@ void on_write(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& poo
   if (r.ok() && r.value > 0) {
     const auto n = static_cast<uint32_t>(r.value);
     src.in.consume(n);
+    if (src.gate != kOpenGate) src.gate -= n;
     c.last_active_ms = now.ms;
     count_write(c, stats, d, n);
     // A short write means the send buffer is full; EPOLLOUT will say when it has room.
@@ -314,6 +315,14 @@ void on_refused(Connection& c, bool reset) noexcept {
   c.state = State::kClosing;
 }
 
+void finish(Connection& c) noexcept {
+  // As if the upstream had ended abnormally: nothing more is read toward it, and once what it
+  // sent was delivered the connection lingers, then closes (the client reset once it has
+  // acknowledged everything, the upstream given a FIN).
+  c.upstream.flags = static_cast<uint8_t>((c.upstream.flags | kFailed | kEof) & ~kReadReady);
+  advance(c);
+}
+
 void on_connecting(Connection& c) noexcept {
   c.state = State::kConnecting;
 }
@@ -375,7 +384,7 @@ uint32_t wanted_interest(const Connection& c, const Side& side) noexcept {
   // resuming cost no epoll_ctl (next_step() is what holds the reads back).
   const uint8_t paused = static_cast<uint8_t>(side.paused & ~kPauseReplay);
   if (!(side.flags & kEof) && paused == 0 && !(peer.flags & kFailed)) want |= kWantRead;
-  if ((!peer.in.empty() || peer.piped > 0) && !(side.flags & (kWriteReady | kFailed))) {
+  if ((writable(peer) > 0 || peer.piped > 0) && !(side.flags & (kWriteReady | kFailed))) {
     want |= kWantWrite;
   }
   return want;

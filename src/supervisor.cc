@@ -455,6 +455,10 @@ std::string Supervisor::object_stat_lines() const {
   for (const ListenerSpec& ls : current_->listeners) {
     const std::string prefix = "listener." + ls.name + ".";
     ls.runtime->stats.append_lines(out, prefix);
+    if (ls.mode == ListenerMode::kForward) {
+      ls.runtime->forward.append_lines(out, prefix + "forward.");
+      continue;
+    }
     if (!ls.inspects()) continue;
     ls.runtime->route.append_lines(out, prefix);
     for (size_t r = 0; r < ls.routes.rules.size(); ++r) {

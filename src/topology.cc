@@ -1,6 +1,9 @@
 // Topology helpers: printing, resolution and runtime adoption; see topology.h.
 #include "edgeproxy/topology.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <utility>
 
 namespace edgeproxy {
@@ -43,10 +46,24 @@ void RouteStats::append_lines(std::string& out, const std::string& prefix) const
 #define EDGEPROXY_ROUTE_STAT_LINE(name) \
   out += "  " + prefix + #name + " " + std::to_string(name.load(std::memory_order_relaxed)) + "\n";
   EDGEPROXY_ROUTE_STATS(EDGEPROXY_ROUTE_STAT_LINE)
-#undef EDGEPROXY_ROUTE_STAT_LINE
 }
 
+void ForwardStats::append_lines(std::string& out, const std::string& prefix) const {
+  EDGEPROXY_FORWARD_STATS(EDGEPROXY_ROUTE_STAT_LINE)
+}
+#undef EDGEPROXY_ROUTE_STAT_LINE
+
 namespace {
+
+bool is_local(const SocketAddress& a) noexcept {
+  if (a.family() == AF_UNIX) return true;
+  if (a.family() == AF_INET) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&a.storage);
+    return (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+  }
+  const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&a.storage);
+  return a.family() == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr);
+}
 
 // The addresses `e` names: its Unix path, or every address its host resolves to.
 Result<std::vector<SocketAddress>> resolve_endpoint(const Endpoint& e, const std::string& what) {
@@ -83,6 +100,26 @@ Result<Ok> resolve_topology(Topology& t) {
       }
       bound.push_back(Bound{a, where});
       l.addresses.push_back(a);
+      // A forward proxy anyone can reach and no one must log in to is an open relay: only on
+      // loopback (or a Unix socket), or when the file says so.
+      if (l.mode == ListenerMode::kForward && l.forward.credentials == nullptr && !l.forward.open &&
+          !is_local(a)) {
+        return Error{where + ": a forward proxy on " + a.to_string() +
+                     " without 'auth' would be an open relay (expected 'auth basic FILE', a "
+                     "loopback bind, or 'open yes' if anyone may use it)"};
+      }
+    }
+  }
+  // The proxy's own addresses are never a forward proxy's destination (a loop back into it).
+  bool forward = false;
+  for (const ListenerSpec& l : t.listeners) forward |= l.mode == ListenerMode::kForward;
+  if (forward) {
+    auto local = interface_addresses();
+    if (!local.ok()) return Error{"forward proxy: " + local.error()};
+    for (ListenerSpec& l : t.listeners) {
+      if (l.mode != ListenerMode::kForward) continue;
+      l.forward.connect_policy.set_local_addresses(local.value());
+      l.forward.http_policy.set_local_addresses(local.value());
     }
   }
   for (BackendSpec& b : t.backends) {

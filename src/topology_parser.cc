@@ -270,7 +270,8 @@ class Parser {
   static std::vector<std::string> allowed(OptionScope scope) {
     std::vector<std::string> names;
     if (scope == OptionScope::kListener)
-      names = {"bind", "backend", "route", "on-timeout", "on-full"};
+      names = {"bind", "backend",     "route",          "on-timeout",   "on-full",
+               "auth", "allow-ports", "allow-networks", "deny-networks"};
     if (scope == OptionScope::kBackend) names = {"server", "check"};
     for (const OptionSpec& o : option_table()) {
       if (o.scope == scope && o.in_file()) names.emplace_back(o.name);
@@ -451,6 +452,7 @@ class Parser {
     l.name = d.words[1].text;
     l.where = location(file, d.words[0]);
     BackendRef ref;
+    PendingForward forward;
     OptionTargets targets{&topology_.global, &l, nullptr, nullptr};
     Seen seen;
     for (const Directive& inner : d.block) {
@@ -474,22 +476,153 @@ class Parser {
                     "missing action after '" + name + "' (expected " + kLimitActions + ")");
         }
         if (auto r = action(inner, 1, file, a, false); !r.ok()) return r;
+      } else if (!inner.words[0].quoted && (name == "auth" || name == "allow-ports" ||
+                                            name == "allow-networks" || name == "deny-networks")) {
+        if (auto r = no_block(inner, file); !r.ok()) return r;
+        if (auto r = seen.add(file, inner.words[0]); !r.ok()) return r;
+        if (auto r = forward_directive(inner, file, forward); !r.ok()) return r;
       } else if (auto r = option(inner, file, OptionScope::kListener, targets, seen); !r.ok()) {
         return r;
       }
     }
+    if (auto r = finish_forward(d, file, l, forward); !r.ok()) return r;
     if (l.binds.empty()) {
       return at(
           file, d.words[0],
           "listener " + quoted(l.name) + " has no bind (expected at least one 'bind ADDRESS')");
     }
-    if (ref.name.empty() && l.routes.empty()) {
+    if (ref.name.empty() && l.routes.empty() && l.mode != ListenerMode::kForward) {
       return at(file, d.words[0],
                 "listener " + quoted(l.name) +
                     " has no backend (expected 'backend NAME', or a 'route { ... }' block)");
     }
     topology_.listeners.push_back(std::move(l));
     refs_.push_back(std::move(ref));
+    return Ok{};
+  }
+
+  // A forward listener's multi-word directives, kept until the block ends (finish_forward()).
+  struct PendingForward {
+    const ConfigToken* first = nullptr;  // the first forward directive, for messages
+    bool ports_given = false;
+    PortSet ports;
+    std::vector<Cidr> allow, deny;
+    bool has_auth = false;
+  };
+
+  // `auth basic FILE [realm TEXT]`, `allow-ports LIST`, `allow-networks CIDR...`,
+  // `deny-networks CIDR...` (lists may be split over words: "80,443" or "80 443").
+  Result<Ok> forward_directive(const Directive& d, const std::string& file,
+                               PendingForward& pending) {
+    const std::string& name = d.words[0].text;
+    if (pending.first == nullptr) pending.first = &d.words[0];
+    if (name == "auth") return auth(d, file, pending);
+    if (d.words.size() < 2) {
+      return at(file, d.words[0],
+                "missing argument to " + quoted(name) + " (expected " + name +
+                    (name == "allow-ports" ? " PORTS, e.g. 443 or 80,443,8000-8099)"
+                                           : " CIDR..., e.g. 10.0.0.0/8 fd00::/8)"));
+    }
+    std::string list;
+    for (size_t i = 1; i < d.words.size(); ++i) {
+      if (i > 1) list += ",";
+      list += d.words[i].text;
+    }
+    if (name == "allow-ports") {
+      auto ports = PortSet::parse(list);
+      if (!ports.ok()) return at(file, d.words[1], "allow-ports: " + ports.error());
+      pending.ports = ports.value();
+      pending.ports_given = true;
+      return Ok{};
+    }
+    auto cidrs = parse_cidr_list(list);
+    if (!cidrs.ok()) return at(file, d.words[1], name + ": " + cidrs.error());
+    (name == "allow-networks" ? pending.allow : pending.deny) = std::move(cidrs.value());
+    return Ok{};
+  }
+
+  Result<Ok> auth(const Directive& d, const std::string& file, PendingForward& pending) {
+    const std::string form = "auth basic FILE [realm \"TEXT\"]";
+    if (d.words.size() < 3 || d.words[1].text != "basic") {
+      return at(file, d.words.size() < 2 ? d.words[0] : d.words[1],
+                "auth: expected " + form + " (the only scheme is basic)");
+    }
+    if (d.words.size() != 3 && d.words.size() != 5) {
+      return at(file, d.words[0], "auth: wrong number of arguments (expected " + form + ")");
+    }
+    pending.has_auth = true;
+    pending_auth_ = {d.words[2].text, "edgeproxy", location(file, d.words[2]), nullptr};
+    if (d.words.size() == 5) {
+      if (d.words[3].text != "realm") {
+        return at(file, d.words[3],
+                  "auth: unexpected " + quoted(d.words[3].text) + " (expected " + form + ")");
+      }
+      const std::string& realm = d.words[4].text;
+      for (const char c : realm) {
+        if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+          return at(file, d.words[4],
+                    "auth: the realm may not hold quotes, backslashes or control characters");
+        }
+      }
+      if (realm.empty() || realm.size() > 200) {
+        return at(file, d.words[4], "auth: the realm must be 1 to 200 characters");
+      }
+      pending_auth_.realm = realm;
+    }
+    const ConfigToken& path = d.words[2];
+    auto files = loader_(path.text, file);
+    if (!files.ok()) return at(file, path, "auth: " + files.error());
+    if (files.value().size() != 1) {
+      return at(file, path,
+                "auth: " + quoted(path.text) +
+                    " names no file (expected a file of "
+                    "user:$5$... lines)");
+    }
+    const IncludedFile& f = files.value().front();
+    auto credentials = Credentials::parse(f.text, f.name);
+    if (!credentials.ok()) return at(file, path, "auth: " + credentials.error());
+    pending_auth_.credentials = std::make_shared<const Credentials>(std::move(credentials.value()));
+    pending_auth_.path = f.name;
+    return Ok{};
+  }
+
+  // Applies what the block said about forwarding, and refuses forward directives on a TCP
+  // listener (they would be silently ignored).
+  Result<Ok> finish_forward(const Directive& d, const std::string& file, ListenerSpec& l,
+                            PendingForward& pending) {
+    if (l.mode != ListenerMode::kForward) {
+      if (pending.first != nullptr) {
+        return at(file, *pending.first,
+                  quoted(pending.first->text) +
+                      " applies to forward listeners only (expected "
+                      "'mode forward' in listener " +
+                      quoted(l.name) + ")");
+      }
+      return Ok{};
+    }
+    if (l.inspects()) {
+      return at(file, d.words[0],
+                "listener " + quoted(l.name) +
+                    ": a forward listener reads HTTP itself (expected no 'route' block and no "
+                    "'accept-proxy')");
+    }
+    ForwardSpec& f = l.forward;
+    if (pending.has_auth) {
+      f.credentials = pending_auth_.credentials;
+      f.auth_path = pending_auth_.path;
+      f.realm = pending_auth_.realm;
+    }
+    PortSet connect_ports, http_ports;
+    connect_ports.add(443);
+    http_ports.add(80);
+    http_ports.add(443);
+    if (pending.ports_given) connect_ports = http_ports = pending.ports;
+    for (DestinationPolicy* p : {&f.connect_policy, &f.http_policy}) {
+      for (const Cidr& c : pending.allow) p->allow(c);
+      for (const Cidr& c : pending.deny) p->deny(c);
+    }
+    f.connect_policy.set_ports(connect_ports);
+    f.http_policy.set_ports(http_ports);
     return Ok{};
   }
 
@@ -953,6 +1086,13 @@ class Parser {
 
   const IncludeLoader& loader_;
   Topology topology_;
+  // The `auth` directive of the listener being parsed.
+  struct PendingAuth {
+    std::string path;
+    std::string realm;
+    SourceLocation where;
+    std::shared_ptr<const Credentials> credentials;
+  } pending_auth_;
   std::vector<BackendRef> refs_;  // parallel to topology_.listeners
   // A map file's lines until link() resolves their values, parallel to topology_.maps.
   struct PendingMap {

@@ -67,6 +67,10 @@ bool send_whole(int fd, std::string_view text) noexcept {
 // inspection of a full region takes a few; the rest waits for the next iteration (c.more).
 constexpr uint32_t kRouteRounds = 8;
 
+// Forward listeners: verdicts remembered per listener and names per worker.
+constexpr uint32_t kCredentialCacheEntries = 256;
+constexpr uint32_t kDnsCacheEntries = 256;
+
 }  // namespace
 
 Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options) {
@@ -192,6 +196,7 @@ Result<Ok> Worker::install(std::shared_ptr<const Topology> topology,
     bool proxy_headers = false;
     for (const ListenerSpec& l : v.topology->listeners) {
       if (l.inspects()) inspect = std::max(inspect, l.inspect_bytes);
+      if (l.mode == ListenerMode::kForward) inspect = std::max(inspect, kMaxForwardHeadBytes);
     }
     for (const BackendSpec& b : v.topology->backends) proxy_headers |= b.sends_proxy_header;
     if (inspect > 0 || proxy_headers) {
@@ -201,6 +206,28 @@ Result<Ok> Worker::install(std::shared_ptr<const Topology> topology,
       if (region > hello_scratch_bytes_) {
         hello_scratch_ = std::make_unique_for_overwrite<std::byte[]>(region);
         hello_scratch_bytes_ = region;
+      }
+    }
+  }
+  bool forward = false;
+  for (const ListenerSpec& l : v.topology->listeners) {
+    v.credential_caches.emplace_back();
+    v.dns_caches.emplace_back();
+    if (l.mode != ListenerMode::kForward) continue;
+    forward = true;
+    if (l.forward.credentials != nullptr) {
+      v.credential_caches.back() = std::make_unique<CredentialCache>(kCredentialCacheEntries);
+    }
+    v.dns_caches.back() = std::make_unique<DnsCache>(kDnsCacheEntries, l.forward.dns_ttl_ms);
+  }
+  if (forward) {
+    v.forward = std::make_unique<ForwardArea>(slab_.capacity());
+    if (resolver_ == nullptr && control_ != nullptr) {
+      auto r = Resolver::create(ResolverOptions{}, control_->fd());
+      if (r.ok()) {
+        resolver_ = std::move(r.value());
+      } else {
+        log_error("forward proxy: %s (named destinations answer 502)", r.error().c_str());
       }
     }
   }
@@ -419,6 +446,8 @@ void Worker::arm_idle_timer(uint32_t index) noexcept {
 
 void Worker::on_control() noexcept {
   control_->take(commands_);
+  // The eventfd was drained first: a result finished after this take rings it again.
+  if (resolver_ != nullptr) on_resolved();
   for (WorkerCommand& command : commands_) {
     switch (command.kind) {
       case WorkerCommand::Kind::kStopGraceful:
@@ -517,6 +546,10 @@ void Worker::start_connection(int client_fd, const Listener& l) noexcept {
     relay::abort(*c);
     return;
   }
+  if (ls.mode == ListenerMode::kForward) {
+    start_forward(*c, h, ls);
+    return;
+  }
   if (ls.inspects()) {
     // The backend is chosen by the first bytes (or after the PROXY header): read them first.
     v.routing->reset(h.index).header_read = !ls.accept_proxy;
@@ -568,6 +601,10 @@ void Worker::choose_server(Connection& c, Handle h, uint32_t avoid) noexcept {
     listener_of(c).runtime->stats.no_server.fetch_add(1, std::memory_order_relaxed);
     if (log_level() == LogLevel::kVerbose) {
       log_debug("backend %s: no server is usable, client closed", b.name.c_str());
+    }
+    if (is_forward(c)) {
+      forward_answer(c, 503);
+      return;
     }
     relay::abort(c);
     return;
@@ -823,6 +860,623 @@ bool Worker::replay(Connection& c, RoutingContext& ctx) noexcept {
   return true;
 }
 
+// --- Forward proxy (mode forward, decision 0010) ------------------------------------------------
+
+void Worker::start_forward(Connection& c, Handle h, const ListenerSpec& ls) noexcept {
+  Version& v = versions_[c.version];
+  v.routing->reset(h.index).header_read = true;
+  ForwardExchange& ex = v.forward->reset(h.index);
+  ex.head_started_ms = now_.ms;
+  ex.head_evaluated = UINT32_MAX;
+  // Nothing passes either way until the worker approves it.
+  c.client.gate = 0;
+  c.upstream.gate = 0;
+  relay::on_inspecting(c);
+  timers_.arm(h.index, now_.ms + ls.forward.request_timeout_ms);
+  pump(c, h.index);
+}
+
+void Worker::forward_step(Connection& c, uint32_t index) noexcept {
+  Version& v = versions_[c.version];
+  ForwardExchange& ex = v.forward->at(index);
+  RoutingContext& ctx = v.routing->at(index);
+  const Handle h = slab_.handle_of(index);
+  for (uint32_t round = 0; round < kRouteRounds; ++round) {
+    if (c.state >= State::kLingering) return;
+    bool again = forward_response(c, ex, v.forward->response_area(index));
+    if (c.state >= State::kLingering) return;
+    again = forward_request(c, h, ctx, ex) || again;
+    if (!again || c.state >= State::kLingering) return;
+    transport_.pump(c, h, now_);
+    if ((c.client.gate & c.upstream.gate) == kOpenGate) return;  // a tunnel now: relay only
+  }
+  c.more = true;
+}
+
+bool Worker::forward_request(Connection& c, Handle h, RoutingContext& ctx,
+                             ForwardExchange& ex) noexcept {
+  Side& client = c.client;
+  switch (ex.phase) {
+    case ForwardPhase::kHead:
+      return read_request_head(c, h, ctx, ex);
+    case ForwardPhase::kReplaying:
+      return forward_replay(c, ctx, ex);
+    case ForwardPhase::kBody: {
+      if (!client.in.attached() || client.in.readable() == client.gate) return false;
+      const uint32_t unapproved = client.in.readable() - client.gate;
+      const http::BodyProgress p =
+          ex.request_body.consume({client.in.read_ptr() + client.gate, unapproved});
+      if (p.status == http::BodyStatus::kInvalid) {
+        // The head went out already: no answer can follow it, only a reset.
+        listener_of(c).runtime->forward.smuggling.fetch_add(1, std::memory_order_relaxed);
+        relay::abort(c);
+        return false;
+      }
+      client.gate += p.used;
+      if (p.status == http::BodyStatus::kDone) {
+        ex.request_done = true;
+        request_sent(ex, ctx);
+      }
+      return p.used > 0;
+    }
+    case ForwardPhase::kDone:
+      // Never forwarded: after the server's close or an answer, these bytes are nobody's.
+      if (client.in.attached() && client.gate == 0) {
+        client.in.consume(client.in.readable());
+        pool_.release(client.in);
+        client.paused &= static_cast<uint8_t>(~kPauseBackpressure);
+        return true;
+      }
+      return false;
+    case ForwardPhase::kResolving:
+    case ForwardPhase::kResponse:
+    case ForwardPhase::kTunnel:
+      return false;
+  }
+  return false;
+}
+
+bool Worker::read_request_head(Connection& c, Handle h, RoutingContext& ctx,
+                               ForwardExchange& ex) noexcept {
+  Side& client = c.client;
+  if (c.state != State::kInspecting && c.state != State::kRelaying) return false;
+  if (client.gate != 0) return false;  // the previous request's bytes are still going out
+  bool moved = false;
+  if (client.in.attached() && !client.in.empty() && ctx.length < kMaxForwardHeadBytes) {
+    if (ctx.length == 0) {
+      ex.head_started_ms = now_.ms;
+      if (c.state == State::kRelaying) {
+        const int64_t idle_ms = idle_timeout_ms(c);
+        const int64_t head_due = now_.ms + listener_of(c).forward.request_timeout_ms;
+        timers_.arm(h.index, idle_ms == 0 ? head_due : std::min(head_due, now_.ms + idle_ms));
+      }
+    }
+    moved = move_client_bytes(c, ctx, kMaxForwardHeadBytes) > 0;
+  }
+  const bool ended = (client.flags & kEof) != 0;
+  if (ctx.length == ex.head_evaluated && !ended) return moved;
+  // An answer or the next request must not overtake the previous response's last bytes.
+  if (c.upstream.in.attached()) return moved;
+  ex.head_evaluated = ctx.length;
+  if (ctx.length == 0) {
+    if (ended && c.state == State::kInspecting) refuse(c, {}, false);  // left without asking
+    return moved;
+  }
+  const ListenerSpec& ls = listener_of(c);
+  http::RequestHead head;
+  const std::string_view bytes(reinterpret_cast<const char*>(ctx.region), ctx.length);
+  switch (http::parse_request_head(bytes, ex.head_scanned, head)) {
+    case http::HeadStatus::kNeedMore:
+      relay::end_replay(c);  // the rest of the head is still to be read
+      if (ctx.length >= kMaxForwardHeadBytes) {
+        ls.runtime->forward.heads_too_large.fetch_add(1, std::memory_order_relaxed);
+        forward_answer(c, 431);
+      } else if (ended) {
+        ls.runtime->forward.bad_requests.fetch_add(1, std::memory_order_relaxed);
+        forward_answer(c, 400);
+      }
+      return moved;
+    case http::HeadStatus::kInvalid:
+      ls.runtime->forward.bad_requests.fetch_add(1, std::memory_order_relaxed);
+      forward_answer(c, 400);
+      return false;
+    case http::HeadStatus::kDone:
+      break;
+  }
+  decide_request(c, h, ctx, ex, head);
+  return true;
+}
+
+namespace {
+
+// The value of the one field named `name`; false when there are none or several.
+bool single_field(const http::RequestHead& head, std::string_view name,
+                  std::string_view& value) noexcept {
+  uint32_t found = 0;
+  for (uint32_t i = 0; i < head.header_count; ++i) {
+    if (!http::iequals(head.headers[i].name, name)) continue;
+    value = head.headers[i].value;
+    ++found;
+  }
+  return found == 1;
+}
+
+// "host:port" -> host (brackets dropped) and port; false when malformed or the port is 0.
+bool split_authority(std::string_view authority, uint16_t default_port, std::string_view& host,
+                     uint16_t& port) noexcept {
+  host = http::host_without_port(authority);
+  if (host.empty()) return false;
+  port = default_port;
+  const size_t close = authority.rfind(']');
+  const size_t colon = authority.rfind(':');
+  if (colon != std::string_view::npos && (close == std::string_view::npos || colon > close)) {
+    uint32_t p = 0;
+    for (const char d : authority.substr(colon + 1)) p = p * 10 + static_cast<uint32_t>(d - '0');
+    port = static_cast<uint16_t>(p);  // host_without_port() checked digits and range
+  }
+  return port != 0 && host.size() < 256;
+}
+
+}  // namespace
+
+void Worker::decide_request(Connection& c, Handle h, RoutingContext& ctx, ForwardExchange& ex,
+                            const http::RequestHead& head) noexcept {
+  const ListenerSpec& ls = listener_of(c);
+  ForwardStats& counts = ls.runtime->forward;
+  http::Framing framing;
+  if (http::request_framing(head, framing) != http::FramingStatus::kOk) {
+    counts.smuggling.fetch_add(1, std::memory_order_relaxed);
+    counts.bad_requests.fetch_add(1, std::memory_order_relaxed);
+    forward_answer(c, 400);
+    return;
+  }
+  if (!authenticate(c, h, ex, head)) return;
+  // Where it goes: CONNECT's authority, absolute-form's, or the listener's backend.
+  const bool tunnel = framing.kind == http::BodyKind::kTunnel;
+  ForwardTarget target = ForwardTarget::kDirect;
+  std::string_view host;
+  uint16_t port = 0;
+  bool ok = true;
+  if (tunnel) {
+    ok = split_authority(head.target, 443, host, port);
+  } else if (head.target.starts_with("http://")) {
+    const std::string_view rest = head.target.substr(7);
+    ok = split_authority(rest.substr(0, rest.find_first_of("/?")), 80, host, port);
+  } else if (head.target.starts_with("/")) {
+    target = ForwardTarget::kBackend;
+  } else {
+    ok = false;  // "https://" (the proxy does not speak TLS) or "*"
+  }
+  if (!ok) {
+    counts.bad_requests.fetch_add(1, std::memory_order_relaxed);
+    forward_answer(c, 400);
+    return;
+  }
+  if (target == ForwardTarget::kBackend && ls.backend == kNoBackendIndex) {
+    counts.no_backend.fetch_add(1, std::memory_order_relaxed);
+    counts.bad_requests.fetch_add(1, std::memory_order_relaxed);
+    forward_answer(c, 400);
+    return;
+  }
+  const std::string_view before(ex.host.data(), ex.host_length);
+  if (ex.requests > 0 &&
+      (tunnel || target != ex.target ||
+       (target == ForwardTarget::kDirect && (port != ex.port || !http::iequals(host, before))))) {
+    // Another destination: this connection's server is not it (decision 0010). The client
+    // retries on a new connection, where the request is routed.
+    counts.destination_closes.fetch_add(1, std::memory_order_relaxed);
+    ex.phase = ForwardPhase::kDone;
+    relay::finish(c);
+    return;
+  }
+  if (ex.requests == 0 && target == ForwardTarget::kDirect) {
+    // Kept before the rewrite overwrites the head: the next requests are compared with it.
+    std::memcpy(ex.host.data(), host.data(), host.size());
+    ex.host_length = static_cast<uint8_t>(host.size());
+    ex.port = port;
+  }
+  // The head as the server gets it: origin-form, hop-by-hop fields removed, rewritten in place.
+  uint32_t rewritten = 0;
+  if (!tunnel) {
+    http::ConnectionTokens tokens;
+    if (!http::parse_connection({head.headers.data(), head.header_count}, tokens)) {
+      counts.bad_requests.fetch_add(1, std::memory_order_relaxed);
+      forward_answer(c, 400);
+      return;
+    }
+    std::string_view upgrade;
+    http::RewriteOptions options;
+    options.close = framing.close;
+    options.upgrade = tokens.upgrade && single_field(head, "Upgrade", upgrade);
+    // Into the scratch block, not in place: a head may grow (a Host line added or replaced, a
+    // Connection line), and the bytes behind it must move first.
+    rewritten = http::rewrite_request_head(head, tokens, options,
+                                           {hello_scratch_.get(), hello_scratch_bytes_});
+    if (rewritten == 0 || rewritten + (ctx.length - head.length) > ctx.capacity) {
+      counts.bad_requests.fetch_add(1, std::memory_order_relaxed);
+      forward_answer(c, 400);
+      return;
+    }
+  }
+  const uint32_t after = ctx.length - head.length;
+  std::memmove(ctx.region + rewritten, ctx.region + head.length, after);
+  std::memcpy(ctx.region, hello_scratch_.get(), rewritten);
+  ctx.length = rewritten + after;
+  ctx.replayed = 0;
+  ex.replay_end = rewritten;
+  ex.tunnel = tunnel;
+  ex.client_close = framing.close;
+  ex.head_request = head.method == "HEAD";
+  ex.request_body.reset(framing);
+  ex.request_done = false;
+  if (tunnel) {
+    ex.replay_end = ctx.length;  // what follows CONNECT's head (a TLS hello) is the tunnel's
+  } else {
+    ex.response_pending = true;
+    const http::BodyProgress p = ex.request_body.consume({ctx.region + rewritten, after});
+    if (p.status == http::BodyStatus::kInvalid) {
+      counts.smuggling.fetch_add(1, std::memory_order_relaxed);
+      counts.bad_requests.fetch_add(1, std::memory_order_relaxed);
+      forward_answer(c, 400);
+      return;
+    }
+    ex.replay_end += p.used;
+    ex.request_done = p.status == http::BodyStatus::kDone;
+  }
+  ex.phase = ForwardPhase::kReplaying;
+  relay::hold_for_replay(c);
+  if (ex.requests++ > 0) {
+    counts.reused.fetch_add(1, std::memory_order_relaxed);
+    return;  // the same server: the replay starts at the next step
+  }
+  ex.target = target;
+  timers_.cancel(h.index);
+  relay::on_routed(c);
+  if (target == ForwardTarget::kBackend) {
+    c.backend = static_cast<uint16_t>(ls.backend);
+    ObjectStats& b = versions_[c.version].topology->backends[ls.backend].runtime->stats;
+    b.connections.fetch_add(1, std::memory_order_relaxed);
+    b.current.fetch_add(1, std::memory_order_relaxed);
+    choose_server(c, h, Balancer::kNoServer);
+    return;
+  }
+  const DestinationPolicy& policy = tunnel ? ls.forward.connect_policy : ls.forward.http_policy;
+  if (!policy.ports().contains(port)) {
+    counts.forbidden.fetch_add(1, std::memory_order_relaxed);
+    forward_answer(c, 403);
+    return;
+  }
+  resolve_destination(c, h, ex);
+}
+
+bool Worker::authenticate(Connection& c, Handle h, ForwardExchange& ex,
+                          const http::RequestHead& head) noexcept {
+  const ListenerSpec& ls = listener_of(c);
+  const Credentials* credentials = ls.forward.credentials.get();
+  if (credentials == nullptr) return true;
+  ForwardStats& counts = ls.runtime->forward;
+  std::string_view value;
+  if (!single_field(head, "Proxy-Authorization", value)) {
+    counts.auth_missing.fetch_add(1, std::memory_order_relaxed);
+    forward_answer(c, 407);
+    return false;
+  }
+  if (ex.authorized_length != 0 && value.size() == ex.authorized_length &&
+      std::memcmp(value.data(), ex.authorized.data(), value.size()) == 0) {
+    counts.auth_cache_hits.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  CredentialCache& cache = *versions_[c.version].credential_caches[c.listener];
+  const CredentialCache::Key key = CredentialCache::key_of(value);
+  CachedVerdict verdict = cache.lookup(key);
+  if (verdict.verdict != CacheVerdict::kUnknown) {
+    counts.auth_cache_hits.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    char scratch[kMaxForwardHeadBytes];
+    std::string_view user, password;
+    const bool good = parse_basic(value, scratch, sizeof scratch, user, password) &&
+                      credentials->verify(user, password, verdict.user_index);
+    verdict.verdict = good ? CacheVerdict::kGood : CacheVerdict::kBad;
+    cache.insert(key, verdict);
+  }
+  if (verdict.verdict == CacheVerdict::kGood) {
+    if (!auth_throttle_.empty()) {
+      // A success forgets the client's failures (only looked up while some are recorded).
+      SocketAddress peer;
+      peer.length = sizeof peer.storage;
+      if (getpeername(c.client.fd, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) == 0) {
+        auth_throttle_.on_success(peer);
+      }
+    }
+    if (value.size() <= ex.authorized.size()) {
+      std::memcpy(ex.authorized.data(), value.data(), value.size());
+      ex.authorized_length = static_cast<uint8_t>(value.size());
+    }
+    return true;
+  }
+  counts.auth_failures.fetch_add(1, std::memory_order_relaxed);
+  SocketAddress peer;
+  peer.length = sizeof peer.storage;
+  uint32_t delay_ms = 0;
+  if (getpeername(c.client.fd, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) == 0) {
+    delay_ms = auth_throttle_.on_failure(peer, now_.ms);
+  }
+  if (delay_ms == 0) {
+    forward_answer(c, 407);
+    return false;
+  }
+  // Answered later by the connection's timer; nothing more is read meanwhile.
+  counts.auth_delays.fetch_add(1, std::memory_order_relaxed);
+  ex.held_status = 407;
+  ex.phase = ForwardPhase::kDone;
+  timers_.arm(h.index, now_.ms + delay_ms);
+  return false;
+}
+
+void Worker::resolve_destination(Connection& c, Handle h, ForwardExchange& ex) noexcept {
+  const ListenerSpec& ls = listener_of(c);
+  ForwardStats& counts = ls.runtime->forward;
+  const std::string_view host(ex.host.data(), ex.host_length);
+  SocketAddress literal;
+  if (numeric_address(host, ex.port, literal)) {
+    connect_direct(c, h, ex, {&literal, 1});
+    return;
+  }
+  DnsCache& cache = *versions_[c.version].dns_caches[c.listener];
+  if (const std::span<const SocketAddress> hit = cache.lookup(host, ex.port, now_.ms);
+      !hit.empty()) {
+    counts.dns_cache_hits.fetch_add(1, std::memory_order_relaxed);
+    // Copied first: connect_direct() keeps what the policy allows, and the cache may change.
+    std::array<SocketAddress, kMaxDestinationAddresses> addresses;
+    const size_t n = std::min(hit.size(), addresses.size());
+    std::copy_n(hit.begin(), n, addresses.begin());
+    connect_direct(c, h, ex, {addresses.data(), n});
+    return;
+  }
+  const uint64_t cookie = (uint64_t{h.generation} << 32) | h.index;
+  if (resolver_ == nullptr || !resolver_->submit(cookie, host, ex.port, AF_UNSPEC)) {
+    counts.resolve_failures.fetch_add(1, std::memory_order_relaxed);
+    forward_answer(c, 502);
+    return;
+  }
+  counts.resolves.fetch_add(1, std::memory_order_relaxed);
+  ex.resolving = true;
+  ex.phase = ForwardPhase::kResolving;
+  timers_.arm(h.index, now_.ms + ls.forward.connect_timeout_ms);
+}
+
+void Worker::on_resolved() noexcept {
+  resolver_->take(resolved_);
+  for (const ResolveResult& r : resolved_) {
+    const Handle h{static_cast<uint32_t>(r.cookie), static_cast<uint32_t>(r.cookie >> 32)};
+    Connection* c = slab_.resolve(h);
+    if (c == nullptr || !is_forward(*c)) continue;  // closed meanwhile: dropped
+    ForwardExchange& ex = exchange_of(h.index);
+    if (!ex.resolving || c->state != State::kRouting) continue;  // answered meanwhile (504)
+    ex.resolving = false;
+    touch(*c, h.index);
+    const ListenerSpec& ls = listener_of(*c);
+    if (r.error != 0 || r.count == 0) {
+      ls.runtime->forward.resolve_failures.fetch_add(1, std::memory_order_relaxed);
+      if (log_level() == LogLevel::kVerbose) {
+        log_debug("cannot resolve %.*s: %s", static_cast<int>(ex.host_length), ex.host.data(),
+                  r.reason());
+      }
+      forward_answer(*c, 502);
+      continue;
+    }
+    versions_[c->version].dns_caches[c->listener]->insert({ex.host.data(), ex.host_length}, ex.port,
+                                                          {r.addresses.data(), r.count}, now_.ms);
+    ex.phase = ForwardPhase::kReplaying;
+    connect_direct(*c, h, ex, {r.addresses.data(), r.count});
+    if (c->state != State::kClosing) pump(*c, h.index);
+  }
+  resolved_.clear();
+}
+
+void Worker::connect_direct(Connection& c, Handle h, ForwardExchange& ex,
+                            std::span<const SocketAddress> addresses) noexcept {
+  const ListenerSpec& ls = listener_of(c);
+  const DestinationPolicy& policy = ex.tunnel ? ls.forward.connect_policy : ls.forward.http_policy;
+  // Checked after resolution, every address, and the one checked is the one connected to: a
+  // name that resolves to a private address is refused like the address itself.
+  ex.address_count = 0;
+  for (const SocketAddress& a : addresses) {
+    if (ex.address_count == kMaxDestinationAddresses) break;
+    if (policy.check(a) != Verdict::kAllowed) continue;
+    ex.addresses[ex.address_count++] = a;
+  }
+  if (ex.address_count == 0) {
+    ls.runtime->forward.forbidden.fetch_add(1, std::memory_order_relaxed);
+    forward_answer(c, 403);
+    return;
+  }
+  ex.phase = ForwardPhase::kReplaying;
+  c.backend = kDirectBackend;
+  c.address = 0;
+  c.tried = 0;
+  connect_upstream(c, h);
+}
+
+bool Worker::forward_replay(Connection& c, RoutingContext& ctx, ForwardExchange& ex) noexcept {
+  if (c.state < State::kRelaying) return false;  // still connecting
+  Side& client = c.client;
+  bool moved = false;
+  if (client.in.attached() && client.gate == 0 && !client.in.empty()) {
+    // Brought by a receive in flight when the head was decided: they follow the held bytes.
+    EDGEPROXY_CHECK(ctx.length + client.in.readable() <= ctx.capacity);
+    moved = move_client_bytes(c, ctx, ctx.capacity) > 0;
+  }
+  if (ex.tunnel) ex.replay_end = ctx.length;  // everything after CONNECT's head is the tunnel's
+  if (!ex.tunnel && !ex.request_done && ex.replay_end < ctx.length) {
+    const http::BodyProgress p =
+        ex.request_body.consume({ctx.region + ex.replay_end, ctx.length - ex.replay_end});
+    if (p.status == http::BodyStatus::kInvalid) {
+      listener_of(c).runtime->forward.smuggling.fetch_add(1, std::memory_order_relaxed);
+      relay::abort(c);
+      return false;
+    }
+    ex.replay_end += p.used;
+    ex.request_done = p.status == http::BodyStatus::kDone;
+  }
+  if (client.in.attached() || receiving(transport_, client)) return moved;
+  if (ctx.replayed == ex.replay_end) {
+    // The head (and what came with it) is the relay's now: the request was forwarded.
+    listener_of(c).runtime->forward.requests.fetch_add(1, std::memory_order_relaxed);
+    const uint32_t rest = ctx.length - ex.replay_end;
+    // A pipelined request already held keeps the client paused: on io_uring a receive in flight
+    // when it is decided would hold up its replay (client.in must stay free for that receive)
+    // while the client waits for the answer. Reading resumes once a head needs more bytes.
+    if (rest == 0 || ex.tunnel) relay::end_replay(c);
+    std::memmove(ctx.region, ctx.region + ex.replay_end, rest);
+    ctx.length = rest;
+    ctx.replayed = 0;
+    ex.replay_end = 0;
+    if (ex.tunnel) {
+      ex.phase = ForwardPhase::kTunnel;
+      client.gate = kOpenGate;
+      c.upstream.gate = kOpenGate;
+    } else if (!ex.request_done) {
+      ex.phase = ForwardPhase::kBody;
+    } else {
+      request_sent(ex, ctx);
+    }
+    return true;
+  }
+  if (!relay::prepare_read(c, Dir::kC2U, pool_, stats_)) return moved;  // waits for a block
+  const uint32_t n = std::min(ex.replay_end - ctx.replayed, client.in.writable());
+  std::memcpy(client.in.write_ptr(), ctx.region + ctx.replayed, n);
+  client.in.commit(n);
+  client.gate = n;
+  ctx.replayed += n;
+  return true;
+}
+
+void Worker::enter_head(ForwardExchange& ex, const RoutingContext& ctx) noexcept {
+  ex.phase = ForwardPhase::kHead;
+  ex.head_scanned = 0;
+  ex.head_evaluated = UINT32_MAX;  // what the region holds already is parsed at the next step
+  ex.head_started_ms = now_.ms;
+  (void)ctx;
+}
+
+void Worker::request_sent(ForwardExchange& ex, const RoutingContext& ctx) noexcept {
+  if (ex.response_pending) {
+    ex.phase = ForwardPhase::kResponse;
+  } else {
+    enter_head(ex, ctx);  // answered before the body ended
+  }
+}
+
+void Worker::response_ended(ForwardExchange& ex, const RoutingContext& ctx) noexcept {
+  ex.response_pending = false;
+  ex.response_head_done = false;
+  if (ex.response_close || ex.client_close) {
+    ex.phase = ForwardPhase::kDone;  // the server closes after this response: its FIN follows
+    return;
+  }
+  if (ex.phase == ForwardPhase::kResponse) enter_head(ex, ctx);
+}
+
+bool Worker::forward_response(Connection& c, ForwardExchange& ex, std::byte* area) noexcept {
+  Side& up = c.upstream;
+  if (up.gate == kOpenGate || !up.in.attached() || up.in.readable() == up.gate) return false;
+  ForwardStats& counts = listener_of(c).runtime->forward;
+  const auto refuse_response = [&] {
+    counts.bad_responses.fetch_add(1, std::memory_order_relaxed);
+    relay::abort(c);
+    return false;
+  };
+  const RoutingContext& ctx = *routing_of(c, slab_.index_of(c));
+  const std::byte* p = up.in.read_ptr() + up.gate;
+  uint32_t left = up.in.readable() - up.gate;
+  while (left > 0) {
+    if (!ex.response_pending) return refuse_response();  // bytes no request asked for
+    if (!ex.response_head_done) {
+      const uint32_t n = std::min(left, kMaxForwardHeadBytes - ex.response_copied);
+      if (n == 0) return refuse_response();
+      // The head is copied to be parsed whole, and its bytes pass on meanwhile: a response is
+      // relayed as the server wrote it.
+      std::memcpy(area + ex.response_copied, p, n);
+      ex.response_copied += n;
+      http::ResponseHead head;
+      const std::string_view bytes(reinterpret_cast<const char*>(area), ex.response_copied);
+      const http::HeadStatus st = http::parse_response_head(bytes, ex.response_scanned, head);
+      if (st == http::HeadStatus::kInvalid) return refuse_response();
+      if (st == http::HeadStatus::kNeedMore) {
+        up.gate += n;
+        return true;
+      }
+      const uint32_t here = n - (ex.response_copied - head.length);
+      up.gate += here;
+      p += here;
+      left -= here;
+      ex.response_copied = 0;
+      ex.response_scanned = 0;
+      http::Framing framing;
+      if (http::response_framing(head, ex.head_request ? "HEAD" : "GET", framing) !=
+          http::FramingStatus::kOk) {
+        return refuse_response();
+      }
+      if (head.status >= 100 && head.status < 200 && head.status != 101) continue;  // interim
+      if (framing.kind == http::BodyKind::kTunnel) {  // 101 Switching Protocols
+        ex.response_pending = false;
+        up.gate = kOpenGate;
+        c.client.gate = c.client.gate == 0 && !c.client.in.attached() ? kOpenGate : c.client.gate;
+        ex.phase = ForwardPhase::kTunnel;
+        return true;
+      }
+      ex.response_close = ex.response_close || framing.close;
+      if (framing.kind == http::BodyKind::kUntilClose) {
+        // Ends with the server's close, which the relay passes on as the client's end.
+        up.gate = kOpenGate;
+        ex.response_pending = false;
+        ex.phase = ForwardPhase::kDone;
+        return true;
+      }
+      if (framing.kind == http::BodyKind::kNone) {
+        response_ended(ex, ctx);
+        continue;
+      }
+      ex.response_body.reset(framing);
+      ex.response_head_done = true;
+      continue;
+    }
+    const http::BodyProgress b = ex.response_body.consume({p, left});
+    if (b.status == http::BodyStatus::kInvalid) return refuse_response();
+    up.gate += b.used;
+    p += b.used;
+    left -= b.used;
+    if (b.status != http::BodyStatus::kDone) break;
+    response_ended(ex, ctx);
+  }
+  return true;
+}
+
+void Worker::forward_answer(Connection& c, uint16_t status) noexcept {
+  const uint32_t index = slab_.index_of(c);
+  ForwardExchange& ex = exchange_of(index);
+  const ListenerSpec& ls = listener_of(c);
+  ex.phase = ForwardPhase::kDone;
+  ex.held_status = 0;
+  if (status == 502) ls.runtime->forward.bad_gateway.fetch_add(1, std::memory_order_relaxed);
+  if (status == 504) ls.runtime->forward.gateway_timeouts.fetch_add(1, std::memory_order_relaxed);
+  char text[512];
+  const uint32_t n = build_forward_answer(status, ls.forward.realm, text, sizeof text);
+  if (c.state < State::kRelaying) {
+    timers_.cancel(index);
+    refuse(c, {text, n}, false);
+    return;
+  }
+  // A server connection is open (idle: the previous response was delivered): the client gets
+  // the answer, then the connection lingers until it has acknowledged it.
+  if (!send_whole(c.client.fd, {text, n})) {
+    relay::abort(c);
+    return;
+  }
+  relay::finish(c);
+}
+
 void Worker::leave_server(Connection& c) noexcept {
   if (c.server == kNoServer) return;
   ObjectStats& s = server_of(c).runtime->stats;
@@ -836,7 +1490,7 @@ void Worker::connect_upstream(Connection& c, Handle h) noexcept {
   // Connections already waiting for a descriptor go first (a completion backend may still hand
   // over clients it accepted before the listener paused).
   const SysResult s = socket_waiters_.empty()
-                          ? sys::stream_socket(server_of(c).addresses[c.address].family())
+                          ? sys::stream_socket(target_address(c, h.index).family())
                           : SysResult{-1, EMFILE};
   if (s.ok()) {
     start_connect(c, h, static_cast<int>(s.value));
@@ -854,7 +1508,7 @@ void Worker::wait_to_connect(uint32_t index) noexcept {
   // deadline covers the wait.
   socket_waiters_.push_back(slab_, index);
   if (!timers_.armed(index)) {
-    timers_.arm(index, now_.ms + backend_of(slab_.at(index)).connect_timeout_ms);
+    timers_.arm(index, now_.ms + connect_timeout_ms(slab_.at(index)));
   }
   for (Listener& l : listeners_) pause_listener(l);
   timers_.arm(accept_retry_timer_, now_.ms + kAcceptRetryMs);
@@ -865,7 +1519,7 @@ void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
   if (config_.no_delay) sys::set_no_delay(fd, true);
   ++c.attempt;
   // The address lives in the connection's topology version, which outlives the connection.
-  const int err = transport_.connect(c, h, server_of(c).addresses[c.address]);
+  const int err = transport_.connect(c, h, target_address(c, h.index));
   if (err == EAGAIN) {
     // The kernel had nothing to start a connect with (io_uring: it refused the submission
     // queue; TCP: no route cache entry): the same address is tried again, as after EMFILE.
@@ -875,7 +1529,7 @@ void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
     return;
   }
   if (err == EINPROGRESS) {
-    timers_.arm(h.index, now_.ms + backend_of(c).connect_timeout_ms);
+    timers_.arm(h.index, now_.ms + connect_timeout_ms(c));
   } else if (err == 0) {
     on_connected(c, h.index);
   } else {
@@ -884,13 +1538,42 @@ void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
 }
 
 void Worker::on_connected(Connection& c, uint32_t index) noexcept {
-  versions_[c.version].preferred[c.backend][c.server] = c.address;
-  on_connect_success(*server_of(c).runtime);
+  if (c.backend != kDirectBackend) {
+    versions_[c.version].preferred[c.backend][c.server] = c.address;
+    on_connect_success(*server_of(c).runtime);
+  }
   arm_idle_timer(index);
+  if (c.client.gate == kOpenGate && c.upstream.gate == kOpenGate) return;
+  ForwardExchange& ex = exchange_of(index);
+  if (ex.tunnel) {
+    static constexpr std::string_view kEstablished = "HTTP/1.1 200 Connection established\r\n\r\n";
+    if (!send_whole(c.client.fd, kEstablished)) {
+      relay::abort(c);
+      return;
+    }
+    listener_of(c).runtime->forward.tunnels.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 void Worker::connect_failed(Connection& c, Handle h, int err) noexcept {
   ++stats_.connects_failed;
+  if (c.backend == kDirectBackend) {
+    ForwardExchange& ex = exchange_of(h.index);
+    if (log_level() == LogLevel::kVerbose) {
+      log_debug("connect to %s failed: %s", ex.addresses[c.address].to_string().c_str(),
+                std::strerror(err));
+    }
+    if (c.upstream.fd >= 0) sys::close(c.upstream.fd);
+    relay::on_upstream_dropped(c);
+    if (++c.tried < ex.address_count && !fast_stop_) {
+      ++stats_.connect_retries;
+      c.address = static_cast<uint8_t>((c.address + 1) % ex.address_count);
+      connect_upstream(c, h);
+      return;
+    }
+    forward_answer(c, err == ETIMEDOUT ? 504 : 502);
+    return;
+  }
   const BackendSpec& b = backend_of(c);
   const ServerSpec& server = server_of(c);
   server.runtime->stats.connect_failures.fetch_add(1, std::memory_order_relaxed);
@@ -923,7 +1606,12 @@ void Worker::connect_failed(Connection& c, Handle h, int err) noexcept {
     choose_server(c, h, failed);
     return;
   }
-  // The client is reset: it must not mistake this for an empty reply.
+  // The client is reset: it must not mistake this for an empty reply. A forward proxy's client
+  // waits for an HTTP answer instead.
+  if (is_forward(c)) {
+    forward_answer(c, err == ETIMEDOUT ? 504 : 502);
+    return;
+  }
   relay::abort(c);
 }
 
@@ -931,7 +1619,7 @@ bool Worker::retry_socket_waiters() noexcept {
   while (!socket_waiters_.empty()) {
     const uint32_t index = socket_waiters_.front();
     Connection& c = slab_.at(index);
-    const SysResult s = sys::stream_socket(server_of(c).addresses[c.address].family());
+    const SysResult s = sys::stream_socket(target_address(c, index).family());
     if (!s.ok() && sys::descriptors_exhausted(s.err)) {
       timers_.arm(accept_retry_timer_, now_.ms + kAcceptRetryMs);
       return false;
@@ -963,9 +1651,15 @@ void Worker::touch(Connection& c, uint32_t index) noexcept {
 
 void Worker::pump(Connection& c, uint32_t index) noexcept {
   touch(c, index);
-  if (c.client.paused & kPauseReplay) hold_client_bytes(c, *routing_of(c, index));
+  // A gated connection is a forward proxy's (decision 0010); open gates are every other one.
+  const bool gated = (c.client.gate & c.upstream.gate) != kOpenGate;
+  if (!gated && (c.client.paused & kPauseReplay)) hold_client_bytes(c, *routing_of(c, index));
   transport_.pump(c, slab_.handle_of(index), now_);
-  if (c.state == State::kInspecting || (c.client.paused & kPauseReplay)) route_step(c, index);
+  if (gated) {
+    forward_step(c, index);
+  } else if (c.state == State::kInspecting || (c.client.paused & kPauseReplay)) {
+    route_step(c, index);
+  }
   if ((c.client.paused | c.upstream.paused) & kPauseNoBuffer) {
     buffer_waiters_.push_back(slab_, index);
   }
@@ -994,6 +1688,17 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
       return;
     case State::kInspecting: {
       const ListenerSpec& ls = listener_of(c);
+      if (ls.mode == ListenerMode::kForward) {
+        touch(c, index);
+        ForwardExchange& ex = exchange_of(index);
+        if (ex.held_status != 0) {
+          forward_answer(c, ex.held_status);
+        } else {
+          ls.runtime->forward.request_timeouts.fetch_add(1, std::memory_order_relaxed);
+          forward_answer(c, 408);
+        }
+        return;
+      }
       ls.runtime->route.inspect_timeouts.fetch_add(1, std::memory_order_relaxed);
       touch(c, index);
       RoutingContext& ctx = *routing_of(c, index);
@@ -1007,11 +1712,16 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
       return;
     }
     case State::kAccepted:
-    case State::kRouting:  // still waiting for a descriptor to connect with
+    case State::kRouting:  // still waiting for a descriptor to connect with, or for a name
       ++stats_.connect_timeouts;
       socket_waiters_.remove(slab_, index);
-      relay::abort(c);
       touch(c, index);
+      if (is_forward(c)) {
+        exchange_of(index).resolving = false;  // its late result is dropped
+        forward_answer(c, 504);
+        return;
+      }
+      relay::abort(c);
       return;
     case State::kConnecting:
       ++stats_.connect_timeouts;
@@ -1022,7 +1732,7 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
         connect_failed(c, h, ETIMEDOUT);
       } else {
         // Should the abandoned connect's completion never come, the next deadline ends it.
-        timers_.arm(index, now_.ms + backend_of(c).connect_timeout_ms);
+        timers_.arm(index, now_.ms + connect_timeout_ms(c));
       }
       return;
     case State::kLingering:
@@ -1032,10 +1742,32 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
     case State::kDraining:
       break;
   }
+  int64_t head_due = INT64_MAX;  // a forward connection's next head must be complete by then
+  if ((c.client.gate & c.upstream.gate) != kOpenGate) {
+    ForwardExchange& ex = exchange_of(index);
+    const ListenerSpec& ls = listener_of(c);
+    if (ex.held_status != 0) {
+      touch(c, index);
+      forward_answer(c, ex.held_status);
+      return;
+    }
+    if (ex.phase == ForwardPhase::kHead && routing_of(c, index)->length > 0) {
+      head_due = ex.head_started_ms + ls.forward.request_timeout_ms;
+      if (head_due <= now_.ms) {
+        touch(c, index);
+        ls.runtime->forward.request_timeouts.fetch_add(1, std::memory_order_relaxed);
+        forward_answer(c, 408);
+        return;
+      }
+    }
+  }
   const int64_t idle_ms = idle_timeout_ms(c);
-  if (idle_ms == 0) return;
+  if (idle_ms == 0) {
+    if (head_due != INT64_MAX) timers_.arm(index, head_due);
+    return;
+  }
   // Lazy idle timer: activity only stored a timestamp; re-arm for the remainder if there was any.
-  const int64_t due = c.last_active_ms + idle_ms;
+  const int64_t due = std::min(c.last_active_ms + idle_ms, head_due);
   if (due > now_.ms) {
     timers_.arm(index, due);
     return;
@@ -1161,8 +1893,8 @@ void Worker::close_connection(Connection& c, uint32_t index) noexcept {
   const Topology& t = *versions_[c.version].topology;
   for (ObjectStats* o :
        {&t.listeners[c.listener].runtime->stats,
-        c.backend != kNoBackend ? &t.backends[c.backend].runtime->stats : nullptr}) {
-    if (o == nullptr) continue;  // closed while inspecting: no backend was chosen
+        c.backend < t.backends.size() ? &t.backends[c.backend].runtime->stats : nullptr}) {
+    if (o == nullptr) continue;  // closed while inspecting, or a named destination
     o->current.fetch_sub(1, std::memory_order_relaxed);
     o->bytes_in.fetch_add(c.bytes_c2u, std::memory_order_relaxed);
     o->bytes_out.fetch_add(c.bytes_u2c, std::memory_order_relaxed);

@@ -59,6 +59,8 @@ enum PauseReason : uint8_t {
                                 // client's own bytes wait behind them (decision 0009)
 };
 
+inline constexpr uint32_t kOpenGate = UINT32_MAX;
+
 struct Side {
   int fd = -1;
   uint8_t flags = 0;    // SideFlag bits
@@ -72,6 +74,12 @@ struct Side {
   uint32_t pipe = kNoPipe;
   uint32_t piped = 0;
   uint32_t buffered = 0;  // bytes read from this side through `in` (saturates): --splice auto
+  // How many bytes at the front of `in` may be written to the other side (decision 0010):
+  // kOpenGate, all of them (TCP, tunnels); a finite gate holds back bytes the worker has not
+  // approved yet (an HTTP head still to be checked and rewritten, the next request) and rules
+  // out splice. Lowered by each write.
+  uint32_t gate = kOpenGate;
+  uint32_t asked = 0;  // completion backends: bytes the send in flight was asked to write
 };
 
 // Which way bytes move. The source side's `in` buffer holds the direction's bytes.
@@ -80,6 +88,9 @@ enum class Dir : uint8_t { kC2U, kU2C };
 // Connection::server before a server is chosen; Connection::backend before routing chose one.
 inline constexpr uint16_t kNoServer = UINT16_MAX;
 inline constexpr uint16_t kNoBackend = UINT16_MAX;
+// Connection::backend for a forward proxy's named destination (decision 0010): the addresses
+// are the exchange's, and c.server stays kNoServer.
+inline constexpr uint16_t kDirectBackend = UINT16_MAX - 1;
 
 struct Connection {
   Side client;

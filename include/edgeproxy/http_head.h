@@ -1,6 +1,6 @@
-// The one HTTP/1.x request-head parser: pure functions over bytes, no allocation, no syscalls.
-// Strict the way a proxy that must not be desynchronised from its servers has to be (RFC 9112,
-// RFC 9110): anything two parsers could read differently is refused, never repaired.
+// The one HTTP/1.x head parser, requests and responses: pure functions over bytes, no allocation,
+// no syscalls. Strict the way a proxy that must not be desynchronised from its servers has to be
+// (RFC 9112, RFC 9110): anything two parsers could read differently is refused, never repaired.
 #pragma once
 
 #include <array>
@@ -69,6 +69,29 @@ struct RequestHead {
 // Content-Length, Transfer-Encoding and every other field are kept in `headers` uninterpreted.
 HeadStatus parse_request_head(std::string_view bytes, uint32_t& scanned, RequestHead& out) noexcept;
 
+// A response head (RFC 9112 section 4): `HTTP/1.0|HTTP/1.1 SP 3DIGIT SP reason CRLF`, then the
+// fields, then CRLF.
+struct ResponseHead {
+  uint8_t version_minor = 1;  // HTTP/1.0 or HTTP/1.1 (others are kInvalid)
+  uint16_t status = 0;        // 100 to 599
+  std::string_view reason;    // the reason phrase as sent, possibly empty; never interpreted
+  std::array<HeaderField, kMaxHeaders> headers{};
+  uint32_t header_count = 0;  // more than kMaxHeaders is kInvalid
+  uint32_t length = 0;        // bytes through the blank line that ends the head
+};
+
+// Parses the response head at the start of `bytes`, with parse_request_head's contract for
+// `scanned`, views, kDone, kInvalid, line ends, field lines, kMaxHeaders and kMaxHeadBytes. The
+// status line is checked from its first byte: bytes that do not start "HTTP/1." are kInvalid at
+// once. kInvalid also: a version other than HTTP/1.0 or HTTP/1.1; a status code that is not three
+// digits or is outside 100..599 (RFC 9110 section 15: those are invalid); a missing SP after the
+// status code ("HTTP/1.1 200\r\n": the grammar requires it even when the reason is empty); a
+// reason with a byte other than SP, HT, visible ASCII or obs-text. A 1xx head is a whole head:
+// the caller parses the head that follows it (see response_framing() in http_framing.h).
+// No field is interpreted, not even Content-Length or Transfer-Encoding.
+HeadStatus parse_response_head(std::string_view bytes, uint32_t& scanned,
+                               ResponseHead& out) noexcept;
+
 // The host part of a Host value or an authority: "Example.COM:8080" -> "Example.COM",
 // "[::1]:80" -> "::1" (an IPv6 literal loses its brackets, ready for resolving; a result holding
 // ":" is always one). "" if malformed: empty host; a name with bytes other than letters, digits,
@@ -78,6 +101,16 @@ std::string_view host_without_port(std::string_view authority) noexcept;
 
 // Case-insensitive ASCII equality (header names, hosts); other bytes compare exactly.
 bool iequals(std::string_view a, std::string_view b) noexcept;
+
+// RFC 9110 section 5.6.2 tchar, the bytes of a token (method, field name, coding, option).
+bool is_token_char(char c) noexcept;
+
+// A token: one or more tchar.
+bool is_token(std::string_view s) noexcept;
+
+// The bytes a field value may hold (RFC 9110 section 5.5): visible ASCII, obs-text (0x80-0xFF),
+// SP and HT.
+bool is_field_value_char(char c) noexcept;
 
 // Whether the first bytes look like an HTTP/1.x request, cheaply: kDone when they start with a
 // method of 1 to 16 letters A-Z followed by SP, kNeedMore while they are still such a prefix

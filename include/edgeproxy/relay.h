@@ -39,6 +39,12 @@ struct SplicePolicy {
 // still replays bytes it holds for the source (kPauseReplay). kNone once lingering.
 Step next_step(const Connection& c, Dir d, SplicePolicy splice = {}) noexcept;
 
+// The bytes of `src.in` the next write may send: all of them, or up to the gate (decision 0010).
+inline uint32_t writable(const Side& src) noexcept {
+  const uint32_t n = src.in.readable();
+  return n < src.gate ? n : src.gate;
+}
+
 // Makes sure the source has a block to read into. False when the pool is empty: the source is
 // paused (kPauseNoBuffer) and a wait counted; the caller resumes it when a block returns.
 bool prepare_read(Connection& c, Dir d, BufferPool& pool, Stats& stats) noexcept;
@@ -98,6 +104,10 @@ void end_replay(Connection& c) noexcept;
 // `reset`: with a reset (reject). Otherwise the proxy sent its last text and shut the client's
 // write side, no upstream exists, and the close sends no reset (ends_cleanly()).
 void on_refused(Connection& c, bool reset) noexcept;
+// A forward proxy ends a relaying conversation itself (an answer sent, a request for another
+// destination): nothing more goes to the upstream, and once the client has been sent every byte
+// bound for it the connection lingers until it acknowledged them, then closes (decision 0010).
+void finish(Connection& c) noexcept;
 // kRouting -> kConnecting: a non-blocking connect is in progress.
 void on_connecting(Connection& c) noexcept;
 // The non-blocking connect finished successfully: the upstream becomes writable, relaying starts.

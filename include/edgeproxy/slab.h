@@ -63,6 +63,10 @@ class Slab {
   Handle handle_of(uint32_t index) const noexcept { return Handle{index, generation_[index]}; }
   bool in_use(uint32_t index) const noexcept { return index < capacity_ && in_use_flag_[index]; }
   T& at(uint32_t index) noexcept { return slots_[index]; }
+  // The slot of an object this slab holds.
+  uint32_t index_of(const T& slot) const noexcept {
+    return static_cast<uint32_t>(&slot - slots_.get());
+  }
 
   bool full() const noexcept { return top_ == 0; }
   uint32_t capacity() const noexcept { return capacity_; }

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "edgeproxy/config.h"
+#include "edgeproxy/credentials.h"
+#include "edgeproxy/destination_policy.h"
 #include "edgeproxy/net.h"
 #include "edgeproxy/result.h"
 #include "edgeproxy/route.h"
@@ -113,9 +115,43 @@ struct RouteStats {
   void append_lines(std::string& out, const std::string& prefix) const;
 };
 
+// What a forward listener (`mode forward`, docs/forward-proxy.md) answered, per outcome.
+// Counted by the workers with relaxed atomics, once per request or connection.
+// clang-format off
+#define EDGEPROXY_FORWARD_STATS(COUNTER)                                                           \
+  COUNTER(requests)            /* request heads accepted and forwarded (CONNECT included) */       \
+  COUNTER(tunnels)             /* CONNECT tunnels established (200 sent) */                       \
+  COUNTER(reused)              /* requests sent on a server connection opened for an earlier one */\
+  COUNTER(bad_requests)        /* 400: a head the parser refused */                               \
+  COUNTER(smuggling)           /* 400: a framing refused (both lengths, bad codings, ...) */      \
+  COUNTER(no_backend)          /* 400: origin-form request and the listener has no backend */     \
+  COUNTER(forbidden)           /* 403: port or address refused by the destination policy */      \
+  COUNTER(auth_missing)        /* 407: no Proxy-Authorization */                                  \
+  COUNTER(auth_failures)       /* 407: wrong user, wrong password or malformed credentials */     \
+  COUNTER(auth_delays)         /* 407s held back because the client failed repeatedly */          \
+  COUNTER(auth_cache_hits)     /* credentials known good or bad without hashing them */           \
+  COUNTER(request_timeouts)    /* 408: the head was not complete within request-timeout */        \
+  COUNTER(heads_too_large)     /* 431: the head did not fit one 8 KiB block */                    \
+  COUNTER(bad_gateway)         /* 502: resolve or connect failure */                              \
+  COUNTER(gateway_timeouts)    /* 504: resolve or connect timeout */                              \
+  COUNTER(resolves)            /* names handed to the resolver threads */                         \
+  COUNTER(resolve_failures)    /* of which failed (no such name, resolver error) */               \
+  COUNTER(dns_cache_hits)      /* names answered by the per-worker cache */                       \
+  COUNTER(destination_closes)  /* keep-alive ended: the next request named another destination */ \
+  COUNTER(bad_responses)       /* a server's response head or framing refused: closed */
+// clang-format on
+
+struct ForwardStats {
+#define EDGEPROXY_FORWARD_STAT_FIELD(name) std::atomic<uint64_t> name{0};
+  EDGEPROXY_FORWARD_STATS(EDGEPROXY_FORWARD_STAT_FIELD)
+#undef EDGEPROXY_FORWARD_STAT_FIELD
+  void append_lines(std::string& out, const std::string& prefix) const;
+};
+
 struct ListenerRuntime {
   ObjectStats stats;
   RouteStats route;
+  ForwardStats forward;
 };
 
 struct BackendRuntime {
@@ -170,8 +206,28 @@ struct BackendSpec {
   std::shared_ptr<BackendRuntime> runtime;
 };
 
+// What a listener's clients speak: bytes to relay, or HTTP to a forward proxy.
+enum class ListenerMode : uint8_t { kTcp, kForward };
+
+// A forward listener's settings (docs/forward-proxy.md).
+struct ForwardSpec {
+  std::shared_ptr<const Credentials> credentials;  // `auth basic FILE`: null = no authentication
+  std::string auth_path;                           // the file, as named (read at every reload)
+  std::string realm = "edgeproxy";
+  // The destination policy for CONNECT (ports default 443) and for absolute-form requests
+  // (ports default 80 and 443); the same networks for both.
+  DestinationPolicy connect_policy;
+  DestinationPolicy http_policy;
+  bool open = false;                     // `open yes`: no auth on a non-loopback bind is intended
+  uint32_t request_timeout_ms = 10'000;  // the head must be complete within this (408)
+  uint32_t connect_timeout_ms = 5'000;   // resolve and connect of a named destination (504)
+  uint32_t dns_ttl_ms = 60'000;          // the per-worker cache keeps a name this long (0: off)
+};
+
 struct ListenerSpec {
   std::string name;
+  ListenerMode mode = ListenerMode::kTcp;
+  ForwardSpec forward;  // kForward only
   std::vector<Endpoint> binds;
   uint32_t backend = 0;            // index into Topology::backends; with routes, the default
                                    // when no rule decides (kNoBackendIndex: none, close)

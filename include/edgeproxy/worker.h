@@ -7,15 +7,22 @@
 #include <memory>
 #include <vector>
 
+#include "edgeproxy/auth_throttle.h"
 #include "edgeproxy/balancer.h"
 #include "edgeproxy/buffer_pool.h"
 #include "edgeproxy/clock.h"
 #include "edgeproxy/config.h"
 #include "edgeproxy/connection.h"
 #include "edgeproxy/cookie.h"
+#include "edgeproxy/credentials.h"
+#include "edgeproxy/dns_cache.h"
+#include "edgeproxy/forward_exchange.h"
+#include "edgeproxy/http_head.h"
+#include "edgeproxy/http_rewrite.h"
 #include "edgeproxy/listener.h"
 #include "edgeproxy/net.h"
 #include "edgeproxy/reactor.h"
+#include "edgeproxy/resolver.h"
 #include "edgeproxy/result.h"
 #include "edgeproxy/route.h"
 #include "edgeproxy/routing_context.h"
@@ -79,6 +86,11 @@ class Worker {
     // Contexts by slot for connections that inspect or send a PROXY header (decision 0009);
     // null when no listener inspects and no backend sends one.
     std::unique_ptr<RoutingArea> routing;
+    // Forward listeners (decision 0010): exchanges by slot, and by listener the verdicts of the
+    // credentials it checked (null for listeners without `auth`).
+    std::unique_ptr<ForwardArea> forward;
+    std::vector<std::unique_ptr<CredentialCache>> credential_caches;
+    std::vector<std::unique_ptr<DnsCache>> dns_caches;  // by listener; null for TCP ones
   };
 
   explicit Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool);
@@ -136,6 +148,50 @@ class Worker {
   RoutingContext* routing_of(const Connection& c, uint32_t index) noexcept {
     RoutingArea* area = versions_[c.version].routing.get();
     return area != nullptr ? &area->at(index) : nullptr;
+  }
+
+  // Forward proxy (mode forward, docs/forward-proxy.md, decision 0010). After each pump of a
+  // gated connection: frames the response bytes that arrived and approves them, reads, checks
+  // and forwards the next request, or replays its rewritten head.
+  void start_forward(Connection& c, Handle h, const ListenerSpec& ls) noexcept;
+  void forward_step(Connection& c, uint32_t index) noexcept;
+  bool forward_request(Connection& c, Handle h, RoutingContext& ctx, ForwardExchange& ex) noexcept;
+  bool read_request_head(Connection& c, Handle h, RoutingContext& ctx,
+                         ForwardExchange& ex) noexcept;
+  void decide_request(Connection& c, Handle h, RoutingContext& ctx, ForwardExchange& ex,
+                      const http::RequestHead& head) noexcept;
+  // The request's credentials: true when they are good (or the listener has no `auth`); else
+  // the 407 went out or is held back by the failure delay.
+  bool authenticate(Connection& c, Handle h, ForwardExchange& ex,
+                    const http::RequestHead& head) noexcept;
+  // A named destination: from the cache, a literal, or the resolver (kRouting meanwhile).
+  void resolve_destination(Connection& c, Handle h, ForwardExchange& ex) noexcept;
+  // Keeps the addresses the listener's policy allows and connects to the first (403 if none).
+  void connect_direct(Connection& c, Handle h, ForwardExchange& ex,
+                      std::span<const SocketAddress> addresses) noexcept;
+  bool forward_replay(Connection& c, RoutingContext& ctx, ForwardExchange& ex) noexcept;
+  bool forward_response(Connection& c, ForwardExchange& ex, std::byte* area) noexcept;
+  void request_sent(ForwardExchange& ex, const RoutingContext& ctx) noexcept;
+  void response_ended(ForwardExchange& ex, const RoutingContext& ctx) noexcept;
+  void enter_head(ForwardExchange& ex, const RoutingContext& ctx) noexcept;
+  // Answers `status` (docs/forward-proxy.md) and ends the conversation: with a FIN before any
+  // server, else the connection lingers until the client has the answer, then closes.
+  void forward_answer(Connection& c, uint16_t status) noexcept;
+  void on_resolved() noexcept;
+  ForwardExchange& exchange_of(uint32_t index) noexcept {
+    return versions_[slab_.at(index).version].forward->at(index);
+  }
+  bool is_forward(const Connection& c) const noexcept {
+    return listener_of(c).mode == ListenerMode::kForward;
+  }
+  // The address the connection's current attempt connects to, and the connect deadline.
+  const SocketAddress& target_address(const Connection& c, uint32_t index) noexcept {
+    return c.backend == kDirectBackend ? exchange_of(index).addresses[c.address]
+                                       : server_of(c).addresses[c.address];
+  }
+  uint32_t connect_timeout_ms(const Connection& c) const noexcept {
+    return c.backend == kDirectBackend ? listener_of(c).forward.connect_timeout_ms
+                                       : backend_of(c).connect_timeout_ms;
   }
 
   void update_accept_room() noexcept;
@@ -206,6 +262,12 @@ class Worker {
   // as the largest routing region of any version installed.
   std::unique_ptr<std::byte[]> hello_scratch_;
   uint32_t hello_scratch_bytes_ = 0;
+
+  // Forward listeners: the name resolver (started with the first topology that has one), its
+  // results taken at once, and the failed-authentication delays by client address.
+  std::unique_ptr<Resolver> resolver_;
+  std::vector<ResolveResult> resolved_;
+  AuthThrottle auth_throttle_{1024};
 
   // Connections touched this iteration (each once), settled by finish_iteration(): interest
   // reconciled with one epoll_ctl at most per side, or the connection closed. Closing only there

@@ -101,7 +101,7 @@ void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
           break;
         }
         case relay::Step::kWrite: {
-          const uint32_t asked = src.in.readable();
+          const uint32_t asked = relay::writable(src);
           const SysResult r = sys::send(dst.fd, src.in.read_ptr(), asked);
           relay::on_write(c, d, r, asked, pool_, stats_, now);
           progressed = true;

@@ -177,9 +177,9 @@ ConnectResult UringTransport::on_event(Connection& c, Handle h, bool client, con
       side.ops &= static_cast<uint8_t>(~kOpSend);
       if (closing || ev.result == -ECANCELED) return {};
       const Dir d = client ? Dir::kU2C : Dir::kC2U;
-      // The buffer does not change while its send is in flight: what it holds is what was asked.
+      // The buffer stays attached while its send is in flight (its gate may open further).
       assert(UringEventOp::buffer(ev.op) == static_cast<uint16_t>(c.source(d).in.id()));
-      const uint32_t asked = c.source(d).in.readable();
+      const uint32_t asked = c.source(d).asked;
       relay::on_write(c, d, from_cqe(ev.result), asked, pool_, stats_, now);
       keep_ready(side);
       return {};
@@ -326,7 +326,8 @@ void UringTransport::pump(Connection& c, Handle h, LoopTime now) noexcept {
       case relay::Step::kWrite:
         if (dst.ops & kOutOps) break;
         if ((e = reactor_.sqe()) == nullptr) return retry_later(c);
-        io_uring_prep_send(e, dst.fd, src.in.read_ptr(), src.in.readable(), MSG_NOSIGNAL);
+        src.asked = relay::writable(src);
+        io_uring_prep_send(e, dst.fd, src.in.read_ptr(), src.asked, MSG_NOSIGNAL);
         io_uring_sqe_set_data64(
             e, UserData::pack(to_client ? UringOp::kSendClient : UringOp::kSendUpstream, h,
                               static_cast<uint16_t>(src.in.id())));

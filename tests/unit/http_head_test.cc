@@ -1,5 +1,5 @@
-// HTTP/1.x request heads: valid forms, prefixes and byte-at-a-time feeding, the strictness a proxy
-// needs (each refusal on its own), the sniff, host_without_port and iequals.
+// HTTP/1.x request and response heads: valid forms, prefixes and byte-at-a-time feeding, the
+// strictness a proxy needs (each refusal on its own), the sniff, host_without_port and iequals.
 #include "edgeproxy/http_head.h"
 
 #include <gtest/gtest.h>
@@ -37,20 +37,30 @@ void PrintTo(HeadStatus s, std::ostream* os) {
 
 namespace {
 
-HeadStatus parse_whole(std::string_view bytes, RequestHead& out) {
-  uint32_t scanned = 0;
+HeadStatus parse_head(std::string_view bytes, uint32_t& scanned, RequestHead& out) {
   return parse_request_head(bytes, scanned, out);
 }
 
-// Feeds `bytes` one more byte per call, as a slow client would, carrying `scanned`. Every call
+HeadStatus parse_head(std::string_view bytes, uint32_t& scanned, ResponseHead& out) {
+  return parse_response_head(bytes, scanned, out);
+}
+
+template <typename Head>
+HeadStatus parse_whole(std::string_view bytes, Head& out) {
+  uint32_t scanned = 0;
+  return parse_head(bytes, scanned, out);
+}
+
+// Feeds `bytes` one more byte per call, as a slow peer would, carrying `scanned`. Every call
 // before the last must say kNeedMore with `scanned` at the end of what it was given; the last
 // status is returned and `*calls` says how many bytes it took.
-::testing::AssertionResult FeedByteAtATime(std::string_view bytes, RequestHead& out,
-                                           HeadStatus& status, size_t* calls = nullptr) {
+template <typename Head>
+::testing::AssertionResult FeedByteAtATime(std::string_view bytes, Head& out, HeadStatus& status,
+                                           size_t* calls = nullptr) {
   uint32_t scanned = 0;
   status = HeadStatus::kNeedMore;
   for (size_t n = 1; n <= bytes.size(); ++n) {
-    status = parse_request_head(bytes.substr(0, n), scanned, out);
+    status = parse_head(bytes.substr(0, n), scanned, out);
     if (calls != nullptr) *calls = n;
     if (status != HeadStatus::kNeedMore) return ::testing::AssertionSuccess();
     if (scanned != n) {
@@ -522,6 +532,264 @@ TEST(HttpHeadTest, ABadLineIsRefusedBeforeTheHeadEnds) {
     EXPECT_EQ(status, HeadStatus::kInvalid) << c.name;
     EXPECT_EQ(calls, c.invalid_at) << c.name;
   }
+}
+
+::testing::AssertionResult SameResponse(const ResponseHead& a, const ResponseHead& b) {
+  auto same = [](std::string_view x, std::string_view y) { return x == y && x.data() == y.data(); };
+  if (a.version_minor != b.version_minor || a.status != b.status || !same(a.reason, b.reason) ||
+      a.length != b.length || a.header_count != b.header_count) {
+    return ::testing::AssertionFailure()
+           << "status " << a.status << "/" << b.status << " reason '" << a.reason << "'/'"
+           << b.reason << "' length " << a.length << "/" << b.length << " headers "
+           << a.header_count << "/" << b.header_count;
+  }
+  for (uint32_t i = 0; i < a.header_count; ++i) {
+    if (!same(a.headers[i].name, b.headers[i].name) ||
+        !same(a.headers[i].value, b.headers[i].value)) {
+      return ::testing::AssertionFailure() << "header " << i << " differs";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST(HttpHeadTest, ResponseWithReasonAndFields) {
+  const std::string head_bytes =
+      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nX-E:\r\n\r\n";
+  const std::string bytes = head_bytes + "hello" + "HTTP/1.1 204 No Content\r\n\r\n";
+  ResponseHead head;
+  ASSERT_EQ(parse_whole(bytes, head), HeadStatus::kDone);
+  EXPECT_EQ(head.version_minor, 1);
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.reason, "OK");
+  EXPECT_TRUE(PointsInto(head.reason, bytes, 13));
+  EXPECT_EQ(head.length, head_bytes.size()) << "the body and the next response are not the head's";
+  ASSERT_EQ(head.header_count, 3u);
+  EXPECT_EQ(head.headers[0].name, "Content-Type");
+  EXPECT_EQ(head.headers[0].value, "text/plain");
+  EXPECT_TRUE(PointsInto(head.headers[1].name, bytes, bytes.find("Content-Length")));
+  EXPECT_EQ(head.headers[1].value, "5");
+  EXPECT_EQ(head.headers[2].value, "");
+}
+
+TEST(HttpHeadTest, ResponseStatusLineForms) {
+  struct Case {
+    std::string line;
+    uint8_t version_minor;
+    uint16_t status;
+    std::string reason;
+  };
+  const Case cases[] = {
+      {"HTTP/1.0 404 Not Found", 0, 404, "Not Found"},
+      {"HTTP/1.1 204 ", 1, 204, ""},
+      {"HTTP/1.1 100 Continue", 1, 100, "Continue"},
+      {"HTTP/1.1 599 x", 1, 599, "x"},
+      {"HTTP/1.1 302 Found  \t it", 1, 302, "Found  \t it"},
+      {"HTTP/1.1 200 caf\xc3\xa9", 1, 200, "caf\xc3\xa9"},
+      {"HTTP/1.1 200 OK: \"yes\" #1", 1, 200, "OK: \"yes\" #1"},
+      {"HTTP/1.1 200  ", 1, 200, " "},
+  };
+  for (const Case& c : cases) {
+    const std::string bytes = c.line + "\r\nServer: s\r\n\r\n";
+    ResponseHead head;
+    ASSERT_EQ(parse_whole(bytes, head), HeadStatus::kDone) << c.line;
+    EXPECT_EQ(head.version_minor, c.version_minor) << c.line;
+    EXPECT_EQ(head.status, c.status) << c.line;
+    EXPECT_EQ(head.reason, c.reason) << c.line;
+    EXPECT_EQ(head.header_count, 1u);
+  }
+  ResponseHead head;
+  ASSERT_EQ(parse_whole("HTTP/1.1 200 OK\r\n\r\n", head), HeadStatus::kDone);
+  EXPECT_EQ(head.header_count, 0u) << "a response needs no fields";
+}
+
+TEST(HttpHeadTest, InterimResponseThenFinalOnTheSameBytes) {
+  const std::string interim = "HTTP/1.1 100 Continue\r\n\r\n";
+  const std::string hints = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n";
+  const std::string final_head = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+  const std::string bytes = interim + hints + final_head;
+  std::string_view rest = bytes;
+  const uint16_t expected[] = {100, 103, 200};
+  for (const uint16_t status : expected) {
+    ResponseHead head;
+    ASSERT_EQ(parse_whole(rest, head), HeadStatus::kDone);
+    EXPECT_EQ(head.status, status);
+    rest.remove_prefix(head.length);
+  }
+  EXPECT_TRUE(rest.empty());
+}
+
+TEST(HttpHeadTest, ResponseEveryPrefixAndByteAtATime) {
+  std::string many = "HTTP/1.1 200 OK\r\n";
+  for (int i = 0; i < 40; ++i) many += "X-Field-" + std::to_string(i) + ": v \r\n";
+  many += "\r\n";
+  const std::string heads[] = {
+      "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n",
+      "HTTP/1.0 302 Found\r\nLocation: http://a/\r\nX: \t y \t\r\n\r\n",
+      "HTTP/1.1 204 \r\n\r\n",
+      many,
+  };
+  std::mt19937 random(54321);
+  for (const std::string& head_bytes : heads) {
+    const std::string bytes = head_bytes + "body";
+    ResponseHead whole;
+    ASSERT_EQ(parse_whole(bytes, whole), HeadStatus::kDone) << head_bytes;
+    ASSERT_EQ(whole.length, head_bytes.size());
+    for (size_t n = 0; n < head_bytes.size(); ++n) {
+      ResponseHead head;
+      EXPECT_EQ(parse_whole(bytes.substr(0, n), head), HeadStatus::kNeedMore) << n << " bytes";
+    }
+    ResponseHead slow;
+    HeadStatus status;
+    size_t calls = 0;
+    ASSERT_TRUE(FeedByteAtATime(bytes, slow, status, &calls)) << head_bytes;
+    ASSERT_EQ(status, HeadStatus::kDone);
+    EXPECT_EQ(calls, head_bytes.size());
+    EXPECT_TRUE(SameResponse(slow, whole));
+
+    for (int round = 0; round < 20; ++round) {
+      ResponseHead chunked;
+      uint32_t scanned = 0;
+      size_t n = 0;
+      HeadStatus s = HeadStatus::kNeedMore;
+      while (s == HeadStatus::kNeedMore && n < bytes.size()) {
+        n = std::min(bytes.size(), n + 1 + random() % 9);
+        s = parse_response_head(std::string_view(bytes).substr(0, n), scanned, chunked);
+      }
+      ASSERT_EQ(s, HeadStatus::kDone);
+      EXPECT_TRUE(SameResponse(chunked, whole));
+    }
+  }
+}
+
+TEST(HttpHeadTest, ResponseDoneAndInvalidAreFinalAndRepeatable) {
+  const std::string bytes = "HTTP/1.1 200 OK\r\nA: b\r\n\r\nrest";
+  uint32_t scanned = 0;
+  ResponseHead first;
+  ASSERT_EQ(parse_response_head(bytes, scanned, first), HeadStatus::kDone);
+  ResponseHead again;
+  ASSERT_EQ(parse_response_head(bytes, scanned, again), HeadStatus::kDone);
+  EXPECT_TRUE(SameResponse(again, first));
+
+  const std::string bad = "HTTP/1.1 200 OK\r\nA : b\r\n";
+  scanned = 0;
+  ASSERT_EQ(parse_response_head(bad, scanned, first), HeadStatus::kInvalid);
+  EXPECT_EQ(parse_response_head(bad, scanned, first), HeadStatus::kInvalid);
+  EXPECT_EQ(parse_response_head(bad + "\r\n", scanned, first), HeadStatus::kInvalid);
+}
+
+TEST(HttpHeadTest, ResponseLimits) {
+  auto with_fields = [](int count) {
+    std::string bytes = "HTTP/1.1 200 OK\r\n";
+    for (int i = 0; i < count; ++i) bytes += "X-" + std::to_string(i) + ": v\r\n";
+    return bytes + "\r\n";
+  };
+  const std::string fits = with_fields(64);
+  ResponseHead head;
+  ASSERT_EQ(parse_whole(fits, head), HeadStatus::kDone);
+  EXPECT_EQ(head.header_count, kMaxHeaders);
+  EXPECT_EQ(parse_whole(with_fields(65), head), HeadStatus::kInvalid);
+
+  const std::string start = "HTTP/1.1 200 OK\r\nX-Pad: ";
+  const std::string largest =
+      start + std::string(kMaxHeadBytes - start.size() - 4, 'p') + "\r\n\r\n";
+  ASSERT_EQ(largest.size(), kMaxHeadBytes);
+  ASSERT_EQ(parse_whole(largest, head), HeadStatus::kDone);
+  EXPECT_EQ(head.length, kMaxHeadBytes);
+  const std::string endless = start + std::string(kMaxHeadBytes, 'p');
+  uint32_t scanned = 0;
+  EXPECT_EQ(
+      parse_response_head(std::string_view(endless).substr(0, kMaxHeadBytes - 1), scanned, head),
+      HeadStatus::kNeedMore);
+  EXPECT_EQ(parse_response_head(endless, scanned, head), HeadStatus::kInvalid);
+}
+
+TEST(HttpHeadTest, InvalidResponsesWholeAndByteAtATime) {
+  const std::string fields = "Server: s\r\n\r\n";
+  const InvalidCase cases[] = {
+      {"no SP after the status", "HTTP/1.1 200\r\n" + fields},
+      {"HT after the status", "HTTP/1.1 200\tOK\r\n" + fields},
+      {"two-digit status", "HTTP/1.1 20 OK\r\n" + fields},
+      {"four-digit status", "HTTP/1.1 2000 OK\r\n" + fields},
+      {"status below 100", "HTTP/1.1 099 Odd\r\n" + fields},
+      {"status 000", "HTTP/1.1 000 Odd\r\n" + fields},
+      {"status above 599", "HTTP/1.1 600 Odd\r\n" + fields},
+      {"status 999", "HTTP/1.1 999 Odd\r\n" + fields},
+      {"non-digit status", "HTTP/1.1 2x0 OK\r\n" + fields},
+      {"signed status", "HTTP/1.1 +20 OK\r\n" + fields},
+      {"two spaces after the version", "HTTP/1.1  200 OK\r\n" + fields},
+      {"no status", "HTTP/1.1\r\n" + fields},
+      {"version HTTP/1.2", "HTTP/1.2 200 OK\r\n" + fields},
+      {"version HTTP/2", "HTTP/2 200 OK\r\n" + fields},
+      {"version HTTP/2.0", "HTTP/2.0 200 OK\r\n" + fields},
+      {"version HTTP/1.10", "HTTP/1.10 200 OK\r\n" + fields},
+      {"lowercase version", "http/1.1 200 OK\r\n" + fields},
+      {"blank before the version", " HTTP/1.1 200 OK\r\n" + fields},
+      {"empty line first", "\r\nHTTP/1.1 200 OK\r\n" + fields},
+      {"a request", "GET / HTTP/1.1\r\nHost: a\r\n\r\n"},
+      {"ESC in reason", "HTTP/1.1 200 O\x1bK\r\n" + fields},
+      {"DEL in reason", "HTTP/1.1 200 O\x7fK\r\n" + fields},
+      {"NUL in reason", "HTTP/1.1 200 O\0K\r\n"s + fields},
+      {"bare CR in reason", "HTTP/1.1 200 O\rK\r\n" + fields},
+      {"bare LF line ends", "HTTP/1.1 200 OK\nServer: s\n\n"},
+      {"bare LF ends the head", "HTTP/1.1 200 OK\r\nServer: s\r\n\n"},
+      {"space before colon", "HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\n"},
+      {"obs-fold", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n"},
+      {"blank before the first field", "HTTP/1.1 200 OK\r\n X: a\r\n\r\n"},
+      {"no colon", "HTTP/1.1 200 OK\r\nX a\r\n\r\n"},
+      {"empty field name", "HTTP/1.1 200 OK\r\n: a\r\n\r\n"},
+      {"control char in value", "HTTP/1.1 200 OK\r\nX: a\x01\r\n\r\n"},
+      {"HTTP/0.9 body", "<html>hello</html>"},
+  };
+  for (const InvalidCase& c : cases) {
+    ResponseHead head;
+    EXPECT_EQ(parse_whole(c.bytes, head), HeadStatus::kInvalid) << c.name;
+    HeadStatus status;
+    ASSERT_TRUE(FeedByteAtATime(c.bytes, head, status)) << c.name;
+    EXPECT_EQ(status, HeadStatus::kInvalid) << c.name;
+  }
+}
+
+TEST(HttpHeadTest, ABadResponseLineIsRefusedBeforeTheHeadEnds) {
+  struct Case {
+    const char* name;
+    std::string bytes;  // no blank line yet
+    size_t invalid_at;  // bytes needed to tell
+  };
+  const Case cases[] = {
+      {"HTML", "<html>", 1},
+      {"TLS alert", "\x15\x03\x03\x00\x02"s, 1},
+      {"lowercase", "http/1.1", 1},
+      {"HTTP/2", "HTTP/2 200 OK\r\n", 6},
+      {"HTTP/1.1 without a reason's SP", "HTTP/1.1 200\r\nServer: s\r\n", 14},
+      {"status 600", "HTTP/1.1 600 X\r\nServer: s\r\n", 16},
+      {"space before colon", "HTTP/1.1 200 OK\r\nA : b\r\nC: d\r\n", 24},
+  };
+  for (const Case& c : cases) {
+    ResponseHead head;
+    HeadStatus status;
+    size_t calls = 0;
+    ASSERT_TRUE(FeedByteAtATime(c.bytes, head, status, &calls)) << c.name;
+    EXPECT_EQ(status, HeadStatus::kInvalid) << c.name;
+    EXPECT_EQ(calls, c.invalid_at) << c.name;
+  }
+}
+
+TEST(HttpHeadTest, CharacterClasses) {
+  for (const char c : std::string_view("!#$%&'*+-.^_`|~09azAZ")) EXPECT_TRUE(is_token_char(c)) << c;
+  for (const char c : std::string_view("\"(),/:;<=>?@[\\]{} \t\r\n\x7f\x80\xff")) {
+    EXPECT_FALSE(is_token_char(c)) << static_cast<int>(c);
+  }
+  EXPECT_TRUE(is_token("chunked"));
+  EXPECT_FALSE(is_token(""));
+  EXPECT_FALSE(is_token("a b"));
+  EXPECT_TRUE(is_field_value_char(' '));
+  EXPECT_TRUE(is_field_value_char('\t'));
+  EXPECT_TRUE(is_field_value_char('"'));
+  EXPECT_TRUE(is_field_value_char('\x80'));
+  EXPECT_FALSE(is_field_value_char('\r'));
+  EXPECT_FALSE(is_field_value_char('\n'));
+  EXPECT_FALSE(is_field_value_char('\0'));
+  EXPECT_FALSE(is_field_value_char('\x7f'));
 }
 
 TEST(HttpHeadTest, SniffHttp) {

@@ -182,7 +182,9 @@ TEST(OptionsTest, EnumsAndSwitchesNameTheirChoices) {
             "invalid value 'loud' (expected quiet, normal or verbose)");
   EXPECT_EQ(Number("no-delay", "on"), 1u);
   EXPECT_EQ(Number("no-delay", "off"), 0u);
-  EXPECT_EQ(Refusal("no-delay", "yes"), "invalid value 'yes' (expected on or off)");
+  EXPECT_EQ(Number("no-delay", "yes"), 1u);
+  EXPECT_EQ(Number("no-delay", "no"), 0u);
+  EXPECT_EQ(Refusal("no-delay", "maybe"), "invalid value 'maybe' (expected on or off)");
 }
 
 TEST(OptionsTest, CountsStateTheirRangeAndSpecialWord) {

@@ -1776,3 +1776,69 @@ TEST_F(RelayTest, SimulatedResetsCloseAndReturnBlocks) {
 
 }  // namespace
 }  // namespace edgeproxy
+
+// --- gates and finish (decision 0010) ----------------------------------------------------------
+namespace edgeproxy {
+namespace {
+
+TEST_F(RelayTest, AClosedGateHoldsBytesBackWhileReadingGoesOn) {
+  c_.client.gate = 0;
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(100)));
+  Ready(c_.upstream, kWritable);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone) << "nothing approved, nothing written";
+  EXPECT_EQ(relay::writable(c_.client), 0u);
+  Ready(c_.client, kReadable);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kRead) << "reading is not gated";
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(50)));
+  c_.client.gate = 40;
+  ASSERT_EQ(Next(Dir::kC2U), Step::kWrite);
+  EXPECT_EQ(relay::writable(c_.client), 40u);
+  relay::on_write(c_, Dir::kC2U, Bytes(40), 40, pool_, stats_, now_);
+  EXPECT_TRUE(Check());
+  EXPECT_EQ(c_.client.gate, 0u) << "each write lowers the gate";
+  EXPECT_EQ(c_.client.in.readable(), 110u) << "unapproved bytes stay, in order";
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone) << "the short read drained the socket";
+  c_.client.gate = kOpenGate;
+  EXPECT_EQ(relay::writable(c_.client), 110u) << "an open gate lets everything through";
+}
+
+TEST_F(RelayTest, AClosedGateWantsNoWriteInterest) {
+  c_.upstream.gate = 0;
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(10)));
+  c_.client.flags &= static_cast<uint8_t>(~kWriteReady);
+  EXPECT_FALSE(Want(c_.client) & kWantWrite) << "waiting for writability would wake for nothing";
+  c_.upstream.gate = 10;
+  EXPECT_TRUE(Want(c_.client) & kWantWrite);
+}
+
+TEST_F(RelayTest, AGatedDirectionNeverSplices) {
+  splice_.mode = SpliceMode::kAlways;
+  c_.client.gate = 0;
+  Ready(c_.client, kReadable);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kRead) << "a pipe would carry bytes past the message's end";
+  c_.client.gate = kOpenGate;
+  EXPECT_EQ(Next(Dir::kC2U), Step::kSpliceIn);
+}
+
+TEST_F(RelayTest, FinishLingersOnceTheClientHasEverythingThenCloses) {
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(30)));
+  relay::finish(c_);
+  EXPECT_TRUE(Check());
+  EXPECT_EQ(c_.state, State::kRelaying) << "bytes for the client are still held";
+  Ready(c_.client, kReadable);
+  EXPECT_NE(Next(Dir::kC2U), Step::kRead) << "nothing is read toward the ended upstream";
+  Ready(c_.client, kWritable);
+  ASSERT_EQ(Next(Dir::kU2C), Step::kWrite);
+  Write(Dir::kU2C, Bytes(30));
+  EXPECT_EQ(c_.state, State::kLingering) << "the client is reset only once it acknowledged";
+  EXPECT_EQ(stats_.resets_upstream, 0u) << "nothing failed: finish counts no reset";
+  relay::on_acknowledged(c_);
+  EXPECT_EQ(c_.state, State::kClosing);
+  EXPECT_FALSE(relay::ends_cleanly(c_));
+}
+
+}  // namespace
+}  // namespace edgeproxy

@@ -188,7 +188,9 @@ TEST(TopologyParserTest, UnknownDirectivesListWhatIsAllowed) {
   EXPECT_TRUE(
       Fails("listener l {\n  bind h:1\n  balance first\n}\n", "f.conf:3:3: ",
             "unknown directive 'balance' (expected bind, backend, route, on-timeout, on-full, "
-            "idle-timeout, accept-proxy, inspect-timeout or inspect-bytes)"));
+            "auth, allow-ports, allow-networks, deny-networks, idle-timeout, accept-proxy, "
+            "inspect-timeout, inspect-bytes, mode, request-timeout, destination-timeout, dns-ttl "
+            "or open)"));
   EXPECT_TRUE(
       Fails("backend b {\n  server s h:1\n  idle-timeout 1\n}\n", "f.conf:3:3: ",
             "(expected server, check, connect-timeout, balance, retries or proxy-protocol)"));
@@ -230,7 +232,7 @@ TEST(TopologyParserTest, BadValuesUnitsAndRanges) {
   EXPECT_TRUE(Fails("global {\n  max-connections 0\n}\n", "f.conf:2:19: ", "(expected 1-1000000)"));
   EXPECT_TRUE(Fails("global {\n  splice-threshold 2g\n}\n",
                     "f.conf:2:20: ", "(expected bytes 0-1073741824"));
-  EXPECT_TRUE(Fails("global {\n  no-delay yes\n}\n", "f.conf:2:12: ", "(expected on or off)"));
+  EXPECT_TRUE(Fails("global {\n  no-delay maybe\n}\n", "f.conf:2:12: ", "(expected on or off)"));
   EXPECT_TRUE(Fails("global {\n  cpu-list 3-1\n}\n",
                     "f.conf:2:12: ", "cpu-list: invalid CPU range '3-1' (descending)"));
   EXPECT_TRUE(Fails("backend b {\n  balance rr\n  server s h:1\n}\n",
@@ -664,6 +666,11 @@ TEST(TopologyParserTest, FullExampleUsesEveryDirective) {
     }
   }
   for (const char* word : {"include ",
+                           "auth basic ",
+                           " realm ",
+                           "allow-ports ",
+                           "allow-networks ",
+                           "deny-networks ",
                            "global {",
                            "backend app {",
                            "listener web {",
@@ -704,11 +711,86 @@ TEST(TopologyParserTest, FullExampleUsesEveryDirective) {
                            " wait"}) {
     EXPECT_NE(text.find(word), std::string::npos) << word;
   }
-  EXPECT_EQ(t.value().listeners.size(), 3u) << "conf.d/admin.conf adds one";
+  EXPECT_EQ(t.value().listeners.size(), 4u) << "conf.d/admin.conf adds one";
   const ListenerSpec& edge = t.value().listeners[1];
   EXPECT_TRUE(edge.accept_proxy);
   EXPECT_EQ(edge.routes.rules.size(), 9u);
+  const ListenerSpec& proxy = t.value().listeners[2];
+  EXPECT_EQ(proxy.mode, ListenerMode::kForward);
+  ASSERT_NE(proxy.forward.credentials, nullptr);
+  EXPECT_TRUE(proxy.forward.credentials->verify("alice", "proxy-password"));
   EXPECT_EQ(t.value().maps.size(), 1u);
+}
+
+}  // namespace
+}  // namespace edgeproxy
+
+namespace edgeproxy {
+namespace {
+
+// A forward listener (issue 12): auth from a file, ports and networks, the timeouts; directives
+// that make no sense elsewhere are refused where they are written.
+TEST(TopologyParserTest, AForwardListenerParses) {
+  FakeFiles fs;
+  fs.files["users"] =
+      "# who may use the proxy\nalice:$5$ZGF6c2FsdA$Jkd91JfMX1ofLj6JGg4Wt78FdwvQ6m.UteFF1cp7DT0\n";
+  const Topology t = Ok(
+      "listener p {\n bind 127.0.0.1:3128\n mode forward\n auth basic users realm \"corp\"\n"
+      " allow-ports 80,443 8080\n allow-networks 10.0.0.0/8 fd00::/8\n deny-networks 10.9.0.0/16\n"
+      " request-timeout 2s\n destination-timeout 3s\n dns-ttl 0\n}\n",
+      fs);
+  const ListenerSpec& l = t.listeners[0];
+  EXPECT_EQ(l.mode, ListenerMode::kForward);
+  EXPECT_EQ(l.backend, kNoBackendIndex) << "a forward listener needs no backend";
+  ASSERT_NE(l.forward.credentials, nullptr);
+  EXPECT_TRUE(l.forward.credentials->verify("alice", "secret"));
+  EXPECT_FALSE(l.forward.credentials->verify("alice", "Secret"));
+  EXPECT_EQ(l.forward.realm, "corp");
+  EXPECT_EQ(l.forward.auth_path, "users");
+  EXPECT_EQ(l.forward.request_timeout_ms, 2000u);
+  EXPECT_EQ(l.forward.connect_timeout_ms, 3000u);
+  EXPECT_EQ(l.forward.dns_ttl_ms, 0u);
+  for (const DestinationPolicy* p : {&l.forward.connect_policy, &l.forward.http_policy}) {
+    EXPECT_TRUE(p->ports().contains(8080));
+    EXPECT_FALSE(p->ports().contains(22));
+    EXPECT_EQ(p->allowed().size(), 2u);
+    EXPECT_EQ(p->denied().size(), 1u);
+  }
+}
+
+TEST(TopologyParserTest, ForwardPortDefaultsDifferForConnectAndPlainRequests) {
+  const Topology t = Ok("listener p {\n bind 127.0.0.1:3128\n mode forward\n}\n");
+  const ForwardSpec& f = t.listeners[0].forward;
+  EXPECT_TRUE(f.connect_policy.ports().contains(443));
+  EXPECT_FALSE(f.connect_policy.ports().contains(80)) << "CONNECT: 443 only, like squid";
+  EXPECT_TRUE(f.http_policy.ports().contains(80));
+  EXPECT_TRUE(f.http_policy.ports().contains(443));
+  EXPECT_EQ(f.credentials, nullptr);
+  EXPECT_EQ(f.request_timeout_ms, 10'000u);
+}
+
+TEST(TopologyParserTest, ForwardDirectiveErrors) {
+  FakeFiles fs;
+  fs.files["bad-users"] = "alice:plaintext\n";
+  const std::string head = "listener p {\n bind 127.0.0.1:3128\n mode forward\n";
+  EXPECT_TRUE(
+      Fails("listener p {\n bind 127.0.0.1:1\n backend b\n allow-ports 80\n}\n"
+            "backend b {\n server s 127.0.0.1:2\n}\n",
+            "f.conf:4:2: ", "applies to forward listeners only"));
+  EXPECT_TRUE(Fails(head + " auth digest users\n}\n", "f.conf:4:7: ", "the only scheme is basic"));
+  EXPECT_TRUE(Fails(head + " auth basic missing\n}\n", "f.conf:4:13: ", "names no file"));
+  EXPECT_TRUE(Fails(head + " auth basic bad-users\n}\n", "f.conf:4:13: ", "auth: ", fs));
+  EXPECT_TRUE(Fails(head + " auth basic bad-users realm \"a\\\"b\"\n}\n",
+                    "f.conf:4:", "realm may not hold quotes", fs));
+  EXPECT_TRUE(Fails(head + " allow-ports 0\n}\n", "f.conf:4:14: ", "allow-ports: "));
+  EXPECT_TRUE(Fails(head + " allow-networks 10.1.0.0/8\n}\n", "f.conf:4:17: ", "allow-networks: "));
+  EXPECT_TRUE(Fails(head + " deny-networks\n}\n", "f.conf:4:2: ", "missing argument"));
+  EXPECT_TRUE(Fails(head + " allow-ports 80\n allow-ports 443\n}\n",
+                    "f.conf:5:2: ", "duplicate 'allow-ports'"));
+  EXPECT_TRUE(Fails(head + " mode tcp\n}\n", "f.conf:4:2: ", "duplicate 'mode'"));
+  EXPECT_TRUE(Fails(head + " route {\n  any close\n }\n}\n",
+                    "f.conf:1:1: ", "a forward listener reads HTTP itself"));
+  EXPECT_TRUE(Fails(head + " mode2 x\n}\n", "f.conf:4:2: ", "unknown directive 'mode2'"));
 }
 
 }  // namespace
