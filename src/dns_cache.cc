@@ -1,30 +1,17 @@
 // The per-worker positive DNS cache; see dns_cache.h.
 #include "edgeproxy/dns_cache.h"
 
-#include <sys/random.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <ctime>
 
 #include "edgeproxy/check.h"
+#include "edgeproxy/random_seed.h"
 
 namespace edgeproxy {
 
 namespace {
-
-uint64_t random_seed(const void* salt) noexcept {
-  uint64_t seed = 0;
-  if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) == static_cast<ssize_t>(sizeof seed)) {
-    return seed;
-  }
-  // Early boot, no entropy yet: unpredictable enough to spoil precomputed collisions.
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_nsec) ^ (static_cast<uint64_t>(ts.tv_sec) << 32) ^
-         reinterpret_cast<uintptr_t>(salt);
-}
 
 char lower(char c) noexcept {
   return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;

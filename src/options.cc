@@ -139,6 +139,77 @@ constexpr OptionSpec kOptions[] = {
      .apply = [](OptionTargets& t, const OptionValue& v) {
        t.listener->forward.open = v.number != 0;
      }},
+    // --- per-connection and per-client limits (docs/limits.md) ---------------------------------
+    {.name = "max-lifetime", .scope = OptionScope::kListener, .kind = ValueKind::kDuration,
+     .metavar = "S", .min = 0, .max = 31'536'000, .unit_ms = kSecond, .note = "0 = none",
+     .default_text = "0", .example = "1h",
+     .help = "reset a connection this long after it was accepted, busy or not; a bare number is "
+             "seconds; 0 = never",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->limits.max_lifetime_s = u32(v);
+     }},
+    {.name = "upload-limit", .scope = OptionScope::kListener, .kind = ValueKind::kSize,
+     .metavar = "SIZE", .min = 0, .max = uint64_t{1} << 50, .note = "0 = none",
+     .default_text = "0", .example = "100m",
+     .help = "reset a connection once its client has sent more than SIZE bytes; 0 = no limit",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->limits.upload_limit = v.number;
+     }},
+    {.name = "download-limit", .scope = OptionScope::kListener, .kind = ValueKind::kSize,
+     .metavar = "SIZE", .min = 0, .max = uint64_t{1} << 50, .note = "0 = none",
+     .default_text = "0", .example = "1g",
+     .help = "reset a connection once its server has sent more than SIZE bytes; 0 = no limit",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->limits.download_limit = v.number;
+     }},
+    {.name = "rate-limit-up", .scope = OptionScope::kListener, .kind = ValueKind::kSize,
+     .metavar = "RATE", .min = 0, .max = uint64_t{1} << 40, .note = "0 = none",
+     .per_second = true, .default_text = "0", .example = "1m/s",
+     .help = "bytes per second read from each client (a token bucket; reading pauses, a timer "
+             "resumes it); 0 = no limit",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->limits.rate_up.bytes_per_s = v.number;
+     }},
+    {.name = "rate-limit-down", .scope = OptionScope::kListener, .kind = ValueKind::kSize,
+     .metavar = "RATE", .min = 0, .max = uint64_t{1} << 40, .note = "0 = none",
+     .per_second = true, .default_text = "0", .example = "4m/s",
+     .help = "bytes per second read from each connection's server, so delivered to its client; "
+             "0 = no limit",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->limits.rate_down.bytes_per_s = v.number;
+     }},
+    {.name = "rate-limit-burst", .scope = OptionScope::kListener, .kind = ValueKind::kSize,
+     .metavar = "SIZE", .min = 0, .max = uint64_t{1} << 40, .note = "0 = a tenth of the rate",
+     .default_text = "0", .example = "256k",
+     .help = "bytes a rate-limited direction may move at once after a quiet spell (the token "
+             "bucket's depth), for both directions",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->limits.rate_up.burst = v.number;
+       t.listener->limits.rate_down.burst = v.number;
+     }},
+    {.name = "max-connections-per-client", .scope = OptionScope::kListener,
+     .kind = ValueKind::kCount, .metavar = "N", .min = 0, .max = 1'000'000, .note = "0 = none",
+     .default_text = "0", .example = "100",
+     .help = "open connections one client address may have (IPv6: per client-ipv6-prefix); "
+             "more are closed at once and counted; 0 = no limit",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->limits.max_per_client = u32(v);
+     }},
+    {.name = "new-connections-per-client", .scope = OptionScope::kListener,
+     .kind = ValueKind::kCount, .metavar = "N/s", .min = 0, .max = 1'000'000,
+     .note = "0 = none", .per_second = true, .default_text = "0", .example = "20/s",
+     .help = "new connections per second one client address may open (a burst of N at once); "
+             "more are closed at once and counted; 0 = no limit",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->limits.new_per_client = u32(v);
+     }},
+    {.name = "client-ipv6-prefix", .scope = OptionScope::kListener, .kind = ValueKind::kCount,
+     .metavar = "BITS", .min = 1, .max = 128, .default_text = "64", .example = "56",
+     .help = "the per-client limits count IPv6 clients by this prefix (one /64 is usually one "
+             "subscriber)",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->limits.ipv6_prefix = static_cast<uint8_t>(v.number);
+     }},
     {.name = "proxy-protocol", .scope = OptionScope::kBackend, .kind = ValueKind::kEnum,
      .metavar = "V", .choices = "none|v1|v2", .default_text = "none", .example = "v2",
      .help = "send each server a PROXY protocol header (v1 text, v2 binary) with the client's "
@@ -230,8 +301,8 @@ constexpr OptionSpec kOptions[] = {
      .spelling = Spelling::kCommandLineOnly, .kind = ValueKind::kString, .metavar = "FILE",
      .example = "edgeproxy.conf",
      .help = "serve the listeners and backends of FILE (docs/configuration.md); process-wide "
-             "flags override its global block; not with -l -p -b -P --idle-timeout "
-             "--connect-timeout",
+             "flags override its global block; not with the one listener's and backend's flags "
+             "(-l -p -b -P, --idle-timeout, --connect-timeout, the limits...)",
      .apply = [](OptionTargets& t, const OptionValue& v) { t.command_line->config_file = v.text; }},
     {.name = "test", .short_name = 't', .scope = OptionScope::kCommandLine,
      .spelling = Spelling::kCommandLineOnly,
@@ -374,13 +445,15 @@ std::string expected_value(const OptionSpec& o) {
     case ValueKind::kCount: {
       std::string s = o.unit_word != nullptr ? std::string(o.unit_word) + " " + range : range;
       if (o.special != nullptr) s += std::string(" or ") + o.special;
-      return s + note;
+      return s + note + (o.per_second ? ", /s optional" : "");
     }
     case ValueKind::kDuration:
       return std::string(o.unit_ms == kSecond ? "seconds " : "milliseconds ") + range + note +
              ", or a number with a unit: ms, s, m, h";
     case ValueKind::kSize:
-      return "bytes " + range + note + ", or a number with a unit: k, m, g (1024-based)";
+      return std::string(o.per_second ? "bytes per second " : "bytes ") + range + note +
+             ", or a number with a unit: k, m, g (1024-based)" +
+             (o.per_second ? ", /s optional" : "");
     case ValueKind::kEnum: {
       std::string s;
       for (uint64_t i = 0;; ++i) {
@@ -403,6 +476,7 @@ std::string expected_value(const OptionSpec& o) {
 
 Result<OptionValue> parse_option_value(const OptionSpec& o, std::string_view text) {
   OptionValue v;
+  if (o.per_second && text.ends_with("/s")) text.remove_suffix(2);
   switch (o.kind) {
     case ValueKind::kFlag:
       return Error{"takes no value"};

@@ -110,7 +110,7 @@ Step next_step(const Connection& c, Dir d, SplicePolicy splice) noexcept {
   if ((src.flags & kReadReady) && !(src.flags & kEof) && src.paused == 0 && src.piped == 0 &&
       !(dst.flags & kFailed)) {
     if (src.in.empty() && c.state >= State::kRelaying && !(src.flags & kUrgent) &&
-        src.gate == kOpenGate && splice_wanted(src, splice)) {
+        src.gate == kOpenGate && !(c.limits & rate_limit_flag(d)) && splice_wanted(src, splice)) {
       return Step::kSpliceIn;
     }
     if (!src.in.attached() || src.in.writable() > 0) return Step::kRead;

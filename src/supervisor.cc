@@ -455,6 +455,9 @@ std::string Supervisor::object_stat_lines() const {
   for (const ListenerSpec& ls : current_->listeners) {
     const std::string prefix = "listener." + ls.name + ".";
     ls.runtime->stats.append_lines(out, prefix);
+    if (ls.limits.per_connection() || ls.limits.per_client()) {
+      ls.runtime->limits.append_lines(out, prefix + "limits.");
+    }
     if (ls.mode == ListenerMode::kForward) {
       ls.runtime->forward.append_lines(out, prefix + "forward.");
       continue;

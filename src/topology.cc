@@ -6,6 +6,8 @@
 
 #include <utility>
 
+#include "edgeproxy/random_seed.h"
+
 namespace edgeproxy {
 
 std::string SourceLocation::to_string() const {
@@ -50,6 +52,9 @@ void RouteStats::append_lines(std::string& out, const std::string& prefix) const
 
 void ForwardStats::append_lines(std::string& out, const std::string& prefix) const {
   EDGEPROXY_FORWARD_STATS(EDGEPROXY_ROUTE_STAT_LINE)
+}
+void LimitStats::append_lines(std::string& out, const std::string& prefix) const {
+  EDGEPROXY_LIMIT_STATS(EDGEPROXY_ROUTE_STAT_LINE)
 }
 #undef EDGEPROXY_ROUTE_STAT_LINE
 
@@ -152,6 +157,20 @@ void adopt_runtime(Topology& next, const Topology* previous) {
     if (previous != nullptr) {
       for (const ListenerSpec& p : previous->listeners) {
         if (p.name == l.name) old = &p;
+      }
+    }
+    // The client table keeps its counts across a reload; a new IPv6 prefix groups clients
+    // differently, so it starts a new table (connections accepted before keep counting in the
+    // old one, which their version holds).
+    l.clients = nullptr;
+    if (l.limits.per_client()) {
+      if (old != nullptr && old->clients != nullptr &&
+          old->clients->ipv6_prefix() == l.limits.ipv6_prefix) {
+        l.clients = old->clients;
+      } else {
+        l.clients =
+            std::make_shared<ClientTable>(ClientTable::entries_for(next.global.max_connections),
+                                          l.limits.ipv6_prefix, random_seed(&l));
       }
     }
     for (size_t r = 0; r < l.routes.rules.size(); ++r) {

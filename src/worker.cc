@@ -3,6 +3,8 @@
 #include "edgeproxy/worker.h"
 
 #include <algorithm>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -21,6 +23,9 @@ constexpr uint32_t kEventBatch = 256;
 constexpr size_t kCommandsReserved = 16;  // control commands taken at once without allocating
 constexpr uint32_t kAcceptBudget = 64;    // accepts per listener per iteration
 constexpr int64_t kAcceptRetryMs = 100;   // out of fds: retry accepting this often, no sooner
+// Accept priority: a connection that has moved less than this either way is young, and its
+// events are handled before bulk relaying (a request and the start of its answer).
+constexpr uint64_t kYoungBytes = 64 * 1024;
 // A lingering connection looks at its peer's unacknowledged bytes after 1 ms, then at twice the
 // previous interval while none were acknowledged, at most this often: a reset is passed on a
 // round trip after the last byte is acknowledged, and many slow peers cost few ioctl calls.
@@ -125,6 +130,7 @@ Worker::Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool)
       shutdown_timer_(options.config.max_connections),
       accept_retry_timer_(options.config.max_connections + 1) {
   commands_.reserve(kCommandsReserved);
+  limit_state_ = std::make_unique<LimitState[]>(options.config.max_connections);
 }
 
 const SocketAddress& Worker::listen_address() const noexcept {
@@ -274,6 +280,7 @@ Result<Ok> Worker::install(std::shared_ptr<const Topology> topology,
   }
   const uint16_t previous = current_;
   current_ = slot;
+  apply_new_limits();
   if (previous != slot) release_version_if_unused(previous);
   return result;
 }
@@ -332,7 +339,19 @@ int Worker::run() noexcept {
     ++stats_.loop_iterations;
     stats_.events += events.size();
 
-    // Work carried over from the previous iteration's read budgets goes first.
+    // Accept priority (docs/limits.md): new clients, connect completions and control come
+    // first, then relaying (work carried over from the previous iteration's read budgets, then
+    // this iteration's events), so a new client waits for at most one iteration's relaying,
+    // which the read budgets and the event batch bound.
+    for (const Event& ev : events) {
+      if (is_priority(ev)) dispatch(ev);
+    }
+    if (listener_pending_) {
+      listener_pending_ = false;
+      for (uint32_t i = 0; i < listeners_.size(); ++i) {
+        if (listeners_[i].ready && !listeners_[i].paused) accept_from(i);
+      }
+    }
     const uint32_t carried = pending_count_;
     std::swap(pending_, carried_);
     pending_count_ = 0;
@@ -343,14 +362,10 @@ int Worker::run() noexcept {
       c.pending = false;
       if (c.more) pump(c, index);
     }
-    for (const Event& ev : events) dispatch(ev);
-    restart_cancels_after_drops();
-    if (listener_pending_) {
-      listener_pending_ = false;
-      for (uint32_t i = 0; i < listeners_.size(); ++i) {
-        if (listeners_[i].ready && !listeners_[i].paused) accept_from(i);
-      }
+    for (const Event& ev : events) {
+      if (!is_priority(ev)) dispatch(ev);
     }
+    restart_cancels_after_drops();
     expire_timers();
     wake_buffer_waiters();
     finish_iteration();
@@ -376,6 +391,16 @@ void Worker::restart_cancels_after_drops() noexcept {
 
 void Worker::update_accept_room() noexcept {
   reactor_.set_accept_room(slab_.capacity() - slab_.used(), static_cast<uint32_t>(config_.backlog));
+}
+
+bool Worker::is_priority(const Event& ev) const noexcept {
+  const Cookie ck = Cookie::unpack(ev.cookie);
+  if (ck.tag == CookieTag::kListener || ck.tag == CookieTag::kControl) return true;
+  const Connection* c = slab_.resolve(ck.handle);
+  if (c == nullptr) return false;
+  // Connecting, or young: a new client's first exchange (its request and the first bytes of its
+  // answer) is not held up behind connections that have been moving bulk data for a while.
+  return c->state < State::kRelaying || c->bytes_c2u + c->bytes_u2c < kYoungBytes;
 }
 
 void Worker::dispatch(const Event& ev) noexcept {
@@ -436,9 +461,12 @@ void Worker::on_connection_event(CookieTag tag, Handle h, const Event& ev) noexc
 }
 
 void Worker::arm_idle_timer(uint32_t index) noexcept {
-  const int64_t idle_ms = idle_timeout_ms(slab_.at(index));
-  if (idle_ms != 0) {
-    timers_.arm(index, now_.ms + idle_ms);
+  const Connection& c = slab_.at(index);
+  const int64_t idle_ms = idle_timeout_ms(c);
+  const int64_t due =
+      std::min(idle_ms != 0 ? now_.ms + idle_ms : TimerQueue::kNever, limits_due(c, index));
+  if (due != TimerQueue::kNever) {
+    timers_.arm(index, due);
   } else {
     timers_.cancel(index);
   }
@@ -526,8 +554,14 @@ bool Worker::on_accept_error(Listener& l, int err) noexcept {
 }
 
 void Worker::start_connection(int client_fd, const Listener& l) noexcept {
+  uint32_t client_slot = kNoClientSlot;
+  {
+    const ListenerSpec& spec = versions_[current_].topology->listeners[l.listener];
+    if (spec.clients != nullptr && !admit_client(client_fd, spec, client_slot)) return;
+  }
   Handle h;
   Connection* c = slab_.acquire(h);  // accept_from checked there is room
+  c->client_slot = client_slot;
   ++stats_.accepted;
   ++stats_.active;
   if (stats_.active > stats_.peak_active) stats_.peak_active = stats_.active;
@@ -540,6 +574,8 @@ void Worker::start_connection(int client_fd, const Listener& l) noexcept {
   ls.runtime->stats.connections.fetch_add(1, std::memory_order_relaxed);
   ls.runtime->stats.current.fetch_add(1, std::memory_order_relaxed);
   touch(*c, h.index);
+  limit_state_[h.index].accepted_ms = now_.ms;
+  set_limits(*c, h.index);
   if (config_.no_delay) sys::set_no_delay(client_fd, true);
   if (const int err = transport_.attach(*c, h); err != 0) {
     log_error("cannot watch a client connection: %s", std::strerror(err));
@@ -1642,6 +1678,184 @@ bool Worker::retry_socket_waiters() noexcept {
   return true;
 }
 
+bool Worker::admit_client(int fd, const ListenerSpec& ls, uint32_t& slot) noexcept {
+  SocketAddress peer;
+  peer.length = sizeof peer.storage;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) != 0) {
+    return true;  // gone already: the first read will say so
+  }
+  const Admission a =
+      ls.clients->admit(peer, ls.limits.max_per_client, ls.limits.new_per_client, now_.ms, slot);
+  if (a == Admission::kAdmitted) return true;
+  LimitStats& st = ls.runtime->limits;
+  const char* why = "the client table is full";
+  switch (a) {
+    case Admission::kTooMany:
+      st.client_too_many.fetch_add(1, std::memory_order_relaxed);
+      why = "max-connections-per-client";
+      break;
+    case Admission::kTooFast:
+      st.client_too_fast.fetch_add(1, std::memory_order_relaxed);
+      why = "new-connections-per-client";
+      break;
+    case Admission::kTableFull:
+    case Admission::kAdmitted:
+      st.client_table_full.fetch_add(1, std::memory_order_relaxed);
+      break;
+  }
+  log_limit("listener %s: client %s refused: %s", ls.name.c_str(), peer.to_string().c_str(), why);
+  // A reset: the refusal costs no TIME_WAIT here, and the client cannot mistake it for an
+  // answer.
+  sys::set_linger_zero(fd);
+  ++stats_.resets_sent;
+  sys::close(fd);
+  return false;
+}
+
+void Worker::set_limits(Connection& c, uint32_t index) noexcept {
+  const ListenerLimits& lim = limits_of(c);
+  LimitState& st = limit_state_[index];
+  const uint8_t before = c.limits;
+  c.limits = 0;
+  if (lim.max_lifetime_s != 0 || lim.upload_limit != 0 || lim.download_limit != 0) {
+    c.limits |= kLimitBytes;
+  }
+  if (lim.rate_up.enabled()) c.limits |= kLimitRateUp;
+  if (lim.rate_down.enabled()) c.limits |= kLimitRateDown;
+  // A meter starts full, charged with nothing delivered before it started.
+  if ((c.limits & kLimitRateUp) && !(before & kLimitRateUp)) {
+    st.up.reset(now_.ms, lim.rate_up);
+    st.charged_up = c.bytes_c2u;
+  }
+  if ((c.limits & kLimitRateDown) && !(before & kLimitRateDown)) {
+    st.down.reset(now_.ms, lim.rate_down);
+    st.charged_down = c.bytes_u2c;
+  }
+  if (!(c.limits & kLimitRateUp)) relay::resume_reading(c.client, kPauseRate);
+  if (!(c.limits & kLimitRateDown)) relay::resume_reading(c.upstream, kPauseRate);
+}
+
+void Worker::enforce_limits(Connection& c, uint32_t index) noexcept {
+  const ListenerLimits& lim = limits_of(c);
+  LimitStats& counters = listener_of(c).runtime->limits;
+  LimitState& st = limit_state_[index];
+  if (c.limits & kLimitBytes) {
+    if (lim.max_lifetime_s != 0 && now_.ms - st.accepted_ms >= int64_t{lim.max_lifetime_s} * 1000) {
+      close_for_limit(c, index, counters.lifetime_closes, "max-lifetime");
+      return;
+    }
+    if (lim.upload_limit != 0 && c.bytes_c2u > lim.upload_limit) {
+      close_for_limit(c, index, counters.upload_closes, "upload-limit");
+      return;
+    }
+    if (lim.download_limit != 0 && c.bytes_u2c > lim.download_limit) {
+      close_for_limit(c, index, counters.download_closes, "download-limit");
+      return;
+    }
+  }
+  // Delivered bytes are charged: what was read but not yet written is charged once written,
+  // and reading waits while the bucket is short of a block's worth.
+  auto meter = [&](Side& source, TokenBucket& bucket, uint64_t delivered, uint64_t& charged,
+                   const RateLimit& rate, std::atomic<uint64_t>& pauses) {
+    bucket.charge(delivered - charged, now_.ms, rate);
+    charged = delivered;
+    if ((source.paused & kPauseRate) || bucket.may_read(now_.ms, rate)) return false;
+    relay::pause_reading(source, kPauseRate);
+    pauses.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  };
+  bool paused = false;
+  if (c.limits & kLimitRateUp) {
+    paused |=
+        meter(c.client, st.up, c.bytes_c2u, st.charged_up, lim.rate_up, counters.rate_pauses_up);
+  }
+  if (c.limits & kLimitRateDown) {
+    paused |= meter(c.upstream, st.down, c.bytes_u2c, st.charged_down, lim.rate_down,
+                    counters.rate_pauses_down);
+  }
+  if (paused) {
+    // The resume time goes before a later idle deadline; an earlier deadline stays.
+    const int64_t due = limits_due(c, index);
+    if (due < timers_.deadline(index)) timers_.arm(index, due);
+  }
+}
+
+int64_t Worker::limits_due(const Connection& c, uint32_t index) const noexcept {
+  if (c.limits == 0) return TimerQueue::kNever;
+  const ListenerLimits& lim = limits_of(c);
+  const LimitState& st = limit_state_[index];
+  int64_t due = TimerQueue::kNever;
+  if (lim.max_lifetime_s != 0) due = st.accepted_ms + int64_t{lim.max_lifetime_s} * 1000;
+  if (c.client.paused & kPauseRate) {
+    due = std::min(due, st.up.resume_at_ms(now_.ms, lim.rate_up));
+  }
+  if (c.upstream.paused & kPauseRate) {
+    due = std::min(due, st.down.resume_at_ms(now_.ms, lim.rate_down));
+  }
+  return due;
+}
+
+void Worker::apply_new_limits() noexcept {
+  const Topology& newest = *versions_[current_].topology;
+  for (Version& v : versions_) {
+    if (v.topology == nullptr) continue;
+    v.limits.assign(v.topology->listeners.size(), nullptr);
+    for (size_t l = 0; l < v.topology->listeners.size(); ++l) {
+      const ListenerSpec& spec = v.topology->listeners[l];
+      v.limits[l] = &spec.limits;
+      for (const ListenerSpec& n : newest.listeners) {
+        if (n.name == spec.name) v.limits[l] = &n.limits;
+      }
+    }
+  }
+  for (uint32_t i = 0; i < slab_.capacity(); ++i) {
+    if (!slab_.in_use(i)) continue;
+    Connection& c = slab_.at(i);
+    if (c.state == State::kFree || c.state == State::kClosing) continue;
+    const uint8_t before = c.limits;
+    set_limits(c, i);
+    if (before == 0 && c.limits == 0) continue;
+    if (c.state == State::kRelaying || c.state == State::kDraining) {
+      arm_idle_timer(i);  // the lazy idle check re-arms for what is left of it
+      pump(c, i);         // a lifted pause reads again; a lowered limit applies now
+    }
+  }
+}
+
+void Worker::close_for_limit(Connection& c, uint32_t index, std::atomic<uint64_t>& counter,
+                             const char* what) noexcept {
+  counter.fetch_add(1, std::memory_order_relaxed);
+  const ListenerSpec& ls = listener_of(c);
+  log_limit("listener %s: connection closed: %s (%llu bytes up, %llu down, %lld s)",
+            ls.name.c_str(), what, static_cast<unsigned long long>(c.bytes_c2u),
+            static_cast<unsigned long long>(c.bytes_u2c),
+            static_cast<long long>((now_.ms - limit_state_[index].accepted_ms) / 1000));
+  // Cut in the middle of a stream: both sides are reset (decision 0004: a FIN never lies).
+  relay::abort(c);
+  touch(c, index);
+}
+
+void Worker::log_limit(const char* fmt, ...) noexcept {
+  // One line a second at most per worker: a flood of refusals must not become a flood of logs.
+  if (limit_log_ms_ != INT64_MIN && now_.ms - limit_log_ms_ < 1000) {
+    ++limit_log_skipped_;
+    return;
+  }
+  char line[512];
+  va_list args;
+  va_start(args, fmt);
+  std::vsnprintf(line, sizeof line, fmt, args);
+  va_end(args);
+  if (limit_log_skipped_ != 0) {
+    log_info("%s (and %llu more limit events not shown since the last line)", line,
+             static_cast<unsigned long long>(limit_log_skipped_));
+  } else {
+    log_info("%s", line);
+  }
+  limit_log_ms_ = now_.ms;
+  limit_log_skipped_ = 0;
+}
+
 void Worker::touch(Connection& c, uint32_t index) noexcept {
   if (c.touched) return;
   EDGEPROXY_CHECK(touched_count_ < slab_.capacity());
@@ -1659,6 +1873,9 @@ void Worker::pump(Connection& c, uint32_t index) noexcept {
     forward_step(c, index);
   } else if (c.state == State::kInspecting || (c.client.paused & kPauseReplay)) {
     route_step(c, index);
+  }
+  if (c.limits != 0 && (c.state == State::kRelaying || c.state == State::kDraining)) {
+    enforce_limits(c, index);
   }
   if ((c.client.paused | c.upstream.paused) & kPauseNoBuffer) {
     buffer_waiters_.push_back(slab_, index);
@@ -1742,6 +1959,26 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
     case State::kDraining:
       break;
   }
+  if (c.limits != 0) {
+    // A direction whose bucket refilled reads again; past its lifetime, the pump's limit check
+    // closes the connection.
+    const ListenerLimits& lim = limits_of(c);
+    LimitState& st = limit_state_[index];
+    bool due =
+        lim.max_lifetime_s != 0 && now_.ms - st.accepted_ms >= int64_t{lim.max_lifetime_s} * 1000;
+    if ((c.client.paused & kPauseRate) && st.up.may_read(now_.ms, lim.rate_up)) {
+      relay::resume_reading(c.client, kPauseRate);
+      due = true;
+    }
+    if ((c.upstream.paused & kPauseRate) && st.down.may_read(now_.ms, lim.rate_down)) {
+      relay::resume_reading(c.upstream, kPauseRate);
+      due = true;
+    }
+    if (due) {
+      pump(c, index);
+      if (c.state != State::kRelaying && c.state != State::kDraining) return;
+    }
+  }
   int64_t head_due = INT64_MAX;  // a forward connection's next head must be complete by then
   if ((c.client.gate & c.upstream.gate) != kOpenGate) {
     ForwardExchange& ex = exchange_of(index);
@@ -1761,15 +1998,13 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
       }
     }
   }
+  // Lazy idle timer: activity only stored a timestamp; re-arm for the remainder if there was any
+  // (or for the next head's or a limit's deadline, when sooner).
   const int64_t idle_ms = idle_timeout_ms(c);
-  if (idle_ms == 0) {
-    if (head_due != INT64_MAX) timers_.arm(index, head_due);
-    return;
-  }
-  // Lazy idle timer: activity only stored a timestamp; re-arm for the remainder if there was any.
-  const int64_t due = std::min(c.last_active_ms + idle_ms, head_due);
-  if (due > now_.ms) {
-    timers_.arm(index, due);
+  const int64_t idle_due = idle_ms != 0 ? c.last_active_ms + idle_ms : TimerQueue::kNever;
+  if (idle_due > now_.ms) {
+    const int64_t due = std::min({idle_due, head_due, limits_due(c, index)});
+    if (due != TimerQueue::kNever) timers_.arm(index, due);
     return;
   }
   ++stats_.idle_timeouts;
@@ -1891,6 +2126,7 @@ void Worker::close_connection(Connection& c, uint32_t index) noexcept {
   transport_.release_pipes(c);
   leave_server(c);
   const Topology& t = *versions_[c.version].topology;
+  if (c.client_slot != kNoClientSlot) t.listeners[c.listener].clients->release(c.client_slot);
   for (ObjectStats* o :
        {&t.listeners[c.listener].runtime->stats,
         c.backend < t.backends.size() ? &t.backends[c.backend].runtime->stats : nullptr}) {

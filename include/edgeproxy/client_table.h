@@ -81,6 +81,7 @@ class ClientTable {
   // release: an entry with open connections is never evicted.
   void release(uint32_t slot) noexcept;
 
+  uint32_t ipv6_prefix() const noexcept { return ipv6_prefix_; }
   uint32_t entries() const noexcept { return (bucket_mask_ + 1) * kWays; }
   // Clients holding open connections (relaxed: approximate while others admit and release).
   uint32_t clients() const noexcept { return clients_.load(std::memory_order_relaxed); }

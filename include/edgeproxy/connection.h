@@ -57,6 +57,16 @@ enum PauseReason : uint8_t {
   kPauseReplay = 1 << 2,        // the client's first bytes (and a PROXY header) are being
                                 // replayed to the upstream from the routing context: the
                                 // client's own bytes wait behind them (decision 0009)
+  kPauseRate = 1 << 3,          // the side's rate limit ran out of tokens: a timer resumes it
+                                // (docs/limits.md)
+};
+
+// Which of its listener's limits a connection is subject to (docs/limits.md), set at accept and
+// again at each reload. Zero for a connection without limits: nothing is checked for it.
+enum LimitFlag : uint8_t {
+  kLimitBytes = 1 << 0,     // max-lifetime, upload-limit or download-limit: checked after pumps
+  kLimitRateUp = 1 << 1,    // rate-limit-up: reading from the client is metered, never spliced
+  kLimitRateDown = 1 << 2,  // rate-limit-down: reading from the server is metered, never spliced
 };
 
 inline constexpr uint32_t kOpenGate = UINT32_MAX;
@@ -85,6 +95,14 @@ struct Side {
 // Which way bytes move. The source side's `in` buffer holds the direction's bytes.
 enum class Dir : uint8_t { kC2U, kU2C };
 
+// The LimitFlag that meters reading the direction's source.
+constexpr uint8_t rate_limit_flag(Dir d) noexcept {
+  return d == Dir::kC2U ? kLimitRateUp : kLimitRateDown;
+}
+
+// Connection::client_slot when the connection is not counted in a client table.
+inline constexpr uint32_t kNoClientSlot = UINT32_MAX;
+
 // Connection::server before a server is chosen; Connection::backend before routing chose one.
 inline constexpr uint16_t kNoServer = UINT16_MAX;
 inline constexpr uint16_t kNoBackend = UINT16_MAX;
@@ -103,15 +121,17 @@ struct Connection {
   uint8_t tried = 0;     // addresses of the current server tried so far
   uint8_t retries = 0;   // connects retried on another server so far
   uint8_t attempt = 0;   // connect attempts so far (wraps): names an attempt's operations
+  uint8_t limits = 0;    // LimitFlag bits
   // Where the connection belongs (decision 0008): the worker's topology version it was accepted
   // under, and indices into that version's listeners, backends and the backend's servers.
   uint16_t version = 0;
   uint16_t listener = 0;
   uint16_t backend = kNoBackend;
   uint16_t server = kNoServer;
-  WaitLinks buffer_wait;        // in the Worker's queue of connections waiting for a pool buffer
-  WaitLinks socket_wait;        // in the Worker's queue of connections waiting for a descriptor
-  uint32_t linger_outq = 0;     // kLingering: unacknowledged bytes at the last look
+  WaitLinks buffer_wait;  // in the Worker's queue of connections waiting for a pool buffer
+  WaitLinks socket_wait;  // in the Worker's queue of connections waiting for a descriptor
+  uint32_t client_slot = kNoClientSlot;  // its entry in the listener's client table
+  uint32_t linger_outq = 0;              // kLingering: unacknowledged bytes at the last look
   uint32_t linger_wait_ms = 0;  // kLingering: time until the next look (grows while none move)
   int64_t last_active_ms = 0;   // last time a byte moved either way
   // Bytes delivered to the upstream and to the client: added to the listener's, backend's and

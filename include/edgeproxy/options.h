@@ -72,6 +72,7 @@ struct OptionSpec {
   const char* special = nullptr;    // counts: a word accepted as 0 ("auto")
   const char* choices = nullptr;    // enums: "roundrobin|leastconn"
   const char* note = nullptr;       // appended to the expected values: "0 = none"
+  bool per_second = false;          // counts and sizes: a rate, written with an optional "/s"
   const char* default_text = "";    // as --help and the docs show it
   const char* example = "";         // a valid value (tests, docs); "" for flags
   const char* help = "";            // one sentence; --help wraps it

@@ -33,7 +33,8 @@ struct SplicePolicy {
 // What the direction should do next. Writing comes before reading so buffers and pipes drain
 // first. A direction splices only once relaying (the bytes read while connecting, which
 // content-aware routing will inspect, are buffered), only when `splice` says so (kAuto: while
-// the source is kBulk) and no urgent data may be pending (kUrgent), and only when its buffer is
+// the source is kBulk), no urgent data may be pending (kUrgent), reading the source is not
+// rate-limited (a pipe moves up to a gigabyte a call), and only when its buffer is
 // empty, so bytes never overtake each other between buffer and pipe. Nothing is read toward a
 // failed sink, and a failed source's end is not passed on as a FIN, nor an end while the proxy
 // still replays bytes it holds for the source (kPauseReplay). kNone once lingering.
@@ -43,6 +44,14 @@ Step next_step(const Connection& c, Dir d, SplicePolicy splice = {}) noexcept;
 inline uint32_t writable(const Side& src) noexcept {
   const uint32_t n = src.in.readable();
   return n < src.gate ? n : src.gate;
+}
+
+// Rate limits (docs/limits.md): reading `side` stops until resume_reading() lifts the pause.
+inline void pause_reading(Side& side, PauseReason why) noexcept {
+  side.paused |= why;
+}
+inline void resume_reading(Side& side, PauseReason why) noexcept {
+  side.paused &= static_cast<uint8_t>(~why);
 }
 
 // Makes sure the source has a block to read into. False when the pool is empty: the source is

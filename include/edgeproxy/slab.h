@@ -59,6 +59,9 @@ class Slab {
     if (generation_[handle.index] != (handle.generation & kGenerationMask)) return nullptr;
     return &slots_[handle.index];
   }
+  const T* resolve(Handle handle) const noexcept {
+    return const_cast<Slab*>(this)->resolve(handle);
+  }
 
   Handle handle_of(uint32_t index) const noexcept { return Handle{index, generation_[index]}; }
   bool in_use(uint32_t index) const noexcept { return index < capacity_ && in_use_flag_[index]; }

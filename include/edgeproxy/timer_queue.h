@@ -21,6 +21,10 @@ class TimerQueue {
   void arm(uint32_t id, int64_t deadline_ms) noexcept;
   void cancel(uint32_t id) noexcept;
   bool armed(uint32_t id) const noexcept { return id < capacity_ && pos_[id] != kNotQueued; }
+  // id's deadline, kNever when it is not armed.
+  int64_t deadline(uint32_t id) const noexcept {
+    return armed(id) ? heap_[pos_[id]].deadline_ms : kNever;
+  }
 
   int64_t next_deadline() const noexcept { return size_ == 0 ? kNever : heap_[0].deadline_ms; }
   // epoll-style timeout: -1 when empty, 0 when something is due, else ms until the next deadline.

@@ -13,12 +13,14 @@
 #include <string>
 #include <vector>
 
+#include "edgeproxy/client_table.h"
 #include "edgeproxy/config.h"
 #include "edgeproxy/credentials.h"
 #include "edgeproxy/destination_policy.h"
 #include "edgeproxy/net.h"
 #include "edgeproxy/result.h"
 #include "edgeproxy/route.h"
+#include "edgeproxy/token_bucket.h"
 
 namespace edgeproxy {
 
@@ -148,10 +150,51 @@ struct ForwardStats {
   void append_lines(std::string& out, const std::string& prefix) const;
 };
 
+// What a listener's limits (docs/limits.md) refused or cut, per reason. Counted by the workers
+// with relaxed atomics, once per refusal, close or pause.
+// clang-format off
+#define EDGEPROXY_LIMIT_STATS(COUNTER)                                                             \
+  COUNTER(lifetime_closes)      /* max-lifetime reached: reset */                                  \
+  COUNTER(upload_closes)        /* upload-limit crossed: reset */                                  \
+  COUNTER(download_closes)      /* download-limit crossed: reset */                                \
+  COUNTER(rate_pauses_up)       /* rate-limit-up: reading from the client paused */                \
+  COUNTER(rate_pauses_down)     /* rate-limit-down: reading from the server paused */              \
+  COUNTER(client_too_many)      /* max-connections-per-client: refused at accept */                \
+  COUNTER(client_too_fast)      /* new-connections-per-client: refused at accept */                \
+  COUNTER(client_table_full)    /* the client table had no room for a new client: refused */
+// clang-format on
+
+struct LimitStats {
+#define EDGEPROXY_LIMIT_STAT_FIELD(name) std::atomic<uint64_t> name{0};
+  EDGEPROXY_LIMIT_STATS(EDGEPROXY_LIMIT_STAT_FIELD)
+#undef EDGEPROXY_LIMIT_STAT_FIELD
+  void append_lines(std::string& out, const std::string& prefix) const;
+};
+
 struct ListenerRuntime {
   ObjectStats stats;
   RouteStats route;
   ForwardStats forward;
+  LimitStats limits;
+};
+
+// Per-connection and per-client limits of a listener (docs/limits.md); 0 = none everywhere. A
+// reload applies the new values to connections already open (through the worker's newest
+// version of the listener), except the per-client ones, which are checked at accept.
+struct ListenerLimits {
+  uint32_t max_lifetime_s = 0;  // total connection time, from accept
+  uint64_t upload_limit = 0;    // bytes from the client, per connection
+  uint64_t download_limit = 0;  // bytes to the client, per connection
+  RateLimit rate_up;            // bytes per second read from the client
+  RateLimit rate_down;          // bytes per second read from the server
+  uint32_t max_per_client = 0;  // open connections per client address
+  uint32_t new_per_client = 0;  // new connections per second per client address (burst: as many)
+  uint8_t ipv6_prefix = 64;     // IPv6 clients are grouped by this prefix
+  bool per_connection() const noexcept {
+    return max_lifetime_s != 0 || upload_limit != 0 || download_limit != 0 || rate_up.enabled() ||
+           rate_down.enabled();
+  }
+  bool per_client() const noexcept { return max_per_client != 0 || new_per_client != 0; }
 };
 
 struct BackendRuntime {
@@ -241,6 +284,10 @@ struct ListenerSpec {
   Action on_timeout;  // default: close
   Action on_full;     // default: close
   bool inspects() const noexcept { return accept_proxy || !routes.empty(); }
+  ListenerLimits limits;
+  // Per-client admission (limits.per_client()): shared by every worker, kept across reloads
+  // while the listener keeps its name and IPv6 prefix (adopt_runtime()); null otherwise.
+  std::shared_ptr<ClientTable> clients;
   uint32_t unix_mode = 0;  // Unix binds: chmod after bind (0 = leave the umask's)
   SourceLocation where;
   std::vector<SocketAddress> addresses;  // resolve_topology(): one per bind, same order

@@ -29,6 +29,7 @@
 #include "edgeproxy/slab.h"
 #include "edgeproxy/stats.h"
 #include "edgeproxy/timer_queue.h"
+#include "edgeproxy/token_bucket.h"
 #include "edgeproxy/topology.h"
 #include "edgeproxy/wait_queue.h"
 #include "edgeproxy/worker_control.h"
@@ -91,6 +92,19 @@ class Worker {
     std::unique_ptr<ForwardArea> forward;
     std::vector<std::unique_ptr<CredentialCache>> credential_caches;
     std::vector<std::unique_ptr<DnsCache>> dns_caches;  // by listener; null for TCP ones
+    // By listener: the limits its connections are held to now, the newest version's for a
+    // listener of the same name (a reload applies new limits to open connections), else its own.
+    std::vector<const ListenerLimits*> limits;
+  };
+
+  // Per slot, for connections with limits (docs/limits.md): when it was accepted, and per
+  // direction the token bucket and the delivered bytes it has been charged for.
+  struct LimitState {
+    int64_t accepted_ms = 0;
+    TokenBucket up;
+    TokenBucket down;
+    uint64_t charged_up = 0;
+    uint64_t charged_down = 0;
   };
 
   explicit Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool);
@@ -194,10 +208,32 @@ class Worker {
                                        : backend_of(c).connect_timeout_ms;
   }
 
+  // Limits (docs/limits.md). admit_client: the per-client admission of a new client of `ls`,
+  // false when it was refused (closed with a reset and counted). set_limits: which limits apply
+  // to the connection, its meters started for newly limited directions. enforce_limits: after a
+  // pump, closes a connection past its lifetime or byte limits and pauses a direction out of
+  // tokens. limits_due: the earliest time a limit needs the connection's timer (kNever: none).
+  const ListenerLimits& limits_of(const Connection& c) const noexcept {
+    return *versions_[c.version].limits[c.listener];
+  }
+  bool admit_client(int fd, const ListenerSpec& ls, uint32_t& slot) noexcept;
+  void set_limits(Connection& c, uint32_t index) noexcept;
+  void enforce_limits(Connection& c, uint32_t index) noexcept;
+  int64_t limits_due(const Connection& c, uint32_t index) const noexcept;
+  // A reload: every version's limits point at the newest listeners, and open connections take
+  // them (timers re-armed, pauses of lifted rate limits ended).
+  void apply_new_limits() noexcept;
+  // Resets a connection that crossed a limit: counted, and logged (at most a line a second).
+  void close_for_limit(Connection& c, uint32_t index, std::atomic<uint64_t>& counter,
+                       const char* what) noexcept;
+  void log_limit(const char* fmt, ...) noexcept __attribute__((format(printf, 2, 3)));
+
   void update_accept_room() noexcept;
   // Completion backends: when the kernel dropped completions, closing connections start their
   // cancels anew (the lost one may have been theirs, and nothing else would touch them again).
   void restart_cancels_after_drops() noexcept;
+  // Accept priority: a listener's or the control's event, or a connect's completion.
+  bool is_priority(const Event& ev) const noexcept;
   void dispatch(const Event& ev) noexcept;
   void on_connection_event(CookieTag tag, Handle h, const Event& ev) noexcept;
   void on_control() noexcept;
@@ -268,6 +304,10 @@ class Worker {
   std::unique_ptr<Resolver> resolver_;
   std::vector<ResolveResult> resolved_;
   AuthThrottle auth_throttle_{1024};
+
+  std::unique_ptr<LimitState[]> limit_state_;  // by slot
+  int64_t limit_log_ms_ = INT64_MIN;           // the last limit line logged
+  uint64_t limit_log_skipped_ = 0;             // limit lines not logged since
 
   // Connections touched this iteration (each once), settled by finish_iteration(): interest
   // reconciled with one epoll_ctl at most per side, or the connection closed. Closing only there

@@ -75,7 +75,9 @@ void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
         case relay::Step::kRead:
         case relay::Step::kSpliceIn: {
           uint32_t& done = reads[static_cast<int>(d)];
-          if (done == kReadBudget) {
+          // A rate-limited direction reads one block a pump: its meter, charged between pumps,
+          // is then never more than a block behind (docs/limits.md).
+          if (done == ((c.limits & rate_limit_flag(d)) ? 1u : kReadBudget)) {
             c.more = true;
             break;
           }

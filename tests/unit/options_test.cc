@@ -173,6 +173,23 @@ TEST(OptionsTest, SizesTakeBinaryUnits) {
   }
 }
 
+TEST(OptionsTest, RatesTakeAnOptionalPerSecond) {
+  EXPECT_EQ(Number("rate-limit-up", "1m/s"), 1u << 20);
+  EXPECT_EQ(Number("rate-limit-up", "1m"), 1u << 20);
+  EXPECT_EQ(Number("rate-limit-down", "0"), 0u);
+  EXPECT_EQ(Number("new-connections-per-client", "20/s"), 20u);
+  EXPECT_EQ(Number("new-connections-per-client", "20"), 20u);
+  for (const char* bad : {"1m/m", "/s", "1m/s/s", "5x", "1m /s"}) {
+    EXPECT_NE(Refusal("rate-limit-up", bad).find("(expected bytes per second"), std::string::npos)
+        << bad;
+  }
+  EXPECT_EQ(Refusal("new-connections-per-client", "5/m"),
+            "invalid value '5/m' (expected 0-1000000, 0 = none, /s optional)");
+  // Only rates take /s.
+  EXPECT_FALSE(Refusal("upload-limit", "1m/s").empty());
+  EXPECT_FALSE(Refusal("max-connections-per-client", "5/s").empty());
+}
+
 TEST(OptionsTest, EnumsAndSwitchesNameTheirChoices) {
   EXPECT_EQ(Number("splice", "never"), 2u);
   EXPECT_EQ(Refusal("splice", "yes"), "invalid value 'yes' (expected auto, always or never)");
@@ -213,6 +230,15 @@ TEST(OptionsTest, DefaultsShownAreTheStructDefaults) {
   EXPECT_EQ(Number("batch-wait", find_option("batch-wait")->default_text), c.batch_wait_us);
   EXPECT_EQ(find_option("splice")->default_text, std::string(to_string(c.splice)));
   EXPECT_EQ(Number("idle-timeout", find_option("idle-timeout")->default_text), l.idle_timeout_s);
+  EXPECT_EQ(Number("max-lifetime", find_option("max-lifetime")->default_text),
+            l.limits.max_lifetime_s);
+  EXPECT_EQ(Number("rate-limit-up", find_option("rate-limit-up")->default_text),
+            l.limits.rate_up.bytes_per_s);
+  EXPECT_EQ(Number("client-ipv6-prefix", find_option("client-ipv6-prefix")->default_text),
+            l.limits.ipv6_prefix);
+  EXPECT_EQ(
+      Number("max-connections-per-client", find_option("max-connections-per-client")->default_text),
+      l.limits.max_per_client);
   EXPECT_EQ(Number("connect-timeout", find_option("connect-timeout")->default_text),
             b.connect_timeout_ms);
   EXPECT_EQ(Number("retries", find_option("retries")->default_text), b.retries);

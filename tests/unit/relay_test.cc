@@ -1136,6 +1136,21 @@ TEST_F(RelayTest, AlwaysSplicesOnceRelayingOnly) {
   EXPECT_EQ(pipes_.in_use(), 0u) << "deciding takes no pipe; prepare_splice does";
 }
 
+TEST_F(RelayTest, ARateLimitedDirectionReadsThroughABufferAndPausesOnItsOwnReason) {
+  splice_.mode = SpliceMode::kAlways;
+  Ready(c_.client, kReadable);
+  Ready(c_.upstream, kReadable);
+  c_.limits = kLimitRateDown;
+  EXPECT_EQ(Next(Dir::kU2C), Step::kRead) << "a splice would move far past the bucket";
+  EXPECT_EQ(Next(Dir::kC2U), Step::kSpliceIn) << "the other direction is not limited";
+  relay::pause_reading(c_.upstream, kPauseRate);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kNone);
+  EXPECT_EQ(relay::wanted_interest(c_, c_.upstream) & kWantRead, 0u)
+      << "no read interest while paused: no wake-ups for arrivals";
+  relay::resume_reading(c_.upstream, kPauseRate);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kRead);
+}
+
 TEST_F(RelayTest, AutoSplicesOnlyAfterTheThresholdAndAnEmptyBuffer) {
   splice_ = relay::SplicePolicy{SpliceMode::kAuto, 3 * kBufferBytes};
   Ready(c_.client, kReadable);
