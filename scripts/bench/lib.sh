@@ -168,7 +168,7 @@ loadavg1() { cut -d' ' -f1 /proc/loadavg; }
 # ---------------------------------------------------------------- runs.csv
 # One row per measurement.  Columns that do not apply to a workload stay empty.
 CSV_COLS=(workload workers streams layout proxy_cpus load_cpus run system duration_s
-    requests rps mib_s gbit_s bytes p50_us p99_us errors proxy_cpu_s cpu_us_per_req
+    requests rps mib_s gbit_s bytes p50_us p99_us max_us probes errors proxy_cpu_s cpu_us_per_req
     cpu_ms_per_gib cpu_pct conns rss_before_kib rss_kib bytes_per_conn loadavg1 error raw)
 
 csv_header() { local IFS=,; echo "${CSV_COLS[*]}" >"$1"; }
