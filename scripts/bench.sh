@@ -397,7 +397,7 @@ meta desc.W2 "\`wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -H 'Conne
 meta desc.W3 "\`wrk -t$THREADS -c$W3_CONNECTIONS -d${DURATION}s --latency http://127.0.0.1:PORT/1m\` (keep-alive, 1 MiB body, nginx sendfile)"
 meta desc.W4 "\`iperf3 -c 127.0.0.1 -p PORT -t $DURATION -P {${W4_STREAMS// /,}}\` through each system to one \`iperf3 -s\`"
 meta desc.W5 "$IDLE_CONNS idle TCP connections opened through each proxy (fresh instance) to a python3 backend that holds them; VmRSS of the proxy's processes summed"
-meta desc.W7 "$W7_BULK_CONNS connections through the proxy each read as fast as the client can (\`accept-bulk bulk\`, recv with MSG_TRUNC) from a backend that writes to them endlessly (\`accept-bulk serve\`, 64 KiB sends from a static buffer); after ${W7_RAMP}s of that, \`accept-bulk probe\` opens $W7_PROBES new connections through the same listener, one after another, paced over ${W7_DURATION}s: connect(), send 2 bytes, time to the first response byte (the backend answers at once). $W7_RUNS runs per system, interleaved. A probe without an answer within ${W7_PROBE_TIMEOUT_MS} ms enters the latencies at that value and counts as an error. The proxy's CPU is measured over the probing."
+meta desc.W7 "$W7_BULK_CONNS connections through the proxy each read as fast as the client can (\`accept-bulk bulk\`, recv with MSG_TRUNC) from a backend that writes to them endlessly (\`accept-bulk serve\`, 64 KiB sends from a static buffer); after ${W7_RAMP}s of that, \`accept-bulk probe\` opens $W7_PROBES new connections through the same listener, one after another, paced over ${W7_DURATION}s: connect(), send 2 bytes, time to the first response byte (the backend answers at once); probes that take long leave fewer probes in a run. $W7_RUNS runs per system, interleaved. A probe without an answer within ${W7_PROBE_TIMEOUT_MS} ms enters the latencies at that value and counts as an error. The proxy's CPU and run-queue wait (/proc/PID/task/*/schedstat) are measured over the probing: CPU + wait near 100 % means the proxy was never idle, even where other load took part of its CPU."
 meta desc.W6 "W1 (\`wrk -t$W6_THREADS -c$CONNECTIONS\`) and W4 (\`iperf3 -P $W6_STREAMS\`) with ${W6_WORKERS// /, } worker(s): edgeproxy --workers N, HAProxy nbthread N, nginx worker_processes N"
 
 # ---------------------------------------------------------------- shared backends
@@ -832,7 +832,7 @@ if has_wl W7; then
 
     # measure_w7 KEY DURATION OUT : bulk load, then the probe; fills M
     measure_w7() {
-        local key=$1 dur=$2 out=$3 t0="" t1="" bulk_pid rc=0 i k v started ended
+        local key=$1 dur=$2 out=$3 t0="" t1="" w0="" w1="" bulk_pid rc=0 i k v started ended
         local -a mp=() pin=()
         local -A P=() B=()
         M=()
@@ -848,12 +848,19 @@ if has_wl W7; then
             sleep 0.1
         done
         sleep "$W7_RAMP"
-        if ((${#mp[@]})); then t0=$(proc_ticks "${mp[@]}" 2>/dev/null) || t0=""; fi
+        if ((${#mp[@]})); then
+            t0=$(proc_ticks "${mp[@]}" 2>/dev/null) || t0=""
+            w0=$(proc_wait_ns "${mp[@]}")
+        fi
         started=$(date +%s%N)
         timeout $((dur + 2 * W7_PROBE_TIMEOUT_MS / 1000 + 30)) "${pin[@]}" "$ACCEPT_BULK" probe -p "${I_PORT[$key]}" \
             -n "$W7_PROBES" -d "$dur" -T "$W7_PROBE_TIMEOUT_MS" >"$out.probe" 2>&1 </dev/null || rc=$?
         ended=$(date +%s%N)
-        if ((${#mp[@]})); then t1=$(proc_ticks "${mp[@]}" 2>/dev/null) || t1=""; fi
+        if ((${#mp[@]})); then
+            t1=$(proc_ticks "${mp[@]}" 2>/dev/null) || t1=""
+            w1=$(proc_wait_ns "${mp[@]}")
+            M[wait_pct]=$(awk -v w=$((w1 - w0)) -v d=$((ended - started)) 'BEGIN { printf "%.1f", w / d * 100 }')
+        fi
         kill -TERM "$bulk_pid" 2>/dev/null || true
         wait "$bulk_pid" 2>/dev/null || true
         while read -r k v; do [[ -z $k ]] || P[$k]=$v; done <"$out.probe"
@@ -872,7 +879,7 @@ if has_wl W7; then
         M[bytes]=${B[bytes]:-}  # after cpu_fill: the bulk client counts over a longer window than the probe's
     }
     log_w7() {  # log_w7 RUN SYSTEM
-        log "W7 run $1/$W7_RUNS $(sys_label "$2"): probe p50=${M[p50_us]:-?}us p99=${M[p99_us]:-?}us max=${M[max_us]:-?}us completed=${M[probes]:-?} errors=${M[errors]:-?} proxy_cpu=${M[cpu_pct]:--}% bulk=${M[mib_s]:-?}MiB/s${M[error]:+ error=${M[error]}} (load $(loadavg1))"
+        log "W7 run $1/$W7_RUNS $(sys_label "$2"): probe p50=${M[p50_us]:-?}us p99=${M[p99_us]:-?}us max=${M[max_us]:-?}us completed=${M[probes]:-?} errors=${M[errors]:-?} proxy_cpu=${M[cpu_pct]:--}% wait=${M[wait_pct]:--}% bulk=${M[mib_s]:-?}MiB/s${M[error]:+ error=${M[error]}} (load $(loadavg1))"
         [[ -z ${M[error]:-} ]] || FAILED=1
         if [[ -n ${M[errors]:-} && ${M[errors]} != 0 ]]; then warn "W7 $(sys_label "$2") run $1: ${M[errors]} probe(s) timed out or failed (${M[raw]})"; fi
     }

@@ -55,6 +55,7 @@ METRICS = {
     "W6-W1": [("rps", "req/s"), ("p99_us", "us"), ("cpu_us_per_req", "us/request")],
     "W6-W4": [("gbit_s", "Gbit/s"), ("cpu_ms_per_gib", "ms/GiB"), ("cpu_pct", "% of a CPU")],
     "W7": [("p50_us", "us"), ("p99_us", "us"), ("max_us", "us"), ("cpu_pct", "% of a CPU"),
+           ("wait_pct", "% of the run"),
            ("mib_s", "MiB/s"), ("probes", "probes"), ("errors", "probes")],
 }
 
@@ -327,6 +328,13 @@ def section_w6(md, res):
     md.add("![W6](charts/w6.png)", "")
 
 
+def busy_pct(res, s):
+    """W7: median over runs of proxy CPU % + run-queue wait %, or None."""
+    vals = [num(r.get("cpu_pct")) + num(r.get("wait_pct")) for r in res.select("W7", s)
+            if not r.get("error") and num(r.get("cpu_pct")) is not None and num(r.get("wait_pct")) is not None]
+    return statistics.median(vals) if vals else None
+
+
 def section_w7(md, res):
     wl = "W7"
     systems = res.systems(wl)
@@ -339,7 +347,7 @@ def section_w7(md, res):
     def lat(v):  # a timed-out probe enters the latencies at the timeout: a lower bound
         return ("≥ " + ms(v)) if v is not None and timeout_us and v >= timeout_us else ms(v)
     header = ["system", "probe p50", "probe p99", "probe max", "p99 vs HAProxy", "p50 vs HAProxy",
-              "proxy CPU %", "bulk MiB/s", "p99 per run (ms)", "probes answered", "timeouts/errors"]
+              "proxy CPU %", "CPU + wait %", "bulk MiB/s", "p99 per run (ms)", "probes answered", "timeouts/errors"]
     rows = []
     for s in systems:
         answered = sum(int(num(r.get("probes")) or 0) for r in res.select(wl, s))
@@ -347,7 +355,7 @@ def section_w7(md, res):
                      lat(res.median(wl, s, "max_us")),
                      fmt_ratio(res.ratio(wl, s, "haproxy", "p99_us")) if hp else "-",
                      fmt_ratio(res.ratio(wl, s, "haproxy", "p50_us")) if hp else "-",
-                     fmt(res.median(wl, s, "cpu_pct")), fmt(res.median(wl, s, "mib_s")),
+                     fmt(res.median(wl, s, "cpu_pct")), fmt(busy_pct(res, s)), fmt(res.median(wl, s, "mib_s")),
                      " / ".join(fmt(None if v is None else v / 1000.0, 1) for v in
                                 (num(r.get("p99_us")) for r in sorted(
                                     res.select(wl, s), key=lambda r: int(r["run"]) if r["run"].isdigit() else 0))),
@@ -357,7 +365,8 @@ def section_w7(md, res):
            "p50/p99/max are per run, then the median over runs; a ratio is the median of per-run "
            "ratios. \"≥\" marks a value at the probe timeout: a probe that got no answer in time "
            "enters the latencies at the timeout, so the true value is at least that. "
-           "Proxy CPU % = share of one CPU over the probing (a saturated proxy is near 100). "
+           "Proxy CPU % = share of one CPU over the probing; CPU + wait % adds the time the proxy was "
+           "runnable but waiting for its CPU (other load on the machine): near 100 means saturated. "
            "Bulk MiB/s = what the bulk client read, all connections together.", "",
            "![W7](charts/w7.png)", "")
 
