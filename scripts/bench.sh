@@ -11,6 +11,9 @@
 #   W4  bulk                          iperf3 -P 1 and -P 4     Gbit/s, proxy CPU ms/GiB
 #   W5  idle connections              10 000 (or what fits)    proxy RSS in total and per connection
 #   W6  scaling                       W1 and W4 (-P 4) with 1, 2 (, 4, ...) workers
+#   W7  accept under bulk             200 endless bulk transfers through the proxy while a probe
+#                                     opens 300 new connections over 3 s, one after another:
+#                                     connect() to first response byte p50/p99/max, proxy CPU %
 #
 #   scripts/bench.sh                     # full run: RUNS=3 DURATION=10, every workload
 #   QUICK=1 scripts/bench.sh             # smoke test: one 3 s run per cell
@@ -33,7 +36,7 @@
 #   QUICK [0]               1 = smoke test: RUNS=1 DURATION=3 WARMUP=1 unless set
 #   RUNS [3] DURATION [10]  measured runs per cell (the median is reported); seconds per run
 #   WARMUP [2]              seconds of unrecorded load per system and workload; 0 = none
-#   WORKLOADS ["W1 W2 W3 W4 W5 W6"]
+#   WORKLOADS ["W1 W2 W3 W4 W5 W6 W7"]
 #   SYSTEMS ["direct haproxy haproxy_splice nginx_stream edgeproxy edgeproxy_uring
 #            edgeproxy_splice edgeproxy_uring_splice"]   in this order; also: haproxy_splice_auto.
 #                           The edgeproxy *_splice systems run only when "<binary> --help"
@@ -48,6 +51,11 @@
 #   W6_LAYOUT [auto]        auto | pinned | unpinned (see above)
 #   W6_SYSTEMS [SYSTEMS without direct]
 #   BACKEND_WORKERS [number of LOAD_CPUS, 1..4]  nginx backend worker processes
+#   W7_RUNS [10; QUICK 2]   W7 runs per system (its own count: its p99 ratio wants many short
+#                           interleaved runs, docs/benchmarking.md)
+#   W7_DURATION [3]         seconds of probing per run;  W7_PROBES [300] probes per run
+#   W7_BULK_CONNS [200]     bulk connections held during a run;  W7_RAMP [1] seconds of bulk
+#                           before the probing starts;  W7_PROBE_TIMEOUT_MS [2000]
 #   EDGEPROXY_BIN [build/release/edgeproxy]  EDGEPROXY_URING_BIN [build/release-uring/edgeproxy]
 #                           built with "make release [BACKEND=uring]" when missing (BUILD=0: fail
 #                           instead); copied at start, so a rebuild during the run cannot mix builds
@@ -90,7 +98,7 @@ else
 fi
 DURATION=${DURATION%s}
 WARMUP=${WARMUP%s}
-WORKLOADS=${WORKLOADS:-W1 W2 W3 W4 W5 W6}
+WORKLOADS=${WORKLOADS:-W1 W2 W3 W4 W5 W6 W7}
 SYSTEMS=${SYSTEMS:-direct haproxy haproxy_splice nginx_stream edgeproxy edgeproxy_uring edgeproxy_splice edgeproxy_uring_splice}
 EDGEPROXY_SPLICE=${EDGEPROXY_SPLICE:-auto}
 LAYOUT=${LAYOUT:-pinned}
@@ -101,6 +109,12 @@ W4_STREAMS=${W4_STREAMS:-1 4}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 W6_STREAMS=${W6_STREAMS:-4}
 W6_LAYOUT=${W6_LAYOUT:-auto}
+if [[ $QUICK == 1 ]]; then W7_RUNS=${W7_RUNS:-2}; else W7_RUNS=${W7_RUNS:-10}; fi
+W7_DURATION=${W7_DURATION:-3}
+W7_PROBES=${W7_PROBES:-300}
+W7_BULK_CONNS=${W7_BULK_CONNS:-200}
+W7_RAMP=${W7_RAMP:-1}
+W7_PROBE_TIMEOUT_MS=${W7_PROBE_TIMEOUT_MS:-2000}
 EDGEPROXY_BIN=${EDGEPROXY_BIN:-$REPO_ROOT/build/release/edgeproxy}
 EDGEPROXY_URING_BIN=${EDGEPROXY_URING_BIN:-$REPO_ROOT/build/release-uring/edgeproxy}
 EDGEPROXY_ARGS=${EDGEPROXY_ARGS:-}
@@ -110,7 +124,8 @@ PUBLISH=${PUBLISH:-0}
 TS=$(date -u +%Y%m%dT%H%M%SZ)
 RESULTS_DIR=${RESULTS_DIR:-$REPO_ROOT/bench-results/$TS}
 
-for v in QUICK RUNS DURATION WARMUP THREADS CONNECTIONS W3_CONNECTIONS IDLE_CONNS W6_STREAMS BUILD CHARTS; do
+for v in QUICK RUNS DURATION WARMUP THREADS CONNECTIONS W3_CONNECTIONS IDLE_CONNS W6_STREAMS BUILD CHARTS \
+    W7_RUNS W7_DURATION W7_PROBES W7_BULK_CONNS W7_RAMP W7_PROBE_TIMEOUT_MS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
 done
 ((RUNS >= 1 && RUNS <= 100)) || die "RUNS must be in 1..100"
@@ -120,6 +135,12 @@ done
 ((CONNECTIONS <= 5000 && W3_CONNECTIONS <= 5000)) || die "CONNECTIONS and W3_CONNECTIONS must be <= 5000"
 ((IDLE_CONNS >= 1 && IDLE_CONNS <= 20000)) || die "IDLE_CONNS must be in 1..20000 (proxies run with --max-connections 20000)"
 ((W6_STREAMS >= 1 && W6_STREAMS <= 64)) || die "W6_STREAMS must be in 1..64"
+((W7_RUNS >= 1 && W7_RUNS <= 100)) || die "W7_RUNS must be in 1..100"
+((W7_DURATION >= 1 && W7_DURATION <= 60)) || die "W7_DURATION must be in 1..60 seconds"
+((W7_PROBES >= 1 && W7_PROBES <= 100000)) || die "W7_PROBES must be in 1..100000"
+((W7_BULK_CONNS >= 1 && W7_BULK_CONNS <= 5000)) || die "W7_BULK_CONNS must be in 1..5000"
+((W7_RAMP <= 30)) || die "W7_RAMP must be <= 30 seconds"
+((W7_PROBE_TIMEOUT_MS >= 10 && W7_PROBE_TIMEOUT_MS <= 60000)) || die "W7_PROBE_TIMEOUT_MS must be in 10..60000"
 [[ $LAYOUT == pinned || $LAYOUT == unpinned ]] || die "LAYOUT must be pinned or unpinned (got '$LAYOUT')"
 [[ $W6_LAYOUT =~ ^(auto|pinned|unpinned)$ ]] || die "W6_LAYOUT must be auto, pinned or unpinned (got '$W6_LAYOUT')"
 [[ $PUBLISH =~ ^(0|1|force)$ ]] || die "PUBLISH must be 0, 1 or force (got '$PUBLISH')"
@@ -134,7 +155,7 @@ done
 
 read -ra WL_LIST <<<"$WORKLOADS"
 ((${#WL_LIST[@]})) || die "WORKLOADS is empty"
-for w in "${WL_LIST[@]}"; do [[ $w =~ ^W[1-6]$ ]] || die "unknown workload '$w' in WORKLOADS (W1..W6)"; done
+for w in "${WL_LIST[@]}"; do [[ $w =~ ^W[1-7]$ ]] || die "unknown workload '$w' in WORKLOADS (W1..W7)"; done
 has_wl() { [[ " ${WL_LIST[*]} " == *" $1 "* ]]; }
 HTTP_WLS=()
 for w in W1 W2 W3; do ! has_wl "$w" || HTTP_WLS+=("$w"); done
@@ -233,6 +254,8 @@ for tool in wrk nginx haproxy python3 taskset; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if has_wl W4 || has_wl W6; then command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3); fi
+CC=${CC:-cc}
+if has_wl W7; then command -v "$CC" >/dev/null 2>&1 || missing+=("$CC (a C compiler for W7)"); fi
 if ((${#missing[@]})); then
     die "missing tool(s): ${missing[*]}. Install them with scripts/install-deps.sh --bench (Debian packages: wrk nginx-light libnginx-mod-stream haproxy iperf3 gnuplot-nox)"
 fi
@@ -323,7 +346,8 @@ cmdline() {
     local v out=""
     for v in QUICK RUNS DURATION WARMUP WORKLOADS SYSTEMS LAYOUT PROXY_CPUS LOAD_CPUS THREADS CONNECTIONS \
         W3_CONNECTIONS W4_STREAMS IDLE_CONNS_REQUESTED W6_WORKERS W6_STREAMS W6_THREADS W6_LAYOUT \
-        W6_SYSTEMS BACKEND_WORKERS EDGEPROXY_SPLICE EDGEPROXY_ARGS; do
+        W6_SYSTEMS BACKEND_WORKERS EDGEPROXY_SPLICE EDGEPROXY_ARGS W7_RUNS W7_DURATION W7_PROBES \
+        W7_BULK_CONNS W7_RAMP W7_PROBE_TIMEOUT_MS; do
         out+="${v%_REQUESTED}=$(printf '%q' "${!v}") "
     done
     out+="scripts/bench.sh"
@@ -367,11 +391,13 @@ meta env.results "$RESULTS_DIR"
 meta idle_conns "$IDLE_CONNS"
 meta idle_conns_requested "$IDLE_CONNS_REQUESTED"
 meta edgeproxy_splice "$EDGEPROXY_SPLICE"
+meta w7_probe_timeout_ms "$W7_PROBE_TIMEOUT_MS"
 meta desc.W1 "\`wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency http://127.0.0.1:PORT/\` (keep-alive, 3-byte body)"
 meta desc.W2 "\`wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -H 'Connection: close' http://127.0.0.1:PORT/\` (nginx closes after every response, wrk reconnects: one TCP connection, and one backend connection through a proxy, per request)"
 meta desc.W3 "\`wrk -t$THREADS -c$W3_CONNECTIONS -d${DURATION}s --latency http://127.0.0.1:PORT/1m\` (keep-alive, 1 MiB body, nginx sendfile)"
 meta desc.W4 "\`iperf3 -c 127.0.0.1 -p PORT -t $DURATION -P {${W4_STREAMS// /,}}\` through each system to one \`iperf3 -s\`"
 meta desc.W5 "$IDLE_CONNS idle TCP connections opened through each proxy (fresh instance) to a python3 backend that holds them; VmRSS of the proxy's processes summed"
+meta desc.W7 "$W7_BULK_CONNS connections through the proxy each read as fast as the client can (\`accept-bulk bulk\`, recv with MSG_TRUNC) from a backend that writes to them endlessly (\`accept-bulk serve\`, 64 KiB sends from a static buffer); after ${W7_RAMP}s of that, \`accept-bulk probe\` opens $W7_PROBES new connections through the same listener, one after another, paced over ${W7_DURATION}s: connect(), send 2 bytes, time to the first response byte (the backend answers at once); probes that take long leave fewer probes in a run. $W7_RUNS runs per system, interleaved. A probe without an answer within ${W7_PROBE_TIMEOUT_MS} ms enters the latencies at that value and counts as an error. The proxy's CPU and run-queue wait (/proc/PID/task/*/schedstat) are measured over the probing: CPU + wait near 100 % means the proxy was never idle, even where other load took part of its CPU."
 meta desc.W6 "W1 (\`wrk -t$W6_THREADS -c$CONNECTIONS\`) and W4 (\`iperf3 -P $W6_STREAMS\`) with ${W6_WORKERS// /, } worker(s): edgeproxy --workers N, HAProxy nbthread N, nginx worker_processes N"
 
 # ---------------------------------------------------------------- shared backends
@@ -783,6 +809,101 @@ if has_wl W6 && ((${#W6_LIST[@]})); then
     for n in "${W6_LIST_N[@]}"; do
         for s in "${W6_LIST[@]}"; do inst_stop "w6h:$n:$s"; inst_stop "w6b:$n:$s"; done
     done
+fi
+
+# ---------------------------------------------------------------- W7 (accept under bulk)
+# One accept-bulk backend for every system: a connection that starts with "B" is streamed to
+# endlessly, one that starts with "P" (a probe) is answered at once. A single listener per proxy
+# is enough to tell them apart (the backend does), so the probes queue on the very listener the
+# bulk connections came through, and every proxy runs as configured for W1-W6.
+if has_wl W7; then
+    ACCEPT_BULK=$TMP_DIR/accept-bulk
+    "$CC" -O2 -std=c99 -Wall -o "$ACCEPT_BULK" "$BENCH_DIR/accept-bulk.c" >"$RESULTS_DIR/logs/accept-bulk.cc.log" 2>&1 ||
+        die "could not compile scripts/bench/accept-bulk.c (logs/accept-bulk.cc.log)"
+    W7_PORT=$(free_port)
+    w7_lifetime=$(( (W7_RUNS + 1) * ${#SYSTEM_LIST[@]} * (W7_RAMP + W7_DURATION + 2 * W7_PROBE_TIMEOUT_MS / 1000 + 20) + 120 ))
+    log "starting the W7 backend (accept-bulk serve) on 127.0.0.1:$W7_PORT${BASE_LOAD_SET:+ (CPU $BASE_LOAD_SET)}"
+    spawn w7-backend "$BASE_LOAD_SET" "$ACCEPT_BULK" serve -p "$W7_PORT" -T "$w7_lifetime"
+    W7_BACKEND_PID=$SPAWNED_PID
+    wait_ready w7-backend "$W7_BACKEND_PID" "$W7_PORT" || die "W7 backend: $SYS_ERROR"
+    for s in "${SYSTEM_LIST[@]}"; do
+        inst_start "w7:$s" "$s" "$W7_PORT" "$s-w7" "" "$BASE_PROXY_SET" W7
+    done
+
+    # measure_w7 KEY DURATION OUT : bulk load, then the probe; fills M
+    measure_w7() {
+        local key=$1 dur=$2 out=$3 t0="" t1="" w0="" w1="" bulk_pid rc=0 i k v started ended
+        local -a mp=() pin=()
+        local -A P=() B=()
+        M=()
+        read -ra mp <<<"${I_MPIDS[$key]}"
+        [[ -z $BASE_LOAD_SET ]] || pin=(taskset -c "$BASE_LOAD_SET")
+        "${pin[@]}" "$ACCEPT_BULK" bulk -p "${I_PORT[$key]}" -c "$W7_BULK_CONNS" -d $((W7_RAMP + dur + 2 * W7_PROBE_TIMEOUT_MS / 1000 + 15)) \
+            >"$out.bulk" 2>&1 </dev/null &
+        bulk_pid=$!
+        STARTED_PIDS+=("$bulk_pid")
+        for ((i = 0; i < 100; i++)); do  # "ready N": every connection established (or failed)
+            grep -q '^ready ' "$out.bulk" 2>/dev/null && break
+            kill -0 "$bulk_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        sleep "$W7_RAMP"
+        if ((${#mp[@]})); then
+            t0=$(proc_ticks "${mp[@]}" 2>/dev/null) || t0=""
+            w0=$(proc_wait_ns "${mp[@]}")
+        fi
+        started=$(date +%s%N)
+        timeout $((dur + 2 * W7_PROBE_TIMEOUT_MS / 1000 + 30)) "${pin[@]}" "$ACCEPT_BULK" probe -p "${I_PORT[$key]}" \
+            -n "$W7_PROBES" -d "$dur" -T "$W7_PROBE_TIMEOUT_MS" >"$out.probe" 2>&1 </dev/null || rc=$?
+        ended=$(date +%s%N)
+        if ((${#mp[@]})); then
+            t1=$(proc_ticks "${mp[@]}" 2>/dev/null) || t1=""
+            w1=$(proc_wait_ns "${mp[@]}")
+            M[wait_pct]=$(awk -v w=$((w1 - w0)) -v d=$((ended - started)) 'BEGIN { printf "%.1f", w / d * 100 }')
+        fi
+        kill -TERM "$bulk_pid" 2>/dev/null || true
+        wait "$bulk_pid" 2>/dev/null || true
+        while read -r k v; do [[ -z $k ]] || P[$k]=$v; done <"$out.probe"
+        while read -r k v; do [[ -z $k ]] || B[$k]=$v; done <"$out.bulk"
+        M[raw]=${out#"$RESULTS_DIR"/}.probe
+        M[p50_us]=${P[latency_p50_us]:-}; M[p99_us]=${P[latency_p99_us]:-}; M[max_us]=${P[latency_max_us]:-}
+        M[probes]=${P[completed]:-}
+        [[ -z ${P[timeouts]:-} ]] || M[errors]=$((${P[timeouts]} + ${P[errors]:-0}))
+        M[conns]=${B[established]:-}; M[mib_s]=${B[mib_s]:-}
+        if ((rc != 0)) || [[ -z ${P[latency_p99_us]:-} ]]; then  # timeouts are a result, not a failure
+            M[error]="no probe answered or timed out (accept-bulk probe exit status $rc, ${M[raw]})"
+        elif [[ ${B[established]:-0} != "$W7_BULK_CONNS" ]]; then
+            M[error]="${B[established]:-no} of $W7_BULK_CONNS bulk connections established (${out#"$RESULTS_DIR"/}.bulk)"
+        fi
+        ((${#mp[@]} == 0)) || cpu_fill "$t0" "$t1" "$(awk -v a="$started" -v b="$ended" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')"
+        M[bytes]=${B[bytes]:-}  # after cpu_fill: the bulk client counts over a longer window than the probe's
+    }
+    log_w7() {  # log_w7 RUN SYSTEM
+        log "W7 run $1/$W7_RUNS $(sys_label "$2"): probe p50=${M[p50_us]:-?}us p99=${M[p99_us]:-?}us max=${M[max_us]:-?}us completed=${M[probes]:-?} errors=${M[errors]:-?} proxy_cpu=${M[cpu_pct]:--}% wait=${M[wait_pct]:--}% bulk=${M[mib_s]:-?}MiB/s${M[error]:+ error=${M[error]}} (load $(loadavg1))"
+        [[ -z ${M[error]:-} ]] || FAILED=1
+        if [[ -n ${M[errors]:-} && ${M[errors]} != 0 ]]; then warn "W7 $(sys_label "$2") run $1: ${M[errors]} probe(s) timed out or failed (${M[raw]})"; fi
+    }
+    if ((WARMUP > 0)); then
+        for s in "${SYSTEM_LIST[@]}"; do
+            inst_usable "w7:$s" W7 || continue
+            log "W7 warm-up $(sys_label "$s") (${WARMUP}s)"
+            measure_w7 "w7:$s" "$WARMUP" "$RESULTS_DIR/raw/warmup-W7-$s"
+        done
+    fi
+    for ((run = 1; run <= W7_RUNS; run++)); do
+        for s in $(rotated "$run" "${SYSTEM_LIST[@]}"); do
+            if ! inst_usable "w7:$s" W7; then
+                M=([error]="${I_ERR[w7:$s]}")
+            else
+                measure_w7 "w7:$s" "$W7_DURATION" "$RESULTS_DIR/raw/W7-run$run-$s"
+                inst_usable "w7:$s" W7 || M[error]=${M[error]:-${I_ERR[w7:$s]}}
+                log_w7 "$run" "$s"
+            fi
+            csv_row "$CSV" workload=W7 "${base_row[@]}" duration_s="$W7_DURATION" run="$run" system="$s" loadavg1="$(loadavg1)"
+        done
+    done
+    for s in "${SYSTEM_LIST[@]}"; do inst_stop "w7:$s"; done
+    stop_pid "$W7_BACKEND_PID"
 fi
 
 [[ -z $IPERF_PID ]] || stop_pid "$IPERF_PID"

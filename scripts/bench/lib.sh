@@ -163,13 +163,27 @@ proc_ticks() {
     echo "$total"
 }
 
+# proc_wait_ns PID... : nanoseconds the PIDs' threads spent runnable but waiting for a CPU (field 2
+# of /proc/PID/task/*/schedstat), summed. CPU time plus this wait over a window near 100 % of it
+# means the process always had work: saturated, even when other load took part of its CPU.
+proc_wait_ns() {
+    local pid f total=0 a b
+    for pid in "$@"; do
+        for f in /proc/"$pid"/task/*/schedstat; do
+            read -r a b _ <"$f" 2>/dev/null || continue
+            total=$((total + b))
+        done
+    done
+    echo "$total"
+}
+
 loadavg1() { cut -d' ' -f1 /proc/loadavg; }
 
 # ---------------------------------------------------------------- runs.csv
 # One row per measurement.  Columns that do not apply to a workload stay empty.
 CSV_COLS=(workload workers streams layout proxy_cpus load_cpus run system duration_s
-    requests rps mib_s gbit_s bytes p50_us p99_us errors proxy_cpu_s cpu_us_per_req
-    cpu_ms_per_gib cpu_pct conns rss_before_kib rss_kib bytes_per_conn loadavg1 error raw)
+    requests rps mib_s gbit_s bytes p50_us p99_us max_us probes errors proxy_cpu_s cpu_us_per_req
+    cpu_ms_per_gib cpu_pct wait_pct conns rss_before_kib rss_kib bytes_per_conn loadavg1 error raw)
 
 csv_header() { local IFS=,; echo "${CSV_COLS[*]}" >"$1"; }
 

@@ -29,6 +29,7 @@ TARGET_W2_VS_HAPROXY = 1.10
 TARGET_W4_VS_HAPROXY_SPLICE = 1.20
 TARGET_W5_MIB = 6.0
 TARGET_W5_CONNS = 10000
+TARGET_W7_P99_VS_HAPROXY = 0.50  # issue 13: accept priority under bulk load
 
 COLORS = {  # chart colour per system (0xRRGGBB); unknown systems are grey
     "direct": 0x9E9E9E,
@@ -53,6 +54,9 @@ METRICS = {
            ("bytes_per_conn", "B/connection")],
     "W6-W1": [("rps", "req/s"), ("p99_us", "us"), ("cpu_us_per_req", "us/request")],
     "W6-W4": [("gbit_s", "Gbit/s"), ("cpu_ms_per_gib", "ms/GiB"), ("cpu_pct", "% of a CPU")],
+    "W7": [("p50_us", "us"), ("p99_us", "us"), ("max_us", "us"), ("cpu_pct", "% of a CPU"),
+           ("wait_pct", "% of the run"),
+           ("mib_s", "MiB/s"), ("probes", "probes"), ("errors", "probes")],
 }
 
 
@@ -324,6 +328,49 @@ def section_w6(md, res):
     md.add("![W6](charts/w6.png)", "")
 
 
+def busy_pct(res, s):
+    """W7: median over runs of proxy CPU % + run-queue wait %, or None."""
+    vals = [num(r.get("cpu_pct")) + num(r.get("wait_pct")) for r in res.select("W7", s)
+            if not r.get("error") and num(r.get("cpu_pct")) is not None and num(r.get("wait_pct")) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def section_w7(md, res):
+    wl = "W7"
+    systems = res.systems(wl)
+    if not systems:
+        return
+    md.add("## W7: accept under bulk", "", res.meta.get("desc.W7", ""), "")
+    hp = res.has(wl, "haproxy")
+    timeout_us = (num(res.meta.get("w7_probe_timeout_ms")) or 0) * 1000
+
+    def lat(v):  # a timed-out probe enters the latencies at the timeout: a lower bound
+        return ("≥ " + ms(v)) if v is not None and timeout_us and v >= timeout_us else ms(v)
+    header = ["system", "probe p50", "probe p99", "probe max", "p99 vs HAProxy", "p50 vs HAProxy",
+              "proxy CPU %", "CPU + wait %", "bulk MiB/s", "p99 per run (ms)", "probes answered", "timeouts/errors"]
+    rows = []
+    for s in systems:
+        answered = sum(int(num(r.get("probes")) or 0) for r in res.select(wl, s))
+        rows.append([res.label(s), lat(res.median(wl, s, "p50_us")), lat(res.median(wl, s, "p99_us")),
+                     lat(res.median(wl, s, "max_us")),
+                     fmt_ratio(res.ratio(wl, s, "haproxy", "p99_us")) if hp else "-",
+                     fmt_ratio(res.ratio(wl, s, "haproxy", "p50_us")) if hp else "-",
+                     fmt(res.median(wl, s, "cpu_pct")), fmt(busy_pct(res, s)), fmt(res.median(wl, s, "mib_s")),
+                     " / ".join(fmt(None if v is None else v / 1000.0, 1) for v in
+                                (num(r.get("p99_us")) for r in sorted(
+                                    res.select(wl, s), key=lambda r: int(r["run"]) if r["run"].isdigit() else 0))),
+                     fmt(answered), str(res.errors(wl, s))])
+    md.table(header, rows)
+    md.add("Latency = connect() start to the first response byte of a new connection, per probe; "
+           "p50/p99/max are per run, then the median over runs; a ratio is the median of per-run "
+           "ratios. \"≥\" marks a value at the probe timeout: a probe that got no answer in time "
+           "enters the latencies at the timeout, so the true value is at least that. "
+           "Proxy CPU % = share of one CPU over the probing; CPU + wait % adds the time the proxy was "
+           "runnable but waiting for its CPU (other load on the machine): near 100 means saturated. "
+           "Bulk MiB/s = what the bulk client read, all connections together.", "",
+           "![W7](charts/w7.png)", "")
+
+
 def best(res, wl, metric, lowest=False, **cell):
     """The edgeproxy variant with the best median of metric in a cell, or None."""
     cands = []
@@ -388,6 +435,11 @@ def section_targets(md, res):
             verdict = status(total, TARGET_W5_MIB, at_most=True, strict=True)
         add("W5 RSS < %g MiB in total with 10 000 idle connections" % TARGET_W5_MIB, "W5", b,
             measured, verdict)
+    b = best(res, "W7", "p99_us", lowest=True)
+    if b:
+        r = res.ratio("W7", b, "haproxy", "p99_us") if res.has("W7", "haproxy") else None
+        add("W7 probe p99 <= %.2fx HAProxy's (issue 13)" % TARGET_W7_P99_VS_HAPROXY, "W7", b,
+            fmt_ratio(r), status(r, TARGET_W7_P99_VS_HAPROXY, at_most=True))
     if not rows:
         return
     md.add("## Against the targets", "")
@@ -398,7 +450,7 @@ def section_targets(md, res):
     if res.meta.get("quick") == "1":
         caveats.append("this was a QUICK run (one short run per cell): a smoke test, not a verdict")
     md.add("The edgeproxy variant is the best one in the workload by its main metric (W1, W2: "
-           "req/s; W4: Gbit/s; W5: RSS), and every W1 target is checked on that same variant. "
+           "req/s; W4: Gbit/s; W5: RSS; W7: probe p99), and every W1 target is checked on that same variant. "
            "Ratios are medians of per-run ratios." + (" Note: " + "; ".join(caveats) + "." if caveats else ""), "")
     md.table(["target", "edgeproxy variant", "measured", "status"], rows, right_from=2)
 
@@ -430,6 +482,7 @@ def build_report(res):
     section_w4(md, res)
     section_w5(md, res)
     section_w6(md, res)
+    section_w7(md, res)
     failed = {}  # (cell, system, error) -> runs; a failed measurement is left out of every value
     for r in res.rows:
         if r.get("error"):
@@ -651,6 +704,9 @@ class Charts:
         self.w4_chart()
         self.w5_chart()
         self.w6_chart()
+        self.http_chart("W7", "w7.png", "W7: a new connection's first byte under 200 bulk transfers",
+                        "p99_us", "probe p99, µs (median of runs, lower is better)", "%.0f",
+                        "cpu_pct", "proxy CPU, % of one core, while probing", "%.0f")
         if not self.pngs:
             return []
         header = [
