@@ -131,6 +131,7 @@ Worker::Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool)
       accept_retry_timer_(options.config.max_connections + 1) {
   commands_.reserve(kCommandsReserved);
   limit_state_ = std::make_unique<LimitState[]>(options.config.max_connections);
+  deferred_ = std::make_unique<bool[]>(kEventBatch);
 }
 
 const SocketAddress& Worker::listen_address() const noexcept {
@@ -343,8 +344,13 @@ int Worker::run() noexcept {
     // first, then relaying (work carried over from the previous iteration's read budgets, then
     // this iteration's events), so a new client waits for at most one iteration's relaying,
     // which the read budgets and the event batch bound.
-    for (const Event& ev : events) {
-      if (is_priority(ev)) dispatch(ev);
+    // Decided for every event before any is handled: handling one changes the state the
+    // decision reads, and a connection's events must keep their order (each is dispatched
+    // exactly once, all of a connection's in the same pass).
+    const size_t batch = std::min<size_t>(events.size(), kEventBatch);
+    for (size_t i = 0; i < batch; ++i) deferred_[i] = !is_priority(events[i]);
+    for (size_t i = 0; i < batch; ++i) {
+      if (!deferred_[i]) dispatch(events[i]);
     }
     if (listener_pending_) {
       listener_pending_ = false;
@@ -362,8 +368,8 @@ int Worker::run() noexcept {
       c.pending = false;
       if (c.more) pump(c, index);
     }
-    for (const Event& ev : events) {
-      if (!is_priority(ev)) dispatch(ev);
+    for (size_t i = 0; i < events.size(); ++i) {
+      if (i >= batch || deferred_[i]) dispatch(events[i]);
     }
     restart_cancels_after_drops();
     expire_timers();

@@ -306,6 +306,7 @@ class Worker {
   AuthThrottle auth_throttle_{1024};
 
   std::unique_ptr<LimitState[]> limit_state_;  // by slot
+  std::unique_ptr<bool[]> deferred_;           // by event of the batch: handled after relaying
   int64_t limit_log_ms_ = INT64_MIN;           // the last limit line logged
   uint64_t limit_log_skipped_ = 0;             // limit lines not logged since
 
