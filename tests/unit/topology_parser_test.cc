@@ -189,8 +189,8 @@ TEST(TopologyParserTest, UnknownDirectivesListWhatIsAllowed) {
       Fails("listener l {\n  bind h:1\n  balance first\n}\n", "f.conf:3:3: ",
             "unknown directive 'balance' (expected bind, backend, route, on-timeout, on-full, "
             "auth, allow-ports, allow-networks, deny-networks, idle-timeout, accept-proxy, "
-            "inspect-timeout, inspect-bytes, mode, request-timeout, destination-timeout, dns-ttl "
-            "or open)"));
+            "inspect-timeout, inspect-bytes, accelerate, mode, request-timeout, "
+            "destination-timeout, dns-ttl or open)"));
   EXPECT_TRUE(
       Fails("backend b {\n  server s h:1\n  idle-timeout 1\n}\n", "f.conf:3:3: ",
             "(expected server, check, connect-timeout, balance, retries or proxy-protocol)"));
