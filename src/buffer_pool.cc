@@ -2,6 +2,7 @@
 #include "edgeproxy/buffer_pool.h"
 
 #include <sys/mman.h>
+#include <sys/uio.h>
 
 #include <cstring>
 #include <string>
@@ -32,17 +33,25 @@ Result<BufferPool> BufferPool::create(uint32_t count) {
   if (base == MAP_FAILED) return pool_error("cannot map the buffer pool", count, errno);
   auto free_ids = std::make_unique<uint32_t[]>(count);
   for (uint32_t i = 0; i < count; ++i) free_ids[i] = count - 1 - i;  // id 0 handed out first
-  return BufferPool(static_cast<std::byte*>(base), count, std::move(free_ids));
+  // Default-initialised: a link is written when its block is chained, so untouched pages of the
+  // array cost no RSS.
+  std::unique_ptr<Link[]> links(new Link[count]);
+  return BufferPool(static_cast<std::byte*>(base), count, std::move(free_ids), std::move(links));
 }
 
-BufferPool::BufferPool(std::byte* base, uint32_t count,
-                       std::unique_ptr<uint32_t[]> free_ids) noexcept
-    : base_(base), count_(count), free_(std::move(free_ids)), top_(count) {}
+BufferPool::BufferPool(std::byte* base, uint32_t count, std::unique_ptr<uint32_t[]> free_ids,
+                       std::unique_ptr<Link[]> links) noexcept
+    : base_(base),
+      count_(count),
+      free_(std::move(free_ids)),
+      links_(std::move(links)),
+      top_(count) {}
 
 BufferPool::BufferPool(BufferPool&& other) noexcept
     : base_(other.base_),
       count_(other.count_),
       free_(std::move(other.free_)),
+      links_(std::move(other.links_)),
       top_(other.top_),
       high_water_(other.high_water_) {
   other.base_ = nullptr;
@@ -76,9 +85,77 @@ void BufferPool::adopt(Buffer& buffer, uint32_t id) noexcept {
 
 void BufferPool::release(Buffer& buffer) noexcept {
   if (!buffer.attached()) return;
-  const uint32_t id = buffer.detach();
+  give_back(buffer.detach());
+}
+
+void BufferPool::give_back(uint32_t id) noexcept {
   EDGEPROXY_CHECK(id < count_ && top_ < count_);
   free_[top_++] = id;
+}
+
+void BufferPool::chain_push(BlockChain& chain, Buffer& buffer) noexcept {
+  EDGEPROXY_CHECK(buffer.attached() && !buffer.empty());
+  const auto begin = static_cast<uint16_t>(buffer.read_ptr() - address(buffer.id()));
+  const auto end = static_cast<uint16_t>(begin + buffer.readable());
+  const uint32_t bytes = buffer.readable();
+  const uint32_t id = buffer.detach();
+  EDGEPROXY_CHECK(id < count_);
+  links_[id] = Link{kNoBuffer, begin, end};
+  if (chain.blocks == 0) {
+    chain.head = id;
+  } else {
+    links_[chain.tail].next = id;
+  }
+  chain.tail = id;
+  ++chain.blocks;
+  chain.bytes += bytes;
+}
+
+uint32_t BufferPool::chain_consume(BlockChain& chain, uint32_t n) noexcept {
+  EDGEPROXY_CHECK(n <= chain.bytes);
+  chain.bytes -= n;
+  uint32_t freed = 0;
+  while (n > 0) {
+    Link& l = links_[chain.head];
+    const uint32_t here = l.end - l.begin;
+    if (n < here) {
+      l.begin = static_cast<uint16_t>(l.begin + n);
+      break;
+    }
+    n -= here;
+    const uint32_t id = chain.head;
+    chain.head = l.next;
+    --chain.blocks;
+    give_back(id);
+    ++freed;
+  }
+  if (chain.blocks == 0) chain.head = chain.tail = kNoBuffer;
+  EDGEPROXY_CHECK((chain.blocks == 0) == (chain.bytes == 0));
+  return freed;
+}
+
+uint32_t BufferPool::chain_release(BlockChain& chain) noexcept {
+  const uint32_t freed = chain.blocks;
+  for (uint32_t id = chain.head; chain.blocks > 0; --chain.blocks) {
+    const uint32_t next = links_[id].next;
+    give_back(id);
+    id = next;
+  }
+  chain = BlockChain{};
+  return freed;
+}
+
+uint32_t BufferPool::chain_iov(const BlockChain& chain, iovec* iov, uint32_t max,
+                               uint32_t& bytes) const noexcept {
+  uint32_t n = 0;
+  for (uint32_t id = chain.head; n < max && id != kNoBuffer; id = links_[id].next) {
+    const Link& l = links_[id];
+    iov[n].iov_base = address(id) + l.begin;
+    iov[n].iov_len = size_t{l.end} - l.begin;
+    bytes += l.end - l.begin;
+    ++n;
+  }
+  return n;
 }
 
 }  // namespace edgeproxy

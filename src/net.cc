@@ -128,6 +128,16 @@ SysResult send(int fd, const void* data, size_t size) noexcept {
   }
 }
 
+SysResult send_iov(int fd, const iovec* iov, size_t count) noexcept {
+  msghdr m{};
+  m.msg_iov = const_cast<iovec*>(iov);
+  m.msg_iovlen = count;
+  for (;;) {
+    const SysResult r = SysResult::from(::sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT));
+    if (r.err != EINTR) return r;
+  }
+}
+
 SysResult splice(int fd_in, int fd_out, size_t size) noexcept {
   for (;;) {
     const SysResult r = SysResult::from(

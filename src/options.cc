@@ -103,6 +103,15 @@ constexpr OptionSpec kOptions[] = {
      .metavar = "SIZE", .min = 256, .max = 1024 * 1024, .default_text = "8k", .example = "32k",
      .help = "first bytes read at most before routing decides",
      .apply = [](OptionTargets& t, const OptionValue& v) { t.listener->inspect_bytes = u32(v); }},
+    {.name = "accelerate", .scope = OptionScope::kListener, .kind = ValueKind::kSize,
+     .metavar = "SIZE", .min = 0, .max = 256 * 1024 * 1024, .special = "off",
+     .note = "0 = off", .default_text = "off", .example = "2m",
+     .help = "slow-client acceleration: hold up to this many bytes from the server in pool blocks, "
+             "so a fast server is released while a slow client drains (tcp listeners; decision "
+             "0011)",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->accelerate_bytes = static_cast<uint32_t>(v.number);
+     }},
     {.name = "mode", .scope = OptionScope::kListener, .kind = ValueKind::kEnum, .metavar = "MODE",
      .choices = "tcp|forward", .default_text = "tcp", .example = "forward",
      .help = "what clients speak: tcp relays bytes to the backend; forward is an HTTP forward "
@@ -453,6 +462,7 @@ std::string expected_value(const OptionSpec& o) {
     case ValueKind::kSize:
       return std::string(o.per_second ? "bytes per second " : "bytes ") + range + note +
              ", or a number with a unit: k, m, g (1024-based)" +
+             (o.special != nullptr ? std::string(", or ") + o.special : std::string()) +
              (o.per_second ? ", /s optional" : "");
     case ValueKind::kEnum: {
       std::string s;
@@ -502,6 +512,7 @@ Result<OptionValue> parse_option_value(const OptionSpec& o, std::string_view tex
       return v;
     }
     case ValueKind::kSize: {
+      if (o.special != nullptr && text == o.special) return v;
       std::string_view digits;
       std::string_view unit;
       split_unit(text, digits, unit);

@@ -40,6 +40,13 @@ void clear(Side& side, uint8_t flags) noexcept {
   side.flags &= static_cast<uint8_t>(~flags);
 }
 
+// Every byte read from the direction's source was handed to its sink (buffer, pipe and, for u2c,
+// the acceleration chain are empty).
+bool nothing_held(const Connection& c, Dir d) noexcept {
+  const Side& src = c.source(d);
+  return src.in.empty() && src.piped == 0 && (d == Dir::kC2U || c.accel.empty());
+}
+
 void set_bulk(Side& src, bool bulk) noexcept {
   src.flags = static_cast<uint8_t>(bulk ? src.flags | kBulk : src.flags & ~kBulk);
 }
@@ -65,13 +72,19 @@ bool splice_wanted(const Side& src, SplicePolicy splice) noexcept {
 // deliver: kClosing.
 void advance(Connection& c) noexcept {
   if (!((c.client.flags | c.upstream.flags) & kFailed) || c.state == State::kClosing) return;
-  if (c.state < State::kRelaying || (c.client.flags & c.upstream.flags & kFailed)) {
+  // A released upstream (decision 0011) ended both ways in order: nothing is owed to it, and a
+  // failed client leaves nothing to deliver.
+  if (c.state < State::kRelaying || (c.client.flags & c.upstream.flags & kFailed) ||
+      c.upstream_released) {
     c.state = State::kClosing;  // also when the side a lingering connection waits on fails
     return;
   }
   if (c.state == State::kLingering) return;
-  const Side& failed = (c.client.flags & kFailed) ? c.client : c.upstream;
-  if ((failed.flags & kEof) && failed.in.empty() && failed.piped == 0) c.state = State::kLingering;
+  const bool client_failed = (c.client.flags & kFailed) != 0;
+  const Side& failed = client_failed ? c.client : c.upstream;
+  if ((failed.flags & kEof) && nothing_held(c, client_failed ? Dir::kC2U : Dir::kU2C)) {
+    c.state = State::kLingering;
+  }
 }
 
 // The end of a read or splice that brought no bytes: EOF, EAGAIN or an error. An error ends the
@@ -84,7 +97,10 @@ void on_no_bytes(Connection& c, Dir d, SysResult r, Stats& stats, LoopTime now) 
   src.flags |= kEof;
   if (r.ok()) {  // read() == 0: EOF, abnormal on a side that reported an error before
     count_read(stats, d);
-    if (d == Dir::kU2C) c.u2c_eof_ns = now.ns;
+    if (d == Dir::kU2C) {
+      c.u2c_eof_ns = now.ns;
+      if (!(src.flags & kFailed) && !nothing_held(c, d)) ++stats.server_finished_first;
+    }
   } else {
     fail(c, src, stats);
   }
@@ -104,13 +120,17 @@ Step next_step(const Connection& c, Dir d, SplicePolicy splice) noexcept {
   const Side& dst = c.sink(d);
   const bool open = sink_open(c, d);
   const bool sink_ready = open && (dst.flags & kWriteReady) && !(dst.flags & kWriteShut);
-  if (writable(src) > 0 && sink_ready) return Step::kWrite;
+  if ((writable(src) > 0 || (d == Dir::kU2C && c.accel.bytes > 0)) && sink_ready) {
+    return Step::kWrite;
+  }
   if (src.piped > 0 && sink_ready) return Step::kSpliceOut;
   // Bytes read toward a failed sink could never be delivered.
   if ((src.flags & kReadReady) && !(src.flags & kEof) && src.paused == 0 && src.piped == 0 &&
       !(dst.flags & kFailed)) {
+    // An accelerating direction holds its bytes in blocks, never in a pipe (decision 0011).
     if (src.in.empty() && c.state >= State::kRelaying && !(src.flags & kUrgent) &&
-        src.gate == kOpenGate && !(c.limits & rate_limit_flag(d)) && splice_wanted(src, splice)) {
+        src.gate == kOpenGate && !(c.limits & rate_limit_flag(d)) && splice_wanted(src, splice) &&
+        !(d == Dir::kU2C && c.accel_limit != 0)) {
       return Step::kSpliceIn;
     }
     if (!src.in.attached() || src.in.writable() > 0) return Step::kRead;
@@ -118,11 +138,18 @@ Step next_step(const Connection& c, Dir d, SplicePolicy splice) noexcept {
   // Only an orderly end is passed on as a FIN; a failed source's end is a reset (advance()).
   // Bytes the proxy holds for the source (kPauseReplay: its first bytes, being replayed) come
   // before its end.
-  if ((src.flags & kEof) && !(src.flags & kFailed) && src.in.empty() && src.piped == 0 && open &&
+  if ((src.flags & kEof) && !(src.flags & kFailed) && nothing_held(c, d) && open &&
       !(dst.flags & kWriteShut) && !(src.paused & kPauseReplay)) {
     return Step::kShutdown;
   }
   return Step::kNone;
+}
+
+bool reads_beside_write(const Connection& c, Dir d) noexcept {
+  const Side& src = c.source(d);
+  return d == Dir::kU2C && c.accel_limit != 0 && c.state >= State::kRelaying &&
+         c.state < State::kLingering && (src.flags & kReadReady) && !(src.flags & kEof) &&
+         src.paused == 0 && src.piped == 0 && !src.in.attached() && !(c.client.flags & kFailed);
 }
 
 bool prepare_read(Connection& c, Dir d, BufferPool& pool, Stats& stats) noexcept {
@@ -163,10 +190,16 @@ void on_write(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& poo
   Side& dst = c.sink(d);
   if (r.ok() && r.value > 0) {
     const auto n = static_cast<uint32_t>(r.value);
-    src.in.consume(n);
-    if (src.gate != kOpenGate) src.gate -= n;
     c.last_active_ms = now.ms;
     count_write(c, stats, d, n);
+    uint32_t from_in = n;
+    if (d == Dir::kU2C && c.accel.bytes > 0) {  // the chain's bytes went first (writev order)
+      const uint32_t k = n < c.accel.bytes ? n : c.accel.bytes;
+      stats.accel_blocks_held -= pool.chain_consume(c.accel, k);
+      from_in -= k;
+    }
+    src.in.consume(from_in);
+    if (src.gate != kOpenGate) src.gate -= from_in;
     // A short write means the send buffer is full; EPOLLOUT will say when it has room.
     if (n < asked) dst.flags &= static_cast<uint8_t>(~kWriteReady);
     if (src.in.empty()) {
@@ -181,6 +214,57 @@ void on_write(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& poo
     return;
   }
   fail(c, dst, stats);
+}
+
+uint32_t accel_reserve(uint32_t capacity, uint64_t open) noexcept {
+  const uint64_t per_connection = 2 * open;
+  const uint64_t eighth = capacity / 8;
+  const uint64_t r = per_connection > eighth ? per_connection : eighth;
+  return r > capacity ? capacity : static_cast<uint32_t>(r);
+}
+
+bool accelerate(Connection& c, BufferPool& pool, Stats& stats, uint32_t free_blocks) noexcept {
+  Side& src = c.upstream;
+  // Held now: the chain and `in`; after the move, a fresh block for `in` makes one more.
+  if (c.accel_limit == 0 || src.in.empty() || src.gate != kOpenGate ||
+      c.accel.blocks + 2 > c.accel_limit) {
+    return false;
+  }
+  if (free_blocks <= accel_reserve(pool.capacity(), stats.active)) {
+    ++stats.accel_giveups;  // ordinary backpressure with the one block this connection has
+    return false;
+  }
+  pool.chain_push(c.accel, src.in);
+  if (++stats.accel_blocks_held > stats.accel_blocks_peak) {
+    stats.accel_blocks_peak = stats.accel_blocks_held;
+  }
+  src.paused &= static_cast<uint8_t>(~kPauseBackpressure);
+  return true;
+}
+
+void discard_undeliverable(Connection& c, BufferPool& pool, Stats& stats) noexcept {
+  if (!(c.client.flags & kFailed) || c.accel.empty()) return;
+  stats.accel_blocks_held -= pool.chain_release(c.accel);
+  advance(c);
+}
+
+void release_buffers(Connection& c, BufferPool& pool, Stats& stats) noexcept {
+  pool.release(c.client.in);
+  pool.release(c.upstream.in);
+  stats.accel_blocks_held -= pool.chain_release(c.accel);
+}
+
+bool upstream_finished(const Connection& c) noexcept {
+  const uint8_t f = c.upstream.flags;
+  return (c.state == State::kRelaying || c.state == State::kDraining) && !c.upstream_released &&
+         c.upstream.fd >= 0 && (f & (kEof | kWriteShut | kFailed)) == (kEof | kWriteShut) &&
+         !nothing_held(c, Dir::kU2C);
+}
+
+void on_upstream_released(Connection& c) noexcept {
+  c.upstream.fd = -1;
+  c.upstream.events = 0;
+  c.upstream_released = true;
 }
 
 bool prepare_splice(Connection& c, Dir d, PipePool& pipes, Stats& stats) noexcept {
@@ -248,6 +332,7 @@ void on_shutdown(Connection& c, Dir d, SysResult r, Stats& stats, LoopTime now) 
     return;
   }
   c.sink(d).flags |= kWriteShut;
+  if (d == Dir::kU2C) c.u2c_done_ns = now.ns;
   if (d == Dir::kU2C && c.u2c_first_ns != 0 && c.u2c_eof_ns != 0) {
     stats.u2c_upstream_ns += static_cast<uint64_t>(c.u2c_eof_ns - c.u2c_first_ns);
     stats.u2c_client_ns += static_cast<uint64_t>(now.ns - c.u2c_first_ns);
@@ -384,15 +469,16 @@ uint32_t wanted_interest(const Connection& c, const Side& side) noexcept {
   // resuming cost no epoll_ctl (next_step() is what holds the reads back).
   const uint8_t paused = static_cast<uint8_t>(side.paused & ~kPauseReplay);
   if (!(side.flags & kEof) && paused == 0 && !(peer.flags & kFailed)) want |= kWantRead;
-  if ((writable(peer) > 0 || peer.piped > 0) && !(side.flags & (kWriteReady | kFailed))) {
+  const bool chained = client && c.accel.bytes > 0;
+  if ((writable(peer) > 0 || peer.piped > 0 || chained) &&
+      !(side.flags & (kWriteReady | kFailed))) {
     want |= kWantWrite;
   }
   return want;
 }
 
 bool direction_done(const Connection& c, Dir d) noexcept {
-  const Side& src = c.source(d);
-  return (src.flags & kEof) && src.in.empty() && src.piped == 0 && (c.sink(d).flags & kWriteShut);
+  return (c.source(d).flags & kEof) && nothing_held(c, d) && (c.sink(d).flags & kWriteShut);
 }
 
 bool ends_cleanly(const Connection& c) noexcept {

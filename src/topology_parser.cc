@@ -606,6 +606,12 @@ class Parser {
                     ": a forward listener reads HTTP itself (expected no 'route' block and no "
                     "'accept-proxy')");
     }
+    if (l.accelerate_bytes != 0) {
+      return at(file, d.words[0],
+                "listener " + quoted(l.name) +
+                    ": a forward listener does not accelerate (expected no 'accelerate', or "
+                    "'mode tcp')");
+    }
     ForwardSpec& f = l.forward;
     if (pending.has_auth) {
       f.credentials = pending_auth_.credentials;

@@ -577,6 +577,10 @@ void Worker::start_connection(int client_fd, const Listener& l) noexcept {
   c->version = current_;
   c->listener = static_cast<uint16_t>(l.listener);
   const ListenerSpec& ls = v.topology->listeners[l.listener];
+  if (ls.accelerate_bytes != 0 && ls.mode == ListenerMode::kTcp) {
+    // Whole blocks, `in` included (decision 0011); the transport's attach reads it.
+    c->accel_limit = static_cast<uint16_t>(std::max(ls.accelerate_bytes / kBufferBytes, 1u));
+  }
   ls.runtime->stats.connections.fetch_add(1, std::memory_order_relaxed);
   ls.runtime->stats.current.fetch_add(1, std::memory_order_relaxed);
   touch(*c, h.index);
@@ -2093,6 +2097,7 @@ void Worker::finish_iteration() noexcept {
         check_linger(c, index);
         continue;
       }
+      if (c.accel_limit != 0 && relay::upstream_finished(c)) release_upstream(c, h);
       queue_pending(c, index);
     }
     if (freed) {
@@ -2103,6 +2108,29 @@ void Worker::finish_iteration() noexcept {
       if (!buffer_waiters_.empty() && transport_.buffers_available()) wake_buffer_waiters();
     }
   }
+}
+
+void Worker::release_upstream(Connection& c, Handle h) noexcept {
+  // A completion backend first cancels what still refers to the fd; the completions bring the
+  // connection back here.
+  if (!transport_.release_upstream(c, h)) return;
+  // Both directions of this socket ended in order: a plain close, no reset.
+  sys::close(c.upstream.fd);
+  leave_server(c);
+  relay::on_upstream_released(c);
+}
+
+void Worker::log_acceleration(const Connection& c, uint32_t index) noexcept {
+  if (log_level() != LogLevel::kVerbose || c.u2c_first_ns == 0 || c.u2c_eof_ns == 0 ||
+      c.u2c_done_ns == 0) {
+    return;
+  }
+  // As acceleration_factor, for this connection alone (docs/architecture.md).
+  const double upstream_ms = static_cast<double>(c.u2c_eof_ns - c.u2c_first_ns) / 1e6;
+  const double client_ms = static_cast<double>(c.u2c_done_ns - c.u2c_first_ns) / 1e6;
+  log_debug("connection %u: acceleration factor %.2f (server %.3f ms, client %.3f ms, %llu bytes)",
+            index, upstream_ms > 0 ? client_ms / upstream_ms : 0.0, upstream_ms, client_ms,
+            static_cast<unsigned long long>(c.bytes_u2c));
 }
 
 void Worker::queue_pending(Connection& c, uint32_t index) noexcept {
@@ -2127,10 +2155,10 @@ void Worker::close_connection(Connection& c, uint32_t index) noexcept {
     // close() also removes the fd from the epoll set: no fd is ever dup'ed.
     sys::close(side->fd);
   }
-  pool_.release(c.client.in);
-  pool_.release(c.upstream.in);
+  relay::release_buffers(c, pool_, stats_);
   transport_.release_pipes(c);
   leave_server(c);
+  log_acceleration(c, index);
   const Topology& t = *versions_[c.version].topology;
   if (c.client_slot != kNoClientSlot) t.listeners[c.listener].clients->release(c.client_slot);
   for (ObjectStats* o :

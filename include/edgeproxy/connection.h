@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "edgeproxy/block_chain.h"
 #include "edgeproxy/buffer.h"
 #include "edgeproxy/pipe_pool.h"
 #include "edgeproxy/slab.h"
@@ -117,17 +118,25 @@ struct Connection {
   bool touched = false;  // in the Worker's touched list this loop iteration
   bool more = false;     // the read budget ran out with bytes left: pump again next iteration
   bool pending = false;  // queued in the Worker's pending list (at most once)
-  uint8_t address = 0;   // index of the server address being tried or used
-  uint8_t tried = 0;     // addresses of the current server tried so far
-  uint8_t retries = 0;   // connects retried on another server so far
-  uint8_t attempt = 0;   // connect attempts so far (wraps): names an attempt's operations
-  uint8_t limits = 0;    // LimitFlag bits
+  // The upstream finished both ways while bytes for the client were still held, and its socket
+  // was closed early (decision 0011): upstream.fd is -1 from then on, its flags stay.
+  bool upstream_released = false;
+  uint8_t address = 0;  // index of the server address being tried or used
+  uint8_t tried = 0;    // addresses of the current server tried so far
+  uint8_t retries = 0;  // connects retried on another server so far
+  uint8_t attempt = 0;  // connect attempts so far (wraps): names an attempt's operations
+  uint8_t limits = 0;   // LimitFlag bits
   // Where the connection belongs (decision 0008): the worker's topology version it was accepted
   // under, and indices into that version's listeners, backends and the backend's servers.
   uint16_t version = 0;
   uint16_t listener = 0;
   uint16_t backend = kNoBackend;
   uint16_t server = kNoServer;
+  // Slow-client acceleration (decision 0011): the most blocks the u2c direction may hold, `in`
+  // included (0: off; copied from the listener at accept), and the blocks it holds beyond
+  // upstream.in, written to the client before it. Changed only by relay functions.
+  uint16_t accel_limit = 0;
+  BlockChain accel;
   WaitLinks buffer_wait;  // in the Worker's queue of connections waiting for a pool buffer
   WaitLinks socket_wait;  // in the Worker's queue of connections waiting for a descriptor
   uint32_t client_slot = kNoClientSlot;  // its entry in the listener's client table
@@ -142,6 +151,7 @@ struct Connection {
   // last byte delivered to the client (client write side shut).
   int64_t u2c_first_ns = 0;
   int64_t u2c_eof_ns = 0;
+  int64_t u2c_done_ns = 0;
 
   Side& source(Dir d) noexcept { return d == Dir::kC2U ? client : upstream; }
   Side& sink(Dir d) noexcept { return d == Dir::kC2U ? upstream : client; }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -47,6 +48,9 @@ namespace sys {
 
 SysResult read(int fd, void* data, size_t size) noexcept;
 SysResult send(int fd, const void* data, size_t size) noexcept;
+// sendmsg(2) of `count` iovecs (at most IOV_MAX), MSG_NOSIGNAL | MSG_DONTWAIT: a writev that a
+// vanished peer answers with EPIPE, never SIGPIPE.
+SysResult send_iov(int fd, const iovec* iov, size_t count) noexcept;
 // splice(2) of up to `size` bytes between a socket and a pipe, SPLICE_F_NONBLOCK | SPLICE_F_MOVE:
 // EAGAIN, never a sleep, when the source is empty or the destination full. splice has no
 // MSG_NOSIGNAL: into a socket whose peer is gone it raises SIGPIPE as well as returning EPIPE, so

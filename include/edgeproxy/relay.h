@@ -18,7 +18,7 @@ namespace edgeproxy::relay {
 enum class Step : uint8_t {
   kNone,       // nothing to do in this direction until an event arrives
   kRead,       // read from source into source.in
-  kWrite,      // write source.in to sink
+  kWrite,      // write source.in to sink (u2c: the acceleration chain first, then upstream.in)
   kShutdown,   // source ended and everything was delivered: shutdown(SHUT_WR) the sink
   kSpliceIn,   // splice from source into its pipe (prepare_splice first; read if it fails)
   kSpliceOut,  // splice source's pipe into sink
@@ -54,6 +54,11 @@ inline void resume_reading(Side& side, PauseReason why) noexcept {
   side.paused &= static_cast<uint8_t>(~why);
 }
 
+// For completion backends, which take one step per direction and so would start the next receive
+// only after the send in flight: whether an accelerating u2c direction may also read now, its
+// last block having gone to the chain (so `in` is free for the next one).
+bool reads_beside_write(const Connection& c, Dir d) noexcept;
+
 // Makes sure the source has a block to read into. False when the pool is empty: the source is
 // paused (kPauseNoBuffer) and a wait counted; the caller resumes it when a block returns.
 bool prepare_read(Connection& c, Dir d, BufferPool& pool, Stats& stats) noexcept;
@@ -65,10 +70,41 @@ bool prepare_read(Connection& c, Dir d, BufferPool& pool, Stats& stats) noexcept
 void on_read(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& pool, Stats& stats,
              LoopTime now) noexcept;
 
-// Applies send(sink, source.in.read_ptr(), asked). An emptied buffer goes back to the pool at
-// once and a backpressure pause on the source is lifted.
+// Applies send(sink, source.in.read_ptr(), asked), or for u2c a writev of the acceleration chain
+// then upstream.in: the bytes written come off the chain first. An emptied buffer (and every
+// emptied chain block) goes back to the pool at once and a backpressure pause on the source is
+// lifted.
 void on_write(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& pool, Stats& stats,
               LoopTime now) noexcept;
+
+// Slow-client acceleration (decision 0011). The reserve: acceleration takes a block only while
+// more than max(capacity / 8, 2 x open connections) blocks are free.
+uint32_t accel_reserve(uint32_t capacity, uint64_t open) noexcept;
+
+// Moves upstream.in's block (holding bytes) to the tail of c.accel, so the next read takes a fresh
+// block instead of pausing; lifts a backpressure pause. Call when upstream.in can take no more
+// reads: full (readiness backends), or after any receive (completion backends: the kernel picks a
+// fresh block per receive). Refused (false) when the connection does not accelerate, its gate is
+// finite, the chain plus `in` and one fresh block would pass c.accel_limit, or `free_blocks` (the
+// pool's, plus blocks lent to a kernel ring and unfilled) is at the reserve: then counted in
+// accel_giveups, and the connection keeps ordinary backpressure with its one block.
+bool accelerate(Connection& c, BufferPool& pool, Stats& stats, uint32_t free_blocks) noexcept;
+
+// A failed client can never be sent what the chain holds: returns the chain to the pool. The
+// caller makes sure no send to the client is in flight (a completion backend's kernel reads the
+// blocks until the send completes).
+void discard_undeliverable(Connection& c, BufferPool& pool, Stats& stats) noexcept;
+
+// At close: both sides' buffers and the chain go back to the pool.
+void release_buffers(Connection& c, BufferPool& pool, Stats& stats) noexcept;
+
+// The upstream ended both ways in order (its EOF read, its write side shut after the client's end)
+// while bytes for the client are still held: its socket may be closed now and its server left,
+// before the client has drained (decision 0011).
+bool upstream_finished(const Connection& c) noexcept;
+// The worker closed the finished upstream's socket: upstream.fd becomes -1, its flags stay (the
+// directions' ends still decide the close), and a client failure then closes at once.
+void on_upstream_released(Connection& c) noexcept;
 
 // Makes sure the source holds a pipe for kSpliceIn. False when the pipe pool is empty: counted
 // in splice_pipe_waits, and the caller reads into a buffer instead (prepare_read, on_read).
@@ -148,8 +184,8 @@ void forget_urgent(Side& side) noexcept;
 // The Interest bits (event.h) `side` needs registered now.
 uint32_t wanted_interest(const Connection& c, const Side& side) noexcept;
 
-// True when the source has ended, its bytes (buffer and pipe) were all delivered and the sink's
-// write side is shut.
+// True when the source has ended, its bytes (buffer, pipe, acceleration chain) were all delivered
+// and the sink's write side is shut.
 bool direction_done(const Connection& c, Dir d) noexcept;
 
 // Whether closing now may send FINs: both directions ended in order and were delivered.

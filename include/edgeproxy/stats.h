@@ -73,6 +73,12 @@ __extension__ typedef unsigned __int128 NsSum;
   PEAK(topology_versions)      /* configuration versions held: the current one, and older ones     \
                                   while connections accepted under them are open (merged: the      \
                                   most any worker holds); filled in by Worker::stats() */          \
+  GAUGE(accel_blocks_held)     /* blocks held in acceleration chains now (decision 0011) */        \
+  PEAK(accel_blocks_peak)      /* most blocks held in acceleration chains at once */               \
+  COUNTER(accel_giveups)       /* full blocks that stayed and paused reading: the pool's free      \
+                                  blocks were at the reserve */                                    \
+  COUNTER(server_finished_first) /* connections whose upstream ended (EOF) while bytes for the    \
+                                  client were still held by the proxy */                           \
   /* Acceleration factor inputs, summed over connections whose upstream reached EOF and whose      \
      client then received every byte: from the first upstream byte to upstream EOF, and from the   \
      first upstream byte to the last byte written to the client. Callers add spans >= 0. */        \

@@ -275,6 +275,9 @@ struct ListenerSpec {
   uint32_t backend = 0;            // index into Topology::backends; with routes, the default
                                    // when no rule decides (kNoBackendIndex: none, close)
   uint32_t idle_timeout_s = 3600;  // 0 = none
+  // Slow-client acceleration (decision 0011): bytes the server-to-client direction may hold in
+  // pool blocks (0 = off; mode tcp only). Copied into each connection at accept.
+  uint32_t accelerate_bytes = 0;
   // Content-aware routing (docs/routing.md): the rules, a PROXY header expected first, and
   // the limits of the inspection with what happens when one is reached.
   RouteSet routes;

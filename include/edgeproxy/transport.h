@@ -54,6 +54,9 @@ concept TransportVerbs = requires(T t, const T ct, Connection& c, Handle h, cons
   { t.pump(c, h, now) } -> std::same_as<void>;
   { t.settle(c, h) } -> std::same_as<bool>;
   { t.quiesce(c, h) } -> std::same_as<bool>;
+  // A finished upstream (relay::upstream_finished) may be closed before the connection: true
+  // once nothing refers to its fd (decision 0011).
+  { t.release_upstream(c, h) } -> std::same_as<bool>;
   { ct.buffers_available() } -> std::same_as<bool>;
   { t.release_pipes(c) } -> std::same_as<void>;
   { ct.pipes() } -> std::same_as<const PipePool&>;

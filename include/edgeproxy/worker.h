@@ -268,6 +268,11 @@ class Worker {
   // Queues a connection whose pump must run again next iteration (c.more), at most once.
   void queue_pending(Connection& c, uint32_t index) noexcept;
   void close_connection(Connection& c, uint32_t index) noexcept;
+  // Closes a finished upstream's socket and leaves its server while the client still drains
+  // (relay::upstream_finished, decision 0011); on io_uring once nothing refers to the fd.
+  void release_upstream(Connection& c, Handle h) noexcept;
+  // With -v: the connection's own acceleration factor, when it has one.
+  static void log_acceleration(const Connection& c, uint32_t index) noexcept;
   uint64_t listener_cookie(const Listener& l) const noexcept;
   // Whether a new client could be served: a free slot, and no connection waiting for a
   // descriptor (those go first).

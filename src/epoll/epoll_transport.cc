@@ -1,6 +1,8 @@
 // Readiness-driven byte moving; see epoll_transport.h.
 #include "epoll/epoll_transport.h"
 
+#include <sys/uio.h>
+
 #include "edgeproxy/cookie.h"
 #include "edgeproxy/relay.h"
 
@@ -62,6 +64,7 @@ ConnectResult EpollTransport::on_event(Connection& c, Handle, bool client, const
 void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
   uint32_t reads[2] = {0, 0};
   c.more = false;
+  if (c.accel.blocks != 0) relay::discard_undeliverable(c, pool_, stats_);
   bool progressed = true;
   while (progressed && c.state < State::kLingering) {
     progressed = false;
@@ -90,6 +93,10 @@ void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
             const uint32_t asked = src.in.writable();
             const SysResult r = sys::read(src.fd, src.in.write_ptr(), asked);
             relay::on_read(c, d, r, asked, pool_, stats_, now);
+            // A full block of an accelerating connection joins its chain instead of pausing.
+            if (c.accel_limit != 0 && d == Dir::kU2C && src.in.full()) {
+              relay::accelerate(c, pool_, stats_, pool_.available());
+            }
           }
           ++done;
           progressed = true;
@@ -103,9 +110,13 @@ void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
           break;
         }
         case relay::Step::kWrite: {
-          const uint32_t asked = relay::writable(src);
-          const SysResult r = sys::send(dst.fd, src.in.read_ptr(), asked);
-          relay::on_write(c, d, r, asked, pool_, stats_, now);
+          if (d == Dir::kU2C && c.accel.blocks != 0) {
+            write_chain(c, now);
+          } else {
+            const uint32_t asked = relay::writable(src);
+            const SysResult r = sys::send(dst.fd, src.in.read_ptr(), asked);
+            relay::on_write(c, d, r, asked, pool_, stats_, now);
+          }
           progressed = true;
           break;
         }
@@ -118,6 +129,21 @@ void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
     }
   }
   if (c.state >= State::kLingering) c.more = false;
+}
+
+void EpollTransport::write_chain(Connection& c, LoopTime now) noexcept {
+  iovec iov[kChainIovecs + 1];
+  uint32_t asked = 0;
+  uint32_t n = pool_.chain_iov(c.accel, iov, kChainIovecs, asked);
+  // Behind the whole chain, what upstream.in holds (forward listeners never accelerate: no gate).
+  if (n == c.accel.blocks && !c.upstream.in.empty()) {
+    iov[n].iov_base = const_cast<std::byte*>(c.upstream.in.read_ptr());
+    iov[n].iov_len = c.upstream.in.readable();
+    asked += c.upstream.in.readable();
+    ++n;
+  }
+  const SysResult r = sys::send_iov(c.client.fd, iov, n);
+  relay::on_write(c, Dir::kU2C, r, asked, pool_, stats_, now);
 }
 
 bool EpollTransport::settle(Connection& c, Handle h) noexcept {

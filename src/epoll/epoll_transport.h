@@ -24,6 +24,8 @@ class EpollTransport {
   // Reads (or splices into a pipe) per direction per call, so one busy connection cannot starve
   // the others.
   static constexpr uint32_t kReadBudget = 16;
+  // Blocks of an acceleration chain written per writev (IOV_MAX is 1024): 512 KiB.
+  static constexpr uint32_t kChainIovecs = 64;
 
   EpollTransport(EpollReactor& reactor, BufferPool& pool, Stats& stats) noexcept
       : reactor_(reactor), pool_(pool), stats_(stats) {}
@@ -63,6 +65,9 @@ class EpollTransport {
   // True when the connection may be closed now (epoll: always; nothing is in flight).
   bool quiesce(Connection&, Handle) noexcept { return true; }
 
+  // True: a finished upstream's fd may be closed now (close() also drops its registration).
+  bool release_upstream(Connection&, Handle) noexcept { return true; }
+
   // Whether a read paused for want of a buffer could get one now.
   bool buffers_available() const noexcept { return pool_.available() > 0; }
 
@@ -73,6 +78,10 @@ class EpollTransport {
   const PipePool& pipes() const noexcept { return pipes_; }
 
  private:
+  // kWrite toward the client of an accelerating connection: one writev of up to kChainIovecs
+  // chain blocks, then upstream.in's bytes once the whole chain fits.
+  void write_chain(Connection& c, LoopTime now) noexcept;
+
   EpollReactor& reactor_;
   BufferPool& pool_;
   Stats& stats_;

@@ -67,6 +67,8 @@ Result<Ok> UringTransport::init(const Config& config) {
   while (entries * 2 <= std::min(pool_.capacity(), kRingEntries)) entries *= 2;
   if (auto r = ring_.init(reactor_.ring(), entries); !r.ok()) return r;
   ring_.refill(pool_);
+  slots_ = config.max_connections;
+  chain_sends_.reset(new ChainSend[slots_]);
   auto pipes = PipePool::create(config.pipe_count());
   if (!pipes.ok()) return Error{pipes.error()};
   pipes_ = std::move(pipes.value());
@@ -86,8 +88,10 @@ Result<Ok> UringTransport::init(const Config& config) {
   return Ok{};
 }
 
-int UringTransport::attach(Connection& c, Handle) noexcept {
+int UringTransport::attach(Connection& c, Handle h) noexcept {
   keep_ready(c.client);
+  // Only a slot whose connection may accelerate ever touches its ChainSend.
+  if (c.accel_limit != 0) chain_sends_[h.index].in_flight = false;
   return 0;
 }
 
@@ -160,6 +164,11 @@ ConnectResult UringTransport::on_event(Connection& c, Handle h, bool client, con
         return {};
       }
       relay::on_read(c, d, from_cqe(ev.result), kBufferBytes, pool_, stats_, now);
+      // The kernel picks a fresh block per receive: an accelerating connection chains every
+      // block that holds bytes, so the next receive need not wait for this one's send.
+      if (c.accel_limit != 0 && !client) {
+        relay::accelerate(c, pool_, stats_, pool_.available() + ring_.held());
+      }
       // The relay clears kReadReady after a short read: the socket was drained. A receive never
       // says EAGAIN (it waits), so the relay cannot end kUrgent here: the receive went up to
       // the urgent mark or past it, and the poll before the next splice asks again (POLLPRI).
@@ -177,8 +186,12 @@ ConnectResult UringTransport::on_event(Connection& c, Handle h, bool client, con
       side.ops &= static_cast<uint8_t>(~kOpSend);
       if (closing || ev.result == -ECANCELED) return {};
       const Dir d = client ? Dir::kU2C : Dir::kC2U;
-      // The buffer stays attached while its send is in flight (its gate may open further).
-      assert(UringEventOp::buffer(ev.op) == static_cast<uint16_t>(c.source(d).in.id()));
+      if (client && c.accel_limit != 0 && chain_sends_[h.index].in_flight) {
+        chain_sends_[h.index].in_flight = false;  // the chain's blocks stayed put until now
+      } else {
+        // The buffer stays attached while its send is in flight (its gate may open further).
+        assert(UringEventOp::buffer(ev.op) == static_cast<uint16_t>(c.source(d).in.id()));
+      }
       const uint32_t asked = c.source(d).asked;
       relay::on_write(c, d, from_cqe(ev.result), asked, pool_, stats_, now);
       keep_ready(side);
@@ -309,9 +322,36 @@ void UringTransport::submit_poll(io_uring_sqe* e, int fd, unsigned events, Handl
                         static_cast<uint16_t>(kind)));
 }
 
+void UringTransport::submit_chain_send(io_uring_sqe* e, Connection& c, Handle h) noexcept {
+  ChainSend& s = chain_sends_[h.index];
+  uint32_t asked = 0;
+  uint32_t n = pool_.chain_iov(c.accel, s.iov, kChainIovecs, asked);
+  // upstream.in stays attached (no receive) while a send covers it: only a receive's completion
+  // moves a block into the chain.
+  if (n == c.accel.blocks && !c.upstream.in.empty()) {
+    s.iov[n].iov_base = const_cast<std::byte*>(c.upstream.in.read_ptr());
+    s.iov[n].iov_len = c.upstream.in.readable();
+    asked += c.upstream.in.readable();
+    ++n;
+  }
+  s.msg = msghdr{};
+  s.msg.msg_iov = s.iov;
+  s.msg.msg_iovlen = n;
+  s.in_flight = true;
+  c.upstream.asked = asked;
+  io_uring_prep_sendmsg(e, c.client.fd, &s.msg, MSG_NOSIGNAL);
+  io_uring_sqe_set_data64(e, UserData::pack(UringOp::kSendClient, h));
+  c.client.ops |= kOpSend;
+}
+
 void UringTransport::pump(Connection& c, Handle h, LoopTime now) noexcept {
   c.more = false;
   if (c.state == State::kClosing) return;
+  // A failed client's chain goes back once no send to it (reading the blocks) is in flight.
+  if (c.accel.blocks != 0 && !(c.client.ops & kOutOps)) {
+    relay::discard_undeliverable(c, pool_, stats_);
+    if (c.state == State::kClosing) return;
+  }
   ring_.refill(pool_);
   for (const Dir d : {Dir::kC2U, Dir::kU2C}) {
     Side& src = c.source(d);
@@ -324,8 +364,18 @@ void UringTransport::pump(Connection& c, Handle h, LoopTime now) noexcept {
       case relay::Step::kNone:
         break;
       case relay::Step::kWrite:
+        // An accelerating direction receives its next block while the chain is being sent.
+        if (to_client && c.accel_limit != 0 && !(src.ops & kInOps) &&
+            relay::reads_beside_write(c, d)) {
+          if ((e = reactor_.sqe()) == nullptr) return retry_later(c);
+          submit_recv(e, src, h, false);
+        }
         if (dst.ops & kOutOps) break;
         if ((e = reactor_.sqe()) == nullptr) return retry_later(c);
+        if (to_client && c.accel.blocks != 0) {
+          submit_chain_send(e, c, h);
+          break;
+        }
         src.asked = relay::writable(src);
         io_uring_prep_send(e, dst.fd, src.in.read_ptr(), src.asked, MSG_NOSIGNAL);
         io_uring_sqe_set_data64(
@@ -412,25 +462,38 @@ bool UringTransport::settle(Connection& c, Handle) noexcept {
 
 bool UringTransport::quiesce(Connection& c, Handle h) noexcept {
   const auto mark = static_cast<uint8_t>((reactor_.dropped_completions() & 3) << 2);
-  for (const bool client : {true, false}) {
-    Side& side = client ? c.client : c.upstream;
-    // The kernel dropped completions since this side's round began: one of the round's own may
-    // be among them, and then nothing would ever end it. Another round is harmless.
-    if ((side.ops & kOpCancel) && (side.hints & kCancelDropMark) != mark) {
-      side.ops &= static_cast<uint8_t>(~kOpCancel);
-    }
-    if (side.ops == 0 || (side.ops & kOpCancel)) continue;
-    if (!cancel_round(c, side, client, h, mark)) c.more = true;  // the Worker comes back
-  }
-  return (c.client.ops | c.upstream.ops) == 0;
+  const bool client_idle = quiesce_side(c, true, h, mark);
+  return quiesce_side(c, false, h, mark) && client_idle;
 }
 
-uint64_t UringTransport::op_data(const Connection& c, bool client, Handle h, uint8_t op) noexcept {
+bool UringTransport::release_upstream(Connection& c, Handle h) noexcept {
+  return quiesce_side(c, false, h, static_cast<uint8_t>((reactor_.dropped_completions() & 3) << 2));
+}
+
+bool UringTransport::quiesce_side(Connection& c, bool client, Handle h, uint8_t mark) noexcept {
+  Side& side = client ? c.client : c.upstream;
+  // The kernel dropped completions since this side's round began: one of the round's own may
+  // be among them, and then nothing would ever end it. Another round is harmless.
+  if ((side.ops & kOpCancel) && (side.hints & kCancelDropMark) != mark) {
+    side.ops &= static_cast<uint8_t>(~kOpCancel);
+  }
+  if (side.ops == 0) return true;
+  if (side.ops & kOpCancel) return false;
+  if (!cancel_round(c, side, client, h, mark)) c.more = true;  // the Worker comes back
+  return false;
+}
+
+uint64_t UringTransport::op_data(const Connection& c, bool client, Handle h,
+                                 uint8_t op) const noexcept {
   const UringOp splice = client ? UringOp::kSpliceClient : UringOp::kSpliceUpstream;
   switch (op) {
     case kOpRecv:
       return UserData::pack(client ? UringOp::kRecvClient : UringOp::kRecvUpstream, h);
-    case kOpSend:  // its user_data names the block it sends: the other side's
+    case kOpSend:  // its user_data names the block it sends (the other side's), or none for a
+                   // send of an acceleration chain
+      if (client && c.accel_limit != 0 && chain_sends_[h.index].in_flight) {
+        return UserData::pack(UringOp::kSendClient, h);
+      }
       return UserData::pack(client ? UringOp::kSendClient : UringOp::kSendUpstream, h,
                             static_cast<uint16_t>((client ? c.upstream : c.client).in.id()));
     case kOpConnect:

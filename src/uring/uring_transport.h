@@ -6,6 +6,11 @@
 // refers to it. Single-threaded: owned by one Worker.
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <memory>
+
 #include "edgeproxy/buffer_pool.h"
 #include "edgeproxy/clock.h"
 #include "edgeproxy/config.h"
@@ -61,16 +66,19 @@ class UringTransport {
   static constexpr uint32_t kMaxBuffers = UserData::kMaxBuffer + 1;
   // Most blocks lent to the kernel's ring at once (a prefetch; the rest stay in the pool).
   static constexpr uint32_t kRingEntries = 256;
+  // Blocks of an acceleration chain sent per IORING_OP_SENDMSG (decision 0011): 128 KiB.
+  static constexpr uint32_t kChainIovecs = 16;
 
   UringTransport(UringReactor& reactor, BufferPool& pool, Stats& stats) noexcept
       : reactor_(reactor), pool_(pool), stats_(stats) {}
 
   // Registers the provided-buffer ring and stocks it from the pool; creates config.pipe_count()
-  // pipes for splice (--splice).
+  // pipes for splice (--splice); reserves a message header and kChainIovecs iovecs per slot
+  // (config.max_connections) for sends of acceleration chains.
   Result<Ok> init(const Config& config);
 
   // Readies the accepted client: its first receive is submitted by the next pump(), before any
-  // backend is chosen. Returns 0.
+  // backend is chosen. c.accel_limit must be set already. Returns 0.
   int attach(Connection& c, Handle h) noexcept;
 
   // Submits the connect of c.upstream.fd (already created) to `to`, which must stay valid until
@@ -112,6 +120,11 @@ class UringTransport {
   // blocks a shutdown. A round with no submission entry sets c.more: the Worker comes back.
   bool quiesce(Connection& c, Handle h) noexcept;
 
+  // A finished upstream (relay::upstream_finished) may be closed before the connection: true when
+  // no operation refers to its fd; otherwise begins a cancel round on it, as quiesce() does, and
+  // the completions bring the connection back.
+  bool release_upstream(Connection& c, Handle h) noexcept;
+
   // A completion for a slot already freed (Worker::on_connection_event drops it): a block the
   // kernel picked for it goes back to the pool.
   void on_stale(const Event& ev) noexcept;
@@ -133,6 +146,19 @@ class UringTransport {
   const PipePool& pipes() const noexcept { return pipes_; }
 
  private:
+  // What a slot's send of an acceleration chain hands the kernel: stable until its completion
+  // (at most one send per side is in flight, and only its completion consumes the chain).
+  struct ChainSend {
+    msghdr msg;
+    iovec iov[kChainIovecs + 1];  // chain blocks, then upstream.in's bytes when the chain fits
+    bool in_flight;               // the client's send in flight is this one (its user_data
+                                  // names no block: upstream.in may change under it)
+  };
+
+  // kWrite toward the client of an accelerating connection: IORING_OP_SENDMSG over the chain.
+  void submit_chain_send(io_uring_sqe* e, Connection& c, Handle h) noexcept;
+  // quiesce() for one side: true when nothing is in flight on it, else a cancel round begins.
+  bool quiesce_side(Connection& c, bool client, Handle h, uint8_t mark) noexcept;
   void on_splice(Connection& c, bool client, UringSplice kind, int32_t result, uint32_t cqe_flags,
                  LoopTime now) noexcept;
   // Each fills `e`, an entry from UringReactor::sqe().
@@ -142,7 +168,7 @@ class UringTransport {
   void submit_poll(io_uring_sqe* e, int fd, unsigned events, Handle h, bool client,
                    UringSplice kind) noexcept;
   // The user_data of side `client`'s operation `op` (one UringSideOp bit), to cancel it.
-  static uint64_t op_data(const Connection& c, bool client, Handle h, uint8_t op) noexcept;
+  uint64_t op_data(const Connection& c, bool client, Handle h, uint8_t op) const noexcept;
   bool cancel_round(Connection& c, Side& side, bool client, Handle h, uint8_t mark) noexcept;
   void on_cancel(Connection& c, Handle h, bool client, uint16_t target, int32_t result) noexcept;
 
@@ -151,6 +177,9 @@ class UringTransport {
   Stats& stats_;
   BufferRing ring_;
   PipePool pipes_;
+  std::unique_ptr<ChainSend[]> chain_sends_;  // one per slot, default-initialised: untouched
+                                              // pages of slots that never accelerate cost no RSS
+  uint32_t slots_ = 0;
   relay::SplicePolicy splice_;
   uint64_t lost_operations_ = 0;
 };

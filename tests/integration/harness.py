@@ -52,7 +52,8 @@ COUNTER_NAMES = (
     "resets_client", "resets_upstream", "resets_sent", "shutdown_forced", "splice_bytes",
     "splice_pipe_waits", "splice_pipes_dirty", "batched_waits", "splice_pipes_lost",
     "socket_waits", "connect_retries", "linger_waits", "submit_failures", "cq_dropped",
-    "lost_operations", "no_server", "topology_versions", "acceleration_factor",
+    "lost_operations", "no_server", "topology_versions", "accel_blocks_held",
+    "accel_blocks_peak", "accel_giveups", "server_finished_first", "acceleration_factor",
 )
 
 MiB = 1024 * 1024

@@ -3,6 +3,7 @@
 #include "edgeproxy/buffer_pool.h"
 
 #include <gtest/gtest.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -243,6 +244,120 @@ TEST(BufferPoolTest, LargePoolCreatesWithoutTouchingPages) {
   b.write_ptr()[0] = std::byte{1};
   pool.release(b);
   EXPECT_TRUE(Counts(pool));
+}
+
+// --- chains (decision 0011) ------------------------------------------------------------------
+
+// A buffer holding `bytes` bytes, `consumed` of them already written, each byte `fill + k`.
+Buffer Filled(BufferPool& pool, uint32_t bytes, uint32_t consumed, uint8_t fill) {
+  Buffer b;
+  EXPECT_TRUE(pool.acquire(b));
+  for (uint32_t k = 0; k < bytes; ++k) b.write_ptr()[k] = static_cast<std::byte>(fill + k);
+  b.commit(bytes);
+  b.consume(consumed);
+  return b;
+}
+
+::testing::AssertionResult ChainIs(const BufferPool& pool, const BlockChain& chain,
+                                   std::vector<size_t> lengths) {
+  std::vector<iovec> iov(lengths.size() + 2);
+  uint32_t bytes = 0;
+  const uint32_t n = pool.chain_iov(chain, iov.data(), static_cast<uint32_t>(iov.size()), bytes);
+  if (n != lengths.size() || n != chain.blocks) {
+    return ::testing::AssertionFailure()
+           << n << " iovecs, " << chain.blocks << " blocks, expected " << lengths.size();
+  }
+  uint32_t sum = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (iov[i].iov_len != lengths[i]) {
+      return ::testing::AssertionFailure() << "iovec " << i << " has " << iov[i].iov_len;
+    }
+    sum += static_cast<uint32_t>(lengths[i]);
+  }
+  if (sum != bytes || bytes != chain.bytes) {
+    return ::testing::AssertionFailure() << "bytes " << bytes << ", chain.bytes " << chain.bytes;
+  }
+  return Counts(pool);
+}
+
+TEST(BufferPoolTest, ChainPushDetachesAndKeepsEachBlocksRange) {
+  BufferPool pool = MakePool(4);
+  BlockChain chain;
+  EXPECT_TRUE(ChainIs(pool, chain, {}));
+  Buffer a = Filled(pool, kBufferBytes, 100, 1);
+  const std::byte* a_first = a.read_ptr();
+  pool.chain_push(chain, a);
+  EXPECT_FALSE(a.attached());
+  Buffer b = Filled(pool, 300, 0, 2);
+  pool.chain_push(chain, b);
+  EXPECT_EQ(pool.in_use(), 2u) << "chained blocks stay in use";
+  EXPECT_TRUE(ChainIs(pool, chain, {kBufferBytes - 100, 300}));
+  iovec iov[2];
+  uint32_t bytes = 0;
+  ASSERT_EQ(pool.chain_iov(chain, iov, 1, bytes), 1u) << "at most `max` iovecs";
+  EXPECT_EQ(iov[0].iov_base, a_first) << "the head's range starts where its buffer was read to";
+  EXPECT_EQ(bytes, kBufferBytes - 100);
+  EXPECT_EQ(pool.chain_release(chain), 2u);
+  EXPECT_TRUE(chain.empty());
+  EXPECT_EQ(pool.available(), 4u);
+}
+
+TEST(BufferPoolTest, ChainConsumeFreesEmptiedBlocksAtEveryOffset) {
+  // Three blocks (a partly written head, a full one, a short tail), consumed in two steps split at
+  // every offset near the block boundaries and at a stride elsewhere.
+  constexpr uint32_t kHead = kBufferBytes - 10;
+  constexpr uint32_t kTotal = kHead + kBufferBytes + 77;
+  for (uint32_t first = 0; first <= kTotal; ++first) {
+    const uint32_t in_block = first % kBufferBytes;
+    if (in_block > 12 && in_block < kBufferBytes - 12 && first % 509 != 0 && first != kTotal) {
+      continue;
+    }
+    BufferPool pool = MakePool(3);
+    BlockChain chain;
+    for (Buffer b : {Filled(pool, kBufferBytes, 10, 0), Filled(pool, kBufferBytes, 0, 0),
+                     Filled(pool, 77, 0, 0)}) {
+      pool.chain_push(chain, b);
+    }
+    ASSERT_EQ(chain.bytes, kTotal);
+    const uint32_t freed = pool.chain_consume(chain, first);
+    const uint32_t expect_freed = first >= kTotal                 ? 3
+                                  : first >= kHead + kBufferBytes ? 2
+                                  : first >= kHead                ? 1
+                                                                  : 0;
+    ASSERT_EQ(freed, expect_freed) << "after " << first;
+    ASSERT_EQ(chain.bytes, kTotal - first);
+    ASSERT_EQ(pool.in_use(), 3 - freed);
+    ASSERT_TRUE(Counts(pool));
+    uint32_t bytes = 0;
+    iovec iov[3];
+    const uint32_t n = pool.chain_iov(chain, iov, 3, bytes);
+    ASSERT_EQ(n, 3 - freed);
+    ASSERT_EQ(bytes, kTotal - first) << "the ranges still cover exactly what is left";
+    pool.chain_consume(chain, kTotal - first);
+    ASSERT_TRUE(chain.empty());
+    ASSERT_EQ(chain.head, kNoBuffer);
+    ASSERT_EQ(pool.available(), 3u) << "every block back after " << first;
+  }
+}
+
+TEST(BufferPoolTest, ChainKeepsFifoOrderAcrossReuse) {
+  BufferPool pool = MakePool(3);
+  BlockChain chain;
+  for (uint8_t k = 0; k < 3; ++k) {
+    Buffer b = Filled(pool, 1, 0, static_cast<uint8_t>(10 * k));
+    pool.chain_push(chain, b);
+  }
+  pool.chain_consume(chain, 1);  // the head goes back and is pushed again, now at the tail
+  Buffer again = Filled(pool, 1, 0, 99);
+  pool.chain_push(chain, again);
+  iovec iov[3];
+  uint32_t bytes = 0;
+  ASSERT_EQ(pool.chain_iov(chain, iov, 3, bytes), 3u);
+  EXPECT_EQ(*static_cast<const std::byte*>(iov[0].iov_base), std::byte{10});
+  EXPECT_EQ(*static_cast<const std::byte*>(iov[1].iov_base), std::byte{20});
+  EXPECT_EQ(*static_cast<const std::byte*>(iov[2].iov_base), std::byte{99});
+  EXPECT_EQ(pool.chain_release(chain), 3u);
+  EXPECT_EQ(pool.available(), 3u);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include "edgeproxy/relay.h"
 
 #include <gtest/gtest.h>
+#include <sys/uio.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -134,7 +135,9 @@ std::byte Pattern(Dir d, uint64_t k) {
       return ::testing::AssertionFailure()
              << Name(d) << ": bytes in both the buffer and the pipe (they could overtake)";
     }
-    if ((dst.flags & kWriteShut) && !((src.flags & kEof) && in.empty() && src.piped == 0)) {
+    const bool chained = d == Dir::kU2C && !c.accel.empty();
+    if ((dst.flags & kWriteShut) &&
+        !((src.flags & kEof) && in.empty() && src.piped == 0 && !chained)) {
       return ::testing::AssertionFailure()
              << Name(d) << ": sink shut before the source ended and its bytes were delivered";
     }
@@ -142,9 +145,20 @@ std::byte Pattern(Dir d, uint64_t k) {
       return ::testing::AssertionFailure() << "write to the upstream before it is connected";
     }
   }
-  if (pool.in_use() != attached + held) {
-    return ::testing::AssertionFailure() << "pool in_use " << pool.in_use() << " but " << attached
-                                         << " attached + " << held << " held";
+  if (pool.in_use() != attached + held + c.accel.blocks) {
+    return ::testing::AssertionFailure()
+           << "pool in_use " << pool.in_use() << " but " << attached << " attached + " << held
+           << " held + " << c.accel.blocks << " chained";
+  }
+  if (!c.accel.empty()) {
+    const uint32_t u2c_blocks = c.accel.blocks + (c.upstream.in.attached() ? 1u : 0u);
+    if (c.accel_limit == 0 || u2c_blocks > c.accel_limit) {
+      return ::testing::AssertionFailure()
+             << "u2c holds " << u2c_blocks << " blocks, limit " << c.accel_limit;
+    }
+    if (c.upstream.piped != 0) {
+      return ::testing::AssertionFailure() << "an accelerating direction holds a pipe";
+    }
   }
   if (pipes != nullptr && pipes->in_use() != piped_sides + pipes_held) {
     return ::testing::AssertionFailure() << "pipes in_use " << pipes->in_use() << " but "
@@ -157,7 +171,8 @@ std::byte Pattern(Dir d, uint64_t k) {
   for (const Dir d : kDirs) {
     const Side& src = c.source(d);
     if (!(src.flags & kFailed)) continue;
-    const bool handed = (src.flags & kEof) && src.in.empty() && src.piped == 0;
+    const bool handed = (src.flags & kEof) && src.in.empty() && src.piped == 0 &&
+                        (d == Dir::kC2U || c.accel.empty());
     if (handed && c.state < State::kLingering && c.state >= State::kRelaying) {
       return ::testing::AssertionFailure()
              << Name(d) << ": the failed source's bytes were all handed over but the state is "
@@ -196,14 +211,13 @@ std::byte Pattern(Dir d, uint64_t k) {
 
 class RelayTest : public ::testing::Test {
  protected:
-  RelayTest() : pool_(MakePool(4)), pipes_(MakePipes(2)) {
+  explicit RelayTest(uint32_t blocks = 4) : pool_(MakePool(blocks)), pipes_(MakePipes(2)) {
     c_.client.fd = 10;
     c_.upstream.fd = 11;
     c_.state = State::kRelaying;
   }
   ~RelayTest() override {
-    pool_.release(c_.client.in);
-    pool_.release(c_.upstream.in);
+    relay::release_buffers(c_, pool_, stats_);
     for (Buffer& b : held_) pool_.release(b);
     for (Side* side : {&c_.client, &c_.upstream}) {
       if (side->pipe != kNoPipe) pipes_.release(side->pipe);
@@ -1853,6 +1867,327 @@ TEST_F(RelayTest, FinishLingersOnceTheClientHasEverythingThenCloses) {
   relay::on_acknowledged(c_);
   EXPECT_EQ(c_.state, State::kClosing);
   EXPECT_FALSE(relay::ends_cleanly(c_));
+}
+
+// --- slow-client acceleration (decision 0011) -------------------------------------------------
+
+class RelayTestAccel : public RelayTest {
+ protected:
+  static constexpr uint32_t kBlocks = 64;  // reserve max(64 / 8, 2 x 1) = 8 with one connection
+
+  RelayTestAccel() : RelayTest(kBlocks) {
+    c_.accel_limit = 5;
+    stats_.active = 1;
+  }
+
+  // One read from the upstream as the epoll transport does it: a full block joins the chain.
+  bool ReadU2C(SysResult r) {
+    const bool read = Read(Dir::kU2C, r);
+    if (read && c_.upstream.in.full()) Accelerate();
+    return read;
+  }
+  bool Accelerate() {
+    const bool moved = relay::accelerate(c_, pool_, stats_, pool_.available());
+    EXPECT_TRUE(Check());
+    EXPECT_EQ(stats_.accel_blocks_held, c_.accel.blocks);
+    return moved;
+  }
+
+  // One writev of the chain and then upstream.in, `r` being its result; the bytes it wrote are
+  // checked against the stream.
+  void WriteChain(SysResult r) {
+    std::vector<iovec> iov(c_.accel.blocks + 1);
+    uint32_t asked = 0;
+    uint32_t n = pool_.chain_iov(c_.accel, iov.data(), c_.accel.blocks, asked);
+    if (!c_.upstream.in.empty()) {
+      iov[n].iov_base = const_cast<std::byte*>(c_.upstream.in.read_ptr());
+      iov[n].iov_len = c_.upstream.in.readable();
+      asked += c_.upstream.in.readable();
+      ++n;
+    }
+    uint64_t& delivered = delivered_[static_cast<int>(Dir::kU2C)];
+    long left = r.ok() ? r.value : 0;
+    for (uint32_t i = 0; i < n && left > 0; ++i) {
+      const auto* p = static_cast<const std::byte*>(iov[i].iov_base);
+      for (size_t k = 0; k < iov[i].iov_len && left > 0; ++k, --left) {
+        ASSERT_EQ(p[k], Pattern(Dir::kU2C, delivered)) << "u2c byte " << delivered;
+        ++delivered;
+      }
+    }
+    relay::on_write(c_, Dir::kU2C, r, asked, pool_, stats_, now_);
+    EXPECT_TRUE(Check());
+    EXPECT_EQ(stats_.accel_blocks_held, c_.accel.blocks);
+  }
+
+  uint32_t HeldU2C() const { return c_.accel.bytes + c_.upstream.in.readable(); }
+};
+
+TEST_F(RelayTestAccel, ReserveIsAnEighthOfThePoolOrTwoPerOpenConnection) {
+  EXPECT_EQ(relay::accel_reserve(64, 1), 8u);
+  EXPECT_EQ(relay::accel_reserve(64, 10), 20u);
+  EXPECT_EQ(relay::accel_reserve(16, 100), 16u) << "never more than the pool";
+  EXPECT_EQ(relay::accel_reserve(7, 0), 0u);
+}
+
+TEST_F(RelayTestAccel, FullBlocksJoinTheChainUpToTheLimitThenBackpressure) {
+  Ready(c_.upstream, kReadable);
+  c_.client.flags &= static_cast<uint8_t>(~kWriteReady);  // a slow client: nothing can be sent
+  for (uint32_t k = 1; k <= 4; ++k) {
+    ASSERT_TRUE(ReadU2C(Bytes(kBufferBytes)));
+    ASSERT_EQ(Next(Dir::kU2C), Step::kRead) << "block " << k << ": reading goes on";
+  }
+  EXPECT_EQ(c_.accel.blocks, 4u);
+  // A fifth full block: moving it would need a sixth for `in`, past the limit of five. It stays.
+  ASSERT_TRUE(ReadU2C(Bytes(kBufferBytes)));
+  EXPECT_EQ(c_.accel.blocks, 4u);
+  EXPECT_TRUE(c_.upstream.in.full());
+  EXPECT_TRUE(c_.upstream.paused & kPauseBackpressure);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kNone);
+  EXPECT_EQ(stats_.accel_giveups, 0u) << "the limit is no give-way";
+  EXPECT_EQ(stats_.accel_blocks_peak, 4u);
+  EXPECT_TRUE(Want(c_.client) & kWantWrite) << "the chain's bytes wait for the client";
+  EXPECT_EQ(Want(c_.upstream) & kWantRead, 0u);
+  // The client takes everything in one writev: every block back, reading resumes.
+  Ready(c_.client, kWritable);
+  ASSERT_EQ(Next(Dir::kU2C), Step::kWrite);
+  WriteChain(Bytes(5 * kBufferBytes));
+  EXPECT_EQ(pool_.in_use(), 0u);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kRead);
+}
+
+TEST_F(RelayTestAccel, GivesWayAtTheReserveAndKeepsItsOneBlock) {
+  // Leave 10 free blocks: the first fill may move (10 - 1 in use = 9 free > 8), the second not.
+  while (pool_.available() > 10) {
+    held_.emplace_back();
+    ASSERT_TRUE(pool_.acquire(held_.back()));
+  }
+  Ready(c_.upstream, kReadable);
+  c_.client.flags &= static_cast<uint8_t>(~kWriteReady);
+  ASSERT_TRUE(ReadU2C(Bytes(kBufferBytes)));
+  EXPECT_EQ(c_.accel.blocks, 1u);
+  ASSERT_TRUE(ReadU2C(Bytes(kBufferBytes)));
+  EXPECT_EQ(c_.accel.blocks, 1u) << "at the reserve: the full block stays in `in`";
+  EXPECT_EQ(stats_.accel_giveups, 1u);
+  EXPECT_TRUE(c_.upstream.paused & kPauseBackpressure) << "ordinary backpressure";
+  EXPECT_EQ(Next(Dir::kU2C), Step::kNone);
+  Ready(c_.client, kWritable);
+  WriteChain(Bytes(kBufferBytes + 5));
+  EXPECT_TRUE(c_.upstream.paused & kPauseBackpressure) << "until `in` is written out (0003)";
+  WriteChain(Bytes(kBufferBytes - 5));
+  EXPECT_FALSE(c_.upstream.paused & kPauseBackpressure);
+  EXPECT_EQ(pool_.in_use(), held_.size());
+}
+
+TEST_F(RelayTestAccel, OffOrGatedNeverChains) {
+  Ready(c_.upstream, kReadable);
+  c_.client.flags &= static_cast<uint8_t>(~kWriteReady);
+  c_.accel_limit = 0;
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(kBufferBytes)));
+  EXPECT_FALSE(Accelerate());
+  c_.accel_limit = 5;
+  c_.upstream.gate = 100;
+  EXPECT_FALSE(Accelerate()) << "a finite gate approves bytes of `in` only";
+  c_.upstream.gate = kOpenGate;
+  EXPECT_EQ(stats_.accel_giveups, 0u);
+  EXPECT_TRUE(Accelerate());
+}
+
+TEST_F(RelayTestAccel, WritesAcrossBlocksWithPartialWritesAtEveryOffset) {
+  // Three chained blocks and half a block in `in`, written in two writes split at every offset
+  // near a block boundary (and at a stride elsewhere): every byte once, in order, every block
+  // back.
+  constexpr uint32_t kTotal = 3 * kBufferBytes + kBufferBytes / 2;
+  uint32_t runs = 0;
+  for (uint32_t first = 1; first < kTotal; ++first) {
+    const uint32_t in_block = first % kBufferBytes;
+    if (in_block > 3 && in_block < kBufferBytes - 3 && first % 997 != 0) continue;
+    SCOPED_TRACE(first);
+    ++runs;
+    c_ = Connection{};
+    c_.client.fd = 10;
+    c_.upstream.fd = 11;
+    c_.state = State::kRelaying;
+    c_.accel_limit = 5;
+    produced_[1] = delivered_[1] = 0;
+    Ready(c_.upstream, kReadable);
+    c_.client.flags &= static_cast<uint8_t>(~kWriteReady);
+    for (int k = 0; k < 3; ++k) ASSERT_TRUE(ReadU2C(Bytes(kBufferBytes)));
+    ASSERT_TRUE(ReadU2C(Bytes(kBufferBytes / 2)));
+    ASSERT_EQ(c_.accel.blocks, 3u);
+    ASSERT_EQ(HeldU2C(), kTotal);
+    Ready(c_.client, kWritable);
+    WriteChain(Bytes(first));
+    ASSERT_EQ(HeldU2C(), kTotal - first);
+    EXPECT_FALSE(c_.client.flags & kWriteReady) << "a short writev: the send buffer is full";
+    EXPECT_TRUE(Want(c_.client) & kWantWrite);
+    Ready(c_.client, kWritable);
+    ASSERT_EQ(Next(Dir::kU2C), Step::kWrite);
+    WriteChain(Bytes(kTotal - first));
+    ASSERT_EQ(delivered_[1], kTotal);
+    ASSERT_EQ(pool_.in_use(), 0u);
+    ASSERT_EQ(stats_.accel_blocks_held, 0u);
+  }
+  EXPECT_GT(runs, 20u);
+}
+
+// Regression: on_write counted the chain's share of a writev as unwritten, so a writev that took
+// everything cleared kWriteReady; no EPOLLOUT edge follows a send buffer that never filled, and
+// the transfer stalled.
+TEST_F(RelayTestAccel, AFullWritevOfTheChainKeepsTheClientWritable) {
+  Ready(c_.upstream, kReadable);
+  Ready(c_.client, kWritable);
+  for (int k = 0; k < 2; ++k) ASSERT_TRUE(ReadU2C(Bytes(kBufferBytes)));
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(100)));
+  ASSERT_EQ(c_.accel.blocks, 2u);
+  WriteChain(Bytes(2 * kBufferBytes + 100));
+  EXPECT_TRUE(c_.client.flags & kWriteReady) << "everything asked was written";
+  EXPECT_EQ(Want(c_.client) & kWantWrite, 0u);
+}
+
+TEST_F(RelayTestAccel, ACompletionBackendReadsBesideTheChainsSend) {
+  Ready(c_.upstream, kReadable);
+  Ready(c_.client, kWritable);
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(100)));
+  EXPECT_FALSE(relay::reads_beside_write(c_, Dir::kU2C)) << "`in` still holds the block";
+  ASSERT_TRUE(Accelerate());
+  Ready(c_.upstream, kReadable);  // io_uring keeps a side readable: a receive waits for data
+  EXPECT_EQ(Next(Dir::kU2C), Step::kWrite) << "the send goes first";
+  EXPECT_TRUE(relay::reads_beside_write(c_, Dir::kU2C)) << "and the next receive beside it";
+  EXPECT_FALSE(relay::reads_beside_write(c_, Dir::kC2U)) << "only the accelerating direction";
+  c_.upstream.paused |= kPauseNoBuffer;
+  EXPECT_FALSE(relay::reads_beside_write(c_, Dir::kU2C));
+  c_.upstream.paused = 0;
+  c_.accel_limit = 0;
+  EXPECT_FALSE(relay::reads_beside_write(c_, Dir::kU2C));
+  c_.accel_limit = 5;
+  WriteChain(Bytes(100));
+}
+
+TEST_F(RelayTestAccel, NoSpliceWhileAccelerating) {
+  splice_.mode = SpliceMode::kAlways;
+  Ready(c_.upstream, kReadable);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kRead) << "an accelerating direction keeps its bytes in blocks";
+  Ready(c_.client, kReadable);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kSpliceIn) << "the other direction still splices";
+}
+
+TEST_F(RelayTestAccel, UpstreamEofWithAChainHeldIsDeliveredThenFinAndTheServerIsReleasedFirst) {
+  Ready(c_.upstream, kReadable);
+  c_.client.flags &= static_cast<uint8_t>(~kWriteReady);
+  for (int k = 0; k < 3; ++k) ASSERT_TRUE(ReadU2C(Bytes(kBufferBytes)));
+  ASSERT_TRUE(ReadU2C(Bytes(100)));
+  ASSERT_TRUE(ReadU2C(Eof()));
+  EXPECT_EQ(stats_.server_finished_first, 1u) << "its EOF came with bytes still held";
+  EXPECT_NE(Next(Dir::kU2C), Step::kShutdown) << "the FIN waits for the chain";
+  EXPECT_FALSE(relay::upstream_finished(c_)) << "the client may still send to the server";
+  // The client ends its side; its FIN reaches the server: the server has finished both ways.
+  Ready(c_.client, kReadable | kHangup);
+  ASSERT_TRUE(Read(Dir::kC2U, Eof()));
+  ASSERT_EQ(Next(Dir::kC2U), Step::kShutdown);
+  Shutdown(Dir::kC2U);
+  EXPECT_EQ(c_.state, State::kDraining);
+  ASSERT_TRUE(relay::upstream_finished(c_));
+  relay::on_upstream_released(c_);
+  EXPECT_TRUE(Check());
+  EXPECT_EQ(c_.upstream.fd, -1);
+  EXPECT_FALSE(relay::upstream_finished(c_)) << "released once";
+  EXPECT_EQ(Want(c_.upstream), 0u);
+  // The client drains at its pace, then gets its FIN: a clean end.
+  Ready(c_.client, kWritable);
+  WriteChain(Bytes(kBufferBytes + 1));
+  Ready(c_.client, kWritable);
+  WriteChain(Bytes(2 * kBufferBytes + 99));
+  ASSERT_EQ(Next(Dir::kU2C), Step::kShutdown);
+  Shutdown(Dir::kU2C);
+  EXPECT_EQ(c_.state, State::kClosing);
+  EXPECT_TRUE(relay::ends_cleanly(c_));
+  EXPECT_EQ(pool_.in_use(), 0u);
+}
+
+TEST_F(RelayTestAccel, EofWithNothingHeldIsNoServerFinishedFirst) {
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(ReadU2C(Bytes(10)));
+  WriteChain(Bytes(10));
+  ASSERT_TRUE(ReadU2C(Eof()));
+  EXPECT_EQ(stats_.server_finished_first, 0u);
+}
+
+TEST_F(RelayTestAccel, ClientFailureDiscardsTheChain) {
+  Ready(c_.upstream, kReadable);
+  c_.client.flags &= static_cast<uint8_t>(~kWriteReady);
+  for (int k = 0; k < 3; ++k) ASSERT_TRUE(ReadU2C(Bytes(kBufferBytes)));
+  ASSERT_EQ(c_.accel.blocks, 3u);
+  Ready(c_.client, kWritable);
+  WriteChain(Errno(ECONNRESET));
+  EXPECT_TRUE(c_.client.flags & kFailed);
+  relay::discard_undeliverable(c_, pool_, stats_);
+  EXPECT_TRUE(Check());
+  EXPECT_TRUE(c_.accel.empty());
+  EXPECT_EQ(stats_.accel_blocks_held, 0u);
+  EXPECT_EQ(pool_.in_use(), 0u) << "every block back at once";
+  EXPECT_NE(Next(Dir::kU2C), Step::kRead) << "nothing is read toward the failed client";
+}
+
+TEST_F(RelayTestAccel, ClientFailureAfterTheServerWasReleasedClosesAtOnce) {
+  Ready(c_.upstream, kReadable);
+  c_.client.flags &= static_cast<uint8_t>(~kWriteReady);
+  ASSERT_TRUE(ReadU2C(Bytes(kBufferBytes)));
+  ASSERT_TRUE(ReadU2C(Eof()));
+  Ready(c_.client, kReadable | kHangup);
+  ASSERT_TRUE(Read(Dir::kC2U, Eof()));
+  Shutdown(Dir::kC2U);
+  ASSERT_TRUE(relay::upstream_finished(c_));
+  relay::on_upstream_released(c_);
+  Ready(c_.client, kError);
+  EXPECT_EQ(c_.state, State::kClosing) << "nothing is owed to the released server";
+  EXPECT_FALSE(relay::ends_cleanly(c_));
+  relay::release_buffers(c_, pool_, stats_);
+  EXPECT_EQ(pool_.in_use(), 0u);
+  EXPECT_EQ(stats_.accel_blocks_held, 0u);
+}
+
+TEST_F(RelayTestAccel, UpstreamResetDeliversTheChainBeforeLingering) {
+  Ready(c_.upstream, kReadable);
+  c_.client.flags &= static_cast<uint8_t>(~kWriteReady);
+  for (int k = 0; k < 2; ++k) ASSERT_TRUE(ReadU2C(Bytes(kBufferBytes)));
+  ASSERT_TRUE(ReadU2C(Errno(ECONNRESET)));
+  EXPECT_EQ(stats_.server_finished_first, 0u) << "a reset is no finish";
+  EXPECT_EQ(c_.state, State::kRelaying) << "the chain's bytes are still owed to the client";
+  EXPECT_FALSE(relay::upstream_finished(c_));
+  Ready(c_.client, kWritable);
+  WriteChain(Bytes(kBufferBytes));
+  EXPECT_EQ(c_.state, State::kRelaying);
+  WriteChain(Bytes(kBufferBytes));
+  EXPECT_EQ(c_.state, State::kLingering) << "every byte handed over: the reset follows";
+  EXPECT_EQ(pool_.in_use(), 0u);
+}
+
+TEST_F(RelayTestAccel, AbortReturnsEveryBlock) {
+  Ready(c_.upstream, kReadable);
+  c_.client.flags &= static_cast<uint8_t>(~kWriteReady);
+  for (int k = 0; k < 4; ++k) ASSERT_TRUE(ReadU2C(Bytes(kBufferBytes)));
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, Bytes(20)));
+  relay::abort(c_);
+  EXPECT_FALSE(relay::ends_cleanly(c_));
+  relay::release_buffers(c_, pool_, stats_);
+  EXPECT_TRUE(Check());
+  EXPECT_EQ(pool_.in_use(), 0u);
+  EXPECT_EQ(stats_.accel_blocks_held, 0u);
+  EXPECT_EQ(stats_.accel_blocks_peak, 4u);
+}
+
+TEST_F(RelayTestAccel, AnyReceivedBlockJoinsTheChainOnCompletionBackends) {
+  // io_uring: the kernel picks a block per receive, so a partly filled one is chained too.
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(100)));
+  EXPECT_TRUE(Accelerate());
+  EXPECT_FALSE(c_.upstream.in.attached()) << "the next receive can start";
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(200)));
+  EXPECT_TRUE(Accelerate());
+  EXPECT_EQ(HeldU2C(), 300u);
+  WriteChain(Bytes(300));
+  EXPECT_EQ(pool_.in_use(), 0u);
 }
 
 }  // namespace

@@ -23,21 +23,24 @@ namespace {
 // The printed names, in printed order: a stable interface (docs/architecture.md,
 // tests/integration/harness.py COUNTER_NAMES). A new statistic is appended, never inserted.
 const char* const kPrintedNames[] = {
-    "loop_iterations",    "events",          "stale_events",        "accepted",
-    "accept_errors",      "accept_pauses",   "connects_failed",     "connect_timeouts",
-    "idle_timeouts",      "active",          "peak_active",         "closed",
-    "bytes_c2u",          "bytes_u2c",       "reads_client",        "reads_upstream",
-    "writes_client",      "writes_upstream", "backpressure_pauses", "pool_buffers",
-    "pool_high_water",    "pool_waits",      "resets_client",       "resets_upstream",
-    "resets_sent",        "shutdown_forced", "splice_bytes",        "splice_pipe_waits",
-    "splice_pipes_dirty", "batched_waits",   "splice_pipes_lost",   "socket_waits",
-    "connect_retries",    "linger_waits",    "submit_failures",     "cq_dropped",
-    "lost_operations",    "no_server",       "topology_versions",
+    "loop_iterations",    "events",          "stale_events",          "accepted",
+    "accept_errors",      "accept_pauses",   "connects_failed",       "connect_timeouts",
+    "idle_timeouts",      "active",          "peak_active",           "closed",
+    "bytes_c2u",          "bytes_u2c",       "reads_client",          "reads_upstream",
+    "writes_client",      "writes_upstream", "backpressure_pauses",   "pool_buffers",
+    "pool_high_water",    "pool_waits",      "resets_client",         "resets_upstream",
+    "resets_sent",        "shutdown_forced", "splice_bytes",          "splice_pipe_waits",
+    "splice_pipes_dirty", "batched_waits",   "splice_pipes_lost",     "socket_waits",
+    "connect_retries",    "linger_waits",    "submit_failures",       "cq_dropped",
+    "lost_operations",    "no_server",       "topology_versions",     "accel_blocks_held",
+    "accel_blocks_peak",  "accel_giveups",   "server_finished_first",
 };
 constexpr size_t kPrintedCount = sizeof(kPrintedNames) / sizeof(kPrintedNames[0]);
 // How each merges across workers.
-const std::set<std::string> kPeaks = {"peak_active", "pool_high_water", "topology_versions"};
-const std::set<std::string> kGauges = {"active", "pool_buffers", "splice_pipes_lost"};
+const std::set<std::string> kPeaks = {"peak_active", "pool_high_water", "topology_versions",
+                                      "accel_blocks_peak"};
+const std::set<std::string> kGauges = {"active", "pool_buffers", "splice_pipes_lost",
+                                       "accel_blocks_held"};
 
 enum class Kind { kCounter, kGauge, kPeak };
 struct Field {

@@ -189,10 +189,10 @@ TEST(TopologyParserTest, UnknownDirectivesListWhatIsAllowed) {
       Fails("listener l {\n  bind h:1\n  balance first\n}\n", "f.conf:3:3: ",
             "unknown directive 'balance' (expected bind, backend, route, on-timeout, on-full, "
             "auth, allow-ports, allow-networks, deny-networks, idle-timeout, accept-proxy, "
-            "inspect-timeout, inspect-bytes, mode, request-timeout, destination-timeout, dns-ttl, "
-            "open, max-lifetime, upload-limit, download-limit, rate-limit-up, rate-limit-down, "
-            "rate-limit-burst, max-connections-per-client, new-connections-per-client or "
-            "client-ipv6-prefix)"));
+            "inspect-timeout, inspect-bytes, accelerate, mode, request-timeout, "
+            "destination-timeout, dns-ttl, open, max-lifetime, upload-limit, download-limit, "
+            "rate-limit-up, rate-limit-down, rate-limit-burst, max-connections-per-client, "
+            "new-connections-per-client or client-ipv6-prefix)"));
   EXPECT_TRUE(
       Fails("backend b {\n  server s h:1\n  idle-timeout 1\n}\n", "f.conf:3:3: ",
             "(expected server, check, connect-timeout, balance, retries or proxy-protocol)"));
