@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "edgeproxy/check.h"
@@ -26,6 +27,9 @@ constexpr int64_t kAcceptRetryMs = 100;   // out of fds: retry accepting this of
 // Accept priority: a connection that has moved less than this either way is young, and its
 // events are handled before bulk relaying (a request and the start of its answer).
 constexpr uint64_t kYoungBytes = 64 * 1024;
+// Reads (or splices in) shared by the connections relaying in one iteration, each getting at
+// least one and at most its transport's per-pump budget.
+constexpr uint32_t kIterationReads = 256;
 // A lingering connection looks at its peer's unacknowledged bytes after 1 ms, then at twice the
 // previous interval while none were acknowledged, at most this often: a reset is passed on a
 // round trip after the last byte is acknowledged, and many slow peers cost few ioctl calls.
@@ -361,6 +365,11 @@ int Worker::run() noexcept {
     const uint32_t carried = pending_count_;
     std::swap(pending_, carried_);
     pending_count_ = 0;
+    // Bulk relaying shares kIterationReads among the connections that relay this iteration, so
+    // a new client's next step waits for a bounded amount of it however many there are.
+    uint32_t relaying = carried;
+    for (size_t i = 0; i < batch; ++i) relaying += deferred_[i] ? 1u : 0u;
+    set_read_budget(relaying == 0 ? kIterationReads : kIterationReads / relaying);
     for (uint32_t i = 0; i < carried; ++i) {
       const uint32_t index = carried_[i];
       Connection& c = slab_.at(index);
@@ -372,12 +381,23 @@ int Worker::run() noexcept {
       if (i >= batch || deferred_[i]) dispatch(events[i]);
     }
     restart_cancels_after_drops();
+    set_read_budget(kIterationReads);
     expire_timers();
     wake_buffer_waiters();
     finish_iteration();
     if (!stopping_) update_accept_room();
   }
   return 0;
+}
+
+void Worker::set_read_budget(uint32_t reads) noexcept {
+  // Readiness backends only: a completion backend takes one step per completion.
+  [reads](auto& transport) {
+    if constexpr (requires { transport.set_read_budget(reads); }) {
+      using T = std::remove_reference_t<decltype(transport)>;
+      transport.set_read_budget(std::clamp<uint32_t>(reads, 1, T::kReadBudget));
+    }
+  }(transport_);
 }
 
 void Worker::restart_cancels_after_drops() noexcept {

@@ -232,6 +232,8 @@ class Worker {
   // Completion backends: when the kernel dropped completions, closing connections start their
   // cancels anew (the lost one may have been theirs, and nothing else would touch them again).
   void restart_cancels_after_drops() noexcept;
+  // The per-pump read budget of the relaying that follows (readiness backends).
+  void set_read_budget(uint32_t reads) noexcept;
   // Accept priority: a listener's or the control's event, or a connect's completion.
   bool is_priority(const Event& ev) const noexcept;
   void dispatch(const Event& ev) noexcept;

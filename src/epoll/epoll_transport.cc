@@ -80,7 +80,7 @@ void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
           uint32_t& done = reads[static_cast<int>(d)];
           // A rate-limited direction reads one block a pump: its meter, charged between pumps,
           // is then never more than a block behind (docs/limits.md).
-          if (done == ((c.limits & rate_limit_flag(d)) ? 1u : kReadBudget)) {
+          if (done == ((c.limits & rate_limit_flag(d)) ? 1u : read_budget_)) {
             c.more = true;
             break;
           }

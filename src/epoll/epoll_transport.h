@@ -24,6 +24,10 @@ class EpollTransport {
   // Reads (or splices into a pipe) per direction per call, so one busy connection cannot starve
   // the others.
   static constexpr uint32_t kReadBudget = 16;
+  // The budget of the pumps that follow, 1..kReadBudget: the worker lowers it while many
+  // connections relay bulk data, so one iteration's relaying stays short (accept priority,
+  // docs/limits.md), and raises it again for new clients.
+  void set_read_budget(uint32_t reads) noexcept { read_budget_ = reads; }
   // Blocks of an acceleration chain written per writev (IOV_MAX is 1024): 512 KiB.
   static constexpr uint32_t kChainIovecs = 64;
 
@@ -78,6 +82,7 @@ class EpollTransport {
   const PipePool& pipes() const noexcept { return pipes_; }
 
  private:
+  uint32_t read_budget_ = kReadBudget;
   // kWrite toward the client of an accelerating connection: one writev of up to kChainIovecs
   // chain blocks, then upstream.in's bytes once the whole chain fits.
   void write_chain(Connection& c, LoopTime now) noexcept;
