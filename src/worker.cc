@@ -352,7 +352,11 @@ int Worker::run() noexcept {
     // decision reads, and a connection's events must keep their order (each is dispatched
     // exactly once, all of a connection's in the same pass).
     const size_t batch = std::min<size_t>(events.size(), kEventBatch);
-    for (size_t i = 0; i < batch; ++i) deferred_[i] = !is_priority(events[i]);
+    uint32_t deferred = 0;
+    for (size_t i = 0; i < batch; ++i) {
+      deferred_[i] = !is_priority(events[i]);
+      deferred += deferred_[i] ? 1u : 0u;
+    }
     for (size_t i = 0; i < batch; ++i) {
       if (!deferred_[i]) dispatch(events[i]);
     }
@@ -367,8 +371,7 @@ int Worker::run() noexcept {
     pending_count_ = 0;
     // Bulk relaying shares kIterationReads among the connections that relay this iteration, so
     // a new client's next step waits for a bounded amount of it however many there are.
-    uint32_t relaying = carried;
-    for (size_t i = 0; i < batch; ++i) relaying += deferred_[i] ? 1u : 0u;
+    const uint32_t relaying = carried + deferred;
     set_read_budget(relaying == 0 ? kIterationReads : kIterationReads / relaying);
     for (uint32_t i = 0; i < carried; ++i) {
       const uint32_t index = carried_[i];
@@ -1770,7 +1773,7 @@ void Worker::enforce_limits(Connection& c, uint32_t index) noexcept {
   LimitStats& counters = listener_of(c).runtime->limits;
   LimitState& st = limit_state_[index];
   if (c.limits & kLimitBytes) {
-    if (lim.max_lifetime_s != 0 && now_.ms - st.accepted_ms >= int64_t{lim.max_lifetime_s} * 1000) {
+    if (now_.ms >= lifetime_due(c, index)) {
       close_for_limit(c, index, counters.lifetime_closes, "max-lifetime");
       return;
     }
@@ -1810,12 +1813,17 @@ void Worker::enforce_limits(Connection& c, uint32_t index) noexcept {
   }
 }
 
+int64_t Worker::lifetime_due(const Connection& c, uint32_t index) const noexcept {
+  const uint32_t lifetime_s = limits_of(c).max_lifetime_s;
+  return lifetime_s == 0 ? TimerQueue::kNever
+                         : limit_state_[index].accepted_ms + int64_t{lifetime_s} * 1000;
+}
+
 int64_t Worker::limits_due(const Connection& c, uint32_t index) const noexcept {
   if (c.limits == 0) return TimerQueue::kNever;
   const ListenerLimits& lim = limits_of(c);
   const LimitState& st = limit_state_[index];
-  int64_t due = TimerQueue::kNever;
-  if (lim.max_lifetime_s != 0) due = st.accepted_ms + int64_t{lim.max_lifetime_s} * 1000;
+  int64_t due = lifetime_due(c, index);
   if (c.client.paused & kPauseRate) {
     due = std::min(due, st.up.resume_at_ms(now_.ms, lim.rate_up));
   }
@@ -1994,8 +2002,7 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
     // closes the connection.
     const ListenerLimits& lim = limits_of(c);
     LimitState& st = limit_state_[index];
-    bool due =
-        lim.max_lifetime_s != 0 && now_.ms - st.accepted_ms >= int64_t{lim.max_lifetime_s} * 1000;
+    bool due = now_.ms >= lifetime_due(c, index);
     if ((c.client.paused & kPauseRate) && st.up.may_read(now_.ms, lim.rate_up)) {
       relay::resume_reading(c.client, kPauseRate);
       due = true;

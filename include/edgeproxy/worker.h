@@ -220,6 +220,8 @@ class Worker {
   void set_limits(Connection& c, uint32_t index) noexcept;
   void enforce_limits(Connection& c, uint32_t index) noexcept;
   int64_t limits_due(const Connection& c, uint32_t index) const noexcept;
+  // When max-lifetime ends the connection (kNever: no lifetime).
+  int64_t lifetime_due(const Connection& c, uint32_t index) const noexcept;
   // A reload: every version's limits point at the newest listeners, and open connections take
   // them (timers re-armed, pauses of lifted rate limits ended).
   void apply_new_limits() noexcept;
