@@ -422,9 +422,12 @@ std::span<const Event> UringReactor::wait(int timeout_ms) noexcept {
   const uint32_t want = batch_target(last_completions_, connections_, batch_);
   int rc = 0;
   if (deferred_size_ > 0 || io_uring_cq_ready(r) > 0) {
-    // Completions are waiting (io_uring_submit also enters with GETEVENTS when the kernel holds
-    // an overflow backlog, which flushes it): submit without blocking.
-    rc = io_uring_submit(r);
+    // Completions are waiting: submit without blocking, but with GETEVENTS. Under DEFER_TASKRUN
+    // the completions that go through task work (a receive that waited for data, an operation a
+    // cancel found) are posted only by an enter with GETEVENTS, which also flushes an overflow
+    // backlog. Without it, a loop whose every submission completes inline (a cancel that finds
+    // its operation) always finds the CQ ring non-empty and never lets that work run.
+    rc = io_uring_submit_and_get_events(r);
   } else if (want > 1 && batch_wait_us_ > 0 &&
              (timeout_ms < 0 || int64_t{timeout_ms} * 1000 > batch_wait_us_)) {
     // The kernel looks at the timeout only once the minimum wait is over: a timer due sooner

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
@@ -284,6 +286,56 @@ TEST_F(UringReactorTest, AcceptsAreNotIdleUntilTheCancelledMultishotHasEnded) {
   EXPECT_TRUE(reactor_->accepts_idle());
 }
 
+// A started reactor returning one completion per wait: the others stay in the ring.
+void StartBatchOfOne(std::optional<UringReactor>& reactor) {
+  auto created = UringReactor::create(1, 64);
+  ASSERT_TRUE(created.ok()) << created.error();
+  reactor.emplace(std::move(created.value()));
+  ASSERT_TRUE(reactor->start().ok());
+}
+
+// Regression (issue 13's CI failure): with completions left in the CQ ring, wait() submitted
+// without GETEVENTS. Under DEFER_TASKRUN a completion that goes through task work (a receive
+// whose data arrived) is posted only by an enter with GETEVENTS, so a worker whose every
+// iteration submitted something completing inline (a closing connection's cancel) and left a
+// completion behind never saw it: 1000 closing connections spun for ever.
+TEST(UringReactorTestTaskWork, ACompletionWaitingAsTaskWorkComesWhileTheRingIsNeverEmpty) {
+  std::optional<UringReactor> reactor;
+  ASSERT_NO_FATAL_FAILURE(StartBatchOfOne(reactor));
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+  char buf[16];
+  const uint64_t recv_data = UserData::pack(UringOp::kRecvClient, Handle{7, 1});
+  io_uring_sqe* e = reactor->sqe();
+  io_uring_prep_recv(e, fds[0], buf, sizeof buf, 0);
+  io_uring_sqe_set_data64(e, recv_data);
+  uint32_t nop = 0;
+  const auto nops = [&](uint32_t n) {
+    for (uint32_t i = 0; i < n; ++i) {
+      io_uring_sqe* q = reactor->sqe();
+      io_uring_prep_nop(q);
+      io_uring_sqe_set_data64(q, UserData::pack(UringOp::kConnect, Handle{nop++ % 64, 1}));
+    }
+  };
+  nops(2);
+  ASSERT_EQ(reactor->wait(0).size(), 1u);  // the receive waits for data (armed on the socket)
+  ASSERT_EQ(io_uring_cq_ready(reactor->ring()), 1u) << "want one completion left in the ring";
+  ASSERT_EQ(::write(fds[1], "x", 1), 1);  // the receive's completion is now task work
+  bool received = false;
+  for (int i = 0; i < 50 && !received; ++i) {
+    nops(1);  // completes inline at the submission: the ring is never found empty
+    for (const Event& ev : reactor->wait(0)) {
+      if (UringEventOp::op(ev.op) == UringOp::kRecvClient) {
+        EXPECT_EQ(ev.result, 1);
+        received = true;
+      }
+    }
+  }
+  EXPECT_TRUE(received) << "a completion waiting as task work never came";
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
 // --- a kernel that refuses submissions ------------------------------------------------------
 
 // Whether the kernel refuses `reactor`'s ring: created R_DISABLED and never started, every
@@ -411,11 +463,8 @@ TEST(UringReactorTestRefused, DeferredCompletionsComeFirstInOrder) {
 // Regression (issue 9, item 10): accept completions still in the ring when the reactor was
 // destroyed leaked their descriptors, and their clients hung until the process exited.
 TEST(UringReactorTestAccepts, AcceptedClientsLeftInTheRingAreResetWhenTheReactorGoes) {
-  auto created = UringReactor::create(1, 64);  // a batch of one: the others stay in the ring
-  ASSERT_TRUE(created.ok()) << created.error();
   std::optional<UringReactor> reactor;
-  reactor.emplace(std::move(created.value()));
-  ASSERT_TRUE(reactor->start().ok());
+  ASSERT_NO_FATAL_FAILURE(StartBatchOfOne(reactor));
   SocketAddress address;
   int listener = loopback::Bind(static_cast<int>(kBacklog), address, true);
   ASSERT_GE(listener, 0);
