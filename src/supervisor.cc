@@ -365,7 +365,10 @@ bool Supervisor::reload() {
         build_balancers(*next, Worker::worker_seed(static_cast<uint32_t>(i), next->epoch)));
   }
   const Clock::time_point prepared = Clock::now();
-  current_ = std::move(next);
+  {
+    std::lock_guard lock(topology_mutex_);
+    current_ = std::move(next);
+  }
   const std::vector<OpenBind> before = std::exchange(binds_, std::move(opened.value().binds));
   // Commands run in order: once a worker has answered a report posted after the install, it
   // serves the new version (so READY and the log line come after every worker switched).
@@ -440,19 +443,19 @@ std::string Supervisor::status_line() const {
          std::to_string(slots_.size()) + " worker(s)";
 }
 
-std::string Supervisor::object_stat_lines() const {
+std::string Supervisor::object_stat_lines(const StatsSnapshot& snap) const {
   std::string out;
   char line[64];
   std::snprintf(line, sizeof line, "  %-20s %llu\n", "reloads",
-                static_cast<unsigned long long>(reloads_));
+                static_cast<unsigned long long>(snap.reloads));
   out += line;
   std::snprintf(line, sizeof line, "  %-20s %llu\n", "reload_failures",
-                static_cast<unsigned long long>(reload_failures_));
+                static_cast<unsigned long long>(snap.reload_failures));
   out += line;
   std::snprintf(line, sizeof line, "  %-20s %llu\n", "epoch",
-                static_cast<unsigned long long>(current_->epoch));
+                static_cast<unsigned long long>(snap.topology->epoch));
   out += line;
-  for (const ListenerSpec& ls : current_->listeners) {
+  for (const ListenerSpec& ls : snap.topology->listeners) {
     const std::string prefix = "listener." + ls.name + ".";
     ls.runtime->stats.append_lines(out, prefix);
     if (ls.limits.per_connection() || ls.limits.per_client()) {
@@ -470,7 +473,7 @@ std::string Supervisor::object_stat_lines() const {
              "\n";
     }
   }
-  for (const BackendSpec& b : current_->backends) {
+  for (const BackendSpec& b : snap.topology->backends) {
     b.runtime->stats.append_lines(out, "backend." + b.name + ".");
     for (const ServerSpec& sv : b.servers) {
       const std::string prefix = "server." + b.name + "/" + sv.name + ".";
@@ -667,27 +670,43 @@ std::vector<bool> Supervisor::collect_reports(std::vector<Stats>& out) {
   return answered;
 }
 
-void Supervisor::print_stats(std::FILE* out) {
-  std::vector<Stats> per_worker;
-  const std::vector<bool> answered = collect_reports(per_worker);
-  Stats total;
-  std::vector<uint32_t> silent;
+std::shared_ptr<const Topology> Supervisor::topology() const {
+  std::lock_guard lock(topology_mutex_);
+  return current_;
+}
+
+StatsSnapshot Supervisor::snapshot() {
+  StatsSnapshot snap;
+  snap.topology = topology();
+  const std::vector<bool> answered = collect_reports(snap.workers);
   for (size_t i = 0; i < slots_.size(); ++i) {
     Slot& slot = *slots_[i];
     // A worker that returned meanwhile has published its final counters (and answers no more).
     if (!answered[i]) {
       if (!slot.exited.load(std::memory_order_acquire)) {
         // Stopped or stuck (a debugger, a long stall): say so rather than count it as zeros.
-        silent.push_back(slot.index);
+        snap.silent.push_back(slot.index);
         continue;
       }
-      per_worker[i] = slot.final_stats;
+      snap.workers[i] = slot.final_stats;
     }
-    total.merge(per_worker[i]);
+    snap.total.merge(snap.workers[i]);
   }
+  snap.reloads = reloads_.load(std::memory_order_relaxed);
+  snap.reload_failures = reload_failures_.load(std::memory_order_relaxed);
+  snap.uptime_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now() - started_)
+                       .count();
+  snap.waited_ms = kReportTimeoutMs;
+  return snap;
+}
+
+void Supervisor::print_stats(std::FILE* out) {
+  const StatsSnapshot snap = snapshot();
   Stats::print_report(
-      out, total, slots_.size() > 1 ? std::span<const Stats>(per_worker) : std::span<const Stats>(),
-      silent, kReportTimeoutMs, object_stat_lines());
+      out, snap.total,
+      slots_.size() > 1 ? std::span<const Stats>(snap.workers) : std::span<const Stats>(),
+      snap.silent, snap.waited_ms, object_stat_lines(snap));
 }
 
 }  // namespace edgeproxy

@@ -9,6 +9,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
@@ -64,6 +65,20 @@ std::string format_cpu_list(std::span<const uint16_t> cpus);
 // and PIPE is ignored (a send to a closed peer is EPIPE).
 sigset_t supervised_signals() noexcept;
 
+// Everything the statistics block, the admin socket and the metrics endpoint show, taken at one
+// moment: the workers' counters (merged and each), and the topology whose runtime objects hold
+// the per-listener, per-backend and per-server counters (read from them with relaxed loads).
+struct StatsSnapshot {
+  Stats total;                   // the workers that answered (or had exited), merged
+  std::vector<Stats> workers;    // one per worker, zeros for a silent one
+  std::vector<uint32_t> silent;  // workers that did not answer within kReportTimeoutMs
+  std::shared_ptr<const Topology> topology;
+  uint64_t reloads = 0;
+  uint64_t reload_failures = 0;
+  int64_t uptime_ms = 0;   // since the supervisor started the workers
+  uint32_t waited_ms = 0;  // how long a silent worker was waited for
+};
+
 // Loads the configuration again for a reload: reads and parses the file, applies the command
 // line's overrides and resolves names. Error: one line.
 using TopologyLoader = std::function<Result<std::shared_ptr<Topology>>()>;
@@ -102,7 +117,8 @@ class Supervisor {
   // The bound address of the first listener's first bind (the real port when 0 was asked for).
   const SocketAddress& listen_address() const noexcept { return listen_; }
   uint32_t workers() const noexcept { return static_cast<uint32_t>(slots_.size()); }
-  std::shared_ptr<const Topology> topology() const noexcept { return current_; }
+  // The installed version; safe from any thread (a reload replaces it under topology_mutex_).
+  std::shared_ptr<const Topology> topology() const;
   // "web on 127.0.0.1:8080 [::1]:8080; admin on unix:/run/a.sock": every listener's bound
   // addresses, for the start-up line and systemd's STATUS.
   std::string describe_listeners() const;
@@ -113,6 +129,9 @@ class Supervisor {
   // A running worker that does not answer within 2 s is left out of the sums and its lines, and
   // the block's header names it (Stats::print_report).
   void print_stats(std::FILE* out);
+  // The same figures as print_stats(), for another thread (the admin and metrics threads): safe to
+  // call concurrently with the supervisor's own work, including a reload.
+  StatsSnapshot snapshot();
 
  private:
   struct Slot {
@@ -170,7 +189,7 @@ class Supervisor {
   // exited, or did not answer in time; out[i] holds the others' snapshots.
   std::vector<bool> collect_reports(std::vector<Stats>& out);
   // The per-listener, per-backend, per-server and reload lines of the statistics block.
-  std::string object_stat_lines() const;
+  std::string object_stat_lines(const StatsSnapshot& s) const;
   std::string status_line() const;
 
   int signal_fd_;
@@ -183,8 +202,12 @@ class Supervisor {
   std::vector<ActivatedSocket> activated_;  // owned: dup'ed to workers, kept across reloads
   std::unique_ptr<HealthChecker> checker_;
   NotifyClient notify_;
-  uint64_t reloads_ = 0;
-  uint64_t reload_failures_ = 0;
+  std::atomic<uint64_t> reloads_{0};
+  std::atomic<uint64_t> reload_failures_{0};
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  // Guards current_ against readers on other threads; the supervisor thread, its only writer,
+  // reads it without the lock.
+  mutable std::mutex topology_mutex_;
   std::mutex mutex_;
   std::condition_variable ready_cv_;  // a worker became ready (or failed)
   std::condition_variable go_cv_;     // go_ or abort_ was set
