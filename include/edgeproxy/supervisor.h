@@ -22,6 +22,7 @@
 
 #include "edgeproxy/config.h"
 #include "edgeproxy/health_checker.h"
+#include "edgeproxy/metrics_server.h"
 #include "edgeproxy/net.h"
 #include "edgeproxy/result.h"
 #include "edgeproxy/service_notifier.h"
@@ -91,8 +92,9 @@ class Supervisor {
   // when all are ready are they let run. So a failure leaves no connection accepted and no other
   // line printed: the error is the one line, naming the worker when there are several.
   // `reload` reloads the configuration on SIGHUP (null: started from the command line, nothing
-  // to reload). `activated` are sockets systemd passed (socket activation): a listener bind they
-  // match uses one instead of binding.
+  // to reload). With `metrics` set (Topology::metrics_address), the MetricsServer is bound and
+  // started before the workers run; it lives until the destructor. `activated` are sockets systemd
+  // passed (socket activation): a listener bind they match uses one instead of binding.
   static Result<std::unique_ptr<Supervisor>> start(const WorkerPlan& plan,
                                                    std::shared_ptr<Topology> topology,
                                                    TopologyLoader reload = {},
@@ -201,6 +203,7 @@ class Supervisor {
   std::vector<OpenBind> binds_;
   std::vector<ActivatedSocket> activated_;  // owned: dup'ed to workers, kept across reloads
   std::unique_ptr<HealthChecker> checker_;
+  std::unique_ptr<MetricsServer> metrics_;  // global.metrics set: the Prometheus endpoint
   NotifyClient notify_;
   std::atomic<uint64_t> reloads_{0};
   std::atomic<uint64_t> reload_failures_{0};
