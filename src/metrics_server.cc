@@ -3,17 +3,14 @@
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 
 #include "edgeproxy/clock.h"
 #include "edgeproxy/listener.h"
-#include "edgeproxy/log.h"
 #include "edgeproxy/prometheus.h"
 
 namespace edgeproxy {

@@ -3,7 +3,9 @@
 #include "edgeproxy/prometheus.h"
 
 #include <cstdio>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "edgeproxy/stats.h"
 #include "edgeproxy/topology.h"

@@ -28,6 +28,7 @@
 #include "edgeproxy/service_notifier.h"
 #include "edgeproxy/socket_activation.h"
 #include "edgeproxy/stats.h"
+#include "edgeproxy/stats_snapshot.h"
 #include "edgeproxy/topology.h"
 #include "edgeproxy/worker.h"
 #include "edgeproxy/worker_control.h"
@@ -65,20 +66,6 @@ std::string format_cpu_list(std::span<const uint16_t> cpus);
 // synchronous fault signals (SEGV, BUS, ILL, FPE, ABRT, TRAP, SYS) must still end the process,
 // and PIPE is ignored (a send to a closed peer is EPIPE).
 sigset_t supervised_signals() noexcept;
-
-// Everything the statistics block, the admin socket and the metrics endpoint show, taken at one
-// moment: the workers' counters (merged and each), and the topology whose runtime objects hold
-// the per-listener, per-backend and per-server counters (read from them with relaxed loads).
-struct StatsSnapshot {
-  Stats total;                   // the workers that answered (or had exited), merged
-  std::vector<Stats> workers;    // one per worker, zeros for a silent one
-  std::vector<uint32_t> silent;  // workers that did not answer within kReportTimeoutMs
-  std::shared_ptr<const Topology> topology;
-  uint64_t reloads = 0;
-  uint64_t reload_failures = 0;
-  int64_t uptime_ms = 0;   // since the supervisor started the workers
-  uint32_t waited_ms = 0;  // how long a silent worker was waited for
-};
 
 // Loads the configuration again for a reload: reads and parses the file, applies the command
 // line's overrides and resolves names. Error: one line.

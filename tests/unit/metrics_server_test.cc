@@ -42,7 +42,7 @@ TEST(MetricsServerTest, MalformedHeadsAreBadRequests) {
   }
 }
 
-class Served : public ::testing::Test {
+class MetricsServerTestServed : public ::testing::Test {
  protected:
   void SetUp() override {
     auto a = resolve("127.0.0.1", 0, "test");
@@ -82,7 +82,7 @@ class Served : public ::testing::Test {
   std::unique_ptr<MetricsServer> server_;
 };
 
-TEST_F(Served, AnswersTheBodyWithItsTypeAndLengthThenCloses) {
+TEST_F(MetricsServerTestServed, AnswersTheBodyWithItsTypeAndLengthThenCloses) {
   const std::string r = Exchange("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
   ASSERT_TRUE(r.starts_with("HTTP/1.1 200 OK\r\n")) << r;
   EXPECT_NE(r.find("\r\nContent-Type: text/plain; version=0.0.4\r\n"), std::string::npos);
@@ -93,13 +93,13 @@ TEST_F(Served, AnswersTheBodyWithItsTypeAndLengthThenCloses) {
   EXPECT_NE(r.find("edgeproxy_metrics_scrapes_total 1\n"), std::string::npos);
 }
 
-TEST_F(Served, HeadHasNoBody) {
+TEST_F(MetricsServerTestServed, HeadHasNoBody) {
   const std::string r = Exchange("HEAD /metrics HTTP/1.0\r\n\r\n");
   ASSERT_TRUE(r.starts_with("HTTP/1.1 200 OK\r\n")) << r;
   EXPECT_TRUE(r.ends_with("\r\n\r\n")) << r;
 }
 
-TEST_F(Served, RefusalsAreHttpAnswers) {
+TEST_F(MetricsServerTestServed, RefusalsAreHttpAnswers) {
   EXPECT_TRUE(Exchange("GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
   const std::string r405 = Exchange("PUT /metrics HTTP/1.1\r\n\r\n");
   EXPECT_TRUE(r405.starts_with("HTTP/1.1 405 ")) << r405;
@@ -110,7 +110,7 @@ TEST_F(Served, RefusalsAreHttpAnswers) {
   EXPECT_NE(r.find("edgeproxy_metrics_errors_total 3\n"), std::string::npos) << r;
 }
 
-TEST_F(Served, AHeadTooLargeIsClosedWithoutAnAnswer) {
+TEST_F(MetricsServerTestServed, AHeadTooLargeIsClosedWithoutAnAnswer) {
   const std::string big =
       "GET /metrics HTTP/1.1\r\nX: " + std::string(MetricsServer::kMaxHeadBytes, 'a');
   const int fd = Connect();
@@ -119,7 +119,7 @@ TEST_F(Served, AHeadTooLargeIsClosedWithoutAnAnswer) {
   ::close(fd);
 }
 
-TEST_F(Served, SessionsBeyondTheLimitAreRefusedAndCounted) {
+TEST_F(MetricsServerTestServed, SessionsBeyondTheLimitAreRefusedAndCounted) {
   std::vector<int> held;
   for (uint32_t i = 0; i < MetricsServer::kMaxSessions; ++i) held.push_back(Connect());
   // Each held session is accepted before the next connect is answered: one exchange through

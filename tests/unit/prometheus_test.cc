@@ -101,8 +101,7 @@ TEST(PrometheusTest, EveryFamilyHasOneHelpAndOneTypeBeforeItsSamples) {
       EXPECT_EQ(name, current) << "TYPE right after its HELP";
       EXPECT_TRUE(typed.insert(name).second) << "TYPE twice: " << name;
       EXPECT_TRUE(type == "counter" || type == "gauge" || type == "histogram") << type;
-      if (type == "counter") EXPECT_TRUE(name.ends_with("_total")) << name;
-      if (type != "counter") EXPECT_FALSE(name.ends_with("_total")) << name;
+      EXPECT_EQ(name.ends_with("_total"), type == "counter") << name;
       EXPECT_TRUE(name.starts_with("edgeproxy_")) << name;
       continue;
     }
@@ -113,7 +112,7 @@ TEST(PrometheusTest, EveryFamilyHasOneHelpAndOneTypeBeforeItsSamples) {
 TEST(PrometheusTest, EveryWorkerStatisticIsAFamilyOfItsOwn) {
   const std::string text = render_prometheus(TwoWorkers());
   size_t families = 0;
-  for (const std::string& line : Lines(text)) families += line.starts_with("# TYPE ") ? 1 : 0;
+  for (const std::string& line : Lines(text)) families += line.starts_with("# TYPE ") ? 1u : 0u;
   size_t stats = 0;
 #define EDGEPROXY_COUNT(name) ++stats;
 #define EDGEPROXY_COUNT_HISTOGRAM(name, bounds) ++stats;
