@@ -117,8 +117,10 @@ Result<Ok> resolve_topology(Topology& t) {
     }
   }
   t.metrics_address = SocketAddress{};
-  if (auto e = parse_endpoint(t.global.metrics, 1); !t.global.metrics.empty() && e.ok()) {
+  if (!t.global.metrics.empty()) {
     const std::string where = "metrics " + t.global.metrics;
+    auto e = parse_endpoint(t.global.metrics, 1);  // checked by the option's parser already
+    if (!e.ok()) return Error{where + ": " + e.error()};
     auto a = resolve(e.value().host, e.value().port, "metrics");
     if (!a.ok()) return Error{a.error()};
     for (const Bound& b : bound) {
