@@ -208,6 +208,25 @@ class Refusals(MetricsTestCase):
         self.assertEqual(values["edgeproxy_metrics_errors_total"], 7)
         self.assertEqual(values["edgeproxy_metrics_scrapes_total"], 1)
 
+    def test_a_slow_reader_and_an_unfinished_head_block_nothing(self):
+        backend = self.start_server()
+        proxy = self.start_with_metrics([f"s 127.0.0.1:{backend.port}"])
+        slow = socket.create_connection(("127.0.0.1", proxy.metrics), timeout=20)
+        self.addCleanup(slow.close)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        slow.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")  # never read until the end
+        unfinished = socket.create_connection(("127.0.0.1", proxy.metrics), timeout=20)
+        self.addCleanup(unfinished.close)
+        unfinished.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # no blank line
+        values = self.wait_values(proxy, lambda v: True)
+        self.assertGreaterEqual(values["edgeproxy_metrics_scrapes_total"], 2)
+        self.assertEqual(harness.echo_roundtrip(proxy.port, b"relayed\n"), b"relayed\n")
+        # The unfinished head is closed by its deadline without an answer.
+        self.assertEqual(harness.recv_until_close(unfinished), (b"", "eof"))
+        data, outcome = harness.recv_until_close(slow)
+        self.assertEqual(outcome, "eof")
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"))
+
     def test_a_flood_of_metrics_connections_is_refused_while_the_proxy_relays(self):
         backend = self.start_server()
         proxy = self.start_with_metrics([f"s 127.0.0.1:{backend.port}"])
