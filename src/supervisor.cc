@@ -19,6 +19,7 @@
 
 #include "edgeproxy/listener.h"
 #include "edgeproxy/log.h"
+#include "edgeproxy/prometheus.h"
 #include "edgeproxy/server_health.h"
 
 namespace edgeproxy {
@@ -148,6 +149,7 @@ std::string restart_settings_changed(const Config& running, const Config& loaded
   check(running.splice_pipes == loaded.splice_pipes, "splice-pipes");
   check(running.batch_wait_us == loaded.batch_wait_us, "batch-wait");
   check(running.shutdown_timeout_s == loaded.shutdown_timeout_s, "shutdown-timeout");
+  check(running.metrics == loaded.metrics, "metrics");
   check(running.log_level == loaded.log_level, "log-level");
   return names;
 }
@@ -210,6 +212,18 @@ Result<std::unique_ptr<Supervisor>> Supervisor::start(const WorkerPlan& plan,
     return Error{checker.error()};
   }
   s->checker_ = std::move(checker.value());
+  if (s->current_->metrics_address.length != 0) {
+    // Started once slots_ is complete: the metrics thread reads it through snapshot().
+    Supervisor* self = s.get();
+    auto metrics = MetricsServer::start(s->current_->metrics_address,
+                                        [self] { return render_prometheus(self->snapshot()); });
+    if (!metrics.ok()) {
+      s->release_workers(false);
+      return Error{metrics.error()};
+    }
+    s->metrics_ = std::move(metrics.value());
+    log_info("metrics on http://%s/metrics", s->metrics_->address().to_string().c_str());
+  }
   s->release_workers(true);
   s->notify_.ready(s->status_line());
   return s;
@@ -566,6 +580,7 @@ void* Supervisor::thread_main(void* arg) noexcept {
 }
 
 Supervisor::~Supervisor() {
+  metrics_.reset();        // its thread calls snapshot(), which reads slots_
   release_workers(false);  // workers still waiting for the go (a failed start) end unstarted
   stop_all_now();
   join_all();

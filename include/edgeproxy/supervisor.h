@@ -22,11 +22,13 @@
 
 #include "edgeproxy/config.h"
 #include "edgeproxy/health_checker.h"
+#include "edgeproxy/metrics_server.h"
 #include "edgeproxy/net.h"
 #include "edgeproxy/result.h"
 #include "edgeproxy/service_notifier.h"
 #include "edgeproxy/socket_activation.h"
 #include "edgeproxy/stats.h"
+#include "edgeproxy/stats_snapshot.h"
 #include "edgeproxy/topology.h"
 #include "edgeproxy/worker.h"
 #include "edgeproxy/worker_control.h"
@@ -65,20 +67,6 @@ std::string format_cpu_list(std::span<const uint16_t> cpus);
 // and PIPE is ignored (a send to a closed peer is EPIPE).
 sigset_t supervised_signals() noexcept;
 
-// Everything the statistics block, the admin socket and the metrics endpoint show, taken at one
-// moment: the workers' counters (merged and each), and the topology whose runtime objects hold
-// the per-listener, per-backend and per-server counters (read from them with relaxed loads).
-struct StatsSnapshot {
-  Stats total;                   // the workers that answered (or had exited), merged
-  std::vector<Stats> workers;    // one per worker, zeros for a silent one
-  std::vector<uint32_t> silent;  // workers that did not answer within kReportTimeoutMs
-  std::shared_ptr<const Topology> topology;
-  uint64_t reloads = 0;
-  uint64_t reload_failures = 0;
-  int64_t uptime_ms = 0;   // since the supervisor started the workers
-  uint32_t waited_ms = 0;  // how long a silent worker was waited for
-};
-
 // Loads the configuration again for a reload: reads and parses the file, applies the command
 // line's overrides and resolves names. Error: one line.
 using TopologyLoader = std::function<Result<std::shared_ptr<Topology>>()>;
@@ -91,8 +79,9 @@ class Supervisor {
   // when all are ready are they let run. So a failure leaves no connection accepted and no other
   // line printed: the error is the one line, naming the worker when there are several.
   // `reload` reloads the configuration on SIGHUP (null: started from the command line, nothing
-  // to reload). `activated` are sockets systemd passed (socket activation): a listener bind they
-  // match uses one instead of binding.
+  // to reload). With `metrics` set (Topology::metrics_address), the MetricsServer is bound and
+  // started before the workers run; it lives until the destructor. `activated` are sockets systemd
+  // passed (socket activation): a listener bind they match uses one instead of binding.
   static Result<std::unique_ptr<Supervisor>> start(const WorkerPlan& plan,
                                                    std::shared_ptr<Topology> topology,
                                                    TopologyLoader reload = {},
@@ -201,6 +190,7 @@ class Supervisor {
   std::vector<OpenBind> binds_;
   std::vector<ActivatedSocket> activated_;  // owned: dup'ed to workers, kept across reloads
   std::unique_ptr<HealthChecker> checker_;
+  std::unique_ptr<MetricsServer> metrics_;  // global.metrics set: the Prometheus endpoint
   NotifyClient notify_;
   std::atomic<uint64_t> reloads_{0};
   std::atomic<uint64_t> reload_failures_{0};

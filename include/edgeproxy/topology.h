@@ -303,7 +303,9 @@ struct Topology {
   Config global;       // process-wide settings (workers, limits, splice, logging)
   std::vector<ListenerSpec> listeners;
   std::vector<BackendSpec> backends;
-  std::vector<MapSpec> maps;          // `map NAME FILE`: read at load and at every reload
+  std::vector<MapSpec> maps;  // `map NAME FILE`: read at load and at every reload
+  // global.metrics resolved by resolve_topology() (length 0: no metrics endpoint).
+  SocketAddress metrics_address;
   std::vector<std::string> warnings;  // e.g. a backend no listener uses: "file:line:col: ..."
 
   // Servers over every backend, for summaries.
