@@ -251,8 +251,8 @@ constexpr OptionSpec kOptions[] = {
     {.name = "workers", .kind = ValueKind::kCount, .metavar = "N|auto", .min = 1, .max = 1024,
      .special = "auto", .default_text = "1", .example = "auto",
      .help = "worker threads, each with its own listening socket (SO_REUSEPORT), connections and "
-             "buffers; auto = one per CPU the process may use. --max-connections and --buffers "
-             "are divided among them",
+             "buffers; auto = one per CPU the process may use, at most 4 per CPU. "
+             "--max-connections and --buffers are divided among them",
      .apply = [](OptionTargets& t, const OptionValue& v) { t.global->workers = u32(v); }},
     {.name = "cpu-list", .kind = ValueKind::kCpuList, .metavar = "LIST", .default_text = "",
      .example = "0,2-3",
@@ -309,7 +309,7 @@ constexpr OptionSpec kOptions[] = {
        t.global->log_level = LogLevel::kVerbose;
      }},
     {.name = "quiet", .short_name = 'q', .spelling = Spelling::kCommandLineOnly,
-     .help = "errors only (log-level quiet)",
+     .help = "errors only, no statistics at exit (log-level quiet)",
      .apply = [](OptionTargets& t, const OptionValue&) { t.global->log_level = LogLevel::kQuiet; }},
     // --- the command line itself ----------------------------------------------------------------
     {.name = "config", .short_name = 'c', .scope = OptionScope::kCommandLine,

@@ -93,6 +93,13 @@ Result<WorkerPlan> plan_workers(const Config& config, std::span<const uint16_t> 
   } else {
     plan.workers = std::max<uint32_t>(1, static_cast<uint32_t>(allowed.size()));
   }
+  const uint64_t cap = uint64_t{kWorkersPerCpu} * std::max<size_t>(allowed.size(), 1);
+  if (plan.workers > cap) {
+    return Error{"--workers " + std::to_string(plan.workers) + ": this process may run on " +
+                 std::to_string(allowed.size()) + " CPU(s) (" + format_cpu_list(allowed) +
+                 "); at most " + std::to_string(kWorkersPerCpu) + " workers per CPU (" +
+                 std::to_string(cap) + ")"};
+  }
   for (uint32_t i = 0; i < plan.workers && !config.cpu_list.empty(); ++i) {
     plan.cpus.push_back(config.cpu_list[i % config.cpu_list.size()]);
   }
@@ -716,12 +723,12 @@ StatsSnapshot Supervisor::snapshot() {
   return snap;
 }
 
-void Supervisor::print_stats(std::FILE* out) {
+void Supervisor::print_stats(std::FILE* out, bool per_worker) {
   const StatsSnapshot snap = snapshot();
-  Stats::print_report(
-      out, snap.total,
-      slots_.size() > 1 ? std::span<const Stats>(snap.workers) : std::span<const Stats>(),
-      snap.silent, snap.waited_ms, object_stat_lines(snap));
+  Stats::print_report(out, snap.total,
+                      per_worker && slots_.size() > 1 ? std::span<const Stats>(snap.workers)
+                                                      : std::span<const Stats>(),
+                      snap.silent, snap.waited_ms, object_stat_lines(snap));
 }
 
 }  // namespace edgeproxy

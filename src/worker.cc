@@ -1617,7 +1617,10 @@ void Worker::on_connected(Connection& c, uint32_t index) noexcept {
   stats_.connect_time.observe(now_.ns - c.connect_start_ns);
   if (c.backend != kDirectBackend) {
     versions_[c.version].preferred[c.backend][c.server] = c.address;
-    on_connect_success(*server_of(c).runtime);
+    if (on_connect_success(*server_of(c).runtime)) {
+      log_transition(backend_of(c), server_of(c), HealthTransition::kUp,
+                     "a retried connect succeeded", now_.ms);
+    }
   }
   arm_idle_timer(index);
   if (c.client.gate == kOpenGate && c.upstream.gate == kOpenGate) return;
@@ -1672,7 +1675,7 @@ void Worker::connect_failed(Connection& c, Handle h, int err) noexcept {
   // The server failed (passive health), then another server gets the connection.
   if (on_connect_failure(*server.runtime, b.check, now_.ms)) {
     log_transition(b, server, HealthTransition::kDown,
-                   (std::string("connect: ") + std::strerror(err)).c_str());
+                   (std::string("connect: ") + std::strerror(err)).c_str(), now_.ms);
   }
   const uint32_t failed = c.server;
   leave_server(c);

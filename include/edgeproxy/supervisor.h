@@ -49,7 +49,10 @@ std::string restart_settings_changed(const Config& running, const Config& loaded
 // Resolves --workers (auto = one per CPU of `allowed`, or per --cpu-list entry) and --cpu-list
 // (every CPU must be in `allowed`, the process's inherited affinity mask) against the per-process
 // --max-connections and --buffers, which must leave each worker at least 1 connection and 2
-// buffers. Pure: `allowed` comes from sched_getaffinity.
+// buffers. At most kWorkersPerCpu workers per CPU of `allowed`: more only add threads competing
+// for the same CPUs and split the limits into slivers. Pure: `allowed` comes from
+// sched_getaffinity.
+inline constexpr uint32_t kWorkersPerCpu = 4;
 Result<WorkerPlan> plan_workers(const Config& config, std::span<const uint16_t> allowed);
 
 // Worker `index`'s share of the per-process limits: max_connections, buffers and an explicit
@@ -117,7 +120,9 @@ class Supervisor {
   // While workers run, each is asked for a snapshot; afterwards their final counters are read.
   // A running worker that does not answer within 2 s is left out of the sums and its lines, and
   // the block's header names it (Stats::print_report).
-  void print_stats(std::FILE* out);
+  // `per_worker` false leaves out the per-worker lines (the exit report without -v: with many
+  // workers they would bury the totals).
+  void print_stats(std::FILE* out, bool per_worker = true);
   // The same figures as print_stats(), for another thread (the admin and metrics threads): safe to
   // call concurrently with the supervisor's own work, including a reload.
   StatsSnapshot snapshot();

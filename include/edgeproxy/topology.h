@@ -90,6 +90,12 @@ struct ServerRuntime {
   // A server without active checks that passive failures took down is tried again from this
   // time (CLOCK_MONOTONIC ms) with one failure to spare: nothing else would bring it back.
   std::atomic<int64_t> retry_at_ms{0};
+  // What the operator is told (server_health.cc): a passive retry is silent and on probation
+  // until a client connect decides it (a success logs UP); a DOWN line that only ends a failed
+  // retry comes at most once per kDownLogIntervalMs, counting the failed connects it stands for.
+  std::atomic<bool> probation{false};
+  std::atomic<int64_t> down_logged_ms{INT64_MIN};
+  std::atomic<uint32_t> unlogged_failures{0};
 };
 
 // What a listener that inspects (a `route` block, `accept-proxy`) decided, per outcome. Counted
