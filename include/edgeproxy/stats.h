@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace edgeproxy {
 
@@ -139,6 +140,20 @@ struct Histogram {
   HISTOGRAM(duration, kDurationBounds)
 // clang-format on
 
+// How the printed block presents a statistic (src/stats.cc): grouped, with a unit and a label
+// for people. The name is the key scripts parse.
+enum class StatGroup : uint8_t { kConnections, kBytes, kErrors, kResources, kTiming, kOther };
+struct StatLabel {
+  std::string_view name;
+  StatGroup group;
+  std::string_view unit;  // printed after the value ("bytes", "blocks"), or empty
+  std::string_view
+      label;  // e.g. "Client connections accepted" (bsdproxy's words where it had them)
+};
+std::span<const StatLabel> stat_labels() noexcept;
+// Every statistic the block prints, in list order (acceleration_factor last).
+std::vector<std::string_view> printed_stat_names();
+
 struct Stats {
 #define EDGEPROXY_STATS_VALUE(name) uint64_t name = 0;
 #define EDGEPROXY_STATS_NS_SUM(name) NsSum name = 0;
@@ -153,7 +168,8 @@ struct Stats {
   double acceleration_factor() const noexcept;
   // Merges another worker's statistics into these, each by its kind (EDGEPROXY_ALL_STATS).
   void merge(const Stats& other) noexcept;
-  // Appends one "  <prefix><name> <value>" line per printed statistic.
+  // Appends the printed statistics group by group: a " <prefix><group>" heading, then one
+  // "  <prefix><name> <value>[ <unit>] <label>" line each.
   void append_lines(std::string& out, const char* prefix) const;
   // Prints the block "edgeproxy: statistics" then "  name value" lines.
   void print(std::FILE* out) const noexcept;

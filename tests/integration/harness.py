@@ -220,14 +220,17 @@ def parse_stat_blocks(lines):
     current = None
     for line in lines:
         if current is not None:
+            # "  name value[ unit] label" lines, under " group" headings.
             if line.startswith("  ") and not line.startswith("   "):
                 parts = line.split()
-                if len(parts) == 2:
+                if len(parts) >= 2:
                     try:
                         current[parts[0]] = _stat_value(parts[1])
                         continue
                     except ValueError:
                         pass
+            elif line.startswith(" ") and len(line) > 1 and line[1] != " ":
+                continue
             blocks.append((current, True))
             current = None
         if "statistics" in line and not line.startswith(" "):

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -103,11 +105,21 @@ std::vector<std::string> Lines(const std::string& text) {
   return lines;
 }
 
-// name -> value of every "  name value" line after the header.
+// The statistic lines ("  name value[ unit] label"), without the header and the " group"
+// headings.
+std::vector<std::string> StatLines(const std::vector<std::string>& lines) {
+  std::vector<std::string> out;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    if (lines[i].rfind("  ", 0) == 0) out.push_back(lines[i]);
+  }
+  return out;
+}
+
+// name -> value of every statistic line.
 std::map<std::string, std::string> Values(const std::vector<std::string>& lines) {
   std::map<std::string, std::string> values;
-  for (size_t i = 1; i < lines.size(); ++i) {
-    std::istringstream fields(lines[i]);
+  for (const std::string& line : StatLines(lines)) {
+    std::istringstream fields(line);
     std::string name;
     std::string value;
     fields >> name >> value;
@@ -279,7 +291,14 @@ TEST(StatsTest, AccelerationSumsPast2To63And2To64NsDoNotOverflow) {
   EXPECT_DOUBLE_EQ(merged.acceleration_factor(), 2.0) << "merging two such sums";
 }
 
-TEST(StatsTest, PrintHasHeaderAndOneLinePerStatistic) {
+const StatLabel* LabelOf(std::string_view name) {
+  for (const StatLabel& l : stat_labels()) {
+    if (l.name == name) return &l;
+  }
+  return nullptr;
+}
+
+TEST(StatsTest, PrintHasHeaderGroupHeadingsAndOneLinePerStatistic) {
   Stats s = Numbered(100);
   s.u2c_upstream_ns = 2'000;
   s.u2c_client_ns = 3'000;
@@ -289,14 +308,26 @@ TEST(StatsTest, PrintHasHeaderAndOneLinePerStatistic) {
   std::set<std::string> seen;
   for (size_t i = 1; i < lines.size(); ++i) {
     const std::string& line = lines[i];
-    ASSERT_EQ(line.rfind("  ", 0), 0u) << "line not indented by two spaces: '" << line << "'";
+    if (line.rfind("  ", 0) != 0) {
+      ASSERT_EQ(line.rfind(" ", 0), 0u) << "neither a heading nor a statistic: '" << line << "'";
+      continue;
+    }
     std::istringstream fields(line);
     std::string name;
     std::string value;
-    std::string rest;
     fields >> name >> value;
-    EXPECT_FALSE(fields >> rest) << "more than 'name value' on: '" << line << "'";
     EXPECT_TRUE(seen.insert(name).second) << name << " printed twice";
+    const StatLabel* l = LabelOf(name);
+    ASSERT_NE(l, nullptr) << name;
+    // After the value: the unit if it has one, then the label.
+    if (!l->unit.empty()) {
+      std::string unit;
+      fields >> unit;
+      EXPECT_EQ(unit, l->unit) << line;
+    }
+    std::string rest;
+    std::getline(fields, rest);
+    EXPECT_EQ(rest.substr(rest.find_first_not_of(' ')), l->label) << line;
   }
   std::map<std::string, std::string> values = Values(lines);
   for (size_t i = 0; i < kPrintedCount; ++i) {
@@ -306,19 +337,51 @@ TEST(StatsTest, PrintHasHeaderAndOneLinePerStatistic) {
   ASSERT_EQ(values.count("acceleration_factor"), 1u);
   EXPECT_DOUBLE_EQ(std::strtod(values["acceleration_factor"].c_str(), nullptr), 1.5);
   EXPECT_EQ(values.size(), kPrintedCount + 1) << "only the statistics and acceleration_factor";
-  EXPECT_EQ(lines.size(), kPrintedCount + 2);
 }
 
-TEST(StatsTest, PrintOrderIsTheStableOrder) {
+// Issue 18: grouped (connections, bytes, errors, resources, timing), each statistic in list
+// order within its group, every one labelled, with bsdproxy's words where it had them.
+TEST(StatsTest, PrintGroupsInTheDocumentedOrderAndLabelsEveryStatistic) {
   const std::vector<std::string> lines = Lines(Print(Stats{}));
-  ASSERT_EQ(lines.size(), kPrintedCount + 2);
-  for (size_t i = 0; i < kPrintedCount; ++i) {
-    std::istringstream fields(lines[i + 1]);
+  std::vector<std::string> headings;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    if (lines[i].rfind("  ", 0) != 0) headings.push_back(lines[i]);
+  }
+  EXPECT_EQ(headings, (std::vector<std::string>{" connections", " bytes", " errors", " resources",
+                                                " timing"}))
+      << "no statistic may fall into ' other'";
+  const std::vector<std::string_view> names = printed_stat_names();
+  for (std::string_view name : names) {
+    const StatLabel* l = LabelOf(name);
+    ASSERT_NE(l, nullptr) << name << " has no label in stats.cc";
+    EXPECT_NE(l->group, StatGroup::kOther) << name;
+    EXPECT_FALSE(l->label.empty()) << name;
+  }
+  for (const StatLabel& l : stat_labels()) {
+    EXPECT_NE(std::find(names.begin(), names.end(), l.name), names.end())
+        << l.name << " is labelled but not a statistic";
+  }
+  // Within a group, list order.
+  std::vector<std::string> printed;
+  for (const std::string& line : StatLines(lines)) {
+    std::istringstream fields(line);
     std::string name;
     fields >> name;
-    EXPECT_EQ(name, kPrintedNames[i]);
+    printed.push_back(name);
   }
-  EXPECT_EQ(lines.back().find("  acceleration_factor"), 0u);
+  for (size_t i = 1; i < printed.size(); ++i) {
+    const StatLabel* a = LabelOf(printed[i - 1]);
+    const StatLabel* b = LabelOf(printed[i]);
+    if (a->group != b->group) continue;
+    EXPECT_LT(std::find(names.begin(), names.end(), a->name),
+              std::find(names.begin(), names.end(), b->name))
+        << a->name << " before " << b->name;
+  }
+  EXPECT_EQ(LabelOf("accepted")->label, "Client connections accepted");
+  EXPECT_EQ(LabelOf("bytes_u2c")->label, "Bytes written to clients");
+  EXPECT_EQ(LabelOf("peak_active")->label, "Maximum concurrent clients");
+  EXPECT_EQ(LabelOf("acceleration_factor")->label, "Acceleration factor");
+  EXPECT_EQ(LabelOf("bytes_u2c")->unit, "bytes");
 }
 
 TEST(StatsTest, PrintOfZeroStats) {
@@ -341,7 +404,7 @@ TEST(StatsTest, ReportHasTheTotalThenEachWorkersLines) {
   Stats total = workers[0];
   total.merge(workers[1]);
   const std::vector<std::string> lines = Lines(Report(total, workers));
-  ASSERT_EQ(lines.size(), 3 * (kPrintedCount + 1) + 1);
+  ASSERT_EQ(StatLines(lines).size(), 3 * (kPrintedCount + 1));
   EXPECT_EQ(lines[0], "edgeproxy: statistics");
   std::map<std::string, std::string> values = Values(lines);
   EXPECT_EQ(values["accepted"], std::to_string(30 + 2 * 3));
@@ -360,7 +423,7 @@ TEST(StatsTest, ReportOfAWorkerThatDidNotAnswerSaysIncompleteAndNamesIt) {
   const std::vector<std::string> lines = Lines(text);
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines[0], "edgeproxy: statistics (incomplete: worker 1 did not answer within 2 s)");
-  EXPECT_EQ(lines.size(), 3 * (kPrintedCount + 1) + 1);
+  EXPECT_EQ(StatLines(lines).size(), 3 * (kPrintedCount + 1));
   EXPECT_EQ(text.find("worker1."), std::string::npos) << "the silent worker's lines, as zeros";
   std::map<std::string, std::string> values = Values(lines);
   EXPECT_EQ(values["worker0.accepted"], std::to_string(10 + 3));
@@ -374,7 +437,8 @@ TEST(StatsTest, ReportNamesEveryWorkerThatDidNotAnswer) {
   const std::vector<std::string> lines = Lines(Report(Stats{}, workers, silent, 2000));
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines[0], "edgeproxy: statistics (incomplete: workers 1, 3 did not answer within 2 s)");
-  EXPECT_EQ(lines.size(), 3 * (kPrintedCount + 1) + 1) << "the total, worker0's and worker2's";
+  EXPECT_EQ(StatLines(lines).size(), 3 * (kPrintedCount + 1))
+      << "the total, worker0's and worker2's";
   // With one worker there are no per-worker lines; the header still says what is missing.
   const uint32_t only[] = {0};
   EXPECT_EQ(Lines(Report(Stats{}, {}, only, 1500))[0],
