@@ -275,9 +275,19 @@ void AdminServer::loop() noexcept {
   }
 }
 
-void AdminServer::refuse(int fd, const char* line) noexcept {
+void AdminServer::say_last(int fd, std::string_view line) noexcept {
   // A fresh socket's send buffer always holds one short line: this never blocks.
-  [[maybe_unused]] const SysResult r = sys::send(fd, line, std::strlen(line));
+  [[maybe_unused]] const SysResult r = sys::send(fd, line.data(), line.size());
+  ::shutdown(fd, SHUT_WR);
+  // Closing with unread input would reset the peer, which may then never read the line: what
+  // it already sent (a command before the refusal) is read and dropped first.
+  char sink[4096];
+  for (int i = 0; i < 16 && sys::read(fd, sink, sizeof sink).value > 0; ++i) {
+  }
+}
+
+void AdminServer::refuse(int fd, const char* line) noexcept {
+  say_last(fd, line);
   sys::close(fd);
 }
 
@@ -293,7 +303,7 @@ void AdminServer::on_accept(int listen_fd, bool tcp, int64_t now_ms) noexcept {
           !admin_peer_allowed(access_, cred.uid, cred.gid)) {
         stats_.denied.fetch_add(1, std::memory_order_relaxed);
         // One line a second at most: a flood of refused peers must not flood the log.
-        if (now_ms - last_denied_log_ms_ >= 1000) {
+        if (last_denied_log_ms_ == INT64_MIN || now_ms - last_denied_log_ms_ >= 1000) {
           log_warn(
               "admin socket: peer uid %u gid %u pid %d refused (not in admin-users or "
               "admin-groups)%s",
@@ -397,8 +407,7 @@ void AdminServer::process_lines(Session& s, int64_t now_ms) noexcept {
       if (!constant_time_equal(a.data(), b.data(), a.size())) {
         stats_.denied.fetch_add(1, std::memory_order_relaxed);
         log_warn("admin socket: TCP session refused: wrong token");
-        constexpr std::string_view kDenied = "error: permission denied\n";
-        [[maybe_unused]] const SysResult w = sys::send(s.fd, kDenied.data(), kDenied.size());
+        say_last(s.fd, "error: permission denied\n");
         close_session(s);
         return;
       }

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "edgeproxy/config.h"
@@ -106,6 +107,8 @@ class AdminServer {
   // The answer to one line, ending with the empty line.
   std::string execute(std::string_view line);
   std::string info_text();
+  // Sends `line` as the session's last words (the write side is shut) and drops unread input.
+  static void say_last(int fd, std::string_view line) noexcept;
   // Refuses a connection with one line and closes it.
   static void refuse(int fd, const char* line) noexcept;
 
