@@ -133,6 +133,7 @@ struct AdminServer::Session {
   bool reading = false;        // EPOLLIN registered
   bool writing = false;        // EPOLLOUT registered
   bool freed_this_batch = false;
+  bool peer_done = false;  // the peer shut its write side: answer what came, then close
   std::string in;
   std::string out;
   size_t sent = 0;         // bytes of `out` already written
@@ -267,8 +268,13 @@ void AdminServer::loop() noexcept {
       }
       Session& s = sessions_[tag - kSessionTag];
       if (s.fd < 0) continue;  // closed earlier in this batch
+      if (events[i].events & (EPOLLHUP | EPOLLERR)) {
+        // Gone both ways: nothing more can be read or delivered.
+        close_session(s);
+        continue;
+      }
       if (events[i].events & EPOLLOUT) flush(s, now);
-      if (s.fd >= 0 && (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) on_readable(s, now);
+      if (s.fd >= 0 && (events[i].events & EPOLLIN)) on_readable(s, now);
     }
     for (uint32_t k = 0; k < kAdminMaxSessions; ++k) sessions_[k].freed_this_batch = false;
     check_timers(now);
@@ -361,14 +367,30 @@ void AdminServer::close_session(Session& s) noexcept {
   stats_.sessions.fetch_sub(1, std::memory_order_relaxed);
 }
 
+void AdminServer::deny_token(Session& s) noexcept {
+  stats_.denied.fetch_add(1, std::memory_order_relaxed);
+  log_warn("admin socket: TCP session refused: wrong or missing token");
+  say_last(s.fd, "error: permission denied\n");
+  close_session(s);
+}
+
 void AdminServer::on_readable(Session& s, int64_t now_ms) noexcept {
   if (s.pending() >= kAdminPauseBytes) return;  // reading resumes once the answers left
   char chunk[kReadChunk];
   const SysResult r = sys::read(s.fd, chunk, sizeof chunk);
   if (r.would_block()) return;
-  if (!r.ok() || r.value == 0) {
-    // The peer closed (or reset): answers it did not read are dropped with the session.
-    close_session(s);
+  if (!r.ok()) {
+    close_session(s);  // reset: answers it did not read are dropped with the session
+    return;
+  }
+  if (r.value == 0) {
+    // `printf 'show stats\n' | nc -U ...` shuts its write side and waits for the answer.
+    s.peer_done = true;
+    if (s.pending() == 0) {
+      close_session(s);
+    } else {
+      update_interest(s);
+    }
     return;
   }
   s.in.append(chunk, static_cast<size_t>(r.value));
@@ -379,6 +401,10 @@ void AdminServer::process_lines(Session& s, int64_t now_ms) noexcept {
   while (s.fd >= 0 && s.pending() < kAdminPauseBytes) {
     const size_t nl = s.in.find('\n');
     if (nl == std::string::npos) {
+      if (!s.authenticated && s.in.size() > kMaxTokenBytes + 1) {
+        deny_token(s);
+        return;
+      }
       if (s.in.size() > kAdminMaxLine + 1) {
         // Too long to be a command: refuse it once and skip up to its end.
         if (!s.discarding) {
@@ -405,10 +431,7 @@ void AdminServer::process_lines(Session& s, int64_t now_ms) noexcept {
       const Sha256Digest a = sha256(given);
       const Sha256Digest b = sha256(token_);
       if (!constant_time_equal(a.data(), b.data(), a.size())) {
-        stats_.denied.fetch_add(1, std::memory_order_relaxed);
-        log_warn("admin socket: TCP session refused: wrong token");
-        say_last(s.fd, "error: permission denied\n");
-        close_session(s);
+        deny_token(s);
         return;
       }
       s.authenticated = true;
@@ -440,6 +463,10 @@ void AdminServer::flush(Session& s, int64_t now_ms) noexcept {
     s.out.clear();
     s.sent = 0;
     s.stalled_ms = 0;
+    if (s.peer_done && s.in.find('\n') == std::string::npos) {
+      close_session(s);  // everything it asked is answered
+      return;
+    }
   } else if (s.pending() < before || s.stalled_ms == 0) {
     s.stalled_ms = now_ms;  // moved (or began waiting): the drain deadline starts again
   }
@@ -452,7 +479,7 @@ void AdminServer::flush(Session& s, int64_t now_ms) noexcept {
 
 void AdminServer::update_interest(Session& s) noexcept {
   const bool want_out = s.pending() > 0;
-  const bool want_in = s.pending() < kAdminPauseBytes;
+  const bool want_in = !s.peer_done && s.pending() < kAdminPauseBytes;
   if (want_out == s.writing && want_in == s.reading) return;
   epoll_event ev{};
   ev.events = (want_in ? EPOLLIN : 0u) | (want_out ? EPOLLOUT : 0u);
@@ -469,7 +496,9 @@ void AdminServer::check_timers(int64_t now_ms) noexcept {
   for (uint32_t k = 0; k < kAdminMaxSessions; ++k) {
     Session& s = sessions_[k];
     if (s.fd < 0) continue;
-    if (s.pending() > 0 && s.stalled_ms != 0 && now_ms - s.stalled_ms >= kAdminDrainMs) {
+    if (!s.authenticated && now_ms - s.active_ms >= kAdminTokenMs) {
+      deny_token(s);
+    } else if (s.pending() > 0 && s.stalled_ms != 0 && now_ms - s.stalled_ms >= kAdminDrainMs) {
       stats_.slow_closed.fetch_add(1, std::memory_order_relaxed);
       log_warn("admin socket: session closed: %zu answer bytes not read within %lld ms",
                s.pending(), static_cast<long long>(kAdminDrainMs));

@@ -14,7 +14,7 @@ namespace edgeproxy {
 inline constexpr size_t kAdminMaxLine = 1024;
 // `show conns` without a count lists this many; a count is at most kAdminMaxConns.
 inline constexpr uint32_t kAdminDefaultConns = 100;
-inline constexpr uint32_t kAdminMaxConns = 10'000;
+inline constexpr uint32_t kAdminMaxConns = 5'000;  // ~150 bytes each: within the 1 MiB bound
 
 struct AdminCommand {
   enum class Kind : uint8_t {

@@ -32,6 +32,9 @@ inline constexpr size_t kAdminMaxPendingBytes = 1024 * 1024;
 // read), and one without input or output for kAdminIdleMs too.
 inline constexpr int64_t kAdminDrainMs = 5'000;
 inline constexpr int64_t kAdminIdleMs = 300'000;
+// A TCP session must send its token within this long: unauthenticated peers cannot hold the
+// few session slots.
+inline constexpr int64_t kAdminTokenMs = 10'000;
 
 // The admin socket's counters, printed as "admin.<name>" in the statistics block and in
 // show info, and as the "admin" object of the JSON.
@@ -103,6 +106,8 @@ class AdminServer {
   void flush(Session& s, int64_t now_ms) noexcept;
   void update_interest(Session& s) noexcept;
   void close_session(Session& s) noexcept;
+  // A TCP session without the right token: one line, counted, logged, closed.
+  void deny_token(Session& s) noexcept;
   void check_timers(int64_t now_ms) noexcept;
   // The answer to one line, ending with the empty line.
   std::string execute(std::string_view line);

@@ -119,6 +119,24 @@ class AdminCommands(AdminTestCase):
         self.assertGreaterEqual(int(self.info(a)["admin.command_errors"]), 11)
         self.assertEqual(self.who_once(proxy.port), "a")
 
+    def test_a_pipeline_then_half_close_gets_every_answer(self):
+        """What `printf 'show stats json\\nhelp\\n' | nc -U PATH` does."""
+        self.start_admin_proxy(self.start_named("a"))
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(harness.safe_close, s)
+        s.settimeout(TIMEOUT)
+        s.connect(self.sock_path)
+        s.sendall(b"show stats json\nhelp\nshow conns\n")
+        s.shutdown(socket.SHUT_WR)
+        data, outcome = harness.recv_until_close(s)
+        self.assertEqual(outcome, "eof")
+        answers = data.decode().split("\n\n")
+        self.assertEqual(answers[-1], "")
+        self.assertEqual(len(answers), 4, answers)
+        self.assertEqual(json.loads(answers[0])["total"]["accepted"], 0)
+        self.assertTrue(answers[1].startswith("help "), answers[1])
+        self.assertTrue(answers[2].startswith("# 0 open, 0 shown"), answers[2])
+
     def test_show_info_listeners_backends_servers(self):
         proxy = self.start_admin_proxy(self.start_named("a", "b"))
         self.assertIn(self.who_once(proxy.port), ("a", "b"))
@@ -367,6 +385,20 @@ class AdminRefusals(AdminTestCase):
         good.sendall(b"s3cret-token\n")
         self.assertEqual(self.info(session)["admin.denied"], "1")
         self.assertEqual(self.who_once(proxy.port), "a")
+
+    def test_a_tcp_peer_without_token_cannot_hold_a_session(self):
+        token_path = os.path.join(self.config_dir(), "token")
+        with open(token_path, "w") as f:
+            f.write("tok\n")
+        port = harness.free_port()
+        self.start_admin_proxy(
+            self.start_named("a"),
+            admin_lines=[f"admin tcp 127.0.0.1:{port} token-file {token_path}"])
+        silent = socket.create_connection(("127.0.0.1", port), timeout=3 * TIMEOUT)
+        self.addCleanup(harness.safe_close, silent)
+        self.assertEqual(harness.recv_until_close(silent)[0], b"error: permission denied\n")
+        a = self.admin()
+        self.assertEqual(self.info(a)["admin.denied"], "1")
 
     def test_bad_admin_directives_are_refused_with_one_line(self):
         for line, needle in (("admin bogus", "expected admin unix:PATH"),
