@@ -273,7 +273,13 @@ void AdminServer::loop() noexcept {
         close_session(s);
         continue;
       }
-      if (events[i].events & EPOLLOUT) flush(s, now);
+      if (events[i].events & EPOLLOUT) {
+        flush(s, now);
+        // Commands that waited while the answers were paused are answered now.
+        if (s.fd >= 0 && s.pending() < kAdminPauseBytes && s.in.find('\n') != std::string::npos) {
+          process_lines(s, now);
+        }
+      }
       if (s.fd >= 0 && (events[i].events & EPOLLIN)) on_readable(s, now);
     }
     for (uint32_t k = 0; k < kAdminMaxSessions; ++k) sessions_[k].freed_this_batch = false;
@@ -398,11 +404,23 @@ void AdminServer::on_readable(Session& s, int64_t now_ms) noexcept {
 }
 
 void AdminServer::process_lines(Session& s, int64_t now_ms) noexcept {
+  // Iterative, never recursive through flush(): answering can free room for more answers.
+  for (;;) {
+    answer_lines(s, now_ms);
+    if (s.fd < 0) return;
+    flush(s, now_ms);
+    if (s.fd < 0 || s.pending() >= kAdminPauseBytes || s.in.find('\n') == std::string::npos) {
+      return;
+    }
+  }
+}
+
+void AdminServer::answer_lines(Session& s, int64_t now_ms) noexcept {
   while (s.fd >= 0 && s.pending() < kAdminPauseBytes) {
     const size_t nl = s.in.find('\n');
     if (nl == std::string::npos) {
-      if (!s.authenticated && s.in.size() > kMaxTokenBytes + 1) {
-        deny_token(s);
+      if (!s.authenticated) {
+        if (s.in.size() > kMaxTokenBytes + 1) deny_token(s);
         return;
       }
       if (s.in.size() > kAdminMaxLine + 1) {
@@ -445,7 +463,6 @@ void AdminServer::process_lines(Session& s, int64_t now_ms) noexcept {
       return;
     }
   }
-  if (s.fd >= 0) flush(s, now_ms);
 }
 
 void AdminServer::flush(Session& s, int64_t now_ms) noexcept {
@@ -459,6 +476,11 @@ void AdminServer::flush(Session& s, int64_t now_ms) noexcept {
     }
     s.sent += static_cast<size_t>(r.value);
   }
+  if (s.sent >= kAdminPauseBytes) {
+    // A reader that keeps up slowly: what it read is let go, so `out` stays near the bound.
+    s.out.erase(0, s.sent);
+    s.sent = 0;
+  }
   if (s.pending() == 0) {
     s.out.clear();
     s.sent = 0;
@@ -471,10 +493,7 @@ void AdminServer::flush(Session& s, int64_t now_ms) noexcept {
     s.stalled_ms = now_ms;  // moved (or began waiting): the drain deadline starts again
   }
   if (s.pending() < before) s.active_ms = now_ms;
-  const bool was_paused = before >= kAdminPauseBytes;
   update_interest(s);
-  // Commands that arrived while the answers were paused are answered now.
-  if (was_paused && s.pending() < kAdminPauseBytes && !s.in.empty()) process_lines(s, now_ms);
 }
 
 void AdminServer::update_interest(Session& s) noexcept {

@@ -102,7 +102,9 @@ class AdminServer {
   void loop() noexcept;
   void on_accept(int listen_fd, bool tcp, int64_t now_ms) noexcept;
   void on_readable(Session& s, int64_t now_ms) noexcept;
+  // Answers the complete lines of `s` and writes, while its answers are below kAdminPauseBytes.
   void process_lines(Session& s, int64_t now_ms) noexcept;
+  void answer_lines(Session& s, int64_t now_ms) noexcept;
   void flush(Session& s, int64_t now_ms) noexcept;
   void update_interest(Session& s) noexcept;
   void close_session(Session& s) noexcept;
