@@ -15,9 +15,11 @@ double Stats::acceleration_factor() const noexcept {
 void Stats::merge(const Stats& o) noexcept {
 #define EDGEPROXY_SUM(name) name += o.name;
 #define EDGEPROXY_MAX(name) name = std::max(name, o.name);
-  EDGEPROXY_ALL_STATS(EDGEPROXY_SUM, EDGEPROXY_SUM, EDGEPROXY_MAX, EDGEPROXY_SUM)
+#define EDGEPROXY_MERGE(name, bounds) name.merge(o.name);
+  EDGEPROXY_ALL_STATS(EDGEPROXY_SUM, EDGEPROXY_SUM, EDGEPROXY_MAX, EDGEPROXY_SUM, EDGEPROXY_MERGE)
 #undef EDGEPROXY_SUM
 #undef EDGEPROXY_MAX
+#undef EDGEPROXY_MERGE
 }
 
 void Stats::append_lines(std::string& out, const char* prefix) const {
@@ -28,9 +30,12 @@ void Stats::append_lines(std::string& out, const char* prefix) const {
   };
 #define EDGEPROXY_PRINT(name) add(#name, static_cast<unsigned long long>(name));
 #define EDGEPROXY_NOT_PRINTED(name)
-  EDGEPROXY_ALL_STATS(EDGEPROXY_PRINT, EDGEPROXY_PRINT, EDGEPROXY_PRINT, EDGEPROXY_NOT_PRINTED)
+#define EDGEPROXY_HISTOGRAM_NOT_PRINTED(name, bounds)
+  EDGEPROXY_ALL_STATS(EDGEPROXY_PRINT, EDGEPROXY_PRINT, EDGEPROXY_PRINT, EDGEPROXY_NOT_PRINTED,
+                      EDGEPROXY_HISTOGRAM_NOT_PRINTED)
 #undef EDGEPROXY_PRINT
 #undef EDGEPROXY_NOT_PRINTED
+#undef EDGEPROXY_HISTOGRAM_NOT_PRINTED
   std::snprintf(line, sizeof line, "  %s%-20s %.3f\n", prefix, "acceleration_factor",
                 acceleration_factor());
   out += line;

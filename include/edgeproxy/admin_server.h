@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "edgeproxy/admin_stats.h"
 #include "edgeproxy/config.h"
 #include "edgeproxy/result.h"
 
@@ -35,27 +36,6 @@ inline constexpr int64_t kAdminIdleMs = 300'000;
 // A TCP session must send its token within this long: unauthenticated peers cannot hold the
 // few session slots.
 inline constexpr int64_t kAdminTokenMs = 10'000;
-
-// The admin socket's counters, printed as "admin.<name>" in the statistics block and in
-// show info, and as the "admin" object of the JSON.
-//   COUNTER(name)  events since start        GAUGE(name)  a current level
-// clang-format off
-#define EDGEPROXY_ADMIN_STATS(COUNTER, GAUGE)                                                      \
-  GAUGE(sessions)        /* sessions open now */                                                   \
-  COUNTER(accepted)      /* sessions accepted (peer or token checked) */                           \
-  COUNTER(refused)       /* connections refused: kAdminMaxSessions were open */                    \
-  COUNTER(denied)        /* peers refused: uid/gid not allowed, or a wrong token */                \
-  COUNTER(slow_closed)   /* sessions closed: output not read within kAdminDrainMs, or too much */  \
-  COUNTER(idle_closed)   /* sessions closed after kAdminIdleMs without a command */                \
-  COUNTER(commands)      /* commands answered */                                                   \
-  COUNTER(command_errors) /* of which answered with an error line */
-// clang-format on
-
-struct AdminCounters {
-#define EDGEPROXY_ADMIN_FIELD(name) uint64_t name = 0;
-  EDGEPROXY_ADMIN_STATS(EDGEPROXY_ADMIN_FIELD, EDGEPROXY_ADMIN_FIELD)
-#undef EDGEPROXY_ADMIN_FIELD
-};
 
 // Who may use the Unix socket: uids, and gids (primary or supplementary) of the peer.
 struct AdminAccess {

@@ -143,6 +143,10 @@ struct Connection {
   uint32_t linger_outq = 0;              // kLingering: unacknowledged bytes at the last look
   uint32_t linger_wait_ms = 0;  // kLingering: time until the next look (grows while none move)
   int64_t last_active_ms = 0;   // last time a byte moved either way
+  // Loop clock (ns): when the client was accepted, and when the current connect attempt started
+  // (the connect time and duration histograms, Stats).
+  int64_t accepted_ns = 0;
+  int64_t connect_start_ns = 0;
   // Bytes delivered to the upstream and to the client: added to the listener's, backend's and
   // server's counters at close (never per write: those are shared by every worker).
   uint64_t bytes_c2u = 0;

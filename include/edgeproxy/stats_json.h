@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "edgeproxy/supervisor.h"
+#include "edgeproxy/stats_snapshot.h"
 
 namespace edgeproxy {
 

@@ -96,6 +96,12 @@ struct ServerRuntime {
   // sets it back to 0. Balancers read a new weight when they are rebuilt (Supervisor::set_weight).
   std::atomic<bool> drained{false};
   std::atomic<uint32_t> weight{0};
+  // What the operator is told (server_health.cc): a passive retry is silent and on probation
+  // until a client connect decides it (a success logs UP); a DOWN line that only ends a failed
+  // retry comes at most once per kDownLogIntervalMs, counting the failed connects it stands for.
+  std::atomic<bool> probation{false};
+  std::atomic<int64_t> down_logged_ms{INT64_MIN};
+  std::atomic<uint32_t> unlogged_failures{0};
 };
 
 // What a listener that inspects (a `route` block, `accept-proxy`) decided, per outcome. Counted
@@ -309,7 +315,9 @@ struct Topology {
   Config global;       // process-wide settings (workers, limits, splice, logging)
   std::vector<ListenerSpec> listeners;
   std::vector<BackendSpec> backends;
-  std::vector<MapSpec> maps;          // `map NAME FILE`: read at load and at every reload
+  std::vector<MapSpec> maps;  // `map NAME FILE`: read at load and at every reload
+  // global.metrics resolved by resolve_topology() (length 0: no metrics endpoint).
+  SocketAddress metrics_address;
   std::vector<std::string> warnings;  // e.g. a backend no listener uses: "file:line:col: ..."
 
   // Servers over every backend, for summaries.

@@ -23,24 +23,29 @@ namespace {
 // The printed names, in printed order: a stable interface (docs/architecture.md,
 // tests/integration/harness.py COUNTER_NAMES). A new statistic is appended, never inserted.
 const char* const kPrintedNames[] = {
-    "loop_iterations",    "events",          "stale_events",          "accepted",
-    "accept_errors",      "accept_pauses",   "connects_failed",       "connect_timeouts",
-    "idle_timeouts",      "active",          "peak_active",           "closed",
-    "bytes_c2u",          "bytes_u2c",       "reads_client",          "reads_upstream",
-    "writes_client",      "writes_upstream", "backpressure_pauses",   "pool_buffers",
-    "pool_high_water",    "pool_waits",      "resets_client",         "resets_upstream",
-    "resets_sent",        "shutdown_forced", "splice_bytes",          "splice_pipe_waits",
-    "splice_pipes_dirty", "batched_waits",   "splice_pipes_lost",     "socket_waits",
-    "connect_retries",    "linger_waits",    "submit_failures",       "cq_dropped",
-    "lost_operations",    "no_server",       "topology_versions",     "accel_blocks_held",
-    "accel_blocks_peak",  "accel_giveups",   "server_finished_first",
+    "loop_iterations",     "events",          "stale_events",          "accepted",
+    "accept_errors",       "accept_pauses",   "connects_failed",       "connect_timeouts",
+    "idle_timeouts",       "active",          "peak_active",           "closed",
+    "bytes_c2u",           "bytes_u2c",       "reads_client",          "reads_upstream",
+    "writes_client",       "writes_upstream", "backpressure_pauses",   "pool_buffers",
+    "pool_high_water",     "pool_waits",      "resets_client",         "resets_upstream",
+    "resets_sent",         "shutdown_forced", "splice_bytes",          "splice_pipe_waits",
+    "splice_pipes_dirty",  "batched_waits",   "splice_pipes_lost",     "socket_waits",
+    "connect_retries",     "linger_waits",    "submit_failures",       "cq_dropped",
+    "lost_operations",     "no_server",       "topology_versions",     "accel_blocks_held",
+    "accel_blocks_peak",   "accel_giveups",   "server_finished_first", "pool_blocks_in_use",
+    "splice_pipes_in_use",
 };
 constexpr size_t kPrintedCount = sizeof(kPrintedNames) / sizeof(kPrintedNames[0]);
 // How each merges across workers.
 const std::set<std::string> kPeaks = {"peak_active", "pool_high_water", "topology_versions",
                                       "accel_blocks_peak"};
-const std::set<std::string> kGauges = {"active", "pool_buffers", "splice_pipes_lost",
-                                       "accel_blocks_held"};
+const std::set<std::string> kGauges = {"active",
+                                       "pool_buffers",
+                                       "splice_pipes_lost",
+                                       "accel_blocks_held",
+                                       "pool_blocks_in_use",
+                                       "splice_pipes_in_use"};
 
 enum class Kind { kCounter, kGauge, kPeak };
 struct Field {
@@ -54,12 +59,15 @@ struct Field {
 #define EDGEPROXY_TEST_GAUGE(name) Field{#name, &Stats::name, Kind::kGauge},
 #define EDGEPROXY_TEST_PEAK(name) Field{#name, &Stats::name, Kind::kPeak},
 #define EDGEPROXY_TEST_NS_SUM(name)
+#define EDGEPROXY_TEST_HISTOGRAM(name, bounds)
 const Field kFields[] = {EDGEPROXY_ALL_STATS(EDGEPROXY_TEST_COUNTER, EDGEPROXY_TEST_GAUGE,
-                                             EDGEPROXY_TEST_PEAK, EDGEPROXY_TEST_NS_SUM)};
+                                             EDGEPROXY_TEST_PEAK, EDGEPROXY_TEST_NS_SUM,
+                                             EDGEPROXY_TEST_HISTOGRAM)};
 #undef EDGEPROXY_TEST_COUNTER
 #undef EDGEPROXY_TEST_GAUGE
 #undef EDGEPROXY_TEST_PEAK
 #undef EDGEPROXY_TEST_NS_SUM
+#undef EDGEPROXY_TEST_HISTOGRAM
 constexpr size_t kFieldCount = sizeof(kFields) / sizeof(kFields[0]);
 
 // Every printed field set to a distinct value derived from its position.
@@ -119,7 +127,46 @@ TEST(StatsTest, TheListDeclaresEveryPrintedNameInOrderWithItsKind) {
     EXPECT_EQ(kFields[i].kind, want) << name;
   }
   // The struct is the list: the printed fields and the two 128-bit sums, nothing else.
-  static_assert(sizeof(Stats) == (kFieldCount * sizeof(uint64_t) + 15) / 16 * 16 + 2 * 16);
+  // The struct is the list: the printed fields, the two 128-bit sums and the two histograms.
+  static_assert(sizeof(Stats) == (kFieldCount * sizeof(uint64_t) + 15) / 16 * 16 + 2 * 16 +
+                                     sizeof(Histogram<kConnectTimeBounds>) +
+                                     sizeof(Histogram<kDurationBounds>));
+}
+
+TEST(StatsTest, HistogramBoundsAscend) {
+  for (const HistogramBounds* b : {&kConnectTimeBounds, &kDurationBounds}) {
+    for (size_t i = 1; i < b->size(); ++i) EXPECT_LT((*b)[i - 1], (*b)[i]) << i;
+  }
+}
+
+TEST(StatsTest, HistogramCountsAnObservationInTheFirstBucketWhoseBoundHoldsIt) {
+  Histogram<kConnectTimeBounds> h;
+  h.observe(kConnectTimeBounds[0]);      // a bound is inclusive (Prometheus's le)
+  h.observe(kConnectTimeBounds[0] + 1);  // just past it: the next bucket
+  h.observe(kConnectTimeBounds.back() + 1);
+  h.observe(-5);  // a clock read out of order counts as 0
+  EXPECT_EQ(h.buckets[0], 2u);
+  EXPECT_EQ(h.buckets[1], 1u);
+  EXPECT_EQ(h.buckets.back(), 1u) << "past the last bound: the +Inf bucket";
+  EXPECT_EQ(h.count(), 4u);
+  EXPECT_TRUE(h.sum_ns ==
+              static_cast<NsSum>(2 * kConnectTimeBounds[0] + 1 + kConnectTimeBounds.back() + 1));
+}
+
+TEST(StatsTest, MergeSumsHistogramsBucketByBucket) {
+  Stats a;
+  Stats b;
+  a.duration.observe(2'000'000);  // 2 ms
+  b.duration.observe(2'000'000);
+  b.duration.observe(7'200'000'000'000);  // 2 h
+  b.connect_time.observe(300'000);
+  a.merge(b);
+  EXPECT_EQ(a.duration.count(), 3u);
+  EXPECT_EQ(a.duration.buckets[1], 2u);
+  EXPECT_EQ(a.duration.buckets[kDurationBounds.size() - 1], 1u);
+  EXPECT_TRUE(a.duration.sum_ns == 7'200'004'000'000);
+  EXPECT_EQ(a.connect_time.count(), 1u);
+  EXPECT_EQ(b.duration.count(), 2u) << "the merged-in value is untouched";
 }
 
 TEST(StatsTest, DefaultsAreZero) {

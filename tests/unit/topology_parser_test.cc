@@ -185,7 +185,7 @@ TEST(TopologyParserTest, UnknownDirectivesListWhatIsAllowed) {
                     "unknown directive 'worker' (expected admin, admin-users, admin-groups, "
                     "max-connections, buffers, "
                     "shutdown-timeout, backlog, workers, cpu-list, no-delay, splice, "
-                    "splice-threshold, splice-pipes, batch-wait or log-level)"));
+                    "splice-threshold, splice-pipes, batch-wait, metrics or log-level)"));
   EXPECT_TRUE(
       Fails("listener l {\n  bind h:1\n  balance first\n}\n", "f.conf:3:3: ",
             "unknown directive 'balance' (expected bind, backend, route, on-timeout, on-full, "
