@@ -182,7 +182,10 @@ class AdminCommands(AdminTestCase):
         self.assertGreaterEqual(doc["admin"]["commands"], 1)
         text = a.command("show stats")
         self.assertTrue(text[0].startswith("edgeproxy: statistics"), text[:2])
-        values = dict(line.split() for line in text[1:])
+        # "  name value[ unit] label" lines under " group" headings (the SIGUSR1 block's format).
+        values = harness.parse_last_stats(text)
+        self.assertIsNotNone(values, text[:5])
+        values = {k: str(v) for k, v in values.items()}
         self.assertEqual(values["accepted"], "3")
         self.assertEqual(values["server.app/a.connections"], "3")
         self.assertIn("admin.sessions", values)
