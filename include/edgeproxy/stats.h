@@ -79,6 +79,8 @@ __extension__ typedef unsigned __int128 NsSum;
                                   blocks were at the reserve */                                    \
   COUNTER(server_finished_first) /* connections whose upstream ended (EOF) while bytes for the    \
                                   client were still held by the proxy */                           \
+  COUNTER(log_dropped)         /* access-log lines dropped: the worker's ring was full or a line   \
+                                  too long, or the writer's write() failed (docs/access-log.md) */ \
   /* Acceleration factor inputs, summed over connections whose upstream reached EOF and whose      \
      client then received every byte: from the first upstream byte to upstream EOF, and from the   \
      first upstream byte to the last byte written to the client. Callers add spans >= 0. */        \

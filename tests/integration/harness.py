@@ -53,7 +53,8 @@ COUNTER_NAMES = (
     "splice_pipe_waits", "splice_pipes_dirty", "batched_waits", "splice_pipes_lost",
     "socket_waits", "connect_retries", "linger_waits", "submit_failures", "cq_dropped",
     "lost_operations", "no_server", "topology_versions", "accel_blocks_held",
-    "accel_blocks_peak", "accel_giveups", "server_finished_first", "acceleration_factor",
+    "accel_blocks_peak", "accel_giveups", "server_finished_first", "log_dropped",
+    "acceleration_factor",
 )
 
 MiB = 1024 * 1024
