@@ -112,8 +112,9 @@ void* AccessLogWriter::thread_main(void* arg) noexcept {
 
 void AccessLogWriter::run() noexcept {
   for (;;) {
+    // Off: nothing is appended, and a reload's destination or a stop wakes the thread.
     pollfd p{wake_fd_, POLLIN, 0};
-    if (poll(&p, 1, kDrainEveryMs) > 0) {
+    if (poll(&p, 1, target_.fd < 0 ? -1 : kDrainEveryMs) > 0) {
       uint64_t count = 0;
       [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &count, sizeof count);
     }

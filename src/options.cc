@@ -300,16 +300,16 @@ constexpr OptionSpec kOptions[] = {
      }},
     {.name = "access-log", .kind = ValueKind::kString, .metavar = "DEST", .default_text = "off",
      .example = "/var/log/edgeproxy/access.log",
-     .help = "one line per connection at close: stderr, stdout, off, or a file (appended; "
-             "reopened on SIGUSR2; docs/access-log.md); not silenced by -q",
+     .help = "one line per connection at close: stderr, stdout, off or a file (reopened on "
+             "SIGUSR2); not silenced by -q",
      .apply = [](OptionTargets& t, const OptionValue& v) { t.global->access_log = v.text; },
      .check = [](std::string_view text) -> Result<Ok> {
        if (text.empty()) return Error{"empty destination (expected stderr, stdout, off or a file)"};
        return Ok{};
      }},
-    {.name = "access-log-format", .spelling = Spelling::kFileOnly, .kind = ValueKind::kString,
+    {.name = "access-log-format", .kind = ValueKind::kString,
      .metavar = "FORMAT", .default_text = "\"%t %ci:%cp %f %bs %Tc %Tt %U %B %e\"",
-     .example = "%ci %e",
+     .example = "%ci:%cp/%e",
      .help = "the access log's line: text and %-variables (docs/access-log.md)",
      .apply = [](OptionTargets& t, const OptionValue& v) { t.global->access_log_format = v.text; },
      .check = [](std::string_view text) -> Result<Ok> {

@@ -33,7 +33,7 @@ const char* const kPrintedNames[] = {
     "splice_pipes_dirty", "batched_waits",   "splice_pipes_lost",     "socket_waits",
     "connect_retries",    "linger_waits",    "submit_failures",       "cq_dropped",
     "lost_operations",    "no_server",       "topology_versions",     "accel_blocks_held",
-    "accel_blocks_peak",  "accel_giveups",   "server_finished_first",
+    "accel_blocks_peak",  "accel_giveups",   "server_finished_first", "log_dropped",
 };
 constexpr size_t kPrintedCount = sizeof(kPrintedNames) / sizeof(kPrintedNames[0]);
 // How each merges across workers.
