@@ -143,8 +143,6 @@ Worker::Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool)
       accept_retry_timer_(options.config.max_connections + 1) {
   commands_.reserve(kCommandsReserved);
   limit_state_ = std::make_unique<LimitState[]>(options.config.max_connections);
-  // Touched only while the access log is on.
-  peers_ = std::make_unique_for_overwrite<SocketAddress[]>(options.config.max_connections);
   deferred_ = std::make_unique<bool[]>(kEventBatch);
 }
 
@@ -609,8 +607,8 @@ void Worker::start_connection(int client_fd, const Listener& l) noexcept {
     if (getpeername(client_fd, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) != 0) {
       peer.length = 0;  // reset already: the line says "-"
     }
-  } else {
-    peers_[h.index].length = 0;  // should a reload turn the log on, this one is unknown
+  } else if (peers_ != nullptr) {
+    peers_[h.index].length = 0;  // should a reload turn the log on again, this one is unknown
   }
   ++stats_.accepted;
   ++stats_.active;
@@ -2256,7 +2254,13 @@ void Worker::configure_access_log(const Config& global) noexcept {
   auto f = AccessLogFormat::parse(global.access_log_format.empty()
                                       ? AccessLogFormat::kDefault
                                       : std::string_view(global.access_log_format));
-  if (f.ok()) log_format_ = std::make_unique<AccessLogFormat>(std::move(f.value()));
+  if (!f.ok()) return;
+  log_format_ = std::make_unique<AccessLogFormat>(std::move(f.value()));
+  if (peers_ == nullptr) {
+    // The first time the log is on (at start or at a reload): a slot's client is read at accept,
+    // so connections accepted before now are logged without it.
+    peers_ = std::make_unique<SocketAddress[]>(slab_.capacity());
+  }
 }
 
 void Worker::log_access(const AccessRecord& r) noexcept {

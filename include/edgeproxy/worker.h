@@ -327,11 +327,11 @@ class Worker {
 
   AccessLog* access_log_;                        // null: no access log
   std::unique_ptr<AccessLogFormat> log_format_;  // null while the access log is off
-  std::unique_ptr<SocketAddress[]> peers_;       // by slot: the client, while logging
-  std::unique_ptr<LimitState[]> limit_state_;    // by slot
-  std::unique_ptr<bool[]> deferred_;             // by event of the batch: handled after relaying
-  int64_t limit_log_ms_ = INT64_MIN;             // the last limit line logged
-  uint64_t limit_log_skipped_ = 0;               // limit lines not logged since
+  std::unique_ptr<SocketAddress[]> peers_;     // by slot: the client; made when the log first is on
+  std::unique_ptr<LimitState[]> limit_state_;  // by slot
+  std::unique_ptr<bool[]> deferred_;           // by event of the batch: handled after relaying
+  int64_t limit_log_ms_ = INT64_MIN;           // the last limit line logged
+  uint64_t limit_log_skipped_ = 0;             // limit lines not logged since
 
   // Connections touched this iteration (each once), settled by finish_iteration(): interest
   // reconciled with one epoll_ctl at most per side, or the connection closed. Closing only there
