@@ -154,17 +154,19 @@ void AccessLogWriter::drain() noexcept {
       const uint32_t n = ring->take(chunk_.get(), cap);
       if (n == 0) break;
       if (target_.fd < 0) continue;  // turned off by a reload: what was held is let go
-      if (!write_all(chunk_.get(), n)) ring->count_lost(count_lines(chunk_.get(), n));
+      const uint32_t written = write_all(chunk_.get(), n);
+      // A line cut by a failed write counts as lost: its end never reached the destination.
+      if (written < n) ring->count_lost(count_lines(chunk_.get() + written, n - written));
     }
   }
 }
 
-bool AccessLogWriter::write_all(const char* out, uint32_t n) noexcept {
-  while (n > 0) {
-    const ssize_t w = ::write(target_.fd, out, n);
+uint32_t AccessLogWriter::write_all(const char* out, uint32_t n) noexcept {
+  uint32_t done = 0;
+  while (done < n) {
+    const ssize_t w = ::write(target_.fd, out + done, n - done);
     if (w > 0) {
-      out += w;
-      n -= static_cast<uint32_t>(w);
+      done += static_cast<uint32_t>(w);
       continue;
     }
     if (w < 0 && errno == EINTR) continue;
@@ -172,9 +174,9 @@ bool AccessLogWriter::write_all(const char* out, uint32_t n) noexcept {
       pollfd p{target_.fd, POLLOUT, 0};
       if (poll(&p, 1, kStuckWriteMs) > 0) continue;
     }
-    return false;
+    break;
   }
-  return true;
+  return done;
 }
 
 }  // namespace edgeproxy

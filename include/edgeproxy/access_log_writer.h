@@ -61,8 +61,9 @@ class AccessLogWriter {
   void run() noexcept;
   // Writes what every ring holds to the current target.
   void drain() noexcept;
-  // Writes out[0, n) (whole lines), false when the target refused it.
-  bool write_all(const char* out, uint32_t n) noexcept;
+  // Writes out[0, n) (whole lines); returns the bytes written, fewer than n when the target
+  // refused the rest (an error, or a second without room).
+  uint32_t write_all(const char* out, uint32_t n) noexcept;
   void wake() noexcept;
   void replace_target(Target next) noexcept;
 
