@@ -273,11 +273,14 @@ class Destinations(AccessLogCase):
         self.rewrite_config(proxy, config.replace(
             "@LOG@", "    access-log @DIR@/access.log\n    access-log-format \"%cp %e %U\"\n"))
         self.reload(proxy)
+        # A report answered by every worker: each has installed the new version (a worker slow
+        # to confirm it may still accept a connection under the old one in the same iteration).
+        proxy.stats()
         after = self.roundtrip(proxy.port)
         line = harness.wait_until(
             lambda: next((x for x in read_lines(self.log_path()) if x.startswith(f"{after} ")),
                          None), WAIT)
-        self.assertEqual(line, f"{after} client_fin 2")
+        self.assertEqual(line, f"{after} client_fin 2", read_lines(self.log_path()))
         self.assertFalse(any(x.startswith(f"{before} ") for x in read_lines(self.log_path())))
 
 
