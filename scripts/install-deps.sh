@@ -2,14 +2,15 @@
 # Installs what building and testing edgeproxy needs on Debian/Ubuntu, only what is missing.
 #   scripts/install-deps.sh          build + test: compiler, CMake, Ninja, GoogleTest, Google Benchmark,
 #                                    liburing (io_uring backend), python3, strace (fault injection),
-#                                    curl, openssl and wrk (the forward-proxy tests)
+#                                    curl, openssl and wrk (the forward-proxy tests), prometheus
+#                                    (its promtool checks the metrics endpoint's output)
 #   scripts/install-deps.sh --bench  also what scripts/bench.sh runs: wrk, nginx (+ stream module),
 #                                    HAProxy, iperf3, and gnuplot for its charts; and the peers of
 #                                    scripts/bench-forward.sh: tinyproxy and squid
 set -euo pipefail
 
 packages=(g++ cmake make ninja-build libgtest-dev libbenchmark-dev liburing-dev python3 iproute2 procps strace
-          curl openssl wrk)
+          curl openssl wrk prometheus)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk nginx-light libnginx-mod-stream haproxy iperf3 util-linux gnuplot-nox tinyproxy squid)
 elif [[ $# -gt 0 ]]; then

@@ -56,7 +56,7 @@ stats() {  # prints the newest statistics block's per-worker accepted and bytes_
 import re, sys
 text = open(sys.argv[1]).read()
 block = text[text.rindex("edgeproxy: statistics"):]
-d = dict(re.findall(r"^\s+(\S+)\s+(\S+)$", block, re.M))
+d = dict(re.findall(r"^  (\S+)\s+(\S+)", block, re.M))
 n = int(sys.argv[2])
 print(" ".join(f"{d[f'worker{i}.accepted']} {d[f'worker{i}.bytes_u2c']}" for i in range(n)))
 PY

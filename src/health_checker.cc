@@ -370,7 +370,7 @@ void HealthChecker::Loop::finish(uint32_t id, bool ok, const char* reason,
                   check.rise == 1 ? "" : "s");
     reason = passed;
   }
-  log_transition(*slot.backend, *slot.server, t, reason);
+  log_transition(*slot.backend, *slot.server, t, reason, now_ms);
 }
 
 void HealthChecker::Loop::skip(uint32_t id, const char* why, int err, int64_t now_ms) noexcept {
@@ -409,12 +409,8 @@ void HealthChecker::Loop::sweep(int64_t now_ms) noexcept {
   int64_t next_ms = now_ms + int64_t{passive_interval_ms_};
   for (const Passive& p : passive_) {
     const HealthCheck& check = p.backend->check;
-    if (revive_if_due(*p.runtime, check, now_ms)) {
-      char reason[64];
-      std::snprintf(reason, sizeof reason, "retried after %u ms without checks", check.interval_ms);
-      log_transition(*p.backend, *p.server, HealthTransition::kUp, reason);
-      continue;
-    }
+    // A revived server is on probation: the next client connect decides, and logs.
+    if (revive_if_due(*p.runtime, check, now_ms)) continue;
     if (p.runtime->up.load(std::memory_order_relaxed)) continue;
     const int64_t due = p.runtime->retry_at_ms.load(std::memory_order_relaxed);
     if (due > now_ms) next_ms = std::min(next_ms, due);

@@ -246,6 +246,9 @@ int main(int argc, char** argv) {
         plan.value().workers, pinned.c_str(), config.max_connections, config.buffer_count());
   }
   const int status = running->run();
-  if (status == 0) running->print_stats(stderr);  // a failed start said its one line
+  // A failed start said its one line; -q prints nothing but errors (SIGUSR1 still reports).
+  if (status == 0 && edgeproxy::log_level() != edgeproxy::LogLevel::kQuiet) {
+    running->print_stats(stderr, edgeproxy::log_level() == edgeproxy::LogLevel::kVerbose);
+  }
   return status;
 }

@@ -6,6 +6,7 @@
 
 #include "edgeproxy/access_log_format.h"
 #include "edgeproxy/command_line.h"
+#include "edgeproxy/topology_parser.h"
 
 namespace edgeproxy {
 namespace {
@@ -251,8 +252,8 @@ constexpr OptionSpec kOptions[] = {
     {.name = "workers", .kind = ValueKind::kCount, .metavar = "N|auto", .min = 1, .max = 1024,
      .special = "auto", .default_text = "1", .example = "auto",
      .help = "worker threads, each with its own listening socket (SO_REUSEPORT), connections and "
-             "buffers; auto = one per CPU the process may use. --max-connections and --buffers "
-             "are divided among them",
+             "buffers; auto = one per CPU the process may use, at most 4 per CPU. "
+             "--max-connections and --buffers are divided among them",
      .apply = [](OptionTargets& t, const OptionValue& v) { t.global->workers = u32(v); }},
     {.name = "cpu-list", .kind = ValueKind::kCpuList, .metavar = "LIST", .default_text = "",
      .example = "0,2-3",
@@ -292,6 +293,11 @@ constexpr OptionSpec kOptions[] = {
        t.global->batch_wait_us = u32(v);
        t.global->batch_wait_given = true;
      }},
+    {.name = "metrics", .kind = ValueKind::kHostPort, .metavar = "ADDR:PORT", .special = "off",
+     .default_text = "off", .example = "127.0.0.1:9100",
+     .help = "serve Prometheus metrics (GET /metrics) on this TCP address, e.g. 127.0.0.1:9100 "
+             "(docs/metrics.md); read at start-up only",
+     .apply = [](OptionTargets& t, const OptionValue& v) { t.global->metrics = v.text; }},
     {.name = "log-level", .kind = ValueKind::kEnum, .metavar = "LEVEL",
      .choices = "quiet|normal|verbose", .default_text = "normal", .example = "verbose",
      .help = "quiet (errors only), normal or verbose",
@@ -323,7 +329,7 @@ constexpr OptionSpec kOptions[] = {
        t.global->log_level = LogLevel::kVerbose;
      }},
     {.name = "quiet", .short_name = 'q', .spelling = Spelling::kCommandLineOnly,
-     .help = "errors only (log-level quiet)",
+     .help = "errors only, no statistics at exit (log-level quiet)",
      .apply = [](OptionTargets& t, const OptionValue&) { t.global->log_level = LogLevel::kQuiet; }},
     // --- the command line itself ----------------------------------------------------------------
     {.name = "config", .short_name = 'c', .scope = OptionScope::kCommandLine,
@@ -500,6 +506,9 @@ std::string expected_value(const OptionSpec& o) {
       return "an IPv4/IPv6 literal or a host name";
     case ValueKind::kCpuList:
       return "a CPU list such as 0,2-3";
+    case ValueKind::kHostPort:
+      return std::string("HOST:PORT or [IPv6]:PORT, port 1-65535") +
+             (o.special != nullptr ? std::string(", or ") + o.special : std::string());
   }
   return "a value";
 }
@@ -568,6 +577,13 @@ Result<OptionValue> parse_option_value(const OptionSpec& o, std::string_view tex
       auto cpus = parse_cpu_list(text);
       if (!cpus.ok()) return Error{cpus.error()};
       v.cpus = std::move(cpus.value());
+      return v;
+    }
+    case ValueKind::kHostPort: {
+      if (o.special != nullptr && text == o.special) return v;
+      auto e = parse_endpoint(text, 1);
+      if (!e.ok() || e.value().is_unix() || e.value().host.empty()) return invalid(o, text);
+      v.text = std::string(text);
       return v;
     }
   }

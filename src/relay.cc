@@ -366,6 +366,7 @@ void on_client(Connection& c, int client_fd, LoopTime now) noexcept {
   c.client.flags = kWriteReady;
   c.state = State::kAccepted;
   c.last_active_ms = now.ms;
+  c.accepted_ns = now.ns;
 }
 
 void on_accepted(Connection& c) noexcept {

@@ -1,6 +1,9 @@
 // Passive and active health transitions over ServerRuntime's atomics; see server_health.h.
 #include "edgeproxy/server_health.h"
 
+#include <cstdio>
+#include <string>
+
 #include "edgeproxy/log.h"
 
 namespace edgeproxy {
@@ -50,11 +53,13 @@ bool on_connect_failure(ServerRuntime& server, const HealthCheck& check, int64_t
   return count_failure(server, check, now_ms);
 }
 
-void on_connect_success(ServerRuntime& server) noexcept {
-  // A load first: every worker storing 0 on every connect would bounce the cache line.
+bool on_connect_success(ServerRuntime& server) noexcept {
+  // Loads first: every worker storing on every connect would bounce the cache line.
   if (server.failures.load(std::memory_order_relaxed) != 0) {
     server.failures.store(0, std::memory_order_relaxed);
   }
+  return server.probation.load(std::memory_order_relaxed) &&
+         server.probation.exchange(false, std::memory_order_acq_rel);
 }
 
 bool revive_if_due(ServerRuntime& server, const HealthCheck& check, int64_t now_ms) noexcept {
@@ -69,6 +74,7 @@ bool revive_if_due(ServerRuntime& server, const HealthCheck& check, int64_t now_
   }
   server.failures.store(fall_of(check) - 1, std::memory_order_relaxed);
   server.successes.store(0, std::memory_order_relaxed);
+  server.probation.store(true, std::memory_order_relaxed);
   server.up.store(true, std::memory_order_release);
   return true;
 }
@@ -90,6 +96,7 @@ HealthTransition on_check_result(ServerRuntime& server, const HealthCheck& check
   if (n < check.rise) return HealthTransition::kNone;
   server.successes.store(0, std::memory_order_relaxed);
   server.failures.store(0, std::memory_order_relaxed);
+  server.probation.store(false, std::memory_order_relaxed);
   bool expected = false;
   if (!server.up.compare_exchange_strong(expected, true, std::memory_order_acq_rel,
                                          std::memory_order_relaxed)) {
@@ -107,19 +114,46 @@ uint32_t servers_up(const BackendSpec& backend) noexcept {
 }
 
 void log_transition(const BackendSpec& backend, const ServerSpec& server, HealthTransition t,
-                    const char* reason) noexcept {
-  if (t == HealthTransition::kNone) return;
+                    const char* reason, int64_t now_ms) noexcept {
+  if (t == HealthTransition::kNone || !server.runtime) return;
+  ServerRuntime& rt = *server.runtime;
   const uint32_t up = servers_up(backend);
   const auto total = static_cast<uint32_t>(backend.servers.size());
+  const std::string where =
+      server.addresses.empty() ? server.endpoint.to_string() : server.addresses.front().to_string();
   if (t == HealthTransition::kUp) {
-    log_info("server %s/%s is UP (%s), %u of %u up", backend.name.c_str(), server.name.c_str(),
-             reason, up, total);
-  } else if (up == 0) {
-    log_warn("server %s/%s is DOWN (%s), 0 of %u up: backend %s has no server left",
-             backend.name.c_str(), server.name.c_str(), reason, total, backend.name.c_str());
+    const uint32_t failed = rt.unlogged_failures.exchange(0, std::memory_order_relaxed);
+    rt.down_logged_ms.store(INT64_MIN, std::memory_order_relaxed);
+    if (failed == 0) {
+      log_info("server %s/%s (%s) is UP (%s), %u of %u up", backend.name.c_str(),
+               server.name.c_str(), where.c_str(), reason, up, total);
+    } else {
+      log_info(
+          "server %s/%s (%s) is UP (%s; %u more failed connects since the last report), %u "
+          "of %u up",
+          backend.name.c_str(), server.name.c_str(), where.c_str(), reason, failed, up, total);
+    }
+    return;
+  }
+  // Only the caller whose failure took the server down gets here: the rate limit needs no CAS.
+  const bool after_retry = rt.probation.exchange(false, std::memory_order_relaxed);
+  const int64_t last = rt.down_logged_ms.load(std::memory_order_relaxed);
+  if (after_retry && last != INT64_MIN && now_ms - last < kDownLogIntervalMs) {
+    rt.unlogged_failures.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  rt.down_logged_ms.store(now_ms, std::memory_order_relaxed);
+  char more[64] = "";
+  if (const uint32_t failed = rt.unlogged_failures.exchange(0, std::memory_order_relaxed)) {
+    std::snprintf(more, sizeof more, "; %u more failed connects since the last report", failed);
+  }
+  if (up == 0) {
+    log_warn("server %s/%s (%s) is DOWN (%s%s), 0 of %u up: backend %s has no server left",
+             backend.name.c_str(), server.name.c_str(), where.c_str(), reason, more, total,
+             backend.name.c_str());
   } else {
-    log_warn("server %s/%s is DOWN (%s), %u of %u up", backend.name.c_str(), server.name.c_str(),
-             reason, up, total);
+    log_warn("server %s/%s (%s) is DOWN (%s%s), %u of %u up", backend.name.c_str(),
+             server.name.c_str(), where.c_str(), reason, more, up, total);
   }
 }
 

@@ -19,6 +19,7 @@
 
 #include "edgeproxy/listener.h"
 #include "edgeproxy/log.h"
+#include "edgeproxy/prometheus.h"
 #include "edgeproxy/server_health.h"
 
 namespace edgeproxy {
@@ -92,6 +93,13 @@ Result<WorkerPlan> plan_workers(const Config& config, std::span<const uint16_t> 
   } else {
     plan.workers = std::max<uint32_t>(1, static_cast<uint32_t>(allowed.size()));
   }
+  const uint64_t cap = uint64_t{kWorkersPerCpu} * std::max<size_t>(allowed.size(), 1);
+  if (plan.workers > cap) {
+    return Error{"--workers " + std::to_string(plan.workers) + ": this process may run on " +
+                 std::to_string(allowed.size()) + " CPU(s) (" + format_cpu_list(allowed) +
+                 "); at most " + std::to_string(kWorkersPerCpu) + " workers per CPU (" +
+                 std::to_string(cap) + ")"};
+  }
   for (uint32_t i = 0; i < plan.workers && !config.cpu_list.empty(); ++i) {
     plan.cpus.push_back(config.cpu_list[i % config.cpu_list.size()]);
   }
@@ -148,6 +156,7 @@ std::string restart_settings_changed(const Config& running, const Config& loaded
   check(running.splice_pipes == loaded.splice_pipes, "splice-pipes");
   check(running.batch_wait_us == loaded.batch_wait_us, "batch-wait");
   check(running.shutdown_timeout_s == loaded.shutdown_timeout_s, "shutdown-timeout");
+  check(running.metrics == loaded.metrics, "metrics");
   check(running.log_level == loaded.log_level, "log-level");
   return names;
 }
@@ -217,6 +226,18 @@ Result<std::unique_ptr<Supervisor>> Supervisor::start(const WorkerPlan& plan,
     return Error{checker.error()};
   }
   s->checker_ = std::move(checker.value());
+  if (s->current_->metrics_address.length != 0) {
+    // Started once slots_ is complete: the metrics thread reads it through snapshot().
+    Supervisor* self = s.get();
+    auto metrics = MetricsServer::start(s->current_->metrics_address,
+                                        [self] { return render_prometheus(self->snapshot()); });
+    if (!metrics.ok()) {
+      s->release_workers(false);
+      return Error{metrics.error()};
+    }
+    s->metrics_ = std::move(metrics.value());
+    log_info("metrics on http://%s/metrics", s->metrics_->address().to_string().c_str());
+  }
   s->release_workers(true);
   s->notify_.ready(s->status_line());
   return s;
@@ -587,6 +608,7 @@ void* Supervisor::thread_main(void* arg) noexcept {
 }
 
 Supervisor::~Supervisor() {
+  metrics_.reset();        // its thread calls snapshot(), which reads slots_
   release_workers(false);  // workers still waiting for the go (a failed start) end unstarted
   stop_all_now();
   join_all();
@@ -728,12 +750,12 @@ StatsSnapshot Supervisor::snapshot() {
   return snap;
 }
 
-void Supervisor::print_stats(std::FILE* out) {
+void Supervisor::print_stats(std::FILE* out, bool per_worker) {
   const StatsSnapshot snap = snapshot();
-  Stats::print_report(
-      out, snap.total,
-      slots_.size() > 1 ? std::span<const Stats>(snap.workers) : std::span<const Stats>(),
-      snap.silent, snap.waited_ms, object_stat_lines(snap));
+  Stats::print_report(out, snap.total,
+                      per_worker && slots_.size() > 1 ? std::span<const Stats>(snap.workers)
+                                                      : std::span<const Stats>(),
+                      snap.silent, snap.waited_ms, object_stat_lines(snap));
 }
 
 }  // namespace edgeproxy

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "edgeproxy/random_seed.h"
+#include "edgeproxy/topology_parser.h"
 
 namespace edgeproxy {
 
@@ -114,6 +115,21 @@ Result<Ok> resolve_topology(Topology& t) {
                      "loopback bind, or 'open yes' if anyone may use it)"};
       }
     }
+  }
+  t.metrics_address = SocketAddress{};
+  if (!t.global.metrics.empty()) {
+    const std::string where = "metrics " + t.global.metrics;
+    auto e = parse_endpoint(t.global.metrics, 1);  // checked by the option's parser already
+    if (!e.ok()) return Error{where + ": " + e.error()};
+    auto a = resolve(e.value().host, e.value().port, "metrics");
+    if (!a.ok()) return Error{a.error()};
+    for (const Bound& b : bound) {
+      if (b.address == a.value()) {
+        return Error{where + " resolves to " + a.value().to_string() + ", as does " + b.where +
+                     " (expected different addresses)"};
+      }
+    }
+    t.metrics_address = a.value();
   }
   // The proxy's own addresses are never a forward proxy's destination (a loop back into it).
   bool forward = false;

@@ -43,13 +43,17 @@ constexpr uint32_t kIterationReads = 256;
 constexpr uint32_t kLingerFirstMs = 1;
 constexpr uint32_t kLingerMaxMs = 200;
 
-// Completion backends only: a submission queue the kernel refused, completions it dropped.
+// Completion backends only: a submission queue the kernel refused, completions it dropped, and
+// the pool blocks lent to the kernel (in use for the pool, holding no bytes yet).
 template <typename R, typename T>
 void fill_completion_stats(Stats& s, const R& reactor, const T& transport) noexcept {
   if constexpr (requires { reactor.dropped_completions(); }) {
     s.submit_failures = reactor.submit_failures();
     s.cq_dropped = reactor.dropped_completions();
     s.lost_operations = transport.lost_operations();
+  }
+  if constexpr (requires { transport.lent_blocks(); }) {
+    s.pool_blocks_in_use -= transport.lent_blocks();
   }
 }
 
@@ -322,6 +326,8 @@ Stats Worker::stats() const noexcept {
   s.pool_high_water = pool_.high_water();
   s.batched_waits = reactor_.batched_waits();
   s.splice_pipes_lost = transport_.pipes().lost();
+  s.pool_blocks_in_use = pool_.in_use();
+  s.splice_pipes_in_use = transport_.pipes().in_use();
   if (access_log_ != nullptr) s.log_dropped += access_log_->lost();
   fill_completion_stats(s, reactor_, transport_);
   return s;
@@ -1612,6 +1618,7 @@ void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
   c.upstream.fd = fd;
   if (config_.no_delay) sys::set_no_delay(fd, true);
   ++c.attempt;
+  c.connect_start_ns = now_.ns;
   // The address lives in the connection's topology version, which outlives the connection.
   const int err = transport_.connect(c, h, target_address(c, h.index));
   if (err == EAGAIN) {
@@ -1632,10 +1639,14 @@ void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
 }
 
 void Worker::on_connected(Connection& c, uint32_t index) noexcept {
+  stats_.connect_time.observe(now_.ns - c.connect_start_ns);
   if (c.connect_ms < 0) c.connect_ms = static_cast<int32_t>(now_.ms - c.connect_started_ms);
   if (c.backend != kDirectBackend) {
     versions_[c.version].preferred[c.backend][c.server] = c.address;
-    on_connect_success(*server_of(c).runtime);
+    if (on_connect_success(*server_of(c).runtime)) {
+      log_transition(backend_of(c), server_of(c), HealthTransition::kUp,
+                     "a retried connect succeeded", now_.ms);
+    }
   }
   arm_idle_timer(index);
   if (c.client.gate == kOpenGate && c.upstream.gate == kOpenGate) return;
@@ -1690,7 +1701,7 @@ void Worker::connect_failed(Connection& c, Handle h, int err) noexcept {
   // The server failed (passive health), then another server gets the connection.
   if (on_connect_failure(*server.runtime, b.check, now_.ms)) {
     log_transition(b, server, HealthTransition::kDown,
-                   (std::string("connect: ") + std::strerror(err)).c_str());
+                   (std::string("connect: ") + std::strerror(err)).c_str(), now_.ms);
   }
   const uint32_t failed = c.server;
   leave_server(c);
@@ -2240,6 +2251,7 @@ void Worker::close_connection(Connection& c, uint32_t index) noexcept {
   buffer_waiters_.remove(slab_, index);
   socket_waiters_.remove(slab_, index);
   timers_.cancel(index);
+  stats_.duration.observe(now_.ns - c.accepted_ns);
   c = Connection{};
   slab_.release(index);
   --stats_.active;

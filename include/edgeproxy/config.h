@@ -41,6 +41,9 @@ struct Config {
   uint32_t batch_wait_us = 200;
   bool batch_wait_given = false;
   LogLevel log_level = LogLevel::kNormal;
+  // The Prometheus endpoint's address as written ("127.0.0.1:9100", "[::1]:9100"); empty = off.
+  // Resolved into Topology::metrics_address; served from start-up (a reload cannot move it).
+  std::string metrics;
   // The access log (docs/access-log.md): "off" (or empty), "stderr", "stdout" or a file path;
   // and its format string (empty: AccessLogFormat::kDefault). A reload may change both.
   std::string access_log;

@@ -148,6 +148,10 @@ struct Connection {
   uint32_t linger_outq = 0;              // kLingering: unacknowledged bytes at the last look
   uint32_t linger_wait_ms = 0;  // kLingering: time until the next look (grows while none move)
   int64_t last_active_ms = 0;   // last time a byte moved either way
+  // Loop clock (ns): when the client was accepted, and when the current connect attempt started
+  // (the connect time and duration histograms, Stats).
+  int64_t accepted_ns = 0;
+  int64_t connect_start_ns = 0;
   // The access log's connect time: when the first connect attempt to a server started (loop
   // clock), and how long until a connect succeeded (-1: none did).
   int64_t connect_started_ms = 0;

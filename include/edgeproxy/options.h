@@ -38,10 +38,12 @@ enum class ValueKind : uint8_t {
   kString,    // any text
   kAddress,   // an IPv4/IPv6 literal or a host name, not empty
   kCpuList,   // CPUs and ascending ranges: 0,2-3
+  kHostPort,  // HOST:PORT or [IPv6]:PORT, port 1-65535, or the word `special` (stored as "")
 };
 
 // A parsed value. `number` holds counts, durations (in the option's unit_ms), sizes (bytes),
-// switches (1 = on) and enum indexes; `text` strings and addresses; `cpus` CPU lists.
+// switches (1 = on) and enum indexes; `text` strings, addresses and HOST:PORT values; `cpus` CPU
+// lists.
 struct OptionValue {
   uint64_t number = 0;
   std::string text;

@@ -3,17 +3,63 @@
 // stable interface (docs/architecture.md).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace edgeproxy {
 
 // Nanoseconds summed over connections. 128 bits: a signed 64-bit sum would overflow after 2^63 ns
 // (292 years of connection time, months for many long downloads); this one never does.
 __extension__ typedef unsigned __int128 NsSum;
+
+// A histogram's bucket upper bounds in nanoseconds, ascending; an observation above the last one
+// falls in the implicit +Inf bucket.
+using HistogramBounds = std::array<int64_t, 16>;
+
+// Backend connect time: 100 us to 10 s (connect-timeout is at most an hour, usually seconds).
+inline constexpr HistogramBounds kConnectTimeBounds = {
+    100'000,       250'000,       500'000,       1'000'000,     2'500'000,   5'000'000,
+    10'000'000,    25'000'000,    50'000'000,    100'000'000,   250'000'000, 500'000'000,
+    1'000'000'000, 2'500'000'000, 5'000'000'000, 10'000'000'000};
+// Connection duration: 1 ms to a day.
+inline constexpr HistogramBounds kDurationBounds = {
+    1'000'000,       5'000'000,         10'000'000,        50'000'000,
+    100'000'000,     500'000'000,       1'000'000'000,     5'000'000'000,
+    10'000'000'000,  30'000'000'000,    60'000'000'000,    300'000'000'000,
+    600'000'000'000, 1'800'000'000'000, 3'600'000'000'000, 86'400'000'000'000};
+
+// A fixed-bucket histogram of durations: one count per bucket (not cumulative: the Prometheus
+// renderer accumulates) and the sum of the observations. Plain values, copied with Stats; no
+// allocation. Written by one worker only.
+template <const HistogramBounds& kBounds>
+struct Histogram {
+  static constexpr const HistogramBounds& bounds() noexcept { return kBounds; }
+  std::array<uint64_t, kBounds.size() + 1> buckets{};  // the last one is +Inf
+  NsSum sum_ns = 0;
+
+  // Adds one observation of `ns` (a negative span, from a clock read out of order, counts as 0).
+  void observe(int64_t ns) noexcept {
+    if (ns < 0) ns = 0;
+    size_t i = 0;
+    while (i < kBounds.size() && ns > kBounds[i]) ++i;
+    ++buckets[i];
+    sum_ns += static_cast<uint64_t>(ns);
+  }
+  uint64_t count() const noexcept {
+    uint64_t n = 0;
+    for (const uint64_t b : buckets) n += b;
+    return n;
+  }
+  void merge(const Histogram& o) noexcept {
+    for (size_t i = 0; i < buckets.size(); ++i) buckets[i] += o.buckets[i];
+    sum_ns += o.sum_ns;
+  }
+};
 
 // Every statistic, once: the struct's fields, merging and printing are all generated from this
 // list, so adding one is one line here (plus its name in tests/integration/harness.py and its
@@ -23,10 +69,12 @@ __extension__ typedef unsigned __int128 NsSum;
 //   PEAK(name)     a high-water mark; merged as the maximum. Workers peak at different times, so
 //                  the merged value is the busiest worker's peak, a lower bound of the process's.
 //   NS_SUM(name)   an NsSum, merged by summing; not printed (acceleration_factor is their ratio).
+//   HISTOGRAM(name, bounds)  a Histogram<bounds>, merged by summing each bucket; not printed
+//                  (the metrics endpoint shows it, docs/metrics.md).
 // "Filled in by Worker::stats()" marks values the worker takes from its pools and reactor when
 // reported rather than counting them as they happen.
 // clang-format off
-#define EDGEPROXY_ALL_STATS(COUNTER, GAUGE, PEAK, NS_SUM)                                          \
+#define EDGEPROXY_ALL_STATS(COUNTER, GAUGE, PEAK, NS_SUM, HISTOGRAM)                               \
   COUNTER(loop_iterations)                                                                         \
   COUNTER(events)                                                                                  \
   COUNTER(stale_events)        /* events for a freed or reused slot, dropped */                    \
@@ -79,28 +127,51 @@ __extension__ typedef unsigned __int128 NsSum;
                                   blocks were at the reserve */                                    \
   COUNTER(server_finished_first) /* connections whose upstream ended (EOF) while bytes for the    \
                                   client were still held by the proxy */                           \
+  GAUGE(pool_blocks_in_use)    /* pool blocks held now; filled in by Worker::stats() */            \
+  GAUGE(splice_pipes_in_use)   /* pipes held now; filled in by Worker::stats() */                  \
   COUNTER(log_dropped)         /* access-log lines dropped: the worker's ring was full or a line   \
                                   too long, or the writer's write() failed (docs/access-log.md) */ \
   /* Acceleration factor inputs, summed over connections whose upstream reached EOF and whose      \
      client then received every byte: from the first upstream byte to upstream EOF, and from the   \
      first upstream byte to the last byte written to the client. Callers add spans >= 0. */        \
   NS_SUM(u2c_upstream_ns)                                                                          \
-  NS_SUM(u2c_client_ns)
+  NS_SUM(u2c_client_ns)                                                                            \
+  /* From the start of the connect attempt that succeeded to its completion (loop clock). */      \
+  HISTOGRAM(connect_time, kConnectTimeBounds)                                                      \
+  /* From accept to close, one observation per closed connection. */                              \
+  HISTOGRAM(duration, kDurationBounds)
 // clang-format on
+
+// How the printed block presents a statistic (src/stats.cc): grouped, with a unit and a label
+// for people. The name is the key scripts parse.
+enum class StatGroup : uint8_t { kConnections, kBytes, kErrors, kResources, kTiming, kOther };
+struct StatLabel {
+  std::string_view name;
+  StatGroup group;
+  std::string_view unit;  // printed after the value ("bytes", "blocks"), or empty
+  std::string_view
+      label;  // e.g. "Client connections accepted" (bsdproxy's words where it had them)
+};
+std::span<const StatLabel> stat_labels() noexcept;
+// Every statistic the block prints, in list order (acceleration_factor last).
+std::vector<std::string_view> printed_stat_names();
 
 struct Stats {
 #define EDGEPROXY_STATS_VALUE(name) uint64_t name = 0;
 #define EDGEPROXY_STATS_NS_SUM(name) NsSum name = 0;
+#define EDGEPROXY_STATS_HISTOGRAM(name, bounds) Histogram<bounds> name;
   EDGEPROXY_ALL_STATS(EDGEPROXY_STATS_VALUE, EDGEPROXY_STATS_VALUE, EDGEPROXY_STATS_VALUE,
-                      EDGEPROXY_STATS_NS_SUM)
+                      EDGEPROXY_STATS_NS_SUM, EDGEPROXY_STATS_HISTOGRAM)
 #undef EDGEPROXY_STATS_VALUE
 #undef EDGEPROXY_STATS_NS_SUM
+#undef EDGEPROXY_STATS_HISTOGRAM
 
   // u2c_client_ns / u2c_upstream_ns, or 0 when no connection has completed both.
   double acceleration_factor() const noexcept;
   // Merges another worker's statistics into these, each by its kind (EDGEPROXY_ALL_STATS).
   void merge(const Stats& other) noexcept;
-  // Appends one "  <prefix><name> <value>" line per printed statistic.
+  // Appends the printed statistics group by group: a " <prefix><group>" heading, then one
+  // "  <prefix><name> <value>[ <unit>] <label>" line each.
   void append_lines(std::string& out, const char* prefix) const;
   // Prints the block "edgeproxy: statistics" then "  name value" lines.
   void print(std::FILE* out) const noexcept;

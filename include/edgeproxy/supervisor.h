@@ -23,11 +23,13 @@
 #include "edgeproxy/access_log_writer.h"
 #include "edgeproxy/config.h"
 #include "edgeproxy/health_checker.h"
+#include "edgeproxy/metrics_server.h"
 #include "edgeproxy/net.h"
 #include "edgeproxy/result.h"
 #include "edgeproxy/service_notifier.h"
 #include "edgeproxy/socket_activation.h"
 #include "edgeproxy/stats.h"
+#include "edgeproxy/stats_snapshot.h"
 #include "edgeproxy/topology.h"
 #include "edgeproxy/worker.h"
 #include "edgeproxy/worker_control.h"
@@ -48,7 +50,10 @@ std::string restart_settings_changed(const Config& running, const Config& loaded
 // Resolves --workers (auto = one per CPU of `allowed`, or per --cpu-list entry) and --cpu-list
 // (every CPU must be in `allowed`, the process's inherited affinity mask) against the per-process
 // --max-connections and --buffers, which must leave each worker at least 1 connection and 2
-// buffers. Pure: `allowed` comes from sched_getaffinity.
+// buffers. At most kWorkersPerCpu workers per CPU of `allowed`: more only add threads competing
+// for the same CPUs and split the limits into slivers. Pure: `allowed` comes from
+// sched_getaffinity.
+inline constexpr uint32_t kWorkersPerCpu = 4;
 Result<WorkerPlan> plan_workers(const Config& config, std::span<const uint16_t> allowed);
 
 // Worker `index`'s share of the per-process limits: max_connections, buffers and an explicit
@@ -66,20 +71,6 @@ std::string format_cpu_list(std::span<const uint16_t> cpus);
 // and PIPE is ignored (a send to a closed peer is EPIPE).
 sigset_t supervised_signals() noexcept;
 
-// Everything the statistics block, the admin socket and the metrics endpoint show, taken at one
-// moment: the workers' counters (merged and each), and the topology whose runtime objects hold
-// the per-listener, per-backend and per-server counters (read from them with relaxed loads).
-struct StatsSnapshot {
-  Stats total;                   // the workers that answered (or had exited), merged
-  std::vector<Stats> workers;    // one per worker, zeros for a silent one
-  std::vector<uint32_t> silent;  // workers that did not answer within kReportTimeoutMs
-  std::shared_ptr<const Topology> topology;
-  uint64_t reloads = 0;
-  uint64_t reload_failures = 0;
-  int64_t uptime_ms = 0;   // since the supervisor started the workers
-  uint32_t waited_ms = 0;  // how long a silent worker was waited for
-};
-
 // Loads the configuration again for a reload: reads and parses the file, applies the command
 // line's overrides and resolves names. Error: one line.
 using TopologyLoader = std::function<Result<std::shared_ptr<Topology>>()>;
@@ -92,8 +83,9 @@ class Supervisor {
   // when all are ready are they let run. So a failure leaves no connection accepted and no other
   // line printed: the error is the one line, naming the worker when there are several.
   // `reload` reloads the configuration on SIGHUP (null: started from the command line, nothing
-  // to reload). `activated` are sockets systemd passed (socket activation): a listener bind they
-  // match uses one instead of binding.
+  // to reload). With `metrics` set (Topology::metrics_address), the MetricsServer is bound and
+  // started before the workers run; it lives until the destructor. `activated` are sockets systemd
+  // passed (socket activation): a listener bind they match uses one instead of binding.
   static Result<std::unique_ptr<Supervisor>> start(const WorkerPlan& plan,
                                                    std::shared_ptr<Topology> topology,
                                                    TopologyLoader reload = {},
@@ -130,7 +122,9 @@ class Supervisor {
   // While workers run, each is asked for a snapshot; afterwards their final counters are read.
   // A running worker that does not answer within 2 s is left out of the sums and its lines, and
   // the block's header names it (Stats::print_report).
-  void print_stats(std::FILE* out);
+  // `per_worker` false leaves out the per-worker lines (the exit report without -v: with many
+  // workers they would bury the totals).
+  void print_stats(std::FILE* out, bool per_worker = true);
   // The same figures as print_stats(), for another thread (the admin and metrics threads): safe to
   // call concurrently with the supervisor's own work, including a reload.
   StatsSnapshot snapshot();
@@ -203,6 +197,7 @@ class Supervisor {
   std::vector<OpenBind> binds_;
   std::vector<ActivatedSocket> activated_;  // owned: dup'ed to workers, kept across reloads
   std::unique_ptr<HealthChecker> checker_;
+  std::unique_ptr<MetricsServer> metrics_;  // global.metrics set: the Prometheus endpoint
   // The access log's writer: its rings outlive the workers (declared before slots_' users are
   // joined: stopped explicitly once they are).
   std::unique_ptr<AccessLogWriter> access_log_;

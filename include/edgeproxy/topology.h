@@ -90,6 +90,12 @@ struct ServerRuntime {
   // A server without active checks that passive failures took down is tried again from this
   // time (CLOCK_MONOTONIC ms) with one failure to spare: nothing else would bring it back.
   std::atomic<int64_t> retry_at_ms{0};
+  // What the operator is told (server_health.cc): a passive retry is silent and on probation
+  // until a client connect decides it (a success logs UP); a DOWN line that only ends a failed
+  // retry comes at most once per kDownLogIntervalMs, counting the failed connects it stands for.
+  std::atomic<bool> probation{false};
+  std::atomic<int64_t> down_logged_ms{INT64_MIN};
+  std::atomic<uint32_t> unlogged_failures{0};
 };
 
 // What a listener that inspects (a `route` block, `accept-proxy`) decided, per outcome. Counted
@@ -303,7 +309,9 @@ struct Topology {
   Config global;       // process-wide settings (workers, limits, splice, logging)
   std::vector<ListenerSpec> listeners;
   std::vector<BackendSpec> backends;
-  std::vector<MapSpec> maps;          // `map NAME FILE`: read at load and at every reload
+  std::vector<MapSpec> maps;  // `map NAME FILE`: read at load and at every reload
+  // global.metrics resolved by resolve_topology() (length 0: no metrics endpoint).
+  SocketAddress metrics_address;
   std::vector<std::string> warnings;  // e.g. a backend no listener uses: "file:line:col: ..."
 
   // Servers over every backend, for summaries.

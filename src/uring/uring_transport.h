@@ -144,6 +144,9 @@ class UringTransport {
   void release_pipes(Connection& c) noexcept { pipes_.release_all(c, stats_); }
 
   const PipePool& pipes() const noexcept { return pipes_; }
+  // Pool blocks lent to the kernel's provided-buffer ring and not yet filled: in use for the
+  // pool, but holding no bytes.
+  uint32_t lent_blocks() const noexcept { return ring_.held(); }
 
  private:
   // What a slot's send of an acceleration chain hands the kernel: stable until its completion

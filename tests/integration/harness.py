@@ -53,8 +53,8 @@ COUNTER_NAMES = (
     "splice_pipe_waits", "splice_pipes_dirty", "batched_waits", "splice_pipes_lost",
     "socket_waits", "connect_retries", "linger_waits", "submit_failures", "cq_dropped",
     "lost_operations", "no_server", "topology_versions", "accel_blocks_held",
-    "accel_blocks_peak", "accel_giveups", "server_finished_first", "log_dropped",
-    "acceleration_factor",
+    "accel_blocks_peak", "accel_giveups", "server_finished_first", "pool_blocks_in_use",
+    "splice_pipes_in_use", "log_dropped", "acceleration_factor",
 )
 
 MiB = 1024 * 1024
@@ -220,14 +220,17 @@ def parse_stat_blocks(lines):
     current = None
     for line in lines:
         if current is not None:
+            # "  name value[ unit] label" lines, under " group" headings.
             if line.startswith("  ") and not line.startswith("   "):
                 parts = line.split()
-                if len(parts) == 2:
+                if len(parts) >= 2:
                     try:
                         current[parts[0]] = _stat_value(parts[1])
                         continue
                     except ValueError:
                         pass
+            elif line.startswith(" ") and len(line) > 1 and line[1] != " ":
+                continue
             blocks.append((current, True))
             current = None
         if "statistics" in line and not line.startswith(" "):

@@ -274,7 +274,8 @@ class Workers(ProxyTestCase):
 
     def test_statistics_asked_while_workers_exit_do_not_hold_the_exit(self):
         backend = self.start_server()
-        proxy = self.start_proxy(backend.port, extra=["--workers", "2"])
+        # -v: the exit report's per-worker lines are checked too.
+        proxy = self.start_proxy(backend.port, extra=["--workers", "2", "-v"])
         clients = [self.connect(proxy.port) for _ in range(8)]
         for i, s in enumerate(clients):
             self.echo(s, f"x{i}\n".encode())

@@ -253,8 +253,10 @@ TEST(HealthCheckerTest, ClosedPortGoesDownAfterFallAndLogsIt) {
   const std::string log = testing::internal::GetCapturedStderr();
   ASSERT_TRUE(down);
   EXPECT_EQ(rt.stats.downs.load(), 1u);
-  EXPECT_NE(log.find("server app/a is DOWN (connect: Connection refused), 0 of 1 up: backend app "
-                     "has no server left"),
+  const std::string address = t->backends[0].servers[0].addresses.front().to_string();
+  EXPECT_NE(log.find("server app/a (" + address +
+                     ") is DOWN (connect: Connection refused), 0 of 1 up: backend app has no "
+                     "server left"),
             std::string::npos)
       << log;
 }

@@ -249,6 +249,25 @@ TEST(OptionsTest, DefaultsShownAreTheStructDefaults) {
   EXPECT_EQ(Number("backend-port", find_option("backend-port")->default_text), cl.backend_port);
 }
 
+TEST(OptionsTest, HostPortsTakeAPortAndBracketedIPv6OrOff) {
+  const OptionSpec& o = *find_option("metrics");
+  for (const char* good : {"127.0.0.1:9100", "[::1]:9100", "localhost:1", "0.0.0.0:65535"}) {
+    auto v = parse_option_value(o, good);
+    ASSERT_TRUE(v.ok()) << good << ": " << v.error();
+    EXPECT_EQ(v.value().text, good);
+  }
+  auto off = parse_option_value(o, "off");
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off.value().text, "") << "off is the default: no endpoint";
+  EXPECT_EQ(Config{}.metrics, "");
+  for (const char* bad : {"", "9100", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", ":9100",
+                          "::1:9100", "[::1]9100", "unix:/run/m.sock", "host:port"}) {
+    EXPECT_EQ(Refusal("metrics", bad),
+              "invalid value '" + std::string(bad) +
+                  "' (expected HOST:PORT or [IPv6]:PORT, port 1-65535, or off)");
+  }
+}
+
 TEST(OptionsTest, ParseDecimalIsStrict) {
   uint64_t n = 7;
   EXPECT_TRUE(parse_decimal("0042", 0, 100, n));

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -204,6 +206,69 @@ TEST(ServerHealthTest, ServersUpCountsRuntimes) {
   for (auto& s : b.servers) s.runtime = std::make_shared<ServerRuntime>();
   b.servers[1].runtime->up.store(false);
   EXPECT_EQ(servers_up(b), 2u);
+}
+
+// Issue 18: a passive retry is silent; the connect that decides it speaks, once.
+TEST(ServerHealthTest, ARetriedServerIsOnProbationUntilAConnectSucceeds) {
+  ServerRuntime s;
+  const HealthCheck c = passive_check(1, 100);
+  ASSERT_TRUE(on_connect_failure(s, c, 0));
+  EXPECT_FALSE(s.probation.load());
+  ASSERT_TRUE(revive_if_due(s, c, 100));
+  EXPECT_TRUE(s.probation.load());
+  EXPECT_TRUE(on_connect_success(s)) << "the first success ends the probation";
+  EXPECT_FALSE(on_connect_success(s)) << "only once";
+}
+
+BackendSpec one_server_backend() {
+  BackendSpec b;
+  b.name = "app";
+  ServerSpec sv;
+  sv.name = "a";
+  sv.endpoint.host = "127.0.0.1";
+  sv.endpoint.port = 9;
+  sv.runtime = std::make_shared<ServerRuntime>();
+  b.servers.push_back(sv);
+  return b;
+}
+
+TEST(ServerHealthTest, DownLinesAfterFailedRetriesAreRateLimitedAndCounted) {
+  BackendSpec b = one_server_backend();
+  const ServerSpec& sv = b.servers[0];
+  ServerRuntime& s = *sv.runtime;
+  const HealthCheck c = passive_check(1, 2000);
+  testing::internal::CaptureStderr();
+  ASSERT_TRUE(on_connect_failure(s, c, 0));
+  log_transition(b, sv, HealthTransition::kDown, "connect: refused", 0);
+  // Retries at 2 s and 4 s fail: held back (less than 10 s since the line).
+  for (int64_t t : {2000, 4000}) {
+    ASSERT_TRUE(revive_if_due(s, c, t));
+    ASSERT_TRUE(on_connect_failure(s, c, t));
+    log_transition(b, sv, HealthTransition::kDown, "connect: refused", t);
+  }
+  // The retry at 12 s fails: a line again, counting the two held back.
+  ASSERT_TRUE(revive_if_due(s, c, 12000));
+  ASSERT_TRUE(on_connect_failure(s, c, 12000));
+  log_transition(b, sv, HealthTransition::kDown, "connect: refused", 12000);
+  // The next retry succeeds: one UP line.
+  ASSERT_TRUE(revive_if_due(s, c, 14000));
+  ASSERT_TRUE(on_connect_success(s));
+  log_transition(b, sv, HealthTransition::kUp, "a retried connect succeeded", 14000);
+  const std::string log = testing::internal::GetCapturedStderr();
+  size_t downs = 0;
+  for (size_t at = log.find("is DOWN"); at != std::string::npos; at = log.find("is DOWN", at + 1)) {
+    ++downs;
+  }
+  EXPECT_EQ(downs, 2u) << log;
+  EXPECT_NE(log.find("server app/a (127.0.0.1:9) is DOWN (connect: refused), 0 of 1 up"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("(connect: refused; 2 more failed connects since the last report)"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("server app/a (127.0.0.1:9) is UP (a retried connect succeeded), 1 of 1 up"),
+            std::string::npos)
+      << log;
 }
 
 }  // namespace

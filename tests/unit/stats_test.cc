@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -23,24 +25,29 @@ namespace {
 // The printed names, in printed order: a stable interface (docs/architecture.md,
 // tests/integration/harness.py COUNTER_NAMES). A new statistic is appended, never inserted.
 const char* const kPrintedNames[] = {
-    "loop_iterations",    "events",          "stale_events",          "accepted",
-    "accept_errors",      "accept_pauses",   "connects_failed",       "connect_timeouts",
-    "idle_timeouts",      "active",          "peak_active",           "closed",
-    "bytes_c2u",          "bytes_u2c",       "reads_client",          "reads_upstream",
-    "writes_client",      "writes_upstream", "backpressure_pauses",   "pool_buffers",
-    "pool_high_water",    "pool_waits",      "resets_client",         "resets_upstream",
-    "resets_sent",        "shutdown_forced", "splice_bytes",          "splice_pipe_waits",
-    "splice_pipes_dirty", "batched_waits",   "splice_pipes_lost",     "socket_waits",
-    "connect_retries",    "linger_waits",    "submit_failures",       "cq_dropped",
-    "lost_operations",    "no_server",       "topology_versions",     "accel_blocks_held",
-    "accel_blocks_peak",  "accel_giveups",   "server_finished_first", "log_dropped",
+    "loop_iterations",     "events",          "stale_events",          "accepted",
+    "accept_errors",       "accept_pauses",   "connects_failed",       "connect_timeouts",
+    "idle_timeouts",       "active",          "peak_active",           "closed",
+    "bytes_c2u",           "bytes_u2c",       "reads_client",          "reads_upstream",
+    "writes_client",       "writes_upstream", "backpressure_pauses",   "pool_buffers",
+    "pool_high_water",     "pool_waits",      "resets_client",         "resets_upstream",
+    "resets_sent",         "shutdown_forced", "splice_bytes",          "splice_pipe_waits",
+    "splice_pipes_dirty",  "batched_waits",   "splice_pipes_lost",     "socket_waits",
+    "connect_retries",     "linger_waits",    "submit_failures",       "cq_dropped",
+    "lost_operations",     "no_server",       "topology_versions",     "accel_blocks_held",
+    "accel_blocks_peak",   "accel_giveups",   "server_finished_first", "pool_blocks_in_use",
+    "splice_pipes_in_use", "log_dropped",
 };
 constexpr size_t kPrintedCount = sizeof(kPrintedNames) / sizeof(kPrintedNames[0]);
 // How each merges across workers.
 const std::set<std::string> kPeaks = {"peak_active", "pool_high_water", "topology_versions",
                                       "accel_blocks_peak"};
-const std::set<std::string> kGauges = {"active", "pool_buffers", "splice_pipes_lost",
-                                       "accel_blocks_held"};
+const std::set<std::string> kGauges = {"active",
+                                       "pool_buffers",
+                                       "splice_pipes_lost",
+                                       "accel_blocks_held",
+                                       "pool_blocks_in_use",
+                                       "splice_pipes_in_use"};
 
 enum class Kind { kCounter, kGauge, kPeak };
 struct Field {
@@ -54,12 +61,15 @@ struct Field {
 #define EDGEPROXY_TEST_GAUGE(name) Field{#name, &Stats::name, Kind::kGauge},
 #define EDGEPROXY_TEST_PEAK(name) Field{#name, &Stats::name, Kind::kPeak},
 #define EDGEPROXY_TEST_NS_SUM(name)
+#define EDGEPROXY_TEST_HISTOGRAM(name, bounds)
 const Field kFields[] = {EDGEPROXY_ALL_STATS(EDGEPROXY_TEST_COUNTER, EDGEPROXY_TEST_GAUGE,
-                                             EDGEPROXY_TEST_PEAK, EDGEPROXY_TEST_NS_SUM)};
+                                             EDGEPROXY_TEST_PEAK, EDGEPROXY_TEST_NS_SUM,
+                                             EDGEPROXY_TEST_HISTOGRAM)};
 #undef EDGEPROXY_TEST_COUNTER
 #undef EDGEPROXY_TEST_GAUGE
 #undef EDGEPROXY_TEST_PEAK
 #undef EDGEPROXY_TEST_NS_SUM
+#undef EDGEPROXY_TEST_HISTOGRAM
 constexpr size_t kFieldCount = sizeof(kFields) / sizeof(kFields[0]);
 
 // Every printed field set to a distinct value derived from its position.
@@ -95,11 +105,21 @@ std::vector<std::string> Lines(const std::string& text) {
   return lines;
 }
 
-// name -> value of every "  name value" line after the header.
+// The statistic lines ("  name value[ unit] label"), without the header and the " group"
+// headings.
+std::vector<std::string> StatLines(const std::vector<std::string>& lines) {
+  std::vector<std::string> out;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    if (lines[i].rfind("  ", 0) == 0) out.push_back(lines[i]);
+  }
+  return out;
+}
+
+// name -> value of every statistic line.
 std::map<std::string, std::string> Values(const std::vector<std::string>& lines) {
   std::map<std::string, std::string> values;
-  for (size_t i = 1; i < lines.size(); ++i) {
-    std::istringstream fields(lines[i]);
+  for (const std::string& line : StatLines(lines)) {
+    std::istringstream fields(line);
     std::string name;
     std::string value;
     fields >> name >> value;
@@ -119,7 +139,46 @@ TEST(StatsTest, TheListDeclaresEveryPrintedNameInOrderWithItsKind) {
     EXPECT_EQ(kFields[i].kind, want) << name;
   }
   // The struct is the list: the printed fields and the two 128-bit sums, nothing else.
-  static_assert(sizeof(Stats) == (kFieldCount * sizeof(uint64_t) + 15) / 16 * 16 + 2 * 16);
+  // The struct is the list: the printed fields, the two 128-bit sums and the two histograms.
+  static_assert(sizeof(Stats) == (kFieldCount * sizeof(uint64_t) + 15) / 16 * 16 + 2 * 16 +
+                                     sizeof(Histogram<kConnectTimeBounds>) +
+                                     sizeof(Histogram<kDurationBounds>));
+}
+
+TEST(StatsTest, HistogramBoundsAscend) {
+  for (const HistogramBounds* b : {&kConnectTimeBounds, &kDurationBounds}) {
+    for (size_t i = 1; i < b->size(); ++i) EXPECT_LT((*b)[i - 1], (*b)[i]) << i;
+  }
+}
+
+TEST(StatsTest, HistogramCountsAnObservationInTheFirstBucketWhoseBoundHoldsIt) {
+  Histogram<kConnectTimeBounds> h;
+  h.observe(kConnectTimeBounds[0]);      // a bound is inclusive (Prometheus's le)
+  h.observe(kConnectTimeBounds[0] + 1);  // just past it: the next bucket
+  h.observe(kConnectTimeBounds.back() + 1);
+  h.observe(-5);  // a clock read out of order counts as 0
+  EXPECT_EQ(h.buckets[0], 2u);
+  EXPECT_EQ(h.buckets[1], 1u);
+  EXPECT_EQ(h.buckets.back(), 1u) << "past the last bound: the +Inf bucket";
+  EXPECT_EQ(h.count(), 4u);
+  EXPECT_TRUE(h.sum_ns ==
+              static_cast<NsSum>(2 * kConnectTimeBounds[0] + 1 + kConnectTimeBounds.back() + 1));
+}
+
+TEST(StatsTest, MergeSumsHistogramsBucketByBucket) {
+  Stats a;
+  Stats b;
+  a.duration.observe(2'000'000);  // 2 ms
+  b.duration.observe(2'000'000);
+  b.duration.observe(7'200'000'000'000);  // 2 h
+  b.connect_time.observe(300'000);
+  a.merge(b);
+  EXPECT_EQ(a.duration.count(), 3u);
+  EXPECT_EQ(a.duration.buckets[1], 2u);
+  EXPECT_EQ(a.duration.buckets[kDurationBounds.size() - 1], 1u);
+  EXPECT_TRUE(a.duration.sum_ns == 7'200'004'000'000);
+  EXPECT_EQ(a.connect_time.count(), 1u);
+  EXPECT_EQ(b.duration.count(), 2u) << "the merged-in value is untouched";
 }
 
 TEST(StatsTest, DefaultsAreZero) {
@@ -232,7 +291,14 @@ TEST(StatsTest, AccelerationSumsPast2To63And2To64NsDoNotOverflow) {
   EXPECT_DOUBLE_EQ(merged.acceleration_factor(), 2.0) << "merging two such sums";
 }
 
-TEST(StatsTest, PrintHasHeaderAndOneLinePerStatistic) {
+const StatLabel* LabelOf(std::string_view name) {
+  for (const StatLabel& l : stat_labels()) {
+    if (l.name == name) return &l;
+  }
+  return nullptr;
+}
+
+TEST(StatsTest, PrintHasHeaderGroupHeadingsAndOneLinePerStatistic) {
   Stats s = Numbered(100);
   s.u2c_upstream_ns = 2'000;
   s.u2c_client_ns = 3'000;
@@ -242,14 +308,26 @@ TEST(StatsTest, PrintHasHeaderAndOneLinePerStatistic) {
   std::set<std::string> seen;
   for (size_t i = 1; i < lines.size(); ++i) {
     const std::string& line = lines[i];
-    ASSERT_EQ(line.rfind("  ", 0), 0u) << "line not indented by two spaces: '" << line << "'";
+    if (line.rfind("  ", 0) != 0) {
+      ASSERT_EQ(line.rfind(" ", 0), 0u) << "neither a heading nor a statistic: '" << line << "'";
+      continue;
+    }
     std::istringstream fields(line);
     std::string name;
     std::string value;
-    std::string rest;
     fields >> name >> value;
-    EXPECT_FALSE(fields >> rest) << "more than 'name value' on: '" << line << "'";
     EXPECT_TRUE(seen.insert(name).second) << name << " printed twice";
+    const StatLabel* l = LabelOf(name);
+    ASSERT_NE(l, nullptr) << name;
+    // After the value: the unit if it has one, then the label.
+    if (!l->unit.empty()) {
+      std::string unit;
+      fields >> unit;
+      EXPECT_EQ(unit, l->unit) << line;
+    }
+    std::string rest;
+    std::getline(fields, rest);
+    EXPECT_EQ(rest.substr(rest.find_first_not_of(' ')), l->label) << line;
   }
   std::map<std::string, std::string> values = Values(lines);
   for (size_t i = 0; i < kPrintedCount; ++i) {
@@ -259,19 +337,51 @@ TEST(StatsTest, PrintHasHeaderAndOneLinePerStatistic) {
   ASSERT_EQ(values.count("acceleration_factor"), 1u);
   EXPECT_DOUBLE_EQ(std::strtod(values["acceleration_factor"].c_str(), nullptr), 1.5);
   EXPECT_EQ(values.size(), kPrintedCount + 1) << "only the statistics and acceleration_factor";
-  EXPECT_EQ(lines.size(), kPrintedCount + 2);
 }
 
-TEST(StatsTest, PrintOrderIsTheStableOrder) {
+// Issue 18: grouped (connections, bytes, errors, resources, timing), each statistic in list
+// order within its group, every one labelled, with bsdproxy's words where it had them.
+TEST(StatsTest, PrintGroupsInTheDocumentedOrderAndLabelsEveryStatistic) {
   const std::vector<std::string> lines = Lines(Print(Stats{}));
-  ASSERT_EQ(lines.size(), kPrintedCount + 2);
-  for (size_t i = 0; i < kPrintedCount; ++i) {
-    std::istringstream fields(lines[i + 1]);
+  std::vector<std::string> headings;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    if (lines[i].rfind("  ", 0) != 0) headings.push_back(lines[i]);
+  }
+  EXPECT_EQ(headings, (std::vector<std::string>{" connections", " bytes", " errors", " resources",
+                                                " timing"}))
+      << "no statistic may fall into ' other'";
+  const std::vector<std::string_view> names = printed_stat_names();
+  for (std::string_view name : names) {
+    const StatLabel* l = LabelOf(name);
+    ASSERT_NE(l, nullptr) << name << " has no label in stats.cc";
+    EXPECT_NE(l->group, StatGroup::kOther) << name;
+    EXPECT_FALSE(l->label.empty()) << name;
+  }
+  for (const StatLabel& l : stat_labels()) {
+    EXPECT_NE(std::find(names.begin(), names.end(), l.name), names.end())
+        << l.name << " is labelled but not a statistic";
+  }
+  // Within a group, list order.
+  std::vector<std::string> printed;
+  for (const std::string& line : StatLines(lines)) {
+    std::istringstream fields(line);
     std::string name;
     fields >> name;
-    EXPECT_EQ(name, kPrintedNames[i]);
+    printed.push_back(name);
   }
-  EXPECT_EQ(lines.back().find("  acceleration_factor"), 0u);
+  for (size_t i = 1; i < printed.size(); ++i) {
+    const StatLabel* a = LabelOf(printed[i - 1]);
+    const StatLabel* b = LabelOf(printed[i]);
+    if (a->group != b->group) continue;
+    EXPECT_LT(std::find(names.begin(), names.end(), a->name),
+              std::find(names.begin(), names.end(), b->name))
+        << a->name << " before " << b->name;
+  }
+  EXPECT_EQ(LabelOf("accepted")->label, "Client connections accepted");
+  EXPECT_EQ(LabelOf("bytes_u2c")->label, "Bytes written to clients");
+  EXPECT_EQ(LabelOf("peak_active")->label, "Maximum concurrent clients");
+  EXPECT_EQ(LabelOf("acceleration_factor")->label, "Acceleration factor");
+  EXPECT_EQ(LabelOf("bytes_u2c")->unit, "bytes");
 }
 
 TEST(StatsTest, PrintOfZeroStats) {
@@ -294,7 +404,7 @@ TEST(StatsTest, ReportHasTheTotalThenEachWorkersLines) {
   Stats total = workers[0];
   total.merge(workers[1]);
   const std::vector<std::string> lines = Lines(Report(total, workers));
-  ASSERT_EQ(lines.size(), 3 * (kPrintedCount + 1) + 1);
+  ASSERT_EQ(StatLines(lines).size(), 3 * (kPrintedCount + 1));
   EXPECT_EQ(lines[0], "edgeproxy: statistics");
   std::map<std::string, std::string> values = Values(lines);
   EXPECT_EQ(values["accepted"], std::to_string(30 + 2 * 3));
@@ -313,7 +423,7 @@ TEST(StatsTest, ReportOfAWorkerThatDidNotAnswerSaysIncompleteAndNamesIt) {
   const std::vector<std::string> lines = Lines(text);
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines[0], "edgeproxy: statistics (incomplete: worker 1 did not answer within 2 s)");
-  EXPECT_EQ(lines.size(), 3 * (kPrintedCount + 1) + 1);
+  EXPECT_EQ(StatLines(lines).size(), 3 * (kPrintedCount + 1));
   EXPECT_EQ(text.find("worker1."), std::string::npos) << "the silent worker's lines, as zeros";
   std::map<std::string, std::string> values = Values(lines);
   EXPECT_EQ(values["worker0.accepted"], std::to_string(10 + 3));
@@ -327,7 +437,8 @@ TEST(StatsTest, ReportNamesEveryWorkerThatDidNotAnswer) {
   const std::vector<std::string> lines = Lines(Report(Stats{}, workers, silent, 2000));
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines[0], "edgeproxy: statistics (incomplete: workers 1, 3 did not answer within 2 s)");
-  EXPECT_EQ(lines.size(), 3 * (kPrintedCount + 1) + 1) << "the total, worker0's and worker2's";
+  EXPECT_EQ(StatLines(lines).size(), 3 * (kPrintedCount + 1))
+      << "the total, worker0's and worker2's";
   // With one worker there are no per-worker lines; the header still says what is missing.
   const uint32_t only[] = {0};
   EXPECT_EQ(Lines(Report(Stats{}, {}, only, 1500))[0],

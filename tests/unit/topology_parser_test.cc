@@ -184,8 +184,8 @@ TEST(TopologyParserTest, UnknownDirectivesListWhatIsAllowed) {
   EXPECT_TRUE(Fails("global {\n  worker 2\n}\n", "f.conf:2:3: ",
                     "unknown directive 'worker' (expected max-connections, buffers, "
                     "shutdown-timeout, backlog, workers, cpu-list, no-delay, splice, "
-                    "splice-threshold, splice-pipes, batch-wait, log-level, access-log or "
-                    "access-log-format)"));
+                    "splice-threshold, splice-pipes, batch-wait, metrics, log-level, access-log "
+                    "or access-log-format)"));
   EXPECT_TRUE(
       Fails("listener l {\n  bind h:1\n  balance first\n}\n", "f.conf:3:3: ",
             "unknown directive 'balance' (expected bind, backend, route, on-timeout, on-full, "
