@@ -134,7 +134,9 @@ struct Seen {
 };
 
 Seen look(const Member& m) noexcept {
-  const bool up = m.runtime->up.load(std::memory_order_relaxed);
+  // A drained server (admin `disable server`) is unusable for new connections, like a down one.
+  const bool up = m.runtime->up.load(std::memory_order_relaxed) &&
+                  !m.runtime->drained.load(std::memory_order_relaxed);
   const uint64_t current =
       std::min(m.runtime->stats.current.load(std::memory_order_relaxed), kMaxCount);
   return {up && (m.max_connections == 0 || current < m.max_connections), current};
@@ -546,7 +548,10 @@ struct Balancer::Impl {
     for (uint32_t i = 0; i < spec.servers.size(); ++i) {
       const ServerSpec& s = spec.servers[i];
       EDGEPROXY_CHECK(s.runtime != nullptr);
-      const Member m{s.runtime.get(), i, std::clamp<uint32_t>(s.weight, 1, kMaxWeight),
+      // A weight set at run time (ServerRuntime::weight) replaces the configured one.
+      const uint32_t set = s.runtime->weight.load(std::memory_order_relaxed);
+      const Member m{s.runtime.get(), i,
+                     std::clamp<uint32_t>(set != 0 ? set : s.weight, 1, kMaxWeight),
                      s.max_connections};
       const uint32_t tier = s.backup ? 1 : 0;
       servers.push_back(m);

@@ -19,6 +19,7 @@
 #include "edgeproxy/net.h"
 #include "edgeproxy/reactor.h"
 #include "edgeproxy/socket_activation.h"
+#include "edgeproxy/stats_json.h"
 #include "edgeproxy/supervisor.h"
 #include "edgeproxy/topology.h"
 #include "edgeproxy/topology_parser.h"
@@ -114,6 +115,23 @@ edgeproxy::Result<std::shared_ptr<edgeproxy::Topology>> complete(
   if (auto r = edgeproxy::resolve_topology(topology); !r.ok()) return edgeproxy::Error{r.error()};
   edgeproxy::adopt_runtime(topology, previous);
   return std::make_shared<edgeproxy::Topology>(std::move(topology));
+}
+
+// --stats-file: the final statistics as JSON, written next to PATH then renamed over it, so a
+// reader never sees half a file. False (after one error line) when it could not be written.
+bool write_stats_file(const std::string& path, edgeproxy::Supervisor& supervisor) {
+  const std::string json = edgeproxy::render_stats_json(supervisor.snapshot()) + "\n";
+  const std::string temporary = path + ".tmp";
+  std::FILE* f = std::fopen(temporary.c_str(), "w");
+  bool ok = f != nullptr && std::fwrite(json.data(), 1, json.size(), f) == json.size();
+  if (f != nullptr) ok = std::fclose(f) == 0 && ok;
+  ok = ok && std::rename(temporary.c_str(), path.c_str()) == 0;
+  if (!ok) {
+    edgeproxy::log_error("--stats-file %s: cannot write it: %s", path.c_str(),
+                         std::strerror(errno));
+    std::remove(temporary.c_str());
+  }
+  return ok;
 }
 
 }  // namespace
@@ -249,6 +267,9 @@ int main(int argc, char** argv) {
   // A failed start said its one line; -q prints nothing but errors (SIGUSR1 still reports).
   if (status == 0 && edgeproxy::log_level() != edgeproxy::LogLevel::kQuiet) {
     running->print_stats(stderr, edgeproxy::log_level() == edgeproxy::LogLevel::kVerbose);
+  }
+  if (!config.stats_file.empty() && !write_stats_file(config.stats_file, *running)) {
+    return status != 0 ? status : kStartupExit;
   }
   return status;
 }

@@ -304,6 +304,19 @@ constexpr OptionSpec kOptions[] = {
      .apply = [](OptionTargets& t, const OptionValue& v) {
        t.global->log_level = kLogLevels[v.number];
      }},
+    {.name = "admin", .spelling = Spelling::kCommandLineOnly, .kind = ValueKind::kString,
+     .metavar = "PATH", .default_text = "", .example = "/run/edgeproxy/admin.sock",
+     .help = "serve the admin socket on this Unix socket path (docs/admin.md); in a file: admin "
+             "unix:PATH [mode 0660] [group NAME]",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       std::string_view path = v.text;
+       if (path.starts_with("unix:")) path.remove_prefix(5);
+       t.global->admin.unix_path = std::string(path);
+     }},
+    {.name = "stats-file", .spelling = Spelling::kCommandLineOnly, .kind = ValueKind::kString,
+     .metavar = "PATH", .default_text = "", .example = "/var/lib/edgeproxy/stats.json",
+     .help = "write the statistics as JSON to this file at exit (as show stats json)",
+     .apply = [](OptionTargets& t, const OptionValue& v) { t.global->stats_file = v.text; }},
     {.name = "access-log", .kind = ValueKind::kString, .metavar = "DEST", .default_text = "off",
      .example = "/var/log/edgeproxy/access.log",
      .help = "one line per connection at close: stderr, stdout, off or a file (reopened on "

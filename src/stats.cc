@@ -161,6 +161,15 @@ void Stats::print(std::FILE* out) const noexcept {
 void Stats::print_report(std::FILE* out, const Stats& total, std::span<const Stats> workers,
                          std::span<const uint32_t> silent, uint32_t waited_ms,
                          std::string_view extra) {
+  const std::string text = format_report(total, workers, silent, waited_ms, extra);
+  // One write, so a reader never sees half a block between other log lines.
+  std::fwrite(text.data(), 1, text.size(), out);
+  std::fflush(out);
+}
+
+std::string Stats::format_report(const Stats& total, std::span<const Stats> workers,
+                                 std::span<const uint32_t> silent, uint32_t waited_ms,
+                                 std::string_view extra) {
   std::string text = "edgeproxy: statistics";
   if (!silent.empty()) {
     text += silent.size() == 1 ? " (incomplete: worker " : " (incomplete: workers ";
@@ -181,9 +190,7 @@ void Stats::print_report(std::FILE* out, const Stats& total, std::span<const Sta
   }
   if (!extra.empty()) text += " reloads and objects\n";
   text += extra;
-  // One write, so a reader never sees half a block between other log lines.
-  std::fwrite(text.data(), 1, text.size(), out);
-  std::fflush(out);
+  return text;
 }
 
 }  // namespace edgeproxy

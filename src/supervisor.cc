@@ -158,6 +158,7 @@ std::string restart_settings_changed(const Config& running, const Config& loaded
   check(running.shutdown_timeout_s == loaded.shutdown_timeout_s, "shutdown-timeout");
   check(running.metrics == loaded.metrics, "metrics");
   check(running.log_level == loaded.log_level, "log-level");
+  check(running.admin == loaded.admin, "admin");
   return names;
 }
 
@@ -173,6 +174,8 @@ Result<std::unique_ptr<Supervisor>> Supervisor::start(const WorkerPlan& plan,
     return Error{std::string("eventfd: ") + std::strerror(errno)};
   }
   std::unique_ptr<Supervisor> s(new Supervisor(sfd.value(), exit_fd));
+  s->request_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (s->request_fd_ < 0) return Error{std::string("eventfd: ") + std::strerror(errno)};
   s->loader_ = std::move(reload);
   s->activated_ = std::move(activated);
   s->notify_ = NotifyClient::from_environment();
@@ -239,6 +242,12 @@ Result<std::unique_ptr<Supervisor>> Supervisor::start(const WorkerPlan& plan,
     log_info("metrics on http://%s/metrics", s->metrics_->address().to_string().c_str());
   }
   s->release_workers(true);
+  if (s->current_->global.admin.enabled()) {
+    auto admin = AdminServer::start(s->current_->global.admin, *s);
+    if (!admin.ok()) return Error{admin.error()};  // the destructor stops the workers
+    s->admin_ = std::move(admin.value());
+    s->admin_live_.store(s->admin_.get(), std::memory_order_release);
+  }
   s->notify_.ready(s->status_line());
   return s;
 }
@@ -366,6 +375,7 @@ bool Supervisor::reload() {
   }
   notify_.reloading();
   auto failed = [&](const std::string& why) {
+    reload_error_ = why;
     ++reload_failures_;
     log_error("reload failed, the running configuration stays (epoch %llu): %s",
               static_cast<unsigned long long>(current_->epoch), why.c_str());
@@ -497,6 +507,14 @@ std::string Supervisor::object_stat_lines(const StatsSnapshot& snap) const {
   std::snprintf(line, sizeof line, "  %-20s %llu\n", "epoch",
                 static_cast<unsigned long long>(snap.topology->epoch));
   out += line;
+  if (snap.topology->global.admin.enabled()) {
+#define EDGEPROXY_ADMIN_LINE(name)                                   \
+  std::snprintf(line, sizeof line, "  %-20s %llu\n", "admin." #name, \
+                static_cast<unsigned long long>(snap.admin.name));   \
+  out += line;
+    EDGEPROXY_ADMIN_STATS(EDGEPROXY_ADMIN_LINE, EDGEPROXY_ADMIN_LINE)
+#undef EDGEPROXY_ADMIN_LINE
+  }
   for (const ListenerSpec& ls : snap.topology->listeners) {
     const std::string prefix = "listener." + ls.name + ".";
     ls.runtime->stats.append_lines(out, prefix);
@@ -608,7 +626,8 @@ void* Supervisor::thread_main(void* arg) noexcept {
 }
 
 Supervisor::~Supervisor() {
-  metrics_.reset();        // its thread calls snapshot(), which reads slots_
+  metrics_.reset();  // its thread calls snapshot(), which reads slots_
+  stop_admin();
   release_workers(false);  // workers still waiting for the go (a failed start) end unstarted
   stop_all_now();
   join_all();
@@ -617,6 +636,7 @@ Supervisor::~Supervisor() {
   for (const ActivatedSocket& a : activated_) sys::close(a.fd);
   sys::close(signal_fd_);
   sys::close(exit_fd_);
+  if (request_fd_ >= 0) sys::close(request_fd_);
 }
 
 void Supervisor::stop_all_now() noexcept {
@@ -651,14 +671,17 @@ int Supervisor::run() noexcept {
     }
     if (exited == slots_.size()) break;
     if (stopping_now_) stop_all_now();
-    pollfd fds[2] = {{signal_fd_, POLLIN, 0}, {exit_fd_, POLLIN, 0}};
-    if (poll(fds, 2, -1) < 0) continue;  // EINTR: nothing else can fail here
+    pollfd fds[3] = {{signal_fd_, POLLIN, 0}, {exit_fd_, POLLIN, 0}, {request_fd_, POLLIN, 0}};
+    if (poll(fds, 3, -1) < 0) continue;  // EINTR: nothing else can fail here
     if (fds[0].revents & POLLIN) on_signals();
     if (fds[1].revents & POLLIN) {
       uint64_t count = 0;
       [[maybe_unused]] const ssize_t n = ::read(exit_fd_, &count, sizeof count);
     }
+    if (fds[2].revents & POLLIN) on_request();
   }
+  // The admin thread may be waiting for a worker or for a request: both end now.
+  stop_admin();
   join_all();
   // Every line the workers appended before they stopped is written before the process exits.
   access_log_->stop();
@@ -674,9 +697,7 @@ void Supervisor::on_signals() noexcept {
       case SIGTERM:
       case SIGINT:
       case SIGQUIT:
-        stopping_ = true;
-        notify_.stopping();
-        for (auto& slot : slots_) slot->control->request_stop(info.ssi_signo != SIGQUIT);
+        stop_workers(info.ssi_signo != SIGQUIT);
         break;
       case SIGHUP:
         if (loader_) {
@@ -696,6 +717,134 @@ void Supervisor::on_signals() noexcept {
         break;
     }
   }
+}
+
+void Supervisor::stop_workers(bool fast) noexcept {
+  stopping_ = true;
+  notify_.stopping();
+  for (auto& slot : slots_) slot->control->request_stop(fast);
+}
+
+void Supervisor::stop_admin() noexcept {
+  {
+    std::lock_guard lock(request_mutex_);
+    requests_closed_ = true;
+  }
+  request_cv_.notify_all();
+  // The admin thread reads admin_live_, never admin_: it may be in snapshot() right now, and the
+  // server it points at lives until its thread is joined by the reset.
+  admin_live_.store(nullptr, std::memory_order_release);
+  if (admin_ == nullptr) return;
+  admin_->stop();
+  admin_final_ = admin_->counters();  // for the statistics printed and written at exit
+  admin_.reset();
+}
+
+std::string Supervisor::request(const SupervisorRequest& r) {
+  std::unique_lock lock(request_mutex_);
+  if (requests_closed_) return "shutting down";
+  request_ = &r;
+  request_done_ = false;
+  const uint64_t one = 1;
+  [[maybe_unused]] const ssize_t n = ::write(request_fd_, &one, sizeof one);
+  request_cv_.wait(lock, [&] { return request_done_ || requests_closed_; });
+  if (!request_done_) {
+    request_ = nullptr;  // never taken: `r` is the caller's, gone after this return
+    return "shutting down";
+  }
+  return std::exchange(request_result_, std::string());
+}
+
+void Supervisor::on_request() noexcept {
+  uint64_t count = 0;
+  [[maybe_unused]] const ssize_t n = ::read(request_fd_, &count, sizeof count);
+  std::unique_lock lock(request_mutex_);
+  if (request_ == nullptr) return;
+  // The request stays the caller's: it waits until request_done_, so `r` lives until then.
+  const SupervisorRequest& r = *std::exchange(request_, nullptr);
+  lock.unlock();
+  std::string result = run_request(r);
+  lock.lock();
+  request_result_ = std::move(result);
+  request_done_ = true;
+  lock.unlock();
+  request_cv_.notify_all();
+}
+
+std::string Supervisor::run_request(const SupervisorRequest& r) {
+  switch (r.kind) {
+    case SupervisorRequest::Kind::kReload:
+      if (!loader_) return "started from the command line, there is no file to reload";
+      if (stopping_) return "shutting down";
+      return reload() ? std::string() : reload_error_;
+    case SupervisorRequest::Kind::kShutdownGraceful:
+    case SupervisorRequest::Kind::kShutdownFast: {
+      const bool fast = r.kind == SupervisorRequest::Kind::kShutdownFast;
+      log_info("admin socket: %s shutdown requested", fast ? "fast" : "graceful");
+      stop_workers(fast);
+      return {};
+    }
+    case SupervisorRequest::Kind::kSetWeight:
+      return set_weight(r.backend, r.server, r.weight);
+  }
+  return "unknown request";
+}
+
+std::string Supervisor::set_weight(const std::string& backend, const std::string& server,
+                                   uint32_t weight) {
+  for (const BackendSpec& b : current_->backends) {
+    if (b.name != backend) continue;
+    for (const ServerSpec& sv : b.servers) {
+      if (sv.name != server) continue;
+      sv.runtime->weight.store(weight, std::memory_order_relaxed);
+      // Balancers bake weights into their schedules: each worker gets ones rebuilt from the new
+      // weights for the version it serves (a reload meanwhile builds its own from them too).
+      for (size_t i = 0; i < slots_.size(); ++i) {
+        if (slots_[i]->exited.load(std::memory_order_acquire)) continue;
+        slots_[i]->control->request_balancers(
+            current_->epoch,
+            build_balancers(*current_,
+                            Worker::worker_seed(static_cast<uint32_t>(i), current_->epoch)));
+      }
+      log_info("admin socket: server %s/%s weight set to %u", backend.c_str(), server.c_str(),
+               weight);
+      return {};
+    }
+    return "no server " + server + " in backend " + backend;
+  }
+  return "no backend " + backend;
+}
+
+AdminAnswer Supervisor::list_connections(uint32_t limit) {
+  AdminAnswer out;
+  for (auto& slot : slots_) {
+    if (slot->exited.load(std::memory_order_acquire)) continue;
+    const uint32_t left = limit - static_cast<uint32_t>(out.connections.size());
+    AdminAnswer part;
+    const uint64_t ticket = slot->control->request_connections(left);
+    if (!slot->control->wait_answer(ticket, kReportTimeoutMs, part)) continue;
+    out.open += part.open;
+    for (ConnectionInfo& c : part.connections) {
+      if (out.connections.size() < limit) out.connections.push_back(std::move(c));
+    }
+  }
+  return out;
+}
+
+std::string Supervisor::kill_connection(uint32_t worker, uint32_t slot, uint32_t generation) {
+  const std::string id =
+      std::to_string(worker) + "." + std::to_string(slot) + "." + std::to_string(generation);
+  if (worker >= slots_.size() || slots_[worker]->exited.load(std::memory_order_acquire)) {
+    return "no connection " + id;
+  }
+  AdminAnswer answer;
+  const uint64_t ticket = slots_[worker]->control->request_kill(slot, generation);
+  if (!slots_[worker]->control->wait_answer(ticket, kReportTimeoutMs, answer)) {
+    return "worker " + std::to_string(worker) + " did not answer";
+  }
+  if (!answer.killed) return "no connection " + id;
+  log_info("admin socket: connection %s reset", id.c_str());
+  return {};
 }
 
 std::vector<bool> Supervisor::collect_reports(std::vector<Stats>& out) {
@@ -747,7 +896,20 @@ StatsSnapshot Supervisor::snapshot() {
                        std::chrono::steady_clock::now() - started_)
                        .count();
   snap.waited_ms = kReportTimeoutMs;
+  if (const AdminServer* a = admin_live_.load(std::memory_order_acquire); a != nullptr) {
+    snap.admin = a->counters();
+  } else {
+    snap.admin = admin_final_;  // stopped (written before on this thread), or zeros
+  }
   return snap;
+}
+
+std::string Supervisor::stats_text() {
+  const StatsSnapshot snap = snapshot();
+  return Stats::format_report(
+      snap.total,
+      slots_.size() > 1 ? std::span<const Stats>(snap.workers) : std::span<const Stats>(),
+      snap.silent, snap.waited_ms, object_stat_lines(snap));
 }
 
 void Supervisor::print_stats(std::FILE* out, bool per_worker) {

@@ -213,6 +213,8 @@ void adopt_runtime(Topology& next, const Topology* previous) {
         for (const ServerSpec& p : old->servers) {
           if (p.name == s.name && p.endpoint.to_string() == s.endpoint.to_string()) {
             s.runtime = p.runtime;
+            // The file's new weight wins over one set at run time.
+            if (p.weight != s.weight) s.runtime->weight.store(0, std::memory_order_relaxed);
           }
         }
       }

@@ -188,6 +188,12 @@ class Parser {
       if (auto r = needs_block(d, file, "global {"); !r.ok()) return r;
       OptionTargets targets{&topology_.global, nullptr, nullptr, nullptr};
       for (const Directive& inner : d.block) {
+        const std::string& word = inner.words[0].text;
+        if (!inner.words[0].quoted &&
+            (word == "admin" || word == "admin-users" || word == "admin-groups")) {
+          if (auto r = admin(inner, file); !r.ok()) return r;
+          continue;
+        }
         if (auto r = option(inner, file, OptionScope::kGlobal, targets, global_seen_); !r.ok()) {
           return r;
         }
@@ -266,6 +272,90 @@ class Parser {
     return Ok{};
   }
 
+  // Octal permissions 0000-0777 (`mode` of a unix: bind or of the admin socket).
+  Result<uint32_t> octal_mode(const std::string& file, const ConfigToken& word) {
+    uint32_t mode = 0;
+    const std::string& digits = word.text;
+    bool ok = !digits.empty() && digits.size() <= 4;
+    for (const char c : digits) {
+      ok = ok && c >= '0' && c <= '7';
+      mode = mode * 8 + static_cast<uint32_t>(c - '0');
+    }
+    if (!ok || mode > 0777) {
+      return at(file, word,
+                "mode: invalid value " + quoted(digits) +
+                    " (expected octal permissions 0000-0777, e.g. 0660)");
+    }
+    return mode;
+  }
+
+  // `admin unix:PATH [mode OCTAL] [group NAME]`, `admin tcp HOST:PORT token-file PATH`,
+  // `admin-users NAME...` and `admin-groups NAME...` (docs/admin.md).
+  Result<Ok> admin(const Directive& d, const std::string& file) {
+    if (auto r = no_block(d, file); !r.ok()) return r;
+    AdminConfig& a = topology_.global.admin;
+    const std::string& name = d.words[0].text;
+    if (name != "admin") {
+      const std::string form = name + " NAME|ID [NAME|ID ...]";
+      if (d.words.size() < 2) {
+        return at(file, d.words[0], "missing argument to '" + name + "' (expected " + form + ")");
+      }
+      if (auto r = global_seen_.add(file, d.words[0]); !r.ok()) return r;
+      std::vector<std::string>& list = name == "admin-users" ? a.users : a.groups;
+      for (size_t i = 1; i < d.words.size(); ++i) list.push_back(d.words[i].text);
+      return Ok{};
+    }
+    constexpr const char* kUnixForm = "admin unix:PATH [mode 0660] [group NAME]";
+    constexpr const char* kTcpForm = "admin tcp HOST:PORT token-file PATH";
+    if (d.words.size() < 2) {
+      return at(file, d.words[0],
+                std::string("missing argument to 'admin' (expected ") + kUnixForm + " or " +
+                    kTcpForm + ")");
+    }
+    const ConfigToken& where = d.words[1];
+    if (where.text == "tcp") {
+      if (!a.tcp_address.empty()) return at(file, where, "admin tcp is already set");
+      if (auto r = arguments(d, file, 4, kTcpForm); !r.ok()) return r;
+      auto endpoint = parse_endpoint(d.words[2].text, 1);
+      if (!endpoint.ok() || endpoint.value().is_unix()) {
+        return at(file, d.words[2],
+                  "admin tcp: invalid address " + quoted(d.words[2].text) + " (expected " +
+                      kTcpForm + ")");
+      }
+      if (d.words[3].text != "token-file" || d.words[4].text.empty()) {
+        return at(file, d.words[3],
+                  "unexpected " + quoted(d.words[3].text) + " (expected " + kTcpForm + ")");
+      }
+      a.tcp_address = endpoint.value().to_string();
+      a.token_file = d.words[4].text;
+      return Ok{};
+    }
+    if (!where.text.starts_with("unix:") || where.text.size() == 5) {
+      return at(file, where,
+                "admin: unexpected " + quoted(where.text) + " (expected " + kUnixForm + " or " +
+                    kTcpForm + ")");
+    }
+    if (!a.unix_path.empty()) return at(file, where, "admin unix: is already set");
+    a.unix_path = where.text.substr(5);
+    for (size_t i = 2; i < d.words.size(); i += 2) {
+      const ConfigToken& k = d.words[i];
+      if (i + 1 == d.words.size()) {
+        return at(file, k,
+                  "missing value after " + quoted(k.text) + " (expected " + kUnixForm + ")");
+      }
+      if (k.text == "mode") {
+        auto mode = octal_mode(file, d.words[i + 1]);
+        if (!mode.ok()) return Error{mode.error()};
+        a.unix_mode = mode.value();
+      } else if (k.text == "group") {
+        a.unix_group = d.words[i + 1].text;
+      } else {
+        return at(file, k, "unexpected " + quoted(k.text) + " (expected " + kUnixForm + ")");
+      }
+    }
+    return Ok{};
+  }
+
   // The directives a block of `scope` accepts, for "unknown directive" messages.
   static std::vector<std::string> allowed(OptionScope scope) {
     std::vector<std::string> names;
@@ -273,6 +363,7 @@ class Parser {
       names = {"bind", "backend",     "route",          "on-timeout",   "on-full",
                "auth", "allow-ports", "allow-networks", "deny-networks"};
     if (scope == OptionScope::kBackend) names = {"server", "check"};
+    if (scope == OptionScope::kGlobal) names = {"admin", "admin-users", "admin-groups"};
     for (const OptionSpec& o : option_table()) {
       if (o.scope == scope && o.in_file()) names.emplace_back(o.name);
     }
@@ -664,18 +755,9 @@ class Parser {
       if (!endpoint.value().is_unix()) {
         return at(file, d.words[2], "mode applies to unix: binds only (expected " + form + ")");
       }
-      uint32_t mode = 0;
-      const std::string& digits = d.words[3].text;
-      bool ok = !digits.empty() && digits.size() <= 4;
-      for (const char c : digits) {
-        ok = ok && c >= '0' && c <= '7';
-        mode = mode * 8 + static_cast<uint32_t>(c - '0');
-      }
-      if (!ok || mode > 0777) {
-        return at(file, d.words[3],
-                  "mode: invalid value " + quoted(digits) +
-                      " (expected octal permissions 0000-0777, e.g. 0660)");
-      }
+      auto parsed_mode = octal_mode(file, d.words[3]);
+      if (!parsed_mode.ok()) return Error{parsed_mode.error()};
+      const uint32_t mode = parsed_mode.value();
       if (l.unix_mode != 0 && l.unix_mode != mode) {
         return at(file, d.words[3],
                   "mode: the listener's unix binds already have mode " +

@@ -539,9 +539,75 @@ void Worker::on_control() noexcept {
           control_->set_install_error(r.error());
         }
         break;
+      case WorkerCommand::Kind::kListConnections:
+        control_->answer(command.ticket, list_connections(command.limit));
+        break;
+      case WorkerCommand::Kind::kKill: {
+        AdminAnswer a;
+        a.killed = kill_connection(command.slot, command.generation);
+        control_->answer(command.ticket, std::move(a));
+        break;
+      }
+      case WorkerCommand::Kind::kBalancers: {
+        // Rebuilt for one version: a reload since then built its own from the same weights.
+        Version& v = versions_[current_];
+        if (v.topology->epoch == command.epoch && command.balancers.size() == v.balancers.size()) {
+          v.balancers = std::move(command.balancers);
+        }
+        break;
+      }
     }
   }
   commands_.clear();  // lets go of what the commands held (old topologies, sockets taken)
+}
+
+AdminAnswer Worker::list_connections(uint32_t limit) {
+  AdminAnswer out;
+  out.connections.reserve(std::min(limit, slab_.used()));
+  for (uint32_t i = 0; i < slab_.capacity(); ++i) {
+    if (!slab_.in_use(i)) continue;
+    const Connection& c = slab_.at(i);
+    if (c.state == State::kFree) continue;
+    ++out.open;
+    if (out.connections.size() >= limit) continue;
+    ConnectionInfo info;
+    info.id = std::to_string(id_) + "." + std::to_string(i) + "." +
+              std::to_string(slab_.handle_of(i).generation);
+    SocketAddress peer;
+    peer.length = sizeof peer.storage;
+    if (c.client.fd >= 0 &&
+        getpeername(c.client.fd, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) == 0) {
+      info.client = peer.to_string();
+    } else {
+      info.client = "?";
+    }
+    const Topology& t = *versions_[c.version].topology;
+    info.listener = t.listeners[c.listener].name;
+    if (c.backend < t.backends.size() && c.server < t.backends[c.backend].servers.size()) {
+      info.server = t.backends[c.backend].name + "/" + t.backends[c.backend].servers[c.server].name;
+    } else if (c.backend == kDirectBackend) {
+      info.server = "direct";
+    } else {
+      info.server = "-";
+    }
+    info.state = to_string(c.state);
+    info.bytes_c2u = c.bytes_c2u;
+    info.bytes_u2c = c.bytes_u2c;
+    info.age_ms = now_.ms - limit_state_[i].accepted_ms;
+    out.connections.push_back(std::move(info));
+  }
+  return out;
+}
+
+bool Worker::kill_connection(uint32_t slot, uint32_t generation) noexcept {
+  if (slot >= slab_.capacity() || !slab_.in_use(slot)) return false;
+  Connection* c = slab_.resolve(Handle{slot, generation});
+  if (c == nullptr || c->state == State::kFree || c->state == State::kClosing) return false;
+  // Cut in the middle of a stream: both sides are reset (decision 0004: a FIN never lies).
+  socket_waiters_.remove(slab_, slot);
+  relay::abort(*c, EndReason::kAdminKill);
+  touch(*c, slot);
+  return true;
 }
 
 void Worker::accept_from(uint32_t listener_index) noexcept {

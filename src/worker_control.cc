@@ -43,16 +43,20 @@ void WorkerControl::request_stop(bool fast) {
   post(std::move(c));
 }
 
+uint64_t WorkerControl::post_ticketed(WorkerCommand command) {
+  {
+    std::lock_guard lock(mutex_);
+    command.ticket = ++next_ticket_;
+  }
+  const uint64_t ticket = command.ticket;
+  post(std::move(command));
+  return ticket;
+}
+
 uint64_t WorkerControl::request_report() {
   WorkerCommand c;
   c.kind = WorkerCommand::Kind::kReport;
-  {
-    std::lock_guard lock(mutex_);
-    c.ticket = ++next_ticket_;
-  }
-  const uint64_t ticket = c.ticket;
-  post(std::move(c));
-  return ticket;
+  return post_ticketed(std::move(c));
 }
 
 void WorkerControl::request_install(std::shared_ptr<const Topology> topology,
@@ -64,6 +68,46 @@ void WorkerControl::request_install(std::shared_ptr<const Topology> topology,
   c.listeners = std::move(plan);
   c.balancers = std::move(balancers);
   post(std::move(c));
+}
+
+uint64_t WorkerControl::request_connections(uint32_t limit) {
+  WorkerCommand c;
+  c.kind = WorkerCommand::Kind::kListConnections;
+  c.limit = limit;
+  return post_ticketed(std::move(c));
+}
+
+uint64_t WorkerControl::request_kill(uint32_t slot, uint32_t generation) {
+  WorkerCommand c;
+  c.kind = WorkerCommand::Kind::kKill;
+  c.slot = slot;
+  c.generation = generation;
+  return post_ticketed(std::move(c));
+}
+
+void WorkerControl::request_balancers(uint64_t epoch, std::vector<Balancer> balancers) {
+  WorkerCommand c;
+  c.kind = WorkerCommand::Kind::kBalancers;
+  c.epoch = epoch;
+  c.balancers = std::move(balancers);
+  post(std::move(c));
+}
+
+bool WorkerControl::wait_answer(uint64_t ticket, int timeout_ms, AdminAnswer& out) {
+  std::unique_lock lock(mutex_);
+  const bool done = published_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                                           [&] { return answered_ticket_ >= ticket; });
+  if (done) out = std::move(answer_);
+  return done;
+}
+
+void WorkerControl::answer(uint64_t ticket, AdminAnswer answer) {
+  {
+    std::lock_guard lock(mutex_);
+    answer_ = std::move(answer);
+    if (ticket > answered_ticket_) answered_ticket_ = ticket;
+  }
+  published_cv_.notify_all();
 }
 
 bool WorkerControl::wait_report(uint64_t ticket, int timeout_ms, Stats& out) {

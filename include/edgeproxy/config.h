@@ -23,6 +23,22 @@ enum class SpliceMode : uint8_t {
 };
 const char* to_string(SpliceMode mode) noexcept;
 
+// The admin socket (docs/admin.md): where it listens and who may use it. Read at start-up; a
+// reload keeps the running values.
+struct AdminConfig {
+  std::string unix_path;      // `admin unix:PATH` or --admin PATH; "" = no Unix admin socket
+  uint32_t unix_mode = 0660;  // `mode`: the socket file's permissions
+  std::string unix_group;     // `group`: the socket file's group ("" = the proxy's)
+  std::string tcp_address;    // `admin tcp 127.0.0.1:PORT`; "" = none
+  std::string token_file;     // `token-file`: the token each TCP session sends first
+  // `admin-users` / `admin-groups`: names or numeric ids allowed on the Unix socket (checked
+  // with SO_PEERCRED). Both empty: root and the proxy's own user.
+  std::vector<std::string> users;
+  std::vector<std::string> groups;
+  bool enabled() const noexcept { return !unix_path.empty() || !tcp_address.empty(); }
+  bool operator==(const AdminConfig&) const = default;
+};
+
 struct Config {
   uint32_t max_connections = 1024;   // client connections; sizes the slab
   uint32_t buffers = 0;              // pool size; 0 = 2 x max_connections
@@ -44,6 +60,8 @@ struct Config {
   // The Prometheus endpoint's address as written ("127.0.0.1:9100", "[::1]:9100"); empty = off.
   // Resolved into Topology::metrics_address; served from start-up (a reload cannot move it).
   std::string metrics;
+  AdminConfig admin;
+  std::string stats_file;  // --stats-file: the statistics as JSON, written at exit ("" = none)
   // The access log (docs/access-log.md): "off" (or empty), "stderr", "stdout" or a file path;
   // and its format string (empty: AccessLogFormat::kDefault). A reload may change both.
   std::string access_log;

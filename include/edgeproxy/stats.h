@@ -184,6 +184,10 @@ struct Stats {
   static void print_report(std::FILE* out, const Stats& total, std::span<const Stats> workers,
                            std::span<const uint32_t> silent = {}, uint32_t waited_ms = 0,
                            std::string_view extra = {});
+  // The block print_report() writes, as text.
+  static std::string format_report(const Stats& total, std::span<const Stats> workers,
+                                   std::span<const uint32_t> silent = {}, uint32_t waited_ms = 0,
+                                   std::string_view extra = {});
 };
 
 }  // namespace edgeproxy

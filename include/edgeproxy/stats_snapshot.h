@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "edgeproxy/admin_stats.h"
 #include "edgeproxy/stats.h"
 #include "edgeproxy/topology.h"
 
@@ -24,6 +25,7 @@ struct StatsSnapshot {
   uint64_t reload_failures = 0;
   int64_t uptime_ms = 0;   // since the supervisor started the workers
   uint32_t waited_ms = 0;  // how long a silent worker was waited for
+  AdminCounters admin;     // zeros without an admin socket
 };
 
 }  // namespace edgeproxy

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "edgeproxy/access_log_writer.h"
+#include "edgeproxy/admin_server.h"
 #include "edgeproxy/config.h"
 #include "edgeproxy/health_checker.h"
 #include "edgeproxy/metrics_server.h"
@@ -70,6 +71,15 @@ std::string format_cpu_list(std::span<const uint16_t> cpus);
 // synchronous fault signals (SEGV, BUS, ILL, FPE, ABRT, TRAP, SYS) must still end the process,
 // and PIPE is ignored (a send to a closed peer is EPIPE).
 sigset_t supervised_signals() noexcept;
+
+// What the admin thread asks the supervisor's own loop to do (Supervisor::request()).
+struct SupervisorRequest {
+  enum class Kind : uint8_t { kReload, kShutdownGraceful, kShutdownFast, kSetWeight };
+  Kind kind = Kind::kReload;
+  std::string backend;  // kSetWeight
+  std::string server;   // kSetWeight
+  uint32_t weight = 0;  // kSetWeight: 1-256
+};
 
 // Loads the configuration again for a reload: reads and parses the file, applies the command
 // line's overrides and resolves names. Error: one line.
@@ -128,6 +138,19 @@ class Supervisor {
   // The same figures as print_stats(), for another thread (the admin and metrics threads): safe to
   // call concurrently with the supervisor's own work, including a reload.
   StatsSnapshot snapshot();
+  // The block print_stats() prints, as text (the admin socket's `show stats`). Any thread.
+  std::string stats_text();
+
+  // Admin thread (one request at a time). Runs `r` on the supervisor's thread, through an
+  // eventfd its loop in run() watches, and waits for the outcome: "" or one error line. Once
+  // run() has returned (or is returning), answers "shutting down" at once.
+  std::string request(const SupervisorRequest& r);
+  // Admin thread: at most `limit` open connections over every worker (`open`: how many there
+  // are in all), asked of each running worker between two of its iterations.
+  AdminAnswer list_connections(uint32_t limit);
+  // Admin thread: resets both sides of connection `slot`.`generation` of `worker`. "" or one
+  // error line.
+  std::string kill_connection(uint32_t worker, uint32_t slot, uint32_t generation);
 
  private:
   struct Slot {
@@ -187,9 +210,17 @@ class Supervisor {
   // The per-listener, per-backend, per-server and reload lines of the statistics block.
   std::string object_stat_lines(const StatsSnapshot& s) const;
   std::string status_line() const;
+  // The supervisor's side of request(): drains the eventfd and runs the posted request.
+  void on_request() noexcept;
+  std::string run_request(const SupervisorRequest& r);
+  std::string set_weight(const std::string& backend, const std::string& server, uint32_t weight);
+  // Stops taking requests (waiters get "shutting down") and stops the admin thread.
+  void stop_admin() noexcept;
+  void stop_workers(bool fast) noexcept;
 
   int signal_fd_;
   int exit_fd_;           // eventfd: a worker's thread returned
+  int request_fd_ = -1;   // eventfd: the admin thread posted a request
   SocketAddress listen_;  // what the first bind of the first listener got
   std::vector<std::unique_ptr<Slot>> slots_;
   std::shared_ptr<const Topology> current_;
@@ -214,7 +245,19 @@ class Supervisor {
   bool go_ = false;
   bool abort_ = false;
   bool stopping_now_ = false;
-  bool stopping_ = false;  // TERM, INT or QUIT seen: no more reloads
+  bool stopping_ = false;     // TERM, INT or QUIT seen: no more reloads
+  std::string reload_error_;  // why the last reload failed (supervisor thread)
+  // The admin socket, started after the workers and stopped before run() returns; and the one
+  // request it may have posted, guarded by request_mutex_.
+  std::unique_ptr<AdminServer> admin_;
+  std::atomic<const AdminServer*> admin_live_{nullptr};  // admin_, for other threads
+  AdminCounters admin_final_;  // the stopped server's counters (supervisor thread)
+  std::mutex request_mutex_;
+  std::condition_variable request_cv_;
+  const SupervisorRequest* request_ = nullptr;  // posted, not yet taken
+  bool request_done_ = false;
+  bool requests_closed_ = false;
+  std::string request_result_;
 };
 
 }  // namespace edgeproxy

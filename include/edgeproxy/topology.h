@@ -90,6 +90,12 @@ struct ServerRuntime {
   // A server without active checks that passive failures took down is tried again from this
   // time (CLOCK_MONOTONIC ms) with one failure to spare: nothing else would bring it back.
   std::atomic<int64_t> retry_at_ms{0};
+  // Administrative state (the admin socket, docs/admin.md), kept across reloads. A drained
+  // server gets no new connection from any balancer; its open ones finish. `weight` overrides
+  // the configured weight when not 0 (`set weight`); a reload that changes the configured weight
+  // sets it back to 0. Balancers read a new weight when they are rebuilt (Supervisor::set_weight).
+  std::atomic<bool> drained{false};
+  std::atomic<uint32_t> weight{0};
   // What the operator is told (server_health.cc): a passive retry is silent and on probation
   // until a client connect decides it (a success logs UP); a DOWN line that only ends a failed
   // retry comes at most once per kDownLogIntervalMs, counting the failed connects it stands for.

@@ -246,6 +246,11 @@ class Worker {
   void dispatch(const Event& ev) noexcept;
   void on_connection_event(CookieTag tag, Handle h, const Event& ev) noexcept;
   void on_control() noexcept;
+  // The admin socket's requests (decision 0012), answered between two iterations: at most
+  // `limit` open connections (an allocation, bounded by `limit`, on an admin request only), and
+  // a reset of both sides of the connection at `slot` while it has `generation`.
+  AdminAnswer list_connections(uint32_t limit);
+  bool kill_connection(uint32_t slot, uint32_t generation) noexcept;
   void accept_from(uint32_t listener_index) noexcept;
   void on_accepted(uint32_t listener_index, int result) noexcept;
   bool on_accept_error(Listener& l, int err) noexcept;

@@ -33,13 +33,45 @@ struct ListenerPlan {
   int fd = -1;
 };
 
+// One open connection as `show conns` lists it (docs/admin.md). `id` is "worker.slot.generation":
+// stable while the connection lives, never reused by the next one in the same slot.
+struct ConnectionInfo {
+  std::string id;
+  std::string client;    // the client's address, "?" when the socket no longer says
+  std::string listener;  // its listener's name
+  std::string server;    // "backend/server", "-" before one is chosen
+  const char* state = "";
+  uint64_t bytes_c2u = 0;
+  uint64_t bytes_u2c = 0;
+  int64_t age_ms = 0;
+};
+
+// What a worker answers to kListConnections and kKill.
+struct AdminAnswer {
+  std::vector<ConnectionInfo> connections;  // kListConnections: at most the limit asked
+  uint32_t open = 0;                        // kListConnections: open connections in all
+  bool killed = false;                      // kKill: the connection existed and is being reset
+};
+
 struct WorkerCommand {
-  enum class Kind : uint8_t { kStopGraceful, kStopFast, kReport, kInstall };
+  enum class Kind : uint8_t {
+    kStopGraceful,
+    kStopFast,
+    kReport,
+    kInstall,
+    kListConnections,  // answer() with at most `limit` open connections
+    kKill,             // reset connection `slot`/`generation` on both sides, answer() whether found
+    kBalancers,        // replace the balancers of the version whose epoch is `epoch`
+  };
   Kind kind = Kind::kReport;
-  uint64_t ticket = 0;                       // kReport
+  uint64_t ticket = 0;                       // kReport, kListConnections, kKill
   std::shared_ptr<const Topology> topology;  // kInstall
   std::vector<ListenerPlan> listeners;       // kInstall: every socket the worker is to have
-  std::vector<Balancer> balancers;           // kInstall: one per backend, built for this worker
+  std::vector<Balancer> balancers;           // kInstall, kBalancers: one per backend
+  uint64_t epoch = 0;                        // kBalancers
+  uint32_t limit = 0;                        // kListConnections
+  uint32_t slot = 0;                         // kKill
+  uint32_t generation = 0;                   // kKill
 };
 
 class WorkerControl {
@@ -65,12 +97,22 @@ class WorkerControl {
                        std::vector<Balancer> balancers);
   // Waits until the snapshot for `ticket` (or a later one) is published; false on timeout.
   bool wait_report(uint64_t ticket, int timeout_ms, Stats& out);
+  // The admin thread's requests (one at a time: a single answer slot). Each returns the ticket
+  // for wait_answer().
+  uint64_t request_connections(uint32_t limit);
+  uint64_t request_kill(uint32_t slot, uint32_t generation);
+  // Hands the worker balancers rebuilt for topology epoch `epoch` (a weight changed).
+  void request_balancers(uint64_t epoch, std::vector<Balancer> balancers);
+  // Waits until the answer to `ticket` is published; false on timeout (or when a worker that
+  // exited will never answer: the caller checks that first).
+  bool wait_answer(uint64_t ticket, int timeout_ms, AdminAnswer& out);
 
   // Worker side: replaces `out` with the commands posted since the previous call, oldest first,
   // and drains the eventfd. Reuses `out`'s capacity: a report asked while nothing else is queued
   // allocates nothing on the worker's thread.
   void take(std::vector<WorkerCommand>& out);
   void publish(uint64_t ticket, const Stats& stats);
+  void answer(uint64_t ticket, AdminAnswer answer);
   // Worker side: an install that did not fully succeed (a listening socket not kept or not
   // watched); the supervisor reads it after the install with take_install_error().
   void set_install_error(std::string error);
@@ -80,6 +122,8 @@ class WorkerControl {
  private:
   explicit WorkerControl(int fd) noexcept : fd_(fd) {}
   void post(WorkerCommand command);
+  // Posts `command` with the next ticket, which it returns.
+  uint64_t post_ticketed(WorkerCommand command);
 
   int fd_;
   std::mutex mutex_;
@@ -88,6 +132,8 @@ class WorkerControl {
   std::condition_variable published_cv_;
   uint64_t published_ticket_ = 0;
   Stats snapshot_;
+  uint64_t answered_ticket_ = 0;
+  AdminAnswer answer_;
   std::string install_error_;
 };
 

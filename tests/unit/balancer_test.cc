@@ -284,6 +284,37 @@ TEST(BalancerTest, EveryAlgorithmSkipsDownAndFullServers) {
   }
 }
 
+// The admin socket's `disable server` (ServerRuntime::drained): no new connection from any
+// algorithm, a backup before a drained primary; `enable server` brings it back at once.
+TEST(BalancerTest, EveryAlgorithmSkipsADrainedServerUntilEnabled) {
+  for (Balance balance : kAllBalances) {
+    SCOPED_TRACE(to_string(balance));
+    BackendSpec spec = make_backend(
+        balance, std::vector<ServerSketch>{{1, false, 0}, {1, false, 0}, {1, true, 0}});
+    Balancer b(spec, 3);
+    spec.servers[0].runtime->drained = true;
+    for (uint32_t k = 0; k < 200; ++k) EXPECT_EQ(b.pick(client_number(k)), 1u);
+    spec.servers[1].runtime->drained = true;
+    EXPECT_EQ(b.pick(kAnyClient), 2u);  // the backup
+    spec.servers[2].runtime->drained = true;
+    EXPECT_EQ(b.pick(kAnyClient), kNoServer);
+    spec.servers[0].runtime->drained = false;
+    EXPECT_EQ(b.pick(kAnyClient), 0u);
+  }
+}
+
+// `set weight` (ServerRuntime::weight) replaces the configured weight in a balancer built after
+// it; 0 means the configured one.
+TEST(BalancerTest, RunTimeWeightReplacesTheConfiguredOne) {
+  BackendSpec spec = make_backend(Balance::kRoundRobin, {1, 1});
+  spec.servers[0].runtime->weight = 3;
+  Balancer b(spec, 9);
+  EXPECT_EQ(tally(b, 2, 4 * 100), (std::vector<uint64_t>{300, 100, 0}));
+  spec.servers[0].runtime->weight = 0;
+  Balancer back(spec, 9);
+  EXPECT_EQ(tally(back, 2, 2 * 100), (std::vector<uint64_t>{100, 100, 0}));
+}
+
 TEST(BalancerTest, BackupsOnlyWhileNoPrimaryIsUsable) {
   for (Balance balance : kAllBalances) {
     SCOPED_TRACE(to_string(balance));

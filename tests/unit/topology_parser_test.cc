@@ -182,7 +182,8 @@ TEST(TopologyParserTest, UnknownDirectivesListWhatIsAllowed) {
       Fails("frontend x {\n}\n", "f.conf:1:1: ",
             "unknown directive 'frontend' (expected include, global, listener, backend or map)"));
   EXPECT_TRUE(Fails("global {\n  worker 2\n}\n", "f.conf:2:3: ",
-                    "unknown directive 'worker' (expected max-connections, buffers, "
+                    "unknown directive 'worker' (expected admin, admin-users, admin-groups, "
+                    "max-connections, buffers, "
                     "shutdown-timeout, backlog, workers, cpu-list, no-delay, splice, "
                     "splice-threshold, splice-pipes, batch-wait, metrics, log-level, access-log "
                     "or access-log-format)"));
@@ -794,6 +795,45 @@ TEST(TopologyParserTest, ForwardDirectiveErrors) {
   EXPECT_TRUE(Fails(head + " route {\n  any close\n }\n}\n",
                     "f.conf:1:1: ", "a forward listener reads HTTP itself"));
   EXPECT_TRUE(Fails(head + " mode2 x\n}\n", "f.conf:4:2: ", "unknown directive 'mode2'"));
+}
+
+}  // namespace
+}  // namespace edgeproxy
+
+namespace edgeproxy {
+namespace {
+
+TEST(TopologyParserTest, AdminDirectives) {
+  const Topology t =
+      Ok("global {\n"
+         "  admin unix:/run/a.sock mode 0600 group adm\n"
+         "  admin tcp 127.0.0.1:9999 token-file /etc/t\n"
+         "  admin-users root 1001\n"
+         "  admin-groups adm\n"
+         "}\n"
+         "backend b {\n  server s 127.0.0.1:1\n}\n"
+         "listener l {\n  bind 127.0.0.1:2\n  backend b\n}\n");
+  const AdminConfig& a = t.global.admin;
+  EXPECT_EQ(a.unix_path, "/run/a.sock");
+  EXPECT_EQ(a.unix_mode, 0600u);
+  EXPECT_EQ(a.unix_group, "adm");
+  EXPECT_EQ(a.tcp_address, "127.0.0.1:9999");
+  EXPECT_EQ(a.token_file, "/etc/t");
+  EXPECT_EQ(a.users, (std::vector<std::string>{"root", "1001"}));
+  EXPECT_EQ(a.groups, (std::vector<std::string>{"adm"}));
+  EXPECT_TRUE(a.enabled());
+}
+
+TEST(TopologyParserTest, AdminDirectivesRefused) {
+  EXPECT_TRUE(Fails("global {\n  admin\n}\n", "f.conf:2:3: ", "missing argument to 'admin'"));
+  EXPECT_TRUE(
+      Fails("global {\n  admin unix:/a mode 8\n}\n", "f.conf:2:22: ", "mode: invalid value '8'"));
+  EXPECT_TRUE(Fails("global {\n  admin unix:/a\n  admin unix:/b\n}\n",
+                    "f.conf:3:9: ", "admin unix: is already set"));
+  EXPECT_TRUE(Fails("global {\n  admin tcp unix:/x token-file /t\n}\n",
+                    "f.conf:2:13: ", "admin tcp: invalid address"));
+  EXPECT_TRUE(Fails("global {\n  admin-users a\n  admin-users b\n}\n",
+                    "f.conf:3:3: ", "duplicate 'admin-users'"));
 }
 
 }  // namespace
