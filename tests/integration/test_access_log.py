@@ -1,9 +1,9 @@
 """The access log (docs/access-log.md): one line per connection at close, checked against what
 each test did: the client's port, the listener and server names, the bytes each way (exactly, as
 the peers counted them) and how the connection ended (client FIN, server FIN, client reset,
-connect refused, idle timeout, upload limit, a route's reject, a per-client refusal). Then the
-destinations (a file reopened on SIGUSR2 after a logrotate-style rename, stdout), -q, the lines
-flushed at exit, a reload that turns the log on, and refused values."""
+connect refused, idle timeout, upload limit, a route's reject, a per-client refusal, an admin
+`kill conn`). Then the destinations (a file reopened on SIGUSR2 after a logrotate-style rename,
+stdout), -q, the lines flushed at exit, a reload that turns the log on, and refused values."""
 
 import os
 import signal
@@ -14,6 +14,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import ProxyTestCase, recv_exact  # noqa: E402
+from test_admin import AdminSession  # noqa: E402  (the class only: no test case is imported)
 
 WAIT = 10.0  # seconds for a line to reach the file (the writer drains every 100 ms)
 
@@ -212,6 +213,26 @@ class Ends(AccessLogCase):
         self.assertEqual(recv_exact(first, 1), b"a")
         f = self.wait_line(self.connect_refused_early(proxy.port))
         self.assertEqual((f["end"], f["listener"], f["route"]), ("client_refused", "web", "-"))
+
+    def test_admin_kill(self):
+        backend = self.start_server()
+        admin_path = os.path.join(self.config_dir(), "admin.sock")
+        proxy = self.start_logged(backend.port, extra=["--admin", admin_path])
+        s = self.connect(proxy.port)
+        port = s.getsockname()[1]
+        s.sendall(b"hello")
+        self.assertEqual(recv_exact(s, 5), b"hello")
+        a = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(harness.safe_close, a)
+        a.settimeout(10)
+        a.connect(admin_path)
+        session = AdminSession(a)
+        rows = [line.split() for line in session.command("show conns")[1:]]
+        ids = [row[0] for row in rows if row[1] == f"127.0.0.1:{port}"]
+        self.assertEqual(len(ids), 1, rows)
+        self.assertEqual(session.command("kill conn " + ids[0]), ["ok"])
+        f = self.wait_line(port)
+        self.assertEqual((f["end"], f["up"], f["down"]), ("admin_kill", 5, 5))
 
 
 class Destinations(AccessLogCase):
