@@ -3,13 +3,14 @@
 # connection per request), interleaved round by round: bench.sh's systems, backend, layout and
 # CPU accounting, for binaries that bench.sh cannot hold side by side (it takes one per backend).
 #
-#   scripts/ab-tcp.sh BASE_LABEL=BINARY NEW_LABEL=BINARY [BASE_LABEL=BINARY NEW_LABEL=BINARY ...]
+#   scripts/ab-tcp.sh BASE_LABEL=BINARY[:ARGS] NEW_LABEL=BINARY[:ARGS] [...]
 #   ROUNDS=10 DURATION=3 scripts/ab-tcp.sh base-epoll=/tmp/b/ep new-epoll=/tmp/n/ep \
 #       base-uring=/tmp/b/ep-uring new-uring=/tmp/n/ep-uring
 #
-# Arguments come in pairs; each pair is reported as the second over the first. Every binary is
-# copied, started once (as bench.sh starts edgeproxy: -q, --max-connections 20000, --splice never
-# when the build has --splice) on PROXY_CPU; nginx (bench/nginx-backend.conf.in, 1 worker) and
+# Arguments come in pairs; each pair is reported as the second over the first. ARGS (split on
+# blanks) are added to that variant's command line: off=BIN on=BIN:"--access-log /tmp/a.log".
+# Every binary is copied, started once (as bench.sh starts edgeproxy: -q, --max-connections
+# 20000, --splice never when the build has --splice) on PROXY_CPU; nginx (bench/nginx-backend.conf.in, 1 worker) and
 # wrk -t1 -c$CONNECTIONS on LOAD_CPU. WARMUP seconds per binary and workload, then ROUNDS rounds
 # of W1 then W2, each binary once per workload, each round starting one binary later. Proxy CPU is
 # utime+stime of /proc/PID/stat before and after each run. Reports, per pair and workload, the
@@ -27,7 +28,7 @@ source "$BENCH_DIR/lib.sh"
 ROUNDS=${ROUNDS:-10} DURATION=${DURATION:-3} WARMUP=${WARMUP:-2} CONNECTIONS=${CONNECTIONS:-100}
 PROXY_CPU=${PROXY_CPU:-0} LOAD_CPU=${LOAD_CPU:-1} WORKLOADS=${WORKLOADS:-W1 W2}
 RESULTS_DIR=${RESULTS_DIR:-$SCRIPT_DIR/../bench-results/ab-tcp-$(date -u +%Y%m%dT%H%M%SZ)}
-(($# >= 2 && $# % 2 == 0)) || { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+(($# >= 2 && $# % 2 == 0)) || { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 for tool in wrk nginx python3 taskset; do command -v "$tool" >/dev/null || die "$tool is missing"; done
 
 mkdir -p "$RESULTS_DIR/logs" "$RESULTS_DIR/raw"
@@ -39,16 +40,18 @@ trap 'exit 143' TERM
 ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
 
 LABELS=() PAIRS=()
-declare -A BIN=() PORT=() PID=()
+declare -A BIN=() PORT=() PID=() EXTRA=()
 i=0
 for spec in "$@"; do
     label=${spec%%=*} bin=${spec#*=}
+    EXTRA[$label]=
+    if [[ $bin == *:* ]]; then EXTRA[$label]=${bin#*:} bin=${bin%%:*}; fi
     [[ $label =~ ^[A-Za-z0-9_.-]+$ && -x $bin && -z ${BIN[$label]:-} ]] || die "bad argument '$spec'"
     cp -- "$bin" "$TMP_DIR/$label"
     BIN[$label]=$TMP_DIR/$label
     LABELS+=("$label")
-    printf '%s\t%s\t%s\t%s\n' "$label" "$bin" "$(sha256sum "$bin" | cut -c1-12)" \
-        "$("$TMP_DIR/$label" --version 2>&1 | head -n 1)" >>"$RESULTS_DIR/binaries.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$bin" "$(sha256sum "$bin" | cut -c1-12)" \
+        "$("$TMP_DIR/$label" --version 2>&1 | head -n 1)" "${EXTRA[$label]}" >>"$RESULTS_DIR/binaries.tsv"
     ((i++ % 2 == 0)) || PAIRS+=("${LABELS[-2]}:$label")
 done
 printf '%s\n' "${PAIRS[@]}" >"$RESULTS_DIR/pairs.txt"
@@ -64,6 +67,8 @@ for label in "${LABELS[@]}"; do
     PORT[$label]=$(free_port)
     args=(-q -l 127.0.0.1 -p "${PORT[$label]}" -b 127.0.0.1 -P "$NGINX_PORT" --max-connections 20000)
     ! "${BIN[$label]}" --help 2>&1 | grep -q -- '--splice' || args+=(--splice never)
+    read -ra extra <<<"${EXTRA[$label]}"
+    args+=("${extra[@]}")
     spawn "$label" "$PROXY_CPU" "${BIN[$label]}" "${args[@]}"
     PID[$label]=$SPAWNED_PID
     wait_ready "$label" "$SPAWNED_PID" "${PORT[$label]}" || die "$label: $SYS_ERROR"

@@ -4,6 +4,7 @@
 
 #include <string_view>
 
+#include "edgeproxy/access_log_format.h"
 #include "edgeproxy/command_line.h"
 #include "edgeproxy/topology_parser.h"
 
@@ -316,6 +317,25 @@ constexpr OptionSpec kOptions[] = {
      .metavar = "PATH", .default_text = "", .example = "/var/lib/edgeproxy/stats.json",
      .help = "write the statistics as JSON to this file at exit (as show stats json)",
      .apply = [](OptionTargets& t, const OptionValue& v) { t.global->stats_file = v.text; }},
+    {.name = "access-log", .kind = ValueKind::kString, .metavar = "DEST", .default_text = "off",
+     .example = "/var/log/edgeproxy/access.log",
+     .help = "one line per connection at close: stderr, stdout, off or a file (reopened on "
+             "SIGUSR2); not silenced by -q",
+     .apply = [](OptionTargets& t, const OptionValue& v) { t.global->access_log = v.text; },
+     .check = [](std::string_view text) -> Result<Ok> {
+       if (text.empty()) return Error{"empty destination (expected stderr, stdout, off or a file)"};
+       return Ok{};
+     }},
+    {.name = "access-log-format", .kind = ValueKind::kString,
+     .metavar = "FORMAT", .default_text = "\"%t %ci:%cp %f %bs %Tc %Tt %U %B %e\"",
+     .example = "%ci:%cp/%e",
+     .help = "the access log's line: text and %-variables (docs/access-log.md)",
+     .apply = [](OptionTargets& t, const OptionValue& v) { t.global->access_log_format = v.text; },
+     .check = [](std::string_view text) -> Result<Ok> {
+       auto f = AccessLogFormat::parse(text);
+       if (!f.ok()) return Error{f.error()};
+       return Ok{};
+     }},
     {.name = "verbose", .short_name = 'v', .spelling = Spelling::kCommandLineOnly,
      .help = "more log lines (log-level verbose)",
      .apply = [](OptionTargets& t, const OptionValue&) {
@@ -557,6 +577,9 @@ Result<OptionValue> parse_option_value(const OptionSpec& o, std::string_view tex
         }
       }
     case ValueKind::kString:
+      if (o.check != nullptr) {
+        if (auto r = o.check(text); !r.ok()) return Error{r.error()};
+      }
       v.text = std::string(text);
       return v;
     case ValueKind::kAddress:

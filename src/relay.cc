@@ -97,6 +97,7 @@ void on_no_bytes(Connection& c, Dir d, SysResult r, Stats& stats, LoopTime now) 
   src.flags |= kEof;
   if (r.ok()) {  // read() == 0: EOF, abnormal on a side that reported an error before
     count_read(stats, d);
+    set_end(c, d == Dir::kC2U ? EndReason::kClientFin : EndReason::kServerFin);
     if (d == Dir::kU2C) {
       c.u2c_eof_ns = now.ns;
       if (!(src.flags & kFailed) && !nothing_held(c, d)) ++stats.server_finished_first;
@@ -391,7 +392,8 @@ void end_replay(Connection& c) noexcept {
   c.client.paused &= static_cast<uint8_t>(~kPauseReplay);
 }
 
-void on_refused(Connection& c, bool reset) noexcept {
+void on_refused(Connection& c, bool reset, EndReason why) noexcept {
+  set_end(c, why);
   if (!reset) {
     // Nothing more is read from the client nor will be written to it, and there is no
     // upstream: both directions are over, in order.
@@ -433,6 +435,7 @@ void fail(Connection& c, Side& side, Stats& stats) noexcept {
     // or 0. Read it to that end.
     if (!(side.flags & kEof)) side.flags |= kReadReady | kPeerShut;
     side.flags |= kFailed;
+    set_end(c, is_client(c, side) ? EndReason::kClientReset : EndReason::kServerReset);
     if (is_client(c, side)) {
       ++stats.resets_client;
     } else {
@@ -442,8 +445,15 @@ void fail(Connection& c, Side& side, Stats& stats) noexcept {
   advance(c);
 }
 
-void abort(Connection& c) noexcept {
+void abort(Connection& c, EndReason why) noexcept {
+  set_end(c, why);
   c.state = State::kClosing;
+}
+
+void set_end(Connection& c, EndReason why, uint16_t status) noexcept {
+  if (c.end != EndReason::kNone) return;
+  c.end = why;
+  c.end_status = status;
 }
 
 void on_acknowledged(Connection& c) noexcept {

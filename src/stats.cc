@@ -60,6 +60,7 @@ constexpr StatLabel kLabels[] = {
     {"submit_failures", StatGroup::kErrors, "", "io_uring submissions refused"},
     {"cq_dropped", StatGroup::kErrors, "", "io_uring completions dropped by the kernel"},
     {"lost_operations", StatGroup::kErrors, "", "io_uring operations lost with them"},
+    {"log_dropped", StatGroup::kErrors, "lines", "Access-log lines dropped"},
     {"pool_buffers", StatGroup::kResources, "blocks", "Buffer pool size (8 KiB blocks)"},
     {"pool_blocks_in_use", StatGroup::kResources, "blocks", "Buffer blocks in use"},
     {"pool_high_water", StatGroup::kResources, "blocks", "Most buffer blocks in use at once"},

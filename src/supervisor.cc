@@ -54,8 +54,8 @@ void log_ignored(const signalfd_siginfo& info) {
         "reloads the configuration file given with -c)",
         name.c_str(), sender.c_str());
   } else {
-    log_warn("%s ignored%s: edgeproxy acts on TERM, INT, QUIT, HUP and USR1 only", name.c_str(),
-             sender.c_str());
+    log_warn("%s ignored%s: edgeproxy acts on TERM, INT, QUIT, HUP, USR1 and USR2 only",
+             name.c_str(), sender.c_str());
   }
 }
 
@@ -192,6 +192,12 @@ Result<std::unique_ptr<Supervisor>> Supervisor::start(const WorkerPlan& plan,
   }
   if (!s->binds_.empty()) s->listen_ = s->binds_.front().bound;
   s->current_ = std::move(topology);
+  auto writer = AccessLogWriter::start(plan.workers, s->current_->global.access_log);
+  if (!writer.ok()) {
+    close_plans(opened.value());
+    return Error{writer.error()};
+  }
+  s->access_log_ = std::move(writer.value());
   for (uint32_t i = 0; i < plan.workers; ++i) {
     auto slot = std::make_unique<Slot>();
     slot->owner = s.get();
@@ -199,6 +205,7 @@ Result<std::unique_ptr<Supervisor>> Supervisor::start(const WorkerPlan& plan,
     slot->options.config = worker_share(s->current_->global, plan.workers, i);
     slot->options.topology = s->current_;
     slot->options.id = i;
+    slot->options.access_log = s->access_log_->ring(i);
     slot->cpu = plan.cpus.empty() ? -1 : plan.cpus[i];
     auto control = WorkerControl::create();
     if (!control.ok()) {
@@ -384,11 +391,25 @@ bool Supervisor::reload() {
   if (!loaded.ok()) return failed(loaded.error());
   std::shared_ptr<Topology> next = std::move(loaded.value());
   for (const std::string& w : next->warnings) log_warn("%s", w.c_str());
-  // The loader said which process-wide settings changed; the running ones stay.
+  // The loader said which process-wide settings changed; the running ones stay, but for the
+  // access log's destination and format, which a reload may change.
+  const Config loaded_global = next->global;
   next->global = current_->global;
+  next->global.access_log = loaded_global.access_log;
+  next->global.access_log_format = loaded_global.access_log_format;
   const Clock::time_point parsed = Clock::now();
+  if (next->global.access_log != current_->global.access_log) {
+    if (auto r = access_log_->set_destination(next->global.access_log); !r.ok()) {
+      return failed(r.error());
+    }
+  }
   auto opened = open_listeners(*next, static_cast<uint32_t>(slots_.size()));
-  if (!opened.ok()) return failed(opened.error());
+  if (!opened.ok()) {
+    if (next->global.access_log != current_->global.access_log) {
+      [[maybe_unused]] auto back = access_log_->set_destination(current_->global.access_log);
+    }
+    return failed(opened.error());
+  }
   next->epoch = current_->epoch + 1;
   std::vector<std::vector<Balancer>> balancers;
   for (size_t i = 0; i < slots_.size(); ++i) {
@@ -610,6 +631,7 @@ Supervisor::~Supervisor() {
   release_workers(false);  // workers still waiting for the go (a failed start) end unstarted
   stop_all_now();
   join_all();
+  if (access_log_ != nullptr) access_log_->stop();
   checker_.reset();
   for (const ActivatedSocket& a : activated_) sys::close(a.fd);
   sys::close(signal_fd_);
@@ -661,6 +683,8 @@ int Supervisor::run() noexcept {
   // The admin thread may be waiting for a worker or for a request: both end now.
   stop_admin();
   join_all();
+  // Every line the workers appended before they stopped is written before the process exits.
+  access_log_->stop();
   return status;
 }
 
@@ -684,6 +708,9 @@ void Supervisor::on_signals() noexcept {
         break;
       case SIGUSR1:
         print_stats(stderr);
+        break;
+      case SIGUSR2:
+        access_log_->request_reopen();
         break;
       default:
         log_ignored(info);

@@ -20,6 +20,13 @@
 namespace edgeproxy {
 namespace {
 
+// CLOCK_REALTIME in milliseconds (vDSO): the access log's time of day.
+int64_t wall_clock_ms() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
+}
+
 constexpr uint32_t kEventBatch = 256;
 constexpr size_t kCommandsReserved = 16;  // control commands taken at once without allocating
 constexpr uint32_t kAcceptBudget = 64;    // accepts per listener per iteration
@@ -131,6 +138,7 @@ Worker::Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool)
       control_(options.control),
       id_(options.id),
       transport_(reactor_, pool_, stats_),
+      access_log_(options.access_log),
       touched_(std::make_unique_for_overwrite<uint32_t[]>(options.config.max_connections)),
       settling_(std::make_unique_for_overwrite<uint32_t[]>(options.config.max_connections)),
       pending_(std::make_unique_for_overwrite<uint32_t[]>(options.config.max_connections)),
@@ -289,6 +297,7 @@ Result<Ok> Worker::install(std::shared_ptr<const Topology> topology,
   }
   const uint16_t previous = current_;
   current_ = slot;
+  configure_access_log(versions_[slot].topology->global);
   apply_new_limits();
   if (previous != slot) release_version_if_unused(previous);
   return result;
@@ -319,6 +328,7 @@ Stats Worker::stats() const noexcept {
   s.splice_pipes_lost = transport_.pipes().lost();
   s.pool_blocks_in_use = pool_.in_use();
   s.splice_pipes_in_use = transport_.pipes().in_use();
+  if (access_log_ != nullptr) s.log_dropped += access_log_->lost();
   fill_completion_stats(s, reactor_, transport_);
   return s;
 }
@@ -595,7 +605,7 @@ bool Worker::kill_connection(uint32_t slot, uint32_t generation) noexcept {
   if (c == nullptr || c->state == State::kFree || c->state == State::kClosing) return false;
   // Cut in the middle of a stream: both sides are reset (decision 0004: a FIN never lies).
   socket_waiters_.remove(slab_, slot);
-  relay::abort(*c);
+  relay::abort(*c, EndReason::kAdminKill);
   touch(*c, slot);
   return true;
 }
@@ -663,6 +673,15 @@ void Worker::start_connection(int client_fd, const Listener& l) noexcept {
   Handle h;
   Connection* c = slab_.acquire(h);  // accept_from checked there is room
   c->client_slot = client_slot;
+  if (log_format_ != nullptr) {
+    SocketAddress& peer = peers_[h.index];
+    peer.length = sizeof peer.storage;
+    if (getpeername(client_fd, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) != 0) {
+      peer.length = 0;  // reset already: the line says "-"
+    }
+  } else if (peers_ != nullptr) {
+    peers_[h.index].length = 0;  // should a reload turn the log on again, this one is unknown
+  }
   ++stats_.accepted;
   ++stats_.active;
   if (stats_.active > stats_.peak_active) stats_.peak_active = stats_.active;
@@ -684,7 +703,7 @@ void Worker::start_connection(int client_fd, const Listener& l) noexcept {
   if (config_.no_delay) sys::set_no_delay(client_fd, true);
   if (const int err = transport_.attach(*c, h); err != 0) {
     log_error("cannot watch a client connection: %s", std::strerror(err));
-    relay::abort(*c);
+    relay::abort(*c, EndReason::kInternalError);
     return;
   }
   if (ls.mode == ListenerMode::kForward) {
@@ -747,10 +766,11 @@ void Worker::choose_server(Connection& c, Handle h, uint32_t avoid) noexcept {
       forward_answer(c, 503);
       return;
     }
-    relay::abort(c);
+    relay::abort(c, EndReason::kNoServer);
     return;
   }
   c.server = static_cast<uint16_t>(s);
+  c.last_server = c.server;
   const ServerSpec& server = b.servers[s];
   server.runtime->stats.connections.fetch_add(1, std::memory_order_relaxed);
   server.runtime->stats.current.fetch_add(1, std::memory_order_relaxed);
@@ -797,7 +817,7 @@ bool Worker::inspect(Connection& c, Handle h, RoutingContext& ctx) noexcept {
         [[fallthrough]];
       case proxy_header::Status::kInvalid:
         counts.proxy_header_errors.fetch_add(1, std::memory_order_relaxed);
-        refuse(c, {}, false);
+        refuse(c, {}, false, EndReason::kProxyHeaderError);
         return false;
       case proxy_header::Status::kDone:
         break;
@@ -843,7 +863,7 @@ bool Worker::inspect(Connection& c, Handle h, RoutingContext& ctx) noexcept {
   // No rule decided, and none will: the listener's own backend, if it has one.
   if (ls.backend == kNoBackendIndex) {
     counts.no_match.fetch_add(1, std::memory_order_relaxed);
-    refuse(c, {}, false);
+    refuse(c, {}, false, EndReason::kNoRoute);
     return false;
   }
   counts.defaulted.fetch_add(1, std::memory_order_relaxed);
@@ -877,7 +897,7 @@ void Worker::apply(Connection& c, Handle h, RoutingContext& ctx, const Action& a
       const uint32_t backend = it != map.entries.end() ? it->second : map.fallback;
       if (backend == kNoBackendIndex) {
         counts.map_misses.fetch_add(1, std::memory_order_relaxed);
-        refuse(c, {}, false);
+        refuse(c, {}, false, EndReason::kMapMiss);
         return;
       }
       counts.routed.fetch_add(1, std::memory_order_relaxed);
@@ -888,7 +908,7 @@ void Worker::apply(Connection& c, Handle h, RoutingContext& ctx, const Action& a
       return;
     case ActionKind::kReply:
       if (!send_whole(c.client.fd, a.text)) {
-        refuse(c, {}, true);
+        refuse(c, {}, true, EndReason::kClientReset);
         return;
       }
       counts.replies.fetch_add(1, std::memory_order_relaxed);
@@ -899,11 +919,11 @@ void Worker::apply(Connection& c, Handle h, RoutingContext& ctx, const Action& a
       return;
     case ActionKind::kClose:
       counts.closes.fetch_add(1, std::memory_order_relaxed);
-      refuse(c, a.text, false);
+      refuse(c, a.text, false, EndReason::kRouteClose);
       return;
     case ActionKind::kReject:
       counts.rejects.fetch_add(1, std::memory_order_relaxed);
-      refuse(c, {}, true);
+      refuse(c, {}, true, EndReason::kRouteReject);
       return;
   }
 }
@@ -928,10 +948,10 @@ void Worker::route_to(Connection& c, Handle h, RoutingContext& ctx, uint32_t bac
   choose_server(c, h, Balancer::kNoServer);
 }
 
-void Worker::refuse(Connection& c, std::string_view text, bool reset) noexcept {
+void Worker::refuse(Connection& c, std::string_view text, bool reset, EndReason why) noexcept {
   if (!reset && !send_whole(c.client.fd, text)) reset = true;
   if (!reset) sys::shutdown_write(c.client.fd);  // the FIN follows the text
-  relay::on_refused(c, reset);
+  relay::on_refused(c, reset, why);
 }
 
 void Worker::hold_client_bytes(Connection& c, RoutingContext& ctx) noexcept {
@@ -1050,7 +1070,7 @@ bool Worker::forward_request(Connection& c, Handle h, RoutingContext& ctx,
       if (p.status == http::BodyStatus::kInvalid) {
         // The head went out already: no answer can follow it, only a reset.
         listener_of(c).runtime->forward.smuggling.fetch_add(1, std::memory_order_relaxed);
-        relay::abort(c);
+        relay::abort(c, EndReason::kProtocolError);
         return false;
       }
       client.gate += p.used;
@@ -1100,7 +1120,8 @@ bool Worker::read_request_head(Connection& c, Handle h, RoutingContext& ctx,
   if (c.upstream.in.attached()) return moved;
   ex.head_evaluated = ctx.length;
   if (ctx.length == 0) {
-    if (ended && c.state == State::kInspecting) refuse(c, {}, false);  // left without asking
+    if (ended && c.state == State::kInspecting)
+      refuse(c, {}, false, EndReason::kClientFin);  // left without asking
     return moved;
   }
   const ListenerSpec& ls = listener_of(c);
@@ -1207,6 +1228,7 @@ void Worker::decide_request(Connection& c, Handle h, RoutingContext& ctx, Forwar
     // retries on a new connection, where the request is routed.
     counts.destination_closes.fetch_add(1, std::memory_order_relaxed);
     ex.phase = ForwardPhase::kDone;
+    relay::set_end(c, EndReason::kForwardDestination);
     relay::finish(c);
     return;
   }
@@ -1454,7 +1476,7 @@ bool Worker::forward_replay(Connection& c, RoutingContext& ctx, ForwardExchange&
         ex.request_body.consume({ctx.region + ex.replay_end, ctx.length - ex.replay_end});
     if (p.status == http::BodyStatus::kInvalid) {
       listener_of(c).runtime->forward.smuggling.fetch_add(1, std::memory_order_relaxed);
-      relay::abort(c);
+      relay::abort(c, EndReason::kProtocolError);
       return false;
     }
     ex.replay_end += p.used;
@@ -1525,7 +1547,7 @@ bool Worker::forward_response(Connection& c, ForwardExchange& ex, std::byte* are
   ForwardStats& counts = listener_of(c).runtime->forward;
   const auto refuse_response = [&] {
     counts.bad_responses.fetch_add(1, std::memory_order_relaxed);
-    relay::abort(c);
+    relay::abort(c, EndReason::kProtocolError);
     return false;
   };
   const RoutingContext& ctx = *routing_of(c, slab_.index_of(c));
@@ -1599,6 +1621,7 @@ void Worker::forward_answer(Connection& c, uint16_t status) noexcept {
   ForwardExchange& ex = exchange_of(index);
   const ListenerSpec& ls = listener_of(c);
   ex.phase = ForwardPhase::kDone;
+  relay::set_end(c, EndReason::kForwardError, status);
   ex.held_status = 0;
   if (status == 502) ls.runtime->forward.bad_gateway.fetch_add(1, std::memory_order_relaxed);
   if (status == 504) ls.runtime->forward.gateway_timeouts.fetch_add(1, std::memory_order_relaxed);
@@ -1606,13 +1629,13 @@ void Worker::forward_answer(Connection& c, uint16_t status) noexcept {
   const uint32_t n = build_forward_answer(status, ls.forward.realm, text, sizeof text);
   if (c.state < State::kRelaying) {
     timers_.cancel(index);
-    refuse(c, {text, n}, false);
+    refuse(c, {text, n}, false, EndReason::kForwardError);
     return;
   }
   // A server connection is open (idle: the previous response was delivered): the client gets
   // the answer, then the connection lingers until it has acknowledged it.
   if (!send_whole(c.client.fd, {text, n})) {
-    relay::abort(c);
+    relay::abort(c, EndReason::kForwardError);
     return;
   }
   relay::finish(c);
@@ -1628,6 +1651,8 @@ void Worker::leave_server(Connection& c) noexcept {
 }
 
 void Worker::connect_upstream(Connection& c, Handle h) noexcept {
+  // The access log's connect time counts from the first attempt: retries and waits included.
+  if (c.connect_started_ms == 0) c.connect_started_ms = now_.ms;
   // Connections already waiting for a descriptor go first (a completion backend may still hand
   // over clients it accepted before the listener paused).
   const SysResult s = socket_waiters_.empty()
@@ -1681,6 +1706,7 @@ void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
 
 void Worker::on_connected(Connection& c, uint32_t index) noexcept {
   stats_.connect_time.observe(now_.ns - c.connect_start_ns);
+  if (c.connect_ms < 0) c.connect_ms = static_cast<int32_t>(now_.ms - c.connect_started_ms);
   if (c.backend != kDirectBackend) {
     versions_[c.version].preferred[c.backend][c.server] = c.address;
     if (on_connect_success(*server_of(c).runtime)) {
@@ -1694,7 +1720,7 @@ void Worker::on_connected(Connection& c, uint32_t index) noexcept {
   if (ex.tunnel) {
     static constexpr std::string_view kEstablished = "HTTP/1.1 200 Connection established\r\n\r\n";
     if (!send_whole(c.client.fd, kEstablished)) {
-      relay::abort(c);
+      relay::abort(c, EndReason::kClientReset);
       return;
     }
     listener_of(c).runtime->forward.tunnels.fetch_add(1, std::memory_order_relaxed);
@@ -1758,7 +1784,7 @@ void Worker::connect_failed(Connection& c, Handle h, int err) noexcept {
     forward_answer(c, err == ETIMEDOUT ? 504 : 502);
     return;
   }
-  relay::abort(c);
+  relay::abort(c, err == ETIMEDOUT ? EndReason::kConnectTimeout : EndReason::kConnectFailed);
 }
 
 bool Worker::retry_socket_waiters() noexcept {
@@ -1814,6 +1840,16 @@ bool Worker::admit_client(int fd, const ListenerSpec& ls, uint32_t& slot) noexce
       break;
   }
   log_limit("listener %s: client %s refused: %s", ls.name.c_str(), peer.to_string().c_str(), why);
+  if (log_format_ != nullptr) {
+    AccessRecord r;
+    r.accepted_wall_ms = wall_clock_ms();
+    r.client = &peer;
+    r.listener = ls.name;
+    r.duration_ms = 0;
+    r.end = EndReason::kClientRefused;
+    r.worker = id_;
+    log_access(r);
+  }
   // A reset: the refusal costs no TIME_WAIT here, and the client cannot mistake it for an
   // answer.
   sys::set_linger_zero(fd);
@@ -1851,15 +1887,17 @@ void Worker::enforce_limits(Connection& c, uint32_t index) noexcept {
   LimitState& st = limit_state_[index];
   if (c.limits & kLimitBytes) {
     if (now_.ms >= lifetime_due(c, index)) {
-      close_for_limit(c, index, counters.lifetime_closes, "max-lifetime");
+      close_for_limit(c, index, counters.lifetime_closes, "max-lifetime",
+                      EndReason::kLifetimeLimit);
       return;
     }
     if (lim.upload_limit != 0 && c.bytes_c2u > lim.upload_limit) {
-      close_for_limit(c, index, counters.upload_closes, "upload-limit");
+      close_for_limit(c, index, counters.upload_closes, "upload-limit", EndReason::kUploadLimit);
       return;
     }
     if (lim.download_limit != 0 && c.bytes_u2c > lim.download_limit) {
-      close_for_limit(c, index, counters.download_closes, "download-limit");
+      close_for_limit(c, index, counters.download_closes, "download-limit",
+                      EndReason::kDownloadLimit);
       return;
     }
   }
@@ -1938,7 +1976,7 @@ void Worker::apply_new_limits() noexcept {
 }
 
 void Worker::close_for_limit(Connection& c, uint32_t index, std::atomic<uint64_t>& counter,
-                             const char* what) noexcept {
+                             const char* what, EndReason why) noexcept {
   counter.fetch_add(1, std::memory_order_relaxed);
   const ListenerSpec& ls = listener_of(c);
   log_limit("listener %s: connection closed: %s (%llu bytes up, %llu down, %lld s)",
@@ -1946,7 +1984,7 @@ void Worker::close_for_limit(Connection& c, uint32_t index, std::atomic<uint64_t
             static_cast<unsigned long long>(c.bytes_u2c),
             static_cast<long long>((now_.ms - limit_state_[index].accepted_ms) / 1000));
   // Cut in the middle of a stream: both sides are reset (decision 0004: a FIN never lies).
-  relay::abort(c);
+  relay::abort(c, why);
   touch(c, index);
 }
 
@@ -2001,7 +2039,7 @@ void Worker::expire_timers() noexcept {
   uint32_t id = 0;
   while (timers_.pop_expired(now_.ms, id)) {
     if (id == shutdown_timer_) {
-      force_close_all();
+      force_close_all(EndReason::kShutdownDeadline);
     } else if (id == accept_retry_timer_) {
       if (retry_socket_waiters()) resume_listeners();
     } else {
@@ -2036,7 +2074,7 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
       RoutingContext& ctx = *routing_of(c, index);
       if (!ctx.header_read) {
         ls.runtime->route.proxy_header_errors.fetch_add(1, std::memory_order_relaxed);
-        refuse(c, {}, false);
+        refuse(c, {}, false, EndReason::kInspectTimeout);
         return;
       }
       apply(c, h, ctx, ls.on_timeout, Captures{});
@@ -2053,7 +2091,7 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
         forward_answer(c, 504);
         return;
       }
-      relay::abort(c);
+      relay::abort(c, EndReason::kConnectTimeout);
       return;
     case State::kConnecting:
       ++stats_.connect_timeouts;
@@ -2123,7 +2161,7 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
   }
   ++stats_.idle_timeouts;
   // Cut in the middle of a stream: both sides are reset (decision 0004: a FIN never lies).
-  relay::abort(c);
+  relay::abort(c, EndReason::kIdleTimeout);
   touch(c, index);
 }
 
@@ -2259,6 +2297,7 @@ void Worker::close_connection(Connection& c, uint32_t index) noexcept {
     // close() also removes the fd from the epoll set: no fd is ever dup'ed.
     sys::close(side->fd);
   }
+  if (log_format_ != nullptr) log_connection(c, index);
   relay::release_buffers(c, pool_, stats_);
   transport_.release_pipes(c);
   leave_server(c);
@@ -2284,6 +2323,54 @@ void Worker::close_connection(Connection& c, uint32_t index) noexcept {
   --stats_.active;
   ++stats_.closed;
   release_version_if_unused(version);
+}
+
+void Worker::configure_access_log(const Config& global) noexcept {
+  log_format_.reset();
+  if (access_log_ == nullptr || global.access_log.empty() || global.access_log == "off") return;
+  // The format was checked when the configuration was loaded.
+  auto f = AccessLogFormat::parse(global.access_log_format.empty()
+                                      ? AccessLogFormat::kDefault
+                                      : std::string_view(global.access_log_format));
+  if (!f.ok()) return;
+  log_format_ = std::make_unique<AccessLogFormat>(std::move(f.value()));
+  if (peers_ == nullptr) {
+    // The first time the log is on (at start or at a reload): a slot's client is read at accept,
+    // so connections accepted before now are logged without it.
+    peers_ = std::make_unique<SocketAddress[]>(slab_.capacity());
+  }
+}
+
+void Worker::log_access(const AccessRecord& r) noexcept {
+  char line[AccessLogFormat::kMaxLineBytes];
+  const uint32_t n = log_format_->format(r, line, sizeof line);
+  if (n == 0 || !access_log_->append(line, n)) ++stats_.log_dropped;
+}
+
+void Worker::log_connection(const Connection& c, uint32_t index) noexcept {
+  const Topology& t = *versions_[c.version].topology;
+  const int64_t duration_ms = now_.ms - limit_state_[index].accepted_ms;
+  AccessRecord r;
+  r.accepted_wall_ms = wall_clock_ms() - duration_ms;
+  r.client = &peers_[index];
+  r.listener = t.listeners[c.listener].name;
+  if (c.backend < t.backends.size()) {
+    const BackendSpec& b = t.backends[c.backend];
+    r.backend = b.name;
+    if (c.last_server < b.servers.size()) r.server = b.servers[c.last_server].name;
+  } else if (c.backend == kDirectBackend) {
+    r.backend = "direct";
+    const ForwardExchange& ex = versions_[c.version].forward->at(index);
+    r.server = std::string_view(ex.host.data(), ex.host_length);
+  }
+  r.connect_ms = c.connect_ms;
+  r.duration_ms = duration_ms;
+  r.bytes_c2u = c.bytes_c2u;
+  r.bytes_u2c = c.bytes_u2c;
+  r.end = c.end;
+  r.end_status = c.end_status;
+  r.worker = id_;
+  log_access(r);
 }
 
 uint64_t Worker::listener_cookie(const Listener& l) const noexcept {
@@ -2329,20 +2416,20 @@ void Worker::begin_shutdown(bool fast) noexcept {
   }
   if (!fast) return;
   if (fast_stop_ || config_.shutdown_timeout_s == 0) {
-    force_close_all();  // a second TERM/INT, or no grace period: stop now
+    force_close_all(EndReason::kShutdownFast);  // a second TERM/INT, or no grace period: stop now
     return;
   }
   fast_stop_ = true;
   timers_.arm(shutdown_timer_, now_.ms + int64_t{config_.shutdown_timeout_s} * 1000);
 }
 
-void Worker::force_close_all() noexcept {
+void Worker::force_close_all(EndReason why) noexcept {
   for (uint32_t i = 0; i < slab_.capacity(); ++i) {
     if (!slab_.in_use(i)) continue;
     Connection& c = slab_.at(i);
     if (c.state != State::kClosing) ++stats_.shutdown_forced;
     socket_waiters_.remove(slab_, i);
-    relay::abort(c);
+    relay::abort(c, why);
     touch(c, i);
   }
 }

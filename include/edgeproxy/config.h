@@ -62,6 +62,10 @@ struct Config {
   std::string metrics;
   AdminConfig admin;
   std::string stats_file;  // --stats-file: the statistics as JSON, written at exit ("" = none)
+  // The access log (docs/access-log.md): "off" (or empty), "stderr", "stdout" or a file path;
+  // and its format string (empty: AccessLogFormat::kDefault). A reload may change both.
+  std::string access_log;
+  std::string access_log_format;
 
   uint32_t buffer_count() const noexcept { return buffers != 0 ? buffers : 2 * max_connections; }
   // Pipes the pool creates at start-up (each holds two descriptors); 0 when splice is off.

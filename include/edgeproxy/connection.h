@@ -7,6 +7,7 @@
 
 #include "edgeproxy/block_chain.h"
 #include "edgeproxy/buffer.h"
+#include "edgeproxy/end_reason.h"
 #include "edgeproxy/pipe_pool.h"
 #include "edgeproxy/slab.h"
 #include "edgeproxy/wait_queue.h"
@@ -126,12 +127,16 @@ struct Connection {
   uint8_t retries = 0;  // connects retried on another server so far
   uint8_t attempt = 0;  // connect attempts so far (wraps): names an attempt's operations
   uint8_t limits = 0;   // LimitFlag bits
+  // How it ended: set once, by the first terminal cause (relay::set_end), for the access log.
+  EndReason end = EndReason::kNone;
+  uint16_t end_status = 0;  // kForwardError: the status the forward proxy answered
   // Where the connection belongs (decision 0008): the worker's topology version it was accepted
   // under, and indices into that version's listeners, backends and the backend's servers.
   uint16_t version = 0;
   uint16_t listener = 0;
   uint16_t backend = kNoBackend;
   uint16_t server = kNoServer;
+  uint16_t last_server = kNoServer;  // the server chosen last, kept after leaving it (access log)
   // Slow-client acceleration (decision 0011): the most blocks the u2c direction may hold, `in`
   // included (0: off; copied from the listener at accept), and the blocks it holds beyond
   // upstream.in, written to the client before it. Changed only by relay functions.
@@ -147,6 +152,10 @@ struct Connection {
   // (the connect time and duration histograms, Stats).
   int64_t accepted_ns = 0;
   int64_t connect_start_ns = 0;
+  // The access log's connect time: when the first connect attempt to a server started (loop
+  // clock), and how long until a connect succeeded (-1: none did).
+  int64_t connect_started_ms = 0;
+  int32_t connect_ms = -1;
   // Bytes delivered to the upstream and to the client: added to the listener's, backend's and
   // server's counters at close (never per write: those are shared by every worker).
   uint64_t bytes_c2u = 0;

@@ -79,6 +79,8 @@ struct OptionSpec {
   const char* example = "";         // a valid value (tests, docs); "" for flags
   const char* help = "";            // one sentence; --help wraps it
   void (*apply)(OptionTargets&, const OptionValue&) = nullptr;
+  // Strings: a further check of the text (null: any). Error: one phrase, as parse_option_value's.
+  Result<Ok> (*check)(std::string_view) = nullptr;
 
   bool takes_value() const noexcept {
     return kind != ValueKind::kFlag && kind != ValueKind::kSwitch;

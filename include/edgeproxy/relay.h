@@ -148,7 +148,7 @@ void end_replay(Connection& c) noexcept;
 // A routing rule (or a failed PROXY header) ends the connection before any server: kClosing.
 // `reset`: with a reset (reject). Otherwise the proxy sent its last text and shut the client's
 // write side, no upstream exists, and the close sends no reset (ends_cleanly()).
-void on_refused(Connection& c, bool reset) noexcept;
+void on_refused(Connection& c, bool reset, EndReason why) noexcept;
 // A forward proxy ends a relaying conversation itself (an answer sent, a request for another
 // destination): nothing more goes to the upstream, and once the client has been sent every byte
 // bound for it the connection lingers until it acknowledged them, then closes (decision 0010).
@@ -160,15 +160,20 @@ void on_connected(Connection& c) noexcept;
 // kConnecting -> kRouting: the failed upstream socket was closed, another address may be tried.
 void on_upstream_dropped(Connection& c) noexcept;
 
-// Records an error on `side` (counted once per side). Nothing more is written to it; what it
+// Records an error on `side` (counted once per side; the end reason kClientReset or
+// kServerReset if none was recorded). Nothing more is written to it; what it
 // sent before the error is still read and handed to the other side, and then the connection
 // lingers (kLingering) until the other side has acknowledged those bytes, which the worker
 // checks, and is reset. With both sides failed, or before relaying began, it closes at once.
 void fail(Connection& c, Side& side, Stats& stats) noexcept;
 
-// Closes now (timeouts, failed connects, a forced shutdown, a refused epoll_ctl): every side
-// that did not fail itself is reset, since ends_cleanly() is false.
-void abort(Connection& c) noexcept;
+// Closes now (timeouts, failed connects, a forced shutdown, a refused epoll_ctl) for `why`:
+// every side that did not fail itself is reset, since ends_cleanly() is false.
+void abort(Connection& c, EndReason why) noexcept;
+
+// Records how the connection ended, unless an earlier cause already did (the first one wins).
+// `status`: the answer's status for kForwardError. Read ends (EOF, errors) record themselves.
+void set_end(Connection& c, EndReason why, uint16_t status = 0) noexcept;
 
 // kLingering -> kClosing: the surviving side acknowledged everything (or the worker gave up).
 void on_acknowledged(Connection& c) noexcept;

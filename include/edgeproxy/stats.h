@@ -129,6 +129,8 @@ struct Histogram {
                                   client were still held by the proxy */                           \
   GAUGE(pool_blocks_in_use)    /* pool blocks held now; filled in by Worker::stats() */            \
   GAUGE(splice_pipes_in_use)   /* pipes held now; filled in by Worker::stats() */                  \
+  COUNTER(log_dropped)         /* access-log lines dropped: the worker's ring was full or a line   \
+                                  too long, or the writer's write() failed (docs/access-log.md) */ \
   /* Acceleration factor inputs, summed over connections whose upstream reached EOF and whose      \
      client then received every byte: from the first upstream byte to upstream EOF, and from the   \
      first upstream byte to the last byte written to the client. Callers add spans >= 0. */        \

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "edgeproxy/access_log_writer.h"
 #include "edgeproxy/admin_server.h"
 #include "edgeproxy/config.h"
 #include "edgeproxy/health_checker.h"
@@ -107,7 +108,8 @@ class Supervisor {
 
   // Serves signals until every worker has returned: TERM/INT and QUIT are forwarded to every
   // worker, HUP reloads the configuration (reload()), USR1 prints statistics, any other of
-  // supervised_signals() is logged (one line each time) and ignored. A worker that fails stops
+  // supervised_signals() is logged (one line each time) and ignored; USR2 reopens the access log
+  // file. A worker that fails stops
   // the others. Returns the exit status: 0, or the first failed worker's.
   int run() noexcept;
 
@@ -227,6 +229,9 @@ class Supervisor {
   std::vector<ActivatedSocket> activated_;  // owned: dup'ed to workers, kept across reloads
   std::unique_ptr<HealthChecker> checker_;
   std::unique_ptr<MetricsServer> metrics_;  // global.metrics set: the Prometheus endpoint
+  // The access log's writer: its rings outlive the workers (declared before slots_' users are
+  // joined: stopped explicitly once they are).
+  std::unique_ptr<AccessLogWriter> access_log_;
   NotifyClient notify_;
   std::atomic<uint64_t> reloads_{0};
   std::atomic<uint64_t> reload_failures_{0};

@@ -7,6 +7,8 @@
 #include <memory>
 #include <vector>
 
+#include "edgeproxy/access_log.h"
+#include "edgeproxy/access_log_format.h"
 #include "edgeproxy/auth_throttle.h"
 #include "edgeproxy/balancer.h"
 #include "edgeproxy/buffer_pool.h"
@@ -46,6 +48,9 @@ struct WorkerOptions {
   // Stop, report and install requests from the supervisor; must outlive the worker. Null: the
   // worker runs until destroyed (tests that drive run() another way).
   WorkerControl* control = nullptr;
+  // This worker's access-log ring (AccessLogWriter::ring); must outlive the worker. Null: no
+  // access log whatever the configuration says (tests).
+  AccessLog* access_log = nullptr;
 };
 
 class Worker {
@@ -148,8 +153,8 @@ class Worker {
   // The decision gave `backend`: the bytes to replay are the held ones or `a.send`.
   void route_to(Connection& c, Handle h, RoutingContext& ctx, uint32_t backend,
                 const Action& a) noexcept;
-  // Ends a connection that inspected: after `text` (may be empty) with a FIN, or a reset.
-  void refuse(Connection& c, std::string_view text, bool reset) noexcept;
+  // Ends a connection that inspected for `why`: after `text` (may be empty) with a FIN, or a reset.
+  void refuse(Connection& c, std::string_view text, bool reset, EndReason why) noexcept;
   // Replay: true when it put bytes in client.in or ended the replay.
   bool replay(Connection& c, RoutingContext& ctx) noexcept;
   // Bytes in client.in the replay did not put there (read past inspect-bytes before the
@@ -227,7 +232,7 @@ class Worker {
   void apply_new_limits() noexcept;
   // Resets a connection that crossed a limit: counted, and logged (at most a line a second).
   void close_for_limit(Connection& c, uint32_t index, std::atomic<uint64_t>& counter,
-                       const char* what) noexcept;
+                       const char* what, EndReason why) noexcept;
   void log_limit(const char* fmt, ...) noexcept __attribute__((format(printf, 2, 3)));
 
   void update_accept_room() noexcept;
@@ -277,6 +282,11 @@ class Worker {
   // Queues a connection whose pump must run again next iteration (c.more), at most once.
   void queue_pending(Connection& c, uint32_t index) noexcept;
   void close_connection(Connection& c, uint32_t index) noexcept;
+  // The access log (docs/access-log.md): the format of `global` compiled at install (none when
+  // the log is off); one line appended to the ring, or counted in log_dropped.
+  void configure_access_log(const Config& global) noexcept;
+  void log_access(const AccessRecord& r) noexcept;
+  void log_connection(const Connection& c, uint32_t index) noexcept;
   // Closes a finished upstream's socket and leaves its server while the client still drains
   // (relay::upstream_finished, decision 0011); on io_uring once nothing refers to the fd.
   void release_upstream(Connection& c, Handle h) noexcept;
@@ -289,7 +299,8 @@ class Worker {
   void pause_listener(Listener& l) noexcept;
   void resume_listeners() noexcept;
   void begin_shutdown(bool fast) noexcept;
-  void force_close_all() noexcept;
+  // Closes every connection now, recording `why` (the deadline, or a fast stop).
+  void force_close_all(EndReason why) noexcept;
 
   Config config_;
   std::vector<Version> versions_;  // slots reused once released; Connection::version indexes it
@@ -319,6 +330,9 @@ class Worker {
   std::vector<ResolveResult> resolved_;
   AuthThrottle auth_throttle_{1024};
 
+  AccessLog* access_log_;                        // null: no access log
+  std::unique_ptr<AccessLogFormat> log_format_;  // null while the access log is off
+  std::unique_ptr<SocketAddress[]> peers_;     // by slot: the client; made when the log first is on
   std::unique_ptr<LimitState[]> limit_state_;  // by slot
   std::unique_ptr<bool[]> deferred_;           // by event of the batch: handled after relaying
   int64_t limit_log_ms_ = INT64_MIN;           // the last limit line logged

@@ -155,7 +155,8 @@ bool EpollTransport::settle(Connection& c, Handle h) noexcept {
     }
     const SysResult r = reactor_.modify(side->fd, cookie_of(c, *side, h), want);
     if (!r.ok()) {
-      relay::abort(c);  // without its registration the side would never be heard from again
+      relay::abort(c, EndReason::kInternalError);  // without its registration the side would never
+                                                   // be heard from again
       return false;
     }
     side->events = want;

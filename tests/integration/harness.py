@@ -54,7 +54,7 @@ COUNTER_NAMES = (
     "socket_waits", "connect_retries", "linger_waits", "submit_failures", "cq_dropped",
     "lost_operations", "no_server", "topology_versions", "accel_blocks_held",
     "accel_blocks_peak", "accel_giveups", "server_finished_first", "pool_blocks_in_use",
-    "splice_pipes_in_use", "acceleration_factor",
+    "splice_pipes_in_use", "log_dropped", "acceleration_factor",
 )
 
 MiB = 1024 * 1024

@@ -819,7 +819,7 @@ TEST_F(RelayTest, ClosingStopsEverything) {
   Ready(c_.client, kReadable);
   ASSERT_TRUE(Read(Dir::kC2U, Bytes(10)));
   Ready(c_.upstream, kReadable | kWritable);
-  relay::abort(c_);
+  relay::abort(c_, EndReason::kIdleTimeout);
   EXPECT_EQ(Next(Dir::kC2U), Step::kNone);
   EXPECT_EQ(Next(Dir::kU2C), Step::kNone);
   EXPECT_EQ(Want(c_.client), 0u);
@@ -879,7 +879,7 @@ TEST_F(RelayTest, RefusedShutdownFailsTheSink) {
 }
 
 TEST_F(RelayTest, AbortClosesWithResetsUnlessBothDirectionsEnded) {
-  relay::abort(c_);
+  relay::abort(c_, EndReason::kIdleTimeout);
   EXPECT_EQ(c_.state, State::kClosing);
   EXPECT_FALSE(relay::ends_cleanly(c_)) << "an idle cut in mid-stream is no clean end";
 }
@@ -944,12 +944,12 @@ TEST_F(RelayTest, ReplayPauseStopsClientReadsButNotTheWriteOfWhatClientInHolds) 
 
 TEST_F(RelayTest, ARefusalWithAFinEndsCleanlyAndARejectResetsBoth) {
   c_.state = State::kInspecting;
-  relay::on_refused(c_, false);
+  relay::on_refused(c_, false, EndReason::kRouteClose);
   EXPECT_EQ(c_.state, State::kClosing);
   EXPECT_TRUE(relay::ends_cleanly(c_));
   Connection rejected;
   rejected.state = State::kInspecting;
-  relay::on_refused(rejected, true);
+  relay::on_refused(rejected, true, EndReason::kRouteReject);
   EXPECT_EQ(rejected.state, State::kClosing);
   EXPECT_FALSE(relay::ends_cleanly(rejected));
 }
@@ -2168,7 +2168,7 @@ TEST_F(RelayTestAccel, AbortReturnsEveryBlock) {
   for (int k = 0; k < 4; ++k) ASSERT_TRUE(ReadU2C(Bytes(kBufferBytes)));
   Ready(c_.client, kReadable);
   ASSERT_TRUE(Read(Dir::kC2U, Bytes(20)));
-  relay::abort(c_);
+  relay::abort(c_, EndReason::kIdleTimeout);
   EXPECT_FALSE(relay::ends_cleanly(c_));
   relay::release_buffers(c_, pool_, stats_);
   EXPECT_TRUE(Check());

@@ -36,7 +36,7 @@ const char* const kPrintedNames[] = {
     "connect_retries",     "linger_waits",    "submit_failures",       "cq_dropped",
     "lost_operations",     "no_server",       "topology_versions",     "accel_blocks_held",
     "accel_blocks_peak",   "accel_giveups",   "server_finished_first", "pool_blocks_in_use",
-    "splice_pipes_in_use",
+    "splice_pipes_in_use", "log_dropped",
 };
 constexpr size_t kPrintedCount = sizeof(kPrintedNames) / sizeof(kPrintedNames[0]);
 // How each merges across workers.

@@ -185,7 +185,8 @@ TEST(TopologyParserTest, UnknownDirectivesListWhatIsAllowed) {
                     "unknown directive 'worker' (expected admin, admin-users, admin-groups, "
                     "max-connections, buffers, "
                     "shutdown-timeout, backlog, workers, cpu-list, no-delay, splice, "
-                    "splice-threshold, splice-pipes, batch-wait, metrics or log-level)"));
+                    "splice-threshold, splice-pipes, batch-wait, metrics, log-level, access-log "
+                    "or access-log-format)"));
   EXPECT_TRUE(
       Fails("listener l {\n  bind h:1\n  balance first\n}\n", "f.conf:3:3: ",
             "unknown directive 'balance' (expected bind, backend, route, on-timeout, on-full, "

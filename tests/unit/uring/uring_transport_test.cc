@@ -202,7 +202,7 @@ class UringTransportTest : public ::testing::Test {
     }
     const ConnectOutcome outcome = transport_->on_event(*c, ck.handle, client, ev, now_).outcome;
     if (outcome != ConnectOutcome::kNone) outcome_[ck.handle.index] = outcome;
-    if (outcome == ConnectOutcome::kFailed) relay::abort(*c);
+    if (outcome == ConnectOutcome::kFailed) relay::abort(*c, EndReason::kConnectFailed);
     if (c->state != State::kClosing) transport_->pump(*c, ck.handle, now_);
   }
 
@@ -545,7 +545,7 @@ TEST_F(UringTransportTest, QuiesceCancelsAConnectStillInFlight) {
   Connection& c = At(h);
   ASSERT_TRUE(c.upstream.ops & kOpConnect);
   // The shutdown deadline fired (Worker::force_close_all).
-  relay::abort(c);
+  relay::abort(c, EndReason::kShutdownFast);
   const Handle old = h;
   EXPECT_FALSE(transport_->quiesce(c, h));
   EXPECT_TRUE(c.upstream.ops & kOpCancel);
