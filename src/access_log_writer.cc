@@ -34,7 +34,10 @@ Result<AccessLogWriter::Target> AccessLogWriter::open_target(const std::string& 
   if (destination == "stderr" || destination == "stdout") {
     t.fd = destination == "stderr" ? STDERR_FILENO : STDOUT_FILENO;
   } else {
-    t.fd = ::open(destination.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    // O_NONBLOCK: a FIFO without a reader fails here (ENXIO) instead of blocking the thread that
+    // opens it (the supervisor at start and reload); on a regular file it changes nothing.
+    t.fd =
+        ::open(destination.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
     if (t.fd < 0) {
       return Error{"access-log " + destination + ": " + std::strerror(errno)};
     }
@@ -164,6 +167,12 @@ void AccessLogWriter::drain() noexcept {
 uint32_t AccessLogWriter::write_all(const char* out, uint32_t n) noexcept {
   uint32_t done = 0;
   while (done < n) {
+    // Not a regular file (a pipe to a stalled reader, a terminal): a write may block, and the
+    // exit joins this thread. Wait for room at most kStuckWriteMs, then count the rest as lost.
+    if (!target_.regular) {
+      pollfd p{target_.fd, POLLOUT, 0};
+      if (poll(&p, 1, kStuckWriteMs) <= 0) break;
+    }
     const ssize_t w = ::write(target_.fd, out + done, n - done);
     if (w > 0) {
       done += static_cast<uint32_t>(w);

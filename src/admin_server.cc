@@ -20,6 +20,7 @@
 
 #include "edgeproxy/admin_command.h"
 #include "edgeproxy/buffer.h"
+#include "edgeproxy/clock.h"
 #include "edgeproxy/constant_time.h"
 #include "edgeproxy/listener.h"
 #include "edgeproxy/log.h"
@@ -334,13 +335,16 @@ void AdminServer::on_accept(int listen_fd, bool tcp, int64_t now_ms) noexcept {
       }
     }
     Session* free = nullptr;
+    uint32_t tcp_sessions = 0;
     for (uint32_t k = 0; k < kAdminMaxSessions; ++k) {
-      if (sessions_[k].fd < 0 && !sessions_[k].freed_this_batch) {
+      if (sessions_[k].fd >= 0 && sessions_[k].tcp) ++tcp_sessions;
+      if (free == nullptr && sessions_[k].fd < 0 && !sessions_[k].freed_this_batch) {
         free = &sessions_[k];
-        break;
       }
     }
-    if (free == nullptr) {
+    // TCP peers (anyone who can reach the port, token or not) never take the last slot: the Unix
+    // socket, checked by credentials, always has one left.
+    if (free == nullptr || (tcp && tcp_sessions + 1 >= kAdminMaxSessions)) {
       stats_.refused.fetch_add(1, std::memory_order_relaxed);
       refuse(fd, "error: too many admin sessions\n");
       continue;
@@ -375,7 +379,14 @@ void AdminServer::close_session(Session& s) noexcept {
 
 void AdminServer::deny_token(Session& s) noexcept {
   stats_.denied.fetch_add(1, std::memory_order_relaxed);
-  log_warn("admin socket: TCP session refused: wrong or missing token");
+  // The log throttle of refused Unix peers: one line a second at most.
+  const int64_t now_ms = LoopTime::now().ms;
+  if (last_denied_log_ms_ == INT64_MIN || now_ms - last_denied_log_ms_ >= 1000) {
+    log_warn("admin socket: TCP session refused: wrong or missing token");
+    last_denied_log_ms_ = now_ms;
+  } else {
+    ++denied_unlogged_;
+  }
   say_last(s.fd, "error: permission denied\n");
   close_session(s);
 }

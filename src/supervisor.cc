@@ -626,8 +626,10 @@ void* Supervisor::thread_main(void* arg) noexcept {
 }
 
 Supervisor::~Supervisor() {
-  metrics_.reset();  // its thread calls snapshot(), which reads slots_
+  metrics_.reset();  // its thread calls snapshot(), which reads slots_ and admin_live_
   stop_admin();
+  admin_live_.store(nullptr, std::memory_order_release);
+  admin_.reset();
   release_workers(false);  // workers still waiting for the go (a failed start) end unstarted
   stop_all_now();
   join_all();
@@ -731,13 +733,10 @@ void Supervisor::stop_admin() noexcept {
     requests_closed_ = true;
   }
   request_cv_.notify_all();
-  // The admin thread reads admin_live_, never admin_: it may be in snapshot() right now, and the
-  // server it points at lives until its thread is joined by the reset.
-  admin_live_.store(nullptr, std::memory_order_release);
-  if (admin_ == nullptr) return;
-  admin_->stop();
-  admin_final_ = admin_->counters();  // for the statistics printed and written at exit
-  admin_.reset();
+  // Stopped, not destroyed: the metrics thread may be in snapshot() reading the server's
+  // counters (atomics, still readable once its thread is joined). The destructor frees it after
+  // the metrics thread is gone.
+  if (admin_ != nullptr) admin_->stop();
 }
 
 std::string Supervisor::request(const SupervisorRequest& r) {
@@ -897,9 +896,7 @@ StatsSnapshot Supervisor::snapshot() {
                        .count();
   snap.waited_ms = kReportTimeoutMs;
   if (const AdminServer* a = admin_live_.load(std::memory_order_acquire); a != nullptr) {
-    snap.admin = a->counters();
-  } else {
-    snap.admin = admin_final_;  // stopped (written before on this thread), or zeros
+    snap.admin = a->counters();  // running or stopped: it lives until the destructor's end
   }
   return snap;
 }

@@ -251,7 +251,6 @@ class Supervisor {
   // request it may have posted, guarded by request_mutex_.
   std::unique_ptr<AdminServer> admin_;
   std::atomic<const AdminServer*> admin_live_{nullptr};  // admin_, for other threads
-  AdminCounters admin_final_;  // the stopped server's counters (supervisor thread)
   std::mutex request_mutex_;
   std::condition_variable request_cv_;
   const SupervisorRequest* request_ = nullptr;  // posted, not yet taken

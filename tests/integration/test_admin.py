@@ -403,6 +403,26 @@ class AdminRefusals(AdminTestCase):
         a = self.admin()
         self.assertEqual(self.info(a)["admin.denied"], "1")
 
+    def test_tcp_peers_never_take_the_last_session_from_the_unix_socket(self):
+        token_path = os.path.join(self.config_dir(), "token")
+        with open(token_path, "w") as f:
+            f.write("tok\n")
+        port = harness.free_port()
+        self.start_admin_proxy(
+            self.start_named("a"),
+            admin_lines=[f"admin tcp 127.0.0.1:{port} token-file {token_path}"])
+        held = []
+        for _ in range(3):  # unauthenticated, holding their slots until the token deadline
+            t = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            self.addCleanup(harness.safe_close, t)
+            held.append(t)
+        fourth = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.addCleanup(harness.safe_close, fourth)
+        self.assertEqual(harness.recv_until_close(fourth)[0],
+                         b"error: too many admin sessions\n")
+        # The Unix socket still has its slot.
+        self.assertEqual(self.admin().command("show backends")[0].split()[0], "app")
+
     def test_bad_admin_directives_are_refused_with_one_line(self):
         for line, needle in (("admin bogus", "expected admin unix:PATH"),
                              ("admin unix:/tmp/x.sock mode 999", "mode: invalid value"),
