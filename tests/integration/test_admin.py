@@ -72,6 +72,18 @@ class AdminTestCase(ProxyTestCase):
         return self.start_proxy_config(
             one_listener_config(lines, backend=[f"balance {balance}"], top=top), extra=extra)
 
+    def start_tcp_admin_proxy(self, token="tok"):
+        """start_admin_proxy() with server a, plus a TCP admin socket whose token is `token`;
+        returns the TCP port."""
+        token_path = os.path.join(self.config_dir(), "token")
+        with open(token_path, "w") as f:
+            f.write(token + "\n")
+        port = harness.free_port()
+        self.start_admin_proxy(
+            self.start_named("a"),
+            admin_lines=[f"admin tcp 127.0.0.1:{port} token-file {token_path}"])
+        return port
+
     def admin(self, path=None):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(TIMEOUT)
@@ -390,13 +402,7 @@ class AdminRefusals(AdminTestCase):
         self.assertEqual(self.who_once(proxy.port), "a")
 
     def test_a_tcp_peer_without_token_cannot_hold_a_session(self):
-        token_path = os.path.join(self.config_dir(), "token")
-        with open(token_path, "w") as f:
-            f.write("tok\n")
-        port = harness.free_port()
-        self.start_admin_proxy(
-            self.start_named("a"),
-            admin_lines=[f"admin tcp 127.0.0.1:{port} token-file {token_path}"])
+        port = self.start_tcp_admin_proxy()
         silent = socket.create_connection(("127.0.0.1", port), timeout=3 * TIMEOUT)
         self.addCleanup(harness.safe_close, silent)
         self.assertEqual(harness.recv_until_close(silent)[0], b"error: permission denied\n")
@@ -404,13 +410,7 @@ class AdminRefusals(AdminTestCase):
         self.assertEqual(self.info(a)["admin.denied"], "1")
 
     def test_tcp_peers_never_take_the_last_session_from_the_unix_socket(self):
-        token_path = os.path.join(self.config_dir(), "token")
-        with open(token_path, "w") as f:
-            f.write("tok\n")
-        port = harness.free_port()
-        self.start_admin_proxy(
-            self.start_named("a"),
-            admin_lines=[f"admin tcp 127.0.0.1:{port} token-file {token_path}"])
+        port = self.start_tcp_admin_proxy()
         held = []
         for _ in range(3):  # unauthenticated, holding their slots until the token deadline
             t = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
