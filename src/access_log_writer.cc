@@ -156,7 +156,12 @@ void AccessLogWriter::drain() noexcept {
     for (;;) {
       const uint32_t n = ring->take(chunk_.get(), cap);
       if (n == 0) break;
-      if (target_.fd < 0) continue;  // turned off by a reload: what was held is let go
+      if (target_.fd < 0) {
+        // Turned off by a reload before every worker installed it: what they wrote meanwhile
+        // is let go, and counted as dropped.
+        ring->count_lost(count_lines(chunk_.get(), n));
+        continue;
+      }
       const uint32_t written = write_all(chunk_.get(), n);
       // A line cut by a failed write counts as lost: its end never reached the destination.
       if (written < n) ring->count_lost(count_lines(chunk_.get() + written, n - written));
