@@ -277,7 +277,9 @@ struct MetricsServer::Loop {
 
   void drain(Session& s) noexcept {
     char chunk[2048];
-    for (;;) {
+    // A bounded share per event (the set is level-triggered: the rest comes back next time), so
+    // a client that keeps sending cannot hold the thread; kLingerMs ends it.
+    for (int i = 0; i < 64; ++i) {
       const SysResult r = sys::read(s.fd, chunk, sizeof chunk);
       if (r.ok() && r.value > 0) continue;
       if (!r.ok() && r.err == EAGAIN) return;
