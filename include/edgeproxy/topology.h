@@ -17,6 +17,7 @@
 #include "edgeproxy/config.h"
 #include "edgeproxy/credentials.h"
 #include "edgeproxy/destination_policy.h"
+#include "edgeproxy/http_rules.h"
 #include "edgeproxy/net.h"
 #include "edgeproxy/result.h"
 #include "edgeproxy/route.h"
@@ -49,6 +50,9 @@ enum class Balance : uint8_t {
   kRandom,      // weighted random, best of two choices by connections
   kSource,      // consistent hash of the client address: removing a server moves only its share
   kFirst,       // the first usable server in the order written that is below its max-connections
+  // HTTP listeners only (docs/http-mode.md), per request, from the worker's pools:
+  kRtt,       // the lowest moving average of response time (first byte), RProxy's default
+  kMostIdle,  // the most IDLE pooled connections
 };
 const char* to_string(Balance b) noexcept;
 
@@ -183,10 +187,39 @@ struct LimitStats {
   void append_lines(std::string& out, const std::string& prefix) const;
 };
 
+// What an HTTP listener (`mode http`, docs/http-mode.md) did, per outcome. Counted by the
+// workers with relaxed atomics, once per request.
+// clang-format off
+#define EDGEPROXY_HTTP_STATS(COUNTER)                                                              \
+  COUNTER(requests)            /* requests forwarded to a server */                                \
+  COUNTER(reused)              /* of which on a pooled connection that served an earlier one */   \
+  COUNTER(queued)              /* requests that waited in the pending queue */                    \
+  COUNTER(retried)             /* resent once after the server closed an idle connection */       \
+  COUNTER(upgrades)            /* 101 answers: the server connection left the pool (tunnel) */    \
+  COUNTER(bad_requests)        /* 400: a head or framing refused (smuggling included) */          \
+  COUNTER(request_timeouts)    /* 408: the head was not complete within request-timeout */        \
+  COUNTER(bodies_too_large)    /* 413: a body over max-body */                                    \
+  COUNTER(heads_too_large)     /* 431: the head (rewritten) did not fit one 8 KiB block */        \
+  COUNTER(bad_gateway)         /* 502: no server connection, or it failed before a response */    \
+  COUNTER(pending_full)        /* 503: the pending queue was at max-pending */                    \
+  COUNTER(pending_timeouts)    /* 503: no connection turned IDLE within pending-timeout */        \
+  COUNTER(no_server)           /* 503: no server of the backend is usable */                      \
+  COUNTER(gateway_timeouts)    /* 504: connect timeout */                                         \
+  COUNTER(bad_responses)       /* a server's response head or framing refused: closed */
+// clang-format on
+
+struct HttpStats {
+#define EDGEPROXY_HTTP_STAT_FIELD(name) std::atomic<uint64_t> name{0};
+  EDGEPROXY_HTTP_STATS(EDGEPROXY_HTTP_STAT_FIELD)
+#undef EDGEPROXY_HTTP_STAT_FIELD
+  void append_lines(std::string& out, const std::string& prefix) const;
+};
+
 struct ListenerRuntime {
   ObjectStats stats;
   RouteStats route;
   ForwardStats forward;
+  HttpStats http;
   LimitStats limits;
 };
 
@@ -209,8 +242,36 @@ struct ListenerLimits {
   bool per_client() const noexcept { return max_per_client != 0 || new_per_client != 0; }
 };
 
+// Per backend, the server connections of the workers' pools (docs/http-mode.md).
+// clang-format off
+#define EDGEPROXY_POOL_STATS(COUNTER, GAUGE)                                                       \
+  COUNTER(pool_opens)          /* pooled connections opened */                                     \
+  COUNTER(pool_closes)         /* closed: server close, error, idle timeout, Connection: close */  \
+  GAUGE(pool_idle)             /* IDLE now (free, or parked on an idle client) */                 \
+  GAUGE(pool_active)           /* ACTIVE now (serving a request) */                               \
+  GAUGE(pending)               /* requests waiting for a connection now */
+// clang-format on
+
+struct PoolStats {
+#define EDGEPROXY_POOL_STAT_FIELD(name) std::atomic<uint64_t> name{0};
+  EDGEPROXY_POOL_STATS(EDGEPROXY_POOL_STAT_FIELD, EDGEPROXY_POOL_STAT_FIELD)
+#undef EDGEPROXY_POOL_STAT_FIELD
+  void append_lines(std::string& out, const std::string& prefix) const;
+};
+
 struct BackendRuntime {
   ObjectStats stats;
+  PoolStats pool;
+};
+
+// How HTTP listeners' requests use a backend's servers (docs/http-mode.md, decision 0013). Per
+// worker and per server: connections are opened when a request needs one and none is IDLE, up
+// to `size`, and kept.
+struct PoolSpec {
+  uint32_t size = 16;                   // persistent connections per worker per server
+  uint32_t max_pending = 1024;          // requests waiting per worker; 503 beyond
+  uint32_t pending_timeout_ms = 5'000;  // 503 when no connection turned IDLE in time
+  uint32_t idle_timeout_ms = 60'000;    // an IDLE connection unused this long is closed
 };
 
 struct HealthCheck {
@@ -247,6 +308,7 @@ struct BackendSpec {
   uint32_t connect_timeout_ms = 5000;
   uint32_t retries = 2;        // connects retried on another server after the first fails
   uint8_t proxy_protocol = 0;  // 0 none, 1 or 2: PROXY header version sent to its servers
+  PoolSpec pool;               // used by HTTP listeners only
   bool hashed = false;         // a `hash` rule picks its servers: its balancer keeps a ring
   bool hidden = false;         // made for a rule's `server HOST:PORT` or a map's HOST:PORT
   SourceLocation where;
@@ -261,8 +323,17 @@ struct BackendSpec {
   std::shared_ptr<BackendRuntime> runtime;
 };
 
-// What a listener's clients speak: bytes to relay, or HTTP to a forward proxy.
-enum class ListenerMode : uint8_t { kTcp, kForward };
+// What a listener's clients speak: bytes to relay, HTTP to a forward proxy, or HTTP to a
+// reverse proxy with pooled server connections.
+enum class ListenerMode : uint8_t { kTcp, kForward, kHttp };
+
+// An HTTP listener's settings (docs/http-mode.md).
+struct HttpSpec {
+  http::RequestRules request;
+  http::ResponseRules response;
+  uint64_t max_body = 0;                 // request bodies longer than this get 413 (0: no limit)
+  uint32_t request_timeout_ms = 10'000;  // a request head must be complete within this (408)
+};
 
 // A forward listener's settings (docs/forward-proxy.md).
 struct ForwardSpec {
@@ -283,6 +354,7 @@ struct ListenerSpec {
   std::string name;
   ListenerMode mode = ListenerMode::kTcp;
   ForwardSpec forward;  // kForward only
+  HttpSpec http;        // kHttp only
   std::vector<Endpoint> binds;
   uint32_t backend = 0;            // index into Topology::backends; with routes, the default
                                    // when no rule decides (kNoBackendIndex: none, close)
