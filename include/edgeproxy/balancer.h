@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -32,6 +33,9 @@ class Balancer {
   // to the server that just failed. O(1) or O(log n) in the number of servers while most are
   // usable (kFirst: O(servers before the one chosen)); O(n) to find that none is usable.
   uint32_t pick(const SocketAddress& client, uint32_t avoid = kNoServer) noexcept;
+  // The usable server with the lowest cost[s] * 256 / weight (same tiers and `avoid` as pick());
+  // ties go to the first tied server after the one chosen last.
+  uint32_t pick_least(std::span<const uint64_t> cost, uint32_t avoid = kNoServer) noexcept;
   // The server a routing rule's `hash BACKEND KEY` gives `key_hash` (hash_key()): the same
   // consistent-hash ring as `source` balancing (built for a backend with BackendSpec::hashed),
   // the same tiers, `avoid` and fallbacks as pick(). Without a ring, pick()'s algorithm.
