@@ -52,9 +52,9 @@ enum class HeaderAction : uint8_t {
   kDel,  // remove every field of that name
 };
 
-// The most header rules a RequestRules or ResponseRules holds: the builders keep one byte per
-// field a rule added on the stack. The configuration parser refuses more; a builder given more
-// returns 0.
+// The most header rules a RequestRules or ResponseRules holds: the builders keep the fields the
+// rules add in a fixed array on the stack. The configuration parser is to refuse more; a builder
+// given more returns 0.
 inline constexpr uint32_t kMaxHeaderRules = 64;
 
 // The configuration parser should refuse a rule naming a field the proxy frames or routes by
