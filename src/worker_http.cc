@@ -35,6 +35,13 @@ bool alive(int fd) noexcept {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+// As worker.cc's answers: one non-blocking send of a short text on a socket with nothing queued.
+bool send_text(int fd, std::string_view text) noexcept {
+  const SysResult r = sys::send(fd, reinterpret_cast<const std::byte*>(text.data()),
+                                static_cast<uint32_t>(text.size()));
+  return r.ok() && static_cast<size_t>(r.value) == text.size();
+}
+
 void add(std::atomic<uint64_t>& gauge, int64_t delta) noexcept {
   gauge.fetch_add(static_cast<uint64_t>(delta), std::memory_order_relaxed);
 }
@@ -136,7 +143,24 @@ void Worker::decide_http(Connection& c, Handle h, RoutingContext& ctx, ForwardEx
           return;
         default:  // close (the parser allows nothing else here)
           route.closes.fetch_add(1, std::memory_order_relaxed);
-          forward_answer(c, 403);
+          if (rule.action.text.empty()) {
+            forward_answer(c, 403);
+            return;
+          }
+          // The rule's text is the whole answer (a status line and fields the user wrote),
+          // then the connection closes.
+          if (c.upstream.fd >= 0) leave_pool(c);
+          unpark(c, h.index);
+          c.pooled = false;
+          ex.phase = ForwardPhase::kDone;
+          if (c.state < State::kRelaying) {
+            refuse(c, rule.action.text, false, EndReason::kRouteClose);
+          } else if (!send_text(c.client.fd, rule.action.text)) {
+            relay::abort(c, EndReason::kRouteClose);
+          } else {
+            relay::set_end(c, EndReason::kRouteClose);
+            relay::finish(c);
+          }
           return;
       }
     } else {
@@ -335,8 +359,22 @@ void Worker::wait_pending(Connection& c, Handle h, uint32_t backend) noexcept {
   if (c.state == State::kInspecting) relay::on_routed(c);
   ex.phase = ForwardPhase::kAssigning;
   ex.http.pending_due_ms = now_.ms + b.pool.pending_timeout_ms;
-  timers_.arm(h.index, ex.http.pending_due_ms);
+  timers_.arm(h.index, pending_wake_ms(c, ex));
   serve_pending(c.version, backend);
+}
+
+int64_t Worker::pending_wake_ms(const Connection& c, const ForwardExchange& ex) const noexcept {
+  // Requests wait for a connection to turn IDLE, which serves them at once, or for a server's
+  // backoff to end, which nothing announces: the waiter's timer looks then.
+  const ServerPool& pool = versions_[c.version].pools[ex.http.backend];
+  int64_t wake = ex.http.pending_due_ms;
+  for (uint32_t s = 0; s < pool.servers(); ++s) {
+    const ServerPool::Server& server = pool.at(s);
+    if (server.open < pool.size() && server.down_until_ms > now_.ms) {
+      wake = std::min(wake, server.down_until_ms);
+    }
+  }
+  return wake;
 }
 
 void Worker::unqueue(Connection& c, uint32_t index) noexcept {
@@ -550,6 +588,8 @@ void Worker::finish_detach(Connection& c, Handle h) noexcept {
     ex.http.stolen = false;
     --pool.stealing;
   }
+  // What follows needs the transport (a FIN, a replay): the next iteration pumps the connection.
+  c.more = true;
   if (ex.http.end_after_detach) {
     relay::end_client(c);
   } else if (ex.phase == ForwardPhase::kAssigning && !ex.http.queued) {
@@ -806,7 +846,11 @@ bool Worker::http_timer(Connection& c, uint32_t index) noexcept {
   const Handle h = slab_.handle_of(index);
   if (ex.http.queued) {
     if (now_.ms < ex.http.pending_due_ms) {
-      timers_.arm(index, ex.http.pending_due_ms);
+      // A server's backoff may have ended: the queue is served again, then the timer waits for
+      // the next backoff end or the deadline.
+      touch(c, index);
+      serve_pending(c.version, ex.http.backend);
+      if (ex.http.queued) timers_.arm(index, pending_wake_ms(c, ex));
       return true;
     }
     touch(c, index);

@@ -236,6 +236,8 @@ class Worker {
   void open_pooled(Connection& c, Handle h, uint32_t backend, uint32_t s) noexcept;
   void wait_pending(Connection& c, Handle h, uint32_t backend) noexcept;
   void unqueue(Connection& c, uint32_t index) noexcept;
+  // When a queued request's timer looks again: its deadline, or a server's backoff end before it.
+  int64_t pending_wake_ms(const Connection& c, const ForwardExchange& ex) const noexcept;
   // Serves the backend's waiters (oldest first) with free sockets or room to open one, then asks
   // parked connections for their sockets while waiters remain.
   void serve_pending(uint16_t version, uint32_t backend) noexcept;
