@@ -48,7 +48,7 @@ uint32_t build_forward_answer(uint16_t status, std::string_view realm, char* out
       break;
     case 503:
       reason = "Service Unavailable";
-      body = "No server of the backend is usable.";
+      body = "No server could take the request.";
       break;
     case 504:
       reason = "Gateway Timeout";

@@ -2525,6 +2525,13 @@ void Worker::begin_shutdown(bool fast) noexcept {
     log_info("worker %u: %s shutdown, %u connection(s) open", id_, fast ? "fast" : "graceful",
              slab_.used());
   }
+  // Keep-alive HTTP clients between requests go now (with a FIN), as HAProxy's do.
+  for (uint32_t i = 0; i < slab_.capacity(); ++i) {
+    if (slab_.in_use(i) && slab_.at(i).state < State::kLingering &&
+        slab_.at(i).state != State::kFree && is_http(slab_.at(i))) {
+      end_idle_http(slab_.at(i), i);
+    }
+  }
   if (!fast) return;
   if (fast_stop_ || config_.shutdown_timeout_s == 0) {
     force_close_all(EndReason::kShutdownFast);  // a second TERM/INT, or no grace period: stop now

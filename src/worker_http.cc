@@ -241,7 +241,8 @@ void Worker::assign_server(Connection& c, Handle h, uint32_t avoid) noexcept {
   ForwardExchange& ex = exchange_of(h.index);
   const uint32_t backend = ex.http.backend;
   HttpStats& counts = listener_of(c).runtime->http;
-  const uint32_t s = pick_http_server(c, backend, avoid);
+  uint32_t s = ex.http.chosen != UINT16_MAX ? ex.http.chosen : pick_http_server(c, backend, avoid);
+  ex.http.chosen = UINT16_MAX;
   if (c.upstream.fd >= 0 && !c.detaching) {
     if (s == c.server && c.backend == backend) {
       // The parked connection is to that server: the request goes out on it at once.
@@ -250,8 +251,11 @@ void Worker::assign_server(Connection& c, Handle h, uint32_t avoid) noexcept {
       prepare_request(c, h);
       return;
     }
+    // Another server: this one goes back to the pool first; finish_detach() assigns again (at
+    // once on epoll) with the server picked here.
+    ex.http.chosen = static_cast<uint16_t>(s);
     begin_detach(c, h, true);
-    if (c.detaching) return;  // http_step assigns again once it is detached
+    return;
   }
   if (s == Balancer::kNoServer) {
     counts.no_server.fetch_add(1, std::memory_order_relaxed);
@@ -670,7 +674,8 @@ void Worker::settle_upstream(Connection& c, Handle h, ForwardExchange& ex) noexc
     return;
   }
   if (ex.phase == ForwardPhase::kAssigning || ex.phase == ForwardPhase::kReplaying) return;
-  if (c.upstream.in.attached()) return;  // the response's last bytes are still going out
+  // The response's last bytes are still going out (or held aside).
+  if (c.upstream.in.attached() || ex.http.spill > 0) return;
   if (ex.http.parked) {
     if (lost) begin_detach(c, h, false);
     return;
@@ -718,8 +723,17 @@ void Worker::upstream_lost(Connection& c, Handle h, ForwardExchange& ex) noexcep
 
 bool Worker::http_response(Connection& c, ForwardExchange& ex, std::byte* area) noexcept {
   Side& up = c.upstream;
-  if (up.gate == kOpenGate || !up.in.attached() || up.in.readable() == up.gate) return false;
   HttpExchange& hx = ex.http;
+  if (hx.spill > 0 && !up.in.attached() && up.gate != kOpenGate &&
+      relay::prepare_read(c, Dir::kU2C, pool_, stats_)) {
+    // The block went out: the bytes held aside follow, then the server is read again.
+    std::memcpy(up.in.write_ptr(), area, hx.spill);
+    up.in.commit(hx.spill);
+    hx.spill = 0;
+    up.gate = 0;
+    relay::resume_reading(up, kPauseReplay);
+  }
+  if (up.gate == kOpenGate || !up.in.attached() || up.in.readable() == up.gate) return false;
   const ListenerSpec& ls = listener_of(c);
   HttpStats& counts = ls.runtime->http;
   const auto refuse_response = [&] {
@@ -730,6 +744,7 @@ bool Worker::http_response(Connection& c, ForwardExchange& ex, std::byte* area) 
   };
   if (!ex.response_pending) return refuse_response();  // bytes no request asked for
   RoutingContext& ctx = *routing_of(c, slab_.index_of(c));
+  if (hx.spill > 0) return false;  // the block still holds what went before the spilled bytes
   if (!hx.response_started) {
     hx.response_started = true;
     pool_of(c, c.backend).observe_rtt(c.server, static_cast<uint64_t>(now_.ns - hx.sent_ns) / 1000);
@@ -797,6 +812,22 @@ bool Worker::http_response(Connection& c, ForwardExchange& ex, std::byte* area) 
       if (length == 0) return refuse_response();
       rebuilt = hello_scratch_.get();
     }
+    const uint32_t body = up.in.readable() - here;
+    if (length + body > kBufferBytes) {
+      // The rebuilt head is longer and the block was full: the body bytes that no longer fit are
+      // held in the area (free again: the head was parsed and rebuilt) until the block went out.
+      if (interim) {  // rebuilt from the area, which is about to hold the spilled bytes
+        std::memcpy(hello_scratch_.get(), area, length);
+        rebuilt = hello_scratch_.get();
+      }
+      {
+        const uint32_t keep = kBufferBytes - length;
+        hx.spill = static_cast<uint16_t>(body - keep);
+        std::memcpy(area, up.in.read_ptr() + here + keep, hx.spill);
+        up.in.replace(here + keep, hx.spill, area, 0);
+        relay::pause_reading(up, kPauseReplay);
+      }
+    }
     if (!up.in.replace(0, here, rebuilt, length)) return refuse_response();
     up.gate = length;
     moved = true;
@@ -834,7 +865,7 @@ bool Worker::http_response(Connection& c, ForwardExchange& ex, std::byte* area) 
 void Worker::http_response_ended(ForwardExchange& ex, const RoutingContext& ctx) noexcept {
   ex.response_pending = false;
   ex.response_head_done = false;
-  if (ex.client_close) {
+  if (ex.client_close || stopping_) {  // a stopping proxy ends keep-alive after each response
     ex.phase = ForwardPhase::kDone;
     return;
   }
@@ -843,7 +874,6 @@ void Worker::http_response_ended(ForwardExchange& ex, const RoutingContext& ctx)
 
 bool Worker::http_timer(Connection& c, uint32_t index) noexcept {
   ForwardExchange& ex = exchange_of(index);
-  const Handle h = slab_.handle_of(index);
   if (ex.http.queued) {
     if (now_.ms < ex.http.pending_due_ms) {
       // A server's backoff may have ended: the queue is served again, then the timer waits for
@@ -878,20 +908,32 @@ bool Worker::http_timer(Connection& c, uint32_t index) noexcept {
     return true;
   }
   if (idle_due <= now_.ms) {
-    // A keep-alive client that sent nothing for its idle time: its connection ends quietly (a
-    // FIN), and a parked server connection goes back to the pool.
     ++stats_.idle_timeouts;
-    ex.phase = ForwardPhase::kDone;
-    if (c.upstream.fd >= 0 && !c.detaching && c.pooled) {
-      ex.http.end_after_detach = true;
-      begin_detach(c, h, true);
-    } else if (!c.detaching) {
-      relay::set_end(c, EndReason::kIdleTimeout);
-      relay::end_client(c);
-    }
+    relay::set_end(c, EndReason::kIdleTimeout);
+    end_idle_http(c, index);
     return true;
   }
   timers_.arm(index, std::min(head_due, idle_due));
+  return true;
+}
+
+bool Worker::end_idle_http(Connection& c, uint32_t index) noexcept {
+  ForwardExchange& ex = exchange_of(index);
+  if (ex.phase != ForwardPhase::kHead || routing_of(c, index)->length > 0 || c.detaching ||
+      (c.state != State::kInspecting && c.state != State::kRelaying)) {
+    return false;
+  }
+  // A keep-alive client between requests: its connection ends quietly (a FIN), and a parked
+  // server connection goes back to the pool.
+  touch(c, index);
+  ex.phase = ForwardPhase::kDone;
+  if (c.upstream.fd >= 0 && c.pooled) {
+    ex.http.end_after_detach = true;
+    begin_detach(c, slab_.handle_of(index), true);
+  } else if (c.upstream.fd < 0) {
+    relay::end_client(c);
+    c.more = true;
+  }
   return true;
 }
 

@@ -42,7 +42,12 @@ inline constexpr uint32_t kMaxDestinationAddresses = 8;
 // HTTP mode (decision 0013): what one request needs beyond the forward exchange: the request
 // kept for a retry, the response-time sample, the client's address as text for the variables.
 struct HttpExchange {
-  uint16_t backend = 0;    // the backend the request was routed to
+  uint16_t backend = 0;  // the backend the request was routed to
+  // The server the balancer picked while the previous one was being detached (UINT16_MAX: none).
+  uint16_t chosen = UINT16_MAX;
+  // Response body bytes that did not fit the block behind the rebuilt head: held in the response
+  // area (reading the server paused, kPauseReplay) until the block has gone out.
+  uint16_t spill = 0;
   bool queued = false;     // in the backend's pending queue (else pool_wait links it as parked)
   bool parked = false;     // in its server's list of parked connections
   bool rewritten = false;  // the request head in the region was built for a server already

@@ -264,6 +264,9 @@ class Worker {
   // HTTP connections' timers: the pending timeout, the next head's, the keep-alive idle time.
   // False when the generic handling applies (connecting, lingering, mid-request idle).
   bool http_timer(Connection& c, uint32_t index) noexcept;
+  // Ends a keep-alive HTTP connection waiting for its next request (idle, or the proxy stops):
+  // false when it is not waiting.
+  bool end_idle_http(Connection& c, uint32_t index) noexcept;
   // At close: the upstream back to the pool when it is idle and whole, else closed.
   void http_release(Connection& c, uint32_t index) noexcept;
   // Every second: free sockets idle past pool-idle-timeout or closed by their server are closed.

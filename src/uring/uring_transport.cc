@@ -437,8 +437,10 @@ void UringTransport::pump(Connection& c, Handle h, LoopTime now) noexcept {
   // FIN: the first completion comes at once, the next only when the socket's state changes.
   // Not once its write side is shut too: then both directions are over.
   for (Side* side : {&c.client, &c.upstream}) {
+    // Nor on a pooled upstream being detached (decision 0013): the detach cancels what is in
+    // flight and waits for nothing to be left.
     if ((side->flags & (kEof | kFailed | kWriteShut)) != kEof || (side->ops & kInOps) ||
-        c.state < State::kRelaying) {
+        c.state < State::kRelaying || (side->paused & kPauseDetach)) {
       continue;
     }
     io_uring_sqe* e = reactor_.sqe();

@@ -1,14 +1,19 @@
 // Buffer: offsets, rewinding and compaction of one 8 KiB view, with the invariant
 // 0 <= rd <= wr <= cap re-checked after every mutating operation.
 #include "edgeproxy/buffer.h"
+#include "edgeproxy/buffer_pool.h"
 
 #include <gtest/gtest.h>
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <random>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace edgeproxy {
 namespace {
@@ -290,6 +295,50 @@ TEST(BufferTestDeath, AttachTwiceAsserts) {
   Buffer b;
   b.attach(block.data(), 0);
   EXPECT_DEATH(b.attach(block.data(), 1), "attached");
+}
+
+}  // namespace
+}  // namespace edgeproxy
+
+namespace edgeproxy {
+namespace {
+
+TEST(BufferTest, ReplaceGrowsShrinksAndKeepsTheBytesAfter) {
+  auto created = BufferPool::create(1);
+  ASSERT_TRUE(created.ok());
+  BufferPool pool = std::move(created.value());
+  Buffer b;
+  ASSERT_TRUE(pool.acquire(b));
+  std::memcpy(b.write_ptr(), "xxHEADbody", 10);
+  b.commit(10);
+  b.consume(2);  // "HEADbody", not at offset 0
+  const auto* longer = reinterpret_cast<const std::byte*>("LONGER-HEAD");
+  ASSERT_TRUE(b.replace(0, 4, longer, 11));
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(b.read_ptr()), b.readable()),
+            "LONGER-HEADbody");
+  ASSERT_TRUE(b.replace(0, 11, reinterpret_cast<const std::byte*>("H"), 1));
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(b.read_ptr()), b.readable()), "Hbody");
+  ASSERT_TRUE(b.replace(1, 4, reinterpret_cast<const std::byte*>("!"), 1));
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(b.read_ptr()), b.readable()), "H!");
+  pool.release(b);
+}
+
+TEST(BufferTest, ReplaceCompactsWhenTheEndHasNoRoomAndRefusesWhatCannotFit) {
+  auto created = BufferPool::create(1);
+  ASSERT_TRUE(created.ok());
+  BufferPool pool = std::move(created.value());
+  Buffer b;
+  ASSERT_TRUE(pool.acquire(b));
+  b.commit(kBufferBytes);
+  b.consume(kBufferBytes - 8);  // 8 bytes readable at the block's end
+  std::vector<std::byte> big(100, std::byte{'a'});
+  ASSERT_TRUE(b.replace(0, 4, big.data(), 100));  // needs the room before the readable bytes
+  EXPECT_EQ(b.readable(), 104u);
+  EXPECT_EQ(b.read_ptr()[0], std::byte{'a'});
+  std::vector<std::byte> huge(kBufferBytes, std::byte{'b'});
+  EXPECT_FALSE(b.replace(0, 4, huge.data(), kBufferBytes));  // 100 + 8188 > 8192
+  EXPECT_EQ(b.readable(), 104u);                             // unchanged
+  pool.release(b);
 }
 
 }  // namespace

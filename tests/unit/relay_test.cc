@@ -136,7 +136,10 @@ std::byte Pattern(Dir d, uint64_t k) {
              << Name(d) << ": bytes in both the buffer and the pipe (they could overtake)";
     }
     const bool chained = d == Dir::kU2C && !c.accel.empty();
-    if ((dst.flags & kWriteShut) &&
+    // HTTP mode's end_client(): a detached upstream counts as ended both ways, though the client
+    // may still send (its bytes are dropped by the worker).
+    const bool detached_end = d == Dir::kC2U && c.upstream_released && c.upstream.fd < 0;
+    if ((dst.flags & kWriteShut) && !detached_end &&
         !((src.flags & kEof) && in.empty() && src.piped == 0 && !chained)) {
       return ::testing::AssertionFailure()
              << Name(d) << ": sink shut before the source ended and its bytes were delivered";
@@ -2188,6 +2191,96 @@ TEST_F(RelayTestAccel, AnyReceivedBlockJoinsTheChainOnCompletionBackends) {
   EXPECT_EQ(HeldU2C(), 300u);
   WriteChain(Bytes(300));
   EXPECT_EQ(pool_.in_use(), 0u);
+}
+
+}  // namespace
+}  // namespace edgeproxy
+
+namespace edgeproxy {
+namespace {
+
+// --- pooled upstreams (HTTP mode, decision 0013) ------------------------------------------------
+
+using relay::Step;
+
+class RelayTestPooled : public RelayTest {
+ protected:
+  RelayTestPooled() {
+    c_.pooled = true;
+    c_.client.flags = kWriteReady;
+    c_.upstream.flags = kWriteReady;
+  }
+};
+
+TEST_F(RelayTestPooled, AServerEndIsNotPassedToTheClient) {
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(Read(Dir::kU2C, SysResult{0}));  // the server closed its idle connection
+  EXPECT_TRUE(c_.upstream.flags & kEof);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kNone);  // no FIN for the client: the worker decides
+  EXPECT_EQ(c_.state, State::kRelaying);
+}
+
+TEST_F(RelayTestPooled, AClientEndIsNotPassedToTheServer) {
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, SysResult{0}));
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone);  // the pooled connection is not shut
+  EXPECT_EQ(c_.state, State::kRelaying);
+}
+
+TEST_F(RelayTestPooled, AServerErrorLeavesTheConnectionToTheWorker) {
+  Fail(c_.upstream);
+  EXPECT_TRUE(c_.upstream.flags & kFailed);
+  EXPECT_EQ(c_.state, State::kRelaying);  // no linger, no close: another server may serve
+  c_.pooled = false;                      // the worker let the socket go (a truncated response)
+  Fail(c_.upstream);
+  ASSERT_TRUE(Read(Dir::kU2C, SysResult{0}));  // what it sent before the error, then its end
+  EXPECT_EQ(c_.state, State::kLingering);      // as any connection (decision 0007)
+}
+
+TEST_F(RelayTestPooled, AClientErrorClosesAtOnce) {
+  Fail(c_.client);
+  EXPECT_EQ(c_.state, State::kClosing);
+}
+
+TEST_F(RelayTestPooled, ADetachedUpstreamLeavesAnEmptySideAndTheClientReading) {
+  c_.upstream.ops = 3;
+  c_.detaching = true;
+  relay::on_upstream_detached(c_);
+  EXPECT_EQ(c_.upstream.fd, -1);
+  EXPECT_EQ(c_.upstream.ops, 3);  // a completion still due keeps the slot
+  EXPECT_EQ(c_.upstream.gate, 0u);
+  EXPECT_FALSE(c_.detaching);
+  EXPECT_EQ(c_.state, State::kInspecting);
+}
+
+TEST_F(RelayTestPooled, EndClientSendsAFinThenClosesCleanlyAtTheClientsEnd) {
+  c_.upstream = Side{};
+  relay::end_client(c_);
+  EXPECT_FALSE(c_.pooled);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kShutdown);  // the FIN
+  Shutdown(Dir::kU2C);
+  EXPECT_EQ(c_.state, State::kDraining);
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, SysResult{0}));  // the client closes in turn
+  EXPECT_EQ(c_.state, State::kClosing);
+  EXPECT_TRUE(relay::ends_cleanly(c_));  // FINs, no reset
+}
+
+TEST_F(RelayTestPooled, EndClientAfterTheClientsEndClosesAtTheFin) {
+  Ready(c_.client, kReadable);
+  ASSERT_TRUE(Read(Dir::kC2U, SysResult{0}));
+  c_.upstream = Side{};
+  relay::end_client(c_);
+  ASSERT_EQ(Next(Dir::kU2C), Step::kShutdown);
+  Shutdown(Dir::kU2C);
+  EXPECT_EQ(c_.state, State::kClosing);
+  EXPECT_TRUE(relay::ends_cleanly(c_));
+}
+
+TEST_F(RelayTestPooled, APausedDetachReadsNothingMore) {
+  Ready(c_.upstream, kReadable);
+  c_.upstream.paused |= kPauseDetach;
+  EXPECT_EQ(Next(Dir::kU2C), Step::kNone);
 }
 
 }  // namespace
