@@ -42,6 +42,7 @@ uint8_t pattern(Dir d, uint64_t off) {
 struct Flow {
   uint64_t taken = 0;              // bytes the proxy took from the source socket (read or spliced)
   uint64_t delivered = 0;          // bytes the sink socket accepted
+  uint64_t dropped = 0;            // bytes given up for a failed sink (discard_undeliverable)
   uint64_t pipe_start = 0;         // stream offset of the first byte in the pipe
   uint64_t pipe_count = 0;         // bytes in the pipe
   uint64_t approved = UINT64_MAX;  // a finite gate: delivered may not pass this
@@ -82,7 +83,7 @@ struct Harness {
       // What the relay holds is exactly what was taken and not delivered.
       uint64_t held = src.in.readable() + src.piped;
       if (d == Dir::kU2C) held += c.accel.bytes;
-      FUZZ_CHECK(f(d).taken - f(d).delivered == held);
+      FUZZ_CHECK(f(d).taken - f(d).delivered - f(d).dropped == held);
       FUZZ_CHECK(f(d).delivered <= f(d).approved);
     }
     FUZZ_CHECK(pipes.in_use() ==
@@ -283,7 +284,14 @@ struct Harness {
   void pump() {
     uint32_t reads[2] = {0, 0};
     c.more = false;
-    if (c.accel.blocks != 0) relay::discard_undeliverable(c, pool, stats);
+    if (c.accel.blocks != 0) {
+      const uint32_t chained = c.accel.bytes;
+      relay::discard_undeliverable(c, pool, stats);
+      if (c.accel.blocks == 0) {
+        FUZZ_CHECK(c.client.flags & kFailed);  // only bytes no one can receive are dropped
+        f(Dir::kU2C).dropped += chained;
+      }
+    }
     bool progressed = true;
     uint32_t rounds = 0;
     while (progressed && c.state < State::kLingering) {

@@ -45,7 +45,7 @@ listener tls_first {
 listener regex_first {
   bind 127.0.0.1:0
   route {
-    regex "^([A-Z]+) ([^ ]*) HTTP/1\.[01]\r\n" hash b1 "$1 $2"
+    regex "^([A-Z]+) ([^ ]*) HTTP/1[.][01]\r\n" hash b1 "$1 $2"
     http-path /api/ http-host *.example.com backend b2
     sni example.com close
     prefix "SSH-" close

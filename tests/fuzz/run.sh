@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the libFuzzer targets built in build/fuzz (make fuzz-build), one after the other, at low
-# priority with one job each (the machine's cores are shared). Each target starts from its
-# committed seeds (tests/fuzz/corpus/<target>) and a local corpus (build/fuzz/corpus/<target>,
-# never committed), and new inputs go into the local one; a finding is written to
-# build/fuzz/artifacts/<target>-crash-* and stops the run with exit 1.
+# priority, one process each (no -jobs: that forks workers logging to ./fuzz-N.log). Each target
+# starts from its committed seeds (tests/fuzz/corpus/<target>) and a local corpus
+# (build/fuzz/corpus/<target>, never committed), and new inputs go into the local one; a finding
+# is written to build/fuzz/artifacts/<target>-crash-* and makes the run exit 1 (the other targets
+# still run).
 #   tests/fuzz/run.sh [TARGET...]      every target when none is named
 # Environment: FUZZ_SECONDS (per target, default 60), FUZZ_RUNS (per target, 0 = unlimited: the
 # time decides), FUZZ_NICE (default 15), FUZZ_LOG_DIR (a log per target, default
@@ -33,7 +34,7 @@ for t in "${targets[@]}"; do
     exit 2
   fi
   mkdir -p "build/fuzz/corpus/$t"
-  args=(-max_total_time="$seconds" -jobs=1 -workers=1 -print_final_stats=1
+  args=(-max_total_time="$seconds" -print_final_stats=1
         -artifact_prefix="build/fuzz/artifacts/$t-")
   [[ "$runs" != 0 ]] && args+=(-runs="$runs")
   [[ -f "tests/fuzz/dict/$t.dict" ]] && args+=(-dict="tests/fuzz/dict/$t.dict")
