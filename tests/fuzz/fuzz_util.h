@@ -49,12 +49,18 @@ class Input {
   size_t pos_ = 0;
 };
 
-// Up to `max` ascending cut points in (0, length), chosen by `in`'s next byte (how many) and one
-// 16-bit value each: the piece boundaries of a split feed. Always ends with `length`.
-inline std::vector<size_t> split_points(Input& in, size_t length, uint32_t max) {
-  std::vector<size_t> cuts;
+// Split points for the payload that follows them: `in`'s next byte says how many (up to `max`),
+// then one 16-bit value each. The payload is what is left after them, so the points are known to
+// fall in (0, payload length); the result is ascending and ends with the payload's length.
+inline std::vector<size_t> split_points(Input& in, uint32_t max) {
   const uint32_t count = max == 0 ? 0 : in.byte() % (max + 1);
-  for (uint32_t i = 0; i < count && length > 1; ++i) cuts.push_back(1 + in.u16() % (length - 1));
+  const size_t controls = 2 * size_t{count};
+  const size_t length = in.remaining() > controls ? in.remaining() - controls : 0;
+  std::vector<size_t> cuts;
+  for (uint32_t i = 0; i < count; ++i) {
+    const uint16_t v = in.u16();
+    if (length > 1) cuts.push_back(1 + v % (length - 1));
+  }
   std::sort(cuts.begin(), cuts.end());
   cuts.push_back(length);
   return cuts;
