@@ -350,6 +350,7 @@ struct Harness {
         relay::on_ready(c, c.upstream, ready, stats);
       } else if (b & 4) {
         relay::on_upstream_dropped(c);  // the worker closes it and tries another address
+        c.upstream.fd = 11;             // with a new socket
         relay::on_connecting(c);
       } else {
         relay::abort(c, EndReason::kConnectFailed);

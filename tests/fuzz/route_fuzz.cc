@@ -23,7 +23,7 @@ backend b1 { server s1 127.0.0.1:9001 }
 backend b2 { server s1 127.0.0.1:9002
              server s2 127.0.0.1:9003 }
 listener tls_first {
-  bind 127.0.0.1:0
+  bind 127.0.0.1:8001
   backend b1
   route {
     sni api.example.com backend b1
@@ -43,7 +43,7 @@ listener tls_first {
   }
 }
 listener regex_first {
-  bind 127.0.0.1:0
+  bind 127.0.0.1:8002
   route {
     regex "^([A-Z]+) ([^ ]*) HTTP/1[.][01]\r\n" hash b1 "$1 $2"
     http-path /api/ http-host *.example.com backend b2
@@ -52,7 +52,7 @@ listener regex_first {
   }
 }
 listener protocols {
-  bind 127.0.0.1:0
+  bind 127.0.0.1:8003
   route {
     protocol proxy reject
     protocol tls alpn h2 alpn http/1.1 backend b1
