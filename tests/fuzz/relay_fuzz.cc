@@ -350,7 +350,8 @@ struct Harness {
         relay::on_ready(c, c.upstream, ready, stats);
       } else if (b & 4) {
         relay::on_upstream_dropped(c);  // the worker closes it and tries another address
-        c.upstream.fd = 11;             // with a new socket
+        c.upstream.fd = 11;             // with a new socket, and nothing approved on it yet
+        f(Dir::kU2C).approved = UINT64_MAX;
         relay::on_connecting(c);
       } else {
         relay::abort(c, EndReason::kConnectFailed);

@@ -98,7 +98,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const RouteSet& routes = t.listeners[control % t.listeners.size()].routes;
   const bool final = (control & 0x80) != 0;
   std::vector<size_t> cuts = fuzz::split_points(in, 6);
-  const std::string_view text = in.rest();
+  // The bytes with a NUL after them, as a routing region has room after its bytes: ASan's
+  // regexec() interceptor checks strlen(string) + 1 bytes even with REG_STARTEND, which bounds
+  // glibc's own reads by length (a false report on a buffer that ends with the bytes).
+  const std::string text(in.rest());
   const std::span<const std::byte> bytes = fuzz::as_bytes(text);
   // Scratch of exactly the bytes' size, as the contract allows: ASan sees any overrun.
   std::unique_ptr<std::byte[]> hello(new std::byte[bytes.size() + 1]);
