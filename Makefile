@@ -6,6 +6,10 @@
 #                    binaries (edgeproxy, uring/edgeproxy); the asan tests run while release builds
 #   make bench       Google Benchmark micro benchmarks     make run   run the release binary
 #   make format      clang-format in place    make install PREFIX=/usr/local
+#   make fuzz-build  the libFuzzer targets (clang++, ASan+UBSan) in build/fuzz
+#   make fuzz        every fuzz target FUZZ_SECONDS (60) in turn; new inputs in build/fuzz/corpus
+#   make tsan        ThreadSanitizer tree build/tsan (both backends)
+#   make test-tsan   the multi-worker, reload and admin tests under it (docs/reliability.md)
 # Options: BACKEND=epoll|uring  NATIVE=0 (portable, no -march=native)  ARGS="..." for make run
 BACKEND ?= epoll
 NATIVE ?= 1
@@ -22,7 +26,16 @@ GENERATOR := $(if $(shell command -v ninja 2>/dev/null),Ninja,Unix Makefiles)
 SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 CTEST := ctest --output-on-failure -j $(TEST_JOBS)
 
-.PHONY: all release release-for-test debug asan test test-backend test-release test-asan bench run format install help clean
+FUZZ_SECONDS ?= 60
+# What make test-tsan runs (ctest -R): the two-worker suites, test_workers, reloads, the admin socket.
+TSAN_TESTS ?= workers2|test_workers|test_reload|test_admin
+# halt_on_error: a report ends the proxy (exit 66), which fails its test; log_path keeps every
+# report, and test-tsan fails when any was written even if a test did not notice the exit.
+TSAN_REPORTS := $(CURDIR)/build/tsan/reports
+TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:log_path=$(TSAN_REPORTS)/tsan
+
+.PHONY: all release release-for-test debug asan test test-backend test-release test-asan bench run format install help clean \
+	fuzz fuzz-build tsan test-tsan
 
 all: release
 
@@ -77,6 +90,30 @@ test:
 	  if [ $$release -ne 0 ]; then echo "make test: tests failed in build/release (above)" >&2; fi; \
 	  [ $$asan -eq 0 ] && [ $$release -eq 0 ]
 
+# The fuzz tree: clang++ with libFuzzer, ASan and UBSan; only the fuzz targets and the core they
+# link are built (nothing of the product). Built at low priority: the cores are shared.
+fuzz-build:
+	@cmake -S . -B build/fuzz $(call generator,fuzz) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
+	  -DEDGEPROXY_FUZZ=ON -DEDGEPROXY_NATIVE=OFF -DEDGEPROXY_BACKEND=epoll >/dev/null
+	@nice -n 10 cmake --build build/fuzz -j $(JOBS) --target fuzz_targets
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
+
+# ThreadSanitizer: both backends' binaries (the tests it runs are integration suites).
+tsan:
+	@cmake -S . -B build/tsan $(call generator,tsan) -DCMAKE_BUILD_TYPE=Debug $(CMAKE_COMMON) \
+	  "-DEDGEPROXY_BACKEND=epoll;uring" -DEDGEPROXY_TSAN=ON -DEDGEPROXY_BENCH=OFF >/dev/null
+	@nice -n 10 cmake --build build/tsan -j $(JOBS) --target edgeproxy edgeproxy_uring
+test-tsan: SHELL := /bin/bash
+test-tsan: tsan
+	@rm -rf $(TSAN_REPORTS) && mkdir -p $(TSAN_REPORTS)
+	@start=$$(date +%s); (cd build/tsan && $(TSAN_ENV) $(CTEST) -R '$(TSAN_TESTS)'); rc=$$?; \
+	  echo "make test-tsan: $$(( $$(date +%s) - start )) s"; \
+	  if compgen -G '$(TSAN_REPORTS)/tsan.*' >/dev/null; then \
+	    echo "make test-tsan: ThreadSanitizer reports in $(TSAN_REPORTS):" >&2; \
+	    head -n 40 $(TSAN_REPORTS)/tsan.* >&2; exit 1; fi; \
+	  exit $$rc
+
 bench: release
 	build/release$(SUFFIX)/bench/micro_bench
 
@@ -93,4 +130,4 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,13p' Makefile | sed 's/^# \{0,1\}//'

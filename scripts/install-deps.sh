@@ -7,14 +7,18 @@
 #   scripts/install-deps.sh --bench  also what scripts/bench.sh runs: wrk, nginx (+ stream module),
 #                                    HAProxy, iperf3, and gnuplot for its charts; and the peers of
 #                                    scripts/bench-forward.sh: tinyproxy and squid
+#   scripts/install-deps.sh --fuzz   also clang and its runtimes (libFuzzer, sanitizers) for
+#                                    make fuzz-build (docs/reliability.md); make test needs neither
 set -euo pipefail
 
 packages=(g++ cmake make ninja-build libgtest-dev libbenchmark-dev liburing-dev python3 iproute2 procps strace
           curl openssl wrk prometheus)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk nginx-light libnginx-mod-stream haproxy iperf3 util-linux gnuplot-nox tinyproxy squid)
+elif [[ "${1:-}" == "--fuzz" ]]; then
+  packages+=(clang libclang-rt-14-dev)
 elif [[ $# -gt 0 ]]; then
-  echo "install-deps.sh: unknown option '$1' (expected --bench or nothing)" >&2
+  echo "install-deps.sh: unknown option '$1' (expected --bench, --fuzz or nothing)" >&2
   exit 2
 fi
 

@@ -122,7 +122,18 @@ Result<AccessLogFormat> AccessLogFormat::parse(std::string_view text) {
       break;
     }
     if (!found) {
-      const std::string shown(text.substr(pct, rest.empty() ? 1 : 2));
+      // The byte after '%' as written, or \xHH when it is not printable ASCII: the error is one
+      // line a terminal shows as it is (a newline or an escape sequence must not reach it).
+      std::string shown = "%";
+      if (!rest.empty()) {
+        const auto c = static_cast<unsigned char>(rest[0]);
+        if (c >= 0x20 && c < 0x7f) {
+          shown += static_cast<char>(c);
+        } else {
+          static constexpr char kHex[] = "0123456789abcdef";
+          shown += {'\\', 'x', kHex[c >> 4], kHex[c & 15]};
+        }
+      }
       return Error{"unknown variable '" + shown + "' at character " + std::to_string(pct + 1) +
                    " (expected " + kExpected + ")"};
     }

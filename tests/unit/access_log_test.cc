@@ -121,6 +121,20 @@ TEST(AccessLogTest, FormatRefusesUnknownVariables) {
   EXPECT_TRUE(AccessLogFormat::parse("no variables").ok());
 }
 
+// Fuzzing (tests/fuzz/corpus/access_log_format/crash-newline-after-percent): the byte after an
+// unknown '%' was quoted raw, so "%\n" split the one-line error and "%\x1b" reached a terminal.
+TEST(AccessLogTest, UnknownVariableErrorQuotesControlBytesAsHex) {
+  auto newline = AccessLogFormat::parse("%ci %\n");
+  ASSERT_FALSE(newline.ok());
+  EXPECT_NE(newline.error().find("unknown variable '%\\x0a' at character 5"), std::string::npos)
+      << newline.error();
+  EXPECT_EQ(newline.error().find('\n'), std::string::npos);
+  auto high = AccessLogFormat::parse(std::string("%\xef\x1b"));
+  ASSERT_FALSE(high.ok());
+  EXPECT_NE(high.error().find("'%\\xef' at character 1"), std::string::npos) << high.error();
+  for (char c : high.error()) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << high.error();
+}
+
 TEST(AccessLogTest, LineTooLongForTheBufferIsRefused) {
   auto f = AccessLogFormat::parse("%f %f");
   ASSERT_TRUE(f.ok());
