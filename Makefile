@@ -5,6 +5,7 @@
 #                    one tree per mode, build/asan and build/release, each with both backends'
 #                    binaries (edgeproxy, uring/edgeproxy); the asan tests run while release builds
 #   make bench       Google Benchmark micro benchmarks     make run   run the release binary
+#   make soak        scripts/soak.sh on the release binary (SOAK_SECONDS, default 1800; BACKEND)
 #   make format      clang-format in place    make install PREFIX=/usr/local
 # Options: BACKEND=epoll|uring  NATIVE=0 (portable, no -march=native)  ARGS="..." for make run
 BACKEND ?= epoll
@@ -22,7 +23,7 @@ GENERATOR := $(if $(shell command -v ninja 2>/dev/null),Ninja,Unix Makefiles)
 SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 CTEST := ctest --output-on-failure -j $(TEST_JOBS)
 
-.PHONY: all release release-for-test debug asan test test-backend test-release test-asan bench run format install help clean
+.PHONY: all release release-for-test debug asan test test-backend test-release test-asan bench run format install help clean soak
 
 all: release
 
@@ -73,9 +74,19 @@ test:
 	  wait $$release_build; built=$$?; trap - INT TERM EXIT; cat build/release-build.log; \
 	  if [ $$built -ne 0 ]; then echo "make test: building build/release failed" >&2; exit $$built; fi; \
 	  (cd build/release && $(CTEST)); release=$$?; \
+	  $(call soak_step,epoll,build/release/edgeproxy); soak=$$?; \
+	  $(call soak_step,uring,build/release/uring/edgeproxy) || soak=1; \
 	  if [ $$asan -ne 0 ]; then echo "make test: tests failed in build/asan (above)" >&2; fi; \
 	  if [ $$release -ne 0 ]; then echo "make test: tests failed in build/release (above)" >&2; fi; \
-	  [ $$asan -eq 0 ] && [ $$release -eq 0 ]
+	  if [ $$soak -ne 0 ]; then echo "make test: the soak failed (table above)" >&2; fi; \
+	  [ $$asan -eq 0 ] && [ $$release -eq 0 ] && [ $$soak -eq 0 ]
+
+# The soak (docs/reliability.md): make test runs TEST_SOAK_SECONDS on each backend's release
+# binary after the other tests; make soak runs SOAK_SECONDS (default 30 minutes) on one.
+TEST_SOAK_SECONDS ?= 60
+soak_step = SOAK_SECONDS=$(TEST_SOAK_SECONDS) SOAK_BACKEND=$(1) EDGEPROXY_BIN=$(2) scripts/soak.sh
+soak: release-for-test
+	SOAK_BACKEND=$(BACKEND) EDGEPROXY_BIN=build/release$(SUFFIX)/edgeproxy scripts/soak.sh
 
 bench: release
 	build/release$(SUFFIX)/bench/micro_bench
