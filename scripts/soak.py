@@ -509,7 +509,7 @@ class Soak:
 
     # -- loads -----------------------------------------------------------------------------------
 
-    def connect(self, rec, rng):
+    def connect(self, rec, rng, rcvbuf=None):
         """A client socket to a listener chosen for rec (plain: backend A; routed: A or B)."""
         if rec.listener is None:
             rec.listener = "plain" if rng.random() < 0.5 else "routed"
@@ -520,6 +520,8 @@ class Soak:
         # (and no access-log line): only an EMFILE phase explains it.
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.settimeout(self.args.client_timeout)
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         try:
             s.connect(("127.0.0.1", self.ports[rec.listener]))
         except BaseException:
@@ -535,7 +537,10 @@ class Soak:
         rec = Record(kind, None, None)
         s = None
         try:
-            s = self.connect(rec, rng)
+            # A slow reader's own receive buffer is kept small: otherwise the proxy hands it
+            # megabytes at once and then, rightly, sees no byte move for idle-timeout while the
+            # client reads them from its kernel buffer (the cut is then the client's doing).
+            s = self.connect(rec, rng, 32 * KiB if kind == "slow_reader" else None)
             r = Reader(s)
             fn(s, r, rec, rng)
             if rec.status is None:
@@ -1099,6 +1104,11 @@ class Soak:
                 continue
             a, b = sum(first) / len(first), sum(last) / len(last)
             tol = max(0.05 * a, absolute)
+            if name.startswith("RSS") and self.sanitized:
+                # ASan's quarantine keeps freed memory until it reaches its cap (256 MiB): RSS
+                # grows by design. Leaks are LeakSanitizer's report at exit (detect_leaks=1).
+                rows.append((name + " (ASan: shown, not asserted)", a, b, "-", True))
+                continue
             rows.append((name, a, b, f"max(5%, {absolute})", abs(b - a) <= tol))
         return rows
 
