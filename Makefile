@@ -5,6 +5,7 @@
 #                    one tree per mode, build/asan and build/release, each with both backends'
 #                    binaries (edgeproxy, uring/edgeproxy); the asan tests run while release builds
 #   make bench       Google Benchmark micro benchmarks     make run   run the release binary
+#   make soak        scripts/soak.sh on the release binary (SOAK_SECONDS, default 1800; BACKEND)
 #   make format      clang-format in place    make install PREFIX=/usr/local
 #   make fuzz-build  the libFuzzer targets (clang++, ASan+UBSan) in build/fuzz
 #   make fuzz        every fuzz target FUZZ_SECONDS (60) in turn; new inputs in build/fuzz/corpus
@@ -35,7 +36,7 @@ TSAN_REPORTS := $(CURDIR)/build/tsan/reports
 TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:log_path=$(TSAN_REPORTS)/tsan
 
 .PHONY: all release release-for-test debug asan test test-backend test-release test-asan bench run format install help clean \
-	fuzz fuzz-build tsan test-tsan
+	fuzz fuzz-build tsan test-tsan soak
 
 all: release
 
@@ -86,9 +87,19 @@ test:
 	  wait $$release_build; built=$$?; trap - INT TERM EXIT; cat build/release-build.log; \
 	  if [ $$built -ne 0 ]; then echo "make test: building build/release failed" >&2; exit $$built; fi; \
 	  (cd build/release && $(CTEST)); release=$$?; \
+	  $(call soak_step,epoll,build/release/edgeproxy); soak=$$?; \
+	  $(call soak_step,uring,build/release/uring/edgeproxy) || soak=1; \
 	  if [ $$asan -ne 0 ]; then echo "make test: tests failed in build/asan (above)" >&2; fi; \
 	  if [ $$release -ne 0 ]; then echo "make test: tests failed in build/release (above)" >&2; fi; \
-	  [ $$asan -eq 0 ] && [ $$release -eq 0 ]
+	  if [ $$soak -ne 0 ]; then echo "make test: the soak failed (table above)" >&2; fi; \
+	  [ $$asan -eq 0 ] && [ $$release -eq 0 ] && [ $$soak -eq 0 ]
+
+# The soak (docs/reliability.md): make test runs TEST_SOAK_SECONDS on each backend's release
+# binary after the other tests; make soak runs SOAK_SECONDS (default 30 minutes) on one.
+TEST_SOAK_SECONDS ?= 60
+soak_step = SOAK_SECONDS=$(TEST_SOAK_SECONDS) SOAK_BACKEND=$(1) EDGEPROXY_BIN=$(2) scripts/soak.sh
+soak: release-for-test
+	SOAK_BACKEND=$(BACKEND) EDGEPROXY_BIN=build/release$(SUFFIX)/edgeproxy scripts/soak.sh
 
 # The fuzz tree: clang++ with libFuzzer, ASan and UBSan; only the fuzz targets and the core they
 # link are built (nothing of the product). Built at low priority: the cores are shared.
