@@ -2180,6 +2180,9 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
         refuse(c, {}, false, EndReason::kInspectTimeout);
         return;
       }
+      if (ls.on_timeout.kind == ActionKind::kClose || ls.on_timeout.kind == ActionKind::kReject) {
+        relay::set_end(c, EndReason::kInspectTimeout);  // the timeout ends it, not a rule
+      }
       apply(c, h, ctx, ls.on_timeout, Captures{});
       if (c.state != State::kClosing) pump(c, index);
       return;
@@ -2264,6 +2267,20 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
   if (idle_due > now_.ms) {
     const int64_t due = std::min({idle_due, head_due, limits_due(c, index)});
     if (due != TimerQueue::kNever) timers_.arm(index, due);
+    return;
+  }
+  // Bytes the kernel still holds for a peer that is acknowledging them are progress: a slow
+  // reader draining what was written to it long ago is not idle.
+  uint32_t outq = 0;
+  for (const Side* side : {&c.client, &c.upstream}) {
+    if (side->fd < 0) continue;
+    const SysResult r = sys::unacked_bytes(side->fd);
+    if (r.ok() && r.value > 0) outq += static_cast<uint32_t>(r.value);
+  }
+  if (outq > 0 && outq != c.linger_outq) {
+    c.linger_outq = outq;
+    c.last_active_ms = now_.ms;
+    timers_.arm(index, std::min(now_.ms + idle_ms, limits_due(c, index)));
     return;
   }
   ++stats_.idle_timeouts;

@@ -159,7 +159,9 @@ struct Connection {
   // in its server's list of parked connections (an idle keep-alive client holding an IDLE one).
   WaitLinks pool_wait;
   uint32_t client_slot = kNoClientSlot;  // its entry in the listener's client table
-  uint32_t linger_outq = 0;              // kLingering: unacknowledged bytes at the last look
+  // Unacknowledged bytes (both sides' send queues) at the last look: kLingering's progress, and
+  // before an idle cut, whether a slow peer is still taking bytes written long ago.
+  uint32_t linger_outq = 0;
   uint32_t linger_wait_ms = 0;  // kLingering: time until the next look (grows while none move)
   int64_t last_active_ms = 0;   // last time a byte moved either way
   // Loop clock (ns): when the client was accepted, and when the current connect attempt started

@@ -1,6 +1,7 @@
 """Idle timeout."""
 
 import os
+import socket
 import sys
 import time
 import unittest
@@ -45,6 +46,32 @@ class IdleTimeout(ProxyTestCase):
         self.assertEqual(backend.wait_results(1, timeout=5)[0]["outcome"], "reset")
         stats = proxy.wait_stats(lambda st: st["active"] == 0)
         self.assertGreaterEqual(stats["idle_timeouts"], 1)
+
+    def test_a_slow_reader_draining_the_send_queue_is_not_idle(self):
+        # The server wrote everything at once; the proxy handed it all to the kernel, and the
+        # client takes it slowly: the send queue shrinking is activity (found by the soak).
+        size = 3 * 1024 * 1024
+
+        def handler(conn, server):
+            conn.sendall(b"y" * size)
+            conn.recv(1)
+            return {}
+
+        backend = self.start_server(handler)
+        proxy = self.start_proxy(backend.port, extra=["--idle-timeout", "1"])
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        s.connect(("127.0.0.1", proxy.port))
+        self.addCleanup(s.close)
+        got = 0
+        deadline = time.monotonic() + 60
+        while got < size and time.monotonic() < deadline:
+            data = s.recv(8192)  # about 800 KiB/s: the last bytes leave the proxy seconds later
+            if not data:
+                break
+            got += len(data)
+            time.sleep(0.01)
+        self.assertEqual(got, size, "a client still reading was cut as idle")
 
     def test_trickling_connection_is_not_closed(self):
         backend = self.start_server()
