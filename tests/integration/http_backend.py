@@ -15,6 +15,7 @@ never held whole). What it answers is chosen by the path:
     /close/N        the same bytes close-delimited (no length), then the connection closed
     /status/N       status N (204 and 304 without a body)
     /sleep/MS       waits MS milliseconds (at most 30 s, cut short by stop()), then 200
+    /hold/KEY       waits until release(KEY) (at most 30 s, or stop()), then 200 "held KEY"
     /upgrade        WebSocket handshake (101, Sec-WebSocket-Accept per RFC 6455), then echoes
                     frames (client frames masked, server frames not) until a close frame
     /connclose      200 with Connection: close, then the connection closed
@@ -486,6 +487,7 @@ class HttpBackend:
         self._open = set()
         self._threads = set()
         self._seq = 0
+        self._gates = {}
         self._stop = threading.Event()
         self._closed = False
         self.sock = None
@@ -518,6 +520,7 @@ class HttpBackend:
     def stop(self):
         """Stop listening (connects refused) and close every open connection."""
         self._stop.set()
+        self.release()
         try:
             self.sock.close()
         except OSError:
@@ -534,6 +537,20 @@ class HttpBackend:
         deadline = time.monotonic() + 3
         for t in threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def gate(self, key):
+        with self._lock:
+            return self._gates.setdefault(key, threading.Event())
+
+    def release(self, key=None):
+        """Let /hold/KEY requests (every one when key is None) answer."""
+        if key is None:
+            with self._lock:
+                gates = list(self._gates.values())
+            for g in gates:
+                g.set()
+        else:
+            self.gate(key).set()
 
     def restart(self):
         """Listen again on the same port."""
@@ -771,6 +788,13 @@ class HttpBackend:
         elif segs[0] == "sleep" and arg is not None:
             self._sleep(arg)
             simple(200, "OK", f"slept {arg}".encode())
+        elif segs[0] == "hold" and len(segs) > 1:
+            gate = self.gate(segs[1])
+            for _ in range(300):
+                if gate.is_set() or self.stopping:
+                    break
+                gate.wait(0.1)
+            simple(200, "OK", f"held {segs[1]}".encode())
         elif path == "/upgrade" and "websocket" in tokens(req.headers, "Upgrade"):
             key = req.value("Sec-WebSocket-Key") or ""
             conn.sendall(self._head(101, "Switching Protocols", req, rec, [
