@@ -619,7 +619,7 @@ std::string AdminServer::execute(std::string_view line) {
       const auto t = supervisor_.topology();
       std::string out;
       for (const ListenerSpec& ls : t->listeners) {
-        out += ls.name + " mode " + (ls.mode == ListenerMode::kForward ? "forward" : "tcp");
+        out += ls.name + " mode " + to_string(ls.mode);
         out += " binds ";
         for (size_t i = 0; i < ls.binds.size(); ++i) {
           out += (i > 0 ? "," : "") + ls.binds[i].to_string();

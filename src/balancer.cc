@@ -1,6 +1,6 @@
-// Balancer: the five algorithms over one backend's servers, non-backup servers first, backups
-// when none of those is usable. What each pick costs and what it guarantees across workers:
-// docs/balancing.md.
+// Balancer: the five per-connection algorithms and the per-request least-cost pick over one
+// backend's servers, non-backup servers first, backups when none of those is usable. What each pick
+// costs and what it guarantees across workers: docs/balancing.md.
 #include "edgeproxy/balancer.h"
 
 #include <netinet/in.h>
@@ -523,6 +523,27 @@ struct Group {
   }
 
   uint32_t first(uint32_t avoid) const noexcept { return scan_from(0, avoid); }
+
+  // pick_least(): the scan starts after the member chosen last, and only a strictly lower cost
+  // displaces the best so far, so equal costs take turns.
+  uint32_t least_cursor = 0;
+
+  uint32_t least(std::span<const uint64_t> cost, uint32_t avoid) noexcept {
+    const uint32_t n = static_cast<uint32_t>(members.size());
+    uint32_t best = kNone;
+    uint64_t best_cost = 0;
+    for (uint32_t k = 0, i = least_cursor; k < n; ++k, i = i + 1 == n ? 0 : i + 1) {
+      if (!fits(i, avoid)) continue;
+      const uint64_t c =
+          std::min(cost[members[i].server], kMaxCount) * kMaxWeight / members[i].weight;
+      if (best == kNone || c < best_cost) {
+        best = i;
+        best_cost = c;
+      }
+    }
+    if (best != kNone) least_cursor = best + 1 == n ? 0 : best + 1;
+    return best;
+  }
 };
 
 }  // namespace
@@ -565,6 +586,8 @@ struct Balancer::Impl {
       if (ringed) g.build_ring(spec);
       switch (balance) {
         case Balance::kRoundRobin:
+        case Balance::kRtt:
+        case Balance::kMostIdle:
           g.build_round_robin(seed ^ (t * kGolden));
           break;
         case Balance::kLeastConn:
@@ -594,6 +617,8 @@ struct Balancer::Impl {
     uint32_t i = kNone;
     switch (balance) {
       case Balance::kRoundRobin:
+      case Balance::kRtt:
+      case Balance::kMostIdle:
         i = g.round_robin(avoid);
         break;
       case Balance::kLeastConn:
@@ -642,6 +667,18 @@ uint32_t Balancer::pick(const SocketAddress& client, uint32_t avoid) noexcept {
   for (uint32_t tier = 0; tier < 2; ++tier) {
     const uint32_t server = s.pick_in(tier, client, avoid);
     if (server != kNone) return server;
+  }
+  if (avoid < s.servers.size() && look(s.servers[avoid]).usable) return avoid;
+  return kNone;
+}
+
+uint32_t Balancer::pick_least(std::span<const uint64_t> cost, uint32_t avoid) noexcept {
+  Impl& s = *impl_;
+  EDGEPROXY_CHECK(cost.size() >= s.servers.size());
+  for (Group& g : s.tiers) {
+    if (g.members.empty()) continue;
+    const uint32_t i = g.least(cost, avoid);
+    if (i != kNone) return g.members[i].server;
   }
   if (avoid < s.servers.size() && look(s.servers[avoid]).usable) return avoid;
   return kNone;

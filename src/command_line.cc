@@ -67,6 +67,32 @@ Result<Ok> apply_value(const OptionSpec& o, const std::string& flag, std::string
   return Ok{};
 }
 
+// Refuses a listener flag the one listener's --mode ignores, as a file refuses the directive.
+Result<Ok> check_modes(const CommandLine& cl, const std::vector<std::string>& flags) {
+  const ListenerMode mode = cl.listener.mode;
+  for (size_t i = 0; i < cl.given.size(); ++i) {
+    const OptionSpec& o = *cl.given[i].option;
+    if (o.scope != OptionScope::kListener || o.modes == 0 || (o.modes & mode_bit(mode)) != 0) {
+      continue;
+    }
+    return Error{flags[i] + ": applies to " + mode_names(o.modes) + " listeners only (expected " +
+                 mode_choices(o.modes, "--mode ") + ", not --mode " + to_string(mode) + ")"};
+  }
+  // As in a file, an HTTP listener reads each request head itself and relays per request.
+  if (mode == ListenerMode::kHttp) {
+    for (size_t i = 0; i < cl.given.size(); ++i) {
+      const std::string_view name = cl.given[i].option->name;
+      if ((name == "accept-proxy" && cl.listener.accept_proxy) ||
+          (name == "accelerate" && cl.listener.accelerate_bytes != 0)) {
+        return Error{flags[i] +
+                     ": not with --mode http (an http listener reads each request "
+                     "head itself and does not accelerate)"};
+      }
+    }
+  }
+  return Ok{};
+}
+
 }  // namespace
 
 bool CommandLine::has(std::string_view name) const noexcept {
@@ -117,6 +143,7 @@ Result<CommandLine> parse_command_line(int argc, const char* const* argv) {
                  "options override it)"};
   }
   if (cl.has("config") && cl.config_file.empty()) return Error{"-c: empty file name"};
+  if (auto r = check_modes(cl, flags); !r.ok()) return Error{r.error()};
   cl.idle_timeout_s = listener.idle_timeout_s;
   cl.connect_timeout_ms = backend.connect_timeout_ms;
   return cl;
@@ -132,6 +159,7 @@ Result<Topology> topology_from_command_line(const CommandLine& cl) {
   backend.connect_timeout_ms = cl.connect_timeout_ms;
   backend.retries = 0;
   backend.where = where;
+  backend.pooled = cl.listener.mode == ListenerMode::kHttp;
   ServerSpec server;
   server.name = "main";
   server.endpoint.host = cl.backend_host;

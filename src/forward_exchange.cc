@@ -34,6 +34,10 @@ uint32_t build_forward_answer(uint16_t status, std::string_view realm, char* out
       reason = "Request Timeout";
       body = "The request head did not arrive in time.";
       break;
+    case 413:
+      reason = "Content Too Large";
+      body = "The request body is larger than this proxy accepts.";
+      break;
     case 431:
       reason = "Request Header Fields Too Large";
       body = "The request head is larger than 8 KiB.";

@@ -51,23 +51,13 @@ std::string_view field_line(const RequestHead& head, const HeaderField& field) n
   return bytes.substr(start, lf + 1 - start);
 }
 
-bool removed(std::string_view name, const ConnectionTokens& tokens,
-             RewriteOptions options) noexcept {
-  if (one_of(name, kHopByHop)) return true;
-  if (iequals(name, "upgrade")) return !options.upgrade;
-  return tokens.names(name) && !one_of(name, kEndToEnd);
-}
-
 Plan plan(const RequestHead& head, const ConnectionTokens& tokens,
           RewriteOptions options) noexcept {
   Plan p;
-  const bool absolute = !head.path.empty() && head.target.front() != '/';
-  p.target = absolute ? head.path : head.target;
-  if (absolute) {
-    const size_t scheme_end = head.target.find("://") + 3;
-    const size_t authority_end = head.target.find_first_of("/?", scheme_end);
-    p.authority = head.target.substr(scheme_end, authority_end - scheme_end);
-  }
+  const ForwardTarget forward = forward_target(head);
+  const bool absolute = !forward.authority.empty();
+  p.target = forward.target;
+  p.authority = forward.authority;
   size_t length = head.method.size() + 1 + p.target.size() + std::string_view(" HTTP/1.1").size() +
                   kCrlf.size();
   const size_t host_line = kHostPrefix.size() + p.authority.size() + kCrlf.size();
@@ -81,7 +71,7 @@ Plan plan(const RequestHead& head, const ConnectionTokens& tokens,
         length += host_line;
         continue;
       }
-    } else if (removed(field.name, tokens, options)) {
+    } else if (request_hop_by_hop(field.name, tokens, options.upgrade)) {
       continue;
     }
     p.keep |= uint64_t{1} << i;
@@ -116,6 +106,25 @@ void put(std::span<std::byte> out, size_t& at, std::string_view bytes) noexcept 
 }
 
 }  // namespace
+
+bool named_by_connection(std::string_view name, const ConnectionTokens& tokens) noexcept {
+  return tokens.names(name) && !one_of(name, kEndToEnd);
+}
+
+bool request_hop_by_hop(std::string_view name, const ConnectionTokens& tokens,
+                        bool keep_upgrade) noexcept {
+  if (one_of(name, kHopByHop)) return true;
+  if (iequals(name, "upgrade")) return !keep_upgrade;
+  return named_by_connection(name, tokens);
+}
+
+ForwardTarget forward_target(const RequestHead& head) noexcept {
+  // parse_request_head() sets `path` for origin-form and absolute-form targets only.
+  if (head.path.empty() || head.target.front() == '/') return {head.target, {}};
+  const size_t scheme_end = head.target.find("://") + 3;
+  const size_t authority_end = head.target.find_first_of("/?", scheme_end);
+  return {head.path, head.target.substr(scheme_end, authority_end - scheme_end)};
+}
 
 uint32_t rewritten_request_length(const RequestHead& head, const ConnectionTokens& tokens,
                                   RewriteOptions options) noexcept {

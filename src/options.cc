@@ -26,7 +26,9 @@ std::string_view choice(const char* choices, uint64_t index) {
 constexpr SpliceMode kSpliceModes[] = {SpliceMode::kAuto, SpliceMode::kAlways, SpliceMode::kNever};
 constexpr LogLevel kLogLevels[] = {LogLevel::kQuiet, LogLevel::kNormal, LogLevel::kVerbose};
 constexpr Balance kBalances[] = {Balance::kRoundRobin, Balance::kLeastConn, Balance::kRandom,
-                                 Balance::kSource, Balance::kFirst};
+                                 Balance::kSource,     Balance::kFirst,     Balance::kRtt,
+                                 Balance::kMostIdle};
+constexpr ListenerMode kModes[] = {ListenerMode::kTcp, ListenerMode::kForward, ListenerMode::kHttp};
 
 uint32_t u32(const OptionValue& v) {
   return static_cast<uint32_t>(v.number);
@@ -74,9 +76,10 @@ constexpr OptionSpec kOptions[] = {
      }},
     {.name = "balance", .scope = OptionScope::kBackend, .spelling = Spelling::kFileOnly,
      .kind = ValueKind::kEnum, .metavar = "ALGORITHM",
-     .choices = "roundrobin|leastconn|random|source|first", .default_text = "roundrobin",
-     .example = "leastconn",
-     .help = "how a backend picks a server: roundrobin, leastconn, random, source or first",
+     .choices = "roundrobin|leastconn|random|source|first|rtt|most-idle",
+     .default_text = "roundrobin", .example = "leastconn",
+     .help = "how a backend picks a server: roundrobin, leastconn, random, source or first; for "
+             "http listeners only, per request: rtt or most-idle",
      .apply = [](OptionTargets& t, const OptionValue& v) {
        t.backend->balance = kBalances[v.number];
      }},
@@ -93,17 +96,18 @@ constexpr OptionSpec kOptions[] = {
      .apply = [](OptionTargets& t, const OptionValue& v) {
        t.listener->accept_proxy = v.number != 0;
      }},
-    {.name = "inspect-timeout", .scope = OptionScope::kListener, .kind = ValueKind::kDuration,
-     .metavar = "MS", .min = 1, .max = 3'600'000, .unit_ms = 1, .default_text = "5000",
-     .example = "2s",
-     .help = "how long the first bytes (a PROXY header, what routing rules read) may take; a "
-             "bare number is milliseconds",
+    {.name = "inspect-timeout", .scope = OptionScope::kListener, .modes = kModeTcp,
+     .kind = ValueKind::kDuration, .metavar = "MS", .min = 1, .max = 3'600'000, .unit_ms = 1,
+     .default_text = "5000", .example = "2s",
+     .help = "tcp listeners: how long the first bytes (a PROXY header, what routing rules read) "
+             "may take; a bare number is milliseconds",
      .apply = [](OptionTargets& t, const OptionValue& v) {
        t.listener->inspect_timeout_ms = u32(v);
      }},
-    {.name = "inspect-bytes", .scope = OptionScope::kListener, .kind = ValueKind::kSize,
-     .metavar = "SIZE", .min = 256, .max = 1024 * 1024, .default_text = "8k", .example = "32k",
-     .help = "first bytes read at most before routing decides",
+    {.name = "inspect-bytes", .scope = OptionScope::kListener, .modes = kModeTcp,
+     .kind = ValueKind::kSize, .metavar = "SIZE", .min = 256, .max = 1024 * 1024,
+     .default_text = "8k", .example = "32k",
+     .help = "tcp listeners: first bytes read at most before routing decides",
      .apply = [](OptionTargets& t, const OptionValue& v) { t.listener->inspect_bytes = u32(v); }},
     {.name = "accelerate", .scope = OptionScope::kListener, .kind = ValueKind::kSize,
      .metavar = "SIZE", .min = 0, .max = 256 * 1024 * 1024, .special = "off",
@@ -115,21 +119,22 @@ constexpr OptionSpec kOptions[] = {
        t.listener->accelerate_bytes = static_cast<uint32_t>(v.number);
      }},
     {.name = "mode", .scope = OptionScope::kListener, .kind = ValueKind::kEnum, .metavar = "MODE",
-     .choices = "tcp|forward", .default_text = "tcp", .example = "forward",
+     .choices = "tcp|forward|http", .default_text = "tcp", .example = "forward",
      .help = "what clients speak: tcp relays bytes to the backend; forward is an HTTP forward "
-             "proxy (CONNECT and plain requests; docs/forward-proxy.md)",
+             "proxy (CONNECT and plain requests; docs/forward-proxy.md); http is an HTTP reverse "
+             "proxy with pooled server connections (docs/http-mode.md)",
+     .apply = [](OptionTargets& t, const OptionValue& v) { t.listener->mode = kModes[v.number]; }},
+    {.name = "request-timeout", .scope = OptionScope::kListener,
+     .modes = kModeForward | kModeHttp, .kind = ValueKind::kDuration, .metavar = "MS", .min = 1,
+     .max = 3'600'000, .unit_ms = 1, .default_text = "10000", .example = "10s",
+     .help = "forward and http listeners: how long a request head may take to arrive (408 "
+             "after); a bare number is milliseconds",
      .apply = [](OptionTargets& t, const OptionValue& v) {
-       t.listener->mode = v.number == 1 ? ListenerMode::kForward : ListenerMode::kTcp;
-     }},
-    {.name = "request-timeout", .scope = OptionScope::kListener, .kind = ValueKind::kDuration,
-     .metavar = "MS", .min = 1, .max = 3'600'000, .unit_ms = 1, .default_text = "10000",
-     .example = "10s",
-     .help = "forward listeners: how long a request head may take to arrive (408 after); a bare "
-             "number is milliseconds",
-     .apply = [](OptionTargets& t, const OptionValue& v) {
+       // The mode may be written after it: both specs get it, the listener's mode reads one.
        t.listener->forward.request_timeout_ms = u32(v);
+       t.listener->http.request_timeout_ms = u32(v);
      }},
-    {.name = "destination-timeout", .scope = OptionScope::kListener,
+    {.name = "destination-timeout", .scope = OptionScope::kListener, .modes = kModeForward,
      .kind = ValueKind::kDuration, .metavar = "MS", .min = 1, .max = 3'600'000, .unit_ms = 1,
      .default_text = "5000", .example = "3s",
      .help = "forward listeners: resolving and connecting a named destination (504 after); a "
@@ -137,18 +142,44 @@ constexpr OptionSpec kOptions[] = {
      .apply = [](OptionTargets& t, const OptionValue& v) {
        t.listener->forward.connect_timeout_ms = u32(v);
      }},
-    {.name = "dns-ttl", .scope = OptionScope::kListener, .kind = ValueKind::kDuration,
-     .metavar = "S", .min = 0, .max = 86'400, .unit_ms = kSecond, .note = "0 = no cache",
-     .default_text = "60", .example = "30s",
+    {.name = "dns-ttl", .scope = OptionScope::kListener, .modes = kModeForward,
+     .kind = ValueKind::kDuration, .metavar = "S", .min = 0, .max = 86'400, .unit_ms = kSecond,
+     .note = "0 = no cache", .default_text = "60", .example = "30s",
      .help = "forward listeners: how long a resolved name is reused; a bare number is seconds",
      .apply = [](OptionTargets& t, const OptionValue& v) {
        t.listener->forward.dns_ttl_ms = static_cast<uint32_t>(v.number * kSecond);
      }},
-    {.name = "open", .scope = OptionScope::kListener, .kind = ValueKind::kSwitch, .default_text = "off", .example = "on",
+    {.name = "open", .scope = OptionScope::kListener, .modes = kModeForward,
+     .kind = ValueKind::kSwitch, .default_text = "off", .example = "on",
      .help = "forward listeners: serve anyone without authentication on a non-loopback address "
              "(refused otherwise: an open relay must be meant)",
      .apply = [](OptionTargets& t, const OptionValue& v) {
        t.listener->forward.open = v.number != 0;
+     }},
+    // --- http listeners (docs/http-mode.md) ----------------------------------------------------
+    {.name = "max-body", .scope = OptionScope::kListener, .spelling = Spelling::kFileOnly,
+     .modes = kModeHttp, .kind = ValueKind::kSize, .metavar = "SIZE", .min = 0,
+     .max = uint64_t{1} << 50, .note = "0 = none", .default_text = "0", .example = "10m",
+     .help = "http listeners: a request body longer than this gets 413; 0 = no limit",
+     .apply = [](OptionTargets& t, const OptionValue& v) { t.listener->http.max_body = v.number; }},
+    {.name = "forwarded-for", .scope = OptionScope::kListener, .spelling = Spelling::kFileOnly,
+     .modes = kModeHttp, .kind = ValueKind::kSwitch, .default_text = "on", .example = "off",
+     .help = "http listeners: add the client address to X-Forwarded-For",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->http.request.forwarded_for = v.number != 0;
+     }},
+    {.name = "forwarded-proto", .scope = OptionScope::kListener, .spelling = Spelling::kFileOnly,
+     .modes = kModeHttp, .kind = ValueKind::kSwitch, .default_text = "on", .example = "off",
+     .help = "http listeners: send X-Forwarded-Proto: http (replacing the client's)",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->http.request.forwarded_proto = v.number != 0;
+     }},
+    {.name = "via", .scope = OptionScope::kListener, .spelling = Spelling::kFileOnly,
+     .modes = kModeHttp, .kind = ValueKind::kSwitch, .default_text = "on", .example = "off",
+     .help = "http listeners: append Via to requests and responses",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->http.request.via = v.number != 0;
+       t.listener->http.response.via = v.number != 0;
      }},
     // --- per-connection and per-client limits (docs/limits.md) ---------------------------------
     {.name = "max-lifetime", .scope = OptionScope::kListener, .kind = ValueKind::kDuration,
@@ -227,6 +258,34 @@ constexpr OptionSpec kOptions[] = {
              "address first",
      .apply = [](OptionTargets& t, const OptionValue& v) {
        t.backend->proxy_protocol = static_cast<uint8_t>(v.number);
+     }},
+    // --- the pools of http listeners (docs/http-mode.md, decision 0013) ------------------------
+    {.name = "pool-size", .scope = OptionScope::kBackend, .kind = ValueKind::kCount,
+     .metavar = "N", .min = 1, .max = 10'000, .default_text = "16", .example = "32",
+     .help = "http listeners: persistent connections per worker to each server of the backend, "
+             "opened when a request needs one and kept",
+     .apply = [](OptionTargets& t, const OptionValue& v) { t.backend->pool.size = u32(v); }},
+    {.name = "max-pending", .scope = OptionScope::kBackend, .spelling = Spelling::kFileOnly,
+     .kind = ValueKind::kCount, .metavar = "N", .min = 0, .max = 1'000'000,
+     .note = "0 = never wait", .default_text = "1024", .example = "256",
+     .help = "http listeners: requests per worker that may wait for a pooled connection; more "
+             "get 503 (0: never wait)",
+     .apply = [](OptionTargets& t, const OptionValue& v) { t.backend->pool.max_pending = u32(v); }},
+    {.name = "pending-timeout", .scope = OptionScope::kBackend, .spelling = Spelling::kFileOnly,
+     .kind = ValueKind::kDuration, .metavar = "MS", .min = 1, .max = 3'600'000, .unit_ms = 1,
+     .default_text = "5000", .example = "2s",
+     .help = "http listeners: a request waiting this long for a pooled connection gets 503; a "
+             "bare number is milliseconds",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.backend->pool.pending_timeout_ms = u32(v);
+     }},
+    {.name = "pool-idle-timeout", .scope = OptionScope::kBackend, .spelling = Spelling::kFileOnly,
+     .kind = ValueKind::kDuration, .metavar = "S", .min = 1, .max = 86'400, .unit_ms = kSecond,
+     .default_text = "60", .example = "30s",
+     .help = "http listeners: a pooled connection unused this long is closed; a bare number is "
+             "seconds",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.backend->pool.idle_timeout_ms = static_cast<uint32_t>(v.number * kSecond);
      }},
     // --- process-wide ---------------------------------------------------------------------------
     {.name = "max-connections", .kind = ValueKind::kCount, .metavar = "N", .min = 1,
@@ -414,6 +473,11 @@ void append_entry(std::string& out, const std::string& left, const std::string& 
   while (pos < text.size()) {
     size_t end = text.find(' ', pos);
     if (end == std::string::npos) end = text.size();
+    // "(default VALUE" stays on one line: a reader looks for the default next to its word.
+    if (text.compare(pos, end - pos, "(default") == 0 && end < text.size()) {
+      end = text.find(' ', end + 1);
+      if (end == std::string::npos) end = text.size();
+    }
     const std::string_view word(text.data() + pos, end - pos);
     if (!first_word && line.size() + 1 + word.size() > kLineWidth) {
       out += line + "\n";
@@ -451,6 +515,30 @@ void append_section(std::string& out, const char* title, bool (*wanted)(const Op
 }
 
 }  // namespace
+
+std::string mode_names(uint8_t modes) {
+  std::vector<std::string> names;
+  for (const char* name : {"tcp", "forward", "http"}) {
+    if ((modes & 1u) != 0) names.emplace_back(name);
+    modes = static_cast<uint8_t>(modes >> 1);
+  }
+  std::string s;
+  for (size_t i = 0; i < names.size(); ++i) s += (i == 0 ? "" : " and ") + names[i];
+  return s;
+}
+
+std::string mode_choices(uint8_t modes, const char* prefix) {
+  const bool quote = std::string_view(prefix) == "mode ";
+  std::string s;
+  for (const char* name : {"tcp", "forward", "http"}) {
+    if ((modes & 1u) != 0) {
+      s += (s.empty() ? "" : " or ") + std::string(quote ? "'" : "") + prefix + name +
+           (quote ? "'" : "");
+    }
+    modes = static_cast<uint8_t>(modes >> 1);
+  }
+  return s;
+}
 
 std::span<const OptionSpec> option_table() noexcept {
   return kOptions;

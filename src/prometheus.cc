@@ -67,6 +67,43 @@ constexpr Naming kObjectNames[] = {
     {"downs", "downs_total", "Server up to down transitions."},
 };
 
+// HELP of the HTTP listener counters (edgeproxy_listener_http_STAT_total) and of the backend
+// pool statistics (edgeproxy_backend_pool_... : the STAT without its "pool_", plus "_total" for a
+// counter).
+struct StatHelp {
+  std::string_view stat;
+  std::string_view help;
+};
+constexpr StatHelp kHttpHelp[] = {
+    {"requests", "Requests forwarded to a server."},
+    {"reused", "Requests sent on a pooled connection that served an earlier one."},
+    {"queued", "Requests that waited in the pending queue."},
+    {"retried", "Requests resent once after the server closed an idle connection."},
+    {"upgrades", "101 answers: the server connection left the pool as a tunnel."},
+    {"bad_requests", "400 answers: a request head or framing refused."},
+    {"request_timeouts", "408 answers: a head not complete within request-timeout."},
+    {"bodies_too_large", "413 answers: a request body over max-body."},
+    {"heads_too_large", "431 answers: a head that did not fit one 8 KiB block."},
+    {"bad_gateway", "502 answers: no server connection, or it failed before a response."},
+    {"pending_full", "503 answers: the pending queue was at max-pending."},
+    {"pending_timeouts", "503 answers: no connection turned IDLE within pending-timeout."},
+    {"no_server", "503 answers: no server of the backend was usable."},
+    {"gateway_timeouts", "504 answers: connect timeout."},
+    {"bad_responses", "Server responses whose head or framing was refused."},
+    {"pool_opens", "Pooled server connections opened."},
+    {"pool_closes", "Pooled server connections closed."},
+    {"pool_idle", "Pooled server connections IDLE now (free, or parked on an idle client)."},
+    {"pool_active", "Pooled server connections ACTIVE now (serving a request)."},
+    {"pending", "Requests waiting for a pooled connection now."},
+};
+
+std::string_view http_help(std::string_view stat) {
+  for (const StatHelp& h : kHttpHelp) {
+    if (h.stat == stat) return h.help;
+  }
+  return "HTTP statistic (docs/metrics.md).";
+}
+
 std::pair<std::string_view, std::string_view> object_naming(std::string_view stat) {
   for (const Naming& n : kObjectNames) {
     if (n.stat == stat) return {n.metric, n.help};
@@ -263,6 +300,7 @@ class Renderer {
       }
     }
     listener_outcomes(t);
+    backend_pools(t);
   }
 
  private:
@@ -290,6 +328,16 @@ class Renderer {
 #undef EDGEPROXY_PROM_FORWARD
 #undef EDGEPROXY_PROM_LIMIT
 #undef EDGEPROXY_PROM_LISTENER
+#define EDGEPROXY_PROM_HTTP(stat)                                                                \
+  {                                                                                              \
+    Family f(out_, "edgeproxy_listener_http_" #stat "_total", "counter", http_help(#stat));      \
+    for (const ListenerSpec& l : t.listeners) {                                                  \
+      if (l.mode != ListenerMode::kHttp) continue;                                               \
+      f.sample(label("listener", l.name), l.runtime->http.stat.load(std::memory_order_relaxed)); \
+    }                                                                                            \
+  }
+    EDGEPROXY_HTTP_STATS(EDGEPROXY_PROM_HTTP)
+#undef EDGEPROXY_PROM_HTTP
     Family rules(out_, "edgeproxy_listener_rule_matches_total", "counter",
                  "Connections a routing rule decided (rule: its position, from 1).");
     for (const ListenerSpec& l : t.listeners) {
@@ -299,6 +347,27 @@ class Renderer {
                      l.routes.rules[r].runtime->matches.load(std::memory_order_relaxed));
       }
     }
+  }
+
+  // The pools' statistics of the backends HTTP listeners use (BackendSpec::pooled).
+  void backend_pools(const Topology& t) {
+    auto family = [&](std::string_view stat, const char* type, auto value) {
+      std::string name = "edgeproxy_backend_pool_";
+      name += stat.starts_with("pool_") ? stat.substr(5) : stat;
+      if (std::string_view(type) == "counter") name += "_total";
+      Family f(out_, name, type, http_help(stat));
+      for (const BackendSpec& b : t.backends) {
+        if (b.pooled) f.sample(label("backend", b.name), value(b.runtime->pool));
+      }
+    };
+#define EDGEPROXY_PROM_POOL(stat, type) \
+  family(#stat, type, [](const PoolStats& p) { return p.stat.load(std::memory_order_relaxed); });
+#define EDGEPROXY_PROM_POOL_COUNTER(stat) EDGEPROXY_PROM_POOL(stat, "counter")
+#define EDGEPROXY_PROM_POOL_GAUGE(stat) EDGEPROXY_PROM_POOL(stat, "gauge")
+    EDGEPROXY_POOL_STATS(EDGEPROXY_PROM_POOL_COUNTER, EDGEPROXY_PROM_POOL_GAUGE)
+#undef EDGEPROXY_PROM_POOL_COUNTER
+#undef EDGEPROXY_PROM_POOL_GAUGE
+#undef EDGEPROXY_PROM_POOL
   }
 
   static std::string worker_label(size_t i) {

@@ -74,8 +74,11 @@ void advance(Connection& c) noexcept {
   if (!((c.client.flags | c.upstream.flags) & kFailed) || c.state == State::kClosing) return;
   // A released upstream (decision 0011) ended both ways in order: nothing is owed to it, and a
   // failed client leaves nothing to deliver.
+  // A pooled upstream's failure is the worker's to handle (decision 0013); a failed client of a
+  // pooled connection ends it at once: its request, if any, is incomplete.
+  if (c.pooled && !(c.client.flags & kFailed)) return;
   if (c.state < State::kRelaying || (c.client.flags & c.upstream.flags & kFailed) ||
-      c.upstream_released) {
+      c.upstream_released || c.pooled) {
     c.state = State::kClosing;  // also when the side a lingering connection waits on fails
     return;
   }
@@ -101,6 +104,10 @@ void on_no_bytes(Connection& c, Dir d, SysResult r, Stats& stats, LoopTime now) 
     if (d == Dir::kU2C) {
       c.u2c_eof_ns = now.ns;
       if (!(src.flags & kFailed) && !nothing_held(c, d)) ++stats.server_finished_first;
+    }
+    // A released upstream ended both ways already: the client's end may be the last one.
+    if (c.upstream_released && direction_done(c, Dir::kC2U) && direction_done(c, Dir::kU2C)) {
+      c.state = State::kClosing;
     }
   } else {
     fail(c, src, stats);
@@ -139,8 +146,9 @@ Step next_step(const Connection& c, Dir d, SplicePolicy splice) noexcept {
   // Only an orderly end is passed on as a FIN; a failed source's end is a reset (advance()).
   // Bytes the proxy holds for the source (kPauseReplay: its first bytes, being replayed) come
   // before its end.
+  // A pooled connection's ends are the worker's (decision 0013).
   if ((src.flags & kEof) && !(src.flags & kFailed) && nothing_held(c, d) && open &&
-      !(dst.flags & kWriteShut) && !(src.paused & kPauseReplay)) {
+      !(dst.flags & kWriteShut) && !(src.paused & kPauseReplay) && !c.pooled) {
     return Step::kShutdown;
   }
   return Step::kNone;
@@ -418,6 +426,26 @@ void on_connecting(Connection& c) noexcept {
 void on_connected(Connection& c) noexcept {
   c.upstream.flags |= kWriteReady;
   c.state = State::kRelaying;
+}
+
+void on_upstream_detached(Connection& c) noexcept {
+  const uint8_t ops = c.upstream.ops;
+  c.upstream = Side{};
+  c.upstream.ops = ops;
+  c.upstream.gate = 0;
+  c.detaching = false;
+  c.state = State::kInspecting;
+}
+
+void end_client(Connection& c) noexcept {
+  // As a released upstream (decision 0011): ended both ways in order, so the client gets a FIN
+  // once everything bound for it went out, and the connection closes cleanly at the client's end.
+  c.pooled = false;
+  c.upstream_released = true;
+  c.upstream.flags = static_cast<uint8_t>(c.upstream.flags | kEof | kWriteShut);
+  c.upstream.gate = kOpenGate;
+  c.state = State::kRelaying;
+  if (direction_done(c, Dir::kC2U) && direction_done(c, Dir::kU2C)) c.state = State::kClosing;
 }
 
 void on_upstream_dropped(Connection& c) noexcept {

@@ -1,6 +1,7 @@
 // Compiled routing rules and the pure decision over the first bytes; see route.h.
 #include "edgeproxy/route.h"
 
+#include <fnmatch.h>
 #include <regex.h>
 
 #include <algorithm>
@@ -125,15 +126,61 @@ Outcome name_of(MatchKind kind, Facts& f, std::string_view& name) noexcept {
   return name.empty() ? Outcome::kMiss : Outcome::kMatch;
 }
 
-Outcome http_field(const Matcher& m, Facts& f) noexcept {
+Outcome matched(bool yes) noexcept {
+  return yes ? Outcome::kMatch : Outcome::kMiss;
+}
+
+// fnmatch(3) needs a terminated string: the path is copied to the stack (a head's path holds no
+// NUL: the parser allows visible ASCII only).
+bool glob_matches(const std::string& pattern, std::string_view path) noexcept {
+  if (path.size() > kMaxGlobPath) return false;
+  char subject[kMaxGlobPath + 1];
+  std::memcpy(subject, path.data(), path.size());
+  subject[path.size()] = '\0';
+  return fnmatch(pattern.c_str(), subject, 0) == 0;
+}
+
+// A regex over the path: its captures are moved to offsets into the inspected bytes (what
+// KeyTemplate::expand reads), or left unset when the path is not in them (an absolute-form
+// target without a path reads as the static "/").
+bool path_regex_matches(const Regex& regex, std::string_view path, std::span<const std::byte> bytes,
+                        Captures& captures) noexcept {
+  Captures local;
+  if (!regex.match(std::as_bytes(std::span(path.data(), path.size())), local)) return false;
+  const char* base = reinterpret_cast<const char*>(bytes.data());
+  const bool inside =
+      !bytes.empty() && path.data() >= base && path.data() + path.size() <= base + bytes.size();
+  const auto shift = inside ? static_cast<uint32_t>(path.data() - base) : 0;
+  for (uint32_t i = 0; i < kMaxCaptures; ++i) {
+    const auto [begin, end] = local.at[i];
+    captures.at[i] = inside && end > begin
+                         ? std::pair<uint32_t, uint32_t>{begin + shift, end + shift}
+                         : std::pair<uint32_t, uint32_t>{0, 0};
+  }
+  return true;
+}
+
+Outcome http_field(const Matcher& m, Facts& f, Captures& captures) noexcept {
   if (http::sniff_http(as_text(f.bytes)) == http::HeadStatus::kInvalid) return Outcome::kMiss;
   const http::HeadStatus s = f.request_head();
   if (s == http::HeadStatus::kNeedMore) return f.wait();
   if (s != http::HeadStatus::kDone) return Outcome::kMiss;
-  if (m.kind == MatchKind::kHttpMethod) {
-    return f.head.method == m.text ? Outcome::kMatch : Outcome::kMiss;
+  const std::string_view path = f.head.path;
+  const std::string_view without_query = path.substr(0, path.find('?'));
+  switch (m.kind) {
+    case MatchKind::kHttpMethod:
+      return matched(f.head.method == m.text);
+    case MatchKind::kHttpPathExact:
+      return matched(without_query == m.text);
+    case MatchKind::kHttpPathGlob:
+      return matched(glob_matches(m.text, without_query));
+    case MatchKind::kHttpPathRegex:
+      return matched(path_regex_matches(m.regex, path, f.bytes, captures));
+    case MatchKind::kHttpPath:
+      return matched(path.starts_with(m.text));
+    default:
+      return Outcome::kMiss;
   }
-  return f.head.path.starts_with(m.text) ? Outcome::kMatch : Outcome::kMiss;
 }
 
 Outcome evaluate(const Matcher& m, Facts& f, Captures& captures) noexcept {
@@ -166,8 +213,11 @@ Outcome evaluate(const Matcher& m, Facts& f, Captures& captures) noexcept {
       return Outcome::kMiss;
     }
     case MatchKind::kHttpPath:
+    case MatchKind::kHttpPathExact:
+    case MatchKind::kHttpPathGlob:
+    case MatchKind::kHttpPathRegex:
     case MatchKind::kHttpMethod:
-      return http_field(m, f);
+      return http_field(m, f, captures);
     case MatchKind::kProtocol:
       return protocol(m.protocol, f);
   }
@@ -208,6 +258,12 @@ const char* to_string(MatchKind k) noexcept {
       return "http-method";
     case MatchKind::kProtocol:
       return "protocol";
+    case MatchKind::kHttpPathExact:
+      return "http-path-exact";
+    case MatchKind::kHttpPathGlob:
+      return "http-path-glob";
+    case MatchKind::kHttpPathRegex:
+      return "http-path-regex";
   }
   return "?";
 }

@@ -145,7 +145,7 @@ std::string render_stats_json(const StatsSnapshot& snap) {
     for (const ListenerSpec& ls : snap.topology->listeners) {
       out += json_string(ls.name) + ":{";
       out += "\"mode\":";
-      out += ls.mode == ListenerMode::kForward ? "\"forward\"," : "\"tcp\",";
+      out += json_string(to_string(ls.mode)) + ",";
       add_object_stats(out, ls.runtime->stats);
       const ListenerRuntime& r = *ls.runtime;
 #define EDGEPROXY_JSON_GROUP(group, name) \
@@ -153,6 +153,7 @@ std::string render_stats_json(const StatsSnapshot& snap) {
              static_cast<unsigned long long>(r.group.name.load(std::memory_order_relaxed)));
 #define EDGEPROXY_JSON_LIMITS(name) EDGEPROXY_JSON_GROUP(limits, name)
 #define EDGEPROXY_JSON_FORWARD(name) EDGEPROXY_JSON_GROUP(forward, name)
+#define EDGEPROXY_JSON_HTTP(name) EDGEPROXY_JSON_GROUP(http, name)
 #define EDGEPROXY_JSON_ROUTE(name) EDGEPROXY_JSON_GROUP(route, name)
       if (ls.limits.per_connection() || ls.limits.per_client()) {
         add_named_object(out, "limits", [&] { EDGEPROXY_LIMIT_STATS(EDGEPROXY_JSON_LIMITS) });
@@ -160,12 +161,16 @@ std::string render_stats_json(const StatsSnapshot& snap) {
       if (ls.mode == ListenerMode::kForward) {
         add_named_object(out, "forward", [&] { EDGEPROXY_FORWARD_STATS(EDGEPROXY_JSON_FORWARD) });
       }
+      if (ls.mode == ListenerMode::kHttp) {
+        add_named_object(out, "http", [&] { EDGEPROXY_HTTP_STATS(EDGEPROXY_JSON_HTTP) });
+      }
       if (ls.inspects()) {
         add_named_object(out, "route", [&] { EDGEPROXY_ROUTE_STATS(EDGEPROXY_JSON_ROUTE) });
       }
 #undef EDGEPROXY_JSON_GROUP
 #undef EDGEPROXY_JSON_LIMITS
 #undef EDGEPROXY_JSON_FORWARD
+#undef EDGEPROXY_JSON_HTTP
 #undef EDGEPROXY_JSON_ROUTE
       close_object(out, '}');
       out += ',';
@@ -180,6 +185,14 @@ std::string render_stats_json(const StatsSnapshot& snap) {
       out += json_string(to_string(b.balance));
       out += ',';
       add_object_stats(out, b.runtime->stats);
+      if (b.pooled) {
+        const PoolStats& p = b.runtime->pool;
+#define EDGEPROXY_JSON_POOL(name) \
+  add_number(out, #name, static_cast<unsigned long long>(p.name.load(std::memory_order_relaxed)));
+        add_named_object(out, "pool",
+                         [&] { EDGEPROXY_POOL_STATS(EDGEPROXY_JSON_POOL, EDGEPROXY_JSON_POOL) });
+#undef EDGEPROXY_JSON_POOL
+      }
       out += "\"servers\":{";
       for (const ServerSpec& sv : b.servers) {
         const ServerRuntime& r = *sv.runtime;

@@ -525,6 +525,7 @@ std::string Supervisor::object_stat_lines(const StatsSnapshot& snap) const {
       ls.runtime->forward.append_lines(out, prefix + "forward.");
       continue;
     }
+    if (ls.mode == ListenerMode::kHttp) ls.runtime->http.append_lines(out, prefix + "http.");
     if (!ls.inspects()) continue;
     ls.runtime->route.append_lines(out, prefix);
     for (size_t r = 0; r < ls.routes.rules.size(); ++r) {
@@ -535,6 +536,7 @@ std::string Supervisor::object_stat_lines(const StatsSnapshot& snap) const {
   }
   for (const BackendSpec& b : snap.topology->backends) {
     b.runtime->stats.append_lines(out, "backend." + b.name + ".");
+    if (b.pooled) b.runtime->pool.append_lines(out, "backend." + b.name + ".");
     for (const ServerSpec& sv : b.servers) {
       const std::string prefix = "server." + b.name + "/" + sv.name + ".";
       out += "  " + prefix + "up " + (sv.runtime->up.load(std::memory_order_relaxed) ? "1" : "0") +

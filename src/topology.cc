@@ -34,6 +34,22 @@ const char* to_string(Balance b) noexcept {
       return "source";
     case Balance::kFirst:
       return "first";
+    case Balance::kRtt:
+      return "rtt";
+    case Balance::kMostIdle:
+      return "most-idle";
+  }
+  return "unknown";
+}
+
+const char* to_string(ListenerMode m) noexcept {
+  switch (m) {
+    case ListenerMode::kTcp:
+      return "tcp";
+    case ListenerMode::kForward:
+      return "forward";
+    case ListenerMode::kHttp:
+      return "http";
   }
   return "unknown";
 }
@@ -56,6 +72,12 @@ void ForwardStats::append_lines(std::string& out, const std::string& prefix) con
 }
 void LimitStats::append_lines(std::string& out, const std::string& prefix) const {
   EDGEPROXY_LIMIT_STATS(EDGEPROXY_ROUTE_STAT_LINE)
+}
+void HttpStats::append_lines(std::string& out, const std::string& prefix) const {
+  EDGEPROXY_HTTP_STATS(EDGEPROXY_ROUTE_STAT_LINE)
+}
+void PoolStats::append_lines(std::string& out, const std::string& prefix) const {
+  EDGEPROXY_POOL_STATS(EDGEPROXY_ROUTE_STAT_LINE, EDGEPROXY_ROUTE_STAT_LINE)
 }
 #undef EDGEPROXY_ROUTE_STAT_LINE
 

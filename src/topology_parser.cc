@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "edgeproxy/config_lexer.h"
+#include "edgeproxy/http_head.h"
 #include "edgeproxy/options.h"
 
 namespace edgeproxy {
@@ -122,7 +123,42 @@ constexpr const char* kRuleActions =
     "close [TEXT] or reject";
 constexpr const char* kMatchers =
     "any, prefix TEXT, regex TEXT, sni NAMES, alpn NAME, http-host NAMES, http-path PREFIX, "
-    "http-method NAME or protocol tls|http|ssh|proxy";
+    "http-path-exact PATH, http-path-glob PATTERN, http-path-regex REGEX, http-method NAME or "
+    "protocol tls|http|ssh|proxy";
+// An HTTP listener's rules run per request over its head: what reads raw bytes or a TLS hello,
+// and what answers without a server, has nothing to work on there.
+constexpr const char* kHttpMatchers =
+    "any, http-host NAMES, http-path PREFIX, http-path-exact PATH, http-path-glob PATTERN, "
+    "http-path-regex REGEX or http-method NAME";
+constexpr const char* kHttpActions = "backend NAME, server HOST:PORT, close [TEXT] or reject";
+
+// The listener directives the parser reads itself (not the option table's) that apply to some
+// modes only; the table's say so in OptionSpec::modes.
+struct ModalDirective {
+  const char* name;
+  uint8_t modes;
+};
+constexpr ModalDirective kModalDirectives[] = {
+    {"auth", kModeForward},           {"allow-ports", kModeForward},
+    {"allow-networks", kModeForward}, {"deny-networks", kModeForward},
+    {"on-timeout", kModeTcp},         {"on-full", kModeTcp},
+    {"rewrite", kModeHttp},           {"request-header", kModeHttp},
+    {"response-header", kModeHttp},
+};
+
+// The modes listener directive `name` applies to (0: every mode).
+uint8_t modes_of(std::string_view name) {
+  for (const ModalDirective& m : kModalDirectives) {
+    if (name == m.name) return m.modes;
+  }
+  const OptionSpec* o = find_option(name);
+  return o != nullptr && o->scope == OptionScope::kListener ? o->modes : 0;
+}
+
+// Fields that frame a message or belong to one hop: the proxy writes them itself, and a rule
+// that changed them could make it and the server disagree on where a message ends.
+constexpr const char* kProxyOwnedFields[] = {
+    "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Upgrade", "TE", "Trailer"};
 
 bool is_action_word(std::string_view w) {
   for (const char* a : {"backend", "server", "map", "hash", "wait", "reply", "close", "reject"}) {
@@ -360,8 +396,9 @@ class Parser {
   static std::vector<std::string> allowed(OptionScope scope) {
     std::vector<std::string> names;
     if (scope == OptionScope::kListener)
-      names = {"bind", "backend",     "route",          "on-timeout",   "on-full",
-               "auth", "allow-ports", "allow-networks", "deny-networks"};
+      names = {"bind",          "backend", "route",          "on-timeout",
+               "on-full",       "auth",    "allow-ports",    "allow-networks",
+               "deny-networks", "rewrite", "request-header", "response-header"};
     if (scope == OptionScope::kBackend) names = {"server", "check"};
     if (scope == OptionScope::kGlobal) names = {"admin", "admin-users", "admin-groups"};
     for (const OptionSpec& o : option_table()) {
@@ -546,6 +583,7 @@ class Parser {
     PendingForward forward;
     OptionTargets targets{&topology_.global, &l, nullptr, nullptr};
     Seen seen;
+    const Directive* route = nullptr;  // parsed once the mode is known
     for (const Directive& inner : d.block) {
       const std::string& name = inner.words[0].text;
       if (!inner.words[0].quoted && name == "bind") {
@@ -557,7 +595,13 @@ class Parser {
         ref = BackendRef{inner.words[1].text, location(file, inner.words[1])};
       } else if (!inner.words[0].quoted && name == "route") {
         if (auto r = seen.add(file, inner.words[0]); !r.ok()) return r;
-        if (auto r = route_block(inner, file, l); !r.ok()) return r;
+        route = &inner;
+      } else if (!inner.words[0].quoted && name == "rewrite") {
+        if (auto r = rewrite(inner, file, l.http.request); !r.ok()) return r;
+      } else if (!inner.words[0].quoted &&
+                 (name == "request-header" || name == "response-header")) {
+        auto& rules = name == "request-header" ? l.http.request.headers : l.http.response.headers;
+        if (auto r = header_rule(inner, file, rules); !r.ok()) return r;
       } else if (!inner.words[0].quoted && (name == "on-timeout" || name == "on-full")) {
         if (auto r = no_block(inner, file); !r.ok()) return r;
         if (auto r = seen.add(file, inner.words[0]); !r.ok()) return r;
@@ -576,7 +620,20 @@ class Parser {
         return r;
       }
     }
-    if (auto r = finish_forward(d, file, l, forward); !r.ok()) return r;
+    for (const Directive& inner : d.block) {
+      const ConfigToken& name = inner.words[0];
+      const uint8_t modes = name.quoted ? 0 : modes_of(name.text);
+      if (modes == 0 || (modes & mode_bit(l.mode)) != 0) continue;
+      return at(file, name,
+                quoted(name.text) + " applies to " + mode_names(modes) +
+                    " listeners only (expected " + mode_choices(modes, "mode ") + " in listener " +
+                    quoted(l.name) + ")");
+    }
+    if (route != nullptr) {
+      if (auto r = route_block(*route, file, l); !r.ok()) return r;
+    }
+    if (auto r = refuse_tcp_settings(d, file, l); !r.ok()) return r;
+    finish_forward(l, forward);
     if (l.binds.empty()) {
       return at(
           file, d.words[0],
@@ -594,7 +651,6 @@ class Parser {
 
   // A forward listener's multi-word directives, kept until the block ends (finish_forward()).
   struct PendingForward {
-    const ConfigToken* first = nullptr;  // the first forward directive, for messages
     bool ports_given = false;
     PortSet ports;
     std::vector<Cidr> allow, deny;
@@ -606,7 +662,6 @@ class Parser {
   Result<Ok> forward_directive(const Directive& d, const std::string& file,
                                PendingForward& pending) {
     const std::string& name = d.words[0].text;
-    if (pending.first == nullptr) pending.first = &d.words[0];
     if (name == "auth") return auth(d, file, pending);
     if (d.words.size() < 2) {
       return at(file, d.words[0],
@@ -677,32 +732,10 @@ class Parser {
     return Ok{};
   }
 
-  // Applies what the block said about forwarding, and refuses forward directives on a TCP
-  // listener (they would be silently ignored).
-  Result<Ok> finish_forward(const Directive& d, const std::string& file, ListenerSpec& l,
-                            PendingForward& pending) {
-    if (l.mode != ListenerMode::kForward) {
-      if (pending.first != nullptr) {
-        return at(file, *pending.first,
-                  quoted(pending.first->text) +
-                      " applies to forward listeners only (expected "
-                      "'mode forward' in listener " +
-                      quoted(l.name) + ")");
-      }
-      return Ok{};
-    }
-    if (l.inspects()) {
-      return at(file, d.words[0],
-                "listener " + quoted(l.name) +
-                    ": a forward listener reads HTTP itself (expected no 'route' block and no "
-                    "'accept-proxy')");
-    }
-    if (l.accelerate_bytes != 0) {
-      return at(file, d.words[0],
-                "listener " + quoted(l.name) +
-                    ": a forward listener does not accelerate (expected no 'accelerate', or "
-                    "'mode tcp')");
-    }
+  // Applies what the block said about forwarding (its directives were refused in a listener of
+  // another mode already).
+  void finish_forward(ListenerSpec& l, const PendingForward& pending) {
+    if (l.mode != ListenerMode::kForward) return;
     ForwardSpec& f = l.forward;
     if (pending.has_auth) {
       f.credentials = pending_auth_.credentials;
@@ -720,6 +753,109 @@ class Parser {
     }
     f.connect_policy.set_ports(connect_ports);
     f.http_policy.set_ports(http_ports);
+  }
+
+  // Forward and http listeners read HTTP themselves and answer per request: no PROXY header
+  // first (and a forward listener no route block either), no acceleration.
+  Result<Ok> refuse_tcp_settings(const Directive& d, const std::string& file,
+                                 const ListenerSpec& l) {
+    if (l.mode == ListenerMode::kTcp) return Ok{};
+    const bool forward = l.mode == ListenerMode::kForward;
+    const std::string listener =
+        "listener " + quoted(l.name) + (forward ? ": a forward" : ": an http") + " listener ";
+    if (forward ? l.inspects() : l.accept_proxy) {
+      return at(file, d.words[0],
+                listener + (forward ? "reads HTTP itself (expected no 'route' block and no "
+                                      "'accept-proxy')"
+                                    : "reads each request head itself (expected no "
+                                      "'accept-proxy', or 'mode tcp')"));
+    }
+    if (l.accelerate_bytes != 0) {
+      return at(file, d.words[0],
+                listener + "does not accelerate (expected no 'accelerate', or 'mode tcp')");
+    }
+    return Ok{};
+  }
+
+  // `rewrite PREFIX NEW-PREFIX`, in file order.
+  Result<Ok> rewrite(const Directive& d, const std::string& file, http::RequestRules& rules) {
+    if (auto r = no_block(d, file); !r.ok()) return r;
+    if (auto r = arguments(d, file, 2, "rewrite PREFIX NEW-PREFIX"); !r.ok()) return r;
+    for (size_t i = 1; i <= 2; ++i) {
+      if (!d.words[i].text.starts_with('/')) {
+        return at(file, d.words[i],
+                  "rewrite: " + quoted(d.words[i].text) +
+                      " is not a path (expected rewrite PREFIX NEW-PREFIX, both starting with "
+                      "'/')");
+      }
+    }
+    rules.rewrites.push_back({d.words[1].text, d.words[2].text});
+    return Ok{};
+  }
+
+  // `request-header|response-header add|set|del NAME [VALUE]`, in file order.
+  Result<Ok> header_rule(const Directive& d, const std::string& file,
+                         std::vector<http::HeaderRule>& rules) {
+    if (auto r = no_block(d, file); !r.ok()) return r;
+    const std::string& directive = d.words[0].text;
+    const std::string form = directive + " add|set|del NAME [VALUE]";
+    if (d.words.size() < 3) {
+      return at(file, d.words[0],
+                "missing argument to " + quoted(directive) + " (expected " + form + ")");
+    }
+    static constexpr std::pair<const char*, http::HeaderAction> kActions[] = {
+        {"add", http::HeaderAction::kAdd},
+        {"set", http::HeaderAction::kSet},
+        {"del", http::HeaderAction::kDel}};
+    http::HeaderRule rule;
+    bool found = false;
+    for (const auto& [word, action] : kActions) {
+      if (!d.words[1].quoted && d.words[1].text == word) {
+        rule.action = action;
+        found = true;
+      }
+    }
+    if (!found) {
+      return at(file, d.words[1],
+                directive + ": unknown action " + quoted(d.words[1].text) +
+                    " (expected add, set or del)");
+    }
+    const ConfigToken& name = d.words[2];
+    if (!http::is_token(name.text)) {
+      return at(file, name,
+                directive + ": invalid field name " + quoted(name.text) +
+                    " (expected a token: letters, digits and !#$%&'*+-.^_`|~)");
+    }
+    for (const char* owned : kProxyOwnedFields) {
+      if (http::iequals(name.text, owned)) {
+        return at(file, name,
+                  directive + ": " + quoted(name.text) +
+                      " is written by the proxy (it frames the message or belongs to one hop; "
+                      "expected another field)");
+      }
+    }
+    rule.name = name.text;
+    const bool del = rule.action == http::HeaderAction::kDel;
+    if (del && d.words.size() > 3) {
+      return at(file, d.words[3],
+                directive + " del takes no value (expected " + directive + " del NAME)");
+    }
+    if (!del) {
+      const std::string with_value = directive + " " + d.words[1].text + " NAME VALUE";
+      if (d.words.size() == 3) {
+        return at(file, name,
+                  "missing value after " + quoted(name.text) + " (expected " + with_value + ")");
+      }
+      if (d.words.size() > 4) {
+        return at(file, d.words[4],
+                  "extra argument " + quoted(d.words[4].text) + " to " + quoted(directive) +
+                      " (expected " + with_value + "; quote a value with blanks)");
+      }
+      auto value = http::ValueTemplate::parse(d.words[3].text);
+      if (!value.ok()) return at(file, d.words[3], directive + ": " + value.error());
+      rule.value = std::move(value.value());
+    }
+    rules.push_back(std::move(rule));
     return Ok{};
   }
 
@@ -770,8 +906,11 @@ class Parser {
     return Ok{};
   }
 
-  // `route {` and its rules, one per line: MATCHER [MATCHER ...] ACTION.
+  // `route {` and its rules, one per line: MATCHER [MATCHER ...] ACTION. In an HTTP listener
+  // (l.mode already known) the rules run per request: matchers and actions that need raw bytes
+  // or answer without a server are refused.
   Result<Ok> route_block(const Directive& d, const std::string& file, ListenerSpec& l) {
+    const bool http = l.mode == ListenerMode::kHttp;
     if (auto r = arguments(d, file, 0, "route {"); !r.ok()) return r;
     if (auto r = needs_block(d, file, "route {"); !r.ok()) return r;
     for (const Directive& inner : d.block) {
@@ -786,14 +925,21 @@ class Parser {
       while (i < inner.words.size() && !(is_action_word(inner.words[i].text) &&
                                          !inner.words[i].quoted && !rule.matchers.empty())) {
         Matcher m;
-        if (auto r = matcher(inner, i, file, m); !r.ok()) return r;
+        if (auto r = matcher(inner, i, file, m, http); !r.ok()) return r;
         rule.matchers.push_back(std::move(m));
-        if (rule.matchers.back().kind == MatchKind::kRegex) regex = rule.matchers.size() - 1;
+        const MatchKind kind = rule.matchers.back().kind;
+        if (kind == MatchKind::kRegex || kind == MatchKind::kHttpPathRegex) {
+          regex = rule.matchers.size() - 1;
+        }
       }
       if (i == inner.words.size()) {
         const ConfigToken& last = inner.words.back();
         return at(file, last,
-                  "missing action after " + quoted(last.text) + " (expected " + kRuleActions + ")");
+                  "missing action after " + quoted(last.text) + " (expected " +
+                      (http ? kHttpActions : kRuleActions) + ")");
+      }
+      if (http) {
+        if (auto r = http_action(inner, i, file); !r.ok()) return r;
       }
       if (auto r = action(inner, i, file, rule.action, true); !r.ok()) return r;
       const uint8_t wanted = rule.action.key.highest_capture();
@@ -811,11 +957,35 @@ class Parser {
     return Ok{};
   }
 
-  // One matcher from words[i] on; advances i past it.
-  Result<Ok> matcher(const Directive& d, size_t& i, const std::string& file, Matcher& m) {
+  // Refuses, in an HTTP listener, the action at words[i] that needs the connection's first
+  // bytes or answers without a server, and a `send` after any action.
+  Result<Ok> http_action(const Directive& d, size_t i, const std::string& file) {
+    const ConfigToken& k = d.words[i];
+    if (!k.quoted &&
+        (k.text == "map" || k.text == "hash" || k.text == "wait" || k.text == "reply")) {
+      return at(file, k,
+                "action " + quoted(k.text) +
+                    " does not apply to an http listener (its rules run per request; expected " +
+                    kHttpActions + ")");
+    }
+    for (size_t n = i + 1; n < d.words.size(); ++n) {
+      if (!d.words[n].quoted && d.words[n].text == "send") {
+        return at(file, d.words[n],
+                  "'send' does not apply to an http listener (the request itself is sent; "
+                  "expected " +
+                      std::string(kHttpActions) + ")");
+      }
+    }
+    return Ok{};
+  }
+
+  // One matcher from words[i] on; advances i past it. `http`: an HTTP listener's rule.
+  Result<Ok> matcher(const Directive& d, size_t& i, const std::string& file, Matcher& m,
+                     bool http) {
+    const char* expected = http ? kHttpMatchers : kMatchers;
     const ConfigToken& k = d.words[i++];
     if (k.quoted)
-      return at(file, k, "unexpected " + quoted(k.text) + " (expected " + kMatchers + ")");
+      return at(file, k, "unexpected " + quoted(k.text) + " (expected " + expected + ")");
     static constexpr std::pair<const char*, MatchKind> kKinds[] = {
         {"any", MatchKind::kAny},
         {"prefix", MatchKind::kPrefix},
@@ -824,6 +994,9 @@ class Parser {
         {"alpn", MatchKind::kAlpn},
         {"http-host", MatchKind::kHttpHost},
         {"http-path", MatchKind::kHttpPath},
+        {"http-path-exact", MatchKind::kHttpPathExact},
+        {"http-path-glob", MatchKind::kHttpPathGlob},
+        {"http-path-regex", MatchKind::kHttpPathRegex},
         {"http-method", MatchKind::kHttpMethod},
         {"protocol", MatchKind::kProtocol}};
     bool found = false;
@@ -834,11 +1007,21 @@ class Parser {
       }
     }
     if (!found) {
-      return at(file, k, "unknown matcher " + quoted(k.text) + " (expected " + kMatchers + ")");
+      return at(file, k, "unknown matcher " + quoted(k.text) + " (expected " + expected + ")");
+    }
+    const bool raw = m.kind == MatchKind::kPrefix || m.kind == MatchKind::kRegex ||
+                     m.kind == MatchKind::kSni || m.kind == MatchKind::kAlpn ||
+                     m.kind == MatchKind::kProtocol;
+    if (http && raw) {
+      return at(file, k,
+                "matcher " + quoted(k.text) +
+                    " does not apply to an http listener (its rules run per request over the "
+                    "request head; expected " +
+                    kHttpMatchers + ")");
     }
     if (m.kind == MatchKind::kAny) return Ok{};
     if (i == d.words.size()) {
-      return at(file, k, "missing value after '" + k.text + "' (expected " + kMatchers + ")");
+      return at(file, k, "missing value after '" + k.text + "' (expected " + expected + ")");
     }
     const ConfigToken& v = d.words[i++];
     auto bad = [&](const std::string& what) { return at(file, v, k.text + ": " + what); };
@@ -853,7 +1036,21 @@ class Parser {
         if (v.text.empty() || v.text.size() > 255) return bad("expected 1-255 bytes");
         m.text = v.text;
         return Ok{};
-      case MatchKind::kRegex: {
+      case MatchKind::kHttpPathExact:
+        if (!v.text.starts_with('/') || v.text.find('?') != std::string::npos) {
+          return bad("invalid path " + quoted(v.text) +
+                     " (expected a path starting with '/', without a query)");
+        }
+        m.text = v.text;
+        return Ok{};
+      case MatchKind::kHttpPathGlob:
+        if (v.text.empty() || v.text.size() > kMaxGlobPath) {
+          return bad("expected a pattern of 1-" + std::to_string(kMaxGlobPath) + " bytes");
+        }
+        m.text = v.text;
+        return Ok{};
+      case MatchKind::kRegex:
+      case MatchKind::kHttpPathRegex: {
         auto re = Regex::compile(v.text);
         if (!re.ok()) return bad(re.error());
         m.regex = std::move(re.value());
@@ -1163,11 +1360,59 @@ class Parser {
             (names.empty() ? std::string("a 'backend NAME { ... }' block") : one_of(names)) + ")"};
       }
     }
+    if (auto r = per_request_backends(); !r.ok()) return r;
     for (size_t b = 0; b < used.size(); ++b) {
       if (used[b]) continue;
       topology_.warnings.push_back(topology_.backends[b].where.to_string() + ": backend " +
                                    quoted(topology_.backends[b].name) +
                                    " is not used by any listener");
+    }
+    return Ok{};
+  }
+
+  // Marks the backends HTTP listeners use (BackendSpec::pooled). `balance rtt` and `most-idle`
+  // weigh what only an HTTP listener's pools know, per request: a tcp or forward listener (its
+  // backend, its rules, its maps) may not use such a backend.
+  Result<Ok> per_request_backends() {
+    for (const ListenerSpec& l : topology_.listeners) {
+      if (l.mode != ListenerMode::kHttp) continue;
+      if (l.backend != kNoBackendIndex) topology_.backends[l.backend].pooled = true;
+      for (const RouteRule& rule : l.routes.rules) {
+        if (rule.action.backend != kNoBackendIndex) {
+          topology_.backends[rule.action.backend].pooled = true;
+        }
+      }
+    }
+    for (size_t i = 0; i < topology_.listeners.size(); ++i) {
+      const ListenerSpec& l = topology_.listeners[i];
+      if (l.mode == ListenerMode::kHttp) continue;
+      auto check = [&](uint32_t b, const std::string& where) -> Result<Ok> {
+        if (b == kNoBackendIndex) return Ok{};
+        const BackendSpec& backend = topology_.backends[b];
+        if (backend.balance != Balance::kRtt && backend.balance != Balance::kMostIdle) {
+          return Ok{};
+        }
+        return Error{where + ": listener " + quoted(l.name) + " (mode " + to_string(l.mode) +
+                     ") uses backend " + quoted(backend.name) + ", whose 'balance " +
+                     to_string(backend.balance) +
+                     "' balances HTTP requests (expected 'mode http', or another balance in "
+                     "backend " +
+                     quoted(backend.name) + ")"};
+      };
+      if (auto r = check(l.backend, refs_[i].where.to_string()); !r.ok()) return r;
+      for (const RouteRule& rule : l.routes.rules) {
+        const Action& a = rule.action;
+        if (auto r = check(a.backend, a.where); !r.ok()) return r;
+        if (a.kind != ActionKind::kMap) continue;
+        const MapSpec& map = topology_.maps[a.map];
+        if (auto r = check(map.fallback, a.where); !r.ok()) return r;
+        for (const auto& [key, b] : map.entries) {
+          if (auto r = check(b, a.where); !r.ok()) return r;
+        }
+      }
+      for (const Action* a : {&l.on_timeout, &l.on_full}) {
+        if (auto r = check(a->backend, a->where); !r.ok()) return r;
+      }
     }
     return Ok{};
   }

@@ -134,7 +134,7 @@ Worker::Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool)
       reactor_(std::move(reactor)),
       slab_(options.config.max_connections),
       pool_(std::move(pool)),
-      timers_(options.config.max_connections + 2),
+      timers_(options.config.max_connections + 3),
       control_(options.control),
       id_(options.id),
       transport_(reactor_, pool_, stats_),
@@ -144,7 +144,8 @@ Worker::Worker(const WorkerOptions& options, Reactor reactor, BufferPool pool)
       pending_(std::make_unique_for_overwrite<uint32_t[]>(options.config.max_connections)),
       carried_(std::make_unique_for_overwrite<uint32_t[]>(options.config.max_connections)),
       shutdown_timer_(options.config.max_connections),
-      accept_retry_timer_(options.config.max_connections + 1) {
+      accept_retry_timer_(options.config.max_connections + 1),
+      pool_sweep_timer_(options.config.max_connections + 2) {
   commands_.reserve(kCommandsReserved);
   limit_state_ = std::make_unique<LimitState[]>(options.config.max_connections);
   deferred_ = std::make_unique<bool[]>(kEventBatch);
@@ -219,7 +220,7 @@ Result<Ok> Worker::install(std::shared_ptr<const Topology> topology,
     bool proxy_headers = false;
     for (const ListenerSpec& l : v.topology->listeners) {
       if (l.inspects()) inspect = std::max(inspect, l.inspect_bytes);
-      if (l.mode == ListenerMode::kForward) inspect = std::max(inspect, kMaxForwardHeadBytes);
+      if (l.mode != ListenerMode::kTcp) inspect = std::max(inspect, kMaxForwardHeadBytes);
     }
     for (const BackendSpec& b : v.topology->backends) proxy_headers |= b.sends_proxy_header;
     if (inspect > 0 || proxy_headers) {
@@ -233,9 +234,11 @@ Result<Ok> Worker::install(std::shared_ptr<const Topology> topology,
     }
   }
   bool forward = false;
+  bool http = false;
   for (const ListenerSpec& l : v.topology->listeners) {
     v.credential_caches.emplace_back();
     v.dns_caches.emplace_back();
+    http = http || l.mode == ListenerMode::kHttp;
     if (l.mode != ListenerMode::kForward) continue;
     forward = true;
     if (l.forward.credentials != nullptr) {
@@ -243,8 +246,18 @@ Result<Ok> Worker::install(std::shared_ptr<const Topology> topology,
     }
     v.dns_caches.back() = std::make_unique<DnsCache>(kDnsCacheEntries, l.forward.dns_ttl_ms);
   }
+  if (http) {
+    // Every backend gets a pool (a rule may name any of them); sockets open only when used.
+    size_t most = 0;
+    for (const BackendSpec& b : v.topology->backends) {
+      v.pools.emplace_back(static_cast<uint32_t>(b.servers.size()), b.pool.size);
+      most = std::max(most, b.servers.size());
+    }
+    v.costs.assign(most, 0);
+    timers_.arm(pool_sweep_timer_, now_.ms + 1000);
+  }
+  if (forward || http) v.forward = std::make_unique<ForwardArea>(slab_.capacity());
   if (forward) {
-    v.forward = std::make_unique<ForwardArea>(slab_.capacity());
     if (resolver_ == nullptr && control_ != nullptr) {
       auto r = Resolver::create(ResolverOptions{}, control_->fd());
       if (r.ok()) {
@@ -297,6 +310,11 @@ Result<Ok> Worker::install(std::shared_ptr<const Topology> topology,
   }
   const uint16_t previous = current_;
   current_ = slot;
+  // The previous version's free pooled connections go now; its attached ones when their
+  // requests end (decision 0013).
+  if (previous != slot && versions_[previous].topology != nullptr) {
+    close_free_sockets(versions_[previous]);
+  }
   configure_access_log(versions_[slot].topology->global);
   apply_new_limits();
   if (previous != slot) release_version_if_unused(previous);
@@ -306,6 +324,7 @@ Result<Ok> Worker::install(std::shared_ptr<const Topology> topology,
 void Worker::release_version_if_unused(uint16_t version) noexcept {
   Version& v = versions_[version];
   if (version == current_ || v.connections != 0 || v.topology == nullptr) return;
+  close_free_sockets(v);
   v = Version{};
 }
 
@@ -710,6 +729,10 @@ void Worker::start_connection(int client_fd, const Listener& l) noexcept {
     start_forward(*c, h, ls);
     return;
   }
+  if (ls.mode == ListenerMode::kHttp) {
+    start_http(*c, h, ls);
+    return;
+  }
   if (ls.inspects()) {
     // The backend is chosen by the first bytes (or after the PROXY header): read them first.
     v.routing->reset(h.index).header_read = !ls.accept_proxy;
@@ -1044,7 +1067,8 @@ void Worker::forward_step(Connection& c, uint32_t index) noexcept {
   const Handle h = slab_.handle_of(index);
   for (uint32_t round = 0; round < kRouteRounds; ++round) {
     if (c.state >= State::kLingering) return;
-    bool again = forward_response(c, ex, v.forward->response_area(index));
+    bool again = c.pooled || is_http(c) ? http_response(c, ex, v.forward->response_area(index))
+                                        : forward_response(c, ex, v.forward->response_area(index));
     if (c.state >= State::kLingering) return;
     again = forward_request(c, h, ctx, ex) || again;
     if (!again || c.state >= State::kLingering) return;
@@ -1069,9 +1093,25 @@ bool Worker::forward_request(Connection& c, Handle h, RoutingContext& ctx,
           ex.request_body.consume({client.in.read_ptr() + client.gate, unapproved});
       if (p.status == http::BodyStatus::kInvalid) {
         // The head went out already: no answer can follow it, only a reset.
-        listener_of(c).runtime->forward.smuggling.fetch_add(1, std::memory_order_relaxed);
+        if (is_http(c)) {
+          listener_of(c).runtime->http.bad_requests.fetch_add(1, std::memory_order_relaxed);
+          leave_pool(c);
+        } else {
+          listener_of(c).runtime->forward.smuggling.fetch_add(1, std::memory_order_relaxed);
+        }
         relay::abort(c, EndReason::kProtocolError);
         return false;
+      }
+      if (is_http(c)) {
+        // A chunked body over max-body: its head went out, so the exchange can only be cut.
+        const ListenerSpec& ls = listener_of(c);
+        ex.http.body_bytes += p.used;
+        if (ls.http.max_body != 0 && ex.http.body_bytes > ls.http.max_body) {
+          ls.runtime->http.bodies_too_large.fetch_add(1, std::memory_order_relaxed);
+          leave_pool(c);
+          relay::abort(c, EndReason::kProtocolError);
+          return false;
+        }
       }
       client.gate += p.used;
       if (p.status == http::BodyStatus::kDone) {
@@ -1090,6 +1130,7 @@ bool Worker::forward_request(Connection& c, Handle h, RoutingContext& ctx,
       }
       return false;
     case ForwardPhase::kResolving:
+    case ForwardPhase::kAssigning:
     case ForwardPhase::kResponse:
     case ForwardPhase::kTunnel:
       return false;
@@ -1108,7 +1149,7 @@ bool Worker::read_request_head(Connection& c, Handle h, RoutingContext& ctx,
       ex.head_started_ms = now_.ms;
       if (c.state == State::kRelaying) {
         const int64_t idle_ms = idle_timeout_ms(c);
-        const int64_t head_due = now_.ms + listener_of(c).forward.request_timeout_ms;
+        const int64_t head_due = now_.ms + request_timeout_ms(c);
         timers_.arm(h.index, idle_ms == 0 ? head_due : std::min(head_due, now_.ms + idle_ms));
       }
     }
@@ -1131,19 +1172,35 @@ bool Worker::read_request_head(Connection& c, Handle h, RoutingContext& ctx,
     case http::HeadStatus::kNeedMore:
       relay::end_replay(c);  // the rest of the head is still to be read
       if (ctx.length >= kMaxForwardHeadBytes) {
-        ls.runtime->forward.heads_too_large.fetch_add(1, std::memory_order_relaxed);
+        (ls.mode == ListenerMode::kHttp ? ls.runtime->http.heads_too_large
+                                        : ls.runtime->forward.heads_too_large)
+            .fetch_add(1, std::memory_order_relaxed);
+        if (c.pooled) leave_pool(c);
         forward_answer(c, 431);
       } else if (ended) {
-        ls.runtime->forward.bad_requests.fetch_add(1, std::memory_order_relaxed);
+        if (ls.mode == ListenerMode::kHttp && ctx.length == 0) {
+          return moved;  // unreachable: no bytes means no head to parse
+        }
+        (ls.mode == ListenerMode::kHttp ? ls.runtime->http.bad_requests
+                                        : ls.runtime->forward.bad_requests)
+            .fetch_add(1, std::memory_order_relaxed);
+        if (c.pooled) leave_pool(c);
         forward_answer(c, 400);
       }
       return moved;
     case http::HeadStatus::kInvalid:
-      ls.runtime->forward.bad_requests.fetch_add(1, std::memory_order_relaxed);
+      (ls.mode == ListenerMode::kHttp ? ls.runtime->http.bad_requests
+                                      : ls.runtime->forward.bad_requests)
+          .fetch_add(1, std::memory_order_relaxed);
+      if (c.pooled) leave_pool(c);
       forward_answer(c, 400);
       return false;
     case http::HeadStatus::kDone:
       break;
+  }
+  if (ls.mode == ListenerMode::kHttp) {
+    decide_http(c, h, ctx, ex, head);
+    return true;
   }
   decide_request(c, h, ctx, ex, head);
   return true;
@@ -1475,7 +1532,12 @@ bool Worker::forward_replay(Connection& c, RoutingContext& ctx, ForwardExchange&
     const http::BodyProgress p =
         ex.request_body.consume({ctx.region + ex.replay_end, ctx.length - ex.replay_end});
     if (p.status == http::BodyStatus::kInvalid) {
-      listener_of(c).runtime->forward.smuggling.fetch_add(1, std::memory_order_relaxed);
+      if (is_http(c)) {
+        listener_of(c).runtime->http.bad_requests.fetch_add(1, std::memory_order_relaxed);
+        leave_pool(c);
+      } else {
+        listener_of(c).runtime->forward.smuggling.fetch_add(1, std::memory_order_relaxed);
+      }
       relay::abort(c, EndReason::kProtocolError);
       return false;
     }
@@ -1483,9 +1545,18 @@ bool Worker::forward_replay(Connection& c, RoutingContext& ctx, ForwardExchange&
     ex.request_done = p.status == http::BodyStatus::kDone;
   }
   if (client.in.attached() || receiving(transport_, client)) return moved;
+  if (ctx.replayed == ex.replay_end && is_http(c) && ex.http.kept > 0) {
+    // HTTP mode: the request stays in the region until its response starts (a retry sends it
+    // again, decision 0013); what the client sent after it waits behind it.
+    if (ctx.length == ex.replay_end) relay::end_replay(c);
+    request_sent(ex, ctx);
+    return true;
+  }
   if (ctx.replayed == ex.replay_end) {
     // The head (and what came with it) is the relay's now: the request was forwarded.
-    listener_of(c).runtime->forward.requests.fetch_add(1, std::memory_order_relaxed);
+    if (!is_http(c)) {
+      listener_of(c).runtime->forward.requests.fetch_add(1, std::memory_order_relaxed);
+    }
     const uint32_t rest = ctx.length - ex.replay_end;
     // A pipelined request already held keeps the client paused: on io_uring a receive in flight
     // when it is decided would hold up its replay (client.in must stay free for that receive)
@@ -1620,11 +1691,26 @@ void Worker::forward_answer(Connection& c, uint16_t status) noexcept {
   const uint32_t index = slab_.index_of(c);
   ForwardExchange& ex = exchange_of(index);
   const ListenerSpec& ls = listener_of(c);
+  if (ls.mode == ListenerMode::kHttp) {
+    // The answer ends the conversation: an attached server connection leaves the pool with it.
+    unqueue(c, index);
+    unpark(c, index);
+    if (c.upstream.fd >= 0) {
+      leave_pool(c);
+    } else {
+      drop_pool_slot(c, index);
+    }
+    c.pooled = false;
+  }
   ex.phase = ForwardPhase::kDone;
   relay::set_end(c, EndReason::kForwardError, status);
   ex.held_status = 0;
-  if (status == 502) ls.runtime->forward.bad_gateway.fetch_add(1, std::memory_order_relaxed);
-  if (status == 504) ls.runtime->forward.gateway_timeouts.fetch_add(1, std::memory_order_relaxed);
+  if (ls.mode == ListenerMode::kForward && status == 502) {
+    ls.runtime->forward.bad_gateway.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (ls.mode == ListenerMode::kForward && status == 504) {
+    ls.runtime->forward.gateway_timeouts.fetch_add(1, std::memory_order_relaxed);
+  }
   char text[512];
   const uint32_t n = build_forward_answer(status, ls.forward.realm, text, sizeof text);
   if (c.state < State::kRelaying) {
@@ -1716,6 +1802,10 @@ void Worker::on_connected(Connection& c, uint32_t index) noexcept {
   }
   arm_idle_timer(index);
   if (c.client.gate == kOpenGate && c.upstream.gate == kOpenGate) return;
+  if (is_http(c)) {
+    http_connected(c, index);
+    return;
+  }
   ForwardExchange& ex = exchange_of(index);
   if (ex.tunnel) {
     static constexpr std::string_view kEstablished = "HTTP/1.1 200 Connection established\r\n\r\n";
@@ -1729,6 +1819,10 @@ void Worker::on_connected(Connection& c, uint32_t index) noexcept {
 
 void Worker::connect_failed(Connection& c, Handle h, int err) noexcept {
   ++stats_.connects_failed;
+  if (is_http(c)) {
+    http_connect_failed(c, h, err);
+    return;
+  }
   if (c.backend == kDirectBackend) {
     ForwardExchange& ex = exchange_of(h.index);
     if (log_level() == LogLevel::kVerbose) {
@@ -2023,7 +2117,11 @@ void Worker::pump(Connection& c, uint32_t index) noexcept {
   if (!gated && (c.client.paused & kPauseReplay)) hold_client_bytes(c, *routing_of(c, index));
   transport_.pump(c, slab_.handle_of(index), now_);
   if (gated) {
-    forward_step(c, index);
+    if (is_http(c)) {
+      http_step(c, index);
+    } else {
+      forward_step(c, index);
+    }
   } else if (c.state == State::kInspecting || (c.client.paused & kPauseReplay)) {
     route_step(c, index);
   }
@@ -2042,6 +2140,8 @@ void Worker::expire_timers() noexcept {
       force_close_all(EndReason::kShutdownDeadline);
     } else if (id == accept_retry_timer_) {
       if (retry_socket_waiters()) resume_listeners();
+    } else if (id == pool_sweep_timer_) {
+      sweep_pools();
     } else {
       on_connection_timer(id);
     }
@@ -2052,6 +2152,9 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
   if (!slab_.in_use(index)) return;
   Connection& c = slab_.at(index);
   const Handle h = slab_.handle_of(index);
+  if (c.state != State::kFree && c.state != State::kClosing && is_http(c) && http_timer(c, index)) {
+    return;
+  }
   switch (c.state) {
     case State::kFree:
     case State::kClosing:
@@ -2086,8 +2189,12 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
       ++stats_.connect_timeouts;
       socket_waiters_.remove(slab_, index);
       touch(c, index);
-      if (is_forward(c)) {
+      if (answers(c)) {
         exchange_of(index).resolving = false;  // its late result is dropped
+        if (is_http(c)) {
+          listener_of(c).runtime->http.gateway_timeouts.fetch_add(1, std::memory_order_relaxed);
+          drop_pool_slot(c, index);  // the socket it waited for
+        }
         forward_answer(c, 504);
         return;
       }
@@ -2288,6 +2395,9 @@ void Worker::close_connection(Connection& c, uint32_t index) noexcept {
   // Unless both directions ended in order and were delivered, a FIN would tell a peer the
   // stream ended cleanly: every side that did not fail itself is reset instead.
   const bool reset = !relay::ends_cleanly(c);
+  const bool http = is_http(c);
+  const uint16_t http_backend = http ? exchange_of(index).http.backend : 0;
+  if (http) http_release(c, index);
   for (Side* side : {&c.client, &c.upstream}) {
     if (side->fd < 0) continue;
     if (reset && !(side->flags & kFailed)) {
@@ -2306,7 +2416,7 @@ void Worker::close_connection(Connection& c, uint32_t index) noexcept {
   if (c.client_slot != kNoClientSlot) t.listeners[c.listener].clients->release(c.client_slot);
   for (ObjectStats* o :
        {&t.listeners[c.listener].runtime->stats,
-        c.backend < t.backends.size() ? &t.backends[c.backend].runtime->stats : nullptr}) {
+        c.backend < t.backends.size() && !http ? &t.backends[c.backend].runtime->stats : nullptr}) {
     if (o == nullptr) continue;  // closed while inspecting, or a named destination
     o->current.fetch_sub(1, std::memory_order_relaxed);
     o->bytes_in.fetch_add(c.bytes_c2u, std::memory_order_relaxed);
@@ -2322,6 +2432,7 @@ void Worker::close_connection(Connection& c, uint32_t index) noexcept {
   slab_.release(index);
   --stats_.active;
   ++stats_.closed;
+  if (http) serve_pending(version, http_backend);
   release_version_if_unused(version);
 }
 

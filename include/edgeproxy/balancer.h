@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -31,7 +32,17 @@ class Balancer {
   // while another server is usable, a backup included: a retry goes elsewhere rather than back
   // to the server that just failed. O(1) or O(log n) in the number of servers while most are
   // usable (kFirst: O(servers before the one chosen)); O(n) to find that none is usable.
+  // On a `rtt` or `most-idle` backend (per-request algorithms over costs only the worker's pools
+  // know), pick() balances as roundrobin.
   uint32_t pick(const SocketAddress& client, uint32_t avoid = kNoServer) noexcept;
+  // The usable server (pick()'s usability, tiers and `avoid`) with the lowest
+  // cost[i] * 256 / weight, for the per-request algorithms: `rtt` passes each server's moving
+  // average of response time, `most-idle` a cost that falls as IDLE connections rise (e.g.
+  // pool-size minus IDLE). A tie goes to the first tied server after the one this balancer chose
+  // last, so equal costs take turns. `cost` has one entry per server of the backend, in its
+  // order (checked: a shorter span aborts); an entry is clamped to 2^40. O(servers), no
+  // allocation; kNoServer when none is usable.
+  uint32_t pick_least(std::span<const uint64_t> cost, uint32_t avoid = kNoServer) noexcept;
   // The server a routing rule's `hash BACKEND KEY` gives `key_hash` (hash_key()): the same
   // consistent-hash ring as `source` balancing (built for a backend with BackendSpec::hashed),
   // the same tiers, `avoid` and fallbacks as pick(). Without a ring, pick()'s algorithm.

@@ -54,6 +54,21 @@ class Buffer {
     rd_ = static_cast<uint16_t>(rd_ + n);
     if (rd_ == wr_) rd_ = wr_ = 0;
   }
+  // Replaces the `old_n` bytes at offset `at` of the readable bytes with the `n` bytes at `p`,
+  // moving the bytes after them (compacting first when the block's end has no room). False, and
+  // nothing changed, when the result does not fit the block. The caller makes sure nothing else
+  // reads the block meanwhile (no send from it in flight) and that `p` is not inside it.
+  bool replace(uint32_t at, uint32_t old_n, const std::byte* p, uint32_t n) noexcept {
+    EDGEPROXY_CHECK(at + old_n <= readable());
+    const uint32_t total = readable() - old_n + n;
+    if (total > kBufferBytes) return false;
+    if (rd_ + total > kBufferBytes) compact();
+    std::byte* base = data_ + rd_;
+    std::memmove(base + at + n, base + at + old_n, readable() - at - old_n);
+    std::memcpy(base + at, p, n);
+    wr_ = static_cast<uint16_t>(rd_ + total);
+    return true;
+  }
   // Moves the readable bytes to the start of the block so writable() is maximal.
   void compact() noexcept {
     if (rd_ == 0) return;

@@ -61,6 +61,8 @@ enum PauseReason : uint8_t {
                                 // client's own bytes wait behind them (decision 0009)
   kPauseRate = 1 << 3,          // the side's rate limit ran out of tokens: a timer resumes it
                                 // (docs/limits.md)
+  kPauseDetach = 1 << 4,        // a pooled upstream is being handed back to the pool (decision
+                                // 0013): nothing new is started on its socket
 };
 
 // Which of its listener's limits a connection is subject to (docs/limits.md), set at accept and
@@ -122,6 +124,15 @@ struct Connection {
   // The upstream finished both ways while bytes for the client were still held, and its socket
   // was closed early (decision 0011): upstream.fd is -1 from then on, its flags stay.
   bool upstream_released = false;
+  // HTTP mode (decision 0013): the upstream is a pooled server connection whose lifetime is not
+  // the client's. Neither side's end is passed on to the other, and an upstream error does not
+  // end the connection: the worker decides. Cleared when the socket leaves the pool for good
+  // (a tunnel, a close-delimited response, a truncated one); the relay is then a plain one.
+  bool pooled = false;
+  // HTTP mode: the upstream is being detached (kPauseDetach); `detach_keep` says whether its
+  // socket goes back to the pool (else it is closed once nothing refers to it).
+  bool detaching = false;
+  bool detach_keep = false;
   uint8_t address = 0;  // index of the server address being tried or used
   uint8_t tried = 0;    // addresses of the current server tried so far
   uint8_t retries = 0;  // connects retried on another server so far
@@ -144,6 +155,9 @@ struct Connection {
   BlockChain accel;
   WaitLinks buffer_wait;  // in the Worker's queue of connections waiting for a pool buffer
   WaitLinks socket_wait;  // in the Worker's queue of connections waiting for a descriptor
+  // HTTP mode: in its backend's pending queue (a request waiting for a pooled connection), or
+  // in its server's list of parked connections (an idle keep-alive client holding an IDLE one).
+  WaitLinks pool_wait;
   uint32_t client_slot = kNoClientSlot;  // its entry in the listener's client table
   uint32_t linger_outq = 0;              // kLingering: unacknowledged bytes at the last look
   uint32_t linger_wait_ms = 0;  // kLingering: time until the next look (grows while none move)

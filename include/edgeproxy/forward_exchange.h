@@ -22,6 +22,8 @@ enum class ForwardPhase : uint8_t {
   kBody,       // the rest of the body is approved in client.in as the framer sees it
   kResponse,   // the request went out whole: its response is awaited and delivered
   kTunnel,     // CONNECT or an upgrade: both gates open, a plain relay
+  kAssigning,  // HTTP mode: the request waits for a server connection (pending, detaching the
+               // previous one, or connecting)
   kDone,       // no further request is read (the server closes, or an error was answered):
                // what the client still sends is dropped, never forwarded
 };
@@ -36,6 +38,33 @@ enum class ForwardTarget : uint8_t {
 // closed beyond: a server's head that large is refused, not relayed).
 inline constexpr uint32_t kMaxForwardHeadBytes = 8192;
 inline constexpr uint32_t kMaxDestinationAddresses = 8;
+
+// HTTP mode (decision 0013): what one request needs beyond the forward exchange: the request
+// kept for a retry, the response-time sample, the client's address as text for the variables.
+struct HttpExchange {
+  uint16_t backend = 0;    // the backend the request was routed to
+  bool queued = false;     // in the backend's pending queue (else pool_wait links it as parked)
+  bool parked = false;     // in its server's list of parked connections
+  bool rewritten = false;  // the request head in the region was built for a server already
+  bool reused = false;     // the server connection served an earlier request
+  bool response_started = false;
+  bool retried = false;
+  bool idempotent = false;
+  bool upgrade = false;           // a WebSocket handshake: a 101 takes the server connection out
+  bool end_after_detach = false;  // the conversation ends once the upstream is detached
+  bool stolen = false;            // its parked upstream is being detached for a waiter
+  uint32_t kept = 0;              // region bytes of the request kept for a retry (0: none)
+  uint64_t body_bytes = 0;        // request body bytes approved (max-body)
+  int64_t sent_ns = 0;            // the request's first byte went to the server
+  // The connection's byte counts when the upstream was attached: the server gets the difference.
+  uint64_t attach_c2u = 0;
+  uint64_t attach_u2c = 0;
+  int64_t pending_due_ms = 0;  // queued: 503 at this time
+  uint8_t client_addr_length = 0;
+  uint8_t client_port_length = 0;
+  std::array<char, 46> client_addr{};
+  std::array<char, 6> client_port{};
+};
 
 struct ForwardExchange {
   ForwardPhase phase = ForwardPhase::kHead;
@@ -67,9 +96,11 @@ struct ForwardExchange {
   uint8_t authorized_length = 0;
   std::array<char, 128> authorized{};
   std::array<SocketAddress, kMaxDestinationAddresses> addresses{};
+  HttpExchange http;  // HTTP mode only
 };
 
-// The answer a forward proxy writes itself for `status` (400, 403, 407, 408, 431, 502, 503, 504):
+// The answer a forward proxy writes itself for `status` (400, 403, 407, 408, 413, 431, 502,
+// 503, 504):
 // a status line, `Proxy-Authenticate: Basic realm="REALM"` for 407 (the realm was checked at load:
 // no quote, backslash or control character), a short text body with its Content-Length, and
 // `Connection: close`. Writes at most `size` bytes into `out` and returns how many.

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string_view>
 
 #include "edgeproxy/http_framing.h"
 #include "edgeproxy/http_head.h"
@@ -21,6 +22,31 @@ struct RewriteOptions {
   // Connection line.
   bool close = false;
 };
+
+// The pieces rewrite_request_head() and the reverse proxy's build_request_head() (http_rules.h)
+// share, so that both forward the same fields and the same target.
+
+// Whether the Connection options make a field hop-by-hop (RFC 9110 section 7.6.1): `tokens`
+// names it, and it is not Host, Content-Length or Transfer-Encoding. Those frame and route the
+// message, which the proxy already decided; a sender that names them ("Connection:
+// content-length") must not make the next hop frame the body differently. Requests and responses.
+bool named_by_connection(std::string_view name, const ConnectionTokens& tokens) noexcept;
+
+// Whether a request field is not forwarded: Connection, Proxy-Connection, Proxy-Authorization,
+// Keep-Alive, TE, Trailer, Upgrade (unless `keep_upgrade`: an upgrade the proxy relays), and the
+// fields named_by_connection().
+bool request_hop_by_hop(std::string_view name, const ConnectionTokens& tokens,
+                        bool keep_upgrade) noexcept;
+
+// A request's target as forwarded (RFC 9112 section 3.2): `target` is origin-form for an
+// origin-form or absolute-form target ("http://h:p/x?y" -> "/x?y", "http://h" -> "/"), else the
+// target as sent ("*", a CONNECT authority); `authority` is an absolute-form target's ("h:p"),
+// else empty. Views into the head's bytes (or a static "/").
+struct ForwardTarget {
+  std::string_view target;
+  std::string_view authority;
+};
+ForwardTarget forward_target(const RequestHead& head) noexcept;
 
 // The longest authority an added or replaced Host line takes (a DNS name of 253 bytes and its
 // root dot, ":" and a 5-digit port): it is copied aside before the head's bytes are overwritten.

@@ -28,6 +28,19 @@ enum class OptionScope : uint8_t {
 // Where an option may be written.
 enum class Spelling : uint8_t { kBoth, kCommandLineOnly, kFileOnly };
 
+// The listener modes a listener directive applies to, as bits (0: every mode). Writing it in a
+// listener of another mode is refused: it would be silently ignored.
+inline constexpr uint8_t kModeTcp = 1;
+inline constexpr uint8_t kModeForward = 2;
+inline constexpr uint8_t kModeHttp = 4;
+constexpr uint8_t mode_bit(ListenerMode m) noexcept {
+  return static_cast<uint8_t>(1u << static_cast<uint8_t>(m));
+}
+// "tcp", "forward and http", ...: the modes of a non-zero `modes`, for messages.
+std::string mode_names(uint8_t modes);
+// "'mode forward' or 'mode http'" (`prefix` "mode "), or "--mode forward" (prefix "--mode ").
+std::string mode_choices(uint8_t modes, const char* prefix);
+
 enum class ValueKind : uint8_t {
   kFlag,      // no value (command line only)
   kSwitch,    // `on` or `off` in a file; --NAME and --no-NAME on the command line
@@ -65,6 +78,7 @@ struct OptionSpec {
   char short_name = 0;    // 0 = none
   OptionScope scope = OptionScope::kGlobal;
   Spelling spelling = Spelling::kBoth;
+  uint8_t modes = 0;  // listener options: the modes they apply to (kModeTcp | ...; 0 = every)
   ValueKind kind = ValueKind::kFlag;
   const char* metavar = "";  // --help: "N", "ADDR"
   uint64_t min = 0;          // counts, durations (in unit_ms), sizes (bytes)

@@ -159,6 +159,14 @@ void on_connecting(Connection& c) noexcept;
 void on_connected(Connection& c) noexcept;
 // kConnecting -> kRouting: the failed upstream socket was closed, another address may be tried.
 void on_upstream_dropped(Connection& c) noexcept;
+// HTTP mode (decision 0013): the pooled upstream left the connection (back to the pool, or
+// closed) with nothing in flight on it: the upstream side is empty again and the connection reads
+// its client's next request head (kInspecting).
+void on_upstream_detached(Connection& c) noexcept;
+// HTTP mode: the conversation ends with no upstream (detached): the client gets a FIN once every
+// byte bound for it was written, and the connection closes cleanly once the client ends too
+// (a released upstream, decision 0011). The worker drops what the client still sends.
+void end_client(Connection& c) noexcept;
 
 // Records an error on `side` (counted once per side; the end reason kClientReset or
 // kServerReset if none was recorded). Nothing more is written to it; what it

@@ -24,6 +24,9 @@ inline constexpr uint32_t kNoRule = UINT32_MAX;
 inline constexpr uint32_t kNoBackendIndex = UINT32_MAX;
 inline constexpr uint32_t kMaxRouteText = 4096;  // reply, close and send texts, in bytes
 inline constexpr uint32_t kMaxCaptures = 10;     // $0 (the whole match) and $1..$9
+// http-path-glob copies the path to the stack for fnmatch(3): a longer path never matches (an
+// HTTP listener's whole head fits one 8 KiB block, so only TCP inspection can see one).
+inline constexpr uint32_t kMaxGlobPath = 8192;
 
 // Offsets [begin, end) of regex captures into the inspected bytes; begin == end == 0 when unset.
 struct Captures {
@@ -74,14 +77,17 @@ class NameTable {
 
 enum class MatchKind : uint8_t {
   kAny,
-  kPrefix,      // raw bytes
-  kRegex,       // POSIX extended over the bytes; a miss waits for more (HAProxy's "may change")
-  kSni,         // TLS ClientHello server_name: names in `names`
-  kAlpn,        // one of the ClientHello's ALPN protocols equals `text`
-  kHttpHost,    // Host header of an HTTP/1.x request head, without its port: names in `names`
-  kHttpPath,    // the request path starts with `text`
-  kHttpMethod,  // the request method equals `text`
-  kProtocol,    // what the first bytes look like: `protocol`
+  kPrefix,         // raw bytes
+  kRegex,          // POSIX extended over the bytes; a miss waits for more (HAProxy's "may change")
+  kSni,            // TLS ClientHello server_name: names in `names`
+  kAlpn,           // one of the ClientHello's ALPN protocols equals `text`
+  kHttpHost,       // Host header of an HTTP/1.x request head, without its port: names in `names`
+  kHttpPath,       // the request path starts with `text`
+  kHttpMethod,     // the request method equals `text`
+  kProtocol,       // what the first bytes look like: `protocol`
+  kHttpPathExact,  // the request path without its query equals `text`
+  kHttpPathGlob,   // fnmatch(3), flags 0, of `text` over the path without its query
+  kHttpPathRegex,  // `regex` (POSIX extended) over the path with its query, captures included
 };
 const char* to_string(MatchKind k) noexcept;
 
@@ -89,9 +95,9 @@ enum class SniffedProtocol : uint8_t { kTls, kHttp, kSsh, kProxy };
 
 struct Matcher {
   MatchKind kind = MatchKind::kAny;
-  std::string text;  // prefix bytes, path prefix, method, ALPN name
-  Regex regex;
-  NameTable names;  // kSni, kHttpHost: every name written, each with value 0
+  std::string text;  // prefix bytes, path prefix, exact path, glob, method, ALPN name
+  Regex regex;       // kRegex, kHttpPathRegex
+  NameTable names;   // kSni, kHttpHost: every name written, each with value 0
   SniffedProtocol protocol = SniffedProtocol::kTls;
 };
 

@@ -311,6 +311,9 @@ struct BackendSpec {
   PoolSpec pool;               // used by HTTP listeners only
   bool hashed = false;         // a `hash` rule picks its servers: its balancer keeps a ring
   bool hidden = false;         // made for a rule's `server HOST:PORT` or a map's HOST:PORT
+  // An HTTP listener uses it (as its backend or in a rule): its servers get pools, and its
+  // PoolStats are reported. Set by the parser and topology_from_command_line().
+  bool pooled = false;
   SourceLocation where;
 
   // The PROXY protocol version sent to server `s` (0: none).
@@ -326,6 +329,7 @@ struct BackendSpec {
 // What a listener's clients speak: bytes to relay, HTTP to a forward proxy, or HTTP to a
 // reverse proxy with pooled server connections.
 enum class ListenerMode : uint8_t { kTcp, kForward, kHttp };
+const char* to_string(ListenerMode m) noexcept;  // "tcp", "forward", "http"
 
 // An HTTP listener's settings (docs/http-mode.md).
 struct HttpSpec {

@@ -28,6 +28,7 @@
 #include "edgeproxy/result.h"
 #include "edgeproxy/route.h"
 #include "edgeproxy/routing_context.h"
+#include "edgeproxy/server_pool.h"
 #include "edgeproxy/slab.h"
 #include "edgeproxy/stats.h"
 #include "edgeproxy/timer_queue.h"
@@ -100,6 +101,10 @@ class Worker {
     // By listener: the limits its connections are held to now, the newest version's for a
     // listener of the same name (a reload applies new limits to open connections), else its own.
     std::vector<const ListenerLimits*> limits;
+    // HTTP listeners (decision 0013): this worker's pooled server connections, by backend (empty
+    // when the version has no HTTP listener), and room for one cost per server (pick_least).
+    std::vector<ServerPool> pools;
+    std::vector<uint64_t> costs;
   };
 
   // Per slot, for connections with limits (docs/limits.md): when it was accepted, and per
@@ -197,6 +202,71 @@ class Worker {
   // server, else the connection lingers until the client has the answer, then closes.
   void forward_answer(Connection& c, uint16_t status) noexcept;
   void on_resolved() noexcept;
+
+  // HTTP mode (mode http, docs/http-mode.md, decision 0013): requests as the forward proxy's,
+  // each routed and balanced, on server connections from the worker's pools.
+  bool is_http(const Connection& c) const noexcept {
+    return listener_of(c).mode == ListenerMode::kHttp;
+  }
+  // A listener whose clients speak HTTP to the proxy: it answers errors itself.
+  bool answers(const Connection& c) const noexcept {
+    return listener_of(c).mode != ListenerMode::kTcp;
+  }
+  uint32_t request_timeout_ms(const Connection& c) const noexcept {
+    const ListenerSpec& ls = listener_of(c);
+    return ls.mode == ListenerMode::kHttp ? ls.http.request_timeout_ms
+                                          : ls.forward.request_timeout_ms;
+  }
+  ServerPool& pool_of(const Connection& c, uint32_t backend) noexcept {
+    return versions_[c.version].pools[backend];
+  }
+  void start_http(Connection& c, Handle h, const ListenerSpec& ls) noexcept;
+  // After each pump of an HTTP connection: a detach that completed, the exchange, then what the
+  // idle upstream becomes (parked, detached, dropped).
+  void http_step(Connection& c, uint32_t index) noexcept;
+  void decide_http(Connection& c, Handle h, RoutingContext& ctx, ForwardExchange& ex,
+                   const http::RequestHead& head) noexcept;
+  // Gives the decided request a server connection: the attached one when it is to the server the
+  // balancer picks, a free one, a new one, or a place in the pending queue.
+  void assign_server(Connection& c, Handle h, uint32_t avoid) noexcept;
+  uint32_t pick_http_server(Connection& c, uint32_t backend, uint32_t avoid) noexcept;
+  // Whether server `s` of the backend may serve a request now (up, not drained).
+  bool http_usable(const Connection& c, uint32_t backend, uint32_t s) const noexcept;
+  bool take_free(Connection& c, Handle h, uint32_t backend, uint32_t s) noexcept;
+  void open_pooled(Connection& c, Handle h, uint32_t backend, uint32_t s) noexcept;
+  void wait_pending(Connection& c, Handle h, uint32_t backend) noexcept;
+  void unqueue(Connection& c, uint32_t index) noexcept;
+  // Serves the backend's waiters (oldest first) with free sockets or room to open one, then asks
+  // parked connections for their sockets while waiters remain.
+  void serve_pending(uint16_t version, uint32_t backend) noexcept;
+  // The request's head as its server gets it, and the replay started (the socket is attached).
+  void prepare_request(Connection& c, Handle h) noexcept;
+  void http_connected(Connection& c, uint32_t index) noexcept;
+  void http_connect_failed(Connection& c, Handle h, int err) noexcept;
+  void begin_detach(Connection& c, Handle h, bool keep) noexcept;
+  void finish_detach(Connection& c, Handle h) noexcept;
+  void park(Connection& c, uint32_t index) noexcept;
+  void unpark(Connection& c, uint32_t index) noexcept;
+  // The attached socket leaves the pool for good (a tunnel, a close-delimited or truncated
+  // response, an answer): the relay becomes a plain one.
+  void leave_pool(Connection& c) noexcept;
+  // The server's share of the bytes moved while the socket was attached, and its current count.
+  void leave_http_server(Connection& c, uint32_t index) noexcept;
+  // A connection that held a pool place for a socket it has not got (waiting for a descriptor)
+  // gives it up.
+  void drop_pool_slot(Connection& c, uint32_t index) noexcept;
+  void settle_upstream(Connection& c, Handle h, ForwardExchange& ex) noexcept;
+  void upstream_lost(Connection& c, Handle h, ForwardExchange& ex) noexcept;
+  bool http_response(Connection& c, ForwardExchange& ex, std::byte* area) noexcept;
+  void http_response_ended(ForwardExchange& ex, const RoutingContext& ctx) noexcept;
+  // HTTP connections' timers: the pending timeout, the next head's, the keep-alive idle time.
+  // False when the generic handling applies (connecting, lingering, mid-request idle).
+  bool http_timer(Connection& c, uint32_t index) noexcept;
+  // At close: the upstream back to the pool when it is idle and whole, else closed.
+  void http_release(Connection& c, uint32_t index) noexcept;
+  // Every second: free sockets idle past pool-idle-timeout or closed by their server are closed.
+  void sweep_pools() noexcept;
+  void close_free_sockets(Version& v) noexcept;
   ForwardExchange& exchange_of(uint32_t index) noexcept {
     return versions_[slab_.at(index).version].forward->at(index);
   }
@@ -362,6 +432,8 @@ class Worker {
 
   uint32_t shutdown_timer_;  // timer ids after the connection slots
   uint32_t accept_retry_timer_;
+  uint32_t pool_sweep_timer_;
+  uint64_t request_ids_ = 0;  // HTTP mode: $request_id is the worker's id and this counter
 };
 
 }  // namespace edgeproxy

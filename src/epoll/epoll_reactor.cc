@@ -78,7 +78,7 @@ std::span<const Event> EpollReactor::wait(int timeout_ms) noexcept {
   return {events_.get(), count};
 }
 
-void EpollReactor::unwatch_listener(int fd, uint64_t) noexcept {
+void EpollReactor::remove(int fd) noexcept {
   // ENOENT (never added) and EBADF (already closed) leave nothing registered either.
   [[maybe_unused]] const int rc = epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
 }

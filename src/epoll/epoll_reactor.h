@@ -51,7 +51,10 @@ class EpollReactor {
   SysResult resume_listener(int fd, uint64_t cookie) noexcept {
     return modify(fd, cookie, kWantRead);
   }
-  void unwatch_listener(int fd, uint64_t) noexcept;
+  void unwatch_listener(int fd, uint64_t) noexcept { remove(fd); }
+  // Deletes the registration of an fd that stays open (a pooled server connection handed back
+  // to the pool, decision 0013): another slot may then register it.
+  void remove(int fd) noexcept;
   // Whether listener slot `index` may be reused for another socket: always, nothing is in flight.
   bool listener_idle(uint32_t) const noexcept { return true; }
   // epoll accepts only while the worker has room (it pauses the listener when full): no-op.

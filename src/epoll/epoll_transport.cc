@@ -45,6 +45,15 @@ int EpollTransport::connect(Connection& c, Handle h, const SocketAddress& to) no
   return r.ok() ? 0 : EINPROGRESS;
 }
 
+int EpollTransport::adopt_upstream(Connection& c, Handle h) noexcept {
+  relay::on_connected(c);
+  // ADD polls the socket: a socket already readable (a close that raced the hand-over) raises
+  // its edge at once.
+  c.upstream.events = relay::wanted_interest(c, c.upstream);
+  const SysResult a = reactor_.add(c.upstream.fd, cookie_of(c, c.upstream, h), c.upstream.events);
+  return a.ok() ? 0 : a.err;
+}
+
 ConnectResult EpollTransport::on_event(Connection& c, Handle, bool client, const Event& ev,
                                        LoopTime) noexcept {
   if (c.state == State::kClosing) return {};

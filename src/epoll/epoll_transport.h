@@ -72,6 +72,16 @@ class EpollTransport {
   // True: a finished upstream's fd may be closed now (close() also drops its registration).
   bool release_upstream(Connection&, Handle) noexcept { return true; }
 
+  // HTTP mode (decision 0013): the pooled upstream leaves this slot. True once nothing refers to
+  // its fd; epoll: at once, its registration deleted so that another slot can register it.
+  bool detach_upstream(Connection& c, Handle) noexcept {
+    if (c.upstream.fd >= 0) reactor_.remove(c.upstream.fd);
+    return true;
+  }
+  // A pooled socket (connected, idle, in c.upstream.fd) becomes the slot's upstream: relaying
+  // starts as after a connect. 0 or the errno of epoll_ctl.
+  int adopt_upstream(Connection& c, Handle h) noexcept;
+
   // Whether a read paused for want of a buffer could get one now.
   bool buffers_available() const noexcept { return pool_.available() > 0; }
 

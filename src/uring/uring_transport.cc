@@ -105,6 +105,12 @@ int UringTransport::connect(Connection& c, Handle h, const SocketAddress& to) no
   return EINPROGRESS;
 }
 
+int UringTransport::adopt_upstream(Connection& c, Handle) noexcept {
+  relay::on_connected(c);
+  keep_ready(c.upstream);
+  return 0;
+}
+
 bool UringTransport::abandon_connect(Connection& c, Handle h) noexcept {
   Side& up = c.upstream;
   if (!(up.ops & kOpConnect)) return true;  // nothing in flight: the fd may go now

@@ -125,6 +125,15 @@ class UringTransport {
   // the completions bring the connection back.
   bool release_upstream(Connection& c, Handle h) noexcept;
 
+  // HTTP mode (decision 0013): the pooled upstream leaves this slot, as release_upstream() (the
+  // worker has paused it with kPauseDetach, so nothing new is submitted meanwhile). A receive
+  // that completes with bytes during the round leaves them in upstream.in: the socket is then not
+  // pooled.
+  bool detach_upstream(Connection& c, Handle h) noexcept { return release_upstream(c, h); }
+  // A pooled socket (connected, idle, in c.upstream.fd) becomes the slot's upstream: relaying
+  // starts as after a connect; the next pump submits its receive. 0.
+  int adopt_upstream(Connection& c, Handle h) noexcept;
+
   // A completion for a slot already freed (Worker::on_connection_event drops it): a block the
   // kernel picked for it goes back to the pool.
   void on_stale(const Event& ev) noexcept;

@@ -714,5 +714,113 @@ TEST(BalancerTest, FirstFillsServersInOrderWithMaxConnections) {
   EXPECT_EQ(b.pick(kAnyClient), 1u);
 }
 
+// ---- least cost (rtt, most-idle: the worker passes one cost per server)
+
+// `picks` pick_least() calls over `cost`, counted per server (the last slot counts kNoServer).
+std::vector<uint64_t> least_tally(Balancer& b, const std::vector<uint64_t>& cost, size_t picks,
+                                  uint32_t avoid = kNoServer) {
+  std::vector<uint64_t> counts(cost.size() + 1, 0);
+  for (size_t k = 0; k < picks; ++k) {
+    const uint32_t s = b.pick_least(cost, avoid);
+    ++counts[s == kNoServer ? cost.size() : s];
+  }
+  return counts;
+}
+
+TEST(BalancerTest, PickLeastTakesTheLowestCost) {
+  BackendSpec spec = equal_backend(Balance::kRtt, 4);
+  Balancer b(spec, 1);
+  EXPECT_EQ(least_tally(b, {30, 10, 20, 40}, 50), (std::vector<uint64_t>{0, 50, 0, 0, 0}));
+  EXPECT_EQ(b.pick_least(std::vector<uint64_t>{30, 10, 5, 40}), 2u) << "costs change per call";
+  const std::vector<uint64_t> huge{UINT64_MAX, UINT64_MAX - 1, 7, UINT64_MAX};
+  EXPECT_EQ(b.pick_least(huge), 2u) << "costs are clamped before the product: no overflow";
+}
+
+TEST(BalancerTest, PickLeastTiesRotateFromTheServerChosenLast) {
+  BackendSpec spec = equal_backend(Balance::kMostIdle, 4);
+  Balancer b(spec, 1);
+  const std::vector<uint64_t> cost{5, 3, 5, 3};
+  std::vector<uint32_t> picks;
+  for (int k = 0; k < 6; ++k) picks.push_back(b.pick_least(cost));
+  EXPECT_EQ(picks, (std::vector<uint32_t>{1, 3, 1, 3, 1, 3}));
+  EXPECT_EQ(least_tally(b, {0, 0, 0, 0}, 400), (std::vector<uint64_t>{100, 100, 100, 100, 0}));
+}
+
+TEST(BalancerTest, PickLeastDividesTheCostByTheWeight) {
+  BackendSpec spec = make_backend(Balance::kRtt, {1, 4, 2});
+  Balancer b(spec, 1);
+  // 100 * 256 / 1 = 25600, 300 * 256 / 4 = 19200, 160 * 256 / 2 = 20480.
+  EXPECT_EQ(b.pick_least(std::vector<uint64_t>{100, 300, 160}), 1u);
+  EXPECT_EQ(b.pick_least(std::vector<uint64_t>{100, 500, 160}), 2u);
+  // Equal per-weight costs tie, and take turns.
+  EXPECT_EQ(least_tally(b, {10, 40, 20}, 300), (std::vector<uint64_t>{100, 100, 100, 0}));
+}
+
+TEST(BalancerTest, PickLeastSkipsDownDrainedAndFullServers) {
+  BackendSpec spec = make_backend(
+      Balance::kRtt,
+      std::vector<ServerSketch>{{1, false, 0}, {1, false, 0}, {1, false, 3}, {1, false, 0}});
+  Balancer b(spec, 1);
+  const std::vector<uint64_t> cost{1, 2, 3, 4};
+  set_up(spec, 0, false);
+  EXPECT_EQ(b.pick_least(cost), 1u);
+  spec.servers[1].runtime->drained = true;
+  EXPECT_EQ(b.pick_least(cost), 2u);
+  set_current(spec, 2, 3);  // at its max-connections
+  EXPECT_EQ(b.pick_least(cost), 3u);
+  set_current(spec, 2, 2);
+  EXPECT_EQ(b.pick_least(cost), 2u);
+  set_up(spec, 0, true);
+  EXPECT_EQ(b.pick_least(cost), 0u);
+}
+
+TEST(BalancerTest, PickLeastUsesBackupsOnlyWhileNoPrimaryIsUsable) {
+  BackendSpec spec = make_backend(
+      Balance::kMostIdle, std::vector<ServerSketch>{{1, true, 0}, {1, false, 0}, {1, false, 0}});
+  Balancer b(spec, 1);
+  const std::vector<uint64_t> cost{0, 9, 8};  // the backup is cheapest, yet second
+  EXPECT_EQ(least_tally(b, cost, 10), (std::vector<uint64_t>{0, 0, 10, 0}));
+  set_up(spec, 2, false);
+  EXPECT_EQ(b.pick_least(cost), 1u);
+  set_up(spec, 1, false);
+  EXPECT_EQ(b.pick_least(cost), 0u);
+  set_up(spec, 0, false);
+  EXPECT_EQ(b.pick_least(cost), kNoServer);
+}
+
+TEST(BalancerTest, PickLeastAvoidsWhileAnotherIsUsable) {
+  BackendSpec spec = make_backend(
+      Balance::kRtt, std::vector<ServerSketch>{{1, false, 0}, {1, false, 0}, {1, true, 0}});
+  Balancer b(spec, 1);
+  const std::vector<uint64_t> cost{1, 5, 9};
+  EXPECT_EQ(least_tally(b, cost, 10, 0), (std::vector<uint64_t>{0, 10, 0, 0}));
+  set_up(spec, 1, false);
+  EXPECT_EQ(b.pick_least(cost, 0), 2u) << "a backup before the avoided primary";
+  set_up(spec, 2, false);
+  EXPECT_EQ(b.pick_least(cost, 0), 0u) << "the avoided server when it is the only usable one";
+}
+
+TEST(BalancerTest, PickLeastWithEveryServerUnusable) {
+  BackendSpec spec = make_backend(
+      Balance::kRtt, std::vector<ServerSketch>{{1, false, 1}, {1, false, 0}, {1, true, 0}});
+  Balancer b(spec, 1);
+  set_current(spec, 0, 1);
+  spec.servers[1].runtime->drained = true;
+  set_up(spec, 2, false);
+  EXPECT_EQ(b.pick_least(std::vector<uint64_t>{0, 0, 0}), kNoServer);
+  EXPECT_EQ(b.pick_least(std::vector<uint64_t>{0, 0, 0}, 1), kNoServer);
+}
+
+TEST(BalancerTest, PickOnAPerRequestBackendIsRoundRobin) {
+  for (Balance balance : {Balance::kRtt, Balance::kMostIdle}) {
+    SCOPED_TRACE(to_string(balance));
+    BackendSpec spec = make_backend(balance, {5, 1, 1});
+    BackendSpec reference = make_backend(Balance::kRoundRobin, {5, 1, 1});
+    Balancer b(spec, 7);
+    Balancer r(reference, 7);
+    EXPECT_EQ(picks_of(b, 70), picks_of(r, 70));
+  }
+}
+
 }  // namespace
 }  // namespace edgeproxy

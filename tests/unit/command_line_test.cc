@@ -162,5 +162,53 @@ TEST(CommandLineTest, GlobalOverridesReplaceOnlyWhatWasGiven) {
   EXPECT_EQ(file.max_connections, 100u) << "not given: the file's value stays";
 }
 
+TEST(CommandLineTest, ModeHttpMakesAPooledBackend) {
+  auto r = topology_from_command_line(
+      Ok({"--mode", "http", "--pool-size", "4", "--request-timeout", "2s"}));
+  ASSERT_TRUE(r.ok()) << r.error();
+  const ListenerSpec& l = r.value().listeners[0];
+  EXPECT_EQ(l.mode, ListenerMode::kHttp);
+  EXPECT_EQ(l.name, "main");
+  EXPECT_EQ(l.backend, 0u);
+  EXPECT_EQ(l.http.request_timeout_ms, 2000u);
+  const BackendSpec& b = r.value().backends[0];
+  EXPECT_EQ(b.name, "main");
+  EXPECT_EQ(b.pool.size, 4u);
+  EXPECT_TRUE(b.pooled);
+  auto tcp = topology_from_command_line(Ok({"--pool-size", "8"}));
+  ASSERT_TRUE(tcp.ok());
+  EXPECT_EQ(tcp.value().backends[0].pool.size, 8u) << "accepted, as in any backend of a file";
+  EXPECT_FALSE(tcp.value().backends[0].pooled);
+  EXPECT_EQ(Err({"--pool-size", "0"}), "--pool-size: invalid value '0' (expected 1-10000)");
+  EXPECT_TRUE(Err({"-c", "a.conf", "--pool-size", "2"}).starts_with("--pool-size: not with -c "));
+}
+
+TEST(CommandLineTest, FlagsOfOtherModesAreRefused) {
+  EXPECT_EQ(Err({"--mode", "http", "--dns-ttl", "5"}),
+            "--dns-ttl: applies to forward listeners only (expected --mode forward, not --mode "
+            "http)");
+  EXPECT_EQ(Err({"--destination-timeout=2s", "--mode=http"}),
+            "--destination-timeout: applies to forward listeners only (expected --mode forward, "
+            "not --mode http)");
+  EXPECT_TRUE(Err({"--open", "--mode", "http"}).starts_with("--open: applies to forward "));
+  EXPECT_EQ(Err({"--dns-ttl", "5"}),
+            "--dns-ttl: applies to forward listeners only (expected --mode forward, not --mode "
+            "tcp)");
+  EXPECT_EQ(Err({"--request-timeout", "5s"}),
+            "--request-timeout: applies to forward and http listeners only (expected --mode "
+            "forward or --mode http, not --mode tcp)");
+  EXPECT_EQ(Err({"--mode", "http", "--inspect-timeout", "2s"}),
+            "--inspect-timeout: applies to tcp listeners only (expected --mode tcp, not --mode "
+            "http)");
+  EXPECT_EQ(Err({"--mode", "http", "--accept-proxy"}),
+            "--accept-proxy: not with --mode http (an http listener reads each request head "
+            "itself and does not accelerate)");
+  EXPECT_TRUE(
+      Err({"--accelerate", "1m", "--mode", "http"}).starts_with("--accelerate: not with --mode "));
+  EXPECT_TRUE(Parse({"--mode", "http", "--accelerate", "off", "--no-accept-proxy"}).ok());
+  EXPECT_TRUE(Parse({"--mode", "forward", "--dns-ttl", "5", "--request-timeout", "1s"}).ok());
+  EXPECT_EQ(Err({"--mode", "udp"}), "--mode: invalid value 'udp' (expected tcp, forward or http)");
+}
+
 }  // namespace
 }  // namespace edgeproxy

@@ -54,7 +54,7 @@ TEST(OptionsTest, EveryOptionHasHelpAndAppearsInUsage) {
       EXPECT_NE(text.find(std::string("(default ") + o.default_text + ")"), std::string::npos)
           << o.name;
     }
-    if (o.kind == ValueKind::kSwitch) {
+    if (o.kind == ValueKind::kSwitch && o.on_command_line()) {
       EXPECT_NE(text.find(std::string("--no-") + o.name + " "), std::string::npos);
     }
   }
@@ -110,6 +110,12 @@ TEST(OptionsTest, EveryExampleParses) {
   }
 }
 
+// The first mode a listener option applies to, when that is not tcp (the default): "forward".
+const char* ModeFor(const OptionSpec& o) {
+  if (o.modes == 0 || (o.modes & kModeTcp) != 0) return nullptr;
+  return (o.modes & kModeForward) != 0 ? "forward" : "http";
+}
+
 TEST(OptionsTest, EveryCommandLineOptionParses) {
   for (const OptionSpec& o : option_table()) {
     if (!o.on_command_line()) continue;
@@ -117,6 +123,10 @@ TEST(OptionsTest, EveryCommandLineOptionParses) {
     const std::string flag = std::string("--") + o.name;
     argv.push_back(flag.c_str());
     if (o.takes_value()) argv.push_back(o.example);
+    if (ModeFor(o) != nullptr) {
+      argv.push_back("--mode");
+      argv.push_back(ModeFor(o));
+    }
     auto r = parse_command_line(static_cast<int>(argv.size()), argv.data());
     ASSERT_TRUE(r.ok()) << flag << ": " << r.error();
     EXPECT_TRUE(r.value().has(o.name)) << flag;
@@ -130,6 +140,7 @@ TEST(OptionsTest, EveryFileDirectiveParses) {
     const std::string line = std::string("    ") + o.name + " " + o.example + "\n";
     std::string text = o.scope == OptionScope::kGlobal ? "global {\n" + line + "}\n" : "";
     text += "listener l {\n    bind 127.0.0.1:1\n    backend b\n";
+    if (ModeFor(o) != nullptr) text += std::string("    mode ") + ModeFor(o) + "\n";
     if (o.scope == OptionScope::kListener) text += line;
     text += "}\nbackend b {\n    server s 127.0.0.1:2\n";
     if (o.scope == OptionScope::kBackend) text += line;
@@ -194,7 +205,9 @@ TEST(OptionsTest, EnumsAndSwitchesNameTheirChoices) {
   EXPECT_EQ(Number("splice", "never"), 2u);
   EXPECT_EQ(Refusal("splice", "yes"), "invalid value 'yes' (expected auto, always or never)");
   EXPECT_EQ(Refusal("balance", "rr"),
-            "invalid value 'rr' (expected roundrobin, leastconn, random, source or first)");
+            "invalid value 'rr' (expected roundrobin, leastconn, random, source, first, rtt or "
+            "most-idle)");
+  EXPECT_EQ(Refusal("mode", "https"), "invalid value 'https' (expected tcp, forward or http)");
   EXPECT_EQ(Refusal("log-level", "loud"),
             "invalid value 'loud' (expected quiet, normal or verbose)");
   EXPECT_EQ(Number("no-delay", "on"), 1u);
@@ -243,6 +256,22 @@ TEST(OptionsTest, DefaultsShownAreTheStructDefaults) {
             b.connect_timeout_ms);
   EXPECT_EQ(Number("retries", find_option("retries")->default_text), b.retries);
   EXPECT_EQ(find_option("balance")->default_text, std::string(to_string(b.balance)));
+  EXPECT_EQ(Number("pool-size", find_option("pool-size")->default_text), b.pool.size);
+  EXPECT_EQ(Number("max-pending", find_option("max-pending")->default_text), b.pool.max_pending);
+  EXPECT_EQ(Number("pending-timeout", find_option("pending-timeout")->default_text),
+            b.pool.pending_timeout_ms);
+  EXPECT_EQ(Number("pool-idle-timeout", find_option("pool-idle-timeout")->default_text) * 1000,
+            b.pool.idle_timeout_ms);
+  EXPECT_EQ(Number("request-timeout", find_option("request-timeout")->default_text),
+            l.http.request_timeout_ms);
+  EXPECT_EQ(Number("request-timeout", find_option("request-timeout")->default_text),
+            l.forward.request_timeout_ms);
+  EXPECT_EQ(Number("max-body", find_option("max-body")->default_text), l.http.max_body);
+  for (const char* name : {"forwarded-for", "forwarded-proto", "via"}) {
+    EXPECT_STREQ(find_option(name)->default_text, "on") << name;
+  }
+  EXPECT_TRUE(l.http.request.forwarded_for && l.http.request.forwarded_proto);
+  EXPECT_TRUE(l.http.request.via && l.http.response.via);
   EXPECT_EQ(find_option("listen")->default_text, cl.listen_host);
   EXPECT_EQ(Number("port", find_option("port")->default_text), cl.listen_port);
   EXPECT_EQ(find_option("backend")->default_text, cl.backend_host);

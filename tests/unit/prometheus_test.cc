@@ -80,8 +80,8 @@ std::map<std::string, std::string> Samples(const std::string& text) {
   return out;
 }
 
-TEST(PrometheusTest, EveryFamilyHasOneHelpAndOneTypeBeforeItsSamples) {
-  const std::string text = render_prometheus(TwoWorkers());
+// Every family of `text` has one HELP, then one TYPE, then its samples.
+void ExpectWellFormedFamilies(const std::string& text) {
   std::set<std::string> typed;
   std::set<std::string> helped;
   std::string current;
@@ -107,6 +107,10 @@ TEST(PrometheusTest, EveryFamilyHasOneHelpAndOneTypeBeforeItsSamples) {
     }
     EXPECT_TRUE(line.starts_with(current)) << "a sample outside its family: " << line;
   }
+}
+
+TEST(PrometheusTest, EveryFamilyHasOneHelpAndOneTypeBeforeItsSamples) {
+  ExpectWellFormedFamilies(render_prometheus(TwoWorkers()));
 }
 
 TEST(PrometheusTest, EveryWorkerStatisticIsAFamilyOfItsOwn) {
@@ -232,6 +236,51 @@ TEST(PrometheusTest, AppendedFamilyIsOneSample) {
   EXPECT_EQ(out,
             "# HELP edgeproxy_x_total An x.\n# TYPE edgeproxy_x_total counter\n"
             "edgeproxy_x_total 4\n");
+}
+
+// HTTP listeners' counters only for http listeners; pool statistics only for the backends an
+// http listener uses (BackendSpec::pooled), counters with _total and gauges without.
+TEST(PrometheusTest, HttpAndPoolStatisticsOnlyWhereTheyApply) {
+  StatsSnapshot snap = TwoWorkers();
+  auto t = TwoObjects("web");
+  ListenerSpec h = t->listeners[0];
+  h.name = "site";
+  h.mode = ListenerMode::kHttp;
+  h.runtime = std::make_shared<ListenerRuntime>();
+  h.runtime->http.requests = 12;
+  h.runtime->http.pending_full = 2;
+  t->listeners.push_back(h);
+  BackendSpec pooled = t->backends[0];
+  pooled.name = "pooled";
+  pooled.pooled = true;
+  pooled.runtime = std::make_shared<BackendRuntime>();
+  pooled.runtime->pool.pool_opens = 5;
+  pooled.runtime->pool.pool_idle = 3;
+  pooled.runtime->pool.pending = 1;
+  t->backends.push_back(pooled);
+  snap.topology = t;
+  const std::string text = render_prometheus(snap);
+  ExpectWellFormedFamilies(text);
+  const auto s = Samples(text);
+  EXPECT_EQ(s.at("edgeproxy_listener_http_requests_total{listener=\"site\"}"), "12");
+  EXPECT_EQ(s.at("edgeproxy_listener_http_pending_full_total{listener=\"site\"}"), "2");
+  EXPECT_EQ(s.at("edgeproxy_listener_http_bad_gateway_total{listener=\"site\"}"), "0");
+  EXPECT_EQ(s.count("edgeproxy_listener_http_requests_total{listener=\"web\"}"), 0u);
+  EXPECT_EQ(s.at("edgeproxy_backend_pool_opens_total{backend=\"pooled\"}"), "5");
+  EXPECT_EQ(s.at("edgeproxy_backend_pool_closes_total{backend=\"pooled\"}"), "0");
+  EXPECT_EQ(s.at("edgeproxy_backend_pool_idle{backend=\"pooled\"}"), "3");
+  EXPECT_EQ(s.at("edgeproxy_backend_pool_active{backend=\"pooled\"}"), "0");
+  EXPECT_EQ(s.at("edgeproxy_backend_pool_pending{backend=\"pooled\"}"), "1");
+  EXPECT_EQ(s.count("edgeproxy_backend_pool_opens_total{backend=\"app\"}"), 0u);
+  EXPECT_NE(text.find("# HELP edgeproxy_backend_pool_idle Pooled server connections IDLE now"),
+            std::string::npos);
+  EXPECT_NE(text.find("# TYPE edgeproxy_backend_pool_pending gauge"), std::string::npos);
+  EXPECT_NE(text.find("# HELP edgeproxy_listener_http_requests_total Requests forwarded to a "
+                      "server."),
+            std::string::npos);
+  const std::string plain = render_prometheus(TwoWorkers());
+  EXPECT_EQ(plain.find("edgeproxy_listener_http_"), std::string::npos);
+  EXPECT_EQ(plain.find("edgeproxy_backend_pool_"), std::string::npos);
 }
 
 }  // namespace

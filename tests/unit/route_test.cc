@@ -183,5 +183,85 @@ TEST(RouteTest, ProtocolMatcherTellsTlsHttpSshAndProxyApart) {
             route::Verdict::kNoMatch);
 }
 
+// A request head for `target`.
+std::string Get(const std::string& target) {
+  return "GET " + target + " HTTP/1.1\r\nHost: h\r\n\r\n";
+}
+
+TEST(RouteTest, HttpPathExactComparesThePathWithoutItsQuery) {
+  const Parsed p = Load("http-path-exact /login backend a\nany backend b");
+  EXPECT_EQ(Decide(p, Get("/login")).rule, 0u);
+  EXPECT_EQ(Decide(p, Get("/login?next=/x")).rule, 0u);
+  EXPECT_EQ(Decide(p, Get("/login/")).rule, 1u);
+  EXPECT_EQ(Decide(p, Get("/log")).rule, 1u);
+  EXPECT_EQ(Decide(p, Get("/LOGIN")).rule, 1u) << "paths are case-sensitive";
+  EXPECT_EQ(Decide(p, "GET http://h/login?x HTTP/1.1\r\nHost: h\r\n\r\n").rule, 0u)
+      << "an absolute-form target's path";
+  EXPECT_EQ(Decide(p, "GET /login HTTP/1.1\r\nHost: h\r\n").verdict, route::Verdict::kNeedMore);
+}
+
+TEST(RouteTest, HttpPathGlobIsFnmatchWithoutFlags) {
+  const Parsed p =
+      Load("http-path-glob /img/*.png backend a\nhttp-path-glob /v?/[!x]* backend b\nany close");
+  EXPECT_EQ(Decide(p, Get("/img/a.png")).rule, 0u);
+  EXPECT_EQ(Decide(p, Get("/img/a/b/c.png")).rule, 0u) << "'*' crosses '/' (no FNM_PATHNAME)";
+  EXPECT_EQ(Decide(p, Get("/img/a.png?size=2")).rule, 0u) << "the query is not matched";
+  EXPECT_EQ(Decide(p, Get("/img/a.png.txt")).rule, 2u);
+  EXPECT_EQ(Decide(p, Get("/v1/users")).rule, 1u);
+  EXPECT_EQ(Decide(p, Get("/v1/xusers")).rule, 2u);
+  EXPECT_EQ(Decide(p, Get("/v12/users")).rule, 2u);
+  // A path longer than the glob's stack copy never matches (and does not overflow it).
+  EXPECT_EQ(Decide(p, Get("/img/" + std::string(kMaxGlobPath, 'a') + ".png")).rule, 2u);
+  EXPECT_EQ(Decide(p, Get("/img/" + std::string(kMaxGlobPath - 9, 'a') + ".png")).rule, 0u);
+}
+
+TEST(RouteTest, HttpPathRegexSeesTheQueryAndCapturesIntoTheBytes) {
+  const std::string text =
+      "backend a { server s 127.0.0.1:1 }\nmap m f.map\n"
+      "listener l {\n bind 127.0.0.1:3\n backend a\n route {\n"
+      "  http-path-regex \"^/u/([a-z]+)[?]tab=([0-9]+)$\" map m $2-$1\n"
+      "  http-path-regex ^/static/ backend a\n }\n}\n";
+  auto r = parse_topology(text, "f.conf", [](const std::string&, const std::string&) {
+    return Result<std::vector<IncludedFile>>(std::vector<IncludedFile>{{"f.map", "x a\n"}});
+  });
+  ASSERT_TRUE(r.ok()) << r.error();
+  const RouteSet& routes = r.value().listeners[0].routes;
+  const std::string head = "GET /u/alice?tab=7 HTTP/1.1\r\nHost: h\r\n\r\n";
+  std::vector<std::byte> scratch(head.size());
+  route::Scratch s{scratch, 0};
+  Captures c;
+  const route::Decision d = route::decide(routes, B(head), false, s, c);
+  ASSERT_EQ(d.rule, 0u);
+  char key[64];
+  const uint32_t n = routes.rules[0].action.key.expand(B(head), c, key);
+  EXPECT_EQ(std::string(key, n), "7-alice") << "captures are offsets into the inspected bytes";
+  s.http_scanned = 0;
+  EXPECT_EQ(route::decide(routes, B(Get("/u/alice?tab=x")), false, s, c).verdict,
+            route::Verdict::kNoMatch)
+      << "a regex over a complete head does not wait";
+  s.http_scanned = 0;
+  EXPECT_EQ(route::decide(routes, B(Get("/static/a")), false, s, c).rule, 1u);
+}
+
+// An HTTP listener's rules are the same compiled RouteSet, decided over each request's head.
+TEST(RouteTest, AnHttpListenersRulesDecidePerRequestHead) {
+  auto r = parse_topology(
+      "backend a { server s 127.0.0.1:1 }\nbackend b { server s 127.0.0.1:2 }\n"
+      "listener l {\n bind 127.0.0.1:3\n mode http\n backend a\n route {\n"
+      "  http-host api.example.com http-path-exact /v1 backend b\n"
+      "  http-path-glob *.php reject\n"
+      "  http-method DELETE close \"no\"\n }\n}\n",
+      "f.conf", [](const std::string&, const std::string&) {
+        return Result<std::vector<IncludedFile>>(std::vector<IncludedFile>{});
+      });
+  ASSERT_TRUE(r.ok()) << r.error();
+  const Parsed p{std::move(r.value())};
+  EXPECT_EQ(Decide(p, "GET /v1?x HTTP/1.1\r\nHost: api.example.com\r\n\r\n").rule, 0u);
+  EXPECT_EQ(Decide(p, "GET /v1 HTTP/1.1\r\nHost: www.example.com\r\n\r\n").verdict,
+            route::Verdict::kNoMatch);
+  EXPECT_EQ(Decide(p, Get("/a/b/index.php")).rule, 1u);
+  EXPECT_EQ(Decide(p, "DELETE /x HTTP/1.1\r\nHost: h\r\n\r\n").rule, 2u);
+}
+
 }  // namespace
 }  // namespace edgeproxy

@@ -114,5 +114,39 @@ TEST(StatsJsonTest, JsonStringEscapes) {
   EXPECT_EQ(json_string("\xe2\x82"), "\"\\ufffd\\ufffd\"");             // truncated
 }
 
+TEST(StatsJsonTest, HttpListenersAndPooledBackendsHaveTheirGroups) {
+  StatsSnapshot snap;
+  auto t = sample_topology("a");
+  t->backends[0].pooled = true;
+  t->backends[0].balance = Balance::kMostIdle;
+  t->backends[0].runtime->pool.pool_opens = 3;
+  t->backends[0].runtime->pool.pending = 2;
+  BackendSpec tcp = t->backends[0];
+  tcp.name = "tcp";
+  tcp.pooled = false;
+  tcp.balance = Balance::kRoundRobin;
+  tcp.runtime = std::make_shared<BackendRuntime>();
+  t->backends.push_back(tcp);
+  ListenerSpec h = t->listeners[0];
+  h.name = "site";
+  h.mode = ListenerMode::kHttp;
+  h.runtime = std::make_shared<ListenerRuntime>();
+  h.runtime->http.requests = 8;
+  h.runtime->http.no_server = 1;
+  t->listeners.push_back(h);
+  snap.topology = t;
+  const std::string json = render_stats_json(snap);
+  EXPECT_TRUE(python_accepts(
+      json,
+      "d['listeners']['site']['mode']=='http' and d['listeners']['web']['mode']=='tcp' and "
+      "d['listeners']['site']['http']['requests']==8 and "
+      "d['listeners']['site']['http']['no_server']==1 and "
+      "len(d['listeners']['site']['http'])==15 and 'http' not in d['listeners']['web'] and "
+      "d['backends']['app']['balance']=='most-idle' and "
+      "d['backends']['app']['pool']=={'pool_opens':3,'pool_closes':0,'pool_idle':0,"
+      "'pool_active':0,'pending':2} and 'pool' not in d['backends']['tcp']"))
+      << json;
+}
+
 }  // namespace
 }  // namespace edgeproxy

@@ -190,14 +190,15 @@ TEST(TopologyParserTest, UnknownDirectivesListWhatIsAllowed) {
   EXPECT_TRUE(
       Fails("listener l {\n  bind h:1\n  balance first\n}\n", "f.conf:3:3: ",
             "unknown directive 'balance' (expected bind, backend, route, on-timeout, on-full, "
-            "auth, allow-ports, allow-networks, deny-networks, idle-timeout, accept-proxy, "
-            "inspect-timeout, inspect-bytes, accelerate, mode, request-timeout, "
-            "destination-timeout, dns-ttl, open, max-lifetime, upload-limit, download-limit, "
+            "auth, allow-ports, allow-networks, deny-networks, rewrite, request-header, "
+            "response-header, idle-timeout, accept-proxy, inspect-timeout, inspect-bytes, "
+            "accelerate, mode, request-timeout, destination-timeout, dns-ttl, open, max-body, "
+            "forwarded-for, forwarded-proto, via, max-lifetime, upload-limit, download-limit, "
             "rate-limit-up, rate-limit-down, rate-limit-burst, max-connections-per-client, "
             "new-connections-per-client or client-ipv6-prefix)"));
-  EXPECT_TRUE(
-      Fails("backend b {\n  server s h:1\n  idle-timeout 1\n}\n", "f.conf:3:3: ",
-            "(expected server, check, connect-timeout, balance, retries or proxy-protocol)"));
+  EXPECT_TRUE(Fails("backend b {\n  server s h:1\n  idle-timeout 1\n}\n", "f.conf:3:3: ",
+                    "(expected server, check, connect-timeout, balance, retries, proxy-protocol, "
+                    "pool-size, max-pending, pending-timeout or pool-idle-timeout)"));
   EXPECT_TRUE(Fails("global {\n  verbose on\n}\n", "f.conf:2:3: ", "unknown directive 'verbose'"))
       << "command-line-only options are not directives";
   EXPECT_TRUE(
@@ -239,8 +240,8 @@ TEST(TopologyParserTest, BadValuesUnitsAndRanges) {
   EXPECT_TRUE(Fails("global {\n  no-delay maybe\n}\n", "f.conf:2:12: ", "(expected on or off)"));
   EXPECT_TRUE(Fails("global {\n  cpu-list 3-1\n}\n",
                     "f.conf:2:12: ", "cpu-list: invalid CPU range '3-1' (descending)"));
-  EXPECT_TRUE(Fails("backend b {\n  balance rr\n  server s h:1\n}\n",
-                    "f.conf:2:11: ", "(expected roundrobin, leastconn, random, source or first)"));
+  EXPECT_TRUE(Fails("backend b {\n  balance rr\n  server s h:1\n}\n", "f.conf:2:11: ",
+                    "(expected roundrobin, leastconn, random, source, first, rtt or most-idle)"));
   EXPECT_TRUE(Fails("backend b {\n  server s h:1\n  check interval 5\n}\n", "f.conf:3:18: ",
                     "interval: invalid value '5' (expected milliseconds 10-3600000"));
   EXPECT_TRUE(Fails("backend b {\n  server s h:1\n  check rise 0\n}\n",
@@ -712,10 +713,20 @@ TEST(TopologyParserTest, FullExampleUsesEveryDirective) {
                            " reply ",
                            " close \"",
                            " reject",
-                           " wait"}) {
+                           " wait",
+                           "    rewrite /",
+                           "    request-header set ",
+                           "    request-header add ",
+                           "    request-header del ",
+                           "    response-header set ",
+                           "    response-header del ",
+                           " http-path-exact /",
+                           " http-path-glob ",
+                           " http-path-regex \"",
+                           "balance rtt"}) {
     EXPECT_NE(text.find(word), std::string::npos) << word;
   }
-  EXPECT_EQ(t.value().listeners.size(), 4u) << "conf.d/admin.conf adds one";
+  EXPECT_EQ(t.value().listeners.size(), 5u) << "conf.d/admin.conf adds one";
   const ListenerSpec& edge = t.value().listeners[1];
   EXPECT_TRUE(edge.accept_proxy);
   EXPECT_EQ(edge.routes.rules.size(), 9u);
@@ -724,6 +735,30 @@ TEST(TopologyParserTest, FullExampleUsesEveryDirective) {
   ASSERT_NE(proxy.forward.credentials, nullptr);
   EXPECT_TRUE(proxy.forward.credentials->verify("alice", "proxy-password"));
   EXPECT_EQ(t.value().maps.size(), 1u);
+  const ListenerSpec& site = t.value().listeners[4];
+  EXPECT_EQ(site.mode, ListenerMode::kHttp);
+  EXPECT_EQ(site.routes.rules.size(), 4u);
+  EXPECT_EQ(site.http.request.headers.size(), 3u);
+  EXPECT_EQ(site.http.response.headers.size(), 2u);
+}
+
+TEST(TopologyParserTest, TheHttpExample) {
+  auto t = load_topology(std::string(EDGEPROXY_EXAMPLES_DIR) + "/http.conf", CommandLine{});
+  ASSERT_TRUE(t.ok()) << t.error();
+  const Topology& top = t.value();
+  ASSERT_EQ(top.listeners.size(), 1u);
+  const ListenerSpec& l = top.listeners[0];
+  EXPECT_EQ(l.mode, ListenerMode::kHttp);
+  EXPECT_EQ(top.backends[l.backend].name, "app");
+  EXPECT_EQ(l.routes.rules.size(), 6u);
+  ASSERT_EQ(l.http.request.rewrites.size(), 1u);
+  EXPECT_EQ(l.http.request.rewrites[0].replacement, "/");
+  EXPECT_EQ(l.http.max_body, 20u << 20);
+  EXPECT_EQ(top.backends[0].balance, Balance::kRtt);
+  EXPECT_EQ(top.backends[0].pool.size, 32u);
+  EXPECT_EQ(top.backends[0].pool.idle_timeout_ms, 30'000u);
+  EXPECT_EQ(top.backends[1].balance, Balance::kMostIdle);
+  for (const BackendSpec& b : top.backends) EXPECT_TRUE(b.pooled) << b.name;
 }
 
 }  // namespace
@@ -834,6 +869,383 @@ TEST(TopologyParserTest, AdminDirectivesRefused) {
                     "f.conf:2:13: ", "admin tcp: invalid address"));
   EXPECT_TRUE(Fails("global {\n  admin-users a\n  admin-users b\n}\n",
                     "f.conf:3:3: ", "duplicate 'admin-users'"));
+}
+
+}  // namespace
+}  // namespace edgeproxy
+
+namespace edgeproxy {
+namespace {
+
+// --- mode http (docs/http-mode.md) ----------------------------------------------------------
+
+// Routed()'s listener `l` in mode http: `body` starts at line 10.
+std::string Http(const std::string& body) {
+  return Routed(" mode http\n" + body);
+}
+
+TEST(TopologyParserTest, AnHttpListenerParsesEveryDirective) {
+  const Topology t = Ok(Routed(
+      " mode http\n backend a\n rewrite /old/ /new/\n rewrite /api /v2/api\n"
+      " request-header add X-Client \"$client_addr:$client_port\"\n"
+      " request-header set X-Id $request_id\n request-header del Cookie2\n"
+      " response-header set Server \"edge $$ $listener/$server\"\n"
+      " response-header del X-Powered-By\n forwarded-for off\n forwarded-proto off\n via off\n"
+      " max-body 10m\n request-timeout 3s\n idle-timeout 30s\n max-lifetime 1h\n"
+      " route {\n  http-host api.example.com backend b\n  http-path-exact /health close \"ok\"\n"
+      "  http-path-glob *.php reject\n  http-path-regex \"^/u/[0-9]+$\" server 10.0.0.9:80\n"
+      "  http-path /static/ http-method GET backend b\n  any backend a\n }\n"));
+  ASSERT_EQ(t.listeners.size(), 1u);
+  const ListenerSpec& l = t.listeners[0];
+  EXPECT_EQ(l.mode, ListenerMode::kHttp);
+  EXPECT_EQ(t.backends[l.backend].name, "a");
+  const HttpSpec& h = l.http;
+  ASSERT_EQ(h.request.rewrites.size(), 2u);
+  EXPECT_EQ(h.request.rewrites[0].prefix, "/old/");
+  EXPECT_EQ(h.request.rewrites[0].replacement, "/new/");
+  EXPECT_EQ(h.request.rewrites[1].prefix, "/api");
+  EXPECT_EQ(h.request.rewrites[1].replacement, "/v2/api");
+  ASSERT_EQ(h.request.headers.size(), 3u);
+  EXPECT_EQ(h.request.headers[0].action, http::HeaderAction::kAdd);
+  EXPECT_EQ(h.request.headers[0].name, "X-Client");
+  ASSERT_EQ(h.request.headers[0].value.parts.size(), 3u);
+  EXPECT_EQ(h.request.headers[0].value.parts[0].var, http::ValueTemplate::Var::kClientAddr);
+  EXPECT_EQ(h.request.headers[0].value.parts[1].literal, ":");
+  EXPECT_EQ(h.request.headers[0].value.parts[2].var, http::ValueTemplate::Var::kClientPort);
+  EXPECT_EQ(h.request.headers[1].action, http::HeaderAction::kSet);
+  EXPECT_EQ(h.request.headers[2].action, http::HeaderAction::kDel);
+  EXPECT_EQ(h.request.headers[2].name, "Cookie2");
+  EXPECT_TRUE(h.request.headers[2].value.parts.empty());
+  ASSERT_EQ(h.response.headers.size(), 2u);
+  EXPECT_EQ(h.response.headers[0].name, "Server");
+  EXPECT_EQ(h.response.headers[0].value.parts.front().literal, "edge $ ");
+  EXPECT_EQ(h.response.headers[1].action, http::HeaderAction::kDel);
+  EXPECT_FALSE(h.request.forwarded_for);
+  EXPECT_FALSE(h.request.forwarded_proto);
+  EXPECT_FALSE(h.request.via);
+  EXPECT_FALSE(h.response.via) << "via sets both directions";
+  EXPECT_EQ(h.max_body, 10u << 20);
+  EXPECT_EQ(h.request_timeout_ms, 3000u);
+  EXPECT_EQ(l.idle_timeout_s, 30u);
+  EXPECT_EQ(l.limits.max_lifetime_s, 3600u);
+  ASSERT_EQ(l.routes.rules.size(), 6u);
+  EXPECT_EQ(l.routes.rules[1].matchers[0].kind, MatchKind::kHttpPathExact);
+  EXPECT_EQ(l.routes.rules[1].matchers[0].text, "/health");
+  EXPECT_EQ(l.routes.rules[1].action.text, "ok");
+  EXPECT_EQ(l.routes.rules[2].matchers[0].kind, MatchKind::kHttpPathGlob);
+  EXPECT_EQ(l.routes.rules[3].matchers[0].kind, MatchKind::kHttpPathRegex);
+  const BackendSpec& hidden = t.backends[l.routes.rules[3].action.backend];
+  EXPECT_EQ(hidden.name, "server:10.0.0.9:80");
+  EXPECT_TRUE(hidden.pooled) << "a rule's server gets pools too";
+  EXPECT_TRUE(t.backends[0].pooled);
+  EXPECT_TRUE(t.backends[1].pooled);
+}
+
+TEST(TopologyParserTest, HttpAndPoolDefaults) {
+  const Topology t =
+      Ok("backend a {\n server s 127.0.0.1:1\n}\nbackend t {\n server s 127.0.0.1:2\n}\n"
+         "listener h {\n bind 127.0.0.1:3\n mode http\n backend a\n}\n"
+         "listener l {\n bind 127.0.0.1:4\n backend t\n}\n");
+  const HttpSpec& h = t.listeners[0].http;
+  EXPECT_TRUE(h.request.rewrites.empty());
+  EXPECT_TRUE(h.request.headers.empty());
+  EXPECT_TRUE(h.response.headers.empty());
+  EXPECT_TRUE(h.request.forwarded_for);
+  EXPECT_TRUE(h.request.forwarded_proto);
+  EXPECT_TRUE(h.request.via);
+  EXPECT_TRUE(h.response.via);
+  EXPECT_EQ(h.max_body, 0u);
+  EXPECT_EQ(h.request_timeout_ms, 10'000u);
+  for (const BackendSpec& b : t.backends) {
+    EXPECT_EQ(b.pool.size, 16u);
+    EXPECT_EQ(b.pool.max_pending, 1024u);
+    EXPECT_EQ(b.pool.pending_timeout_ms, 5000u);
+    EXPECT_EQ(b.pool.idle_timeout_ms, 60'000u);
+  }
+  EXPECT_TRUE(t.backends[0].pooled);
+  EXPECT_FALSE(t.backends[1].pooled) << "only a tcp listener uses it";
+  EXPECT_EQ(t.listeners[1].http.request_timeout_ms, 10'000u);
+}
+
+TEST(TopologyParserTest, PoolDirectivesParseWithTheirUnits) {
+  const Topology t =
+      Ok("backend a {\n server s 127.0.0.1:1\n pool-size 64\n max-pending 0\n pending-timeout 250\n"
+         " pool-idle-timeout 90\n balance rtt\n}\n"
+         "backend b {\n server s 127.0.0.1:2\n pending-timeout 2s\n pool-idle-timeout 2m\n"
+         " balance most-idle\n}\n"
+         "listener h {\n bind 127.0.0.1:3\n mode http\n backend a\n route {\n  any backend b\n "
+         "}\n}\n");
+  const PoolSpec& a = t.backends[0].pool;
+  EXPECT_EQ(a.size, 64u);
+  EXPECT_EQ(a.max_pending, 0u) << "0: never wait";
+  EXPECT_EQ(a.pending_timeout_ms, 250u) << "a bare number is milliseconds";
+  EXPECT_EQ(a.idle_timeout_ms, 90'000u) << "a bare number is seconds, stored in ms";
+  EXPECT_EQ(t.backends[0].balance, Balance::kRtt);
+  const PoolSpec& b = t.backends[1].pool;
+  EXPECT_EQ(b.pending_timeout_ms, 2000u);
+  EXPECT_EQ(b.idle_timeout_ms, 120'000u);
+  EXPECT_EQ(t.backends[1].balance, Balance::kMostIdle);
+  EXPECT_STREQ(to_string(Balance::kRtt), "rtt");
+  EXPECT_STREQ(to_string(Balance::kMostIdle), "most-idle");
+  EXPECT_STREQ(to_string(ListenerMode::kHttp), "http");
+  // Accepted in any backend: they matter only to http listeners.
+  EXPECT_EQ(Ok(std::string(kMinimal) + "backend c {\n server s h:1\n pool-size 2\n}\n")
+                .backends[1]
+                .pool.size,
+            2u);
+}
+
+TEST(TopologyParserTest, PoolDirectiveRanges) {
+  const std::string b = "backend b {\n  server s h:1\n  ";
+  EXPECT_TRUE(Fails(b + "pool-size 0\n}\n",
+                    "f.conf:3:13: ", "pool-size: invalid value '0' (expected 1-10000)"));
+  EXPECT_TRUE(Fails(b + "pool-size 10001\n}\n", "f.conf:3:13: ", "(expected 1-10000)"));
+  EXPECT_TRUE(Fails(b + "max-pending 1000001\n}\n", "f.conf:3:15: ",
+                    "max-pending: invalid value '1000001' (expected 0-1000000, 0 = never wait)"));
+  EXPECT_TRUE(Fails(b + "pending-timeout 0\n}\n", "f.conf:3:19: ",
+                    "pending-timeout: invalid value '0' (expected milliseconds 1-3600000"));
+  EXPECT_TRUE(Fails(b + "pending-timeout 2h\n}\n", "f.conf:3:19: ", "(expected milliseconds"));
+  EXPECT_TRUE(Fails(b + "pool-idle-timeout 0\n}\n", "f.conf:3:21: ",
+                    "pool-idle-timeout: invalid value '0' (expected seconds 1-86400"));
+  EXPECT_TRUE(Fails(b + "pool-idle-timeout 25h\n}\n", "f.conf:3:21: ", "(expected seconds"));
+  EXPECT_TRUE(Fails(b + "pool-idle-timeout 1500ms\n}\n", "f.conf:3:21: ", "(expected seconds"));
+  EXPECT_TRUE(
+      Fails(b + "pool-size 2\n  pool-size 3\n}\n", "f.conf:4:3: ", "duplicate 'pool-size'"));
+  EXPECT_TRUE(Fails(b + "balance fastest\n}\n", "f.conf:3:11: ",
+                    "(expected roundrobin, leastconn, random, source, first, rtt or most-idle)"));
+}
+
+TEST(TopologyParserTest, HttpDirectivesRefusedInOtherModes) {
+  const std::string tcp = "listener l {\n bind 127.0.0.1:1\n backend b\n";
+  const std::string forward = "listener p {\n bind 127.0.0.1:1\n mode forward\n";
+  const std::string end = "}\nbackend b {\n server s 127.0.0.1:2\n}\n";
+  EXPECT_TRUE(Fails(tcp + " rewrite /a /b\n" + end, "f.conf:4:2: ",
+                    "'rewrite' applies to http listeners only (expected 'mode http' in listener "
+                    "'l')"));
+  EXPECT_TRUE(Fails(forward + " request-header add X-A b\n" + end, "f.conf:4:2: ",
+                    "'request-header' applies to http listeners only (expected 'mode http' in "
+                    "listener 'p')"));
+  for (const char* d : {"response-header del X-A", "forwarded-for off", "forwarded-proto on",
+                        "via off", "max-body 1m"}) {
+    const std::string name = std::string(d).substr(0, std::string(d).find(' '));
+    EXPECT_TRUE(Fails(tcp + " " + d + "\n" + end,
+                      "f.conf:4:2: ", "'" + name + "' applies to http listeners only"))
+        << d;
+    EXPECT_TRUE(
+        Fails(forward + " " + d + "\n" + end, "f.conf:4:2: ", "applies to http listeners only"))
+        << d;
+  }
+  // The mode may come after the directive: it is checked once the block ends.
+  EXPECT_TRUE(Fails("listener l {\n bind 127.0.0.1:1\n via off\n mode tcp\n backend b\n" + end,
+                    "f.conf:3:2: ", "'via' applies to http listeners only"));
+  EXPECT_EQ(Ok("listener l {\n bind 127.0.0.1:1\n via off\n mode http\n backend b\n" + end)
+                .listeners[0]
+                .http.request.via,
+            false);
+}
+
+TEST(TopologyParserTest, OtherModesDirectivesRefusedInHttp) {
+  FakeFiles fs;
+  fs.files["users"] = "alice:$5$ZGF6c2FsdA$Jkd91JfMX1ofLj6JGg4Wt78FdwvQ6m.UteFF1cp7DT0\n";
+  for (const char* d :
+       {"auth basic users", "allow-ports 80", "allow-networks 10.0.0.0/8",
+        "deny-networks 10.0.0.0/8", "destination-timeout 2s", "dns-ttl 5", "open on"}) {
+    const std::string name = std::string(d).substr(0, std::string(d).find(' '));
+    EXPECT_TRUE(Fails(Http(" backend a\n " + std::string(d) + "\n"), "f.conf:11:2: ",
+                      "'" + name +
+                          "' applies to forward listeners only (expected 'mode forward' in "
+                          "listener 'l')",
+                      fs))
+        << d;
+  }
+  for (const char* d :
+       {"inspect-timeout 2s", "inspect-bytes 16k", "on-timeout close", "on-full reject"}) {
+    const std::string name = std::string(d).substr(0, std::string(d).find(' '));
+    EXPECT_TRUE(Fails(Http(" backend a\n " + std::string(d) + "\n"), "f.conf:11:2: ",
+                      "'" + name +
+                          "' applies to tcp listeners only (expected 'mode tcp' in "
+                          "listener 'l')"))
+        << d;
+  }
+  // As a forward listener: no PROXY header first, no acceleration.
+  EXPECT_TRUE(Fails(Http(" backend a\n accept-proxy on\n"), "f.conf:7:1: ",
+                    "listener 'l': an http listener reads each request head itself (expected no "
+                    "'accept-proxy', or 'mode tcp')"));
+  EXPECT_TRUE(Fails(Http(" backend a\n accelerate 1m\n"),
+                    "f.conf:7:1: ", "listener 'l': an http listener does not accelerate"));
+  EXPECT_EQ(Ok(Http(" backend a\n accelerate off\n accept-proxy off\n")).listeners[0].mode,
+            ListenerMode::kHttp);
+}
+
+TEST(TopologyParserTest, RequestTimeoutIsForForwardAndHttpListeners) {
+  EXPECT_EQ(Ok(Http(" backend a\n request-timeout 250\n")).listeners[0].http.request_timeout_ms,
+            250u);
+  EXPECT_EQ(Ok("listener p {\n bind 127.0.0.1:1\n request-timeout 2s\n mode forward\n}\n")
+                .listeners[0]
+                .forward.request_timeout_ms,
+            2000u);
+  EXPECT_TRUE(Fails(Routed(" backend a\n request-timeout 2s\n"), "f.conf:10:2: ",
+                    "'request-timeout' applies to forward and http listeners only (expected "
+                    "'mode forward' or 'mode http' in listener 'l')"));
+  EXPECT_TRUE(Fails(Routed(" backend a\n dns-ttl 5\n"),
+                    "f.conf:10:2: ", "'dns-ttl' applies to forward listeners only"))
+      << "forward-only directives are refused in tcp listeners too";
+  EXPECT_TRUE(Fails(Http(" backend a\n request-timeout 0\n"), "f.conf:11:18: ",
+                    "request-timeout: invalid value '0' (expected milliseconds 1-3600000"));
+  EXPECT_TRUE(Fails(Http(" backend a\n max-body 2p\n"), "f.conf:11:11: ", "max-body: invalid"));
+  EXPECT_EQ(Ok(Http(" backend a\n max-body 1024g\n")).listeners[0].http.max_body, 1ull << 40);
+  EXPECT_TRUE(Fails(Http(" backend a\n via maybe\n"), "f.conf:11:6: ", "(expected on or off)"));
+  EXPECT_TRUE(Fails(Http(" backend a\n via\n via off\n"), "f.conf:12:2: ", "duplicate 'via'"));
+  EXPECT_TRUE(Fails(Http(" backend a\n mode tcp\n"), "f.conf:11:2: ", "duplicate 'mode'"));
+}
+
+TEST(TopologyParserTest, AnHttpListenerNeedsABackendOrRoutes) {
+  EXPECT_TRUE(Fails(Http(""), "f.conf:7:1: ",
+                    "listener 'l' has no backend (expected 'backend NAME', or a 'route { ... }' "
+                    "block)"));
+  const Topology t = Ok(Http(" route {\n  http-host a.example backend a\n }\n"));
+  EXPECT_EQ(t.listeners[0].backend, kNoBackendIndex) << "no default: no rule deciding closes";
+  EXPECT_TRUE(t.backends[0].pooled);
+  EXPECT_FALSE(t.backends[1].pooled);
+}
+
+TEST(TopologyParserTest, RewriteErrors) {
+  EXPECT_TRUE(Fails(Http(" backend a\n rewrite /a\n"), "f.conf:11:2: ",
+                    "missing argument to 'rewrite' (expected rewrite PREFIX NEW-PREFIX)"));
+  EXPECT_TRUE(Fails(Http(" backend a\n rewrite /a /b /c\n"),
+                    "f.conf:11:16: ", "extra argument '/c' to 'rewrite'"));
+  EXPECT_TRUE(Fails(Http(" backend a\n rewrite a /b\n"), "f.conf:11:10: ",
+                    "rewrite: 'a' is not a path (expected rewrite PREFIX NEW-PREFIX, both "
+                    "starting with '/')"));
+  EXPECT_TRUE(
+      Fails(Http(" backend a\n rewrite /a b\n"), "f.conf:11:13: ", "rewrite: 'b' is not a path"));
+  EXPECT_TRUE(Fails(Http(" backend a\n rewrite /a /b {\n }\n"),
+                    "f.conf:11:16: ", "'rewrite' takes no block"));
+}
+
+TEST(TopologyParserTest, HeaderRuleErrors) {
+  auto line = [](const std::string& rule) { return Http(" backend a\n " + rule + "\n"); };
+  EXPECT_TRUE(Fails(line("request-header add"), "f.conf:11:2: ",
+                    "missing argument to 'request-header' (expected request-header add|set|del "
+                    "NAME [VALUE])"));
+  EXPECT_TRUE(Fails(line("response-header put X-A b"), "f.conf:11:18: ",
+                    "response-header: unknown action 'put' (expected add, set or del)"));
+  EXPECT_TRUE(Fails(line("request-header \"add\" X-A b"), "f.conf:11:17: ", "unknown action"))
+      << "a quoted word is never a keyword";
+  EXPECT_TRUE(Fails(line("request-header set \"X A\" b"), "f.conf:11:21: ",
+                    "request-header: invalid field name 'X A' (expected a token"));
+  EXPECT_TRUE(Fails(line("request-header set X:A b"), "f.conf:11:21: ", "invalid field name"));
+  for (const char* owned : {"Content-Length", "transfer-encoding", "Connection", "Keep-Alive",
+                            "Upgrade", "TE", "Trailer"}) {
+    EXPECT_TRUE(Fails(line(std::string("response-header del ") + owned), "f.conf:11:22: ",
+                      "response-header: '" + std::string(owned) +
+                          "' is written by the proxy (it frames the message or belongs to one "
+                          "hop; expected another field)"))
+        << owned;
+  }
+  EXPECT_TRUE(Fails(line("request-header set X-A"), "f.conf:11:21: ",
+                    "missing value after 'X-A' (expected request-header set NAME VALUE)"));
+  EXPECT_TRUE(Fails(line("request-header add X-A a b"), "f.conf:11:27: ",
+                    "extra argument 'b' to 'request-header' (expected request-header add NAME "
+                    "VALUE; quote a value with blanks)"));
+  EXPECT_TRUE(Fails(line("request-header del X-A b"), "f.conf:11:25: ",
+                    "request-header del takes no value (expected request-header del NAME)"));
+  // ValueTemplate::parse's own phrase, at the value's column.
+  EXPECT_TRUE(
+      Fails(line("request-header set X-A \"id=$nope\""), "f.conf:11:25: ", "request-header: "));
+  EXPECT_TRUE(Fails(line("request-header set X-A \"id=$nope\""), "f.conf:11:25: ", "$nope"));
+  EXPECT_TRUE(
+      Fails(line("response-header add X-A \"a\\x01b\""), "f.conf:11:26: ", "response-header: "));
+  EXPECT_TRUE(Fails(line("request-header set X-A b {\n }"), "f.conf:11:27: ", "takes no block"));
+  // Repeatable, in file order, and "" is an empty value.
+  const Topology t =
+      Ok(Http(" backend a\n request-header add X-A \"\"\n request-header add X-A 2\n"
+              " request-header del X-B\n"));
+  ASSERT_EQ(t.listeners[0].http.request.headers.size(), 3u);
+  EXPECT_TRUE(t.listeners[0].http.request.headers[0].value.parts.empty());
+  EXPECT_EQ(t.listeners[0].http.request.headers[1].value.parts[0].literal, "2");
+}
+
+TEST(TopologyParserTest, AnHttpListenersRulesRefuseWhatNeedsRawBytes) {
+  auto rule = [](const std::string& r) { return Http(" route {\n  " + r + "\n }\n"); };
+  for (const char* m :
+       {"prefix \"GET\"", "regex \"^GET\"", "sni a.example", "alpn h2", "protocol http"}) {
+    const std::string word = std::string(m).substr(0, std::string(m).find(' '));
+    EXPECT_TRUE(Fails(rule(std::string(m) + " backend a"), "f.conf:11:3: ",
+                      "matcher '" + word +
+                          "' does not apply to an http listener (its rules run per request over "
+                          "the request head; expected any, http-host NAMES, http-path PREFIX, "
+                          "http-path-exact PATH, http-path-glob PATTERN, http-path-regex REGEX or "
+                          "http-method NAME)"))
+        << m;
+  }
+  EXPECT_TRUE(Fails(rule("any map m x"), "f.conf:11:7: ",
+                    "action 'map' does not apply to an http listener (its rules run per request; "
+                    "expected backend NAME, server HOST:PORT, close [TEXT] or reject)"));
+  EXPECT_TRUE(Fails(rule("any hash a x"), "f.conf:11:7: ", "action 'hash' does not apply"));
+  EXPECT_TRUE(Fails(rule("any wait"), "f.conf:11:7: ", "action 'wait' does not apply"));
+  EXPECT_TRUE(Fails(rule("any reply \"x\""), "f.conf:11:7: ", "action 'reply' does not apply"));
+  EXPECT_TRUE(Fails(rule("any backend a send \"x\""), "f.conf:11:17: ",
+                    "'send' does not apply to an http listener (the request itself is sent"));
+  EXPECT_TRUE(Fails(rule("frob x backend a"), "f.conf:11:3: ",
+                    "unknown matcher 'frob' (expected any, http-host NAMES, http-path PREFIX"));
+  EXPECT_TRUE(Fails(rule("http-host"), "f.conf:11:3: ",
+                    "missing value after 'http-host' (expected any, http-host NAMES"));
+  EXPECT_TRUE(Fails(rule("any"), "f.conf:11:3: ",
+                    "missing action after 'any' (expected backend NAME, server HOST:PORT, close "
+                    "[TEXT] or reject)"));
+  // What a tcp listener's rules still accept.
+  EXPECT_EQ(Ok(Routed(" route {\n  prefix \"G\" http-path-glob /a* backend a send \"x\"\n }\n"))
+                .listeners[0]
+                .routes.rules.size(),
+            1u);
+}
+
+TEST(TopologyParserTest, NewPathMatcherErrors) {
+  EXPECT_TRUE(Fails(Routed(" route {\n  http-path-exact login backend a\n }\n"), "f.conf:10:19: ",
+                    "http-path-exact: invalid path 'login' (expected a path starting with '/', "
+                    "without a query)"));
+  EXPECT_TRUE(Fails(Routed(" route {\n  http-path-exact /a?b backend a\n }\n"),
+                    "f.conf:10:19: ", "http-path-exact: invalid path '/a?b'"));
+  EXPECT_TRUE(Fails(Routed(" route {\n  http-path-glob \"\" backend a\n }\n"),
+                    "f.conf:10:18: ", "http-path-glob: expected a pattern of 1-8192 bytes"));
+  EXPECT_TRUE(Fails(Routed(" route {\n  http-path-regex \"(\" backend a\n }\n"),
+                    "f.conf:10:19: ", "http-path-regex: invalid regex"));
+  EXPECT_TRUE(Fails(Routed(" route {\n  http-path-regex \"^/(a)\" map m $2\n }\n"),
+                    "f.conf:10:3: ", "the key uses $2 but the rule's regex has 1 group(s)"));
+  EXPECT_TRUE(Fails(Routed(" route {\n  http-path-exact\n }\n"),
+                    "f.conf:10:3: ", "missing value after 'http-path-exact'"));
+}
+
+TEST(TopologyParserTest, PerRequestBalanceNeedsAnHttpListener) {
+  const std::string backends =
+      "backend r {\n server s 127.0.0.1:1\n balance rtt\n}\n"
+      "backend m {\n server s 127.0.0.1:2\n balance most-idle\n}\n";
+  EXPECT_TRUE(Fails(backends + "listener l {\n bind 127.0.0.1:3\n backend r\n}\n", "f.conf:11:10: ",
+                    "listener 'l' (mode tcp) uses backend 'r', whose 'balance rtt' balances HTTP "
+                    "requests (expected 'mode http', or another balance in backend 'r')"));
+  EXPECT_TRUE(Fails(
+      backends + "listener l {\n bind 127.0.0.1:3\n route {\n  any backend m\n }\n}\n",
+      "f.conf:12:15: ", "listener 'l' (mode tcp) uses backend 'm', whose 'balance most-idle'"));
+  EXPECT_TRUE(Fails(backends + "listener p {\n bind 127.0.0.1:3\n mode forward\n backend m\n}\n"
+                               "listener h {\n bind 127.0.0.1:4\n mode http\n backend r\n}\n",
+                    "f.conf:12:10: ", "listener 'p' (mode forward) uses backend 'm'"));
+  FakeFiles fs;
+  fs.files["m.map"] = "k m\n";
+  EXPECT_TRUE(Fails("map x m.map\n" + backends +
+                        "listener l {\n bind 127.0.0.1:3\n route {\n  regex \"(a)\" map x $1\n "
+                        "}\n}\n",
+                    "f.conf:13:19: ", "listener 'l' (mode tcp) uses backend 'm'", fs));
+  EXPECT_TRUE(Fails(backends +
+                        "listener l {\n bind 127.0.0.1:3\n backend x\n on-timeout backend r\n"
+                        "}\nbackend x {\n server s 127.0.0.1:5\n}\n",
+                    "f.conf:12:21: ", "uses backend 'r'"));
+  const Topology t = Ok(backends +
+                        "listener h {\n bind 127.0.0.1:3\n mode http\n backend r\n route {\n"
+                        "  http-path /m backend m\n }\n}\n");
+  EXPECT_EQ(t.backends[0].balance, Balance::kRtt);
+  EXPECT_TRUE(t.backends[0].pooled);
+  EXPECT_TRUE(t.backends[1].pooled);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "edgeproxy/topology_parser.h"
@@ -45,6 +46,39 @@ TEST(TopologyTest, BalanceNames) {
   EXPECT_STREQ(to_string(Balance::kRandom), "random");
   EXPECT_STREQ(to_string(Balance::kSource), "source");
   EXPECT_STREQ(to_string(Balance::kFirst), "first");
+  EXPECT_STREQ(to_string(Balance::kRtt), "rtt");
+  EXPECT_STREQ(to_string(Balance::kMostIdle), "most-idle");
+}
+
+TEST(TopologyTest, ListenerModeNames) {
+  EXPECT_STREQ(to_string(ListenerMode::kTcp), "tcp");
+  EXPECT_STREQ(to_string(ListenerMode::kForward), "forward");
+  EXPECT_STREQ(to_string(ListenerMode::kHttp), "http");
+}
+
+TEST(TopologyTest, HttpAndPoolStatsLinesInListOrder) {
+  HttpStats h;
+  h.requests = 4;
+  h.bad_responses = 1;
+  std::string out;
+  h.append_lines(out, "listener.site.http.");
+  EXPECT_TRUE(
+      out.starts_with("  listener.site.http.requests 4\n"
+                      "  listener.site.http.reused 0\n"))
+      << out;
+  EXPECT_TRUE(out.ends_with("  listener.site.http.bad_responses 1\n")) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 15);
+  PoolStats p;
+  p.pool_opens = 2;
+  p.pending = 3;
+  out.clear();
+  p.append_lines(out, "backend.app.");
+  EXPECT_EQ(out,
+            "  backend.app.pool_opens 2\n"
+            "  backend.app.pool_closes 0\n"
+            "  backend.app.pool_idle 0\n"
+            "  backend.app.pool_active 0\n"
+            "  backend.app.pending 3\n");
 }
 
 TEST(TopologyTest, ObjectStatsLinesInListOrder) {
