@@ -1400,3 +1400,61 @@ def one_listener_config(servers, backend=(), listener=(), top=""):
     lines += [f"    {line}" for line in listener]
     lines += ["}", ""]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# The request smuggling corpus (issue 12's, shared with issue 15's HTTP mode)
+# --------------------------------------------------------------------------------------------
+
+def smuggling_corpus(target, host, fields=()):
+    """Requests every strict HTTP/1.x proxy must refuse with 400, as (what, bytes, framing):
+    `framing` is True for a body framing refused (Content-Length / Transfer-Encoding), False for
+    a head the parser itself refuses (bare LF or CR, obs-fold, whitespace before a colon).
+    `target` is the request target (origin- or absolute-form), `host` the Host value, `fields`
+    ("Name: value" strings) go right after Host in every request (e.g. Proxy-Authorization)."""
+    get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    def req(method, extra=(), body=b"", version="1.1"):
+        lines = [f"{method} {target} HTTP/{version}", f"Host: {host}"] + list(fields)
+        return ("\r\n".join(lines + list(extra)) + "\r\n\r\n").encode() + body
+
+    def post(extra, body=b"", version="1.1"):
+        return req("POST", extra, body, version)
+
+    lf_head = ("\n".join([f"GET {target} HTTP/1.1", f"Host: {host}"] + list(fields))
+               + "\n\n").encode()
+    return [
+        ("CL and TE", post(["Content-Length: 5", "Transfer-Encoding: chunked"],
+                           b"0\r\n\r\n" + get.encode()), True),
+        ("TE and CL", post(["Transfer-Encoding: chunked", "Content-Length: 5"],
+                           b"0\r\n\r\n" + get.encode()), True),
+        ("two Content-Length", post(["Content-Length: 5", "Content-Length: 5"], b"hello"), True),
+        ("two different Content-Length", post(["Content-Length: 5", "Content-Length: 6"],
+                                              b"hello!"), True),
+        ("Content-Length: 5, 5", post(["Content-Length: 5, 5"], b"hello"), True),
+        ("Content-Length: +5", post(["Content-Length: +5"], b"hello"), True),
+        ("Content-Length: -1", post(["Content-Length: -1"]), True),
+        ("Content-Length: 5a", post(["Content-Length: 5a"], b"hello"), True),
+        ("Content-Length: 0x5", post(["Content-Length: 0x5"], b"hello"), True),
+        ("Content-Length huge", post(["Content-Length: 99999999999999999999999"]), True),
+        ("TE gzip, chunked", post(["Transfer-Encoding: gzip, chunked"], b"0\r\n\r\n"), True),
+        ("TE chunked, chunked", post(["Transfer-Encoding: chunked, chunked"], b"0\r\n\r\n"),
+         True),
+        ("TE chunked,", post(["Transfer-Encoding: chunked,"], b"0\r\n\r\n"), True),
+        ("TE chunked, gzip", post(["Transfer-Encoding: chunked, gzip"], b"0\r\n\r\n"), True),
+        ("TE gzip then TE chunked", post(["Transfer-Encoding: gzip",
+                                          "Transfer-Encoding: chunked"], b"0\r\n\r\n"), True),
+        ("TE identity", post(["Transfer-Encoding: identity"], b""), True),
+        ("TE xchunked", post(["Transfer-Encoding: xchunked"], b"0\r\n\r\n"), True),
+        ("TE chunked with a parameter", post(["Transfer-Encoding: chunked;q=1"], b"0\r\n\r\n"),
+         True),
+        ("TE in HTTP/1.0", post(["Transfer-Encoding: chunked"], b"0\r\n\r\n", "1.0"), True),
+        ("bare LF line endings", lf_head, False),
+        ("one bare LF", req("GET", ["X-A: 1\nX-B: 2"]), False),
+        ("bare CR", req("GET", ["X-A: 1\rX-B: 2"]), False),
+        ("obs-fold", req("GET", ["X-Folded: a", " b"]), False),
+        ("obs-fold of Content-Length", post(["Content-Length:", " 5"], b"hello"), False),
+        ("space before colon", post(["Content-Length : 5"], b"hello"), False),
+        ("tab before colon", post(["Transfer-Encoding\t: chunked"], b"0\r\n\r\n"), False),
+        ("space in a field name", req("GET", ["X Y: 1"]), False),
+    ]
