@@ -1547,8 +1547,7 @@ bool Worker::forward_replay(Connection& c, RoutingContext& ctx, ForwardExchange&
   if (client.in.attached() || receiving(transport_, client)) return moved;
   if (ctx.replayed == ex.replay_end && is_http(c) && ex.http.kept > 0) {
     // HTTP mode: the request stays in the region until its response starts (a retry sends it
-    // again, decision 0013); what the client sent after it waits behind it.
-    if (ctx.length == ex.replay_end) relay::end_replay(c);
+    // again, decision 0013), and the client stays paused until then (http_response).
     request_sent(ex, ctx);
     return true;
   }

@@ -724,13 +724,13 @@ void Worker::upstream_lost(Connection& c, Handle h, ForwardExchange& ex) noexcep
 bool Worker::http_response(Connection& c, ForwardExchange& ex, std::byte* area) noexcept {
   Side& up = c.upstream;
   HttpExchange& hx = ex.http;
-  if (hx.spill > 0 && !up.in.attached() && up.gate != kOpenGate &&
-      relay::prepare_read(c, Dir::kU2C, pool_, stats_)) {
-    // The block went out: the bytes held aside follow, then the server is read again.
+  if (hx.spill > 0 && !up.in.attached() && relay::prepare_read(c, Dir::kU2C, pool_, stats_)) {
+    // The block went out: the bytes held aside follow, then the server is read again (a body
+    // until the server's close, or a tunnel, has its gate open already).
     std::memcpy(up.in.write_ptr(), area, hx.spill);
     up.in.commit(hx.spill);
     hx.spill = 0;
-    up.gate = 0;
+    if (up.gate != kOpenGate) up.gate = 0;
     relay::resume_reading(up, kPauseReplay);
   }
   if (up.gate == kOpenGate || !up.in.attached() || up.in.readable() == up.gate) return false;
@@ -755,6 +755,9 @@ bool Worker::http_response(Connection& c, ForwardExchange& ex, std::byte* area) 
       ctx.replayed = 0;
       ex.replay_end = 0;
       hx.kept = 0;
+      // The client was held while a retry might need client.in (a receive in flight on io_uring
+      // would take it): it is read again, unless a pipelined head waits already.
+      if (ctx.length == 0) relay::end_replay(c);
     }
   }
   bool moved = false;
