@@ -732,6 +732,8 @@ bool Worker::http_response(Connection& c, ForwardExchange& ex, std::byte* area) 
     hx.spill = 0;
     if (up.gate != kOpenGate) up.gate = 0;
     relay::resume_reading(up, kPauseReplay);
+    // The transport must run again for them: no event would bring it back.
+    if (up.gate == kOpenGate) return true;
   }
   if (up.gate == kOpenGate || !up.in.attached() || up.in.readable() == up.gate) return false;
   const ListenerSpec& ls = listener_of(c);
