@@ -30,14 +30,6 @@ Covered:
   * the smuggling corpus (harness.smuggling_corpus, issue 12's): 400, nothing reaching a server;
   * `balance rtt` preferring a fast server, `most-idle`, and every algorithm with every pooled
     connection busy: each request answered (200 or 503), none left hanging.
-
-Tests whose docstring has a paragraph starting "FINDING (issue 15)" hold behaviour the issue and
-decision 0013 promise and the build they were first run against (03a892c, ASan, both backends)
-does not have: they fail until the proxy is fixed, and say how. One finding fails most tests at
-cleanup only: FINDING (issue 15): an HTTP/1.1 client that closes its connection after a response
-is never noticed (its slot stays `active`, `listener.web.current` stays up), so SIGTERM's fast
-shutdown waits for it forever ("fast shutdown, N connection(s) open", no exit) and the harness's
-cleanup fails with "did not exit within 8s".
 """
 
 import concurrent.futures
@@ -274,15 +266,7 @@ class PoolTests(HttpTestCase):
         self.assertGreaterEqual(now["reused"] - before["reused"], 1000 - bound)
 
     def test_keepalive_client_balanced_per_request(self):
-        """One client connection, 20 requests: roundrobin alternates the servers per request.
-
-        FINDING (issue 15): at 03a892c, epoll: when a keep-alive client's next request goes to
-        another server, its parked socket to the first server is not returned to the pool: it
-        stays counted in `pool_active` for good (pool-size 1: `b`, then `a` with
-        pool_active 1 and nothing in flight, `a` again, then a request for `b` waits and gets
-        503 "No server of the backend is usable." at pending-timeout, counted as
-        `pending_timeouts`); roundrobin goes b, a, a, b, b, a, a. io_uring: every request goes
-        to `b`."""
+        """One client connection, 20 requests: roundrobin alternates the servers per request."""
         a, b = self.backend("a"), self.backend("b")
         proxy = self.start_http([a, b], ["balance roundrobin", "pool-size 2"], workers=1)
         c = self.client(proxy.port)
@@ -301,11 +285,7 @@ class PoolTests(HttpTestCase):
 
     def test_client_close_not_passed_to_the_pooled_connection(self):
         """Client and server keep-alive are independent: clients that send `Connection: close`
-        (and HTTP/1.0 ones) all reuse one server connection, which never sees a close.
-
-        FINDING (issue 15): at 03a892c (epoll and io_uring) the proxy answers a request with
-        `Connection: close` with a `Connection: close` response and then leaves the client
-        connection open (no FIN within 10 s)."""
+        (and HTTP/1.0 ones) all reuse one server connection, which never sees a close."""
         a = self.backend("a")
         proxy = self.start_http([a], ["pool-size 1"], workers=1)
         for i in range(5):
@@ -436,11 +416,7 @@ class ServerLossTests(HttpTestCase):
     def test_keepalive_race_idle_close(self):
         """The server closes connections idle for 100 ms; requests 300 ms apart all succeed
         (the proxy saw the closes: `retried` or `pool_closes` moved); a 64 KiB POST on such a
-        connection is delivered at most once.
-
-        FINDING (issue 15): at 03a892c, io_uring only: the second request of a keep-alive
-        client whose parked server connection the server closed gets no answer (timeout;
-        `pool_closes` 0, no new connection opened). epoll passes."""
+        connection is delivered at most once."""
         a = self.backend("a", idle_close_ms=100)
         proxy = self.start_http([a], ["pool-size 1"], workers=1)
         before, pool_before = self.counters(proxy), self.pool(proxy)
@@ -466,11 +442,7 @@ class ServerLossTests(HttpTestCase):
     def test_keepalive_race_retried_once(self):
         """The server closes a reused connection when the next request arrives, without an
         answer: each such GET is resent once on a new connection (`retried`) and served, and
-        the server answered each target exactly once.
-
-        FINDING (issue 15): at 03a892c, io_uring only: `retried` moves to 1 but the resent
-        request never reaches a new connection (`pool_opens` stays 1) and the client waits
-        forever. epoll passes."""
+        the server answered each target exactly once."""
         a = self.backend("a", drop_after=1)
         proxy = self.start_http([a], ["pool-size 1"], workers=1)
         before = self.counters(proxy)
@@ -582,15 +554,7 @@ class BodyTests(HttpTestCase):
         self.assertLess(grown, self.RSS_BOUND, f"proxy RSS grew by {grown // MiB} MiB")
 
     def test_large_download(self):
-        """GET /bytes/1073741824 (64 MiB under ASan): SHA-256 equal, RSS bounded.
-
-        FINDING (issue 15): at 03a892c (both backends) a response whose head arrives in one
-        read with enough body bytes to fill the 8 KiB block is refused: the rebuilt head (with
-        Via) does not fit beside them (`up.in.replace` fails in Worker::http_response), so the
-        client is reset and `bad_responses` counts it. A server writing `HTTP/1.1 200 OK`,
-        `Content-Length: 8150` and the body in one send() always hits it; 8000 passes. The same
-        fails the large upload echo, /close/N beyond a few KiB and (timing-dependent) chunked
-        responses."""
+        """GET /bytes/1073741824 (64 MiB under ASan): SHA-256 equal, RSS bounded."""
         n = big_size()
         a = self.backend("a", conn_timeout=120)
         proxy = self.start_http([a], ["pool-size 2"], workers=1)
