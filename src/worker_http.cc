@@ -49,32 +49,41 @@ void add(std::atomic<uint64_t>& gauge, int64_t delta) noexcept {
 }  // namespace
 
 void Worker::start_http(Connection& c, Handle h, const ListenerSpec& ls) noexcept {
-  start_forward(c, h, ls);
-  if (c.state >= State::kLingering) return;
-  c.pooled = true;
-  ForwardExchange& ex = exchange_of(h.index);
-  timers_.arm(h.index, now_.ms + ls.http.request_timeout_ms);
-  // The variables' client address and port, once per connection.
+  Version& v = versions_[c.version];
+  v.routing->reset(h.index).header_read = true;
+  ForwardExchange& ex = v.forward->reset(h.index);
+  ex.head_started_ms = now_.ms;
+  ex.head_evaluated = UINT32_MAX;
+  // The variables' client address and port, once per connection, before the first pump: a
+  // request that takes a free server connection is built in that pump.
   sockaddr_storage peer{};
   socklen_t length = sizeof peer;
-  if (getpeername(c.client.fd, reinterpret_cast<sockaddr*>(&peer), &length) != 0) return;
-  uint16_t port = 0;
-  if (peer.ss_family == AF_INET) {
-    const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
-    inet_ntop(AF_INET, &a->sin_addr, ex.http.client_addr.data(),
-              static_cast<socklen_t>(ex.http.client_addr.size()));
-    port = ntohs(a->sin_port);
-  } else if (peer.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
-    inet_ntop(AF_INET6, &a->sin6_addr, ex.http.client_addr.data(),
-              static_cast<socklen_t>(ex.http.client_addr.size()));
-    port = ntohs(a->sin6_port);
-  } else {
-    std::memcpy(ex.http.client_addr.data(), "unix", 4);
+  if (getpeername(c.client.fd, reinterpret_cast<sockaddr*>(&peer), &length) == 0) {
+    uint16_t port = 0;
+    if (peer.ss_family == AF_INET) {
+      const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
+      inet_ntop(AF_INET, &a->sin_addr, ex.http.client_addr.data(),
+                static_cast<socklen_t>(ex.http.client_addr.size()));
+      port = ntohs(a->sin_port);
+    } else if (peer.ss_family == AF_INET6) {
+      const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
+      inet_ntop(AF_INET6, &a->sin6_addr, ex.http.client_addr.data(),
+                static_cast<socklen_t>(ex.http.client_addr.size()));
+      port = ntohs(a->sin6_port);
+    } else {
+      std::memcpy(ex.http.client_addr.data(), "unix", 4);
+    }
+    ex.http.client_addr_length = static_cast<uint8_t>(std::strlen(ex.http.client_addr.data()));
+    ex.http.client_port_length = static_cast<uint8_t>(
+        std::snprintf(ex.http.client_port.data(), ex.http.client_port.size(), "%u", port));
   }
-  ex.http.client_addr_length = static_cast<uint8_t>(std::strlen(ex.http.client_addr.data()));
-  ex.http.client_port_length = static_cast<uint8_t>(
-      std::snprintf(ex.http.client_port.data(), ex.http.client_port.size(), "%u", port));
+  // Nothing passes either way until the worker approves it (decision 0010).
+  c.client.gate = 0;
+  c.upstream.gate = 0;
+  c.pooled = true;
+  relay::on_inspecting(c);
+  timers_.arm(h.index, now_.ms + ls.http.request_timeout_ms);
+  pump(c, h.index);
 }
 
 void Worker::http_step(Connection& c, uint32_t index) noexcept {

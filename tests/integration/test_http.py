@@ -799,6 +799,18 @@ class RuleTests(HttpTestCase):
         self.assertEqual(r1.values("X-Forwarded-Proto"), ["http"])
         self.assertTrue(any("edgeproxy" in v for v in r1.values("Via")), r1.headers)
 
+    def test_forwarded_for_on_a_pooled_connection(self):
+        """Requests from new client connections that take a free pooled connection carry their
+        client's address too (the first version sent an empty X-Forwarded-For there)."""
+        a = self.backend("a")
+        proxy = self.start_http([a], ["pool-size 1"], workers=1)
+        for i in range(4):
+            self.assertServed(hb.fetch(proxy.port, hb.request("GET", f"/who?i={i}")), "a")
+        seen = a.snapshot()
+        self.assertEqual(a.conn_count(), 1, "the requests did not share the pooled connection")
+        for r in seen:
+            self.assertEqual(r.values("X-Forwarded-For"), ["127.0.0.1"], r.headers)
+
     def test_forwarded_headers_switched_off(self):
         a = self.backend("a")
         proxy = self.start_http([a], ["pool-size 1"], ["forwarded-for off",
