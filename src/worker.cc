@@ -1839,24 +1839,9 @@ void Worker::connect_failed(Connection& c, Handle h, int err) noexcept {
     forward_answer(c, err == ETIMEDOUT ? 504 : 502);
     return;
   }
+  if (connect_next_address(c, h, err)) return;
   const BackendSpec& b = backend_of(c);
   const ServerSpec& server = server_of(c);
-  server.runtime->stats.connect_failures.fetch_add(1, std::memory_order_relaxed);
-  b.runtime->stats.connect_failures.fetch_add(1, std::memory_order_relaxed);
-  if (log_level() == LogLevel::kVerbose) {
-    log_debug("connect to %s/%s at %s failed: %s", b.name.c_str(), server.name.c_str(),
-              server.addresses[c.address].to_string().c_str(), std::strerror(err));
-  }
-  if (c.upstream.fd >= 0) sys::close(c.upstream.fd);
-  relay::on_upstream_dropped(c);
-  // A name with several addresses: the server's next address first (nothing reached the
-  // client yet, so trying again is invisible to it).
-  if (++c.tried < server.addresses.size() && !fast_stop_) {
-    ++stats_.connect_retries;
-    c.address = static_cast<uint8_t>((c.address + 1) % server.addresses.size());
-    connect_upstream(c, h);
-    return;
-  }
   // The server failed (passive health), then another server gets the connection.
   if (on_connect_failure(*server.runtime, b.check, now_.ms)) {
     log_transition(b, server, HealthTransition::kDown,
@@ -1878,6 +1863,28 @@ void Worker::connect_failed(Connection& c, Handle h, int err) noexcept {
     return;
   }
   relay::abort(c, err == ETIMEDOUT ? EndReason::kConnectTimeout : EndReason::kConnectFailed);
+}
+
+bool Worker::connect_next_address(Connection& c, Handle h, int err) noexcept {
+  const BackendSpec& b = backend_of(c);
+  const ServerSpec& server = server_of(c);
+  server.runtime->stats.connect_failures.fetch_add(1, std::memory_order_relaxed);
+  b.runtime->stats.connect_failures.fetch_add(1, std::memory_order_relaxed);
+  if (log_level() == LogLevel::kVerbose) {
+    log_debug("connect to %s/%s at %s failed: %s", b.name.c_str(), server.name.c_str(),
+              server.addresses[c.address].to_string().c_str(), std::strerror(err));
+  }
+  if (c.upstream.fd >= 0) sys::close(c.upstream.fd);
+  relay::on_upstream_dropped(c);
+  // A name with several addresses: the server's next address first (nothing reached the
+  // client yet, so trying again is invisible to it).
+  if (++c.tried < server.addresses.size() && !fast_stop_) {
+    ++stats_.connect_retries;
+    c.address = static_cast<uint8_t>((c.address + 1) % server.addresses.size());
+    connect_upstream(c, h);
+    return true;
+  }
+  return false;
 }
 
 bool Worker::retry_socket_waiters() noexcept {

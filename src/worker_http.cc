@@ -517,22 +517,9 @@ void Worker::http_connected(Connection& c, uint32_t index) noexcept {
 }
 
 void Worker::http_connect_failed(Connection& c, Handle h, int err) noexcept {
+  if (connect_next_address(c, h, err)) return;
   const BackendSpec& b = backend_of(c);
   const ServerSpec& server = server_of(c);
-  server.runtime->stats.connect_failures.fetch_add(1, std::memory_order_relaxed);
-  b.runtime->stats.connect_failures.fetch_add(1, std::memory_order_relaxed);
-  if (log_level() == LogLevel::kVerbose) {
-    log_debug("connect to %s/%s at %s failed: %s", b.name.c_str(), server.name.c_str(),
-              server.addresses[c.address].to_string().c_str(), std::strerror(err));
-  }
-  if (c.upstream.fd >= 0) sys::close(c.upstream.fd);
-  relay::on_upstream_dropped(c);
-  if (++c.tried < server.addresses.size() && !fast_stop_) {
-    ++stats_.connect_retries;
-    c.address = static_cast<uint8_t>((c.address + 1) % server.addresses.size());
-    connect_upstream(c, h);
-    return;
-  }
   const uint32_t backend = c.backend;
   const uint32_t failed = c.server;
   ServerPool& pool = pool_of(c, backend);

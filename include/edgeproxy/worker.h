@@ -341,6 +341,9 @@ class Worker {
   // A connect attempt failed with errno `err`: counted and logged (-v); the next address is
   // tried while some are untried, else the client is reset.
   void connect_failed(Connection& c, Handle h, int err) noexcept;
+  // A backend server's connect failed: counted, logged (-v), its socket dropped, and the server's
+  // next address tried while one is untried (true: that connect started).
+  bool connect_next_address(Connection& c, Handle h, int err) noexcept;
   // Gives the oldest connections waiting for a descriptor their upstream socket, while the
   // kernel has descriptors. True when none is left waiting.
   bool retry_socket_waiters() noexcept;
