@@ -121,6 +121,12 @@ SysResult read(int fd, void* data, size_t size) noexcept {
   }
 }
 
+bool send_whole(int fd, std::string_view text) noexcept {
+  if (text.empty()) return true;
+  const SysResult r = send(fd, text.data(), text.size());
+  return r.ok() && static_cast<size_t>(r.value) == text.size();
+}
+
 SysResult send(int fd, const void* data, size_t size) noexcept {
   for (;;) {
     const SysResult r = SysResult::from(::send(fd, data, size, MSG_NOSIGNAL | MSG_DONTWAIT));

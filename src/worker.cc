@@ -73,15 +73,7 @@ bool receiving(const T& transport, const Side& side) noexcept {
   }
 }
 
-// Texts the proxy answers with go out in one non-blocking send on a socket that has nothing else
-// queued (they are at most kMaxRouteText bytes, less than any socket's send buffer); what does
-// not fit is a client that stopped reading, and it is reset instead.
-bool send_whole(int fd, std::string_view text) noexcept {
-  if (text.empty()) return true;
-  const SysResult r = sys::send(fd, reinterpret_cast<const std::byte*>(text.data()),
-                                static_cast<uint32_t>(text.size()));
-  return r.ok() && static_cast<size_t>(r.value) == text.size();
-}
+using sys::send_whole;
 
 // Rounds of transport pump and routing step per pump(): each moves a block or decides, so the
 // inspection of a full region takes a few; the rest waits for the next iteration (c.more).

@@ -35,13 +35,6 @@ bool alive(int fd) noexcept {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-// As worker.cc's answers: one non-blocking send of a short text on a socket with nothing queued.
-bool send_text(int fd, std::string_view text) noexcept {
-  const SysResult r = sys::send(fd, reinterpret_cast<const std::byte*>(text.data()),
-                                static_cast<uint32_t>(text.size()));
-  return r.ok() && static_cast<size_t>(r.value) == text.size();
-}
-
 void add(std::atomic<uint64_t>& gauge, int64_t delta) noexcept {
   gauge.fetch_add(static_cast<uint64_t>(delta), std::memory_order_relaxed);
 }
@@ -164,7 +157,7 @@ void Worker::decide_http(Connection& c, Handle h, RoutingContext& ctx, ForwardEx
           ex.phase = ForwardPhase::kDone;
           if (c.state < State::kRelaying) {
             refuse(c, rule.action.text, false, EndReason::kRouteClose);
-          } else if (!send_text(c.client.fd, rule.action.text)) {
+          } else if (!sys::send_whole(c.client.fd, rule.action.text)) {
             relay::abort(c, EndReason::kRouteClose);
           } else {
             relay::set_end(c, EndReason::kRouteClose);

@@ -48,6 +48,10 @@ namespace sys {
 
 SysResult read(int fd, void* data, size_t size) noexcept;
 SysResult send(int fd, const void* data, size_t size) noexcept;
+// Texts the proxy answers with go out in one non-blocking send on a socket that has nothing else
+// queued (short, less than any socket's send buffer): true when all of `text` went; what does
+// not fit is a peer that stopped reading, and the caller resets it.
+bool send_whole(int fd, std::string_view text) noexcept;
 // sendmsg(2) of `count` iovecs (at most IOV_MAX), MSG_NOSIGNAL | MSG_DONTWAIT: a writev that a
 // vanished peer answers with EPIPE, never SIGPIPE.
 SysResult send_iov(int fd, const iovec* iov, size_t count) noexcept;
