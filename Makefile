@@ -33,7 +33,8 @@ TSAN_TESTS ?= workers2|test_workers|test_reload|test_admin
 # halt_on_error: a report ends the proxy (exit 66), which fails its test; log_path keeps every
 # report, and test-tsan fails when any was written even if a test did not notice the exit.
 TSAN_REPORTS := $(CURDIR)/build/tsan/reports
-TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:log_path=$(TSAN_REPORTS)/tsan
+TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:log_path=$(TSAN_REPORTS)/tsan \
+  EDGEPROXY_READY_TIMEOUT=30
 
 .PHONY: all release release-for-test debug asan test test-backend test-release test-asan bench run format install help clean \
 	fuzz fuzz-build tsan test-tsan soak

@@ -973,17 +973,25 @@ class Soak:
         by_port = collections.defaultdict(list)
         for line in log_lines:
             by_port[(line["listener"], line["port"])].append(line)
-        for rec in self.records:
+        # One line per record, records taken in the order they started: a line taken is never
+        # offered to another record. The line's accept time (%t: the worker's loop time at
+        # accept, in whole ms) falls within the client's connection, give or take the scheduling
+        # of a loaded machine (a client thread can wait seconds between taking t0 and its
+        # connect, or between its last byte and t1): the window is 2 s either side. A
+        # connection from the same port before this one ended before this one began, and was
+        # taken first.
+        taken = set()
+        for rec in sorted(self.records, key=lambda r: r.t0):
             if rec.port is None:
                 continue
             best = None
-            # The line's accept time (%t: the close time less the duration, in whole ms) falls
-            # within the client's connection give or take a few ms; an earlier connection from
-            # the same port is at least a second older (a TIME_WAIT port is reused after 1 s).
             for line in by_port.get((rec.listener, rec.port), ()):
-                if rec.t0 - 0.5 <= line["t"] <= rec.t1 + 0.5:
-                    if best is None or abs(line["t"] - rec.t0) < abs(best["t"] - rec.t0):
-                        best = line
+                if id(line) in taken or not rec.t0 - 2.0 <= line["t"] <= rec.t1 + 2.0:
+                    continue
+                if best is None or abs(line["t"] - rec.t0) < abs(best["t"] - rec.t0):
+                    best = line
+            if best is not None:
+                taken.add(id(best))
             rec.log = best
         for rec in self.records:
             if rec.status == "fail":

@@ -131,7 +131,9 @@ class Quiet(ProxyTestCase):
         self.addCleanup(self._cleanup_proxy, proxy)
         proxy.start(wait_ready=False)  # -q: no "listening on" line to wait for
         self.assertTrue(harness.wait_serving(port, b"q\n", timeout=10), proxy.stderr_text())
-        self.assertEqual(proxy.stats()["accepted"], 1, "SIGUSR1 must still print the block")
+        # wait_serving() tries again after a round trip slower than 1 s (a sanitizer build on a
+        # busy machine), so one connection or more.
+        self.assertGreaterEqual(proxy.stats()["accepted"], 1, "SIGUSR1 must still print the block")
         before = len(proxy.stderr_snapshot())
         rc = proxy.stop()
         self.assertEqual(rc, 0)
