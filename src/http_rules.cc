@@ -319,7 +319,7 @@ uint32_t build_request_head(const RequestHead& head, const ConnectionTokens& tok
 }
 
 uint32_t build_response_head(const ResponseHead& head, const ResponseRules& rules,
-                             const RuleVars& vars, bool client_close,
+                             const RuleVars& vars, ClientConnection client,
                              std::span<std::byte> out) noexcept {
   if (rules.headers.size() > kMaxHeaderRules) return 0;
   const std::span<const HeaderField> sent(head.headers.data(), head.header_count);
@@ -352,8 +352,10 @@ uint32_t build_response_head(const ResponseHead& head, const ResponseRules& rule
   if (rules.via) fields.write_joined(w, kViaName, Fate::kVia, via_value(head.version_minor));
   if (switching) {
     w.put("Connection: upgrade\r\n");
-  } else if (client_close) {
+  } else if (client == ClientConnection::kClose) {
     w.put("Connection: close\r\n");
+  } else if (client == ClientConnection::kKeepAlive) {
+    w.put("Connection: keep-alive\r\n");
   }
   w.put(kCrlf);
   return w.length();

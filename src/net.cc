@@ -152,11 +152,19 @@ SysResult splice(int fd_in, int fd_out, size_t size) noexcept {
   }
 }
 
-SysResult accept(int listen_fd) noexcept {
+SysResult accept(int listen_fd, SocketAddress* peer) noexcept {
+  sockaddr* address = nullptr;
+  socklen_t* length = nullptr;
+  if (peer != nullptr) {
+    peer->length = sizeof peer->storage;
+    address = reinterpret_cast<sockaddr*>(&peer->storage);
+    length = &peer->length;
+  }
   for (;;) {
     const SysResult r =
-        SysResult::from(::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        SysResult::from(::accept4(listen_fd, address, length, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (r.err != EINTR) return r;
+    if (peer != nullptr) peer->length = sizeof peer->storage;
   }
 }
 

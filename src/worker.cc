@@ -630,9 +630,10 @@ void Worker::accept_from(uint32_t listener_index) noexcept {
       pause_listener(l);
       return;
     }
-    const SysResult r = sys::accept(l.fd());
+    SocketAddress peer;
+    const SysResult r = sys::accept(l.fd(), &peer);
     if (r.ok()) {
-      start_connection(static_cast<int>(r.value), l);
+      start_connection(static_cast<int>(r.value), l, &peer);
       continue;
     }
     if (r.would_block()) {
@@ -659,7 +660,7 @@ void Worker::on_accepted(uint32_t listener_index, int result) noexcept {
     if (slab_.full() && l.fd() >= 0) pause_listener(l);
     return;
   }
-  start_connection(result, l);
+  start_connection(result, l, nullptr);
   if (!room_for_clients()) pause_listener(l);
 }
 
@@ -675,21 +676,31 @@ bool Worker::on_accept_error(Listener& l, int err) noexcept {
   return false;
 }
 
-void Worker::start_connection(int client_fd, const Listener& l) noexcept {
+void Worker::start_connection(int client_fd, const Listener& l,
+                              const SocketAddress* accepted) noexcept {
+  SocketAddress looked;
+  const SocketAddress* peer = accepted;
+  const auto client = [&]() -> const SocketAddress& {
+    if (peer == nullptr) {
+      looked.length = sizeof looked.storage;
+      if (getpeername(client_fd, reinterpret_cast<sockaddr*>(&looked.storage), &looked.length) !=
+          0) {
+        looked.length = 0;  // reset already
+      }
+      peer = &looked;
+    }
+    return *peer;
+  };
   uint32_t client_slot = kNoClientSlot;
   {
     const ListenerSpec& spec = versions_[current_].topology->listeners[l.listener];
-    if (spec.clients != nullptr && !admit_client(client_fd, spec, client_slot)) return;
+    if (spec.clients != nullptr && !admit_client(client_fd, client(), spec, client_slot)) return;
   }
   Handle h;
   Connection* c = slab_.acquire(h);  // accept_from checked there is room
   c->client_slot = client_slot;
   if (log_format_ != nullptr) {
-    SocketAddress& peer = peers_[h.index];
-    peer.length = sizeof peer.storage;
-    if (getpeername(client_fd, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) != 0) {
-      peer.length = 0;  // reset already: the line says "-"
-    }
+    peers_[h.index] = client();  // length 0 (reset already): the line says "-"
   } else if (peers_ != nullptr) {
     peers_[h.index].length = 0;  // should a reload turn the log on again, this one is unknown
   }
@@ -722,7 +733,7 @@ void Worker::start_connection(int client_fd, const Listener& l) noexcept {
     return;
   }
   if (ls.mode == ListenerMode::kHttp) {
-    start_http(*c, h, ls);
+    start_http(*c, h, ls, client());
     return;
   }
   if (ls.inspects()) {
@@ -1906,12 +1917,9 @@ bool Worker::retry_socket_waiters() noexcept {
   return true;
 }
 
-bool Worker::admit_client(int fd, const ListenerSpec& ls, uint32_t& slot) noexcept {
-  SocketAddress peer;
-  peer.length = sizeof peer.storage;
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) != 0) {
-    return true;  // gone already: the first read will say so
-  }
+bool Worker::admit_client(int fd, const SocketAddress& peer, const ListenerSpec& ls,
+                          uint32_t& slot) noexcept {
+  if (peer.length == 0) return true;  // gone already: the first read will say so
   const Admission a =
       ls.clients->admit(peer, ls.limits.max_per_client, ls.limits.new_per_client, now_.ms, slot);
   if (a == Admission::kAdmitted) return true;

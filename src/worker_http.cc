@@ -29,6 +29,13 @@ bool idempotent_method(std::string_view m) noexcept {
 
 // A free socket is alive when the server neither closed it nor sent anything: a peek says
 // EAGAIN. 0 is its FIN, bytes are unsolicited (nobody asked), an error is a reset.
+//
+// One freed less than kTrustedIdleMs ago is taken without the peek: a server that closes a
+// connection it kept alive that soon is not one to spend a syscall per request on (under churn
+// a free socket is taken again within microseconds). Should it have, the request meets the
+// keep-alive race, which is retried.
+constexpr int64_t kTrustedIdleMs = 10;
+
 bool alive(int fd) noexcept {
   std::byte b;
   const ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -39,9 +46,20 @@ void add(std::atomic<uint64_t>& gauge, int64_t delta) noexcept {
   gauge.fetch_add(static_cast<uint64_t>(delta), std::memory_order_relaxed);
 }
 
+// Whether a request rule's value holds $server.
+bool names_server(const http::RequestRules& rules) noexcept {
+  for (const http::HeaderRule& rule : rules.headers) {
+    for (const http::ValueTemplate::Part& part : rule.value.parts) {
+      if (part.var == http::ValueTemplate::Var::kServer) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
-void Worker::start_http(Connection& c, Handle h, const ListenerSpec& ls) noexcept {
+void Worker::start_http(Connection& c, Handle h, const ListenerSpec& ls,
+                        const SocketAddress& client) noexcept {
   Version& v = versions_[c.version];
   v.routing->reset(h.index).header_read = true;
   ForwardExchange& ex = v.forward->reset(h.index);
@@ -49,9 +67,8 @@ void Worker::start_http(Connection& c, Handle h, const ListenerSpec& ls) noexcep
   ex.head_evaluated = UINT32_MAX;
   // The variables' client address and port, once per connection, before the first pump: a
   // request that takes a free server connection is built in that pump.
-  sockaddr_storage peer{};
-  socklen_t length = sizeof peer;
-  if (getpeername(c.client.fd, reinterpret_cast<sockaddr*>(&peer), &length) == 0) {
+  if (client.length != 0) {
+    const sockaddr_storage& peer = client.storage;
     uint16_t port = 0;
     if (peer.ss_family == AF_INET) {
       const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
@@ -83,7 +100,8 @@ void Worker::http_step(Connection& c, uint32_t index) noexcept {
   const Handle h = slab_.handle_of(index);
   ForwardExchange& ex = exchange_of(index);
   if (c.detaching) {
-    if (!transport_.detach_upstream(c, h)) return;  // its completions come back here
+    // Its completions come back here.
+    if (!transport_.detach_upstream(c, h, ex.http.end_after_detach)) return;
     finish_detach(c, h);
     if (c.state >= State::kLingering) return;
   }
@@ -184,9 +202,10 @@ void Worker::decide_http(Connection& c, Handle h, RoutingContext& ctx, ForwardEx
       }
     }
   }
-  // An HTTP/1.0 client's connection ends after each response (its keep-alive is not offered
-  // back): the pooled server connection is kept all the same.
-  ex.client_close = framing.close || head.version_minor == 0;
+  // Framing::close holds HTTP/1.0 without "Connection: keep-alive"; an HTTP/1.0 client that
+  // asked for it is answered "Connection: keep-alive". The pooled server connection is kept
+  // either way.
+  ex.client_close = framing.close;
   ex.head_request = head.method == "HEAD";
   ex.request_body.reset(framing);
   ex.request_done = framing.kind == http::BodyKind::kNone;
@@ -201,6 +220,8 @@ void Worker::decide_http(Connection& c, Handle h, RoutingContext& ctx, ForwardEx
   hx.kept = 0;
   hx.body_bytes = 0;
   hx.upgrade = upgrade;
+  hx.pinned = false;
+  hx.http10 = head.version_minor == 0;
   hx.idempotent = idempotent_method(head.method);
   hx.end_after_detach = false;
   ex.requests++;
@@ -271,6 +292,11 @@ void Worker::assign_server(Connection& c, Handle h, uint32_t avoid) noexcept {
     open_pooled(c, h, backend, s);
     return;
   }
+  if (ex.http.pinned) {  // a retry that must stay on its server found no connection to it
+    counts.bad_gateway.fetch_add(1, std::memory_order_relaxed);
+    forward_answer(c, 502);
+    return;
+  }
   // The server the balancer chose is busy: another usable one that has a free connection or
   // room, before the request waits.
   for (uint32_t t = 0; t < pool.servers(); ++t) {
@@ -291,7 +317,7 @@ bool Worker::take_free(Connection& c, Handle h, uint32_t backend, uint32_t s) no
   ServerPool::Idle idle;
   while (pool.pop_free(s, idle)) {
     add(gauges.pool_idle, -1);
-    if (alive(idle.fd)) {
+    if (now_.ms - idle.since_ms < kTrustedIdleMs || alive(idle.fd)) {
       c.backend = static_cast<uint16_t>(backend);
       c.server = static_cast<uint16_t>(s);
       c.last_server = c.server;
@@ -548,7 +574,7 @@ void Worker::begin_detach(Connection& c, Handle h, bool keep) noexcept {
   c.detaching = true;
   c.detach_keep = keep;
   c.upstream.paused |= kPauseDetach;
-  if (transport_.detach_upstream(c, h)) finish_detach(c, h);
+  if (transport_.detach_upstream(c, h, ex.http.end_after_detach)) finish_detach(c, h);
 }
 
 void Worker::finish_detach(Connection& c, Handle h) noexcept {
@@ -692,6 +718,13 @@ void Worker::upstream_lost(Connection& c, Handle h, ForwardExchange& ex) noexcep
     if (hx.reused && !hx.retried && hx.kept > 0 && (hx.idempotent || !sent_whole)) {
       hx.retried = true;
       counts.retried.fetch_add(1, std::memory_order_relaxed);
+      // A head that names its server ($server) was built for this one: the retry goes to it
+      // again, on another connection, or fails as no retry would (HAProxy's retries, too, stay
+      // on the server unless redispatched).
+      if (names_server(listener_of(c).http.request)) {
+        hx.chosen = c.server;
+        hx.pinned = true;
+      }
       ex.phase = ForwardPhase::kAssigning;
       ex.response_pending = false;
       begin_detach(c, h, false);
@@ -801,7 +834,10 @@ bool Worker::http_response(Connection& c, ForwardExchange& ex, std::byte* area) 
                                 ls.name,
                                 server_of(c).name,
                                 {}};
-      length = http::build_response_head(head, ls.http.response, vars, ex.client_close && !upgrade,
+      const http::ClientConnection client = ex.client_close ? http::ClientConnection::kClose
+                                            : hx.http10     ? http::ClientConnection::kKeepAlive
+                                                            : http::ClientConnection::kPersist;
+      length = http::build_response_head(head, ls.http.response, vars, client,
                                          {hello_scratch_.get(), hello_scratch_bytes_});
       if (length == 0) return refuse_response();
       rebuilt = hello_scratch_.get();
@@ -960,7 +996,7 @@ void Worker::http_release(Connection& c, uint32_t index) noexcept {
                     (!c.detaching || c.detach_keep) && c.version == current_ &&
                     ex.phase != ForwardPhase::kReplaying && ex.phase != ForwardPhase::kBody;
   leave_http_server(c, index);
-  if (keep && transport_.detach_upstream(c, slab_.handle_of(index))) {
+  if (keep && transport_.detach_upstream(c, slab_.handle_of(index), true)) {
     pool.push_free(s, c.upstream.fd, c.address, now_.ms);
     add(gauges.pool_idle, 1);
   } else {

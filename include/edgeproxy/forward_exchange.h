@@ -56,6 +56,8 @@ struct HttpExchange {
   bool retried = false;
   bool idempotent = false;
   bool upgrade = false;           // a WebSocket handshake: a 101 takes the server connection out
+  bool pinned = false;            // a retry that must go to `chosen` (its head names that server)
+  bool http10 = false;            // the request is HTTP/1.0: its keep-alive must be answered
   bool end_after_detach = false;  // the conversation ends once the upstream is detached
   bool stolen = false;            // its parked upstream is being detached for a waiter
   uint32_t kept = 0;              // region bytes of the request kept for a retry (0: none)

@@ -114,6 +114,11 @@ uint32_t build_request_head(const RequestHead& head, const ConnectionTokens& tok
                             const RequestRules& rules, const RuleVars& vars, bool upgrade,
                             std::span<std::byte> out) noexcept;
 
+// The Connection line the client is sent with a final response (RFC 9112 section 9.3): none
+// (HTTP/1.1 persists by default), "close" (the proxy ends the connection after it), or
+// "keep-alive" (an HTTP/1.0 client that asked for it; HTTP/1.0 closes by default).
+enum class ClientConnection : uint8_t { kPersist, kClose, kKeepAlive };
+
 // The response head to send the client for `head` (kDone from parse_response_head, a final
 // response, or 101), written into `out`; 0 when it does not fit, when `rules.headers` holds more
 // than kMaxHeaderRules, or when parse_connection() refuses the head's Connection fields
@@ -123,11 +128,11 @@ uint32_t build_request_head(const RequestHead& head, const ConnectionTokens& tok
 // the head is a 101, Upgrade; then the rules (as build_request_head applies them); then Via
 // when `rules.via` ("1.1 edgeproxy", or 1.0 per the response's version, joined to the Via
 // fields left as build_request_head does); then "Connection: upgrade" for a 101 (the
-// connection becomes a tunnel, so `client_close` is moot), else "Connection: close" when
-// `client_close`; then the blank line. `out` must not overlap the head's bytes. Any thread; no
+// connection becomes a tunnel, so `client` is moot), else the line `client` says; then the
+// blank line. `out` must not overlap the head's bytes. Any thread; no
 // allocation.
 uint32_t build_response_head(const ResponseHead& head, const ResponseRules& rules,
-                             const RuleVars& vars, bool client_close,
+                             const RuleVars& vars, ClientConnection client,
                              std::span<std::byte> out) noexcept;
 
 }  // namespace edgeproxy::http

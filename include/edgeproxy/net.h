@@ -60,7 +60,10 @@ SysResult send_iov(int fd, const iovec* iov, size_t count) noexcept;
 // MSG_NOSIGNAL: into a socket whose peer is gone it raises SIGPIPE as well as returning EPIPE, so
 // the process must ignore SIGPIPE (main does).
 SysResult splice(int fd_in, int fd_out, size_t size) noexcept;
-SysResult accept(int listen_fd) noexcept;
+// accept4(2), non-blocking and close-on-exec. With `peer`, the client's address comes with it
+// (no getpeername(2) later); its length is 0 for a peer the kernel gave no address (never for
+// TCP).
+SysResult accept(int listen_fd, SocketAddress* peer = nullptr) noexcept;
 // True for accept errors that concern only the connection being accepted (it died in the queue,
 // or policy refused it): skip it and keep accepting. Anything else is exhaustion or a fault.
 bool accept_error_is_transient(int err) noexcept;

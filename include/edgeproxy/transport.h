@@ -58,8 +58,9 @@ concept TransportVerbs = requires(T t, const T ct, Connection& c, Handle h, cons
   // once nothing refers to its fd (decision 0011).
   { t.release_upstream(c, h) } -> std::same_as<bool>;
   // HTTP mode (decision 0013): a pooled upstream leaves the slot (true once nothing refers to its
-  // fd), or a pooled socket becomes the slot's upstream (0 or an errno).
-  { t.detach_upstream(c, h) } -> std::same_as<bool>;
+  // fd; `ending`: the connection will not take another upstream), or a pooled socket becomes the
+  // slot's upstream (0 or an errno).
+  { t.detach_upstream(c, h, client) } -> std::same_as<bool>;
   { t.adopt_upstream(c, h) } -> std::same_as<int>;
   { ct.buffers_available() } -> std::same_as<bool>;
   { t.release_pipes(c) } -> std::same_as<void>;

@@ -220,7 +220,9 @@ class Worker {
   ServerPool& pool_of(const Connection& c, uint32_t backend) noexcept {
     return versions_[c.version].pools[backend];
   }
-  void start_http(Connection& c, Handle h, const ListenerSpec& ls) noexcept;
+  // `client`: the client's address (length 0 when unknown: gone before it was read).
+  void start_http(Connection& c, Handle h, const ListenerSpec& ls,
+                  const SocketAddress& client) noexcept;
   // After each pump of an HTTP connection: a detach that completed, the exchange, then what the
   // idle upstream becomes (parked, detached, dropped).
   void http_step(Connection& c, uint32_t index) noexcept;
@@ -296,7 +298,8 @@ class Worker {
   const ListenerLimits& limits_of(const Connection& c) const noexcept {
     return *versions_[c.version].limits[c.listener];
   }
-  bool admit_client(int fd, const ListenerSpec& ls, uint32_t& slot) noexcept;
+  bool admit_client(int fd, const SocketAddress& peer, const ListenerSpec& ls,
+                    uint32_t& slot) noexcept;
   void set_limits(Connection& c, uint32_t index) noexcept;
   void enforce_limits(Connection& c, uint32_t index) noexcept;
   int64_t limits_due(const Connection& c, uint32_t index) const noexcept;
@@ -329,7 +332,9 @@ class Worker {
   void accept_from(uint32_t listener_index) noexcept;
   void on_accepted(uint32_t listener_index, int result) noexcept;
   bool on_accept_error(Listener& l, int err) noexcept;
-  void start_connection(int client_fd, const Listener& l) noexcept;
+  // `accepted`: the client's address as accept4() gave it, or null (io_uring's multishot
+  // accept gives none): then it is read with getpeername() once, only if something needs it.
+  void start_connection(int client_fd, const Listener& l, const SocketAddress* accepted) noexcept;
   // Opens an upstream socket for the connection's current address and starts connecting; out
   // of descriptors, the connection waits in socket_waiters_ (the client is kept).
   void connect_upstream(Connection& c, Handle h) noexcept;

@@ -3,6 +3,8 @@
 
 #include <sys/uio.h>
 
+#include <cerrno>
+
 #include "edgeproxy/cookie.h"
 #include "edgeproxy/relay.h"
 
@@ -47,16 +49,21 @@ int EpollTransport::connect(Connection& c, Handle h, const SocketAddress& to) no
 
 int EpollTransport::adopt_upstream(Connection& c, Handle h) noexcept {
   relay::on_connected(c);
-  // ADD polls the socket: a socket already readable (a close that raced the hand-over) raises
-  // its edge at once.
+  // MOD (ADD for a socket never registered) polls the socket: a socket already readable (a close
+  // that raced the hand-over) raises its edge at once. A detached socket is still registered
+  // (detach_upstream).
   c.upstream.events = relay::wanted_interest(c, c.upstream);
-  const SysResult a = reactor_.add(c.upstream.fd, cookie_of(c, c.upstream, h), c.upstream.events);
+  const uint64_t cookie = cookie_of(c, c.upstream, h);
+  SysResult a = reactor_.modify(c.upstream.fd, cookie, c.upstream.events);
+  if (a.err == ENOENT) a = reactor_.add(c.upstream.fd, cookie, c.upstream.events);
   return a.ok() ? 0 : a.err;
 }
 
 ConnectResult EpollTransport::on_event(Connection& c, Handle, bool client, const Event& ev,
                                        LoopTime) noexcept {
   if (c.state == State::kClosing) return {};
+  // No upstream: an event from a pooled socket this connection gave back (detach_upstream).
+  if (!client && c.upstream.fd < 0) return {};
   if (!client && c.state == State::kConnecting) {
     if (!(ev.ready & (kWritable | kError | kHangup))) return {};
     // A non-blocking connect reports its outcome as writability plus SO_ERROR.

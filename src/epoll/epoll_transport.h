@@ -73,9 +73,17 @@ class EpollTransport {
   bool release_upstream(Connection&, Handle) noexcept { return true; }
 
   // HTTP mode (decision 0013): the pooled upstream leaves this slot. True once nothing refers to
-  // its fd; epoll: at once, its registration deleted so that another slot can register it.
-  bool detach_upstream(Connection& c, Handle) noexcept {
-    if (c.upstream.fd >= 0) reactor_.remove(c.upstream.fd);
+  // its fd; epoll: at once. When the connection stays (`ending` false: a keep-alive client whose
+  // next request goes elsewhere), the registration is deleted, or the free socket's events would
+  // reach this connection's next upstream under the same cookie. When the connection is ending
+  // (the client's last request was answered, or it closes), the registration stays: an event
+  // the free socket raises reaches this connection's empty upstream side (ignored: on_event)
+  // until the slot is freed, then names a generation no connection has and is dropped as stale
+  // (the pool's peek and sweep find a closed socket); the slot that adopts it next re-points it
+  // with one EPOLL_CTL_MOD instead of a DEL here and an ADD there. Closing the socket ends the
+  // registration (no descriptor is ever duplicated).
+  bool detach_upstream(Connection& c, Handle, bool ending) noexcept {
+    if (!ending && c.upstream.fd >= 0) reactor_.remove(c.upstream.fd);
     return true;
   }
   // A pooled socket (connected, idle, in c.upstream.fd) becomes the slot's upstream: relaying

@@ -129,7 +129,9 @@ class UringTransport {
   // worker has paused it with kPauseDetach, so nothing new is submitted meanwhile). A receive
   // that completes with bytes during the round leaves them in upstream.in: the socket is then not
   // pooled.
-  bool detach_upstream(Connection& c, Handle h) noexcept { return release_upstream(c, h); }
+  bool detach_upstream(Connection& c, Handle h, bool /*ending*/) noexcept {
+    return release_upstream(c, h);
+  }
   // A pooled socket (connected, idle, in c.upstream.fd) becomes the slot's upstream: relaying
   // starts as after a connect; the next pump submits its receive. 0.
   int adopt_upstream(Connection& c, Handle h) noexcept;

@@ -302,6 +302,25 @@ class PoolTests(HttpTestCase):
             self.assertNotIn("close", hb.tokens(r.headers, "Connection"), r.headers)
 
 
+    def test_http10_keepalive_client_kept_alive(self):
+        """An HTTP/1.0 client that sends `Connection: keep-alive` is answered `Connection:
+        keep-alive` and keeps its connection for the next request; one that does not is
+        answered `Connection: close` and its connection ends."""
+        a = self.backend("a")
+        proxy = self.start_http([a], ["pool-size 1"], workers=1)
+        c = self.client(proxy.port)
+        for i in range(3):
+            resp = c.get(f"/who?ka={i}", headers=["Connection: keep-alive"], version="1.0")
+            self.assertServed(resp, "a", f"request {i}")
+            self.assertEqual((resp.value("Connection") or "").lower(), "keep-alive", repr(resp))
+            self.assertIsNotNone(resp.value("Content-Length"), repr(resp))
+        self.assertEqual([r.target for r in a.snapshot()], [f"/who?ka={i}" for i in range(3)])
+        resp, ending = exchange(proxy.port, hb.request("GET", "/who?plain", version="1.0"))
+        self.assertServed(resp, "a")
+        self.assertEqual((resp.value("Connection") or "").lower(), "close", repr(resp))
+        self.assertIn(ending, ("eof", "reset"))
+
+
 # --------------------------------------------------------------------------------------------
 # The pending queue
 # --------------------------------------------------------------------------------------------
@@ -449,6 +468,9 @@ class ServerLossTests(HttpTestCase):
         c = self.client(proxy.port)
         for i in range(6):
             self.assertServed(c.get(f"/who?i={i}"), "a", f"request {i}")
+        # The server marks a request answered after its last send: the client may read the
+        # answer first.
+        wait_until(lambda: sum(r.answered for r in a.snapshot()) >= 6, WAIT, interval=0.02)
         seen = a.snapshot()
         dropped = [r for r in seen if r.dropped]
         self.assertTrue(dropped, "the server never dropped a request: no race was made")
@@ -459,6 +481,24 @@ class ServerLossTests(HttpTestCase):
         now = self.counters(proxy)
         self.assertEqual(now["retried"] - before["retried"], len(dropped),
                          f"one retry per dropped request: {seen}")
+
+    def test_keepalive_race_retry_stays_on_the_server_its_head_names(self):
+        """With a request rule holding $server, a retried request goes to the same server
+        again, so the field names the server that answers it."""
+        a = self.backend("a", drop_after=1)
+        b = self.backend("b", drop_after=1)
+        proxy = self.start_http([a, b], ["balance roundrobin", "pool-size 1"],
+                                ['request-header set X-To "$server"'], workers=1)
+        before = self.counters(proxy)
+        c = self.client(proxy.port)
+        for i in range(8):
+            self.assertServed(c.get(f"/who?i={i}"), what=f"request {i}")
+        self.assertMoved(proxy, before, exact=False, retried=1)
+        for server in (a, b):
+            seen = server.snapshot()
+            self.assertTrue(seen)
+            for r in seen:
+                self.assertEqual(r.value("X-To"), server.name, f"{server.name} got {r!r}")
 
     def test_keepalive_race_large_post_not_retried(self):
         """A POST whose 64 KiB body streamed past the region, on a reused connection the server

@@ -125,7 +125,8 @@ std::string request(const std::string& in, const RequestRules& rules, bool upgra
 }
 
 // The same for build_response_head().
-std::string response(const std::string& in, const ResponseRules& rules, bool client_close = false,
+std::string response(const std::string& in, const ResponseRules& rules,
+                     ClientConnection client = ClientConnection::kPersist,
                      const RuleVars& vars = kVars) {
   ResponseHead head;
   if (!whole_head(in, parse_response_head, head)) {
@@ -133,7 +134,7 @@ std::string response(const std::string& in, const ResponseRules& rules, bool cli
     return {};
   }
   const std::string out = build_every_size([&](std::span<std::byte> bytes) {
-    return build_response_head(head, rules, vars, client_close, bytes);
+    return build_response_head(head, rules, vars, client, bytes);
   });
   ResponseHead reparsed;
   EXPECT_TRUE(whole_head(out, parse_response_head, reparsed));
@@ -390,7 +391,9 @@ TEST(HttpRulesTest, TooManyRulesRefused) {
   scanned = 0;
   ASSERT_EQ(parse_response_head("HTTP/1.1 200 OK\r\n\r\n", scanned, response_head),
             HeadStatus::kDone);
-  EXPECT_EQ(build_response_head(response_head, response_rules, kVars, false, out), 0u);
+  EXPECT_EQ(
+      build_response_head(response_head, response_rules, kVars, ClientConnection::kPersist, out),
+      0u);
 }
 
 // --- X-Forwarded-For, X-Forwarded-Proto, Via -------------------------------------------------
@@ -478,12 +481,17 @@ TEST(HttpRulesTest, ResponseDropsTheServersConnectionFields) {
 
 TEST(HttpRulesTest, ResponseClientClose) {
   EXPECT_EQ(response("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
-                     kNoVia, true),
+                     kNoVia, ClientConnection::kClose),
             "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-  EXPECT_EQ(
-      response("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", kNoVia, false),
-      "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+  EXPECT_EQ(response("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", kNoVia),
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
       << "the server's close is the pool's business, not the client's";
+}
+
+TEST(HttpRulesTest, ResponseToAnHttp10KeepAliveClientSaysKeepAlive) {
+  EXPECT_EQ(response("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", kNoVia,
+                     ClientConnection::kKeepAlive),
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n");
 }
 
 TEST(HttpRulesTest, ResponseSwitchingProtocolsKeepsUpgrade) {
@@ -494,8 +502,10 @@ TEST(HttpRulesTest, ResponseSwitchingProtocolsKeepsUpgrade) {
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
       "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nVia: 1.1 edgeproxy\r\n"
       "Connection: upgrade\r\n\r\n";
-  EXPECT_EQ(response(in, ResponseRules{}, false), out);
-  EXPECT_EQ(response(in, ResponseRules{}, true), out) << "a tunnel: close is moot";
+  EXPECT_EQ(response(in, ResponseRules{}), out);
+  EXPECT_EQ(response(in, ResponseRules{}, ClientConnection::kClose), out)
+      << "a tunnel: close is moot";
+  EXPECT_EQ(response(in, ResponseRules{}, ClientConnection::kKeepAlive), out);
 }
 
 TEST(HttpRulesTest, ResponseRules) {
@@ -515,7 +525,7 @@ TEST(HttpRulesTest, ResponseWithARefusedConnectionFieldIsRefused) {
   ASSERT_EQ(parse_response_head("HTTP/1.1 200 OK\r\nConnection: \"close\"\r\n\r\n", scanned, head),
             HeadStatus::kDone);
   std::vector<std::byte> out(4096);
-  EXPECT_EQ(build_response_head(head, ResponseRules{}, kVars, false, out), 0u);
+  EXPECT_EQ(build_response_head(head, ResponseRules{}, kVars, ClientConnection::kPersist, out), 0u);
 }
 
 }  // namespace
