@@ -197,8 +197,20 @@ def main():
         write("http_head", "resp-%02d" % i, b"\x01\0" + r)
         for m in range(4):
             write("http_framing", "resp-%02d-%d" % (i, m), bytes([1 | m << 1, 1, 0x28, 0]) + r)
-    for t in ["http_head", "http_framing", "http_rewrite"]:
-        write_dict(t, http_words)
+    # http_rules: control byte (bit 0 response, bit 6 with bit 0 a template; 0x02 forwarded-for,
+    # 0x04 forwarded-proto, 0x08 via, 0x10 upgrade / close / set, 0x80 an IPv6 client), rule mask.
+    for i, r in enumerate(REQUESTS):
+        write("http_rules", "req-%02d" % i, bytes([0x0e | (i % 2) << 4, 0xff if i % 3 else 0x05]) + r)
+    for i, r in enumerate(RESPONSES):
+        write("http_rules", "resp-%02d" % i, bytes([0x09 | (i % 2) << 4, 0x3f if i % 2 else 0x13]) + r)
+    for i, t in enumerate(["$client_addr:$client_port", "$server-a $$ $listener", "id=$request_id",
+                           "plain value", "$nope", "a\tb", ""]):
+        write("http_rules", "template-%02d" % i, bytes([0x41 | (i % 2) << 4, 0]) + t.encode())
+    for t in ["http_head", "http_framing", "http_rewrite", "http_rules"]:
+        write_dict(t, http_words + (["$client_addr", "$client_port", "$listener", "$server",
+                                     "$request_id", "$$", "X-Forwarded-For: ", "Via: ",
+                                     "Accept: ", "User-Agent: ", "Server: ", "/api/"]
+                                    if t == "http_rules" else []))
 
     for i, c in enumerate(CHUNKED):
         write("chunked", "%02d" % i, b"\0\0\0\0\0" + c)
