@@ -1510,7 +1510,10 @@ Result<Endpoint> parse_endpoint(std::string_view text, uint16_t min_port) {
 Result<Topology> parse_topology(std::string_view text, const std::string& file_name,
                                 const IncludeLoader& loader) {
   Parser parser(loader);
-  return parser.run(text, file_name);
+  Result<Topology> t = parser.run(text, file_name);
+  // Tokens are quoted in messages as written, and a quoted string may hold any byte ("\n").
+  if (!t.ok()) return Error{printable(t.error())};
+  return t;
 }
 
 Result<std::vector<IncludedFile>> glob_included_files(const std::string& pattern,

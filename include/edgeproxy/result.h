@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 
@@ -25,6 +26,30 @@ struct SysResult {
 struct Error {
   std::string message;
 };
+
+// `text` as an error may quote it: a control byte or DEL becomes \n, \r, \t or \xHH, so that
+// input echoed in a message (a configuration token, a format) neither splits the one line nor
+// reaches a terminal as an escape sequence. Other bytes (UTF-8 included) are kept.
+inline std::string printable(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c != 0x7f) {
+      out += ch;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else {
+      out += {'\\', 'x', kHex[c >> 4], kHex[c & 15]};
+    }
+  }
+  return out;
+}
 
 // A value or an Error. Used off the hot path only (start-up, configuration).
 template <class T>

@@ -137,6 +137,13 @@ listener web {
   EXPECT_EQ(t.warnings[0], "f.conf:1:9: include 'conf.d/*.conf' matches no file");
 }
 
+// Fuzzing finding (config): a quoted token may hold any byte, and messages quote tokens as
+// written, so `"too long\n"` split the one-line error (and "\x1b" would reach a terminal).
+TEST(TopologyParserTest, AnErrorQuotingAControlByteStaysOneLine) {
+  EXPECT_TRUE(Fails("global {\n    log-level normal \"a\\nb\\x1b\\tc\"\n}\n",
+                    "f.conf:2:22: ", "extra argument 'a\\nb\\x1b\\tc' to 'log-level'"));
+}
+
 TEST(TopologyParserTest, DefaultsOfAMinimalFile) {
   const Topology t = Ok(kMinimal);
   const BackendSpec& b = t.backends[0];
