@@ -98,6 +98,7 @@ Listener::Listener(Listener&& other) noexcept
       listener(other.listener),
       bind(other.bind),
       generation(other.generation),
+      no_delay(other.no_delay),
       name(std::move(other.name)),
       configured(other.configured),
       fd_(std::exchange(other.fd_, -1)),
@@ -113,6 +114,7 @@ Listener& Listener::operator=(Listener&& other) noexcept {
     listener = other.listener;
     bind = other.bind;
     generation = other.generation;
+    no_delay = other.no_delay;
     name = std::move(other.name);
     configured = other.configured;
   }

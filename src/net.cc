@@ -209,9 +209,9 @@ int socket_error(int fd) noexcept {
   return err;
 }
 
-void set_no_delay(int fd, bool on) noexcept {
+bool set_no_delay(int fd, bool on) noexcept {
   const int v = on ? 1 : 0;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v);
+  return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) == 0;
 }
 
 void set_linger_zero(int fd) noexcept {

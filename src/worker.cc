@@ -174,6 +174,9 @@ Result<Ok> Worker::add_listener(const ListenerPlan& plan, int fd) {
   l.bind = plan.bind;
   l.name = plan.name;
   l.configured = plan.configured;
+  const int family = l.address().family();
+  l.no_delay = config_.no_delay && (family == AF_INET || family == AF_INET6) &&
+               sys::set_no_delay(l.fd(), true);
   const SysResult r = reactor_.watch_listener(l.fd(), listener_cookie(l));
   if (!r.ok()) {
     l.close();
@@ -722,7 +725,10 @@ void Worker::start_connection(int client_fd, const Listener& l,
   touch(*c, h.index);
   limit_state_[h.index].accepted_ms = now_.ms;
   set_limits(*c, h.index);
-  if (config_.no_delay) sys::set_no_delay(client_fd, true);
+  // A TCP listener passes TCP_NODELAY on (add_listener); a Unix socket has no Nagle to turn off.
+  if (config_.no_delay && !l.no_delay && l.address().family() != AF_UNIX) {
+    sys::set_no_delay(client_fd, true);
+  }
   if (const int err = transport_.attach(*c, h); err != 0) {
     log_error("cannot watch a client connection: %s", std::strerror(err));
     relay::abort(*c, EndReason::kInternalError);

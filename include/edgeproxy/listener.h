@@ -47,6 +47,8 @@ class Listener {
   uint32_t listener = 0;
   uint32_t bind = 0;
   uint32_t generation = 0;  // bumped when the worker reuses the slot for another socket
+  // TCP_NODELAY is set on the listening socket, so accepted sockets have it already.
+  bool no_delay = false;
   std::string name;
   SocketAddress configured;
 

@@ -78,7 +78,10 @@ SysResult shutdown_write(int fd) noexcept;
 SysResult unacked_bytes(int fd) noexcept;
 // The pending socket error (SO_ERROR), e.g. the outcome of a non-blocking connect.
 int socket_error(int fd) noexcept;
-void set_no_delay(int fd, bool on) noexcept;
+// TCP_NODELAY. Set on a listening socket, every socket accepted from it has it too (Linux
+// copies the listener's Nagle setting into the accepted socket): one call per listener instead of
+// one per connection. False when the socket refused it (not TCP).
+bool set_no_delay(int fd, bool on) noexcept;
 // The next close() sends a reset instead of a FIN.
 void set_linger_zero(int fd) noexcept;
 void close(int fd) noexcept;
