@@ -973,20 +973,22 @@ class Soak:
         by_port = collections.defaultdict(list)
         for line in log_lines:
             by_port[(line["listener"], line["port"])].append(line)
-        # One line per record, records taken in the order they started: a line taken is never
-        # offered to another record. The line's accept time (%t: the worker's loop time at
-        # accept, in whole ms) falls within the client's connection, give or take the scheduling
-        # of a loaded machine (a client thread can wait seconds between taking t0 and its
-        # connect, or between its last byte and t1): the window is 2 s either side. A
-        # connection from the same port before this one ended before this one began, and was
-        # taken first.
+        # One line per record: a line taken is never offered to another record. Completed
+        # connections take theirs first (each must have one), then the others, each group in the
+        # order they started. The line's accept time (%t, in whole ms) is the worker's loop time
+        # of the iteration that accepted the connection: never after the client's last byte (t1),
+        # but earlier than the client's t0 by as much as that iteration had run before the
+        # accept (seconds, on a loaded machine). A connection reset by its client leaves no
+        # TIME_WAIT, so its port can be reused at once; a reset before the proxy read the
+        # client's address logs "-:-" (no port), and such a record must not take the line of the
+        # next connection from its port: hence completed records first, and no line after t1.
         taken = set()
-        for rec in sorted(self.records, key=lambda r: r.t0):
+        for rec in sorted(self.records, key=lambda r: (r.status != "ok", r.t0)):
             if rec.port is None:
                 continue
             best = None
             for line in by_port.get((rec.listener, rec.port), ()):
-                if id(line) in taken or not rec.t0 - 2.0 <= line["t"] <= rec.t1 + 2.0:
+                if id(line) in taken or not rec.t0 - 2.0 <= line["t"] <= rec.t1 + 0.01:
                     continue
                 if best is None or abs(line["t"] - rec.t0) < abs(best["t"] - rec.t0):
                     best = line
