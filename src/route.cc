@@ -290,9 +290,105 @@ const char* to_string(ActionKind k) noexcept {
   return "?";
 }
 
+namespace {
+
+// Whether an ERE's repetitions stay within Regex::kMaxRepetitionProduct and kMaxRepetitionSum
+// (route.h). A syntax error is left to regcomp(): this only weighs.
+bool repetitions_bounded(std::string_view p) noexcept {
+  constexpr uint64_t kCap = Regex::kMaxRepetitionProduct + 1;
+  constexpr size_t kMaxDepth = 64;
+  uint64_t inner[kMaxDepth + 1] = {1};  // per open group: the heaviest repetition inside
+  size_t depth = 0;
+  uint64_t last = 0;  // the weight of what a repetition here would repeat (0: nothing)
+  uint64_t sum = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    const char c = p[i];
+    uint64_t weight = 0;
+    if (c == '*' || c == '+' || c == '?') {
+      weight = 2;
+    } else if (c == '{' && i + 1 < p.size() && p[i + 1] >= '0' && p[i + 1] <= '9') {
+      uint64_t m = 0, n = 0;
+      bool comma = false, bounded = false;
+      size_t j = i + 1;
+      for (; j < p.size() && p[j] != '}'; ++j) {
+        if (p[j] == ',') {
+          comma = true;
+        } else if (p[j] >= '0' && p[j] <= '9') {
+          uint64_t& v = comma ? n : m;
+          v = std::min<uint64_t>(v * 10 + static_cast<uint64_t>(p[j] - '0'), kCap);
+          bounded = bounded || comma;
+        }
+      }
+      i = j;
+      weight = !comma ? m + 1 : bounded ? std::max(m, n) + 1 : m + 2;
+    }
+    if (weight != 0) {
+      if (last == 0) continue;  // nothing to repeat: regcomp's business
+      last = std::min(last * weight, kCap);
+      if (last > Regex::kMaxRepetitionProduct) return false;
+      inner[depth] = std::max(inner[depth], last);
+      sum += last;
+      if (sum > Regex::kMaxRepetitionSum) return false;
+      continue;
+    }
+    switch (c) {
+      case '\\':
+        ++i;
+        last = 1;
+        break;
+      case '[': {
+        size_t j = i + 1;
+        if (j < p.size() && p[j] == '^') ++j;
+        if (j < p.size() && p[j] == ']') ++j;
+        while (j < p.size() && p[j] != ']') {
+          if (p[j] == '[' && j + 1 < p.size() &&
+              (p[j + 1] == ':' || p[j + 1] == '.' || p[j + 1] == '=')) {
+            const char kind = p[j + 1];
+            j += 2;
+            while (j + 1 < p.size() && !(p[j] == kind && p[j + 1] == ']')) ++j;
+            j += 2;
+          } else {
+            ++j;
+          }
+        }
+        i = j;
+        last = 1;
+        break;
+      }
+      case '(':
+        if (depth == kMaxDepth) return false;
+        inner[++depth] = 1;
+        last = 0;
+        break;
+      case ')':
+        if (depth == 0) {
+          last = 1;
+          break;
+        }
+        last = inner[depth--];
+        inner[depth] = std::max(inner[depth], last);
+        break;
+      case '|':
+      case '^':
+        last = 0;
+        break;
+      default:
+        last = 1;
+        break;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 Result<Regex> Regex::compile(const std::string& pattern) {
   if (pattern.find('\0') != std::string::npos) {
     return Error{"a regex cannot contain a NUL byte (expected [^...] classes or '.' instead)"};
+  }
+  if (!repetitions_bounded(pattern)) {
+    return Error{"regex too complex: its nested or repeated repetitions multiply past " +
+                 std::to_string(kMaxRepetitionProduct) + " (regcomp's memory grows with them)"};
   }
   auto re = std::shared_ptr<regex_t>(new regex_t, [](regex_t* r) {
     regfree(r);

@@ -73,6 +73,28 @@ TEST(RouteTest, KeyTemplateTruncatesAtTheOutputSize) {
   EXPECT_EQ(k.value().expand({}, Captures{}, out), 4u);
 }
 
+// Fuzzing finding (config): stacked or nested repetitions made regcomp() take gigabytes and
+// minutes for a 3 KB configuration file.
+TEST(RouteTest, RegexWhoseRepetitionsMultiplyTooFarIsRefused) {
+  const std::string stacked = "^a([a-z]+)b" + std::string(21, '+');
+  auto r = Regex::compile(stacked);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().find("regex too complex"), std::string::npos) << r.error();
+  std::string nested = "^";
+  for (int i = 0; i < 21; ++i) nested += "(";
+  nested += "a";
+  for (int i = 0; i < 21; ++i) nested += ")+";
+  EXPECT_FALSE(Regex::compile(nested).ok());
+  EXPECT_FALSE(Regex::compile("^(a{1,255}){1,255}").ok());
+  EXPECT_FALSE(Regex::compile("^(a{1,255}){1,16}").ok());  // 256 x 17
+  // What routing rules are made of stays accepted.
+  for (const char* ok : {"^[0-9a-f]{4}git-upload-pack /([a-z]+)/", "^SHARD ([a-z0-9]+) ",
+                         "^([0-9]{1,3}\\.){3}[0-9]{1,3}$", "^(a{1,255}){1,15}", "((a+)+)+",
+                         "^[[:alpha:]{}+*]+x{2,}", "a|b*|(c?d)*", "^/api/v[0-9]+/.*$"}) {
+    EXPECT_TRUE(Regex::compile(ok).ok()) << ok;
+  }
+}
+
 TEST(RouteTest, RegexMatchesAcrossNulBytesWithCaptures) {
   // POSIX: '.' never matches a NUL byte, a negated class does.
   auto re = Regex::compile("^[0-9a-f]{4}git-upload-pack /([a-z]+)/[^=]*host=([a-z.]+)");
