@@ -66,6 +66,17 @@ inline std::vector<size_t> split_points(Input& in, uint32_t max) {
   return cuts;
 }
 
+// The field lines of a head written with CRLF line ends: the lines between the first one and
+// the blank line that ends it.
+inline uint32_t field_lines(std::string_view head) noexcept {
+  uint32_t lines = 0;
+  for (size_t at = head.find("\r\n"); at != std::string_view::npos;
+       at = head.find("\r\n", at + 2)) {
+    ++lines;
+  }
+  return lines >= 2 ? lines - 2 : 0;
+}
+
 inline std::span<const std::byte> as_bytes(std::string_view s) noexcept {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }

@@ -90,16 +90,6 @@ std::string_view field(const Head& h, std::string_view name) {
   return {};
 }
 
-// The field lines of a head built by us (CRLF line ends): lines between the first and the blank.
-uint32_t field_lines(std::string_view head) {
-  uint32_t lines = 0;
-  for (size_t at = head.find("\r\n"); at != std::string_view::npos;
-       at = head.find("\r\n", at + 2)) {
-    ++lines;
-  }
-  return lines >= 2 ? lines - 2 : 0;
-}
-
 // Builds with `build` into kOut bytes, then exactly the announced length and one byte less.
 template <typename Build>
 std::string build_checked(Build build) {
@@ -115,7 +105,7 @@ std::string build_checked(Build build) {
 }
 
 bool parses_back(std::string_view built) {
-  return built.size() <= kMaxHeadBytes && field_lines(built) <= kMaxHeaders;
+  return built.size() <= kMaxHeadBytes && fuzz::field_lines(built) <= kMaxHeaders;
 }
 
 // build_request_head() through build_checked(), then parsed again into `re`: false when the
