@@ -1972,6 +1972,8 @@ void Worker::set_limits(Connection& c, uint32_t index) noexcept {
   if (lim.max_lifetime_s != 0 || lim.upload_limit != 0 || lim.download_limit != 0) {
     c.limits |= kLimitBytes;
   }
+  if (lim.upload_limit != 0) c.limits |= kLimitUpload;
+  if (lim.download_limit != 0) c.limits |= kLimitDownload;
   if (lim.rate_up.enabled()) c.limits |= kLimitRateUp;
   if (lim.rate_down.enabled()) c.limits |= kLimitRateDown;
   // A meter starts full, charged with nothing delivered before it started.

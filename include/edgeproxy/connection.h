@@ -71,6 +71,8 @@ enum LimitFlag : uint8_t {
   kLimitBytes = 1 << 0,     // max-lifetime, upload-limit or download-limit: checked after pumps
   kLimitRateUp = 1 << 1,    // rate-limit-up: reading from the client is metered, never spliced
   kLimitRateDown = 1 << 2,  // rate-limit-down: reading from the server is metered, never spliced
+  kLimitUpload = 1 << 3,    // upload-limit: reading from the client is checked after each read
+  kLimitDownload = 1 << 4,  // download-limit: reading from the server is checked after each read
 };
 
 inline constexpr uint32_t kOpenGate = UINT32_MAX;
@@ -102,6 +104,12 @@ enum class Dir : uint8_t { kC2U, kU2C };
 // The LimitFlag that meters reading the direction's source.
 constexpr uint8_t rate_limit_flag(Dir d) noexcept {
   return d == Dir::kC2U ? kLimitRateUp : kLimitRateDown;
+}
+
+// The LimitFlags under which a pump reads the direction's source once: its limits, checked
+// between pumps, are then never passed by more than one read (docs/limits.md).
+constexpr uint8_t one_read_flags(Dir d) noexcept {
+  return d == Dir::kC2U ? kLimitRateUp | kLimitUpload : kLimitRateDown | kLimitDownload;
 }
 
 // Connection::client_slot when the connection is not counted in a client table.

@@ -94,9 +94,9 @@ void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
         case relay::Step::kRead:
         case relay::Step::kSpliceIn: {
           uint32_t& done = reads[static_cast<int>(d)];
-          // A rate-limited direction reads one block a pump: its meter, charged between pumps,
-          // is then never more than a block behind (docs/limits.md).
-          if (done == ((c.limits & rate_limit_flag(d)) ? 1u : read_budget_)) {
+          // A rate- or byte-limited direction reads once a pump: its meter and its count, checked
+          // between pumps, are then never more than one read behind (docs/limits.md).
+          if (done == ((c.limits & one_read_flags(d)) ? 1u : read_budget_)) {
             c.more = true;
             break;
           }

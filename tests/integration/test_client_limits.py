@@ -137,7 +137,8 @@ class Limits(ProxyTestCase):
         self.assertEqual(stats["listener.limited.limits.download_closes"], 1)
         limited_out = stats["listener.limited.bytes_out"]
         self.assertGreater(limited_out, 256 * KiB)
-        self.assertLess(limited_out, total)
+        # Past the limit by at most one read: a splice moves at most a pipe's 256 KiB.
+        self.assertLessEqual(limited_out, 256 * KiB + 256 * KiB)
 
     def test_rate_limit_down_paces_the_server_without_spinning(self):
         total = 768 * KiB
