@@ -520,6 +520,10 @@ bool direction_done(const Connection& c, Dir d) noexcept {
   return (c.source(d).flags & kEof) && nothing_held(c, d) && (c.sink(d).flags & kWriteShut);
 }
 
+bool shutdown_is_last(const Connection& c, Dir d) noexcept {
+  return direction_done(c, d == Dir::kC2U ? Dir::kU2C : Dir::kC2U);
+}
+
 bool ends_cleanly(const Connection& c) noexcept {
   return direction_done(c, Dir::kC2U) && direction_done(c, Dir::kU2C);
 }

@@ -201,6 +201,11 @@ uint32_t wanted_interest(const Connection& c, const Side& side) noexcept;
 // and the sink's write side is shut.
 bool direction_done(const Connection& c, Dir d) noexcept;
 
+// True when Step::kShutdown for `d` would end the connection's last direction: the close that
+// follows at once sends the FIN itself, so the transport may skip shutdown(). The sink's own
+// direction is done (its EOF was read), so no unread byte turns that close into a reset.
+bool shutdown_is_last(const Connection& c, Dir d) noexcept;
+
 // Whether closing now may send FINs: both directions ended in order and were delivered.
 // Otherwise every side that did not fail itself is reset (decision 0004: a FIN never lies).
 bool ends_cleanly(const Connection& c) noexcept;

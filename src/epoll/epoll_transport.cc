@@ -41,7 +41,8 @@ int EpollTransport::connect(Connection& c, Handle h, const SocketAddress& to) no
   } else {
     return r.err;
   }
-  c.upstream.events = relay::wanted_interest(c, c.upstream);
+  // Registered for reading at once: the connected socket then needs no EPOLL_CTL_MOD (settle).
+  c.upstream.events = relay::wanted_interest(c, c.upstream) | kWantRead;
   const SysResult a = reactor_.add(c.upstream.fd, cookie_of(c, c.upstream, h), c.upstream.events);
   if (!a.ok()) return a.err;
   return r.ok() ? 0 : EINPROGRESS;
@@ -66,8 +67,9 @@ ConnectResult EpollTransport::on_event(Connection& c, Handle, bool client, const
   if (!client && c.upstream.fd < 0) return {};
   if (!client && c.state == State::kConnecting) {
     if (!(ev.ready & (kWritable | kError | kHangup))) return {};
-    // A non-blocking connect reports its outcome as writability plus SO_ERROR.
-    const int err = sys::socket_error(c.upstream.fd);
+    // A non-blocking connect reports its outcome as writability; a failed one adds EPOLLERR (the
+    // socket's error is pending), and only then is SO_ERROR read for the errno.
+    const int err = (ev.ready & (kError | kHangup)) ? sys::socket_error(c.upstream.fd) : 0;
     if (err != 0) return {ConnectOutcome::kFailed, err};
     relay::on_connected(c);
     relay::on_ready(c, c.upstream, ev.ready, stats_);
@@ -138,7 +140,9 @@ void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
         }
         case relay::Step::kShutdown:
           // SHUT_WR only after every buffered byte was sent: the peer reads them, then EOF.
-          relay::on_shutdown(c, d, sys::shutdown_write(dst.fd), stats_, now);
+          relay::on_shutdown(
+              c, d, relay::shutdown_is_last(c, d) ? SysResult{} : sys::shutdown_write(dst.fd),
+              stats_, now);
           progressed = true;
           break;
       }
@@ -162,9 +166,23 @@ void EpollTransport::write_chain(Connection& c, LoopTime now) noexcept {
   relay::on_write(c, Dir::kU2C, r, asked, pool_, stats_, now);
 }
 
+uint32_t EpollTransport::registered_interest(const Connection& c, const Side& side) noexcept {
+  const uint32_t want = relay::wanted_interest(c, side);
+  if (c.state >= State::kLingering) return want;
+  // Edge-triggered interest is dropped lazily: one the connection no longer wants raises no
+  // event until its condition rises again. Writability rises again only after a send met a full
+  // buffer, when writing is wanted anyway. Readability of a side at its EOF ends with the
+  // hang-up, reported whatever the interest; of a side whose peer failed, the connection is
+  // about to linger (then the interest is exact). A pause drops reading at once: that is the
+  // backpressure (the receive window closes while nothing is read), and the replay pause keeps
+  // it (wanted_interest). relay::next_step decides what is read and written either way.
+  const bool paused = (side.paused & ~kPauseReplay) != 0;
+  return want | (side.events & (paused ? ~kWantRead : ~0u));
+}
+
 bool EpollTransport::settle(Connection& c, Handle h) noexcept {
   for (Side* side : {&c.client, &c.upstream}) {
-    const uint32_t want = relay::wanted_interest(c, *side);
+    const uint32_t want = registered_interest(c, *side);
     if (want == side->events || side->fd < 0) continue;
     if ((side->events & ~want & kWantRead) && (side->paused & kPauseBackpressure)) {
       ++stats_.backpressure_pauses;  // the buffer stayed full to the end of the iteration

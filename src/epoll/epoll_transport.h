@@ -62,8 +62,9 @@ class EpollTransport {
   // connection lingering or closing when a side failed or both directions are done.
   void pump(Connection& c, Handle h, LoopTime now) noexcept;
 
-  // End of an iteration for a live connection: one epoll_ctl(MOD) per side whose wanted interest
-  // changed, none otherwise. False if the kernel refused (the connection is aborted).
+  // End of an iteration for a live connection: one epoll_ctl(MOD) per side whose registered
+  // interest must change, none otherwise. False if the kernel refused (the connection is
+  // aborted).
   bool settle(Connection& c, Handle h) noexcept;
 
   // True when the connection may be closed now (epoll: always; nothing is in flight).
@@ -101,6 +102,10 @@ class EpollTransport {
 
  private:
   uint32_t read_budget_ = kReadBudget;
+
+  // The interest a side's registration should hold: what it wants, plus what it no longer wants
+  // but costs nothing to keep (settle: no epoll_ctl for it).
+  static uint32_t registered_interest(const Connection& c, const Side& side) noexcept;
   // kWrite toward the client of an accelerating connection: one writev of up to kChainIovecs
   // chain blocks, then upstream.in's bytes once the whole chain fits.
   void write_chain(Connection& c, LoopTime now) noexcept;

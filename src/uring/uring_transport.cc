@@ -426,7 +426,9 @@ void UringTransport::pump(Connection& c, Handle h, LoopTime now) noexcept {
         break;
       case relay::Step::kShutdown:
         // SHUT_WR only after every buffered byte was sent: the peer reads them, then EOF.
-        relay::on_shutdown(c, d, sys::shutdown_write(dst.fd), stats_, now);
+        relay::on_shutdown(
+            c, d, relay::shutdown_is_last(c, d) ? SysResult{} : sys::shutdown_write(dst.fd), stats_,
+            now);
         break;
     }
     if (c.state == State::kClosing) return;

@@ -33,9 +33,24 @@ constexpr uint32_t kPoolBlocks = 6;
 constexpr uint32_t kPipes = 2;
 
 // The pattern byte at offset `off` of direction `d`: a shift by any count of bytes mismatches.
-uint8_t pattern(Dir d, uint64_t off) {
+// The per-byte loops over it are left out of the coverage instrumentation: they find nothing
+// new, and with it they took three quarters of the target's time.
+#define EDGEPROXY_FUZZ_NO_COVERAGE __attribute__((no_sanitize("coverage"), noinline))
+inline uint8_t pattern(Dir d, uint64_t off) {
   const uint64_t x = off ^ (off >> 8) ^ (off >> 16);
   return static_cast<uint8_t>(x * 167 + (d == Dir::kC2U ? 0 : 89));
+}
+
+EDGEPROXY_FUZZ_NO_COVERAGE void fill_pattern(Dir d, uint64_t off, std::byte* p, uint32_t n) {
+  for (uint32_t i = 0; i < n; ++i) p[i] = std::byte{pattern(d, off + i)};
+}
+
+// True when the n bytes at `p` are the pattern's from offset `off`.
+EDGEPROXY_FUZZ_NO_COVERAGE bool is_pattern(Dir d, uint64_t off, const std::byte* p, uint32_t n) {
+  for (uint32_t i = 0; i < n; ++i) {
+    if (static_cast<uint8_t>(p[i]) != pattern(d, off + i)) return false;
+  }
+  return true;
 }
 
 // One direction as the peers see it.
@@ -158,9 +173,7 @@ struct Harness {
   // The sink accepted n bytes starting at `p`: they must be the next ones of the pattern.
   void deliver(Dir d, const std::byte* p, uint32_t n) {
     Flow& fl = f(d);
-    for (uint32_t i = 0; i < n; ++i) {
-      FUZZ_CHECK(static_cast<uint8_t>(p[i]) == pattern(d, fl.delivered + i));
-    }
+    FUZZ_CHECK(is_pattern(d, fl.delivered, p, n));
     fl.delivered += n;
   }
 
@@ -172,9 +185,7 @@ struct Harness {
     FUZZ_CHECK(asked > 0);
     const SysResult r = read_result(d, asked);
     if (r.ok() && r.value > 0) {
-      std::byte* w = src.in.write_ptr();
-      const auto n = static_cast<uint32_t>(r.value);
-      for (uint32_t i = 0; i < n; ++i) w[i] = std::byte{pattern(d, f(d).taken + i)};
+      fill_pattern(d, f(d).taken, src.in.write_ptr(), static_cast<uint32_t>(r.value));
       f(d).taken += static_cast<uint64_t>(r.value);
     }
     relay::on_read(c, d, r, asked, pool, stats, now);
@@ -275,9 +286,12 @@ struct Harness {
     FUZZ_CHECK(!(dst.flags & kWriteShut) && !(dst.flags & kFailed) && !(src.flags & kFailed));
     FUZZ_CHECK(f(d).ended && !f(d).errored && f(d).delivered == f(d).taken);
     FUZZ_CHECK(dst.fd >= 0);
+    // The transports skip the last direction's shutdown: the close that follows sends the FIN.
+    const bool last = relay::shutdown_is_last(c, d);
     SysResult r{0, 0};
-    if (!draining && (in.byte() & 7) == 7) r = {-1, ENOTCONN};
+    if (!last && !draining && (in.byte() & 7) == 7) r = {-1, ENOTCONN};
     relay::on_shutdown(c, d, r, stats, now);
+    if (last) FUZZ_CHECK(c.state == State::kClosing && relay::ends_cleanly(c));
   }
 
   // EpollTransport::pump(), with the answers above.
@@ -306,7 +320,7 @@ struct Harness {
           case Step::kRead:
           case Step::kSpliceIn: {
             uint32_t& done = reads[static_cast<int>(d)];
-            if (done == ((c.limits & rate_limit_flag(d)) ? 1u : read_budget)) {
+            if (done == ((c.limits & one_read_flags(d)) ? 1u : read_budget)) {
               c.more = true;
               break;
             }

@@ -677,6 +677,7 @@ TEST_F(RelayTest, FirstDirectionDoneDrainsSecondCloses) {
   Ready(c_.client, kReadable);
   ASSERT_TRUE(Read(Dir::kC2U, Eof()));
   ASSERT_EQ(Next(Dir::kC2U), Step::kShutdown);
+  EXPECT_FALSE(relay::shutdown_is_last(c_, Dir::kC2U)) << "u2c still flows: the FIN is needed now";
   Shutdown(Dir::kC2U);
   EXPECT_EQ(c_.state, State::kDraining);
   EXPECT_EQ(Want(c_.client), 0u);
@@ -691,6 +692,7 @@ TEST_F(RelayTest, FirstDirectionDoneDrainsSecondCloses) {
   Ready(c_.upstream, kReadable | kHangup);
   ASSERT_TRUE(Read(Dir::kU2C, Eof()));
   ASSERT_EQ(Next(Dir::kU2C), Step::kShutdown);
+  EXPECT_TRUE(relay::shutdown_is_last(c_, Dir::kU2C)) << "the close that follows sends the FIN";
   Shutdown(Dir::kU2C);
   EXPECT_TRUE(relay::direction_done(c_, Dir::kU2C));
   EXPECT_EQ(c_.state, State::kClosing);
@@ -705,12 +707,14 @@ TEST_F(RelayTest, FirstDirectionDoneDrainsSecondCloses) {
 TEST_F(RelayTest, UpstreamEndsFirstThenClient) {
   Ready(c_.upstream, kReadable);
   ASSERT_TRUE(Read(Dir::kU2C, Eof()));
+  EXPECT_FALSE(relay::shutdown_is_last(c_, Dir::kU2C));
   Shutdown(Dir::kU2C);
   EXPECT_EQ(c_.state, State::kDraining);
   EXPECT_TRUE(c_.client.flags & kWriteShut);
   Ready(c_.client, kReadable);
   ASSERT_TRUE(Read(Dir::kC2U, Eof()));
   ASSERT_EQ(Next(Dir::kC2U), Step::kShutdown);
+  EXPECT_TRUE(relay::shutdown_is_last(c_, Dir::kC2U));
   Shutdown(Dir::kC2U);
   EXPECT_EQ(c_.state, State::kClosing);
 }
