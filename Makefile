@@ -90,15 +90,20 @@ test:
 	  (cd build/release && $(CTEST)); release=$$?; \
 	  $(call soak_step,epoll,build/release/edgeproxy); soak=$$?; \
 	  $(call soak_step,uring,build/release/uring/edgeproxy) || soak=1; \
-	  if [ $$asan -ne 0 ]; then echo "make test: tests failed in build/asan (above)" >&2; fi; \
-	  if [ $$release -ne 0 ]; then echo "make test: tests failed in build/release (above)" >&2; fi; \
-	  if [ $$soak -ne 0 ]; then echo "make test: the soak failed (table above)" >&2; fi; \
+	  if [ $$asan -ne 0 ]; then echo "make test: tests failed in build/asan:" >&2; \
+	    cat build/asan/Testing/Temporary/LastTestsFailed.log >&2 2>/dev/null; fi; \
+	  if [ $$release -ne 0 ]; then echo "make test: tests failed in build/release:" >&2; \
+	    cat build/release/Testing/Temporary/LastTestsFailed.log >&2 2>/dev/null; fi; \
+	  if [ $$soak -ne 0 ]; then echo "make test: the soak failed:" >&2; \
+	    grep -hE '^soak: [0-9]|\| FAIL \||^UNEXPLAINED' build/soak-*.log >&2; fi; \
 	  [ $$asan -eq 0 ] && [ $$release -eq 0 ] && [ $$soak -eq 0 ]
 
 # The soak (docs/reliability.md): make test runs TEST_SOAK_SECONDS on each backend's release
 # binary after the other tests; make soak runs SOAK_SECONDS (default 30 minutes) on one.
 TEST_SOAK_SECONDS ?= 60
-soak_step = SOAK_SECONDS=$(TEST_SOAK_SECONDS) SOAK_BACKEND=$(1) EDGEPROXY_BIN=$(2) scripts/soak.sh
+# Each soak's report is also kept in build/soak-BACKEND.log: make test repeats its failed rows last.
+soak_step = SOAK_SECONDS=$(TEST_SOAK_SECONDS) SOAK_BACKEND=$(1) EDGEPROXY_BIN=$(2) scripts/soak.sh \
+  2>&1 | tee build/soak-$(1).log; test $${PIPESTATUS[0]} -eq 0
 soak: release-for-test
 	SOAK_BACKEND=$(BACKEND) EDGEPROXY_BIN=build/release$(SUFFIX)/edgeproxy scripts/soak.sh
 

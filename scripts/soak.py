@@ -984,11 +984,10 @@ class Soak:
         # port), and such a record must not take the line of the next connection from its port:
         # hence completed records first.
         taken = set()
-        for rec in sorted(self.records, key=lambda r: (r.status != "ok", r.t0)):
-            if rec.port is None:
-                continue
+
+        def take_nearest(rec, lines):
             best = None
-            for line in by_port.get((rec.listener, rec.port), ()):
+            for line in lines:
                 if id(line) in taken or not rec.t0 - 2.0 <= line["t"] <= rec.t1 + 1.0:
                     continue
                 if best is None or abs(line["t"] - rec.t0) < abs(best["t"] - rec.t0):
@@ -996,6 +995,21 @@ class Soak:
             if best is not None:
                 taken.add(id(best))
             rec.log = best
+
+        for rec in sorted(self.records, key=lambda r: (r.status != "ok", r.t0)):
+            if rec.port is not None:
+                take_nearest(rec, by_port.get((rec.listener, rec.port), ()))
+        # A connect that failed with a reset was accepted: the proxy reset it at once (its
+        # server reset it first, say) before the client had its port, and the failed socket no
+        # longer has one. Its line is then one nobody took, on its listener, in its time: the
+        # nearest such line is taken.
+        by_listener = collections.defaultdict(list)
+        for line in log_lines:
+            by_listener[line["listener"]].append(line)
+        for rec in sorted(self.records, key=lambda r: r.t0):
+            if rec.port is None and rec.status == "fail" and \
+                    rec.error.startswith("ConnectionResetError"):
+                take_nearest(rec, by_listener.get(rec.listener, ()))
         for rec in self.records:
             if rec.status == "fail":
                 rec.explanation = explain(rec, faults)
