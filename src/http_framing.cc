@@ -262,4 +262,14 @@ uint64_t BodyFramer::remaining() const noexcept {
   return 0;
 }
 
+bool BodyFramer::skip(uint64_t n) noexcept {
+  EDGEPROXY_CHECK(n <= remaining());
+  if (kind_ == BodyKind::kChunked) {
+    chunked_.skip_data(n);
+    return false;
+  }
+  left_ -= n;
+  return n > 0 && left_ == 0;
+}
+
 }  // namespace edgeproxy::http

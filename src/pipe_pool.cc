@@ -128,17 +128,20 @@ bool PipePool::recycle(uint32_t id) noexcept {
 }
 
 void PipePool::release_all(Connection& c, Stats& stats) noexcept {
-  for (Side* side : {&c.client, &c.upstream}) {
-    if (side->pipe == kNoPipe) continue;
-    if (side->piped == 0) {
-      release(side->pipe);
-    } else {
-      ++stats.splice_pipes_dirty;
-      recycle(side->pipe);
-    }
-    side->pipe = kNoPipe;
-    side->piped = 0;
+  release_side(c.client, stats);
+  release_side(c.upstream, stats);
+}
+
+void PipePool::release_side(Side& side, Stats& stats) noexcept {
+  if (side.pipe == kNoPipe) return;
+  if (side.piped == 0) {
+    release(side.pipe);
+  } else {
+    ++stats.splice_pipes_dirty;
+    recycle(side.pipe);
   }
+  side.pipe = kNoPipe;
+  side.piped = 0;
 }
 
 }  // namespace edgeproxy

@@ -2,6 +2,7 @@
 // the transitions.
 #include "edgeproxy/relay.h"
 
+#include "edgeproxy/check.h"
 #include "edgeproxy/event.h"
 
 namespace edgeproxy::relay {
@@ -136,9 +137,11 @@ Step next_step(const Connection& c, Dir d, SplicePolicy splice) noexcept {
   if ((src.flags & kReadReady) && !(src.flags & kEof) && src.paused == 0 && src.piped == 0 &&
       !(dst.flags & kFailed)) {
     // An accelerating direction holds its bytes in blocks, never in a pipe (decision 0011).
+    // Under a finite gate only the bytes the worker approved unseen may be spliced (decision
+    // 0015).
     if (src.in.empty() && c.state >= State::kRelaying && !(src.flags & kUrgent) &&
-        src.gate == kOpenGate && !(c.limits & rate_limit_flag(d)) && splice_wanted(src, splice) &&
-        !(d == Dir::kU2C && c.accel_limit != 0)) {
+        (src.gate == kOpenGate || src.splice_left > 0) && !(c.limits & rate_limit_flag(d)) &&
+        splice_wanted(src, splice) && !(d == Dir::kU2C && c.accel_limit != 0)) {
       return Step::kSpliceIn;
     }
     if (!src.in.attached() || src.in.writable() > 0) return Step::kRead;
@@ -290,6 +293,11 @@ void on_splice_in(Connection& c, Dir d, SysResult r, PipePool& pipes, Stats& sta
   Side& src = c.source(d);
   if (r.ok() && r.value > 0) {
     src.piped += static_cast<uint32_t>(r.value);
+    if (src.gate != kOpenGate) {
+      // The kernel moves no more than it was asked (splice_ask()).
+      EDGEPROXY_CHECK(static_cast<uint32_t>(r.value) <= src.splice_left);
+      src.splice_left -= static_cast<uint32_t>(r.value);
+    }
     set_bulk(src, r.value >= kBufferBytes);
     count_read(stats, d);
     c.last_active_ms = now.ms;

@@ -1167,7 +1167,7 @@ bool Worker::read_request_head(Connection& c, Handle h, RoutingContext& ctx,
   const bool ended = (client.flags & kEof) != 0;
   if (ctx.length == ex.head_evaluated && !ended) return moved;
   // An answer or the next request must not overtake the previous response's last bytes.
-  if (c.upstream.in.attached()) return moved;
+  if (c.upstream.in.attached() || c.upstream.piped > 0) return moved;
   ex.head_evaluated = ctx.length;
   if (ctx.length == 0) {
     if (ended && c.state == State::kInspecting)

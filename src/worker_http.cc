@@ -587,12 +587,14 @@ void Worker::finish_detach(Connection& c, Handle h) noexcept {
   const uint8_t address = c.address;
   // Whole and quiet: nothing read from it that no request asked for, no end, no error, and the
   // topology it belongs to is still the one new requests get.
-  const bool keep = c.detach_keep && !c.upstream.in.attached() &&
+  const bool keep = c.detach_keep && !c.upstream.in.attached() && c.upstream.piped == 0 &&
                     !(c.upstream.flags & (kEof | kFailed | kPeerShut)) && c.version == current_;
   if (c.upstream.in.attached()) {
     c.upstream.in.consume(c.upstream.in.readable());
     pool_.release(c.upstream.in);
   }
+  transport_.release_pipe(c.upstream);
+  ex.http.splice_granted = 0;
   leave_http_server(c, h.index);
   relay::on_upstream_detached(c);
   if (keep) {
@@ -690,7 +692,7 @@ void Worker::settle_upstream(Connection& c, Handle h, ForwardExchange& ex) noexc
   }
   if (ex.phase == ForwardPhase::kAssigning || ex.phase == ForwardPhase::kReplaying) return;
   // The response's last bytes are still going out (or held aside).
-  if (c.upstream.in.attached() || ex.http.spill > 0) return;
+  if (c.upstream.in.attached() || c.upstream.piped > 0 || ex.http.spill > 0) return;
   if (ex.http.parked) {
     if (lost) begin_detach(c, h, false);
     return;
@@ -746,6 +748,18 @@ void Worker::upstream_lost(Connection& c, Handle h, ForwardExchange& ex) noexcep
 bool Worker::http_response(Connection& c, ForwardExchange& ex, std::byte* area) noexcept {
   Side& up = c.upstream;
   HttpExchange& hx = ex.http;
+  bool moved = false;
+  if (hx.splice_granted != up.splice_left) {
+    // The relay spliced body bytes since the last look (decision 0015). They came before
+    // anything now in the block (a block is read only once the pipe is empty), so the framer
+    // counts them first.
+    const uint32_t spliced = hx.splice_granted - up.splice_left;
+    hx.splice_granted = up.splice_left;
+    if (ex.response_body.skip(spliced)) {
+      http_response_ended(ex, *routing_of(c, slab_.index_of(c)));
+      moved = true;
+    }
+  }
   if (hx.spill > 0 && !up.in.attached() && relay::prepare_read(c, Dir::kU2C, pool_, stats_)) {
     // The block went out: the bytes held aside follow, then the server is read again (a body
     // until the server's close, or a tunnel, has its gate open already).
@@ -757,7 +771,9 @@ bool Worker::http_response(Connection& c, ForwardExchange& ex, std::byte* area) 
     // The transport must run again for them: no event would bring it back.
     if (up.gate == kOpenGate) return true;
   }
-  if (up.gate == kOpenGate || !up.in.attached() || up.in.readable() == up.gate) return false;
+  if (up.gate == kOpenGate || !up.in.attached() || up.in.readable() == up.gate) {
+    return grant_splice(c, ex) || moved;
+  }
   const ListenerSpec& ls = listener_of(c);
   HttpStats& counts = ls.runtime->http;
   const auto refuse_response = [&] {
@@ -784,9 +800,13 @@ bool Worker::http_response(Connection& c, ForwardExchange& ex, std::byte* area) 
       if (ctx.length == 0) relay::end_replay(c);
     }
   }
-  bool moved = false;
   while (up.in.attached() && up.in.readable() > up.gate && ex.response_pending) {
     if (ex.response_head_done) {
+      // Body bytes read through the block: the allowance, granted for the bytes that follow
+      // them in the socket, is taken back (granted again below). No splice is in flight: a
+      // block holding unapproved bytes stops every read and splice of the side.
+      up.splice_left = 0;
+      hx.splice_granted = 0;
       const uint32_t left = up.in.readable() - up.gate;
       const http::BodyProgress b = ex.response_body.consume({up.in.read_ptr() + up.gate, left});
       if (b.status == http::BodyStatus::kInvalid) return refuse_response();
@@ -889,7 +909,23 @@ bool Worker::http_response(Connection& c, ForwardExchange& ex, std::byte* area) 
     ex.response_body.reset(framing);
     ex.response_head_done = true;
   }
-  return moved;
+  return grant_splice(c, ex) || moved;
+}
+
+bool Worker::grant_splice(Connection& c, ForwardExchange& ex) noexcept {
+  Side& up = c.upstream;
+  HttpExchange& hx = ex.http;
+  // Every byte the block holds approved, and nothing held aside: the bytes that follow in the
+  // socket are the body's, as many as the framer knows of without looking.
+  if (!c.pooled || !ex.response_pending || !ex.response_head_done || up.splice_left != 0 ||
+      up.gate == kOpenGate || hx.spill > 0 || (up.in.attached() && up.in.readable() != up.gate)) {
+    return false;
+  }
+  const uint64_t remaining = ex.response_body.remaining();
+  if (remaining == 0) return false;
+  up.splice_left = static_cast<uint32_t>(std::min<uint64_t>(remaining, kSpliceAskBytes));
+  hx.splice_granted = up.splice_left;
+  return true;
 }
 
 void Worker::http_response_ended(ForwardExchange& ex, const RoutingContext& ctx) noexcept {
@@ -991,7 +1027,7 @@ void Worker::http_release(Connection& c, uint32_t index) noexcept {
   if (!c.detaching) add(gauges.pool_active, -1);
   const bool connected = c.upstream.flags & kWriteReady;
   const bool keep = connected && !ex.response_pending && !ex.response_close &&
-                    !c.upstream.in.attached() &&
+                    !c.upstream.in.attached() && c.upstream.piped == 0 &&
                     !(c.upstream.flags & (kEof | kFailed | kPeerShut)) &&
                     (!c.detaching || c.detach_keep) && c.version == current_ &&
                     ex.phase != ForwardPhase::kReplaying && ex.phase != ForwardPhase::kBody;

@@ -95,6 +95,10 @@ struct Side {
   // approved yet (an HTTP head still to be checked and rewritten, the next request) and rules
   // out splice. Lowered by each write.
   uint32_t gate = kOpenGate;
+  // Under a finite gate: how many of the bytes that follow in the socket the worker approved
+  // unseen (decision 0015: the rest of a body of known length), which the direction may splice.
+  // Lowered by each splice in; 0 (nothing spliced) with an open gate, which splices freely.
+  uint32_t splice_left = 0;
   uint32_t asked = 0;  // completion backends: bytes the send in flight was asked to write
 };
 

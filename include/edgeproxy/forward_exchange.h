@@ -61,8 +61,11 @@ struct HttpExchange {
   bool end_after_detach = false;  // the conversation ends once the upstream is detached
   bool stolen = false;            // its parked upstream is being detached for a waiter
   uint32_t kept = 0;              // region bytes of the request kept for a retry (0: none)
-  uint64_t body_bytes = 0;        // request body bytes approved (max-body)
-  int64_t sent_ns = 0;            // the request's first byte went to the server
+  // The upstream's splice allowance as the worker last left it (decision 0015): what it has
+  // dropped by since are body bytes spliced unseen, which the response framer must count.
+  uint32_t splice_granted = 0;
+  uint64_t body_bytes = 0;  // request body bytes approved (max-body)
+  int64_t sent_ns = 0;      // the request's first byte went to the server
   // The connection's byte counts when the upstream was attached: the server gets the difference.
   uint64_t attach_c2u = 0;
   uint64_t attach_u2c = 0;

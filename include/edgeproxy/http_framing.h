@@ -143,6 +143,10 @@ class BodyFramer {
   // ChunkedDecoder::remaining_data(), else 0.
   uint64_t remaining() const noexcept;
 
+  // Accounts for `n` <= remaining() bytes forwarded without consume() (spliced, decision 0015).
+  // True when that ended the body (kLength only: a chunk's data is followed by its CRLF).
+  bool skip(uint64_t n) noexcept;
+
   BodyKind kind() const noexcept { return kind_; }
 
  private:

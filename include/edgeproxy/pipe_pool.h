@@ -12,6 +12,7 @@
 namespace edgeproxy {
 
 struct Connection;
+struct Side;
 struct Stats;
 
 inline constexpr uint32_t kNoPipe = UINT32_MAX;
@@ -64,6 +65,8 @@ class PipePool {
   // At close, once no operation refers to them: gives both sides' pipes back, an emptied one
   // with release(), one still holding bytes with recycle() (counted in splice_pipes_dirty).
   void release_all(Connection& c, Stats& stats) noexcept;
+  // release_all() for one side (a pooled upstream leaving its connection, decision 0015).
+  void release_side(Side& side, Stats& stats) noexcept;
 
   const Pipe& at(uint32_t id) const noexcept { return pipes_[id]; }
   uint32_t capacity() const noexcept { return count_ - lost_; }

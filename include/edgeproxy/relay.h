@@ -34,7 +34,8 @@ struct SplicePolicy {
 // first. A direction splices only once relaying (the bytes read while connecting, which
 // content-aware routing will inspect, are buffered), only when `splice` says so (kAuto: while
 // the source is kBulk), no urgent data may be pending (kUrgent), reading the source is not
-// rate-limited (a pipe moves up to a gigabyte a call), and only when its buffer is
+// rate-limited (a pipe moves up to a gigabyte a call), its gate is open or the worker granted
+// it a splice allowance (decision 0015), and only when its buffer is
 // empty, so bytes never overtake each other between buffer and pipe. Nothing is read toward a
 // failed sink, and a failed source's end is not passed on as a FIN, nor an end while the proxy
 // still replays bytes it holds for the source (kPauseReplay). kNone once lingering.
@@ -44,6 +45,13 @@ Step next_step(const Connection& c, Dir d, SplicePolicy splice = {}) noexcept;
 inline uint32_t writable(const Side& src) noexcept {
   const uint32_t n = src.in.readable();
   return n < src.gate ? n : src.gate;
+}
+
+// The length a kSpliceIn of `src` asks the kernel for: under a finite gate no more than the
+// allowance (Side::splice_left), so nothing past a body's end is ever spliced (decision 0015).
+inline uint32_t splice_ask(const Side& src) noexcept {
+  if (src.gate == kOpenGate || src.splice_left > kSpliceAskBytes) return kSpliceAskBytes;
+  return src.splice_left;
 }
 
 // Rate limits (docs/limits.md): reading `side` stops until resume_reading() lifts the pause.
@@ -110,7 +118,8 @@ void on_upstream_released(Connection& c) noexcept;
 // in splice_pipe_waits, and the caller reads into a buffer instead (prepare_read, on_read).
 bool prepare_splice(Connection& c, Dir d, PipePool& pipes, Stats& stats) noexcept;
 
-// Applies splice(source, its pipe) = r. After bytes, reading pauses (kPauseBackpressure) until
+// Applies splice(source, its pipe) = r. Under a finite gate the bytes come off the allowance
+// (at most splice_ask() of them: checked). After bytes, reading pauses (kPauseBackpressure) until
 // the pipe is drained, and the source stays readable: a splice stops at a full pipe as well as
 // at an empty socket, and the two look alike, so the next splice (EAGAIN) tells. 0 is EOF or an
 // urgent mark that splice cannot pass: the source is marked kUrgent, and the read that follows

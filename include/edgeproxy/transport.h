@@ -64,6 +64,7 @@ concept TransportVerbs = requires(T t, const T ct, Connection& c, Handle h, cons
   { t.adopt_upstream(c, h) } -> std::same_as<int>;
   { ct.buffers_available() } -> std::same_as<bool>;
   { t.release_pipes(c) } -> std::same_as<void>;
+  { t.release_pipe(c.upstream) } -> std::same_as<void>;
   { ct.pipes() } -> std::same_as<const PipePool&>;
 };
 

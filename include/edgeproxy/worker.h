@@ -262,6 +262,10 @@ class Worker {
   void settle_upstream(Connection& c, Handle h, ForwardExchange& ex) noexcept;
   void upstream_lost(Connection& c, Handle h, ForwardExchange& ex) noexcept;
   bool http_response(Connection& c, ForwardExchange& ex, std::byte* area) noexcept;
+  // Decision 0015: once the block's bytes are all approved mid-body, the upstream may splice
+  // the rest of a Content-Length body or of the current chunk (Side::splice_left). True when
+  // granted: the transport must run again, no event would bring it back.
+  bool grant_splice(Connection& c, ForwardExchange& ex) noexcept;
   void http_response_ended(ForwardExchange& ex, const RoutingContext& ctx) noexcept;
   // HTTP connections' timers: the pending timeout, the next head's, the keep-alive idle time.
   // False when the generic handling applies (connecting, lingering, mid-request idle).

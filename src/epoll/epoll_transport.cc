@@ -104,7 +104,8 @@ void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
           }
           // With no pipe free, this read goes through a buffer as with --splice never.
           if (step == relay::Step::kSpliceIn && relay::prepare_splice(c, d, pipes_, stats_)) {
-            const SysResult r = sys::splice(src.fd, pipes_.at(src.pipe).write_fd, kSpliceAskBytes);
+            const SysResult r =
+                sys::splice(src.fd, pipes_.at(src.pipe).write_fd, relay::splice_ask(src));
             relay::on_splice_in(c, d, r, pipes_, stats_, now);
           } else {
             if (!relay::prepare_read(c, d, pool_, stats_)) break;

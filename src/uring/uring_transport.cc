@@ -408,8 +408,8 @@ void UringTransport::pump(Connection& c, Handle h, LoopTime now) noexcept {
           submit_recv(e, src, h, !to_client);  // no pipe free: this read goes through a buffer
           break;
         }
-        submit_splice(e, src.fd, pipes_.at(src.pipe).write_fd, kSpliceAskBytes, h, !to_client,
-                      UringSplice::kIn);
+        submit_splice(e, src.fd, pipes_.at(src.pipe).write_fd, relay::splice_ask(src), h,
+                      !to_client, UringSplice::kIn);
         src.ops |= kOpSpliceIn;
         break;
       case relay::Step::kSpliceOut:

@@ -128,8 +128,10 @@ class UringTransport {
   // HTTP mode (decision 0013): the pooled upstream leaves this slot, as release_upstream() (the
   // worker has paused it with kPauseDetach, so nothing new is submitted meanwhile). A receive
   // that completes with bytes during the round leaves them in upstream.in: the socket is then not
-  // pooled.
+  // pooled. The upstream's pipe (decision 0015) is read by the client's splice out: false while
+  // one is in flight (a splice never waits, so its completion comes back soon).
   bool detach_upstream(Connection& c, Handle h, bool /*ending*/) noexcept {
+    if (c.upstream.pipe != kNoPipe && (c.client.ops & kOpSpliceOut)) return false;
     return release_upstream(c, h);
   }
   // A pooled socket (connected, idle, in c.upstream.fd) becomes the slot's upstream: relaying
@@ -153,6 +155,8 @@ class UringTransport {
   // At close, once quiesce() said nothing is in flight: gives the connection's pipes back, an
   // emptied one as it is, one still holding bytes replaced by a fresh pipe (splice_pipes_dirty).
   void release_pipes(Connection& c) noexcept { pipes_.release_all(c, stats_); }
+  // The same for one side, once detach_upstream() said nothing refers to it (decision 0015).
+  void release_pipe(Side& side) noexcept { pipes_.release_side(side, stats_); }
 
   const PipePool& pipes() const noexcept { return pipes_; }
   // Pool blocks lent to the kernel's provided-buffer ring and not yet filled: in use for the

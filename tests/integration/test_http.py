@@ -609,6 +609,110 @@ class BodyTests(HttpTestCase):
         self.assertLess(grown, self.RSS_BOUND, f"proxy RSS grew by {grown // MiB} MiB")
         # The connection is still usable afterwards.
         self.assertServed(c.get("/who"), "a")
+        # The body went through a pipe (decision 0015), all but what --splice auto reads
+        # through the block first.
+        spliced = self.stats(proxy)["splice_bytes"]
+        self.assertGreater(spliced, n // 2, "the body was not spliced")
+        self.assertLessEqual(spliced, n, "more spliced than the body")
+
+    def test_spliced_bodies_keep_both_connections_framed(self):
+        """Bodies of known length spliced (decision 0015), then small responses, chunked ones
+        and two pipelined requests on one client connection and one server connection: every
+        response whole, nothing after the last one, and the pipe used."""
+        a = self.backend("a")
+        proxy = self.start_http([a], ["pool-size 1"], workers=1)
+        c = self.client(proxy.port, timeout=60)
+        for n in (3 * MiB + 1, 100, 2 * MiB + 7, 1, 4 * MiB):
+            c.send(hb.request("GET", f"/bytes/{n}"))
+            resp = c.read(keep_body=False)
+            self.assertEqual((resp.status, resp.length, resp.sha256),
+                             (200, n, hb.pattern_sha256(n)), f"/bytes/{n}: {resp!r}")
+            self.assertServed(c.get("/who"), "a", f"after /bytes/{n}")
+        n = 5 * MiB + 3
+        c.send(hb.request("GET", f"/chunked/{n}"))
+        resp = c.read(keep_body=False)
+        self.assertEqual((resp.status, resp.length, resp.sha256), (200, n, hb.pattern_sha256(n)))
+        self.assertEqual(resp.trailer("X-Sha256"), hb.pattern_sha256(n), f"{resp.trailers}")
+        c.send(hb.request("GET", f"/bytes/{2 * MiB}") + hb.request("GET", "/bytes/5"))
+        first = c.read(keep_body=False)
+        second = c.read()
+        self.assertEqual((first.length, first.sha256), (2 * MiB, hb.pattern_sha256(2 * MiB)))
+        self.assertEqual(second.body, hb.pattern(5), "the pipelined request's response")
+        self.assertEqual(c.reader.buf, bytearray(), "bytes after the last response")
+        self.assertEqual(a.conn_count(), 1, "one server connection served them all")
+        self.assertGreater(self.stats(proxy)["splice_bytes"], 8 * MiB)
+
+    def test_bytes_after_a_spliced_body_never_reach_the_client(self):
+        """A server that sends more than its Content-Length says, in the same write as the
+        body: the allowance ends the splice at the body's end, so the extra bytes are read
+        through the block and refused (bad_responses), never relayed."""
+        n = 4 * MiB
+        body = bytes(hb.pattern(n))
+        listener = socket.create_server(("127.0.0.1", 0))
+        self._own(listener)
+        listener.settimeout(WAIT)
+
+        def serve():
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(WAIT)
+                got = b""
+                for _ in range(1000):
+                    if b"\r\n\r\n" in got:
+                        break
+                    piece = conn.recv(4096)
+                    if not piece:
+                        return
+                    got += piece
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n + body +
+                             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEXTRA")
+                for _ in range(100):  # until the proxy lets go
+                    try:
+                        if not conn.recv(4096):
+                            return
+                    except OSError:
+                        return
+
+        t, box = self.start_thread(serve)
+        proxy = self.start_proxy_config(
+            http_config([("raw", listener.getsockname()[1])], ["pool-size 1"]),
+            extra=["--workers", "1"])
+        before = self.counters(proxy)
+        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=WAIT)
+        self._own(sock)
+        sock.sendall(hb.request("GET", "/x"))
+        got = bytearray()
+        for _ in range(100000):
+            try:
+                piece = sock.recv(1 << 20)
+            except ConnectionResetError:
+                break
+            if not piece:
+                break
+            got += piece
+        self.assertMoved(proxy, before, bad_responses=1)
+        t.join(WAIT)
+        self.assertNotIn("error", box, f"the server failed: {box.get('error')!r}")
+        end = got.find(b"\r\n\r\n")
+        self.assertGreater(end, 0, f"no head reached the client: {bytes(got[:200])!r}")
+        relayed = bytes(got[end + 4:])
+        self.assertLessEqual(len(relayed), n, "bytes past the body reached the client")
+        self.assertEqual(relayed, body[:len(relayed)], "the body reached the client altered")
+        self.assertNotIn(b"EXTRA", got)
+
+    def test_splice_never_reads_bodies_through_the_block(self):
+        """--splice never: the same bytes, none through a pipe."""
+        a = self.backend("a")
+        n = 6 * MiB + 5
+        proxy = self.start_proxy_config(http_config([(a.name, a.port)], ["pool-size 1"]),
+                                        extra=["--workers", "1", "--splice", "never"])
+        c = self.client(proxy.port, timeout=60)
+        for path in (f"/bytes/{n}", f"/chunked/{n}"):
+            c.send(hb.request("GET", path))
+            resp = c.read(keep_body=False)
+            self.assertEqual((resp.status, resp.length, resp.sha256),
+                             (200, n, hb.pattern_sha256(n)), f"{path}: {resp!r}")
+        self.assertEqual(self.stats(proxy)["splice_bytes"], 0)
 
     def test_chunked_request_body_echoed_with_trailer(self):
         """A chunked request body (odd chunk sizes, a trailer) reaches the server intact; the

@@ -490,6 +490,36 @@ TEST(HttpFramingTest, BodyFramerLength) {
   EXPECT_EQ(p.status, BodyStatus::kDone) << "done as the last byte arrives, not one call later";
 }
 
+TEST(HttpFramingTest, BodyFramerSkipCountsBytesItDidNotSee) {
+  Framing framing;
+  framing.kind = BodyKind::kLength;
+  framing.length = 10;
+  BodyFramer body(framing);
+  EXPECT_FALSE(body.skip(0));
+  EXPECT_FALSE(body.skip(4));
+  EXPECT_EQ(body.remaining(), 6u);
+  EXPECT_EQ(body.consume(as_bytes("ab")).status, BodyStatus::kMore);
+  EXPECT_TRUE(body.skip(4)) << "the last bytes skipped end the body";
+  const BodyProgress after = body.consume(as_bytes("HTTP/1.1"));
+  EXPECT_EQ(after.used, 0u);
+  EXPECT_EQ(after.status, BodyStatus::kDone);
+
+  framing.kind = BodyKind::kChunked;
+  BodyFramer chunked(framing);
+  EXPECT_EQ(chunked.consume(as_bytes("a\r\n")).status, BodyStatus::kMore);
+  ASSERT_EQ(chunked.remaining(), 10u);
+  EXPECT_FALSE(chunked.skip(10)) << "a chunk's data is followed by its CRLF";
+  EXPECT_EQ(chunked.remaining(), 0u);
+  const BodyProgress end = chunked.consume(as_bytes("\r\n0\r\n\r\n"));
+  EXPECT_EQ(end.used, 7u);
+  EXPECT_EQ(end.status, BodyStatus::kDone);
+  chunked.reset(framing);
+  EXPECT_EQ(chunked.consume(as_bytes("3\r\n")).status, BodyStatus::kMore);
+  EXPECT_FALSE(chunked.skip(3));
+  EXPECT_EQ(chunked.consume(as_bytes("x")).status, BodyStatus::kInvalid)
+      << "the bytes after the skipped data are checked as the chunk's end";
+}
+
 TEST(HttpFramingTest, BodyFramerOtherKinds) {
   Framing framing;
   BodyFramer none(framing);

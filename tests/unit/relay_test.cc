@@ -1849,13 +1849,67 @@ TEST_F(RelayTest, AClosedGateWantsNoWriteInterest) {
   EXPECT_TRUE(Want(c_.client) & kWantWrite);
 }
 
-TEST_F(RelayTest, AGatedDirectionNeverSplices) {
+TEST_F(RelayTest, AGatedDirectionWithoutAllowanceNeverSplices) {
   splice_.mode = SpliceMode::kAlways;
   c_.client.gate = 0;
   Ready(c_.client, kReadable);
   EXPECT_EQ(Next(Dir::kC2U), Step::kRead) << "a pipe would carry bytes past the message's end";
   c_.client.gate = kOpenGate;
   EXPECT_EQ(Next(Dir::kC2U), Step::kSpliceIn);
+}
+
+// --- splice allowance under a finite gate (decision 0015) -----------------------------------
+
+TEST_F(RelayTest, AnAllowanceSplicesAGatedDirectionUpToItAndNoFurther) {
+  splice_.mode = SpliceMode::kAlways;
+  c_.upstream.gate = 0;
+  c_.upstream.splice_left = 5000;
+  Ready(c_.upstream, kReadable);
+  ASSERT_EQ(Next(Dir::kU2C), Step::kSpliceIn) << "bytes the worker approved unseen";
+  EXPECT_EQ(relay::splice_ask(c_.upstream), 5000u) << "the kernel is asked for no more";
+  ASSERT_TRUE(SpliceIn(Dir::kU2C, Bytes(3000)));
+  EXPECT_EQ(c_.upstream.splice_left, 2000u) << "what was spliced comes off the allowance";
+  EXPECT_EQ(c_.upstream.gate, 0u) << "the gate is the block's: a pipe's bytes need none";
+  Ready(c_.client, kWritable);
+  ASSERT_EQ(Next(Dir::kU2C), Step::kSpliceOut);
+  SpliceOut(Dir::kU2C, Bytes(3000));
+  ASSERT_EQ(Next(Dir::kU2C), Step::kSpliceIn);
+  EXPECT_EQ(relay::splice_ask(c_.upstream), 2000u);
+  ASSERT_TRUE(SpliceIn(Dir::kU2C, Bytes(2000)));
+  SpliceOut(Dir::kU2C, Bytes(2000));
+  EXPECT_EQ(c_.upstream.splice_left, 0u);
+  EXPECT_EQ(Next(Dir::kU2C), Step::kRead)
+      << "past the allowance the bytes are read through the block, for the worker to check";
+}
+
+TEST_F(RelayTest, AnAllowanceSplicesOnlyWithAnEmptyBlockAndAsThePolicySays) {
+  splice_.mode = SpliceMode::kAlways;
+  c_.upstream.gate = 0;
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(100)));
+  c_.upstream.gate = 100;
+  c_.upstream.splice_left = 1000;
+  Ready(c_.upstream, kReadable);
+  Ready(c_.client, kWritable);
+  ASSERT_EQ(Next(Dir::kU2C), Step::kWrite) << "the block's bytes go first";
+  relay::on_write(c_, Dir::kU2C, Bytes(100), 100, pool_, stats_, now_);
+  EXPECT_TRUE(Check());
+  EXPECT_EQ(Next(Dir::kU2C), Step::kSpliceIn);
+  splice_.mode = SpliceMode::kNever;
+  EXPECT_EQ(Next(Dir::kU2C), Step::kRead) << "--splice never: through the block";
+  splice_.mode = SpliceMode::kAlways;
+  c_.upstream.splice_left = 0;
+  EXPECT_EQ(Next(Dir::kU2C), Step::kRead) << "no allowance: through the block";
+}
+
+TEST_F(RelayTest, AnOpenGateIgnoresTheAllowance) {
+  splice_.mode = SpliceMode::kAlways;
+  c_.upstream.splice_left = 10;
+  Ready(c_.upstream, kReadable);
+  ASSERT_EQ(Next(Dir::kU2C), Step::kSpliceIn);
+  EXPECT_EQ(relay::splice_ask(c_.upstream), kSpliceAskBytes);
+  ASSERT_TRUE(SpliceIn(Dir::kU2C, Bytes(4000)));
+  EXPECT_EQ(c_.upstream.splice_left, 10u) << "nothing is counted against it";
 }
 
 TEST_F(RelayTest, FinishLingersOnceTheClientHasEverythingThenCloses) {
