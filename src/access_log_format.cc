@@ -122,18 +122,9 @@ Result<AccessLogFormat> AccessLogFormat::parse(std::string_view text) {
       break;
     }
     if (!found) {
-      // The byte after '%' as written, or \xHH when it is not printable ASCII: the error is one
-      // line a terminal shows as it is (a newline or an escape sequence must not reach it).
-      std::string shown = "%";
-      if (!rest.empty()) {
-        const auto c = static_cast<unsigned char>(rest[0]);
-        if (c >= 0x20 && c < 0x7f) {
-          shown += static_cast<char>(c);
-        } else {
-          static constexpr char kHex[] = "0123456789abcdef";
-          shown += {'\\', 'x', kHex[c >> 4], kHex[c & 15]};
-        }
-      }
+      // The byte after '%' as written, escaped unless it is printable ASCII (one byte of a
+      // UTF-8 sequence would not be a character).
+      const std::string shown = "%" + printable(rest.substr(0, 1), /*ascii_only=*/true);
       return Error{"unknown variable '" + shown + "' at character " + std::to_string(pct + 1) +
                    " (expected " + kExpected + ")"};
     }

@@ -11,12 +11,9 @@ namespace {
 constexpr size_t kMaxWords = 8;
 constexpr size_t kMaxEcho = 32;
 
-// What an error may quote of the input: printable ASCII only, at most kMaxEcho bytes.
+// What an error may quote of the input: at most kMaxEcho bytes, in printable ASCII.
 std::string echo(std::string_view word) {
-  std::string out;
-  for (const char ch : word.substr(0, kMaxEcho)) {
-    out += (ch >= 0x20 && ch < 0x7f) ? ch : '?';
-  }
+  std::string out = printable(word.substr(0, kMaxEcho), /*ascii_only=*/true);
   if (word.size() > kMaxEcho) out += "...";
   return "'" + out + "'";
 }
@@ -72,7 +69,9 @@ Result<AdminCommand> parse_admin_command(std::string_view line) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line.size() > kAdminMaxLine) return Error{"line too long"};
   for (const char ch : line) {
-    if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return Error{"control byte in the command"};
+    // Unsigned: a byte from 0x80 (UTF-8) is no control byte; it is quoted as \xHH if echoed.
+    const auto c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return Error{"control byte in the command"};
   }
   std::vector<std::string_view> w;
   if (!split_words(line, w)) return Error{"too many words (see help)"};

@@ -28,15 +28,17 @@ struct Error {
 };
 
 // `text` as an error may quote it: a control byte or DEL becomes \n, \r, \t or \xHH, so that
-// input echoed in a message (a configuration token, a format) neither splits the one line nor
-// reaches a terminal as an escape sequence. Other bytes (UTF-8 included) are kept.
-inline std::string printable(std::string_view text) {
+// input echoed in a message (a configuration token, a format, an admin command) neither splits
+// the one line nor reaches a terminal as an escape sequence. Other bytes (UTF-8 included) are
+// kept, unless `ascii_only`: then bytes from 0x80 are \xHH too (a quote that may cut a UTF-8
+// sequence, or a protocol that promises ASCII).
+inline std::string printable(std::string_view text, bool ascii_only = false) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
   out.reserve(text.size());
   for (const char ch : text) {
     const auto c = static_cast<unsigned char>(ch);
-    if (c >= 0x20 && c != 0x7f) {
+    if (c >= 0x20 && c != 0x7f && (!ascii_only || c < 0x80)) {
       out += ch;
     } else if (c == '\n') {
       out += "\\n";

@@ -97,6 +97,7 @@ TEST(AdminCommandTest, MaliciousLinesNeverEchoControlBytesOrMuch) {
   EXPECT_LT(e.size(), 80u) << e;
   const std::string high = error_of("\xff\xfe\xfd");
   for (const char c : high) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << high;
+  EXPECT_EQ(high, "unknown command '\\xff\\xfe\\xfd' (see help)") << "each byte shown as \\xHH";
 }
 
 // Random bytes (a small fuzz run): every line parses or gives a printable phrase, never crashes.
