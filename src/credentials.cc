@@ -2,11 +2,7 @@
 // credentials.h.
 #include "edgeproxy/credentials.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <map>
 #include <unordered_map>
@@ -16,6 +12,7 @@
 #include "edgeproxy/check.h"
 #include "edgeproxy/constant_time.h"
 #include "edgeproxy/http_head.h"
+#include "edgeproxy/text_file.h"
 
 namespace edgeproxy {
 
@@ -33,26 +30,6 @@ bool is_blank(char c) noexcept {
   return c == ' ' || c == '\t';
 }
 
-Result<std::string> read_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Error{"cannot read " + quoted(path) + ": " + std::strerror(errno)};
-  std::string text;
-  char chunk[16384];
-  for (;;) {
-    const ssize_t n = ::read(fd, chunk, sizeof chunk);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return Error{"cannot read " + quoted(path) + ": " + std::strerror(err)};
-    }
-    if (n == 0) break;
-    text.append(chunk, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return text;
-}
-
 // The hash an unknown user's password is checked against: its digest is never compared as a
 // match (verify() also requires the user to exist), only its salt and rounds matter.
 constexpr std::string_view kDummySalt = "edgeproxy-dummy.";
@@ -67,7 +44,7 @@ uint32_t opaque(uint32_t value) noexcept {
 }  // namespace
 
 Result<Credentials> Credentials::load(const std::string& path) {
-  auto text = read_file(path);
+  auto text = read_text_file(path);
   if (!text.ok()) return Error{text.error()};
   return parse(text.value(), path);
 }

@@ -3,7 +3,6 @@
 // option table (options.h).
 #include "edgeproxy/topology_parser.h"
 
-#include <fcntl.h>
 #include <glob.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -16,6 +15,7 @@
 #include "edgeproxy/config_lexer.h"
 #include "edgeproxy/http_head.h"
 #include "edgeproxy/options.h"
+#include "edgeproxy/text_file.h"
 
 namespace edgeproxy {
 namespace {
@@ -1442,26 +1442,6 @@ class Parser {
   std::vector<std::pair<std::string, SourceLocation>> included_;  // every file, where included
 };
 
-Result<std::string> read_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Error{"cannot read " + quoted(path) + ": " + std::strerror(errno)};
-  std::string text;
-  char chunk[16384];
-  for (;;) {
-    const ssize_t n = ::read(fd, chunk, sizeof chunk);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return Error{"cannot read " + quoted(path) + ": " + std::strerror(err)};
-    }
-    if (n == 0) break;
-    text.append(chunk, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return text;
-}
-
 }  // namespace
 
 Result<Endpoint> parse_endpoint(std::string_view text, uint16_t min_port) {
@@ -1532,7 +1512,7 @@ Result<std::vector<IncludedFile>> glob_included_files(const std::string& pattern
     return Error{"cannot expand " + quoted(full)};
   }
   for (size_t i = 0; i < g.gl_pathc; ++i) {
-    auto text = read_file(g.gl_pathv[i]);
+    auto text = read_text_file(g.gl_pathv[i]);
     if (!text.ok()) {
       globfree(&g);
       return Error{text.error()};
@@ -1544,7 +1524,7 @@ Result<std::vector<IncludedFile>> glob_included_files(const std::string& pattern
 }
 
 Result<Topology> load_topology(const std::string& path, const CommandLine& overrides) {
-  auto text = read_file(path);
+  auto text = read_text_file(path);
   if (!text.ok()) return Error{text.error()};
   auto t = parse_topology(text.value(), path, glob_included_files);
   if (!t.ok()) return t;
