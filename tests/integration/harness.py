@@ -1100,6 +1100,25 @@ class ProxyTestCase(unittest.TestCase):
         self.addCleanup(safe_close, s)
         return self._own(s)
 
+    # How long counters may take to move after the event a test waits for (assertMoved).
+    counter_wait = 2.0
+
+    def assertMoved(self, proxy, before, exact=True, **deltas):
+        """Wait (bounded, counter_wait) until each named counter of self.counters(proxy) moved
+        by at least its delta since `before`, then check it moved by exactly that (unless
+        exact=False). Returns the counters."""
+        def reached():
+            now = self.counters(proxy)
+            return now if all(now[k] - before[k] >= d for k, d in deltas.items()) else None
+        now = wait_until(reached, self.counter_wait, interval=0.05) or self.counters(proxy)
+        moved = {k: now[k] - before[k] for k in deltas}
+        if exact:
+            self.assertEqual(moved, deltas, f"counters moved by {moved}, want {deltas}")
+        else:
+            for k, d in deltas.items():
+                self.assertGreaterEqual(moved[k], d, f"{k} moved by {moved[k]}, want >= {d}")
+        return now
+
     def start_thread(self, target, *args):
         """Run target(*args) in a daemon thread; returns (thread, result dict with 'value' or
         'error')."""

@@ -62,8 +62,6 @@ import harness  # noqa: E402
 from harness import MiB, ProxyTestCase, recv_exact, wait_closed, wait_until  # noqa: E402
 
 WAIT = 5.0  # seconds any single expected event may take (bounded waits, never sleeps)
-# Counters move before the answer is written (tunnels just after the 200): a short bound.
-COUNTER_WAIT = 2.0
 LISTENER = "fwd"
 REALM = "edgeproxy tests"
 USER, PASSWORD = "alice", "secret"
@@ -409,6 +407,9 @@ def forward_config(auth=True, allow_ports="@ORIGIN@", allow_networks="127.0.0.1/
 
 class ForwardTestCase(ProxyTestCase):
 
+    # Counters move before the answer is written (tunnels just after the 200): a short bound.
+    counter_wait = 2.0
+
     def write_users(self, *entries):
         """The users file @DIR@/users: `# comment`, a blank line, then `user:hash` entries."""
         path = os.path.join(self.config_dir(), "users")
@@ -447,21 +448,6 @@ class ForwardTestCase(ProxyTestCase):
             self.assertTrue(stats, f"no {last} in the statistics; stderr:\n"
                                    f"{proxy.stderr_text()[-3000:]}")
         return {n: stats[f"listener.{listener}.forward.{n}"] for n in FORWARD_COUNTERS}
-
-    def assertMoved(self, proxy, before, exact=True, **deltas):
-        """Wait (bounded) until each named counter moved by at least its delta since `before`,
-        then check it moved by exactly that (unless exact=False). Returns the counters."""
-        def reached():
-            now = self.counters(proxy)
-            return now if all(now[k] - before[k] >= d for k, d in deltas.items()) else None
-        now = wait_until(reached, COUNTER_WAIT, interval=0.05) or self.counters(proxy)
-        moved = {k: now[k] - before[k] for k in deltas}
-        if exact:
-            self.assertEqual(moved, deltas, f"counters moved by {moved}, want {deltas}")
-        else:
-            for k, d in deltas.items():
-                self.assertGreaterEqual(moved[k], d, f"{k} moved by {moved[k]}, want >= {d}")
-        return now
 
     # -- assertions -----------------------------------------------------------------------
 

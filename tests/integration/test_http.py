@@ -47,7 +47,6 @@ import http_backend as hb  # noqa: E402
 from harness import MiB, ProxyTestCase, wait_closed, wait_until  # noqa: E402
 
 WAIT = 10.0  # seconds any single expected event may take
-COUNTER_WAIT = 3.0
 LISTENER = "web"
 
 HTTP_COUNTERS = (
@@ -121,6 +120,8 @@ def who_http10(port, target):
 
 class HttpTestCase(ProxyTestCase):
 
+    counter_wait = 3.0
+
     def backend(self, name, **kw):
         server = hb.HttpBackend(name, **kw)
         self.addCleanup(server.close)
@@ -176,21 +177,6 @@ class HttpTestCase(ProxyTestCase):
             p = self.pool(proxy, backend)
             return p if predicate(p) else None
         return wait_until(check, timeout, interval=0.05) or self.pool(proxy, backend)
-
-    def assertMoved(self, proxy, before, exact=True, **deltas):
-        """Wait (bounded) until each named HTTP counter moved by at least its delta since
-        `before`, then check it moved by exactly that (unless exact=False)."""
-        def reached():
-            now = self.counters(proxy)
-            return now if all(now[k] - before[k] >= d for k, d in deltas.items()) else None
-        now = wait_until(reached, COUNTER_WAIT, interval=0.05) or self.counters(proxy)
-        moved = {k: now[k] - before[k] for k in deltas}
-        if exact:
-            self.assertEqual(moved, deltas, f"counters moved by {moved}, want {deltas}")
-        else:
-            for k, d in deltas.items():
-                self.assertGreaterEqual(moved[k], d, f"{k} moved by {moved[k]}, want >= {d}")
-        return now
 
     # -- assertions -----------------------------------------------------------------------
 
