@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -114,9 +115,15 @@ Result<SocketAddress> resolve(const std::string& host, uint16_t port, const char
 
 namespace sys {
 
+// The data path's read, send and sendmsg go to the kernel through syscall(2): glibc's wrappers
+// of them are cancellation points, which in a process with more than one thread wraps each call
+// in two more (enabling and disabling asynchronous cancellation): 0.7 % of the proxy's CPU time,
+// 5 % of its time in user space, in a keep-alive HTTP profile. No edgeproxy thread is ever
+// cancelled.
+
 SysResult read(int fd, void* data, size_t size) noexcept {
   for (;;) {
-    const SysResult r = SysResult::from(::read(fd, data, size));
+    const SysResult r = SysResult::from(::syscall(SYS_read, fd, data, size));
     if (r.err != EINTR) return r;
   }
 }
@@ -129,7 +136,8 @@ bool send_whole(int fd, std::string_view text) noexcept {
 
 SysResult send(int fd, const void* data, size_t size) noexcept {
   for (;;) {
-    const SysResult r = SysResult::from(::send(fd, data, size, MSG_NOSIGNAL | MSG_DONTWAIT));
+    const SysResult r = SysResult::from(
+        ::syscall(SYS_sendto, fd, data, size, MSG_NOSIGNAL | MSG_DONTWAIT, nullptr, 0));
     if (r.err != EINTR) return r;
   }
 }
@@ -139,7 +147,8 @@ SysResult send_iov(int fd, const iovec* iov, size_t count) noexcept {
   m.msg_iov = const_cast<iovec*>(iov);
   m.msg_iovlen = count;
   for (;;) {
-    const SysResult r = SysResult::from(::sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT));
+    const SysResult r =
+        SysResult::from(::syscall(SYS_sendmsg, fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT));
     if (r.err != EINTR) return r;
   }
 }

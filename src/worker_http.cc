@@ -46,11 +46,11 @@ void add(std::atomic<uint64_t>& gauge, int64_t delta) noexcept {
   gauge.fetch_add(static_cast<uint64_t>(delta), std::memory_order_relaxed);
 }
 
-// Whether a request rule's value holds $server.
-bool names_server(const http::RequestRules& rules) noexcept {
+// Whether a request rule's value holds the variable ($server, $request_id).
+bool names(const http::RequestRules& rules, http::ValueTemplate::Var var) noexcept {
   for (const http::HeaderRule& rule : rules.headers) {
     for (const http::ValueTemplate::Part& part : rule.value.parts) {
-      if (part.var == http::ValueTemplate::Var::kServer) return true;
+      if (part.var == var) return true;
     }
   }
   return false;
@@ -475,9 +475,14 @@ void Worker::prepare_request(Connection& c, Handle h) noexcept {
     const bool parsed = http::parse_request_head(bytes, scanned, head) == http::HeadStatus::kDone &&
                         http::parse_connection({head.headers.data(), head.header_count}, tokens);
     EDGEPROXY_CHECK(parsed);  // the same bytes were parsed when the request was decided
+    // Formatted only for a rule that uses it (every request still takes a number).
     char request_id[24];
-    const int id_length = std::snprintf(request_id, sizeof request_id, "%08x%012llx", id_,
-                                        static_cast<unsigned long long>(++request_ids_));
+    int id_length = 0;
+    ++request_ids_;
+    if (names(ls.http.request, http::ValueTemplate::Var::kRequestId)) {
+      id_length = std::snprintf(request_id, sizeof request_id, "%08x%012llx", id_,
+                                static_cast<unsigned long long>(request_ids_));
+    }
     const http::RuleVars vars{{hx.client_addr.data(), hx.client_addr_length},
                               {hx.client_port.data(), hx.client_port_length},
                               ls.name,
@@ -723,7 +728,7 @@ void Worker::upstream_lost(Connection& c, Handle h, ForwardExchange& ex) noexcep
       // A head that names its server ($server) was built for this one: the retry goes to it
       // again, on another connection, or fails as no retry would (HAProxy's retries, too, stay
       // on the server unless redispatched).
-      if (names_server(listener_of(c).http.request)) {
+      if (names(listener_of(c).http.request, http::ValueTemplate::Var::kServer)) {
         hx.chosen = c.server;
         hx.pinned = true;
       }
