@@ -1129,7 +1129,18 @@ bool Worker::forward_request(Connection& c, Handle h, RoutingContext& ctx,
       }
       return p.used > 0;
     }
-    case ForwardPhase::kDone:
+    case ForwardPhase::kDone: {
+      bool moved = false;
+      if (client.paused & kPauseReplay) {
+        // A request still held (pipelined behind the last one, or kept for a retry) will never
+        // go out: it goes, and the client is read again, or its end would never be seen.
+        ctx.length = 0;
+        ctx.replayed = 0;
+        ex.replay_end = 0;
+        ex.http.kept = 0;
+        relay::end_replay(c);
+        moved = true;
+      }
       // Never forwarded: after the server's close or an answer, these bytes are nobody's.
       if (client.in.attached() && client.gate == 0) {
         client.in.consume(client.in.readable());
@@ -1137,7 +1148,8 @@ bool Worker::forward_request(Connection& c, Handle h, RoutingContext& ctx,
         client.paused &= static_cast<uint8_t>(~kPauseBackpressure);
         return true;
       }
-      return false;
+      return moved;
+    }
     case ForwardPhase::kResolving:
     case ForwardPhase::kAssigning:
     case ForwardPhase::kResponse:

@@ -692,7 +692,13 @@ void Worker::settle_upstream(Connection& c, Handle h, ForwardExchange& ex) noexc
   if (c.upstream.fd < 0 || c.detaching || c.state != State::kRelaying) return;
   const bool lost = (c.upstream.flags & (kEof | kFailed)) != 0;
   if (ex.response_pending) {
-    if (lost) upstream_lost(c, h, ex);
+    // The pump that saw the server's end may have brought the response's last bytes with it
+    // (into the block, or spliced) after the worker's last look, when forward_step() ran out of
+    // rounds: the loss is judged on the next iteration (c.more), once the framer saw them.
+    const Side& up = c.upstream;
+    const bool unseen = (up.in.attached() && up.in.readable() > up.gate) ||
+                        ex.http.splice_granted != up.splice_left;
+    if (lost && !(unseen && c.more)) upstream_lost(c, h, ex);
     return;
   }
   if (ex.phase == ForwardPhase::kAssigning || ex.phase == ForwardPhase::kReplaying) return;
@@ -748,6 +754,8 @@ void Worker::upstream_lost(Connection& c, Handle h, ForwardExchange& ex) noexcep
   counts.bad_responses.fetch_add(1, std::memory_order_relaxed);
   ex.phase = ForwardPhase::kDone;
   leave_pool(c);
+  // Passing the server's end on needs the transport, and no event would bring it back.
+  c.more = true;
 }
 
 bool Worker::http_response(Connection& c, ForwardExchange& ex, std::byte* area) noexcept {

@@ -35,6 +35,7 @@ Covered:
 import concurrent.futures
 import hashlib
 import os
+import random
 import socket
 import sys
 import threading
@@ -634,35 +635,11 @@ class BodyTests(HttpTestCase):
         through the block and refused (bad_responses), never relayed."""
         n = 4 * MiB
         body = bytes(hb.pattern(n))
-        listener = socket.create_server(("127.0.0.1", 0))
-        self._own(listener)
-        listener.settimeout(WAIT)
-
-        def serve():
-            conn, _ = listener.accept()
-            with conn:
-                conn.settimeout(WAIT)
-                got = b""
-                for _ in range(1000):
-                    if b"\r\n\r\n" in got:
-                        break
-                    piece = conn.recv(4096)
-                    if not piece:
-                        return
-                    got += piece
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n + body +
-                             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEXTRA")
-                for _ in range(100):  # until the proxy lets go
-                    try:
-                        if not conn.recv(4096):
-                            return
-                    except OSError:
-                        return
-
-        t, box = self.start_thread(serve)
-        proxy = self.start_proxy_config(
-            http_config([("raw", listener.getsockname()[1])], ["pool-size 1"]),
-            extra=["--workers", "1"])
+        port, t, box = self.raw_server(
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n + body +
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEXTRA")
+        proxy = self.start_proxy_config(http_config([("raw", port)], ["pool-size 1"]),
+                                        extra=["--workers", "1"])
         before = self.counters(proxy)
         sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=WAIT)
         self._own(sock)
@@ -685,6 +662,136 @@ class BodyTests(HttpTestCase):
         self.assertLessEqual(len(relayed), n, "bytes past the body reached the client")
         self.assertEqual(relayed, body[:len(relayed)], "the body reached the client altered")
         self.assertNotIn(b"EXTRA", got)
+
+    def raw_server(self, answer, close_after=False):
+        """A one-connection server on a port of its own: it reads one request head, writes
+        `answer` in one call, then closes (close_after) or waits for the proxy to let go.
+        Returns (port, thread, box) as start_thread() does."""
+        listener = socket.create_server(("127.0.0.1", 0))
+        self._own(listener)
+        listener.settimeout(WAIT)
+
+        def serve():
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(WAIT)
+                got = b""
+                for _ in range(1000):
+                    if b"\r\n\r\n" in got:
+                        break
+                    piece = conn.recv(4096)
+                    if not piece:
+                        return
+                    got += piece
+                conn.sendall(answer)
+                for _ in range(0 if close_after else 100):  # until the proxy lets go
+                    try:
+                        if not conn.recv(4096):
+                            return
+                    except OSError:
+                        return
+
+        t, box = self.start_thread(serve)
+        return listener.getsockname()[1], t, box
+
+    def test_a_response_cut_short_with_a_pipelined_request_behind_it(self):
+        """The server closes half-way through a body while the client's next request waits
+        behind it: the client gets the bytes sent and then the server's end, the waiting
+        request is dropped, and the connection ends once the client closes too (it used to
+        stay open, the client's close unread behind the held request)."""
+        n = 3 * MiB
+        port, t, box = self.raw_server(
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n + bytes(hb.pattern(n // 2)),
+            close_after=True)
+        proxy = self.start_proxy_config(http_config([("raw", port)], ["pool-size 1"]),
+                                        extra=["--workers", "1"])
+        before = self.counters(proxy)
+        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=WAIT)
+        self._own(sock)
+        sock.sendall(hb.request("GET", "/first") + hb.request("GET", "/second"))
+        got = bytearray()
+        for _ in range(100000):
+            piece = sock.recv(1 << 20)
+            if not piece:
+                break
+            got += piece
+        t.join(WAIT)
+        self.assertNotIn("error", box, f"the server failed: {box.get('error')!r}")
+        end = got.find(b"\r\n\r\n")
+        self.assertGreater(end, 0, f"no head reached the client: {bytes(got[:200])!r}")
+        self.assertEqual(bytes(got[end + 4:]), bytes(hb.pattern(n // 2)),
+                         "the bytes the server sent, then its end")
+        sock.close()
+        self.assertMoved(proxy, before, bad_responses=1)
+        stats = proxy.wait_stats(lambda st: st["active"] == 0)
+        self.assertEqual(stats["active"], 0, "the connection stayed open after both ends")
+
+    def test_spliced_bodies_under_aborts_pipelining_and_server_drops(self):
+        """Bounded mixed load (6 s, 12 clients): bodies of every size, Content-Length and
+        chunked, some pipelined, some clients gone mid-body, servers that drop their connection
+        after a few requests or when idle. Every response that arrives is whole and equal (a
+        502 is allowed: a request on a dropped connection is retried once, not twice); the
+        proxy survives, and once the clients are gone no connection and no pipe is left."""
+        a = self.backend("a", max_requests=5)
+        b = self.backend("b", idle_close_ms=30)
+        proxy = self.start_http([a, b], ["pool-size 3", "max-pending 1000"], workers=2)
+        sizes = (0, 1, 100, 70000, 300000, 2 * MiB + 3, 5 * MiB)
+        stop = time.monotonic() + 6.0
+        results = {"whole": 0, "502": 0, "aborted": 0}
+        wrong = []
+        lock = threading.Lock()
+
+        def one_client(seed):
+            rng = random.Random(seed)
+            for _ in range(10000):
+                if time.monotonic() > stop:
+                    return
+                c = hb.Client(proxy.port, timeout=30)
+                try:
+                    for _ in range(rng.randint(1, 5)):
+                        n = rng.choice(sizes)
+                        path = f"/{rng.choice(('bytes', 'chunked'))}/{n}"
+                        if n > 100000 and rng.random() < 0.1:
+                            c.send(hb.request("GET", path))
+                            c.sock.recv(rng.randint(1, 100000))
+                            with lock:
+                                results["aborted"] += 1
+                            break
+                        pipelined = rng.random() < 0.2
+                        c.send(hb.request("GET", path) +
+                               (hb.request("GET", "/bytes/5") if pipelined else b""))
+                        resp = c.read(keep_body=False)
+                        got = (resp.status, resp.length, resp.sha256)
+                        with lock:
+                            if resp.status == 502:
+                                results["502"] += 1
+                                break
+                            if got != (200, n, hb.pattern_sha256(n)):
+                                wrong.append((path, got[:2]))
+                                break
+                            results["whole"] += 1
+                        if pipelined and c.read().body != hb.pattern(5):
+                            with lock:
+                                wrong.append(("pipelined /bytes/5", None))
+                            break
+                except (OSError, EOFError, ValueError) as e:  # a response cut short
+                    with lock:
+                        wrong.append(("exception", repr(e)))
+                finally:
+                    c.close()
+
+        threads = [threading.Thread(target=one_client, args=(i,), daemon=True) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertFalse(any(t.is_alive() for t in threads), "a client hung")
+        self.assertEqual(wrong, [], "responses that arrived altered or cut short")
+        self.assertGreater(results["whole"], 50, f"{results}")
+        self.assertGreater(self.stats(proxy)["splice_bytes"], 0)
+        stats = proxy.wait_stats(lambda st: st["active"] == 0 and st["splice_pipes_in_use"] == 0)
+        self.assertEqual((stats["active"], stats["splice_pipes_in_use"]), (0, 0), f"{results}")
+        self.assertServed(hb.fetch(proxy.port, hb.request("GET", "/who")), what="afterwards")
 
     def test_splice_never_reads_bodies_through_the_block(self):
         """--splice never: the same bytes, none through a pipe."""
