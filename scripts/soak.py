@@ -11,10 +11,11 @@ section of docs/reliability.md for what runs, what is asserted and the last resu
 
 Layout
   * the wire protocol between the soak's clients and its backend servers (Reader, data_chunks);
-  * `server`: one backend server process (echo, uploads, downloads, half-closes, health checks);
+  * `server`: one backend server process (echo, uploads, downloads, half-closes, health checks,
+    and HTTP/1.1 for the http listener's pooled connections);
   * Loads: one function per kind of client, each returning a Record (what happened, how many
-    bytes were verified); LOADS lists them with their weights. A new kind (an HTTP-mode load once
-    that mode lands) is one more function and one more LOADS entry, plus a listener in CONFIG;
+    bytes were verified); LOADS lists them with their weights. A new kind is one more function
+    and one more LOADS entry (load_http also has a listener and a backend of its own in CONFIG);
   * Faults: the scheduler (kill/restart, SIGSTOP/SIGCONT, EMFILE, drain, weight) and the reload
     and admin threads, writing the fault timeline;
   * the verdict: access log parsed, every failure classified against the timeline, samples,
@@ -59,6 +60,8 @@ MiB = 1024 * 1024
 # --------------------------------------------------------------------------------------------
 
 LINE_MAX = 256
+HEAD_MAX = 8192  # an HTTP head's line
+HTTP_REQUEST = re.compile(rb"^[A-Z]+ /\S* HTTP/1\.[01]\r\n$")
 CHUNK = 64 * KiB
 BASE = random.Random(0x50A4).randbytes(MiB + CHUNK)  # the same bytes in every process
 
@@ -166,6 +169,9 @@ def serve_connection(conn, letter):
         if first.startswith(b"PING"):
             conn.sendall(b"PONG\r\n")
             return
+        if HTTP_REQUEST.match(first):
+            serve_http(conn, r, first)
+            return
         if first != f"{letter} soak\n".encode():
             conn.sendall(b"MISROUTE\n")
             return
@@ -212,6 +218,95 @@ def serve_connection(conn, letter):
             conn.close()
         except OSError:
             pass
+
+
+def read_http_head(r, first=None):
+    """A request or response head from r: (first line, {lower-case name: value}). The first line
+    may already have been read (the server's dispatch reads it)."""
+    line = first if first is not None else r.readline(HEAD_MAX)
+    fields = {}
+    for _ in range(100):
+        field = r.readline(HEAD_MAX)
+        if field in (b"\r\n", b"\n"):
+            return line.rstrip(b"\r\n"), fields
+        name, sep, value = field.partition(b":")
+        if not sep:
+            raise ValueError(f"bad header line {field[:80]!r}")
+        fields[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+    raise ValueError("more than 100 header lines")
+
+
+def read_http_body(r, fields, h, out=None, pace=None):
+    """The body framed by fields (Content-Length or chunked, trailers returned as a dict), fed
+    to h; returns (count, trailers)."""
+    if fields.get("transfer-encoding", "").lower() == "chunked":
+        count, trailers = 0, {}
+        for _ in range(1 << 30):
+            size = int(r.readline(HEAD_MAX).split(b";")[0].strip(), 16)
+            if size == 0:
+                _, trailers = read_http_head(r, b"")
+                return count, trailers
+            count += r.read_into_hash(size, h, out, pace)
+            if r.readline(4) not in (b"\r\n", b"\n"):
+                raise ValueError("chunk data not followed by CRLF")
+        raise ValueError("too many chunks")
+    n = int(fields.get("content-length", "0"))
+    return r.read_into_hash(n, h, out, pace), {}
+
+
+def http_chunked(chunks):
+    """chunks framed as chunked data (without the last chunk)."""
+    for c in chunks:
+        yield b"%x\r\n" % len(c) + bytes(c) + b"\r\n"
+
+
+def serve_http(conn, r, first):
+    """HTTP/1.1 requests of the http listener's pooled connections, one after the other:
+      GET|HEAD /d/SIZE/SEED[/c][/close]  SIZE bytes of data_chunks(SEED), their SHA-256 in
+                                         X-Sha256; /c: chunked, the hash again in a trailer;
+                                         /close: Connection: close, and the connection ends
+      POST /u                            the body (Content-Length or chunked) hashed: answers
+                                         "<sha256 hex> <count>\\n"
+    """
+    for _ in range(1 << 30):
+        line, fields = read_http_head(r, first)
+        first = None
+        method, target, version = line.decode("latin-1").split(" ", 2)
+        parts = target.split("/")
+        close = "close" in parts or fields.get("connection", "").lower() == "close"
+        extra = b"Connection: close\r\n" if close else b""
+        if method == "POST" and parts[1] == "u":
+            h = hashlib.sha256()
+            count, _ = read_http_body(r, fields, h)
+            body = f"{h.hexdigest()} {count}\n".encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n" % (len(body), extra)
+                         + body)
+        elif method in ("GET", "HEAD") and parts[1] == "d":
+            size, seed = int(parts[2]), int(parts[3])
+            h = hashlib.sha256()
+            for c in data_chunks(seed, size):
+                h.update(c)
+            digest = h.hexdigest().encode()
+            chunked = "c" in parts[4:] and version == "HTTP/1.1"
+            framing = b"Transfer-Encoding: chunked\r\nTrailer: X-Sha256\r\n" if chunked \
+                else b"Content-Length: %d\r\n" % size
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Sha256: %s\r\n%s%s\r\n" % (digest, framing, extra))
+            if method == "GET":
+                if chunked:
+                    send_chunks(conn, http_chunked(data_chunks(seed, size)))
+                    conn.sendall(b"0\r\nX-Sha256: %s\r\n\r\n" % digest)
+                else:
+                    send_chunks(conn, data_chunks(seed, size))
+        else:
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close"
+                         b"\r\n\r\n")
+            return
+        if close:
+            return
+        try:
+            first = r.readline(HEAD_MAX)
+        except EOFError:
+            return
 
 
 def server_main(name, letter, port):
@@ -270,6 +365,24 @@ listener plain {{
     backend A
     idle-timeout {idle}s
 }}
+backend H {{
+    balance {hbalance}
+    server a1 127.0.0.1:{a1}
+    server b2 127.0.0.1:{b2}
+    check interval 1s timeout 500ms rise 2 fall 2 send "PING\\r\\n" expect "PONG"
+    connect-timeout 1s
+    retries 2
+    pool-size {pool}
+    max-pending 256
+    pending-timeout 5s
+    pool-idle-timeout 2s
+}}
+listener http {{
+    bind 127.0.0.1:{http}
+    mode http
+    backend H
+    idle-timeout {idle}s
+}}
 listener routed {{
     bind 127.0.0.1:{routed}
     inspect-timeout {inspect}ms
@@ -282,12 +395,14 @@ listener routed {{
 }}
 """
 VERSIONS = {
-    1: dict(balance="roundrobin", wa1=1, wb2=1, idle=6, inspect=2000),
-    2: dict(balance="leastconn", wa1=2, wb2=3, idle=8, inspect=3000),
+    1: dict(balance="roundrobin", wa1=1, wb2=1, idle=6, inspect=2000, hbalance="rtt", pool=2),
+    2: dict(balance="leastconn", wa1=2, wb2=3, idle=8, inspect=3000, hbalance="most-idle",
+            pool=4),
 }
 IDLE_MAX = max(v["idle"] for v in VERSIONS.values())
 INSPECT_MAX = max(v["inspect"] for v in VERSIONS.values()) / 1000.0
-SERVERS = {"a1": "A", "a2": "A", "b1": "B", "b2": "B"}
+SERVERS = {"a1": "A", "a2": "A", "b1": "B", "b2": "B"}  # server process: its letter
+BACKENDS = {"A": ("a1", "a2"), "B": ("b1", "b2"), "H": ("a1", "b2")}  # H: the http listener's
 
 
 def free_port():
@@ -357,7 +472,8 @@ class Soak:
         self.access_log = os.path.join(self.dir, "access.log")
         self.stats_file = os.path.join(self.dir, "stats.json")
         self.admin_path = os.path.join(self.dir, "admin.sock")
-        self.ports = {n: free_port() for n in ("plain", "routed", "a1", "a2", "b1", "b2")}
+        self.ports = {n: free_port() for n in ("plain", "routed", "http", "a1", "a2", "b1",
+                                               "b2")}
         self.servers = {}
         self.server_lock = threading.Lock()
         self.timeline = Timeline()
@@ -500,10 +616,11 @@ class Soak:
                         if line.startswith("VmRSS:"):
                             rss = int(line.split()[1])
                 try:
-                    active = self.stats_json()["total"]["active"]
+                    total = self.stats_json()["total"]
+                    active, blocks = total["active"], total["pool_high_water"]
                 except (OSError, ValueError, KeyError):
-                    active = None  # an EMFILE phase: the admin socket cannot accept either
-                self.samples.append((time.time(), fds, rss, active))
+                    active = blocks = None  # an EMFILE phase: the admin socket cannot either
+                self.samples.append((time.time(), fds, rss, active, blocks))
             except OSError:
                 return
 
@@ -534,7 +651,7 @@ class Soak:
         s.sendall(f"{rec.letter} soak\n".encode())
 
     def run_load(self, kind, fn, rng):
-        rec = Record(kind, None, None)
+        rec = Record(kind, "http", "H") if kind == "http" else Record(kind, None, None)
         s = None
         try:
             # A slow reader's own receive buffer is kept small, so that the proxy meets its
@@ -558,6 +675,109 @@ class Soak:
 
     def bulk_size(self, rng, top=64 * MiB):
         return int(math.exp(rng.uniform(math.log(KiB), math.log(top))))
+
+    def http_exchange(self, s, r, rec, rng, requests):
+        """Sends requests (method, target, body chunks or None, chunked, version, close) in one
+        write (more than one: pipelined), then reads and verifies each response."""
+        wire = bytearray()
+        expected = []
+        for method, target, body, chunked, version, close in requests:
+            head = f"{method} {target} {version}\r\nHost: soak\r\n"
+            if close and version == "HTTP/1.1":
+                head += "Connection: close\r\n"
+            h = hashlib.sha256()
+            size = 0
+            if body is not None:
+                head += "Transfer-Encoding: chunked\r\n" if chunked else \
+                    f"Content-Length: {sum(len(c) for c in body)}\r\n"
+            wire += head.encode() + b"\r\n"
+            if body is not None:
+                for c in body:
+                    h.update(c)
+                    size += len(c)
+                    wire += b"%x\r\n%s\r\n" % (len(c), c) if chunked else c
+                if chunked:
+                    wire += b"0\r\n\r\n"
+            expected.append((method, target, h.hexdigest(), size, close))
+        s.sendall(wire)
+        rec.sent += len(wire)
+        for method, target, digest, size, close in expected:
+            line, fields = read_http_head(r)
+            words = line.split(b" ")
+            if len(words) < 2 or not words[0].startswith(b"HTTP/1."):
+                raise AssertionError(f"ALTERED: bad status line {line[:80]!r}")
+            if words[1] != b"200":
+                raise ValueError(f"HTTP {words[1].decode('latin-1')} for {method} {target}")
+            h = hashlib.sha256()
+            out = bytearray() if method == "POST" else None
+            if method == "HEAD":
+                count, trailers = 0, {}
+            else:
+                count, trailers = read_http_body(r, fields, h, out)
+            if method == "POST":
+                if out != f"{digest} {size}\n".encode():
+                    raise AssertionError(f"ALTERED: upload of {size} bytes: server hashed "
+                                         f"{bytes(out[:80])!r}")
+                rec.verified += size
+            else:
+                want = int(target.split("/")[2])
+                if fields.get("x-sha256") is None or (method == "GET" and (
+                        count != want or h.hexdigest() != fields["x-sha256"])):
+                    raise AssertionError(f"ALTERED: {method} {target}: {count} bytes, sha256 "
+                                         f"differs from the server's")
+                if method == "HEAD" and "content-length" in fields and \
+                        int(fields["content-length"]) != want:
+                    raise AssertionError(f"ALTERED: HEAD {target}: Content-Length "
+                                         f"{fields['content-length']}")
+                if "x-sha256" in trailers and trailers["x-sha256"] != fields["x-sha256"]:
+                    raise AssertionError(f"ALTERED: {target}: trailer differs")
+                rec.verified += count
+            if close:
+                if fields.get("connection", "").lower() != "close":
+                    raise AssertionError(f"no Connection: close answering {method} {target}")
+                if r.read_to_eof(0):
+                    raise AssertionError("bytes after the last response")
+
+    def load_http(self, s, r, rec, rng):
+        """HTTP/1.1 keep-alive requests through the http listener (mode http, pooled server
+        connections): downloads Content-Length and chunked (with a trailer), uploads both ways
+        framed, HEAD, a pipelined pair, a server that closes after its response; the last
+        request may close the client's connection (HTTP/1.1 Connection: close or HTTP/1.0)."""
+        def size():
+            return int(math.exp(rng.uniform(0, math.log(4 * MiB))))
+
+        def get(method="GET", close=False, version="HTTP/1.1"):
+            target = f"/d/{size()}/{rng.getrandbits(32)}"
+            if version == "HTTP/1.1" and rng.random() < 0.3:
+                target += "/c"
+            if rng.random() < 0.1:
+                target += "/close"  # the server closes its pooled connection; the client's stays
+            return (method, target, None, False, version, close)
+
+        count = rng.randint(1, 12)
+        for i in range(count):
+            close = i == count - 1 and rng.random() < 0.5
+            version = "HTTP/1.0" if close and rng.random() < 0.5 else "HTTP/1.1"
+            pick = rng.random()
+            if pick < 0.45:
+                requests = [get(close=close, version=version)]
+            elif pick < 0.55:
+                requests = [get("HEAD", close, version)]
+            elif pick < 0.65 and not close:
+                requests = [get(), get()]
+            else:
+                n = size()
+                data = rng.randbytes(n) if n <= 64 * KiB else \
+                    b"".join(bytes(c) for c in data_chunks(rng.getrandbits(32), n))
+                chunked = version == "HTTP/1.1" and rng.random() < 0.4
+                cuts = sorted(rng.sample(range(1, n), min(n - 1, rng.randint(0, 4)))) \
+                    if chunked and n > 1 else []
+                body = [data[a:b] for a, b in zip([0] + cuts, cuts + [n])]
+                requests = [("POST", "/u", body, chunked, version, close)]
+            self.http_exchange(s, r, rec, rng, requests)
+            if rng.random() < 0.2:
+                time.sleep(rng.uniform(0, 0.05))
+        rec.received = r.received
 
     def load_keepalive(self, s, r, rec, rng):
         self.hello(s, rec)
@@ -601,11 +821,11 @@ class Soak:
 
     def load_download(self, s, r, rec, rng, slow=False):
         self.hello(s, rec)
-        # A slow reader's download is at most 1 MiB (about 1.3 s at its pace): the proxy may
-        # write it all into its own socket's send buffer at once (megabytes on loopback), and
-        # then cuts the client after idle-timeout even though the client is still reading
-        # from that queue (reported as a proxy bug, docs/reliability.md "Found").
-        n = self.bulk_size(rng, MiB if slow else 64 * MiB)
+        # A slow reader's download is at most 4 MiB (about 5 s at its pace, near idle-timeout):
+        # the proxy may have written much of it into the client socket's send queue long
+        # before the client reads it, and must count the client's progress there as activity
+        # (docs/reliability.md, "Found").
+        n = self.bulk_size(rng, 4 * MiB if slow else 64 * MiB)
         head = b"D %d %d\n" % (n, rng.getrandbits(32))
         s.sendall(head)
         rec.sent = 7 + len(head)
@@ -711,6 +931,7 @@ class Soak:
         ("slow_reader", "load_slow_reader", 4),
         ("reset", "load_reset", 4),
         ("slowloris", "load_slowloris", 2),
+        ("http", "load_http", 10),
     )
 
     def client_thread(self, index):
@@ -803,7 +1024,7 @@ class Soak:
         cycle = [
             ("kill", "a1"), ("admin", ("A/a2", "B/b1")), ("stop", "b2"), ("emfile", None),
             ("kill", "b1"), ("stop", "a2"), ("admin", ("B/b2", "A/a1")), ("emfile", None),
-            ("kill", "a2"), ("stop", "b1"), ("admin", ("A/a1", "B/b2")), ("emfile", None),
+            ("kill", "a2"), ("stop", "b1"), ("admin", ("H/a1", "B/b2")), ("emfile", None),
             ("kill", "b2"), ("stop", "a1"), ("admin", ("B/b1", "A/a2")), ("emfile", None),
         ]
         if self.stop_all.wait(5.0):
@@ -925,13 +1146,18 @@ class Soak:
     def quiescent_fds(self):
         """The proxy's descriptor count once no client connection is open (active 0)."""
         deadline = time.monotonic() + 30
-        active = None
+        active = pooled = None
         while time.monotonic() < deadline:
             try:
-                active = self.stats_json()["total"]["active"]
+                stats = self.stats_json()
+                active = stats["total"]["active"]
+                # The http listener's pooled server connections: closed pool-idle-timeout (2 s)
+                # after their last use.
+                pooled = sum(b["pool"]["pool_idle"] + b["pool"]["pool_active"]
+                             for b in stats["backends"].values() if "pool" in b)
             except (OSError, ValueError, KeyError):
-                active = None
-            if active == 0:
+                active = pooled = None
+            if active == 0 and pooled == 0:
                 # The least of 5 samples over a second: the health checker's sockets come and go.
                 counts = []
                 for _ in range(5):
@@ -939,7 +1165,8 @@ class Soak:
                     counts.append(len(os.listdir(f"/proc/{self.proxy.pid}/fd")))
                 return min(counts)
             time.sleep(0.2)
-        self.problems.append(f"connections still open 30 s after the load stopped: {active}")
+        self.problems.append(f"connections still open 30 s after the load stopped: {active} "
+                             f"(pooled server connections {pooled})")
         return len(os.listdir(f"/proc/{self.proxy.pid}/fd"))
 
     def end_checks(self):
@@ -1042,12 +1269,13 @@ class Soak:
                        f"{totals['failed']} failed, {len(unexplained)} unexplained"))
 
         # The proxy's own byte counts for completed connections: exactly what the client sent
-        # and received.
+        # and received (the http listener: received only, since %U counts what reached the
+        # servers, the request heads as the proxy rebuilt them).
         completed = [r for r in self.records if r.status == "ok"]
         missing = [r for r in completed if r.log is None]
-        mismatched = [r for r in completed if r.log is not None and
-                      (r.log["up"] != r.sent or r.log["down"] != r.received)]
-        checks.append(("access log: a line per completed connection, bytes = client's",
+        mismatched = [r for r in completed if r.log is not None and bytes_differ(r)]
+        checks.append(("access log: a line per completed connection, bytes = client's "
+                       "(http: received)",
                        not missing and not mismatched,
                        f"{len(completed)} completed, {len(missing)} without a line, "
                        f"{len(mismatched)} with other byte counts"))
@@ -1128,7 +1356,12 @@ class Soak:
         for name, value, absolute in (
                 ("fds - 2 x active", lambda s: s[1] - 2 * s[3] if s[3] is not None else None,
                  8),
-                ("RSS KiB", lambda s: s[2], 2048)):
+                # The buffer pool's blocks are resident once first used (its mapping is
+                # MAP_NORESERVE, ids are handed out last-in first-out): its share of RSS follows
+                # the most blocks in use at once so far, which a rarer peak of the load raises
+                # late in a short run. What is flat must be the rest.
+                ("RSS KiB - 8 x pool_high_water",
+                 lambda s: s[2] - 8 * s[4] if s[4] is not None else None, 2048)):
             first = [v for v in map(value, samples[:tenth]) if v is not None]
             last = [v for v in map(value, samples[-tenth:]) if v is not None]
             if not first or not last:
@@ -1233,7 +1466,7 @@ class Soak:
             mismatched=[dict(kind=r.kind, port=r.port, t0=r.t0, t1=r.t1, sent=r.sent,
                              received=r.received, log=r.log["raw"])
                         for r in self.records if r.status == "ok" and r.log is not None and
-                        (r.log["up"] != r.sent or r.log["down"] != r.received)],
+                        bytes_differ(r)],
             failures=[dict(kind=r.kind, listener=r.listener, letter=r.letter, port=r.port,
                            t0=r.t0, t1=r.t1, error=r.error, explanation=r.explanation,
                            log=r.log["raw"] if r.log else None)
@@ -1269,6 +1502,12 @@ def parse_access_log(path):
     return lines
 
 
+def bytes_differ(rec):
+    """The access log's byte counts are not the client's (rec has its line)."""
+    return rec.log["down"] != rec.received or \
+        (rec.listener != "http" and rec.log["up"] != rec.sent)
+
+
 HEAL = 3.5  # seconds after a fault ends during which its effects may still show (health rise)
 
 
@@ -1292,13 +1531,15 @@ def explain(rec, faults):
         for kind in ("kill", "stop"):
             if overlapping(kind, server):
                 return f"{kind} {server} ({log['end']})"
-    if log["end"] in ("no_server", "connect_failed", "connect_timeout"):
-        for kind in ("kill", "stop", "drain"):
-            for f in faults:
-                if f[0] == kind and f[1].rsplit("/", 1)[-1] in SERVERS \
-                        and SERVERS[f[1].rsplit("/", 1)[-1]] == backend \
-                        and f[2] <= rec.t1 and rec.t0 <= f[3] + HEAL:
-                    return f"{kind} {f[1]} ({log['end']})"
+    # No server, or (http listener) an error answer: a server of the backend was out. A kill or
+    # stop names the process, a drain the backend's server.
+    if log["end"] in ("no_server", "connect_failed", "connect_timeout") or \
+            log["end"].startswith("forward_5"):
+        for f in faults:
+            if (f[0] in ("kill", "stop") and f[1] in BACKENDS.get(backend, ()) or
+                    f[0] == "drain" and f[1].partition("/")[0] == backend) \
+                    and f[2] <= rec.t1 and rec.t0 <= f[3] + HEAL:
+                return f"{f[0]} {f[1]} ({log['end']})"
     return ""
 
 

@@ -204,6 +204,21 @@ class Ends(AccessLogCase):
         f = self.wait_line(closed_port)
         self.assertEqual((f["end"], f["route"]), ("route_close", "-"))
 
+    def test_inspect_timeout_that_closes_is_logged_inspect_timeout(self):
+        # on-timeout close (the default) ends the connection because of the timeout, not a rule:
+        # the soak found it logged route_close.
+        backend = self.start_server()
+        proxy = self.start_with_listener(
+            backend.port, "web",
+            ["inspect-timeout 300ms", "route {", "    prefix \"A \" backend app", "}"])
+        s = self.connect(proxy.port)
+        port = s.getsockname()[1]
+        s.sendall(b"A")
+        self.assertClosedByProxy(s, 10)
+        f = self.wait_line(port)
+        self.assertEqual((f["end"], f["route"], f["listener"], f["up"]),
+                         ("inspect_timeout", "-", "web", 0))
+
     def test_per_client_refusal(self):
         backend = self.start_server()
         proxy = self.start_with_listener(backend.port, "web",
