@@ -617,6 +617,19 @@ def safe_close(sock):
         pass
 
 
+def shut_down_and_join(conns, threads, seconds=3.0):
+    """A test server's end: its open connections shut both ways (their threads' reads end), then
+    its threads joined, `seconds` for all of them."""
+    for c in conns:
+        try:
+            c.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    deadline = time.monotonic() + seconds
+    for t in threads:
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
 def echo_rounds(port, rounds, message, errors, label):
     """One client: `rounds` messages (message(i) -> bytes) through an echo backend, each read back
     and checked. The first problem is appended to `errors` as one line naming `label` (a stall
@@ -751,14 +764,7 @@ class TCPServer:
         with self._cond:
             conns = list(self._conns)
             threads = list(self._threads)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        deadline = time.monotonic() + 3
-        for t in threads:
-            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        shut_down_and_join(conns, threads)
 
 
 def _read_to_eof(conn, on_data=None, chunk=256 * 1024):

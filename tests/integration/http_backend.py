@@ -43,6 +43,8 @@ import struct
 import threading
 import time
 
+import harness
+
 SOCKET_TIMEOUT = 20.0
 MAX_HEAD = 64 * 1024
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -521,22 +523,12 @@ class HttpBackend:
         """Stop listening (connects refused) and close every open connection."""
         self._stop.set()
         self.release()
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        harness.safe_close(self.sock)
         self._accept_thread.join(timeout=2)
         with self._lock:
             conns = list(self._open)
             threads = list(self._threads)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        deadline = time.monotonic() + 3
-        for t in threads:
-            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        harness.shut_down_and_join(conns, threads)
 
     def gate(self, key):
         with self._lock:
