@@ -7,14 +7,10 @@
 namespace edgeproxy {
 
 ForwardArea::ForwardArea(uint32_t slots)
-    : exchanges_(std::make_unique<ForwardExchange[]>(slots)),
-      responses_(
-          std::make_unique_for_overwrite<std::byte[]>(size_t{slots} * kMaxForwardHeadBytes)) {}
+    : exchanges_(slots), responses_(size_t{slots} * kMaxForwardHeadBytes) {}
 
 ForwardExchange& ForwardArea::reset(uint32_t index) noexcept {
-  ForwardExchange& e = exchanges_[index];
-  e = ForwardExchange{};
-  return e;
+  return exchanges_.reset(index);
 }
 
 uint32_t build_forward_answer(uint16_t status, std::string_view realm, char* out,

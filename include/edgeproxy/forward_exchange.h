@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "edgeproxy/http_framing.h"
+#include "edgeproxy/mapped_array.h"
 #include "edgeproxy/net.h"
 
 namespace edgeproxy {
@@ -125,15 +126,15 @@ class ForwardArea {
   // A fresh exchange for the connection now in slot `index`.
   ForwardExchange& reset(uint32_t index) noexcept;
   ForwardExchange& at(uint32_t index) noexcept { return exchanges_[index]; }
-  // kMaxForwardHeadBytes where slot `index` copies a response head to parse it (uninitialised:
-  // the kernel backs a page on its first write only).
+  // kMaxForwardHeadBytes where slot `index` copies a response head to parse it.
   std::byte* response_area(uint32_t index) noexcept {
-    return responses_.get() + size_t{index} * kMaxForwardHeadBytes;
+    return responses_.data() + size_t{index} * kMaxForwardHeadBytes;
   }
 
  private:
-  std::unique_ptr<ForwardExchange[]> exchanges_;
-  std::unique_ptr<std::byte[]> responses_;
+  // Mapped: a slot's pages are backed when it is first used, and go back with the version.
+  MappedArray<ForwardExchange> exchanges_;
+  MappedArray<std::byte> responses_;
 };
 
 }  // namespace edgeproxy

@@ -11,6 +11,7 @@
 #include <memory>
 #include <span>
 
+#include "edgeproxy/mapped_array.h"
 #include "edgeproxy/net.h"
 #include "edgeproxy/proxy_header.h"
 
@@ -46,8 +47,9 @@ struct RoutingContext {
 class RoutingArea {
  public:
   // `slots` contexts, each with a region of `region_bytes` (0: contexts without regions, for a
-  // version whose backends send PROXY headers but whose listeners inspect nothing). The
-  // regions are left uninitialised: the kernel backs their pages on first write only.
+  // version whose backends send PROXY headers but whose listeners inspect nothing). Both are
+  // mapped (MappedArray): the kernel backs a slot's pages when it is first used, and takes them
+  // all back with the version.
   RoutingArea(uint32_t slots, uint32_t region_bytes);
 
   // A fresh context for the connection now in slot `index`.
@@ -57,8 +59,8 @@ class RoutingArea {
 
  private:
   uint32_t region_bytes_;
-  std::unique_ptr<std::byte[]> regions_;
-  std::unique_ptr<RoutingContext[]> contexts_;
+  MappedArray<std::byte> regions_;
+  MappedArray<RoutingContext> contexts_;
 };
 
 }  // namespace edgeproxy
