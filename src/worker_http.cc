@@ -229,9 +229,7 @@ void Worker::decide_http(Connection& c, Handle h, RoutingContext& ctx, ForwardEx
       1, std::memory_order_relaxed);
   relay::hold_for_replay(c);
   ex.phase = ForwardPhase::kAssigning;
-  decided_ = {&head, &tokens, h};
   assign_server(c, h, Balancer::kNoServer);
-  decided_.head = nullptr;
 }
 
 bool Worker::http_usable(const Connection& c, uint32_t backend, uint32_t s) const noexcept {
@@ -470,20 +468,13 @@ void Worker::prepare_request(Connection& c, Handle h) noexcept {
   HttpStats& counts = ls.runtime->http;
   HttpExchange& hx = ex.http;
   if (!hx.rewritten) {
-    http::RequestHead parsed_head;
-    http::ConnectionTokens parsed_tokens;
-    const bool lent = decided_.head != nullptr && decided_.owner == h;
-    if (!lent) {  // it waited for its connection: the views into the region are made again
-      uint32_t scanned = 0;
-      const std::string_view bytes(reinterpret_cast<const char*>(ctx.region), ctx.length);
-      const bool parsed =
-          http::parse_request_head(bytes, scanned, parsed_head) == http::HeadStatus::kDone &&
-          http::parse_connection({parsed_head.headers.data(), parsed_head.header_count},
-                                 parsed_tokens);
-      EDGEPROXY_CHECK(parsed);  // the same bytes were parsed when the request was decided
-    }
-    const http::RequestHead& head = lent ? *decided_.head : parsed_head;
-    const http::ConnectionTokens& tokens = lent ? *decided_.tokens : parsed_tokens;
+    http::RequestHead head;
+    uint32_t scanned = 0;
+    const std::string_view bytes(reinterpret_cast<const char*>(ctx.region), ctx.length);
+    http::ConnectionTokens tokens;
+    const bool parsed = http::parse_request_head(bytes, scanned, head) == http::HeadStatus::kDone &&
+                        http::parse_connection({head.headers.data(), head.header_count}, tokens);
+    EDGEPROXY_CHECK(parsed);  // the same bytes were parsed when the request was decided
     // Formatted only for a rule that uses it (every request still takes a number).
     char request_id[24];
     int id_length = 0;

@@ -451,15 +451,6 @@ class Worker {
   uint32_t accept_retry_timer_;
   uint32_t pool_sweep_timer_;
   uint64_t request_ids_ = 0;  // HTTP mode: $request_id is the worker's id and this counter
-  // HTTP mode: the head decide_http() parsed, lent to prepare_request() when the request gets its
-  // server connection within the same call (a parked or free one: the usual case), so that the
-  // bytes are not parsed twice. Valid only for `decided_for_`, only while decide_http() runs.
-  struct DecidedHead {
-    const http::RequestHead* head = nullptr;
-    const http::ConnectionTokens* tokens = nullptr;
-    Handle owner;
-  };
-  DecidedHead decided_;
 };
 
 }  // namespace edgeproxy
