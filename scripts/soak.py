@@ -676,7 +676,7 @@ class Soak:
     def bulk_size(self, rng, top=64 * MiB):
         return int(math.exp(rng.uniform(math.log(KiB), math.log(top))))
 
-    def http_exchange(self, s, r, rec, rng, requests):
+    def http_exchange(self, s, r, rec, requests):
         """Sends requests (method, target, body chunks or None, chunked, version, close) in one
         write (more than one: pipelined), then reads and verifies each response."""
         wire = bytearray()
@@ -695,9 +695,8 @@ class Soak:
                 for c in body:
                     h.update(c)
                     size += len(c)
-                    wire += b"%x\r\n%s\r\n" % (len(c), c) if chunked else c
-                if chunked:
-                    wire += b"0\r\n\r\n"
+                wire += b"".join(http_chunked(body)) + b"0\r\n\r\n" if chunked else \
+                    b"".join(body)
             expected.append((method, target, h.hexdigest(), size, close))
         s.sendall(wire)
         rec.sent += len(wire)
@@ -774,7 +773,7 @@ class Soak:
                     if chunked and n > 1 else []
                 body = [data[a:b] for a, b in zip([0] + cuts, cuts + [n])]
                 requests = [("POST", "/u", body, chunked, version, close)]
-            self.http_exchange(s, r, rec, rng, requests)
+            self.http_exchange(s, r, rec, requests)
             if rng.random() < 0.2:
                 time.sleep(rng.uniform(0, 0.05))
         rec.received = r.received
