@@ -113,7 +113,7 @@ void Worker::http_step(Connection& c, uint32_t index) noexcept {
     ex.phase = ForwardPhase::kDone;
     ex.http.end_after_detach = true;
     if (c.state == State::kRelaying) {
-      begin_detach(c, h, !ex.response_pending);
+      begin_detach(c, h, !ex.response_pending && !ex.response_close);
       return;
     }
   }
@@ -210,7 +210,6 @@ void Worker::decide_http(Connection& c, Handle h, RoutingContext& ctx, ForwardEx
   ex.request_body.reset(framing);
   ex.request_done = framing.kind == http::BodyKind::kNone;
   ex.tunnel = false;
-  ex.response_close = false;
   ex.target = ForwardTarget::kBackend;
   HttpExchange& hx = ex.http;
   hx.backend = static_cast<uint16_t>(backend);
@@ -267,17 +266,21 @@ void Worker::assign_server(Connection& c, Handle h, uint32_t avoid) noexcept {
   uint32_t s = ex.http.chosen != UINT16_MAX ? ex.http.chosen : pick_http_server(c, backend, avoid);
   ex.http.chosen = UINT16_MAX;
   if (c.upstream.fd >= 0 && !c.detaching) {
-    if (s == c.server && c.backend == backend) {
+    // A request pipelined behind a response that ended the server's side (Connection: close,
+    // or its end already seen) must not follow it on this connection: the server has closed or
+    // is closing it, and a request sent whole there is lost to the race (a POST is not retried).
+    const bool reusable = !ex.response_close && !(c.upstream.flags & (kEof | kFailed | kPeerShut));
+    if (s == c.server && c.backend == backend && reusable) {
       // The parked connection is to that server: the request goes out on it at once.
       if (ex.http.parked) unpark(c, h.index);
       ex.http.reused = true;
       prepare_request(c, h);
       return;
     }
-    // Another server: this one goes back to the pool first; finish_detach() assigns again (at
-    // once on epoll) with the server picked here.
+    // Another server, or a spent connection: this one goes back to the pool (or is closed)
+    // first; finish_detach() assigns again (at once on epoll) with the server picked here.
     ex.http.chosen = static_cast<uint16_t>(s);
-    begin_detach(c, h, true);
+    begin_detach(c, h, reusable);
     return;
   }
   if (s == Balancer::kNoServer) {
@@ -323,6 +326,7 @@ bool Worker::take_free(Connection& c, Handle h, uint32_t backend, uint32_t s) no
       c.last_server = c.server;
       c.address = idle.address;
       c.upstream.fd = idle.fd;
+      exchange_of(h.index).response_close = false;
       const ServerSpec& server = server_of(c);
       server.runtime->stats.connections.fetch_add(1, std::memory_order_relaxed);
       server.runtime->stats.current.fetch_add(1, std::memory_order_relaxed);
@@ -365,6 +369,7 @@ void Worker::open_pooled(Connection& c, Handle h, uint32_t backend, uint32_t s) 
   c.tried = 0;
   ForwardExchange& ex = exchange_of(h.index);
   ex.http.reused = false;
+  ex.response_close = false;
   ex.http.attach_c2u = c.bytes_c2u;
   ex.http.attach_u2c = c.bytes_u2c;
   c.pooled = true;
@@ -522,7 +527,6 @@ void Worker::prepare_request(Connection& c, Handle h) noexcept {
   ctx.replayed = 0;
   ex.response_pending = true;
   ex.response_head_done = false;
-  ex.response_close = false;
   ex.response_copied = 0;
   ex.response_scanned = 0;
   hx.response_started = false;
@@ -592,8 +596,9 @@ void Worker::finish_detach(Connection& c, Handle h) noexcept {
   const uint8_t address = c.address;
   // Whole and quiet: nothing read from it that no request asked for, no end, no error, and the
   // topology it belongs to is still the one new requests get.
-  const bool keep = c.detach_keep && !c.upstream.in.attached() && c.upstream.piped == 0 &&
-                    !(c.upstream.flags & (kEof | kFailed | kPeerShut)) && c.version == current_;
+  const bool keep = c.detach_keep && !ex.response_close && !c.upstream.in.attached() &&
+                    c.upstream.piped == 0 && !(c.upstream.flags & (kEof | kFailed | kPeerShut)) &&
+                    c.version == current_;
   if (c.upstream.in.attached()) {
     c.upstream.in.consume(c.upstream.in.readable());
     pool_.release(c.upstream.in);

@@ -85,9 +85,11 @@ struct ForwardExchange {
   bool client_close = false;      // the client asked to close after this request
   bool response_pending = false;  // a request went out and its response has not ended
   bool response_head_done = false;
-  bool response_close = false;  // the server said it closes after this response
-  bool resolving = false;       // a lookup for this slot is with the resolver
-  bool request_done = false;    // the request's body ended (the framer said kDone)
+  // The server said it closes after this response. HTTP mode: a fact about the attached
+  // upstream, true until another is attached (a pipelined request must not follow it there).
+  bool response_close = false;
+  bool resolving = false;     // a lookup for this slot is with the resolver
+  bool request_done = false;  // the request's body ended (the framer said kDone)
   uint16_t port = 0;
   uint16_t held_status = 0;  // an answer held back by the failed-authentication delay
   uint8_t host_length = 0;

@@ -509,6 +509,38 @@ class ServerLossTests(HttpTestCase):
         self.assertEqual(resp.status, 502, repr(resp))
         self.assertMoved(proxy, before, bad_gateway=1, retried=0)
 
+    def test_a_request_pipelined_behind_a_closing_response_takes_another_connection(self):
+        """A request pipelined behind a response with `Connection: close` goes out on another
+        server connection, not on the one the server is closing: a POST is served (it was
+        answered 502, never retried), a GET is not resent (`retried` stays), and each reaches
+        the server once."""
+        a = self.backend("a")
+        proxy = self.start_http([a], ["pool-size 1"], workers=1)
+        before = self.counters(proxy)
+        for i in range(4):
+            c = self.client(proxy.port)
+            body = os.urandom(1000 + i)
+            c.send(hb.request("GET", f"/connclose?i={i}")
+                   + hb.request("POST", f"/sha?i={i}", body=body)
+                   + hb.request("GET", f"/connclose?j={i}") + hb.request("GET", f"/who?i={i}"))
+            closing = c.read()
+            self.assertServed(closing, "a", f"round {i}: the closing response")
+            post = c.read()
+            self.assertServed(post, "a", f"round {i}: the POST behind it")
+            self.assertEqual(post.value("X-Sha256"), hashlib.sha256(body).hexdigest())
+            self.assertNotEqual(post.value("X-Conn"), closing.value("X-Conn"), f"round {i}")
+            closing = c.read()
+            self.assertServed(closing, "a", f"round {i}: the second closing response")
+            get = c.read()
+            self.assertServed(get, "a", f"round {i}: the GET behind it")
+            self.assertNotEqual(get.value("X-Conn"), closing.value("X-Conn"), f"round {i}")
+            c.close()
+        self.assertMoved(proxy, before, requests=16, bad_gateway=0, retried=0)
+        for i in range(4):
+            for target in (f"/sha?i={i}", f"/who?i={i}"):
+                got = [r for r in a.snapshot() if r.target == target]
+                self.assertEqual(len(got), 1, f"{target} reached the server {len(got)} times")
+
 
 # --------------------------------------------------------------------------------------------
 # Bodies: large transfers, framing
