@@ -740,7 +740,8 @@ class Soak:
     def load_http(self, s, r, rec, rng):
         """HTTP/1.1 keep-alive requests through the http listener (mode http, pooled server
         connections): downloads Content-Length and chunked (with a trailer), uploads both ways
-        framed, HEAD, a pipelined pair, a server that closes after its response; the last
+        framed, HEAD, a pipelined pair (GET then GET or a small POST, which a server's close
+        after the first response must not cost), a server that closes after its response; the last
         request may close the client's connection (HTTP/1.1 Connection: close or HTTP/1.0)."""
         def size():
             return int(math.exp(rng.uniform(0, math.log(4 * MiB))))
@@ -753,6 +754,15 @@ class Soak:
                 target += "/close"  # the server closes its pooled connection; the client's stays
             return (method, target, None, False, version, close)
 
+        def post(n, close=False, version="HTTP/1.1"):
+            data = rng.randbytes(n) if n <= 64 * KiB else \
+                b"".join(bytes(c) for c in data_chunks(rng.getrandbits(32), n))
+            chunked = version == "HTTP/1.1" and rng.random() < 0.4
+            cuts = sorted(rng.sample(range(1, n), min(n - 1, rng.randint(0, 4)))) \
+                if chunked and n > 1 else []
+            body = [data[a:b] for a, b in zip([0] + cuts, cuts + [n])]
+            return ("POST", "/u", body, chunked, version, close)
+
         count = rng.randint(1, 12)
         for i in range(count):
             close = i == count - 1 and rng.random() < 0.5
@@ -763,16 +773,11 @@ class Soak:
             elif pick < 0.55:
                 requests = [get("HEAD", close, version)]
             elif pick < 0.65 and not close:
-                requests = [get(), get()]
+                # Pipelined: the second goes out before the first's response is read, so a POST
+                # there is small (the client reads nothing until it has sent it all).
+                requests = [get(), get() if rng.random() < 0.5 else post(rng.randint(1, 16 * KiB))]
             else:
-                n = size()
-                data = rng.randbytes(n) if n <= 64 * KiB else \
-                    b"".join(bytes(c) for c in data_chunks(rng.getrandbits(32), n))
-                chunked = version == "HTTP/1.1" and rng.random() < 0.4
-                cuts = sorted(rng.sample(range(1, n), min(n - 1, rng.randint(0, 4)))) \
-                    if chunked and n > 1 else []
-                body = [data[a:b] for a, b in zip([0] + cuts, cuts + [n])]
-                requests = [("POST", "/u", body, chunked, version, close)]
+                requests = [post(size(), close, version)]
             self.http_exchange(s, r, rec, requests)
             if rng.random() < 0.2:
                 time.sleep(rng.uniform(0, 0.05))

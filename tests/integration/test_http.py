@@ -541,6 +541,29 @@ class ServerLossTests(HttpTestCase):
                 got = [r for r in a.snapshot() if r.target == target]
                 self.assertEqual(len(got), 1, f"{target} reached the server {len(got)} times")
 
+    def test_a_closing_connection_left_for_another_server_is_not_pooled(self):
+        """Round robin over a and b: a request pipelined behind one server's `Connection: close`
+        goes to the other, and the closing connection must not go back to the pool, where the
+        next request for its server (a POST, not retried) would take it."""
+        a, b = self.backend("a"), self.backend("b")
+        proxy = self.start_http([a, b], ["balance roundrobin", "pool-size 1"], workers=1)
+        before = self.counters(proxy)
+        for i in range(4):
+            c = self.client(proxy.port)
+            body = os.urandom(1000 + i)
+            c.send(hb.request("GET", f"/connclose?i={i}") + hb.request("GET", f"/who?i={i}")
+                   + hb.request("POST", f"/sha?i={i}", body=body))
+            served = [c.read() for _ in range(3)]
+            for resp, what in zip(served, ("closing", "GET", "POST")):
+                self.assertServed(resp, what=f"round {i}: the {what} response")
+            names = [r.value("X-Server") for r in served]  # round robin: x, y, x
+            self.assertEqual(names[0], names[2], f"round {i}: {names}")
+            self.assertNotEqual(names[0], names[1], f"round {i}: {names}")
+            self.assertEqual(served[2].value("X-Sha256"), hashlib.sha256(body).hexdigest())
+            self.assertNotEqual(served[2].value("X-Conn"), served[0].value("X-Conn"), f"round {i}")
+            c.close()
+        self.assertMoved(proxy, before, requests=12, bad_gateway=0, retried=0)
+
 
 # --------------------------------------------------------------------------------------------
 # Bodies: large transfers, framing
