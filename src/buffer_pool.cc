@@ -1,13 +1,13 @@
 // BufferPool: one anonymous mapping carved into kBufferBytes blocks; see buffer_pool.h.
 #include "edgeproxy/buffer_pool.h"
 
-#include <sys/mman.h>
 #include <sys/uio.h>
 
 #include <cstring>
 #include <string>
 
 #include "edgeproxy/check.h"
+#include "edgeproxy/mapped_array.h"
 
 namespace edgeproxy {
 
@@ -26,11 +26,10 @@ namespace {
 Result<BufferPool> BufferPool::create(uint32_t count) {
   if (count == 0) return pool_error("the buffer pool needs at least one buffer", count, 0);
   const size_t bytes = size_t{count} * kBufferBytes;
-  // MAP_NORESERVE: blocks become resident only when first written, so the pool's RSS follows
-  // the peak number of buffers in use, not its size.
-  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (base == MAP_FAILED) return pool_error("cannot map the buffer pool", count, errno);
+  // Blocks become resident only when first written, so the pool's RSS follows the peak number
+  // of buffers in use, not its size.
+  void* base = map_unbacked(bytes);
+  if (base == nullptr) return pool_error("cannot map the buffer pool", count, errno);
   auto free_ids = std::make_unique<uint32_t[]>(count);
   for (uint32_t i = 0; i < count; ++i) free_ids[i] = count - 1 - i;  // id 0 handed out first
   // Default-initialised: a link is written when its block is chained, so untouched pages of the
@@ -60,7 +59,7 @@ BufferPool::BufferPool(BufferPool&& other) noexcept
 }
 
 BufferPool::~BufferPool() {
-  if (base_ != nullptr) munmap(base_, size_t{count_} * kBufferBytes);
+  if (base_ != nullptr) unmap(base_, size_t{count_} * kBufferBytes);
 }
 
 bool BufferPool::acquire(Buffer& buffer) noexcept {

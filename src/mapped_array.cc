@@ -5,11 +5,10 @@
 
 namespace edgeproxy {
 
-void* map_zeroed(size_t bytes) noexcept {
+void* map_unbacked(size_t bytes) noexcept {
   void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  EDGEPROXY_CHECK(base != MAP_FAILED);
-  return base;
+  return base == MAP_FAILED ? nullptr : base;
 }
 
 void unmap(void* base, size_t bytes) noexcept {

@@ -16,9 +16,10 @@
 
 namespace edgeproxy {
 
-// The mapping behind MappedArray: `bytes` of zeroed, unbacked memory (MAP_NORESERVE); aborts
-// through EDGEPROXY_CHECK when the address space is exhausted, as the allocation it replaces did.
-void* map_zeroed(size_t bytes) noexcept;
+// `bytes` of zeroed anonymous memory that no page backs until it is written (MAP_NORESERVE:
+// RSS follows what was used, not what was mapped); nullptr with errno set on failure. Behind
+// MappedArray and the buffer pool.
+void* map_unbacked(size_t bytes) noexcept;
 void unmap(void* base, size_t bytes) noexcept;
 
 template <class T>
@@ -28,9 +29,13 @@ class MappedArray {
 
  public:
   MappedArray() noexcept = default;
+  // Aborts through EDGEPROXY_CHECK when the address space is exhausted, as the allocation it
+  // replaces did.
   explicit MappedArray(size_t count) noexcept
-      : base_(count == 0 ? nullptr : static_cast<T*>(map_zeroed(count * sizeof(T)))),
-        count_(count) {}
+      : base_(count == 0 ? nullptr : static_cast<T*>(map_unbacked(count * sizeof(T)))),
+        count_(count) {
+    EDGEPROXY_CHECK(count == 0 || base_ != nullptr);
+  }
   MappedArray(MappedArray&& other) noexcept
       : base_(std::exchange(other.base_, nullptr)), count_(std::exchange(other.count_, 0)) {}
   MappedArray& operator=(MappedArray&& other) noexcept {
