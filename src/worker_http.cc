@@ -56,6 +56,12 @@ bool names(const http::RequestRules& rules, http::ValueTemplate::Var var) noexce
   return false;
 }
 
+// The last response's bytes have all gone to the client: none left in the server side's block, in
+// its pipe, or held aside. Before that, detaching the server connection would drop them.
+bool response_out(const Connection& c, const ForwardExchange& ex) noexcept {
+  return !c.upstream.in.attached() && c.upstream.piped == 0 && ex.http.spill == 0;
+}
+
 }  // namespace
 
 void Worker::start_http(Connection& c, Handle h, const ListenerSpec& ls,
@@ -109,10 +115,12 @@ void Worker::http_step(Connection& c, uint32_t index) noexcept {
   if (c.state >= State::kLingering || !c.pooled) return;
   if ((c.client.flags & kEof) && ex.phase == ForwardPhase::kHead && c.upstream.fd >= 0 &&
       !c.detaching && routing_of(c, index)->length == 0) {
-    // The client ended between requests: it gets a FIN, and the server connection goes back.
+    // The client ended between requests: it gets a FIN, and the server connection goes back;
+    // once the last response is out (settle_upstream() detaches then), the client may have
+    // half-closed while still reading it.
     ex.phase = ForwardPhase::kDone;
     ex.http.end_after_detach = true;
-    if (c.state == State::kRelaying) {
+    if (c.state == State::kRelaying && response_out(c, ex)) {
       begin_detach(c, h, !ex.response_pending && !ex.response_close);
       return;
     }
@@ -707,8 +715,7 @@ void Worker::settle_upstream(Connection& c, Handle h, ForwardExchange& ex) noexc
     return;
   }
   if (ex.phase == ForwardPhase::kAssigning || ex.phase == ForwardPhase::kReplaying) return;
-  // The response's last bytes are still going out (or held aside).
-  if (c.upstream.in.attached() || c.upstream.piped > 0 || ex.http.spill > 0) return;
+  if (!response_out(c, ex)) return;
   if (ex.http.parked) {
     if (lost) begin_detach(c, h, false);
     return;
@@ -1013,6 +1020,10 @@ bool Worker::end_idle_http(Connection& c, uint32_t index) noexcept {
   ex.phase = ForwardPhase::kDone;
   if (c.upstream.fd >= 0 && c.pooled) {
     ex.http.end_after_detach = true;
+    // A stopping proxy lets the last response's bytes go out first (settle_upstream() detaches
+    // then; the shutdown timeout bounds the wait); an idle timeout cuts a client that stopped
+    // reading them.
+    if (stopping_ && c.state == State::kRelaying && !response_out(c, ex)) return true;
     begin_detach(c, slab_.handle_of(index), true);
   } else if (c.upstream.fd < 0) {
     relay::end_client(c);

@@ -36,6 +36,7 @@ import concurrent.futures
 import hashlib
 import os
 import random
+import signal
 import socket
 import sys
 import threading
@@ -750,6 +751,70 @@ class BodyTests(HttpTestCase):
 
         t, box = self.start_thread(serve)
         return listener.getsockname()[1], t, box
+
+    def slow_download(self, port, n):
+        """A socket with a 32 KiB receive buffer that asked `port` for /bytes/n."""
+        s = socket.socket()
+        self.addCleanup(harness.safe_close, s)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        s.settimeout(WAIT)
+        s.connect(("127.0.0.1", port))
+        s.sendall(hb.request("GET", f"/bytes/{n}"))
+        return s
+
+    def read_download(self, s, got, until=None, pace=0.0):
+        """Appends what `s` gives to `got` until its end (or `until` bytes), sleeping `pace`
+        seconds before each read (pacing only: the reader stays behind the proxy)."""
+        for _ in range(until or 64 * MiB):  # bounded: each pass reads a byte or more, or ends
+            if until is not None and len(got) >= until:
+                return
+            time.sleep(pace)
+            data = s.recv(64 * 1024)
+            if not data:
+                return
+            got += data
+
+    def assertWholeDownload(self, got, n, what):
+        head_end = got.find(b"\r\n\r\n")
+        self.assertGreater(head_end, 0, f"{what}: no response head")
+        body = bytes(got[head_end + 4:])
+        self.assertEqual(len(body), n, f"{what}: the body was cut short")
+        want = hashlib.sha256(b"".join(hb.pattern_pieces(n))).hexdigest()
+        self.assertEqual(hashlib.sha256(body).hexdigest(), want, what)
+
+    def test_a_client_that_half_closes_gets_the_whole_response(self):
+        """A client sends its request and then its FIN (shutdown(SHUT_WR)), and reads the 8 MiB
+        response through a small receive buffer, fast then slowly: every byte arrives before
+        the proxy's FIN. The client's end once cut the response's tail still in the proxy's
+        block or pipe."""
+        a = self.backend("a")
+        proxy = self.start_http([a], ["pool-size 2"], workers=1)
+        for pace in (0.0, 0.001):
+            s = self.slow_download(proxy.port, 8 * MiB)
+            s.shutdown(socket.SHUT_WR)
+            got = bytearray()
+            self.read_download(s, got, pace=pace)
+            self.assertWholeDownload(got, 8 * MiB, f"pace {pace}")
+
+    def test_a_graceful_stop_ends_idle_clients_and_finishes_responses(self):
+        """SIGTERM: a keep-alive client between requests gets a FIN at once; a slow reader in
+        the middle of an 8 MiB response gets all of it, then a FIN; the proxy exits 0."""
+        a = self.backend("a")
+        proxy = self.start_proxy_config(
+            http_config([(a.name, a.port)], ["pool-size 2"],
+                        top="global {\n    shutdown-timeout 15s\n}"), extra=["--workers", "1"])
+        idle = self.client(proxy.port)
+        self.assertServed(idle.get("/who"), "a")
+        s = self.slow_download(proxy.port, 8 * MiB)
+        got = bytearray()
+        self.read_download(s, got, until=256 * 1024)
+        proxy.send_signal(signal.SIGTERM)
+        self.assertEqual(wait_closed(idle.sock, WAIT)[0], "eof", "the idle client's end")
+        self.read_download(s, got, pace=0.001)
+        self.assertWholeDownload(got, 8 * MiB, "during the stop")
+        s.close()
+        idle.close()
+        self.assertEqual(proxy.wait_exit(WAIT), 0)
 
     def test_a_response_cut_short_with_a_pipelined_request_behind_it(self):
         """The server closes half-way through a body while the client's next request waits
