@@ -676,9 +676,10 @@ class Soak:
     def bulk_size(self, rng, top=64 * MiB):
         return int(math.exp(rng.uniform(math.log(KiB), math.log(top))))
 
-    def http_exchange(self, s, r, rec, requests):
+    def http_exchange(self, s, r, rec, requests, half_close=False):
         """Sends requests (method, target, body chunks or None, chunked, version, close) in one
-        write (more than one: pipelined), then reads and verifies each response."""
+        write (more than one: pipelined), then reads and verifies each response. half_close: the
+        client's FIN follows the requests at once, and the proxy's must follow the responses."""
         wire = bytearray()
         expected = []
         for method, target, body, chunked, version, close in requests:
@@ -700,6 +701,8 @@ class Soak:
             expected.append((method, target, h.hexdigest(), size, close))
         s.sendall(wire)
         rec.sent += len(wire)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
         for method, target, digest, size, close in expected:
             line, fields = read_http_head(r)
             words = line.split(b" ")
@@ -736,13 +739,16 @@ class Soak:
                     raise AssertionError(f"no Connection: close answering {method} {target}")
                 if r.read_to_eof(0):
                     raise AssertionError("bytes after the last response")
+        if half_close and r.read_to_eof(0):
+            raise AssertionError("bytes after the last response to a half-closed client")
 
     def load_http(self, s, r, rec, rng):
         """HTTP/1.1 keep-alive requests through the http listener (mode http, pooled server
         connections): downloads Content-Length and chunked (with a trailer), uploads both ways
         framed, HEAD, a pipelined pair (GET then GET or a small POST, which a server's close
         after the first response must not cost), a server that closes after its response; the last
-        request may close the client's connection (HTTP/1.1 Connection: close or HTTP/1.0)."""
+        request may close the client's connection (HTTP/1.1 Connection: close or HTTP/1.0) or
+        be followed at once by the client's FIN (shutdown(SHUT_WR)), the responses read after."""
         def size():
             return int(math.exp(rng.uniform(0, math.log(4 * MiB))))
 
@@ -778,7 +784,8 @@ class Soak:
                 requests = [get(), get() if rng.random() < 0.5 else post(rng.randint(1, 16 * KiB))]
             else:
                 requests = [post(size(), close, version)]
-            self.http_exchange(s, r, rec, requests)
+            half_close = i == count - 1 and not close and rng.random() < 0.3
+            self.http_exchange(s, r, rec, requests, half_close)
             if rng.random() < 0.2:
                 time.sleep(rng.uniform(0, 0.05))
         rec.received = r.received
