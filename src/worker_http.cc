@@ -62,6 +62,12 @@ bool response_out(const Connection& c, const ForwardExchange& ex) noexcept {
   return !c.upstream.in.attached() && c.upstream.piped == 0 && ex.http.spill == 0;
 }
 
+// The attached server connection may carry another request: the server did not say it closes
+// after its last response (Connection: close), and neither its end nor an error was seen.
+bool upstream_reusable(const Connection& c, const ForwardExchange& ex) noexcept {
+  return !ex.response_close && !(c.upstream.flags & (kEof | kFailed | kPeerShut));
+}
+
 }  // namespace
 
 void Worker::start_http(Connection& c, Handle h, const ListenerSpec& ls,
@@ -121,7 +127,7 @@ void Worker::http_step(Connection& c, uint32_t index) noexcept {
     ex.phase = ForwardPhase::kDone;
     ex.http.end_after_detach = true;
     if (c.state == State::kRelaying && response_out(c, ex)) {
-      begin_detach(c, h, !ex.response_pending && !ex.response_close);
+      begin_detach(c, h, !ex.response_pending);
       return;
     }
   }
@@ -277,7 +283,7 @@ void Worker::assign_server(Connection& c, Handle h, uint32_t avoid) noexcept {
     // A request pipelined behind a response that ended the server's side (Connection: close,
     // or its end already seen) must not follow it on this connection: the server has closed or
     // is closing it, and a request sent whole there is lost to the race (a POST is not retried).
-    const bool reusable = !ex.response_close && !(c.upstream.flags & (kEof | kFailed | kPeerShut));
+    const bool reusable = upstream_reusable(c, ex);
     if (s == c.server && c.backend == backend && reusable) {
       // The parked connection is to that server: the request goes out on it at once.
       if (ex.http.parked) unpark(c, h.index);
@@ -604,9 +610,8 @@ void Worker::finish_detach(Connection& c, Handle h) noexcept {
   const uint8_t address = c.address;
   // Whole and quiet: nothing read from it that no request asked for, no end, no error, and the
   // topology it belongs to is still the one new requests get.
-  const bool keep = c.detach_keep && !ex.response_close && !c.upstream.in.attached() &&
-                    c.upstream.piped == 0 && !(c.upstream.flags & (kEof | kFailed | kPeerShut)) &&
-                    c.version == current_;
+  const bool keep = c.detach_keep && upstream_reusable(c, ex) && !c.upstream.in.attached() &&
+                    c.upstream.piped == 0 && c.version == current_;
   if (c.upstream.in.attached()) {
     c.upstream.in.consume(c.upstream.in.readable());
     pool_.release(c.upstream.in);
@@ -1055,9 +1060,8 @@ void Worker::http_release(Connection& c, uint32_t index) noexcept {
   PoolStats& gauges = backend_of(c).runtime->pool;
   if (!c.detaching) add(gauges.pool_active, -1);
   const bool connected = c.upstream.flags & kWriteReady;
-  const bool keep = connected && !ex.response_pending && !ex.response_close &&
+  const bool keep = connected && !ex.response_pending && upstream_reusable(c, ex) &&
                     !c.upstream.in.attached() && c.upstream.piped == 0 &&
-                    !(c.upstream.flags & (kEof | kFailed | kPeerShut)) &&
                     (!c.detaching || c.detach_keep) && c.version == current_ &&
                     ex.phase != ForwardPhase::kReplaying && ex.phase != ForwardPhase::kBody;
   leave_http_server(c, index);

@@ -762,19 +762,8 @@ class BodyTests(HttpTestCase):
         s.sendall(hb.request("GET", f"/bytes/{n}"))
         return s
 
-    def read_download(self, s, got, until=None, pace=0.0):
-        """Appends what `s` gives to `got` until its end (or `until` bytes), sleeping `pace`
-        seconds before each read (pacing only: the reader stays behind the proxy)."""
-        for _ in range(until or 64 * MiB):  # bounded: each pass reads a byte or more, or ends
-            if until is not None and len(got) >= until:
-                return
-            time.sleep(pace)
-            data = s.recv(64 * 1024)
-            if not data:
-                return
-            got += data
-
-    def assertWholeDownload(self, got, n, what):
+    def assertWholeDownload(self, got, outcome, n, what):
+        self.assertEqual(outcome, "eof", f"{what}: the download's end")
         head_end = got.find(b"\r\n\r\n")
         self.assertGreater(head_end, 0, f"{what}: no response head")
         body = bytes(got[head_end + 4:])
@@ -792,9 +781,9 @@ class BodyTests(HttpTestCase):
         for pace in (0.0, 0.001):
             s = self.slow_download(proxy.port, 8 * MiB)
             s.shutdown(socket.SHUT_WR)
-            got = bytearray()
-            self.read_download(s, got, pace=pace)
-            self.assertWholeDownload(got, 8 * MiB, f"pace {pace}")
+            # pause: pacing only, the reader stays behind the proxy.
+            got, outcome = harness.recv_until_close(s, chunk=64 * 1024, pause=pace)
+            self.assertWholeDownload(got, outcome, 8 * MiB, f"pause {pace}")
 
     def test_a_graceful_stop_ends_idle_clients_and_finishes_responses(self):
         """SIGTERM: a keep-alive client between requests gets a FIN at once; a slow reader in
@@ -806,12 +795,12 @@ class BodyTests(HttpTestCase):
         idle = self.client(proxy.port)
         self.assertServed(idle.get("/who"), "a")
         s = self.slow_download(proxy.port, 8 * MiB)
-        got = bytearray()
-        self.read_download(s, got, until=256 * 1024)
+        first = harness.recv_exact(s, 256 * 1024)
         proxy.send_signal(signal.SIGTERM)
         self.assertEqual(wait_closed(idle.sock, WAIT)[0], "eof", "the idle client's end")
-        self.read_download(s, got, pace=0.001)
-        self.assertWholeDownload(got, 8 * MiB, "during the stop")
+        # pause: pacing only, the reader stays behind the proxy.
+        rest, outcome = harness.recv_until_close(s, chunk=64 * 1024, pause=0.001)
+        self.assertWholeDownload(first + rest, outcome, 8 * MiB, "during the stop")
         s.close()
         idle.close()
         self.assertEqual(proxy.wait_exit(WAIT), 0)
