@@ -213,7 +213,9 @@ EOF
         ACCEL_ARGS=(-q -c "$conf")
         return 0
     fi
-    if "$bin" --help 2>&1 | grep -q -- '--accelerate'; then
+    local help_text
+    help_text=$("$bin" --help 2>&1 || true)  # not "| grep -q": SIGPIPE fails it under pipefail
+    if [[ $help_text == *--accelerate* ]]; then
         ACCEL_ARGS=(-q -l "$rip" -p 9001 -b "$rip" -P 9000 --accelerate "$ACCEL_SIZE")
         return 0
     fi

@@ -144,7 +144,10 @@ edgeproxy_check() {  # edgeproxy_check BIN VAR EXPECTED_BACKEND MAKE_ARGS
         EP_VER[$bin]=$(timeout 2 "$copy" --version 2>&1 </dev/null | head -n 1) || true
         EP_DESC[$bin]="${EP_VER[$bin]:-unknown} ($bin, built $(date -u -r "$bin" +%Y-%m-%dT%H:%M:%SZ), sha256 $(sha256sum "$copy" | cut -c1-12))"
         EP_SPLICE[$bin]=0
-        if timeout 2 "$copy" --help 2>&1 </dev/null | grep -q -- '--splice'; then EP_SPLICE[$bin]=1; fi
+        # Captured first: "| grep -q" would SIGPIPE the binary and fail the pipeline (pipefail).
+        local ep_help
+        ep_help=$(timeout 2 "$copy" --help 2>&1 </dev/null || true)
+        if [[ $ep_help == *--splice* ]]; then EP_SPLICE[$bin]=1; fi
         EP_COPY[$bin]=$copy
     fi
     [[ ${EP_VER[$bin]} == *"backend $3"* ]] || warn "$bin --version says '${EP_VER[$bin]:-nothing}', expected the $3 backend ($2)"
