@@ -134,10 +134,10 @@ bool send_whole(int fd, std::string_view text) noexcept {
   return r.ok() && static_cast<size_t>(r.value) == text.size();
 }
 
-SysResult send(int fd, const void* data, size_t size) noexcept {
+SysResult send(int fd, const void* data, size_t size, bool more) noexcept {
+  const int flags = MSG_NOSIGNAL | MSG_DONTWAIT | (more ? MSG_MORE : 0);
   for (;;) {
-    const SysResult r = SysResult::from(
-        ::syscall(SYS_sendto, fd, data, size, MSG_NOSIGNAL | MSG_DONTWAIT, nullptr, 0));
+    const SysResult r = SysResult::from(::syscall(SYS_sendto, fd, data, size, flags, nullptr, 0));
     if (r.err != EINTR) return r;
   }
 }

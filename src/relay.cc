@@ -13,6 +13,16 @@ bool sink_open(const Connection& c, Dir d) noexcept {
   return !(d == Dir::kC2U && c.state < State::kRelaying) && !(c.sink(d).flags & kFailed);
 }
 
+// Whether the source's end, once everything held for it is written, is passed on as a FIN. Only
+// an orderly end is; a failed source's end is a reset (advance()). Bytes the proxy holds for the
+// source (kPauseReplay: its first bytes, being replayed) come before its end. A pooled
+// connection's ends are the worker's (decision 0013).
+bool end_passes(const Connection& c, Dir d) noexcept {
+  const Side& src = c.source(d);
+  return (src.flags & kEof) && !(src.flags & kFailed) && sink_open(c, d) &&
+         !(c.sink(d).flags & kWriteShut) && !(src.paused & kPauseReplay) && !c.pooled;
+}
+
 bool is_client(const Connection& c, const Side& s) noexcept {
   return &s == &c.client;
 }
@@ -104,7 +114,12 @@ void on_no_bytes(Connection& c, Dir d, SysResult r, Stats& stats, LoopTime now) 
     set_end(c, d == Dir::kC2U ? EndReason::kClientFin : EndReason::kServerFin);
     if (d == Dir::kU2C) {
       c.u2c_eof_ns = now.ns;
-      if (!(src.flags & kFailed) && !nothing_held(c, d)) ++stats.server_finished_first;
+      // Held because the client could not take them (or they wait in the chain), not because
+      // the end was read before the last write (reads_to_end_first).
+      if (!(src.flags & kFailed) && !nothing_held(c, d) &&
+          (!(c.client.flags & kWriteReady) || !c.accel.empty())) {
+        ++stats.server_finished_first;
+      }
     }
     // A released upstream ended both ways already: the client's end may be the last one.
     if (c.upstream_released && direction_done(c, Dir::kC2U) && direction_done(c, Dir::kU2C)) {
@@ -146,15 +161,21 @@ Step next_step(const Connection& c, Dir d, SplicePolicy splice) noexcept {
     }
     if (!src.in.attached() || src.in.writable() > 0) return Step::kRead;
   }
-  // Only an orderly end is passed on as a FIN; a failed source's end is a reset (advance()).
-  // Bytes the proxy holds for the source (kPauseReplay: its first bytes, being replayed) come
-  // before its end.
-  // A pooled connection's ends are the worker's (decision 0013).
-  if ((src.flags & kEof) && !(src.flags & kFailed) && nothing_held(c, d) && open &&
-      !(dst.flags & kWriteShut) && !(src.paused & kPauseReplay) && !c.pooled) {
-    return Step::kShutdown;
-  }
+  if (end_passes(c, d) && nothing_held(c, d)) return Step::kShutdown;
   return Step::kNone;
+}
+
+bool reads_to_end_first(const Connection& c, Dir d) noexcept {
+  const Side& src = c.source(d);
+  return (src.flags & (kPeerShut | kReadReady | kEof)) == (kPeerShut | kReadReady) &&
+         src.paused == 0 && src.piped == 0 && src.in.attached() && src.in.writable() > 0 &&
+         !(c.limits & one_read_flags(d)) && !(c.sink(d).flags & kFailed) && !c.pooled;
+}
+
+bool last_write(const Connection& c, Dir d, uint32_t asked) noexcept {
+  const Side& src = c.source(d);
+  return end_passes(c, d) && asked == src.in.readable() && src.piped == 0 &&
+         (d == Dir::kC2U || c.accel.empty());
 }
 
 bool reads_beside_write(const Connection& c, Dir d) noexcept {

@@ -47,7 +47,9 @@ Result<SocketAddress> resolve(const std::string& host, uint16_t port, const char
 namespace sys {
 
 SysResult read(int fd, void* data, size_t size) noexcept;
-SysResult send(int fd, const void* data, size_t size) noexcept;
+// `more`: MSG_MORE, the caller's promise that a shutdown or close follows at once (relay::
+// last_write), so the FIN rides in the last segment.
+SysResult send(int fd, const void* data, size_t size, bool more = false) noexcept;
 // Texts the proxy answers with go out in one non-blocking send on a socket that has nothing else
 // queued (short, less than any socket's send buffer): true when all of `text` went; what does
 // not fit is a peer that stopped reading, and the caller resets it.

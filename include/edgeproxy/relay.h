@@ -41,6 +41,21 @@ struct SplicePolicy {
 // still replays bytes it holds for the source (kPauseReplay). kNone once lingering.
 Step next_step(const Connection& c, Dir d, SplicePolicy splice = {}) noexcept;
 
+// Epoll's order for a source whose peer has shut (RDHUP seen, the rest of its bytes already in the
+// socket): read it to its end (EOF) before writing what is held, while its block has room, so
+// that the write knows it is the direction's last (last_write). False under a one-read limit
+// (the pump reads such a source once) and when the sink failed. A completion backend cannot read
+// into a block that holds bytes and never asks.
+bool reads_to_end_first(const Connection& c, Dir d) noexcept;
+
+// Whether a write of `asked` bytes is the direction's last: the source's orderly end was read,
+// the write empties what is held for it, and the kShutdown step follows. The transport sends it
+// with MSG_MORE and passes the end on (shutdown(SHUT_WR), or close() when it is the last
+// direction) right after it: the FIN is added to the unsent last segment instead of a segment of
+// its own (tcp_send_fin), and the peer acknowledges both at once. A partial send is no risk: its
+// queued tail goes out when the ACKs of the bytes in flight arrive, the socket being TCP_NODELAY.
+bool last_write(const Connection& c, Dir d, uint32_t asked) noexcept;
+
 // The bytes of `src.in` the next write may send: all of them, or up to the gate (decision 0010).
 inline uint32_t writable(const Side& src) noexcept {
   const uint32_t n = src.in.readable();

@@ -89,16 +89,20 @@ void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
     for (const Dir d : {Dir::kC2U, Dir::kU2C}) {
       Side& src = c.source(d);
       Side& dst = c.sink(d);
-      const relay::Step step = relay::next_step(c, d, splice_);
+      uint32_t& done = reads[static_cast<int>(d)];
+      const uint32_t budget = (c.limits & one_read_flags(d)) ? 1u : read_budget_;
+      relay::Step step = relay::next_step(c, d, splice_);
+      if (step == relay::Step::kWrite && done < budget && relay::reads_to_end_first(c, d)) {
+        step = relay::Step::kRead;
+      }
       switch (step) {
         case relay::Step::kNone:
           break;
         case relay::Step::kRead:
         case relay::Step::kSpliceIn: {
-          uint32_t& done = reads[static_cast<int>(d)];
           // A rate- or byte-limited direction reads once a pump: its meter and its count, checked
           // between pumps, are then never more than one read behind (docs/limits.md).
-          if (done == ((c.limits & one_read_flags(d)) ? 1u : read_budget_)) {
+          if (done == budget) {
             c.more = true;
             break;
           }
@@ -133,23 +137,31 @@ void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
             write_chain(c, now);
           } else {
             const uint32_t asked = relay::writable(src);
-            const SysResult r = sys::send(dst.fd, src.in.read_ptr(), asked);
+            const bool last = relay::last_write(c, d, asked);
+            const SysResult r = sys::send(dst.fd, src.in.read_ptr(), asked, last);
             relay::on_write(c, d, r, asked, pool_, stats_, now);
+            // The bytes sent with MSG_MORE wait for this FIN: nothing may come between.
+            if (last && relay::next_step(c, d, splice_) == relay::Step::kShutdown) {
+              shut(c, d, now);
+            }
           }
           progressed = true;
           break;
         }
         case relay::Step::kShutdown:
-          // SHUT_WR only after every buffered byte was sent: the peer reads them, then EOF.
-          relay::on_shutdown(
-              c, d, relay::shutdown_is_last(c, d) ? SysResult{} : sys::shutdown_write(dst.fd),
-              stats_, now);
+          shut(c, d, now);
           progressed = true;
           break;
       }
     }
   }
   if (c.state >= State::kLingering) c.more = false;
+}
+
+void EpollTransport::shut(Connection& c, Dir d, LoopTime now) noexcept {
+  relay::on_shutdown(
+      c, d, relay::shutdown_is_last(c, d) ? SysResult{} : sys::shutdown_write(c.sink(d).fd), stats_,
+      now);
 }
 
 void EpollTransport::write_chain(Connection& c, LoopTime now) noexcept {

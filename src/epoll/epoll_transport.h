@@ -108,6 +108,9 @@ class EpollTransport {
   // The interest a side's registration should hold: what it wants, plus what it no longer wants
   // but costs nothing to keep (settle: no epoll_ctl for it).
   static uint32_t registered_interest(const Connection& c, const Side& side) noexcept;
+  // kShutdown: SHUT_WR only after every buffered byte was sent (the peer reads them, then EOF);
+  // the last direction's FIN is the close's (relay::shutdown_is_last).
+  void shut(Connection& c, Dir d, LoopTime now) noexcept;
   // kWrite toward the client of an accelerating connection: one writev of up to kChainIovecs
   // chain blocks, then upstream.in's bytes once the whole chain fits.
   void write_chain(Connection& c, LoopTime now) noexcept;

@@ -291,9 +291,16 @@ struct Harness {
     }
     const uint32_t asked = relay::writable(src);
     FUZZ_CHECK(asked > 0 && asked <= src.in.readable() && asked <= src.gate);
+    const bool last = relay::last_write(c, d, asked);
     const SysResult r = write_result(d, asked);
     if (r.ok() && r.value > 0) deliver(d, src.in.read_ptr(), static_cast<uint32_t>(r.value));
     relay::on_write(c, d, r, asked, pool, stats, now);
+    // The transport sends a last write with MSG_MORE: its bytes wait for the FIN that must
+    // follow at once when all of them went.
+    if (last && r.ok() && static_cast<uint32_t>(r.value) == asked) {
+      FUZZ_CHECK(relay::next_step(c, d, splice) == Step::kShutdown);
+      do_shutdown(d);
+    }
   }
 
   void do_shutdown(Dir d) {
@@ -330,14 +337,19 @@ struct Harness {
       progressed = false;
       for (const Dir d : {Dir::kC2U, Dir::kU2C}) {
         const State before = c.state;
-        const Step step = relay::next_step(c, d, splice);
+        uint32_t& done = reads[static_cast<int>(d)];
+        const uint32_t budget = (c.limits & one_read_flags(d)) ? 1u : read_budget;
+        Step step = relay::next_step(c, d, splice);
+        if (step == Step::kWrite && done < budget && relay::reads_to_end_first(c, d)) {
+          FUZZ_CHECK(c.source(d).in.writable() > 0);
+          step = Step::kRead;
+        }
         switch (step) {
           case Step::kNone:
             break;
           case Step::kRead:
           case Step::kSpliceIn: {
-            uint32_t& done = reads[static_cast<int>(d)];
-            if (done == ((c.limits & one_read_flags(d)) ? 1u : read_budget)) {
+            if (done == budget) {
               c.more = true;
               break;
             }

@@ -441,6 +441,66 @@ TEST_F(RelayTest, ShortReadAfterPeerShutKeepsReadingUntilEof) {
   EXPECT_EQ(Next(Dir::kC2U), Step::kNone);
 }
 
+// The server's response and FIN arrive together (RDHUP): epoll reads to the EOF before writing,
+// so the write knows it is the direction's last and the FIN can leave with its bytes.
+TEST_F(RelayTest, AShutPeerIsReadToItsEndBeforeTheLastWrite) {
+  Ready(c_.client, kWritable);
+  Ready(c_.upstream, kReadable | kHangup);
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(138)));
+  ASSERT_EQ(Next(Dir::kU2C), Step::kWrite);
+  EXPECT_TRUE(relay::reads_to_end_first(c_, Dir::kU2C)) << "the end is in the socket already";
+  EXPECT_FALSE(relay::last_write(c_, Dir::kU2C, 138)) << "not known to be the last yet";
+  ASSERT_TRUE(Read(Dir::kU2C, Eof()));
+  EXPECT_FALSE(relay::reads_to_end_first(c_, Dir::kU2C)) << "nothing left to read";
+  ASSERT_EQ(Next(Dir::kU2C), Step::kWrite);
+  EXPECT_TRUE(relay::last_write(c_, Dir::kU2C, 138));
+  EXPECT_FALSE(relay::last_write(c_, Dir::kU2C, 100)) << "a write of part leaves bytes held";
+  EXPECT_EQ(stats_.server_finished_first, 0u) << "held by the read order, not by the client";
+  Write(Dir::kU2C, Bytes(138));
+  EXPECT_EQ(Next(Dir::kU2C), Step::kShutdown) << "the FIN follows the last write at once";
+}
+
+TEST_F(RelayTest, NoReadingAheadWithoutThePeersEndOrRoom) {
+  Ready(c_.client, kWritable);
+  Ready(c_.upstream, kReadable);
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(kBufferBytes)));  // all asked: still readable
+  ASSERT_EQ(Next(Dir::kU2C), Step::kWrite);
+  EXPECT_FALSE(relay::reads_to_end_first(c_, Dir::kU2C)) << "no RDHUP: write first";
+  Ready(c_.upstream, kHangup);
+  EXPECT_FALSE(relay::reads_to_end_first(c_, Dir::kU2C)) << "a full block: write first";
+  Write(Dir::kU2C, Bytes(kBufferBytes));
+  EXPECT_EQ(Next(Dir::kU2C), Step::kRead) << "the emptied block went back: read on";
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(10)));
+  EXPECT_TRUE(relay::reads_to_end_first(c_, Dir::kU2C));
+  c_.limits |= kLimitRateDown;
+  EXPECT_FALSE(relay::reads_to_end_first(c_, Dir::kU2C)) << "a one-read limit: write first";
+  c_.limits = 0;
+  c_.pooled = true;
+  EXPECT_FALSE(relay::reads_to_end_first(c_, Dir::kU2C))
+      << "a pooled upstream's end is the worker's";
+  c_.pooled = false;
+}
+
+TEST_F(RelayTest, NoLastWriteWhenTheEndIsNotPassedOn) {
+  Ready(c_.client, kWritable);
+  Ready(c_.upstream, kReadable | kHangup);
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(50)));
+  ASSERT_TRUE(Read(Dir::kU2C, Eof()));
+  ASSERT_TRUE(relay::last_write(c_, Dir::kU2C, 50));
+  c_.pooled = true;
+  EXPECT_FALSE(relay::last_write(c_, Dir::kU2C, 50)) << "HTTP mode: the worker ends the client";
+  c_.pooled = false;
+  c_.upstream.paused |= kPauseReplay;
+  EXPECT_FALSE(relay::last_write(c_, Dir::kU2C, 50));
+  c_.upstream.paused = 0;
+  c_.upstream.gate = 20;
+  EXPECT_FALSE(relay::last_write(c_, Dir::kU2C, relay::writable(c_.upstream)))
+      << "bytes past the gate stay held";
+  c_.upstream.gate = kOpenGate;
+  c_.upstream.flags |= kFailed;
+  EXPECT_FALSE(relay::last_write(c_, Dir::kU2C, 50)) << "a failed source's end is a reset";
+}
+
 TEST_F(RelayTest, WouldBlockClearsReadReadyAndReturnsEmptyBuffer) {
   Ready(c_.client, kReadable);
   ASSERT_TRUE(Read(Dir::kC2U, Errno(EAGAIN)));
