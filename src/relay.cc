@@ -114,10 +114,11 @@ void on_no_bytes(Connection& c, Dir d, SysResult r, Stats& stats, LoopTime now) 
     set_end(c, d == Dir::kC2U ? EndReason::kClientFin : EndReason::kServerFin);
     if (d == Dir::kU2C) {
       c.u2c_eof_ns = now.ns;
-      // Held because the client could not take them (or they wait in the chain), not because
-      // the end was read before the last write (reads_to_end_first).
-      if (!(src.flags & kFailed) && !nothing_held(c, d) &&
-          (!(c.client.flags & kWriteReady) || !c.accel.empty())) {
+      // Not when the bytes are held only because the end was read before the last write
+      // (reads_to_end_first): all of them writable now, to a client that can take them.
+      const bool read_first = (c.client.flags & kWriteReady) && c.accel.empty() && src.piped == 0 &&
+                              writable(src) == src.in.readable();
+      if (!(src.flags & kFailed) && !nothing_held(c, d) && !read_first) {
         ++stats.server_finished_first;
       }
     }

@@ -481,6 +481,15 @@ TEST_F(RelayTest, NoReadingAheadWithoutThePeersEndOrRoom) {
   c_.pooled = false;
 }
 
+TEST_F(RelayTest, AnEndReadWithBytesHeldBehindAGateCountsAsTheServerFinishingFirst) {
+  Ready(c_.client, kWritable);
+  Ready(c_.upstream, kReadable | kHangup);
+  c_.upstream.gate = 0;  // the worker has not approved the bytes yet (forward or HTTP mode)
+  ASSERT_TRUE(Read(Dir::kU2C, Bytes(50)));
+  ASSERT_TRUE(Read(Dir::kU2C, Eof()));
+  EXPECT_EQ(stats_.server_finished_first, 1u) << "held by the gate, not by the read order";
+}
+
 TEST_F(RelayTest, NoLastWriteWhenTheEndIsNotPassedOn) {
   Ready(c_.client, kWritable);
   Ready(c_.upstream, kReadable | kHangup);
@@ -497,6 +506,7 @@ TEST_F(RelayTest, NoLastWriteWhenTheEndIsNotPassedOn) {
   EXPECT_FALSE(relay::last_write(c_, Dir::kU2C, relay::writable(c_.upstream)))
       << "bytes past the gate stay held";
   c_.upstream.gate = kOpenGate;
+  EXPECT_EQ(stats_.server_finished_first, 0u) << "all 50 bytes were writable at the end";
   c_.upstream.flags |= kFailed;
   EXPECT_FALSE(relay::last_write(c_, Dir::kU2C, 50)) << "a failed source's end is a reset";
 }
