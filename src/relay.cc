@@ -115,9 +115,8 @@ void on_no_bytes(Connection& c, Dir d, SysResult r, Stats& stats, LoopTime now) 
     if (d == Dir::kU2C) {
       c.u2c_eof_ns = now.ns;
       // Not when the bytes are held only because the end was read before the last write
-      // (reads_to_end_first): all of them writable now, to a client that can take them.
-      const bool read_first = (c.client.flags & kWriteReady) && c.accel.empty() && src.piped == 0 &&
-                              writable(src) == src.in.readable();
+      // (reads_to_end_first): that write, of all of them, to a client that can take them.
+      const bool read_first = (c.client.flags & kWriteReady) && last_write(c, d, writable(src));
       if (!(src.flags & kFailed) && !nothing_held(c, d) && !read_first) {
         ++stats.server_finished_first;
       }
