@@ -223,6 +223,22 @@ bool set_no_delay(int fd, bool on) noexcept {
   return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) == 0;
 }
 
+bool set_quick_ack(int fd, bool on) noexcept {
+  const int v = on ? 1 : 0;
+  return setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &v, sizeof v) == 0;
+}
+
+bool set_defer_accept(int fd, uint32_t seconds) noexcept {
+  const int v = static_cast<int>(seconds);
+  return setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, sizeof v) == 0;
+}
+
+uint32_t queued_bytes(int fd) noexcept {
+  int n = 0;
+  if (ioctl(fd, FIONREAD, &n) != 0 || n < 0) return 0;
+  return static_cast<uint32_t>(n);
+}
+
 void set_linger_zero(int fd) noexcept {
   const linger l{1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);

@@ -96,6 +96,22 @@ constexpr OptionSpec kOptions[] = {
      .apply = [](OptionTargets& t, const OptionValue& v) {
        t.listener->accept_proxy = v.number != 0;
      }},
+    {.name = "tcp-smart-accept", .scope = OptionScope::kListener, .kind = ValueKind::kSwitch,
+     .default_text = "on in forward and http listeners, off in tcp", .example = "on",
+     .help = "accepted sockets start in delayed-ACK mode (TCP_QUICKACK off), so a client's first "
+             "request is acknowledged by the answer, one segment fewer (decision 0017)",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->tcp_smart_accept = v.number != 0 ? 1 : 0;
+     }},
+    {.name = "defer-accept", .scope = OptionScope::kListener, .kind = ValueKind::kDuration,
+     .metavar = "S", .min = 0, .max = 3600, .unit_ms = 1000, .special = "off", .note = "0 = off",
+     .default_text = "off", .example = "1s",
+     .help = "accept a connection only once its client sent its first bytes (TCP_DEFER_ACCEPT), "
+             "or after S seconds: one wake-up fewer per connection; delays protocols where the "
+             "server speaks first by S (decision 0017)",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.listener->defer_accept_s = u32(v);
+     }},
     {.name = "inspect-timeout", .scope = OptionScope::kListener, .modes = kModeTcp,
      .kind = ValueKind::kDuration, .metavar = "MS", .min = 1, .max = 3'600'000, .unit_ms = 1,
      .default_text = "5000", .example = "2s",
@@ -258,6 +274,14 @@ constexpr OptionSpec kOptions[] = {
              "address first",
      .apply = [](OptionTargets& t, const OptionValue& v) {
        t.backend->proxy_protocol = static_cast<uint8_t>(v.number);
+     }},
+    {.name = "tcp-smart-connect", .scope = OptionScope::kBackend, .kind = ValueKind::kSwitch,
+     .default_text = "off", .example = "on",
+     .help = "a server connection with bytes to send at once (the client's, a PROXY header) "
+             "connects in delayed-ACK mode, so the handshake's last ACK rides with them; stalls "
+             "servers that write twice with Nagle on (decision 0017)",
+     .apply = [](OptionTargets& t, const OptionValue& v) {
+       t.backend->tcp_smart_connect = v.number != 0;
      }},
     // --- the pools of http listeners (docs/http-mode.md, decision 0013) ------------------------
     {.name = "pool-size", .scope = OptionScope::kBackend, .kind = ValueKind::kCount,
@@ -585,7 +609,8 @@ std::string expected_value(const OptionSpec& o) {
     }
     case ValueKind::kDuration:
       return std::string(o.unit_ms == kSecond ? "seconds " : "milliseconds ") + range + note +
-             ", or a number with a unit: ms, s, m, h";
+             ", or a number with a unit: ms, s, m, h" +
+             (o.special != nullptr ? std::string(", or ") + o.special : std::string());
     case ValueKind::kSize:
       return std::string(o.per_second ? "bytes per second " : "bytes ") + range + note +
              ", or a number with a unit: k, m, g (1024-based)" +
@@ -629,6 +654,7 @@ Result<OptionValue> parse_option_value(const OptionSpec& o, std::string_view tex
       if (!parse_decimal(text, o.min, o.max, v.number)) return invalid(o, text);
       return v;
     case ValueKind::kDuration: {
+      if (o.special != nullptr && text == o.special) return v;
       std::string_view digits;
       std::string_view unit;
       split_unit(text, digits, unit);

@@ -185,6 +185,15 @@ Result<Ok> Worker::add_listener(const ListenerPlan& plan, int fd) {
   return Ok{};
 }
 
+void Worker::apply_accept_options(const Listener& l, const ListenerSpec& spec) noexcept {
+  // Set both ways at every install: a kept socket carries the previous version's setting, and
+  // an adopted one whatever its last owner left (a call per listener per reload).
+  const int family = l.address().family();
+  if (family != AF_INET && family != AF_INET6) return;
+  sys::set_quick_ack(l.fd(), !spec.smart_accept());
+  sys::set_defer_accept(l.fd(), spec.defer_accept_s);
+}
+
 void Worker::close_listener(Listener& l) noexcept {
   if (l.fd() < 0) return;
   reactor_.unwatch_listener(l.fd(), listener_cookie(l));
@@ -301,6 +310,9 @@ Result<Ok> Worker::install(std::shared_ptr<const Topology> topology,
     for (ListenerPlan& p : plan) {
       if (p.fd < 0) continue;
       if (auto r = add_listener(p, std::exchange(p.fd, -1)); !r.ok() && result.ok()) result = r;
+    }
+    for (Listener& l : listeners_) {
+      if (l.fd() >= 0) apply_accept_options(l, versions_[slot].topology->listeners[l.listener]);
     }
   }
   const uint16_t previous = current_;
@@ -1789,10 +1801,15 @@ void Worker::wait_to_connect(uint32_t index) noexcept {
 void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
   c.upstream.fd = fd;
   if (config_.no_delay) sys::set_no_delay(fd, true);
+  // The address lives in the connection's topology version, which outlives the connection.
+  const SocketAddress& to = target_address(c, h.index);
+  if (c.backend != kDirectBackend && backend_of(c).tcp_smart_connect && to.family() != AF_UNIX &&
+      has_first_bytes(c)) {
+    sys::set_quick_ack(fd, false);
+  }
   ++c.attempt;
   c.connect_start_ns = now_.ns;
-  // The address lives in the connection's topology version, which outlives the connection.
-  const int err = transport_.connect(c, h, target_address(c, h.index));
+  const int err = transport_.connect(c, h, to);
   if (err == EAGAIN) {
     // The kernel had nothing to start a connect with (io_uring: it refused the submission
     // queue; TCP: no route cache entry): the same address is tried again, as after EMFILE.
@@ -1808,6 +1825,14 @@ void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
   } else {
     connect_failed(c, h, err);
   }
+}
+
+bool Worker::has_first_bytes(const Connection& c) const noexcept {
+  // HAProxy's rule for tcp-smart-connect: only a connect followed at once by bytes may hold back
+  // the handshake's last ACK, else a server that speaks first would wait up to 200 ms for it.
+  // The client's bytes count when read (routing, an HTTP request) or queued in the kernel.
+  return c.client.in.readable() > 0 || backend_of(c).proxy_protocol_of(c.server) != 0 ||
+         sys::queued_bytes(c.client.fd) > 0;
 }
 
 void Worker::on_connected(Connection& c, uint32_t index) noexcept {

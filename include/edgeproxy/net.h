@@ -84,6 +84,21 @@ int socket_error(int fd) noexcept;
 // copies the listener's Nagle setting into the accepted socket): one call per listener instead of
 // one per connection. False when the socket refused it (not TCP).
 bool set_no_delay(int fd, bool on) noexcept;
+// TCP_QUICKACK (decision 0017). Off puts the socket in Linux's delayed-ACK ("pingpong") mode:
+// - on a listening socket, every socket accepted from it starts in it, so a client's first bytes
+//   are acknowledged by the answer (or after the delayed-ACK timeout, 40 ms or more) instead of
+//   by a segment of their own;
+// - on a socket before its connect, the handshake's last ACK waits for the first bytes sent (or
+//   for up to 200 ms), so it rides in their segment, and the socket stays in delayed-ACK mode
+//   after its first send.
+// On again, the socket leaves that mode. False when the socket refused it (not TCP).
+bool set_quick_ack(int fd, bool on) noexcept;
+// TCP_DEFER_ACCEPT on a listening socket (decision 0017): a connection is accepted only once its
+// client's first bytes arrived, or once `seconds` passed (Linux then accepts it at the client's
+// next ACK); 0 turns it off. False when the socket refused it (not TCP).
+bool set_defer_accept(int fd, uint32_t seconds) noexcept;
+// Bytes the kernel holds in the socket's receive queue, not read yet (FIONREAD); 0 on error.
+uint32_t queued_bytes(int fd) noexcept;
 // The next close() sends a reset instead of a FIN.
 void set_linger_zero(int fd) noexcept;
 void close(int fd) noexcept;

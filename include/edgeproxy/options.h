@@ -85,7 +85,7 @@ struct OptionSpec {
   uint64_t max = 0;
   uint32_t unit_ms = 1;             // durations: the stored unit and a bare number's: 1 or 1000
   const char* unit_word = nullptr;  // messages: "milliseconds", "a port"
-  const char* special = nullptr;    // counts and sizes: a word accepted as 0 ("auto", "off")
+  const char* special = nullptr;    // counts, durations, sizes: a word accepted as 0 ("off")
   const char* choices = nullptr;    // enums: "roundrobin|leastconn"
   const char* note = nullptr;       // appended to the expected values: "0 = none"
   bool per_second = false;          // counts and sizes: a rate, written with an optional "/s"

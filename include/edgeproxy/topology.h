@@ -309,8 +309,12 @@ struct BackendSpec {
   uint32_t retries = 2;        // connects retried on another server after the first fails
   uint8_t proxy_protocol = 0;  // 0 none, 1 or 2: PROXY header version sent to its servers
   PoolSpec pool;               // used by HTTP listeners only
-  bool hashed = false;         // a `hash` rule picks its servers: its balancer keeps a ring
-  bool hidden = false;         // made for a rule's `server HOST:PORT` or a map's HOST:PORT
+  // `tcp-smart-connect` (decision 0017): a server socket with bytes to send once connected (the
+  // client's, or a PROXY header) connects with TCP_QUICKACK off, so the handshake's last ACK
+  // rides with them.
+  bool tcp_smart_connect = false;
+  bool hashed = false;  // a `hash` rule picks its servers: its balancer keeps a ring
+  bool hidden = false;  // made for a rule's `server HOST:PORT` or a map's HOST:PORT
   // An HTTP listener uses it (as its backend or in a rule): its servers get pools, and its
   // PoolStats are reported. Set by the parser and topology_from_command_line().
   bool pooled = false;
@@ -375,6 +379,17 @@ struct ListenerSpec {
   Action on_timeout;  // default: close
   Action on_full;     // default: close
   bool inspects() const noexcept { return accept_proxy || !routes.empty(); }
+  // `tcp-smart-accept` (decision 0017): TCP_QUICKACK off on its TCP sockets, so a client's first
+  // request is acknowledged by the answer. kByMode until written: on where clients speak first
+  // and wait for an answer (forward, http; HAProxy's default in HTTP mode), off in tcp.
+  static constexpr uint8_t kByMode = 2;
+  uint8_t tcp_smart_accept = kByMode;
+  bool smart_accept() const noexcept {
+    return tcp_smart_accept == kByMode ? mode != ListenerMode::kTcp : tcp_smart_accept != 0;
+  }
+  // `defer-accept` (decision 0017): TCP_DEFER_ACCEPT, a connection is accepted once its client's
+  // first bytes arrived (or after this many seconds); 0 = off.
+  uint32_t defer_accept_s = 0;
   ListenerLimits limits;
   // Per-client admission (limits.per_client()): shared by every worker, kept across reloads
   // while the listener keeps its name and IPv6 prefix (adopt_runtime()); null otherwise.

@@ -145,6 +145,23 @@ TEST(CommandLineTest, ProxyProtocolAndInspectionFlagsReachTheTopology) {
   EXPECT_EQ(plain.value().backends[0].proxy_protocol, 0u);
 }
 
+TEST(CommandLineTest, SmartAcceptAndConnectFlags) {
+  auto plain = topology_from_command_line(Ok({}));
+  ASSERT_TRUE(plain.ok()) << plain.error();
+  EXPECT_FALSE(plain.value().listeners[0].smart_accept());
+  EXPECT_FALSE(plain.value().backends[0].tcp_smart_connect);
+  auto on = topology_from_command_line(Ok({"--tcp-smart-accept", "--tcp-smart-connect"}));
+  ASSERT_TRUE(on.ok()) << on.error();
+  EXPECT_TRUE(on.value().listeners[0].smart_accept());
+  EXPECT_TRUE(on.value().backends[0].tcp_smart_connect);
+  auto http = topology_from_command_line(Ok({"--mode", "http"}));
+  ASSERT_TRUE(http.ok()) << http.error();
+  EXPECT_TRUE(http.value().listeners[0].smart_accept()) << "HAProxy's default in HTTP mode";
+  auto off = topology_from_command_line(Ok({"--mode", "http", "--no-tcp-smart-accept"}));
+  ASSERT_TRUE(off.ok()) << off.error();
+  EXPECT_FALSE(off.value().listeners[0].smart_accept());
+}
+
 TEST(CommandLineTest, GlobalOverridesReplaceOnlyWhatWasGiven) {
   Config file;
   file.workers = 8;

@@ -198,14 +198,16 @@ TEST(TopologyParserTest, UnknownDirectivesListWhatIsAllowed) {
       Fails("listener l {\n  bind h:1\n  balance first\n}\n", "f.conf:3:3: ",
             "unknown directive 'balance' (expected bind, backend, route, on-timeout, on-full, "
             "auth, allow-ports, allow-networks, deny-networks, rewrite, request-header, "
-            "response-header, idle-timeout, accept-proxy, inspect-timeout, inspect-bytes, "
+            "response-header, idle-timeout, accept-proxy, tcp-smart-accept, defer-accept, "
+            "inspect-timeout, inspect-bytes, "
             "accelerate, mode, request-timeout, destination-timeout, dns-ttl, open, max-body, "
             "forwarded-for, forwarded-proto, via, max-lifetime, upload-limit, download-limit, "
             "rate-limit-up, rate-limit-down, rate-limit-burst, max-connections-per-client, "
             "new-connections-per-client or client-ipv6-prefix)"));
   EXPECT_TRUE(Fails("backend b {\n  server s h:1\n  idle-timeout 1\n}\n", "f.conf:3:3: ",
                     "(expected server, check, connect-timeout, balance, retries, proxy-protocol, "
-                    "pool-size, max-pending, pending-timeout or pool-idle-timeout)"));
+                    "tcp-smart-connect, pool-size, max-pending, pending-timeout or "
+                    "pool-idle-timeout)"));
   EXPECT_TRUE(Fails("global {\n  verbose on\n}\n", "f.conf:2:3: ", "unknown directive 'verbose'"))
       << "command-line-only options are not directives";
   EXPECT_TRUE(
@@ -1082,6 +1084,40 @@ TEST(TopologyParserTest, OtherModesDirectivesRefusedInHttp) {
                     "f.conf:7:1: ", "listener 'l': an http listener does not accelerate"));
   EXPECT_EQ(Ok(Http(" backend a\n accelerate off\n accept-proxy off\n")).listeners[0].mode,
             ListenerMode::kHttp);
+}
+
+TEST(TopologyParserTest, SmartAcceptDefaultsByModeAndSmartConnectIsOff) {
+  const Topology tcp = Ok(Routed(" backend a\n"));
+  EXPECT_FALSE(tcp.listeners[0].smart_accept());
+  EXPECT_FALSE(tcp.backends[0].tcp_smart_connect);
+  EXPECT_TRUE(Ok(Routed(" backend a\n tcp-smart-accept on\n")).listeners[0].smart_accept());
+  EXPECT_TRUE(Ok(Http(" backend a\n")).listeners[0].smart_accept());
+  EXPECT_TRUE(Ok(Routed(" mode forward\n")).listeners[0].smart_accept());
+  // Written after or before the mode, an explicit value wins over the mode's default.
+  EXPECT_FALSE(Ok(Http(" backend a\n tcp-smart-accept off\n")).listeners[0].smart_accept());
+  EXPECT_FALSE(
+      Ok(Routed(" tcp-smart-accept off\n mode http\n backend a\n")).listeners[0].smart_accept());
+  const Topology connect =
+      Ok("backend a {\n server s 127.0.0.1:1\n tcp-smart-connect on\n}\n"
+         "listener l {\n bind 127.0.0.1:3\n backend a\n}\n");
+  EXPECT_TRUE(connect.backends[0].tcp_smart_connect);
+  EXPECT_TRUE(Fails("backend a {\n server s 127.0.0.1:1\n tcp-smart-connect maybe\n}\n",
+                    "f.conf:3:20: ", "tcp-smart-connect"));
+}
+
+TEST(TopologyParserTest, DeferAcceptTakesSecondsOrOff) {
+  EXPECT_EQ(Ok(Routed(" backend a\n")).listeners[0].defer_accept_s, 0u);
+  EXPECT_EQ(Ok(Routed(" backend a\n defer-accept 1\n")).listeners[0].defer_accept_s, 1u);
+  EXPECT_EQ(Ok(Routed(" backend a\n defer-accept 2000ms\n")).listeners[0].defer_accept_s, 2u);
+  EXPECT_EQ(Ok(Http(" backend a\n defer-accept 1m\n")).listeners[0].defer_accept_s, 60u);
+  EXPECT_EQ(Ok(Routed(" backend a\n defer-accept off\n")).listeners[0].defer_accept_s, 0u);
+  for (const char* bad : {"1500ms", "2h", "on"}) {
+    EXPECT_TRUE(Fails(Routed(std::string(" backend a\n defer-accept ") + bad + "\n"),
+                      "f.conf:10:15: ",
+                      std::string("defer-accept: invalid value '") + bad +
+                          "' (expected seconds 0-3600, 0 = off, or a number with a unit: ms, s, "
+                          "m, h, or off)"));
+  }
 }
 
 TEST(TopologyParserTest, RequestTimeoutIsForForwardAndHttpListeners) {
