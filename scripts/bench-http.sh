@@ -28,6 +28,9 @@
 #                             a keep-alive client keeps its server connection parked)
 #   SYSTEMS ["edgeproxy edgeproxy_uring haproxy nginx"]
 #   SHAPES ["KA CLOSE 1M"]
+#   DEFER_ACCEPT [0]          1 = every proxy accepts a connection once its request arrived
+#                             (TCP_DEFER_ACCEPT, decision 0017): edgeproxy `defer-accept 1s`,
+#                             HAProxy `bind ... defer-accept`, nginx `listen ... deferred`
 #   PROXY_CPU [0] LOAD_CPU [1]  the proxy on one CPU; wrk and the nginx origin (1 worker) on the
 #                             other
 #   EDGEPROXY_BIN [build/release/edgeproxy]  EDGEPROXY_URING_BIN [build/release-uring/edgeproxy]
@@ -59,6 +62,7 @@ W3_CONNECTIONS=${W3_CONNECTIONS:-10}
 POOL_SIZE=${POOL_SIZE:-256}
 SYSTEMS=${SYSTEMS:-edgeproxy edgeproxy_uring haproxy nginx}
 SHAPES=${SHAPES:-KA CLOSE 1M}
+DEFER_ACCEPT=${DEFER_ACCEPT:-0}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 EDGEPROXY_BIN=${EDGEPROXY_BIN:-$REPO_ROOT/build/release/edgeproxy}
@@ -67,6 +71,11 @@ TS=$(date -u +%Y%m%dT%H%M%SZ)
 RESULTS_DIR=${RESULTS_DIR:-$REPO_ROOT/bench-results/http-$TS}
 
 int_in "$ROUNDS" 1 100 || die "ROUNDS must be in 1..100"
+[[ $DEFER_ACCEPT == [01] ]] || die "DEFER_ACCEPT must be 0 or 1"
+EP_DEFER="" HAPROXY_DEFER="" NGINX_DEFER=""
+if ((DEFER_ACCEPT)); then
+    EP_DEFER="    defer-accept 1s" HAPROXY_DEFER=" defer-accept" NGINX_DEFER=" deferred"
+fi
 int_in "$DURATION" 1 60 || die "DURATION must be in 1..60 seconds"
 int_in "$WARMUP" 0 30 || die "WARMUP must be in 0..30 seconds"
 int_in "$CONNECTIONS" 1 5000 || die "CONNECTIONS must be in 1..5000"
@@ -134,7 +143,8 @@ start_edgeproxy() {  # start_edgeproxy SYSTEM BIN
     printf 'env.%s\t%s\n' "$s" "$("$copy" --version 2>&1 | head -n 1), sha256 $(sha256sum "$bin" | cut -c1-12)" \
         >>"$RESULTS_DIR/meta.tsv"
     port=$(free_port)
-    fill_template "$CONFIG_DIR/http-edgeproxy.conf.in" "$conf" "PORT=$port" "ORIGIN_PORT=$ORIGIN_PORT" "POOL_SIZE=$POOL_SIZE"
+    fill_template "$CONFIG_DIR/http-edgeproxy.conf.in" "$conf" "PORT=$port" "ORIGIN_PORT=$ORIGIN_PORT" "POOL_SIZE=$POOL_SIZE" \
+        "LISTENER_EXTRA=$EP_DEFER"
     cp -- "$conf" "$RESULTS_DIR/logs/$s.conf"
     if ! "$copy" -t -c "$conf" >"$RESULTS_DIR/logs/$s.check.log" 2>&1; then
         SKIP[$s]="this build refuses bench/configs/http-edgeproxy.conf.in (\`edgeproxy -t -c\`: $(tail -n 1 "$RESULTS_DIR/logs/$s.check.log" | sed "s|$TMP_DIR/||g; s|^edgeproxy: ||"))"
@@ -151,7 +161,7 @@ start_haproxy() {
     # maxconn 20000 wants ~40k fds; below that HAProxy >= 2.3 must be told not to be strict
     ((NOFILE >= 40100)) || extra="    no strict-limits"
     fill_template "$CONFIG_DIR/http-haproxy.cfg.in" "$cfg" "PORT=$port" "ORIGIN_PORT=$ORIGIN_PORT" \
-        "ULIMIT_N=$NOFILE" "EXTRA_GLOBAL=$extra"
+        "ULIMIT_N=$NOFILE" "EXTRA_GLOBAL=$extra" "BIND_OPTIONS=$HAPROXY_DEFER"
     cp -- "$cfg" "$RESULTS_DIR/logs/haproxy.cfg"
     haproxy -c -f "$cfg" >"$RESULTS_DIR/logs/haproxy.check.log" 2>&1 ||
         die "HAProxy refuses its configuration (logs/haproxy.cfg, logs/haproxy.check.log)"
@@ -166,7 +176,8 @@ start_nginx() {
     mkdir -p "$dir/tmp"
     chmod 711 "$dir"
     fill_template "$CONFIG_DIR/http-nginx.conf.in" "$dir/nginx.conf" "PREFIX=$dir" "PORT=$port" \
-        "ORIGIN_PORT=$ORIGIN_PORT" "NOFILE=$NOFILE" "KEEPALIVE=$POOL_SIZE"
+        "ORIGIN_PORT=$ORIGIN_PORT" "NOFILE=$NOFILE" "KEEPALIVE=$POOL_SIZE" \
+        "LISTEN_OPTIONS=$NGINX_DEFER"
     cp -- "$dir/nginx.conf" "$RESULTS_DIR/logs/nginx.conf"
     spawn nginx "$PROXY_CPU" nginx -p "$dir" -c "$dir/nginx.conf" -e "$RESULTS_DIR/logs/nginx.error.log"
     PORT[nginx]=$port; PID[nginx]=$SPAWNED_PID
@@ -215,7 +226,7 @@ done
 {
     printf 'proxy_cpu\t%s\nload_cpu\t%s\nclk_tck\t%s\n' "$PROXY_CPU" "$LOAD_CPU" "$CLK_TCK"
     printf 'rounds\t%s\nduration\t%s\n' "$ROUNDS" "$DURATION"
-    printf 'command\t%s\n' "ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS W3_CONNECTIONS=$W3_CONNECTIONS POOL_SIZE=$POOL_SIZE SYSTEMS=\"$SYSTEMS\" SHAPES=\"$SHAPES\" PROXY_CPU=$PROXY_CPU LOAD_CPU=$LOAD_CPU scripts/bench-http.sh"
+    printf 'command\t%s\n' "ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS W3_CONNECTIONS=$W3_CONNECTIONS POOL_SIZE=$POOL_SIZE DEFER_ACCEPT=$DEFER_ACCEPT SYSTEMS=\"$SYSTEMS\" SHAPES=\"$SHAPES\" PROXY_CPU=$PROXY_CPU LOAD_CPU=$LOAD_CPU scripts/bench-http.sh"
     printf 'desc.KA\t%s\n' "\`wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency http://127.0.0.1:PROXY/\` (keep-alive clients, W1's shape; a 3-byte body)"
     printf 'desc.CLOSE\t%s\n' "the same with \`-H 'Connection: close'\` (a connection per request, W2's shape; every proxy keeps its origin connections)"
     printf 'desc.1M\t%s\n' "\`wrk -t1 -c$W3_CONNECTIONS -d${DURATION}s --latency http://127.0.0.1:PROXY/1m\` (1 MiB responses, W3's shape)"

@@ -38,7 +38,10 @@
 #   WARMUP [2]              seconds of unrecorded load per system and workload; 0 = none
 #   WORKLOADS ["W1 W2 W3 W4 W5 W6 W7"]
 #   SYSTEMS ["direct haproxy haproxy_splice nginx_stream edgeproxy edgeproxy_uring
-#            edgeproxy_splice edgeproxy_uring_splice"]   in this order; also: haproxy_splice_auto.
+#            edgeproxy_splice edgeproxy_uring_splice"]   in this order; also: haproxy_splice_auto,
+#                           and haproxy_smart, edgeproxy_smart, edgeproxy_uring_smart (both
+#                           proxies' tcp-smart-accept, tcp-smart-connect and defer-accept on,
+#                           decision 0017)
 #                           The edgeproxy *_splice systems run only when "<binary> --help"
 #                           mentions --splice, and are skipped with a note otherwise
 #   EDGEPROXY_SPLICE [auto] --splice mode of the *_splice systems (the plain ones get "never")

@@ -10,6 +10,8 @@
 #   scripts/segments.sh
 #   EDGEPROXY_BIN=/tmp/a/edgeproxy SYSTEMS="haproxy edgeproxy" scripts/segments.sh
 #
+# The *_smart systems turn on the ACK savers of decision 0017 (HAProxy: option tcp-smart-accept,
+# option tcp-smart-connect, bind ... defer-accept; edgeproxy: the directives of the same names).
 # Knobs (defaults): SYSTEMS ["direct haproxy edgeproxy edgeproxy_uring"] EDGEPROXY_BIN
 # [build/release/edgeproxy] EDGEPROXY_URING_BIN [build/release/uring/edgeproxy] CONNECTIONS [50]
 # DURATION [2] PROXY_CPU [0] LOAD_CPU [1]. Needs root (ip netns), wrk, nginx, haproxy, python3.
@@ -89,19 +91,27 @@ port=18081
 for system in $SYSTEMS; do
     case $system in
         direct) continue ;;
-        haproxy)
+        haproxy | haproxy_smart)
+            defaults="" bind_options=""
+            if [[ $system == haproxy_smart ]]; then
+                defaults="    option tcp-smart-accept\n    option tcp-smart-connect"
+                bind_options=" defer-accept"
+            fi
             sed -e "s/@NBTHREAD@/1/" -e "s/@ULIMIT_N@/$(ulimit -Sn)/" -e "s/@PORT@/$port/" \
-                -e "s/@BACKEND_PORT@/18080/" -e "s/@EXTRA_GLOBAL@//" -e "s/@EXTRA_DEFAULTS@//" \
+                -e "s/@BACKEND_PORT@/18080/" -e "s/@EXTRA_GLOBAL@//" \
+                -e "s/@EXTRA_DEFAULTS@/$defaults/" -e "s/@BIND_OPTIONS@/$bind_options/" \
                 -e "s/maxconn 20000/maxconn $(($(ulimit -Sn) / 3))/" \
-                "$SCRIPT_DIR/bench/haproxy-tcp.cfg.in" >"$TMP_DIR/haproxy.cfg"
-            taskset -c "$PROXY_CPU" haproxy -f "$TMP_DIR/haproxy.cfg" &
+                "$SCRIPT_DIR/bench/haproxy-tcp.cfg.in" >"$TMP_DIR/$system.cfg"
+            taskset -c "$PROXY_CPU" haproxy -f "$TMP_DIR/$system.cfg" &
             ;;
-        edgeproxy | edgeproxy_uring)
+        edgeproxy | edgeproxy_uring | edgeproxy_smart | edgeproxy_uring_smart)
             bin=$EDGEPROXY_BIN
-            [[ $system == edgeproxy ]] || bin=$EDGEPROXY_URING_BIN
+            [[ $system != edgeproxy_uring* ]] || bin=$EDGEPROXY_URING_BIN
             [[ -x $bin ]] || die "$bin is not built (make release)"
+            smart=()
+            [[ $system != *_smart ]] || smart=(--tcp-smart-accept --tcp-smart-connect --defer-accept 1)
             taskset -c "$PROXY_CPU" "$bin" -q -l 127.0.0.1 -p "$port" -b 127.0.0.1 -P 18080 \
-                --max-connections 5000 &
+                --max-connections 5000 "${smart[@]}" &
             ;;
         *) die "unknown system '$system'" ;;
     esac

@@ -34,7 +34,7 @@ sys_direct_start() {
 }
 
 # ---------------------------------------------------------------- HAProxy (mode tcp)
-start_haproxy() {  # start_haproxy BACKEND_PORT TAG WORKERS CPUS EXTRA_DEFAULTS
+start_haproxy() {  # start_haproxy BACKEND_PORT TAG WORKERS CPUS EXTRA_DEFAULTS [BIND_OPTIONS]
     local port cfg threads=${3:-1} cpus=$4 extra_global="" pw
     port=$(free_port)
     cfg=$TMP_DIR/$2.cfg
@@ -45,7 +45,8 @@ start_haproxy() {  # start_haproxy BACKEND_PORT TAG WORKERS CPUS EXTRA_DEFAULTS
     pw=$(per_worker_cpus "$threads" "$cpus")
     [[ -z $pw ]] || extra_global+="${extra_global:+$'\n'}    cpu-map auto:1/1-$threads $pw"
     fill_template "$BENCH_DIR/haproxy-tcp.cfg.in" "$cfg" "PORT=$port" "BACKEND_PORT=$1" \
-        "NBTHREAD=$threads" "ULIMIT_N=$NOFILE" "EXTRA_GLOBAL=$extra_global" "EXTRA_DEFAULTS=$5"
+        "NBTHREAD=$threads" "ULIMIT_N=$NOFILE" "EXTRA_GLOBAL=$extra_global" "EXTRA_DEFAULTS=$5" \
+        "BIND_OPTIONS=${6:-}"
     cp -- "$cfg" "$RESULTS_DIR/logs/$2.cfg"
     if ! haproxy -c -f "$cfg" >"$RESULTS_DIR/logs/$2.check.log" 2>&1; then
         SYS_ERROR="invalid HAProxy configuration (logs/$2.cfg, logs/$2.check.log)"
@@ -68,6 +69,14 @@ sys_haproxy_splice_start() { start_haproxy "$1" "$2" "$3" "$4" "    option splic
 
 sys_haproxy_splice_auto_label() { echo "HAProxy+splice-auto"; }
 sys_haproxy_splice_auto_start() { start_haproxy "$1" "$2" "$3" "$4" "    option splice-auto"; }
+
+# The ACK savers of both proxies (decision 0017), for clients that speak first: HAProxy's
+# tcp-smart-accept, tcp-smart-connect and defer-accept against edgeproxy's directives of the same
+# names (the *_smart edgeproxy columns below).
+SMART_EDGEPROXY_ARGS="--tcp-smart-accept --tcp-smart-connect --defer-accept 1"
+sys_haproxy_smart_label() { echo "HAProxy+smart"; }
+sys_haproxy_smart_start() { start_haproxy "$1" "$2" "$3" "$4" "    option tcp-smart-accept
+    option tcp-smart-connect" " defer-accept"; }
 
 # ---------------------------------------------------------------- nginx stream
 sys_nginx_stream_label() { echo "nginx-stream"; }
@@ -153,9 +162,10 @@ edgeproxy_check() {  # edgeproxy_check BIN VAR EXPECTED_BACKEND MAKE_ARGS
     [[ ${EP_VER[$bin]} == *"backend $3"* ]] || warn "$bin --version says '${EP_VER[$bin]:-nothing}', expected the $3 backend ($2)"
 }
 # start_edgeproxy BIN BACKEND_PORT TAG WORKERS CPUS SPLICE_MODE ("" = the build has no --splice)
+#   [MORE_ARGS]
 start_edgeproxy() {
     local port bin=$1 workers=$4 cpus=$5 pw
-    local -a args=() extra=()
+    local -a args=() extra=() more=()
     port=$(free_port)
     args=(-q -l 127.0.0.1 -p "$port" -b 127.0.0.1 -P "$2" --max-connections 20000)
     if [[ -n $workers ]]; then
@@ -165,7 +175,8 @@ start_edgeproxy() {
     fi
     [[ -z $6 ]] || args+=(--splice "$6")
     [[ -z $EDGEPROXY_ARGS ]] || read -ra extra <<<"$EDGEPROXY_ARGS"
-    spawn "$3" "$cpus" "${EP_COPY[$bin]}" "${args[@]}" "${extra[@]}"
+    [[ -z ${7:-} ]] || read -ra more <<<"$7"
+    spawn "$3" "$cpus" "${EP_COPY[$bin]}" "${args[@]}" "${extra[@]}" "${more[@]}"
     SYS_PORT=$port; SYS_PIDS=$SPAWNED_PID; SYS_MEASURE_PIDS=$SPAWNED_PID; SYS_RSS_PIDS=$SPAWNED_PID
     wait_ready "$3" "$SPAWNED_PID" "$port"
 }
@@ -196,4 +207,12 @@ sys_edgeproxy_uring_splice_label() { echo "edgeproxy (io_uring, splice $EDGEPROX
 sys_edgeproxy_uring_splice_check() { sys_edgeproxy_uring_check && ep_splice_check "$EDGEPROXY_URING_BIN"; }
 sys_edgeproxy_uring_splice_start() { start_edgeproxy "$EDGEPROXY_URING_BIN" "$1" "$2" "$3" "$4" "$EDGEPROXY_SPLICE"; }
 
-KNOWN_SYSTEMS="direct haproxy haproxy_splice haproxy_splice_auto nginx_stream edgeproxy edgeproxy_uring edgeproxy_splice edgeproxy_uring_splice"
+sys_edgeproxy_smart_label() { echo "edgeproxy (epoll, smart)"; }
+sys_edgeproxy_smart_check() { sys_edgeproxy_check; }
+sys_edgeproxy_smart_start() { start_edgeproxy "$EDGEPROXY_BIN" "$1" "$2" "$3" "$4" "$(ep_plain_mode "$EDGEPROXY_BIN")" "$SMART_EDGEPROXY_ARGS"; }
+
+sys_edgeproxy_uring_smart_label() { echo "edgeproxy (io_uring, smart)"; }
+sys_edgeproxy_uring_smart_check() { sys_edgeproxy_uring_check; }
+sys_edgeproxy_uring_smart_start() { start_edgeproxy "$EDGEPROXY_URING_BIN" "$1" "$2" "$3" "$4" "$(ep_plain_mode "$EDGEPROXY_URING_BIN")" "$SMART_EDGEPROXY_ARGS"; }
+
+KNOWN_SYSTEMS="direct haproxy haproxy_splice haproxy_splice_auto haproxy_smart nginx_stream edgeproxy edgeproxy_uring edgeproxy_splice edgeproxy_uring_splice edgeproxy_smart edgeproxy_uring_smart"
