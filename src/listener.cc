@@ -99,6 +99,8 @@ Listener::Listener(Listener&& other) noexcept
       bind(other.bind),
       generation(other.generation),
       no_delay(other.no_delay),
+      quick_ack_off(other.quick_ack_off),
+      defer_accept_s(other.defer_accept_s),
       name(std::move(other.name)),
       configured(other.configured),
       fd_(std::exchange(other.fd_, -1)),
@@ -115,6 +117,8 @@ Listener& Listener::operator=(Listener&& other) noexcept {
     bind = other.bind;
     generation = other.generation;
     no_delay = other.no_delay;
+    quick_ack_off = other.quick_ack_off;
+    defer_accept_s = other.defer_accept_s;
     name = std::move(other.name);
     configured = other.configured;
   }

@@ -185,13 +185,19 @@ Result<Ok> Worker::add_listener(const ListenerPlan& plan, int fd) {
   return Ok{};
 }
 
-void Worker::apply_accept_options(const Listener& l, const ListenerSpec& spec) noexcept {
-  // Set both ways at every install: a kept socket carries the previous version's setting, and
-  // an adopted one whatever its last owner left (a call per listener per reload).
+void Worker::apply_accept_options(Listener& l, const ListenerSpec& spec) noexcept {
+  // Set when the configuration asks, cleared when it stops asking (a kept socket carries the
+  // previous version's setting); a socket this process never set keeps what it came with.
   const int family = l.address().family();
   if (family != AF_INET && family != AF_INET6) return;
-  sys::set_quick_ack(l.fd(), !spec.smart_accept());
-  sys::set_defer_accept(l.fd(), spec.defer_accept_s);
+  const bool quick_ack_off = spec.smart_accept();
+  if ((quick_ack_off || l.quick_ack_off) && sys::set_quick_ack(l.fd(), !quick_ack_off)) {
+    l.quick_ack_off = quick_ack_off;
+  }
+  if ((spec.defer_accept_s != 0 || l.defer_accept_s != 0) &&
+      sys::set_defer_accept(l.fd(), spec.defer_accept_s)) {
+    l.defer_accept_s = spec.defer_accept_s;
+  }
 }
 
 void Worker::close_listener(Listener& l) noexcept {
@@ -1804,7 +1810,7 @@ void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
   // The address lives in the connection's topology version, which outlives the connection.
   const SocketAddress& to = target_address(c, h.index);
   if (c.backend != kDirectBackend && backend_of(c).tcp_smart_connect && to.family() != AF_UNIX &&
-      has_first_bytes(c)) {
+      has_first_bytes(c, h.index)) {
     sys::set_quick_ack(fd, false);
   }
   ++c.attempt;
@@ -1827,12 +1833,17 @@ void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
   }
 }
 
-bool Worker::has_first_bytes(const Connection& c) const noexcept {
+bool Worker::has_first_bytes(const Connection& c, uint32_t index) noexcept {
   // HAProxy's rule for tcp-smart-connect: only a connect followed at once by bytes may hold back
   // the handshake's last ACK, else a server that speaks first would wait up to 200 ms for it.
-  // The client's bytes count when read (routing, an HTTP request) or queued in the kernel.
-  return c.client.in.readable() > 0 || backend_of(c).proxy_protocol_of(c.server) != 0 ||
-         sys::queued_bytes(c.client.fd) > 0;
+  // The client's bytes count when read (in client.in, or held in the routing area for the replay:
+  // routing, an HTTP or forward request) or queued in the kernel.
+  if (c.client.in.readable() > 0 || backend_of(c).proxy_protocol_of(c.server) != 0) return true;
+  if (c.client.paused & kPauseReplay) {
+    const RoutingContext* ctx = routing_of(c, index);
+    if (ctx != nullptr && ctx->length > std::max(ctx->start, ctx->replayed)) return true;
+  }
+  return sys::queued_bytes(c.client.fd) > 0;
 }
 
 void Worker::on_connected(Connection& c, uint32_t index) noexcept {

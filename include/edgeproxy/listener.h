@@ -49,6 +49,11 @@ class Listener {
   uint32_t generation = 0;  // bumped when the worker reuses the slot for another socket
   // TCP_NODELAY is set on the listening socket, so accepted sockets have it already.
   bool no_delay = false;
+  // What this process set on the socket (decision 0017): TCP_QUICKACK off, TCP_DEFER_ACCEPT
+  // seconds. A socket the configuration leaves alone keeps what it came with (a systemd socket
+  // unit's DeferAcceptSec=), unless this process set it before.
+  bool quick_ack_off = false;
+  uint32_t defer_accept_s = 0;
   std::string name;
   SocketAddress configured;
 

@@ -89,8 +89,9 @@ bool set_no_delay(int fd, bool on) noexcept;
 //   are acknowledged by the answer (or after the delayed-ACK timeout, 40 ms or more) instead of
 //   by a segment of their own;
 // - on a socket before its connect, the handshake's last ACK waits for the first bytes sent (or
-//   for up to 200 ms), so it rides in their segment, and the socket stays in delayed-ACK mode
-//   after its first send.
+//   for up to 200 ms), so it rides in their segment; Linux then gives quick ACKs again, until a
+//   send soon after a receive (the first one, on 5.17 and later) puts the socket back in
+//   delayed-ACK mode.
 // On again, the socket leaves that mode. False when the socket refused it (not TCP).
 bool set_quick_ack(int fd, bool on) noexcept;
 // TCP_DEFER_ACCEPT on a listening socket (decision 0017): a connection is accepted only once its

@@ -128,9 +128,9 @@ class Worker {
   Result<Ok> add_listener(const ListenerPlan& plan, int fd);
   void close_listener(Listener& l) noexcept;
   // tcp-smart-connect (decision 0017): bytes will go to the server as soon as it is connected.
-  bool has_first_bytes(const Connection& c) const noexcept;
+  bool has_first_bytes(const Connection& c, uint32_t index) noexcept;
   // tcp-smart-accept and defer-accept (decision 0017) on a TCP listening socket.
-  void apply_accept_options(const Listener& l, const ListenerSpec& spec) noexcept;
+  void apply_accept_options(Listener& l, const ListenerSpec& spec) noexcept;
   // Lets go of a version no connection refers to any more (never the current one).
   void release_version_if_unused(uint16_t version) noexcept;
   const ListenerSpec& listener_of(const Connection& c) const noexcept {

@@ -306,6 +306,30 @@ class Systemd(ProxyTestCase):
         sock.close()
         self.assertServes(port, "by address")
 
+    def test_an_activated_sockets_own_options_are_kept(self):
+        # A socket unit's DeferAcceptSec= (TCP_DEFER_ACCEPT) on a listener whose file says
+        # nothing of defer-accept or tcp-smart-accept: the proxy leaves both as they came
+        # (decision 0017), at start and at a reload. The launcher's copy is the same socket.
+        backend = self.start_server()
+        sock, port = self.activation_socket()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 5)
+        self.write_activation_config(config_text(f"127.0.0.1:{port}", backend.port))
+        proxy = ActivatedProxy(["-c", self.config] + harness.default_worker_args(), [sock],
+                               env=self.environment(LISTEN_FDS="1"))
+        self.launch(proxy)
+        self.assertServes(port, "deferred")
+        self.assertGreater(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT), 0)
+        self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK), 1)
+        self.reload_with(proxy, config_text(f"127.0.0.1:{port}", backend.port))
+        self.assertGreater(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT), 0)
+        # Asked for in the file, the options are set, and cleared when the file stops asking.
+        self.reload_with(proxy, config_text(f"127.0.0.1:{port}", backend.port)
+                         .replace("    backend app\n", "    backend app\n    tcp-smart-accept on\n"))
+        self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK), 0)
+        self.reload_with(proxy, config_text(f"127.0.0.1:{port}", backend.port))
+        self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK), 1)
+        self.assertServes(port, "after the reloads")
+
     def reload_with(self, proxy, text):
         start = len(proxy.stderr_snapshot())
         self.write_activation_config(text)
