@@ -466,12 +466,17 @@ void on_upstream_detached(Connection& c) noexcept {
   c.state = State::kInspecting;
 }
 
-void end_client(Connection& c) noexcept {
+void end_client(Connection& c, bool client_over) noexcept {
   // As a released upstream (decision 0011): ended both ways in order, so the client gets a FIN
   // once everything bound for it went out, and the connection closes cleanly at the client's end.
   c.pooled = false;
   c.upstream_released = true;
   c.upstream.flags = static_cast<uint8_t>(c.upstream.flags | kEof | kWriteShut);
+  if (client_over && !(c.client.flags & kFailed)) {
+    // Its FIN, when it comes, reaches a closed socket: the kernel takes it (decision 0018).
+    c.client.flags = static_cast<uint8_t>((c.client.flags | kEof) & ~kReadReady);
+    set_end(c, EndReason::kClientFin);
+  }
   c.upstream.gate = kOpenGate;
   c.state = State::kRelaying;
   if (direction_done(c, Dir::kC2U) && direction_done(c, Dir::kU2C)) c.state = State::kClosing;

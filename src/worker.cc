@@ -1152,6 +1152,7 @@ bool Worker::forward_request(Connection& c, Handle h, RoutingContext& ctx,
       if (client.paused & kPauseReplay) {
         // A request still held (pipelined behind the last one, or kept for a retry) will never
         // go out: it goes, and the client is read again, or its end would never be seen.
+        ex.dropped = ex.dropped || ctx.length > ex.replay_end;
         ctx.length = 0;
         ctx.replayed = 0;
         ex.replay_end = 0;
@@ -1161,6 +1162,7 @@ bool Worker::forward_request(Connection& c, Handle h, RoutingContext& ctx,
       }
       // Never forwarded: after the server's close or an answer, these bytes are nobody's.
       if (client.in.attached() && client.gate == 0) {
+        ex.dropped = ex.dropped || client.in.readable() > 0;
         client.in.consume(client.in.readable());
         pool_.release(client.in);
         client.paused &= static_cast<uint8_t>(~kPauseBackpressure);
@@ -2181,6 +2183,12 @@ void Worker::pump(Connection& c, uint32_t index) noexcept {
   if (gated) {
     if (is_http(c)) {
       http_step(c, index);
+      // The client's end (a FIN, or the close of decision 0018) follows the response's last
+      // bytes now rather than after the rest of the iteration, when the client has usually
+      // closed first and its end would cost this worker a wake-up and a read.
+      if (c.more && c.upstream_released && c.state == State::kRelaying) {
+        transport_.pump(c, slab_.handle_of(index), now_);
+      }
     } else {
       forward_step(c, index);
     }

@@ -68,6 +68,14 @@ bool upstream_reusable(const Connection& c, const ForwardExchange& ex) noexcept 
   return !ex.response_close && !(c.upstream.flags & (kEof | kFailed | kPeerShut));
 }
 
+// Nothing more is owed from the client once its response is out (decision 0018): its request
+// asked to close and was read to its end, and no byte past it was read (a pipelined request in
+// the block or the routing area). A client that asked to close must not send another request.
+bool client_over(const Connection& c, const ForwardExchange& ex, uint32_t region) noexcept {
+  return ex.http.asked_close && ex.request_done && ex.phase == ForwardPhase::kDone && !ex.tunnel &&
+         !ex.dropped && region == 0 && !(c.client.in.attached() && c.client.in.readable() > 0);
+}
+
 }  // namespace
 
 void Worker::start_http(Connection& c, Handle h, const ListenerSpec& ls,
@@ -235,6 +243,7 @@ void Worker::decide_http(Connection& c, Handle h, RoutingContext& ctx, ForwardEx
   hx.upgrade = upgrade;
   hx.pinned = false;
   hx.http10 = head.version_minor == 0;
+  hx.asked_close = framing.close;
   hx.idempotent = idempotent_method(head.method);
   hx.end_after_detach = false;
   ex.requests++;
@@ -635,7 +644,7 @@ void Worker::finish_detach(Connection& c, Handle h) noexcept {
   // What follows needs the transport (a FIN, a replay): the next iteration pumps the connection.
   c.more = true;
   if (ex.http.end_after_detach) {
-    relay::end_client(c);
+    relay::end_client(c, client_over(c, ex, routing_of(c, h.index)->length));
   } else if (ex.phase == ForwardPhase::kAssigning && !ex.http.queued) {
     // A retry, or a request for another server: the replay's copy still in client.in goes.
     Side& client = c.client;
@@ -1031,7 +1040,7 @@ bool Worker::end_idle_http(Connection& c, uint32_t index) noexcept {
     if (stopping_ && c.state == State::kRelaying && !response_out(c, ex)) return true;
     begin_detach(c, slab_.handle_of(index), true);
   } else if (c.upstream.fd < 0) {
-    relay::end_client(c);
+    relay::end_client(c, false);
     c.more = true;
   }
   return true;

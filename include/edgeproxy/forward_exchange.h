@@ -59,6 +59,7 @@ struct HttpExchange {
   bool upgrade = false;           // a WebSocket handshake: a 101 takes the server connection out
   bool pinned = false;            // a retry that must go to `chosen` (its head names that server)
   bool http10 = false;            // the request is HTTP/1.0: its keep-alive must be answered
+  bool asked_close = false;       // the request asked to close (Framing::close), not the server
   bool end_after_detach = false;  // the conversation ends once the upstream is detached
   bool stolen = false;            // its parked upstream is being detached for a waiter
   uint32_t kept = 0;              // region bytes of the request kept for a retry (0: none)
@@ -90,6 +91,7 @@ struct ForwardExchange {
   bool response_close = false;
   bool resolving = false;     // a lookup for this slot is with the resolver
   bool request_done = false;  // the request's body ended (the framer said kDone)
+  bool dropped = false;       // bytes the client sent past its last request were read, unused
   uint16_t port = 0;
   uint16_t held_status = 0;  // an answer held back by the failed-authentication delay
   uint8_t host_length = 0;

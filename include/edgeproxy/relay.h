@@ -190,7 +190,10 @@ void on_upstream_detached(Connection& c) noexcept;
 // HTTP mode: the conversation ends with no upstream (detached): the client gets a FIN once every
 // byte bound for it was written, and the connection closes cleanly once the client ends too
 // (a released upstream, decision 0011). The worker drops what the client still sends.
-void end_client(Connection& c) noexcept;
+// `client_over` (decision 0018): the client's last request asked to close and nothing past it
+// was read, so nothing more is owed from it: its side counts as ended in order (kClientFin) and
+// the connection closes once the client's bytes are out, without waiting for its FIN.
+void end_client(Connection& c, bool client_over) noexcept;
 
 // Records an error on `side` (counted once per side; the end reason kClientReset or
 // kServerReset if none was recorded). Nothing more is written to it; what it

@@ -1017,6 +1017,78 @@ class BodyTests(HttpTestCase):
 # WebSocket
 # --------------------------------------------------------------------------------------------
 
+class ClientEndTests(HttpTestCase):
+    """Decision 0018: a client whose request asked to close, and sent nothing past it, is
+    closed once its response is out, without waiting for its FIN; every other end lingers,
+    reading until the client's FIN."""
+
+    def open_after_response(self, proxy, data, what):
+        """Sends `data`, reads one response and the end that follows, and keeps the socket
+        open: (response, ending, socket)."""
+        s = hb.connect(proxy.port, timeout=WAIT)
+        self.addCleanup(s.close)
+        s.sendall(data)
+        reader = hb.Reader(s)
+        resp = hb.read_response(reader)
+        self.assertServed(resp, "a", what)
+        outcome, _, extra = wait_closed(s, WAIT)
+        return resp, (outcome if not extra else f"{outcome} after {extra} more bytes"), s
+
+    def test_a_client_that_asked_to_close_is_closed_without_its_fin(self):
+        """`Connection: close` and HTTP/1.0: the response, then the proxy's FIN (no reset), and
+        the proxy lets the connection go while the client still holds its socket."""
+        a = self.backend("a")
+        proxy = self.start_http([a], ["pool-size 1"], workers=1)
+        requests = {
+            "Connection: close": hb.request("GET", "/who?c", headers=["Connection: close"]),
+            "HTTP/1.0": hb.request("GET", "/who?v10", version="1.0"),
+        }
+        for what, data in requests.items():
+            resp, ending, s = self.open_after_response(proxy, data, what)
+            self.assertEqual((resp.value("Connection") or "").lower(), "close", what)
+            self.assertEqual(ending, "eof", what)
+            stats = proxy.wait_stats(lambda st: st["active"] == 0)
+            self.assertEqual(stats["active"], 0, f"{what}: the proxy waited for the client's FIN")
+            s.close()
+        self.assertEqual(a.conn_count(), 1, "the server connection stays pooled")
+
+    def lingers(self, proxy, s, what):
+        """The proxy keeps the connection until the client's end, then lets it go."""
+        time.sleep(0.3)  # a close would have followed the response at once
+        self.assertEqual(proxy.wait_stats(lambda st: True)["active"], 1,
+                         f"{what}: closed before the client's FIN")
+        s.close()
+        stats = proxy.wait_stats(lambda st: st["active"] == 0)
+        self.assertEqual(stats["active"], 0, f"{what}: not released after the client's FIN")
+
+    def test_a_request_pipelined_behind_a_close_keeps_the_lingering_close(self):
+        """Bytes past a request that asked to close: the response and a FIN, then the proxy
+        reads to the client's end, so those bytes cannot turn its close into a reset."""
+        a = self.backend("a")
+        proxy = self.start_http([a], ["pool-size 1"], workers=1)
+        data = (hb.request("GET", "/who?first", headers=["Connection: close"])
+                + hb.request("GET", "/who?second"))
+        resp, ending, s = self.open_after_response(proxy, data, "pipelined")
+        self.assertEqual(ending, "eof")
+        self.lingers(proxy, s, "pipelined")
+        self.assertEqual([r.target for r in a.snapshot()], ["/who?first"])
+
+    def test_a_close_delimited_response_leaves_a_lingering_close(self):
+        """A response whose body ends with the server's close ends a keep-alive client's
+        connection too, which the client did not ask for and may have sent more on: the proxy
+        sends its FIN, then waits for the client's."""
+        a = self.backend("a")
+        proxy = self.start_http([a], ["pool-size 1"], workers=1)
+        s = hb.connect(proxy.port, timeout=WAIT)
+        self.addCleanup(s.close)
+        s.sendall(hb.request("GET", "/close/100"))
+        resp = hb.read_response(hb.Reader(s))
+        self.assertEqual(resp.status, 200, repr(resp))
+        outcome, _, extra = wait_closed(s, WAIT)
+        self.assertEqual((outcome, extra), ("eof", 0))
+        self.lingers(proxy, s, "close-delimited")
+
+
 class UpgradeTests(HttpTestCase):
 
     def test_websocket_echo(self):

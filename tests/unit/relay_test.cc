@@ -2383,7 +2383,7 @@ TEST_F(RelayTestPooled, ADetachedUpstreamLeavesAnEmptySideAndTheClientReading) {
 
 TEST_F(RelayTestPooled, EndClientSendsAFinThenClosesCleanlyAtTheClientsEnd) {
   c_.upstream = Side{};
-  relay::end_client(c_);
+  relay::end_client(c_, false);
   EXPECT_FALSE(c_.pooled);
   EXPECT_EQ(Next(Dir::kU2C), Step::kShutdown);  // the FIN
   Shutdown(Dir::kU2C);
@@ -2398,11 +2398,33 @@ TEST_F(RelayTestPooled, EndClientAfterTheClientsEndClosesAtTheFin) {
   Ready(c_.client, kReadable);
   ASSERT_TRUE(Read(Dir::kC2U, SysResult{0}));
   c_.upstream = Side{};
-  relay::end_client(c_);
+  relay::end_client(c_, false);
   ASSERT_EQ(Next(Dir::kU2C), Step::kShutdown);
   Shutdown(Dir::kU2C);
   EXPECT_EQ(c_.state, State::kClosing);
   EXPECT_TRUE(relay::ends_cleanly(c_));
+}
+
+TEST_F(RelayTestPooled, EndClientOverClosesOnceItsBytesAreOutWithoutItsFin) {
+  c_.upstream = Side{};
+  relay::end_client(c_, true);  // its request asked to close (decision 0018)
+  EXPECT_EQ(c_.end, EndReason::kClientFin);
+  Ready(c_.client, kReadable);
+  EXPECT_EQ(Next(Dir::kC2U), Step::kNone);  // nothing more is read from it
+  ASSERT_EQ(Next(Dir::kU2C), Step::kShutdown);
+  EXPECT_TRUE(relay::shutdown_is_last(c_, Dir::kU2C));  // the close sends the FIN
+  Shutdown(Dir::kU2C);
+  EXPECT_EQ(c_.state, State::kClosing);
+  EXPECT_TRUE(relay::ends_cleanly(c_));
+}
+
+TEST_F(RelayTestPooled, EndClientOverLeavesAFailedClientFailed) {
+  Ready(c_.client, kError);
+  relay::fail(c_, c_.client, stats_);
+  c_.upstream = Side{};
+  relay::end_client(c_, true);
+  EXPECT_EQ(c_.end, EndReason::kClientReset);
+  EXPECT_FALSE(relay::ends_cleanly(c_));
 }
 
 TEST_F(RelayTestPooled, APausedDetachReadsNothingMore) {
