@@ -410,11 +410,9 @@ void on_accepted(Connection& c) noexcept {
   c.state = State::kRouting;
 }
 
-void on_inspecting(Connection& c) noexcept {
+void on_inspecting(Connection& c, bool bytes_waiting) noexcept {
   c.state = State::kInspecting;
-  // A client usually sends its first bytes (a ClientHello, a request) right behind the
-  // handshake: read at once instead of waiting a loop iteration for the edge; EAGAIN clears it.
-  c.client.flags |= kReadReady;
+  if (bytes_waiting) c.client.flags |= kReadReady;
 }
 
 void on_routed(Connection& c) noexcept {

@@ -764,7 +764,7 @@ void Worker::start_connection(int client_fd, const Listener& l,
     // The backend is chosen by the first bytes (or after the PROXY header): read them first.
     v.routing->reset(h.index).header_read = !ls.accept_proxy;
     ls.runtime->route.inspected.fetch_add(1, std::memory_order_relaxed);
-    relay::on_inspecting(*c);
+    relay::on_inspecting(*c, ls.defer_accept_s != 0);
     timers_.arm(h.index, now_.ms + ls.inspect_timeout_ms);
     pump(*c, h.index);
     return;
@@ -1082,7 +1082,7 @@ void Worker::start_forward(Connection& c, Handle h, const ListenerSpec& ls) noex
   // Nothing passes either way until the worker approves it.
   c.client.gate = 0;
   c.upstream.gate = 0;
-  relay::on_inspecting(c);
+  relay::on_inspecting(c, ls.defer_accept_s != 0);
   timers_.arm(h.index, now_.ms + ls.forward.request_timeout_ms);
   pump(c, h.index);
 }

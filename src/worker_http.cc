@@ -111,7 +111,7 @@ void Worker::start_http(Connection& c, Handle h, const ListenerSpec& ls,
   c.client.gate = 0;
   c.upstream.gate = 0;
   c.pooled = true;
-  relay::on_inspecting(c);
+  relay::on_inspecting(c, ls.defer_accept_s != 0);
   timers_.arm(h.index, now_.ms + ls.http.request_timeout_ms);
   pump(c, h.index);
 }

@@ -162,7 +162,11 @@ void on_client(Connection& c, int client_fd, LoopTime now) noexcept;
 void on_accepted(Connection& c) noexcept;
 // kAccepted -> kInspecting: the client is registered and its first bytes are read (into
 // client.in, which the worker empties into the routing context) until a rule decides.
-void on_inspecting(Connection& c) noexcept;
+// `bytes_waiting`: the listener accepts only once the first bytes arrived (TCP_DEFER_ACCEPT), so
+// they are read at once. Otherwise the first read waits for the registration's edge, which
+// EPOLL_CTL_ADD raises at once for bytes already there: under load a read right after the accept
+// mostly finds nothing yet (an EAGAIN per connection).
+void on_inspecting(Connection& c, bool bytes_waiting) noexcept;
 // kInspecting -> kRouting: a rule chose the backend.
 void on_routed(Connection& c) noexcept;
 // The client's reading waits (kPauseReplay) while bytes the proxy holds for the upstream (the

@@ -987,10 +987,17 @@ TEST_F(RelayTest, UpstreamDroppedGoesBackToRouting) {
 
 // --- content-aware routing (issue 11): inspecting, replay, refusal ---------------------------
 
+TEST_F(RelayTest, InspectingBehindADeferredAcceptReadsAtOnce) {
+  c_.state = State::kAccepted;
+  relay::on_inspecting(c_, true);
+  EXPECT_EQ(relay::next_step(c_, Dir::kC2U), Step::kRead);
+}
+
 TEST_F(RelayTest, InspectingReadsTheClientButNeverWritesUpstream) {
   c_.state = State::kAccepted;
-  relay::on_inspecting(c_);
+  relay::on_inspecting(c_, false);
   EXPECT_EQ(c_.state, State::kInspecting);
+  EXPECT_EQ(relay::next_step(c_, Dir::kC2U), Step::kNone) << "the edge says when bytes came";
   Ready(c_.client, kReadable);
   EXPECT_EQ(relay::next_step(c_, Dir::kC2U), Step::kRead);
   ASSERT_TRUE(Read(Dir::kC2U, Bytes(100)));
