@@ -121,10 +121,7 @@ void on_no_bytes(Connection& c, Dir d, SysResult r, Stats& stats, LoopTime now) 
         ++stats.server_finished_first;
       }
     }
-    // A released upstream ended both ways already: the client's end may be the last one.
-    if (c.upstream_released && direction_done(c, Dir::kC2U) && direction_done(c, Dir::kU2C)) {
-      c.state = State::kClosing;
-    }
+    end_if_done(c);
   } else {
     fail(c, src, stats);
   }
@@ -462,6 +459,13 @@ void on_upstream_detached(Connection& c) noexcept {
   c.upstream.gate = 0;
   c.detaching = false;
   c.state = State::kInspecting;
+}
+
+void end_if_done(Connection& c) noexcept {
+  // A released upstream ended both ways already: the client's end may be the last one.
+  if (c.upstream_released && direction_done(c, Dir::kC2U) && direction_done(c, Dir::kU2C)) {
+    c.state = State::kClosing;
+  }
 }
 
 void end_client(Connection& c, bool client_over) noexcept {

@@ -1166,8 +1166,10 @@ bool Worker::forward_request(Connection& c, Handle h, RoutingContext& ctx,
         client.in.consume(client.in.readable());
         pool_.release(client.in);
         client.paused &= static_cast<uint8_t>(~kPauseBackpressure);
+        relay::end_if_done(c);
         return true;
       }
+      if (moved) relay::end_if_done(c);
       return moved;
     }
     case ForwardPhase::kResolving:

@@ -68,6 +68,15 @@ bool upstream_reusable(const Connection& c, const ForwardExchange& ex) noexcept 
   return !ex.response_close && !(c.upstream.flags & (kEof | kFailed | kPeerShut));
 }
 
+// The request went out whole: its body ended and every byte approved for the server was written.
+// A response can end first (a 401 to an upload from a client that asked to close, whose body's
+// rest is then dropped): that server still expects body bytes and would read the next request
+// on the connection as them.
+bool request_sent_whole(const Connection& c, const ForwardExchange& ex) noexcept {
+  const Side& client = c.client;
+  return ex.request_done && client.gate == 0 && client.splice_left == 0 && client.piped == 0;
+}
+
 // Nothing more is owed from the client once its response is out (decision 0018): its request
 // asked to close and was read to its end, and no byte past it was read (a pipelined request in
 // the block or the routing area). A client that asked to close must not send another request.
@@ -734,7 +743,7 @@ void Worker::settle_upstream(Connection& c, Handle h, ForwardExchange& ex) noexc
     if (lost) begin_detach(c, h, false);
     return;
   }
-  const bool keep = !lost && !ex.response_close;
+  const bool keep = !lost && !ex.response_close && request_sent_whole(c, ex);
   ServerPool& pool = pool_of(c, c.backend);
   if (ex.phase == ForwardPhase::kDone) {
     ex.http.end_after_detach = true;

@@ -198,6 +198,10 @@ void on_upstream_detached(Connection& c) noexcept;
 // was read, so nothing more is owed from it: its side counts as ended in order (kClientFin) and
 // the connection closes once the client's bytes are out, without waiting for its FIN.
 void end_client(Connection& c, bool client_over) noexcept;
+// A released upstream's connection whose two directions are done closes (kClosing): after the
+// client's end was read, or after the worker dropped bytes the client sent past its last request
+// (what was held may have been all that kept the client's direction open).
+void end_if_done(Connection& c) noexcept;
 
 // Records an error on `side` (counted once per side; the end reason kClientReset or
 // kServerReset if none was recorded). Nothing more is written to it; what it

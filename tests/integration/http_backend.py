@@ -732,6 +732,18 @@ class HttpBackend:
             req.answered = True
             return not close
 
+        if path == "/early" and not head_only:
+            # A 401 to an upload before its body was read, as servers answer an unauthorized
+            # one; the body is then read (and dropped) and the connection stays open.
+            body = b"early"
+            conn.sendall(self._head(401, "Unauthorized", req, rec,
+                                    [f"Content-Length: {len(body)}"]) + body)
+            req.answered = True
+            reader.body(framing, hashed)
+            req.body_sha256 = h.hexdigest()
+            req.complete = True
+            return True
+
         reader.body(framing, hashed)
         req.body_sha256 = h.hexdigest()
         req.complete = True

@@ -1061,17 +1061,50 @@ class ClientEndTests(HttpTestCase):
         stats = proxy.wait_stats(lambda st: st["active"] == 0)
         self.assertEqual(stats["active"], 0, f"{what}: not released after the client's FIN")
 
-    def test_a_request_pipelined_behind_a_close_keeps_the_lingering_close(self):
-        """Bytes past a request that asked to close: the response and a FIN, then the proxy
-        reads to the client's end, so those bytes cannot turn its close into a reset."""
+    def pipelined_behind_a_close(self):
+        """A request that asks to close with another behind it, in one write: its response and
+        the proxy's FIN read, the socket kept open. (backend, proxy, socket)."""
         a = self.backend("a")
         proxy = self.start_http([a], ["pool-size 1"], workers=1)
         data = (hb.request("GET", "/who?first", headers=["Connection: close"])
                 + hb.request("GET", "/who?second"))
-        resp, ending, s = self.open_after_response(proxy, data, "pipelined")
+        _, ending, s = self.open_after_response(proxy, data, "pipelined")
         self.assertEqual(ending, "eof")
+        return a, proxy, s
+
+    def test_a_request_pipelined_behind_a_close_keeps_the_lingering_close(self):
+        """Bytes past a request that asked to close: the response and a FIN, then the proxy
+        reads to the client's end, so those bytes cannot turn its close into a reset."""
+        a, proxy, s = self.pipelined_behind_a_close()
         self.lingers(proxy, s, "pipelined")
         self.assertEqual([r.target for r in a.snapshot()], ["/who?first"])
+
+    def test_bytes_and_a_fin_while_lingering_end_the_connection(self):
+        """During a lingering close the client sends a few bytes and its FIN together: the
+        bytes are dropped and the connection ends (it once waited for the idle timeout)."""
+        a, proxy, s = self.pipelined_behind_a_close()
+        s.sendall(b"junk" * 10)
+        s.shutdown(socket.SHUT_WR)
+        stats = proxy.wait_stats(lambda st: st["active"] == 0)
+        self.assertEqual(stats["active"], 0, "the client's end was not seen")
+        self.assertEqual([r.target for r in a.snapshot()], ["/who?first"])
+
+    def test_an_answer_before_the_body_ended_does_not_pool_the_connection(self):
+        """The server answers an upload before its body ended (a 401) and the client asked to
+        close: the body's rest never goes to that server, which still expects it, so the
+        connection is not pooled (the next request once reached it as body bytes)."""
+        a = self.backend("a")
+        proxy = self.start_http([a], ["pool-size 1"], workers=1)
+        s = hb.connect(proxy.port, timeout=WAIT)
+        self.addCleanup(s.close)
+        s.sendall(b"POST /early HTTP/1.1\r\nHost: app\r\nConnection: close\r\n"
+                  b"Content-Length: 200000\r\n\r\n" + b"x" * 1000)
+        resp = hb.read_response(hb.Reader(s))
+        self.assertEqual(resp.status, 401, repr(resp))
+        s.close()
+        resp = hb.fetch(proxy.port, hb.request("GET", "/who?next"))
+        self.assertServed(resp, "a", "the next request")
+        self.assertEqual(a.conn_count(), 2, "the first server connection was reused")
 
     def test_a_close_delimited_response_leaves_a_lingering_close(self):
         """A response whose body ends with the server's close ends a keep-alive client's
