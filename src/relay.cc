@@ -481,7 +481,7 @@ void end_client(Connection& c, bool client_over) noexcept {
   }
   c.upstream.gate = kOpenGate;
   c.state = State::kRelaying;
-  if (direction_done(c, Dir::kC2U) && direction_done(c, Dir::kU2C)) c.state = State::kClosing;
+  end_if_done(c);
 }
 
 void on_upstream_dropped(Connection& c) noexcept {
