@@ -93,8 +93,7 @@ Result<Listener> Listener::adopt(int fd) {
 }
 
 Listener::Listener(Listener&& other) noexcept
-    : ready(other.ready),
-      paused(other.paused),
+    : paused(other.paused),
       listener(other.listener),
       bind(other.bind),
       generation(other.generation),
@@ -111,7 +110,6 @@ Listener& Listener::operator=(Listener&& other) noexcept {
     close();
     fd_ = std::exchange(other.fd_, -1);
     address_ = other.address_;
-    ready = other.ready;
     paused = other.paused;
     listener = other.listener;
     bind = other.bind;
@@ -130,13 +128,11 @@ Listener::~Listener() {
 }
 
 int Listener::release() noexcept {
-  ready = false;
   return std::exchange(fd_, -1);
 }
 
 void Listener::close() noexcept {
   if (fd_ >= 0) sys::close(std::exchange(fd_, -1));
-  ready = false;
 }
 
 }  // namespace edgeproxy

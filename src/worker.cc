@@ -29,7 +29,6 @@ int64_t wall_clock_ms() noexcept {
 
 constexpr uint32_t kEventBatch = 256;
 constexpr size_t kCommandsReserved = 16;  // control commands taken at once without allocating
-constexpr uint32_t kAcceptBudget = 64;    // accepts per listener per iteration
 constexpr int64_t kAcceptRetryMs = 100;   // out of fds: retry accepting this often, no sooner
 // Accept priority: a connection that has moved less than this either way is young, and its
 // events are handled before bulk relaying (a request and the start of its answer).
@@ -385,7 +384,7 @@ int Worker::run() noexcept {
   for (;;) {
     // Accepts still in flight after the listeners' cancel could yet bring a descriptor: wait.
     if (stopping_ && slab_.used() == 0 && reactor_.accepts_idle()) break;
-    const bool busy = pending_count_ > 0 || listener_pending_;
+    const bool busy = pending_count_ > 0;
     reactor_.set_concurrency(slab_.used());
     const std::span<const Event> events = reactor_.wait(busy ? 0 : timers_.timeout_ms(now_.ms));
     now_ = LoopTime::now();
@@ -407,12 +406,6 @@ int Worker::run() noexcept {
     }
     for (size_t i = 0; i < batch; ++i) {
       if (!deferred_[i]) dispatch(events[i]);
-    }
-    if (listener_pending_) {
-      listener_pending_ = false;
-      for (uint32_t i = 0; i < listeners_.size(); ++i) {
-        if (listeners_[i].ready && !listeners_[i].paused) accept_from(i);
-      }
     }
     const uint32_t carried = pending_count_;
     std::swap(pending_, carried_);
@@ -495,9 +488,8 @@ void Worker::dispatch(const Event& ev) noexcept {
       }
       if (ev.ready & kAccepted) {
         on_accepted(i, ev.result);
-      } else if (listeners_[i].fd() >= 0) {
-        listeners_[i].ready = true;
-        if (!listeners_[i].paused) accept_from(i);
+      } else if (listeners_[i].fd() >= 0 && !listeners_[i].paused) {
+        accept_from(i);
       }
       return;
     }
@@ -645,25 +637,21 @@ bool Worker::kill_connection(uint32_t slot, uint32_t generation) noexcept {
 void Worker::accept_from(uint32_t listener_index) noexcept {
   Listener& l = listeners_[listener_index];
   if (l.fd() < 0) return;
-  for (uint32_t n = 0; n < kAcceptBudget; ++n) {
-    if (!room_for_clients()) {
-      // Leave clients in the kernel backlog; a freed slot (or descriptor) resumes the listener.
-      pause_listener(l);
-      return;
-    }
-    SocketAddress peer;
-    const SysResult r = sys::accept(l.fd(), &peer);
-    if (r.ok()) {
-      start_connection(static_cast<int>(r.value), l, &peer);
-      continue;
-    }
-    if (r.would_block()) {
-      l.ready = false;
-      return;
-    }
-    if (!on_accept_error(l, r.err)) return;
+  if (!room_for_clients()) {
+    // Leave clients in the kernel backlog; a freed slot (or descriptor) resumes the listener.
+    pause_listener(l);
+    return;
   }
-  listener_pending_ = true;  // budget spent: more may be queued, and no new edge will say so
+  // One connection per report: the reactor reports a listener at every wait while connections
+  // are queued (decision 0019), so none is forgotten and no accept4() is spent on the EAGAIN
+  // that would end a drain. EAGAIN still comes when another worker sharing the socket won.
+  SocketAddress peer;
+  const SysResult r = sys::accept(l.fd(), &peer);
+  if (r.ok()) {
+    start_connection(static_cast<int>(r.value), l, &peer);
+  } else if (!r.would_block()) {
+    on_accept_error(l, r.err);
+  }
 }
 
 void Worker::on_accepted(uint32_t listener_index, int result) noexcept {
@@ -2583,7 +2571,8 @@ void Worker::pause_listener(Listener& l) noexcept {
   l.paused = true;
   ++stats_.accept_pauses;
   const SysResult r = reactor_.pause_listener(l.fd(), listener_cookie(l));
-  // Still armed: the worker keeps refusing in accept_from() while full, one edge at a time.
+  // Still armed (it cannot fail for a registered socket short of kernel memory): the worker is
+  // woken while clients wait, and accept_from() tries pausing again at each report.
   if (!r.ok()) log_warn("cannot pause the listener: %s", std::strerror(r.err));
 }
 
@@ -2606,7 +2595,6 @@ void Worker::resume_listeners() noexcept {
 void Worker::begin_shutdown(bool fast) noexcept {
   if (!stopping_) {
     stopping_ = true;
-    listener_pending_ = false;
     // Closing the listening sockets makes the kernel refuse new connections at once.
     for (Listener& l : listeners_) close_listener(l);
     // Connections waiting for a descriptor keep their retries.

@@ -40,7 +40,6 @@ class Listener {
   const SocketAddress& address() const noexcept { return address_; }
   void close() noexcept;
 
-  bool ready = false;   // the kernel reported pending connections not yet accepted
   bool paused = false;  // interest dropped: slab full or out of file descriptors
   // A worker's bookkeeping: which listener and bind of the installed topology this socket
   // serves, and the key that a reload matches it by (listener name and configured address).

@@ -447,7 +447,6 @@ class Worker {
   WaitQueue<Connection, &Connection::socket_wait> socket_waiters_;
 
   bool started_ = false;
-  bool listener_pending_ = false;  // the accept budget ran out with connections still queued
   bool stopping_ = false;
   bool fast_stop_ = false;
 

@@ -55,17 +55,18 @@ EpollReactor::~EpollReactor() {
 }
 
 SysResult EpollReactor::add(int fd, uint64_t cookie, uint32_t interest) noexcept {
-  epoll_event ev{};
-  ev.events = to_epoll(interest);
-  ev.data.u64 = cookie;
-  return SysResult::from(epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev));
+  return control(EPOLL_CTL_ADD, fd, cookie, to_epoll(interest));
 }
 
 SysResult EpollReactor::modify(int fd, uint64_t cookie, uint32_t interest) noexcept {
+  return control(EPOLL_CTL_MOD, fd, cookie, to_epoll(interest));
+}
+
+SysResult EpollReactor::control(int op, int fd, uint64_t cookie, uint32_t events) noexcept {
   epoll_event ev{};
-  ev.events = to_epoll(interest);
+  ev.events = events;
   ev.data.u64 = cookie;
-  return SysResult::from(epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &ev));
+  return SysResult::from(epoll_ctl(epfd_, op, fd, &ev));
 }
 
 std::span<const Event> EpollReactor::wait(int timeout_ms) noexcept {

@@ -1,6 +1,6 @@
-// EpollReactor: one edge-triggered epoll instance. Registers fds with a cookie (cookie.h) and
-// normalized interest (event.h), and turns epoll_wait batches into normalized Events.
-// Single-threaded: owned by one Worker.
+// EpollReactor: one epoll instance, edge-triggered but for listeners (decision 0019). Registers fds
+// with a cookie (cookie.h) and normalized interest (event.h), and turns epoll_wait batches into
+// normalized Events. Single-threaded: owned by one Worker.
 #pragma once
 
 #include <sys/epoll.h>
@@ -46,10 +46,20 @@ class EpollReactor {
   // keeps systemd's), and the stale registration would keep waking the worker, and refuse a later
   // registration of the same fd number with EEXIST.
   SysResult watch(int fd, uint64_t cookie) noexcept { return add(fd, cookie, kWantRead); }
-  SysResult watch_listener(int fd, uint64_t cookie) noexcept { return add(fd, cookie, kWantRead); }
-  SysResult pause_listener(int fd, uint64_t cookie) noexcept { return modify(fd, cookie, 0); }
+  //
+  // Listeners alone are level-triggered (decision 0019): the worker takes one connection per
+  // report and leaves the rest of the backlog to the next wait, which reports the listener again
+  // while the backlog is not empty. An edge-triggered listener must be drained until accept4()
+  // fails with EAGAIN, one system call per drain that brings nothing. Pausing drops the interest,
+  // so a full worker is not woken by a backlog it leaves waiting.
+  SysResult watch_listener(int fd, uint64_t cookie) noexcept {
+    return control(EPOLL_CTL_ADD, fd, cookie, EPOLLIN);
+  }
+  SysResult pause_listener(int fd, uint64_t cookie) noexcept {
+    return control(EPOLL_CTL_MOD, fd, cookie, 0);
+  }
   SysResult resume_listener(int fd, uint64_t cookie) noexcept {
-    return modify(fd, cookie, kWantRead);
+    return control(EPOLL_CTL_MOD, fd, cookie, EPOLLIN);
   }
   void unwatch_listener(int fd, uint64_t) noexcept { remove(fd); }
   // Deletes the registration of an fd that stays open (a pooled server connection handed back
@@ -73,6 +83,7 @@ class EpollReactor {
 
  private:
   EpollReactor(int epfd, uint32_t batch);
+  SysResult control(int op, int fd, uint64_t cookie, uint32_t events) noexcept;
   int epfd_;
   uint32_t batch_;
   std::unique_ptr<epoll_event[]> raw_;

@@ -2,6 +2,7 @@
 
 import os
 import resource
+import signal
 import socket
 import sys
 import time
@@ -46,6 +47,31 @@ class ManyClients(ProxyTestCase):
         stats = proxy.wait_stats(lambda st: st["active"] == 0, timeout=10)
         self.assertEqual(stats["active"], 0)
         self.assertEqual(stats["accepted"], n)
+
+    def test_a_backlog_queued_while_the_proxy_sleeps_is_accepted_whole(self):
+        # Every client is queued in the kernel before the proxy runs again, so one report of the
+        # listener stands for all of them: a listener that took one connection per report and
+        # were only told of new arrivals (edge-triggered, decision 0019) would leave the rest
+        # in the backlog for good.
+        n = 300
+        backend = self.start_server()
+        proxy = self.start_proxy(backend.port, extra=["--workers", "1"])
+        os.kill(proxy.pid, signal.SIGSTOP)
+        try:
+            clients = [self.connect(proxy.port) for _ in range(n)]
+            messages = [f"queued {i} {os.urandom(4).hex()}\n".encode() for i in range(n)]
+            for sock, msg in zip(clients, messages):
+                sock.sendall(msg)
+        finally:
+            os.kill(proxy.pid, signal.SIGCONT)
+        for i, (sock, msg) in enumerate(zip(clients, messages)):
+            self.assertEqual(recv_exact(sock, len(msg)), msg, f"queued client {i} not served")
+        for sock in clients:
+            sock.close()
+        stats = proxy.wait_stats(lambda st: st["active"] == 0, timeout=10)
+        self.assertEqual(stats["accepted"], n)
+        self.assertEqual(stats["accept_errors"], 0)
+        self.assertNotBusy(proxy, what="the backlog is empty")
 
     def test_5000_sequential_connections_leak_nothing(self):
         backend = self.start_server()
