@@ -2481,8 +2481,7 @@ void Worker::close_connection(Connection& c, uint32_t index) noexcept {
       sys::set_linger_zero(side->fd);
       ++stats_.resets_sent;
     }
-    // close() also removes the fd from the epoll set: no fd is ever dup'ed.
-    sys::close(side->fd);
+    transport_.close_socket(side->fd);
   }
   if (log_format_ != nullptr) log_connection(c, index);
   relay::release_buffers(c, pool_, stats_);

@@ -64,6 +64,8 @@ concept TransportVerbs = requires(T t, const T ct, Connection& c, Handle h, cons
   { t.adopt_upstream(c, h) } -> std::same_as<int>;
   { ct.buffers_available() } -> std::same_as<bool>;
   { t.release_pipes(c) } -> std::same_as<void>;
+  // Closes a connection's socket once nothing refers to it (quiesce() said so).
+  { t.close_socket(c.client.fd) } -> std::same_as<void>;
   { t.release_pipe(c.upstream) } -> std::same_as<void>;
   { ct.pipes() } -> std::same_as<const PipePool&>;
 };

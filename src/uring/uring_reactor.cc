@@ -126,6 +126,8 @@ UringReactor::UringReactor(UringReactor&& other) noexcept
 
 UringReactor::~UringReactor() {
   if (ring_ == nullptr) return;
+  // Closes queued since the last wait() (UringTransport::close_socket) leave with this enter.
+  if (!disabled_ && io_uring_sq_ready(ring_.get()) > 0) io_uring_submit(ring_.get());
   reap_accepts_at_exit();
   io_uring_queue_exit(ring_.get());
 }
@@ -388,6 +390,7 @@ bool UringReactor::translate(const Completion& cqe, Event& out) noexcept {
       out = Event{control_.cookie, kReadable, cqe.res, cqe.flags, 0};
       return true;
     case UringOp::kListenerCancel:
+    case UringOp::kClose:
     case UringOp::kNone:
       return false;
     case UringOp::kConnect:

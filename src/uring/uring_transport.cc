@@ -470,6 +470,17 @@ bool UringTransport::settle(Connection& c, Handle) noexcept {
   return true;
 }
 
+void UringTransport::close_socket(int fd) noexcept {
+  io_uring_sqe* e = reactor_.sqe();
+  if (e == nullptr) {
+    sys::close(fd);
+    return;
+  }
+  io_uring_prep_close(e, fd);
+  io_uring_sqe_set_data64(e, UserData::pack(UringOp::kClose, Handle{}));
+  e->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
 bool UringTransport::quiesce(Connection& c, Handle h) noexcept {
   const auto mark = static_cast<uint8_t>((reactor_.dropped_completions() & 3) << 2);
   const bool client_idle = quiesce_side(c, true, h, mark);
