@@ -97,10 +97,10 @@ class EpollTransport {
   // At close: gives the connection's pipes back, an emptied one as it is, one still holding bytes
   // replaced by a fresh pipe (splice_pipes_dirty).
   void release_pipes(Connection& c) noexcept { pipes_.release_all(c, stats_); }
-  // close() also removes the fd from the epoll set: no fd is ever dup'ed.
-  void close_socket(int fd) noexcept { sys::close(fd); }
   // The same for one side: a pooled upstream leaving its connection (decision 0015).
   void release_pipe(Side& side) noexcept { pipes_.release_side(side, stats_); }
+  // close() also removes the fd from the epoll set: no fd is ever dup'ed.
+  void close_socket(int fd) noexcept { sys::close(fd); }
 
   const PipePool& pipes() const noexcept { return pipes_; }
 

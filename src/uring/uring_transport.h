@@ -155,11 +155,11 @@ class UringTransport {
   // At close, once quiesce() said nothing is in flight: gives the connection's pipes back, an
   // emptied one as it is, one still holding bytes replaced by a fresh pipe (splice_pipes_dirty).
   void release_pipes(Connection& c) noexcept { pipes_.release_all(c, stats_); }
+  // The same for one side, once detach_upstream() said nothing refers to it (decision 0015).
+  void release_pipe(Side& side) noexcept { pipes_.release_side(side, stats_); }
   // In the ring (IORING_OP_CLOSE), sent with the next submission instead of a system call of its
   // own; a close(2) when no submission entry is free. The descriptor stays allocated until then.
   void close_socket(int fd) noexcept;
-  // The same for one side, once detach_upstream() said nothing refers to it (decision 0015).
-  void release_pipe(Side& side) noexcept { pipes_.release_side(side, stats_); }
 
   const PipePool& pipes() const noexcept { return pipes_; }
   // Pool blocks lent to the kernel's provided-buffer ring and not yet filled: in use for the
