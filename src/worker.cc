@@ -459,6 +459,16 @@ void Worker::restart_cancels_after_drops() noexcept {
   }(reactor_, transport_);
 }
 
+std::optional<Handle> Worker::server_owner(Handle socket) const noexcept {
+  return [socket](const auto& transport) -> std::optional<Handle> {
+    if constexpr (requires { transport.server_owner(socket); }) {
+      return transport.server_owner(socket);
+    } else {
+      return std::nullopt;
+    }
+  }(transport_);
+}
+
 void Worker::update_accept_room() noexcept {
   reactor_.set_accept_room(slab_.capacity() - slab_.used(), static_cast<uint32_t>(config_.backlog));
 }
@@ -466,7 +476,13 @@ void Worker::update_accept_room() noexcept {
 bool Worker::is_priority(const Event& ev) const noexcept {
   const Cookie ck = Cookie::unpack(ev.cookie);
   if (ck.tag == CookieTag::kListener || ck.tag == CookieTag::kControl) return true;
-  const Connection* c = slab_.resolve(ck.handle);
+  Handle h = ck.handle;
+  if (ck.tag == CookieTag::kServer) {
+    const std::optional<Handle> owner = server_owner(ck.handle);
+    if (!owner) return false;
+    h = *owner;
+  }
+  const Connection* c = slab_.resolve(h);
   if (c == nullptr) return false;
   // Connecting, or young: a new client's first exchange (its request and the first bytes of its
   // answer) is not held up behind connections that have been moving bulk data for a while.
@@ -499,6 +515,18 @@ void Worker::dispatch(const Event& ev) noexcept {
     case CookieTag::kClient:
     case CookieTag::kUpstream:
       on_connection_event(ck.tag, ck.handle, ev);
+      return;
+    case CookieTag::kServer:
+      // Readiness backends only (decision 0020): a generic lambda, so io_uring discards it.
+      [&](auto& transport) {
+        if constexpr (requires { transport.on_free_server_event(ck.handle); }) {
+          if (const std::optional<Handle> owner = transport.server_owner(ck.handle)) {
+            on_connection_event(CookieTag::kUpstream, *owner, ev);
+          } else {
+            transport.on_free_server_event(ck.handle);
+          }
+        }
+      }(transport_);
       return;
   }
   ++stats_.stale_events;  // unknown tag: cannot come from us

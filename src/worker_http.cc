@@ -346,13 +346,35 @@ void Worker::assign_server(Connection& c, Handle h, uint32_t avoid) noexcept {
   wait_pending(c, h, backend);
 }
 
+std::optional<bool> Worker::watched_free_socket_alive(int fd) const noexcept {
+  return [fd](const auto& transport) -> std::optional<bool> {
+    if constexpr (requires { transport.free_socket_alive(fd); }) {
+      return transport.free_socket_alive(fd);
+    } else {
+      return std::nullopt;
+    }
+  }(transport_);
+}
+
+bool Worker::free_socket_alive(int fd) const noexcept {
+  if (const std::optional<bool> known = watched_free_socket_alive(fd)) return *known;
+  return alive(fd);
+}
+
+bool Worker::free_socket_usable(const ServerPool::Idle& idle) const noexcept {
+  // A socket the reactor watches while free is known alive or not (decision 0020); the others
+  // are looked at, unless they were freed a moment ago.
+  if (const std::optional<bool> known = watched_free_socket_alive(idle.fd)) return *known;
+  return now_.ms - idle.since_ms < kTrustedIdleMs || alive(idle.fd);
+}
+
 bool Worker::take_free(Connection& c, Handle h, uint32_t backend, uint32_t s) noexcept {
   ServerPool& pool = pool_of(c, backend);
   PoolStats& gauges = versions_[c.version].topology->backends[backend].runtime->pool;
   ServerPool::Idle idle;
   while (pool.pop_free(s, idle)) {
     add(gauges.pool_idle, -1);
-    if (now_.ms - idle.since_ms < kTrustedIdleMs || alive(idle.fd)) {
+    if (free_socket_usable(idle)) {
       c.backend = static_cast<uint16_t>(backend);
       c.server = static_cast<uint16_t>(s);
       c.last_server = c.server;
@@ -1128,7 +1150,9 @@ void Worker::sweep_pools() noexcept {
       uint32_t closed = 0;
       for (uint32_t s = 0; s < pool.servers(); ++s) {
         closed += pool.sweep(s, [&](const ServerPool::Idle& idle) {
-          if (now_.ms - idle.since_ms < spec.pool.idle_timeout_ms && alive(idle.fd)) return false;
+          if (now_.ms - idle.since_ms < spec.pool.idle_timeout_ms && free_socket_alive(idle.fd)) {
+            return false;
+          }
           sys::close(idle.fd);
           return true;
         });

@@ -13,6 +13,9 @@ enum class CookieTag : uint8_t {
   kControl = 2,   // the worker's WorkerControl eventfd
   kClient = 3,    // index/generation = connection handle, client side
   kUpstream = 4,  // index/generation = connection handle, upstream side
+  // epoll: a pooled server socket, registered once for its life (decision 0020); index = its
+  // descriptor, generation = that descriptor number's registration (EpollTransport).
+  kServer = 5,
 };
 
 struct Cookie {

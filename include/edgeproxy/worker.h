@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "edgeproxy/access_log.h"
@@ -239,6 +240,12 @@ class Worker {
   // Whether server `s` of the backend may serve a request now (up, not drained).
   bool http_usable(const Connection& c, uint32_t backend, uint32_t s) const noexcept;
   bool take_free(Connection& c, Handle h, uint32_t backend, uint32_t s) noexcept;
+  // Whether a free pooled socket may serve a request: what the transport knows of it (a socket
+  // it watches while free, decision 0020), else a look (MSG_PEEK), skipped for one freed less
+  // than kTrustedIdleMs ago by free_socket_usable.
+  std::optional<bool> watched_free_socket_alive(int fd) const noexcept;
+  bool free_socket_alive(int fd) const noexcept;
+  bool free_socket_usable(const ServerPool::Idle& idle) const noexcept;
   void open_pooled(Connection& c, Handle h, uint32_t backend, uint32_t s) noexcept;
   void wait_pending(Connection& c, Handle h, uint32_t backend) noexcept;
   void unqueue(Connection& c, uint32_t index) noexcept;
@@ -338,6 +345,8 @@ class Worker {
   AdminAnswer list_connections(uint32_t limit);
   bool kill_connection(uint32_t slot, uint32_t generation) noexcept;
   void accept_from(uint32_t listener_index) noexcept;
+  // The connection a pooled server socket's event is for (a kServer cookie, decision 0020).
+  std::optional<Handle> server_owner(Handle socket) const noexcept;
   void on_accepted(uint32_t listener_index, int result) noexcept;
   bool on_accept_error(Listener& l, int err) noexcept;
   // `accepted`: the client's address as accept4() gave it, or null (io_uring's multishot

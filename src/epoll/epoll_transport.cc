@@ -1,8 +1,10 @@
 // Readiness-driven byte moving; see epoll_transport.h.
 #include "epoll/epoll_transport.h"
 
+#include <sys/resource.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "edgeproxy/cookie.h"
@@ -11,13 +13,30 @@
 namespace edgeproxy {
 namespace {
 
-uint64_t cookie_of(const Connection& c, const Side& side, Handle h) noexcept {
-  return Cookie::pack(&side == &c.client ? CookieTag::kClient : CookieTag::kUpstream, h);
-}
+// Descriptor numbers the pooled-socket table covers at most: 40 MiB of address space, touched
+// only where descriptors are registered.
+constexpr rlim_t kMaxServerSockets = rlim_t{1} << 21;
 
 }  // namespace
 
+uint64_t EpollTransport::cookie_of(const Connection& c, const Side& side, Handle h) const noexcept {
+  if (&side == &c.upstream && in_table(side.fd)) {
+    const ServerSocket& s = servers_[static_cast<uint32_t>(side.fd)];
+    if (s.owned && s.owner == h) {
+      return Cookie::pack(CookieTag::kServer, Handle{static_cast<uint32_t>(side.fd), s.generation});
+    }
+  }
+  return Cookie::pack(&side == &c.client ? CookieTag::kClient : CookieTag::kUpstream, h);
+}
+
 Result<Ok> EpollTransport::init(const Config& config) {
+  // Set by main before any worker starts: no descriptor of this process reaches the soft limit.
+  rlimit rl{};
+  const rlim_t fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+  servers_size_ = static_cast<uint32_t>(std::min(fds, kMaxServerSockets));
+  servers_.reset(static_cast<ServerSocket*>(std::calloc(servers_size_, sizeof(ServerSocket))));
+  if (servers_ == nullptr) return Error{"cannot reserve the pooled-socket table"};
+
   auto pipes = PipePool::create(config.pipe_count());
   if (!pipes.ok()) return Error{pipes.error()};
   pipes_ = std::move(pipes.value());
@@ -43,13 +62,70 @@ int EpollTransport::connect(Connection& c, Handle h, const SocketAddress& to) no
   }
   // Registered for reading at once: the connected socket then needs no EPOLL_CTL_MOD (settle).
   c.upstream.events = relay::wanted_interest(c, c.upstream) | kWantRead;
+  if (c.pooled && in_table(c.upstream.fd)) {
+    ServerSocket& s = servers_[static_cast<uint32_t>(c.upstream.fd)];
+    s = ServerSocket{(s.generation + 1) & kGenerationMask, c.upstream.events, h, true, false};
+  }
   const SysResult a = reactor_.add(c.upstream.fd, cookie_of(c, c.upstream, h), c.upstream.events);
   if (!a.ok()) return a.err;
   return r.ok() ? 0 : EINPROGRESS;
 }
 
+bool EpollTransport::detach_upstream(Connection& c, Handle, bool ending) noexcept {
+  const int fd = c.upstream.fd;
+  if (!in_table(fd)) {
+    if (!ending && fd >= 0) reactor_.remove(fd);
+    return true;
+  }
+  ServerSocket& s = servers_[static_cast<uint32_t>(fd)];
+  s.owned = false;
+  s.stirred = false;
+  if (!(s.events & kWantRead)) {
+    const uint32_t want = s.events | kWantRead;
+    const uint64_t cookie =
+        Cookie::pack(CookieTag::kServer, Handle{static_cast<uint32_t>(fd), s.generation});
+    // Unwatched, its close would go unseen: stirred, so the pool closes it instead of lending it.
+    if (reactor_.modify(fd, cookie, want).ok()) {
+      s.events = want;
+    } else {
+      s.stirred = true;
+    }
+  }
+  return true;
+}
+
+std::optional<Handle> EpollTransport::server_owner(Handle socket) const noexcept {
+  if (!in_table(static_cast<int>(socket.index))) return std::nullopt;
+  const ServerSocket& s = servers_[socket.index];
+  if (s.generation != socket.generation || !s.owned) return std::nullopt;
+  return s.owner;
+}
+
+void EpollTransport::on_free_server_event(Handle socket) noexcept {
+  if (!in_table(static_cast<int>(socket.index)) ||
+      servers_[socket.index].generation != socket.generation) {
+    ++stats_.stale_events;  // the descriptor was closed, and its number registered again since
+    return;
+  }
+  servers_[socket.index].stirred = true;
+}
+
+std::optional<bool> EpollTransport::free_socket_alive(int fd) const noexcept {
+  if (!in_table(fd)) return std::nullopt;
+  return !servers_[static_cast<uint32_t>(fd)].stirred;
+}
+
 int EpollTransport::adopt_upstream(Connection& c, Handle h) noexcept {
   relay::on_connected(c);
+  if (in_table(c.upstream.fd)) {
+    // Registered since its connect: the owner changes, the registration does not. An edge that
+    // came while it was free stirred it, and the pool did not lend it.
+    ServerSocket& s = servers_[static_cast<uint32_t>(c.upstream.fd)];
+    s.owner = h;
+    s.owned = true;
+    c.upstream.events = s.events;
+    return 0;
+  }
   // MOD (ADD for a socket never registered) polls the socket: a socket already readable (a close
   // that raced the hand-over) raises its edge at once. A detached socket is still registered
   // (detach_upstream).
@@ -207,6 +283,10 @@ bool EpollTransport::settle(Connection& c, Handle h) noexcept {
       return false;
     }
     side->events = want;
+    if (side == &c.upstream && in_table(side->fd)) {
+      ServerSocket& s = servers_[static_cast<uint32_t>(side->fd)];
+      if (s.owned && s.owner == h) s.events = want;
+    }
   }
   return true;
 }

@@ -4,6 +4,10 @@
 // Single-threaded: owned by one Worker, like the reactor, pool and stats it refers to.
 #pragma once
 
+#include <cstdlib>
+#include <memory>
+#include <optional>
+
 #include "edgeproxy/buffer_pool.h"
 #include "edgeproxy/clock.h"
 #include "edgeproxy/config.h"
@@ -73,23 +77,30 @@ class EpollTransport {
   // True: a finished upstream's fd may be closed now (close() also drops its registration).
   bool release_upstream(Connection&, Handle) noexcept { return true; }
 
-  // HTTP mode (decision 0013): the pooled upstream leaves this slot. True once nothing refers to
-  // its fd; epoll: at once. When the connection stays (`ending` false: a keep-alive client whose
-  // next request goes elsewhere), the registration is deleted, or the free socket's events would
-  // reach this connection's next upstream under the same cookie. When the connection is ending
-  // (the client's last request was answered, or it closes), the registration stays: an event
-  // the free socket raises reaches this connection's empty upstream side (ignored: on_event)
-  // until the slot is freed, then names a generation no connection has and is dropped as stale
-  // (the pool's peek and sweep find a closed socket); the slot that adopts it next re-points it
-  // with one EPOLL_CTL_MOD instead of a DEL here and an ADD there. Closing the socket ends the
-  // registration (no descriptor is ever duplicated).
-  bool detach_upstream(Connection& c, Handle, bool ending) noexcept {
-    if (!ending && c.upstream.fd >= 0) reactor_.remove(c.upstream.fd);
-    return true;
-  }
+  // HTTP mode (decisions 0013 and 0020): the pooled upstream leaves this slot. True once nothing
+  // refers to its fd; epoll: at once. A pooled server socket is registered once, at its connect,
+  // under a cookie of its own (CookieTag::kServer): leaving and joining a slot change its owner
+  // in servers_, no registration. Its events while it has no owner mark it stirred (the server
+  // closed it or sent bytes nobody asked for). A socket given back with its read interest
+  // dropped (backpressure) gets it back here, so that a free socket is always watched.
+  // A descriptor past the table (servers_) is registered under its slot's cookie instead: the
+  // registration is deleted when the connection stays (`ending` false), or its events would
+  // reach this connection's next upstream; kept when it ends (the next adopter re-points it
+  // with one EPOLL_CTL_MOD).
+  bool detach_upstream(Connection& c, Handle, bool ending) noexcept;
   // A pooled socket (connected, idle, in c.upstream.fd) becomes the slot's upstream: relaying
   // starts as after a connect. 0 or the errno of epoll_ctl.
   int adopt_upstream(Connection& c, Handle h) noexcept;
+
+  // The events of a pooled server socket (a kServer cookie's handle): the connection whose
+  // upstream it is, if any. Otherwise the event is one of a free socket, which
+  // on_free_server_event() marks stirred (or counts as stale: a descriptor number registered
+  // again since).
+  std::optional<Handle> server_owner(Handle socket) const noexcept;
+  void on_free_server_event(Handle socket) noexcept;
+  // Whether the pool may take free socket `fd` without looking at it: true or false for a
+  // watched one (not stirred), nothing for one past the table (the pool peeks).
+  std::optional<bool> free_socket_alive(int fd) const noexcept;
 
   // Whether a read paused for want of a buffer could get one now.
   bool buffers_available() const noexcept { return pool_.available() > 0; }
@@ -117,11 +128,33 @@ class EpollTransport {
   // chain blocks, then upstream.in's bytes once the whole chain fits.
   void write_chain(Connection& c, LoopTime now) noexcept;
 
+  // The cookie of a side's registration: kServer for a pooled server socket owned by `h`.
+  uint64_t cookie_of(const Connection& c, const Side& side, Handle h) const noexcept;
+  bool in_table(int fd) const noexcept {
+    return fd >= 0 && static_cast<uint32_t>(fd) < servers_size_;
+  }
+
+  // Per descriptor number, its registration as a pooled server socket (decision 0020). Only
+  // entries of descriptors registered as such are ever read.
+  struct ServerSocket {
+    uint32_t generation;  // bumped at each registration of this descriptor number
+    uint32_t events;      // the registered interest
+    Handle owner;         // the slot whose upstream it is, when `owned`
+    bool owned;
+    bool stirred;  // an event came while it had no owner
+  };
+  struct FreeDeleter {
+    void operator()(ServerSocket* p) const noexcept { std::free(p); }
+  };
+
   EpollReactor& reactor_;
   BufferPool& pool_;
   Stats& stats_;
   PipePool pipes_;
   relay::SplicePolicy splice_;
+  // calloc: the pages of descriptor numbers never registered are never touched (no RSS).
+  std::unique_ptr<ServerSocket[], FreeDeleter> servers_;
+  uint32_t servers_size_ = 0;
 };
 
 }  // namespace edgeproxy

@@ -446,6 +446,32 @@ class ServerLossTests(HttpTestCase):
         if resp.status == 200:
             self.assertEqual(resp.value("X-Sha256"), hashlib.sha256(body).hexdigest())
 
+    def test_a_free_connection_the_server_closed_is_not_lent(self):
+        """HTTP/1.0 clients leave their server connection free in the pool; the server closes
+        it after 300 ms idle. A 64 KiB POST (streamed past the region: never retried) from the
+        next client is served on a new connection, never sent on the closed one: the proxy
+        knew the free socket was closed (epoll: its registration reported the server's FIN,
+        decision 0020; io_uring: a look at it)."""
+        a = self.backend("a", idle_close_ms=300)
+        proxy = self.start_http([a], ["pool-size 1"], workers=1)
+        for i in range(3):
+            got = who_http10(proxy.port, f"/who?i={i}")
+            self.assertServed(got, "a", f"round {i}: the GET")
+            before, pool_before = self.counters(proxy), self.pool(proxy)
+            time.sleep(0.6)  # pacing only: the server closes the free connection meanwhile
+            body = os.urandom(64 * 1024)
+            c = self.client(proxy.port)
+            c.send(hb.request("POST", "/sha", body=body, headers=["Connection: close"]))
+            resp = c.read()
+            c.close()
+            self.assertServed(resp, "a", f"round {i}: the POST")
+            self.assertEqual(resp.value("X-Sha256"), hashlib.sha256(body).hexdigest())
+            self.assertNotEqual(resp.value("X-Conn"), got.value("X-Conn"),
+                                f"round {i}: the POST went out on the closed connection")
+            self.assertMoved(proxy, before, bad_gateway=0, retried=0)
+            self.assertGreater(self.pool(proxy)["pool_closes"], pool_before["pool_closes"],
+                               f"round {i}: the closed connection was not dropped")
+
     def test_keepalive_race_retried_once(self):
         """The server closes a reused connection when the next request arrives, without an
         answer: each such GET is resent once on a new connection (`retried`) and served, and
