@@ -169,6 +169,11 @@ bool reads_to_end_first(const Connection& c, Dir d) noexcept {
          !(c.limits & one_read_flags(d)) && !(c.sink(d).flags & kFailed) && !c.pooled;
 }
 
+bool read_stopped_at_fin(const Side& src, SysResult r, uint32_t asked) noexcept {
+  return r.ok() && r.value > 0 && static_cast<unsigned long>(r.value) < asked &&
+         (src.flags & (kPeerShut | kUrgent | kFailed | kEof)) == kPeerShut;
+}
+
 bool last_write(const Connection& c, Dir d, uint32_t asked) noexcept {
   const Side& src = c.source(d);
   return end_passes(c, d) && asked == src.in.readable() && src.piped == 0 &&
@@ -203,8 +208,9 @@ void on_read(Connection& c, Dir d, SysResult r, uint32_t asked, BufferPool& pool
     c.last_active_ms = now.ms;
     if (d == Dir::kU2C && c.u2c_first_ns == 0) c.u2c_first_ns = now.ns;
     // ET rule: a short read drained the socket; the next arrival raises a new edge. A FIN that
-    // arrived with the data raises no further edge, so after RDHUP keep reading until 0; a read
-    // also stops short just before an urgent mark, so with kUrgent keep reading until EAGAIN.
+    // arrived with the data raises no further edge, so after RDHUP keep reading to the end (0, or
+    // read_stopped_at_fin); a read also stops short just before an urgent mark, so with kUrgent
+    // keep reading until EAGAIN.
     if (n < asked && !(src.flags & (kPeerShut | kUrgent))) clear(src, kReadReady);
     if (src.in.full()) src.paused |= kPauseBackpressure;
     return;

@@ -37,7 +37,8 @@ const char* to_string(State state) noexcept;
 enum SideFlag : uint8_t {
   kReadReady = 1 << 0,   // may have bytes to read: read until EAGAIN or a short read
   kWriteReady = 1 << 1,  // send buffer has room: write until EAGAIN or a short write
-  kPeerShut = 1 << 2,    // EPOLLRDHUP/HUP seen: keep reading past short reads until read() == 0
+  kPeerShut = 1 << 2,    // EPOLLRDHUP/HUP seen: keep reading past short reads to the end (epoll
+                         // takes a short read as the end: relay::read_stopped_at_fin)
   kEof = 1 << 3,         // read() returned 0: no more bytes will come from this side
   kWriteShut = 1 << 4,   // we sent shutdown(SHUT_WR) to this side
   kFailed = 1 << 5,      // an error or reset was seen on this side: nothing more is written to

@@ -48,6 +48,15 @@ Step next_step(const Connection& c, Dir d, SplicePolicy splice = {}) noexcept;
 // into a block that holds bytes and never asks.
 bool reads_to_end_first(const Connection& c, Dir d) noexcept;
 
+// Epoll: whether a read that returned `r` for `asked` bytes stopped at the peer's FIN, so that
+// the next read() would return 0 and need not be made. True for a short read of a source whose
+// FIN was reported (RDHUP) before the read began: the FIN is queued behind every byte sent
+// before it, and a read returns short only once it has taken all of them and reached the FIN.
+// Not past an urgent mark (a read stops short before one), nor on a failed side (its next read
+// may bring the error). Only a backend that reads after the readiness it learns of may ask: a
+// receive submitted before the FIN arrived can return short with more bytes behind it.
+bool read_stopped_at_fin(const Side& src, SysResult r, uint32_t asked) noexcept;
+
 // Whether a write of `asked` bytes is the direction's last: the source's orderly end was read,
 // the write empties what is held for it, and the kShutdown step follows. The transport sends it
 // with MSG_MORE and passes the end on (shutdown(SHUT_WR), or close() when it is the last

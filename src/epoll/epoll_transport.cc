@@ -191,7 +191,10 @@ void EpollTransport::pump(Connection& c, Handle, LoopTime now) noexcept {
             if (!relay::prepare_read(c, d, pool_, stats_)) break;
             const uint32_t asked = src.in.writable();
             const SysResult r = sys::read(src.fd, src.in.write_ptr(), asked);
+            const bool at_fin = relay::read_stopped_at_fin(src, r, asked);
             relay::on_read(c, d, r, asked, pool_, stats_, now);
+            // The read() that would return 0, without making it.
+            if (at_fin) relay::on_read(c, d, SysResult{0, 0}, asked, pool_, stats_, now);
             // A full block of an accelerating connection joins its chain instead of pausing.
             if (c.accel_limit != 0 && d == Dir::kU2C && src.in.full()) {
               relay::accelerate(c, pool_, stats_, pool_.available());

@@ -460,6 +460,24 @@ TEST_F(RelayTest, AShutPeerIsReadToItsEndBeforeTheLastWrite) {
   EXPECT_EQ(Next(Dir::kU2C), Step::kShutdown) << "the FIN follows the last write at once";
 }
 
+// epoll: a short read after the peer's FIN was reported took every byte before it and reached
+// the FIN, so the read() that would return 0 is not made; never past an urgent mark, on a
+// failed side, without the report, or for a full read.
+TEST_F(RelayTest, AShortReadAfterThePeersFinStoppedAtTheFin) {
+  Side& s = c_.upstream;
+  EXPECT_FALSE(relay::read_stopped_at_fin(s, Bytes(100), 8192)) << "no RDHUP: more may come";
+  Ready(s, kReadable | kHangup);
+  EXPECT_TRUE(relay::read_stopped_at_fin(s, Bytes(100), 8192));
+  EXPECT_FALSE(relay::read_stopped_at_fin(s, Bytes(8192), 8192)) << "a full read: more may wait";
+  EXPECT_FALSE(relay::read_stopped_at_fin(s, Eof(), 8192)) << "the end itself";
+  EXPECT_FALSE(relay::read_stopped_at_fin(s, SysResult{-1, EAGAIN}, 8192));
+  s.flags |= kUrgent;
+  EXPECT_FALSE(relay::read_stopped_at_fin(s, Bytes(100), 8192)) << "stopped before an urgent mark";
+  s.flags = static_cast<uint8_t>(s.flags & ~kUrgent);
+  s.flags |= kFailed;
+  EXPECT_FALSE(relay::read_stopped_at_fin(s, Bytes(100), 8192)) << "the error may come next";
+}
+
 TEST_F(RelayTest, NoReadingAheadWithoutThePeersEndOrRoom) {
   Ready(c_.client, kWritable);
   Ready(c_.upstream, kReadable);
