@@ -454,10 +454,11 @@ class ServerLossTests(HttpTestCase):
         decision 0020; io_uring: a look at it)."""
         a = self.backend("a", idle_close_ms=300)
         proxy = self.start_http([a], ["pool-size 1"], workers=1)
+        start = self.pool(proxy)
         for i in range(3):
             got = who_http10(proxy.port, f"/who?i={i}")
             self.assertServed(got, "a", f"round {i}: the GET")
-            before, pool_before = self.counters(proxy), self.pool(proxy)
+            before = self.counters(proxy)
             time.sleep(0.6)  # pacing only: the server closes the free connection meanwhile
             body = os.urandom(64 * 1024)
             c = self.client(proxy.port)
@@ -469,8 +470,8 @@ class ServerLossTests(HttpTestCase):
             self.assertNotEqual(resp.value("X-Conn"), got.value("X-Conn"),
                                 f"round {i}: the POST went out on the closed connection")
             self.assertMoved(proxy, before, bad_gateway=0, retried=0)
-            self.assertGreater(self.pool(proxy)["pool_closes"], pool_before["pool_closes"],
-                               f"round {i}: the closed connection was not dropped")
+        # Each round's closed connection was dropped (when taken, or by the sweep before).
+        self.assertGreaterEqual(self.pool(proxy)["pool_closes"] - start["pool_closes"], 3)
 
     def test_keepalive_race_retried_once(self):
         """The server closes a reused connection when the next request arrives, without an

@@ -162,7 +162,10 @@ class Scrape(MetricsTestCase):
     def test_command_line_flag_serves_metrics_and_head_has_no_body(self):
         backend = self.start_server()
         port = free_port()
-        proxy = self.start_proxy(backend.port, extra=["--metrics", f"127.0.0.1:{port}"])
+        # Two picks of a free port can return the same one: the listener takes another.
+        listen = next(p for p in iter(free_port, None) if p != port)
+        proxy = self.start_proxy(backend.port, port=listen,
+                                 extra=["--metrics", f"127.0.0.1:{port}"])
         self.assertEqual(harness.echo_roundtrip(proxy.port, b"abc\n"), b"abc\n")
         proxy.metrics = port
         values = self.wait_values(
