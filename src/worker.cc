@@ -403,6 +403,7 @@ int Worker::run() noexcept {
     for (size_t i = 0; i < batch; ++i) {
       deferred_[i] = !is_priority(events[i]);
       deferred += deferred_[i] ? 1u : 0u;
+      note_free_server_event(events[i]);
     }
     for (size_t i = 0; i < batch; ++i) {
       if (!deferred_[i]) dispatch(events[i]);
@@ -457,6 +458,16 @@ void Worker::restart_cancels_after_drops() noexcept {
       }
     }
   }(reactor_, transport_);
+}
+
+void Worker::note_free_server_event(const Event& ev) noexcept {
+  const Cookie ck = Cookie::unpack(ev.cookie);
+  if (ck.tag != CookieTag::kServer) return;
+  [&ck](auto& transport) {
+    if constexpr (requires { transport.note_server_event(ck.handle); }) {
+      transport.note_server_event(ck.handle);
+    }
+  }(transport_);
 }
 
 std::optional<Handle> Worker::server_owner(Handle socket) const noexcept {

@@ -347,6 +347,9 @@ class Worker {
   void accept_from(uint32_t listener_index) noexcept;
   // The connection a pooled server socket's event is for (a kServer cookie, decision 0020).
   std::optional<Handle> server_owner(Handle socket) const noexcept;
+  // Before a batch is handled: a free pooled socket with an event in it is not lent by an
+  // event handled earlier in the same batch (decision 0020).
+  void note_free_server_event(const Event& ev) noexcept;
   void on_accepted(uint32_t listener_index, int result) noexcept;
   bool on_accept_error(Listener& l, int err) noexcept;
   // `accepted`: the client's address as accept4() gave it, or null (io_uring's multishot

@@ -79,7 +79,6 @@ bool EpollTransport::detach_upstream(Connection& c, Handle, bool ending) noexcep
   }
   ServerSocket& s = servers_[static_cast<uint32_t>(fd)];
   s.owned = false;
-  s.stirred = false;
   if (!(s.events & kWantRead)) {
     const uint32_t want = s.events | kWantRead;
     const uint64_t cookie =
@@ -99,6 +98,12 @@ std::optional<Handle> EpollTransport::server_owner(Handle socket) const noexcept
   const ServerSocket& s = servers_[socket.index];
   if (s.generation != socket.generation || !s.owned) return std::nullopt;
   return s.owner;
+}
+
+void EpollTransport::note_server_event(Handle socket) noexcept {
+  if (!in_table(static_cast<int>(socket.index))) return;
+  ServerSocket& s = servers_[socket.index];
+  if (s.generation == socket.generation && !s.owned) s.stirred = true;
 }
 
 void EpollTransport::on_free_server_event(Handle socket) noexcept {
@@ -138,7 +143,14 @@ int EpollTransport::adopt_upstream(Connection& c, Handle h) noexcept {
 
 ConnectResult EpollTransport::on_event(Connection& c, Handle, bool client, const Event& ev,
                                        LoopTime) noexcept {
-  if (c.state == State::kClosing) return {};
+  if (c.state == State::kClosing) {
+    // The pool may still keep this connection's server socket (http_release): the edge this
+    // event used up would otherwise go unseen, and the socket be lent as alive (decision 0020).
+    if (!client && in_table(c.upstream.fd) && (ev.ready & (kReadable | kHangup | kError))) {
+      servers_[static_cast<uint32_t>(c.upstream.fd)].stirred = true;
+    }
+    return {};
+  }
   // No upstream: an event from a pooled socket this connection gave back (detach_upstream).
   if (!client && c.upstream.fd < 0) return {};
   if (!client && c.state == State::kConnecting) {

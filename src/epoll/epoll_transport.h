@@ -98,6 +98,9 @@ class EpollTransport {
   // again since).
   std::optional<Handle> server_owner(Handle socket) const noexcept;
   void on_free_server_event(Handle socket) noexcept;
+  // Marks a free socket stirred as soon as its event is in a batch, before any event of the
+  // batch is handled: a client handled earlier in the batch must not take it.
+  void note_server_event(Handle socket) noexcept;
   // Whether the pool may take free socket `fd` without looking at it: true or false for a
   // watched one (not stirred), nothing for one past the table (the pool peeks).
   std::optional<bool> free_socket_alive(int fd) const noexcept;
@@ -141,7 +144,8 @@ class EpollTransport {
     uint32_t events;      // the registered interest
     Handle owner;         // the slot whose upstream it is, when `owned`
     bool owned;
-    bool stirred;  // an event came while it had no owner
+    bool stirred;  // an event came while it had no owner, or while its owner was closing
+                   // (cleared only by a new registration: a stirred socket is never lent)
   };
   struct FreeDeleter {
     void operator()(ServerSocket* p) const noexcept { std::free(p); }
