@@ -462,22 +462,7 @@ void Worker::restart_cancels_after_drops() noexcept {
 
 void Worker::note_free_server_event(const Event& ev) noexcept {
   const Cookie ck = Cookie::unpack(ev.cookie);
-  if (ck.tag != CookieTag::kServer) return;
-  [&ck](auto& transport) {
-    if constexpr (requires { transport.note_server_event(ck.handle); }) {
-      transport.note_server_event(ck.handle);
-    }
-  }(transport_);
-}
-
-std::optional<Handle> Worker::server_owner(Handle socket) const noexcept {
-  return [socket](const auto& transport) -> std::optional<Handle> {
-    if constexpr (requires { transport.server_owner(socket); }) {
-      return transport.server_owner(socket);
-    } else {
-      return std::nullopt;
-    }
-  }(transport_);
+  if (ck.tag == CookieTag::kServer) transport_.note_server_event(ck.handle);
 }
 
 void Worker::update_accept_room() noexcept {
@@ -489,7 +474,7 @@ bool Worker::is_priority(const Event& ev) const noexcept {
   if (ck.tag == CookieTag::kListener || ck.tag == CookieTag::kControl) return true;
   Handle h = ck.handle;
   if (ck.tag == CookieTag::kServer) {
-    const std::optional<Handle> owner = server_owner(ck.handle);
+    const std::optional<Handle> owner = transport_.server_owner(ck.handle);
     if (!owner) return false;
     h = *owner;
   }
@@ -528,16 +513,13 @@ void Worker::dispatch(const Event& ev) noexcept {
       on_connection_event(ck.tag, ck.handle, ev);
       return;
     case CookieTag::kServer:
-      // Readiness backends only (decision 0020): a generic lambda, so io_uring discards it.
-      [&](auto& transport) {
-        if constexpr (requires { transport.on_free_server_event(ck.handle); }) {
-          if (const std::optional<Handle> owner = transport.server_owner(ck.handle)) {
-            on_connection_event(CookieTag::kUpstream, *owner, ev);
-          } else {
-            transport.on_free_server_event(ck.handle);
-          }
-        }
-      }(transport_);
+      // A pooled server socket's registration (decision 0020): its owner's event, or a free
+      // socket's, which the batch's first pass marked (note_free_server_event).
+      if (const std::optional<Handle> owner = transport_.server_owner(ck.handle)) {
+        on_connection_event(CookieTag::kUpstream, *owner, ev);
+      } else if (!transport_.note_server_event(ck.handle)) {
+        ++stats_.stale_events;  // the descriptor was closed, and its number registered again
+      }
       return;
   }
   ++stats_.stale_events;  // unknown tag: cannot come from us

@@ -30,10 +30,10 @@ bool idempotent_method(std::string_view m) noexcept {
 // A free socket is alive when the server neither closed it nor sent anything: a peek says
 // EAGAIN. 0 is its FIN, bytes are unsolicited (nobody asked), an error is a reset.
 //
-// One freed less than kTrustedIdleMs ago is taken without the peek: a server that closes a
-// connection it kept alive that soon is not one to spend a syscall per request on (under churn
-// a free socket is taken again within microseconds). Should it have, the request meets the
-// keep-alive race, which is retried.
+// One freed less than kTrustedIdleMs ago is taken (or kept by the sweep) without the peek: a
+// server that closes a connection it kept alive that soon is not one to spend a syscall per
+// request on (under churn a free socket is taken again within microseconds). Should it have,
+// the request meets the keep-alive race, which is retried.
 constexpr int64_t kTrustedIdleMs = 10;
 
 bool alive(int fd) noexcept {
@@ -346,25 +346,8 @@ void Worker::assign_server(Connection& c, Handle h, uint32_t avoid) noexcept {
   wait_pending(c, h, backend);
 }
 
-std::optional<bool> Worker::watched_free_socket_alive(int fd) const noexcept {
-  return [fd](const auto& transport) -> std::optional<bool> {
-    if constexpr (requires { transport.free_socket_alive(fd); }) {
-      return transport.free_socket_alive(fd);
-    } else {
-      return std::nullopt;
-    }
-  }(transport_);
-}
-
-bool Worker::free_socket_alive(int fd) const noexcept {
-  if (const std::optional<bool> known = watched_free_socket_alive(fd)) return *known;
-  return alive(fd);
-}
-
 bool Worker::free_socket_usable(const ServerPool::Idle& idle) const noexcept {
-  // A socket the reactor watches while free is known alive or not (decision 0020); the others
-  // are looked at, unless they were freed a moment ago.
-  if (const std::optional<bool> known = watched_free_socket_alive(idle.fd)) return *known;
+  if (const std::optional<bool> known = transport_.free_socket_alive(idle.fd)) return *known;
   return now_.ms - idle.since_ms < kTrustedIdleMs || alive(idle.fd);
 }
 
@@ -1150,7 +1133,7 @@ void Worker::sweep_pools() noexcept {
       uint32_t closed = 0;
       for (uint32_t s = 0; s < pool.servers(); ++s) {
         closed += pool.sweep(s, [&](const ServerPool::Idle& idle) {
-          if (now_.ms - idle.since_ms < spec.pool.idle_timeout_ms && free_socket_alive(idle.fd)) {
+          if (now_.ms - idle.since_ms < spec.pool.idle_timeout_ms && free_socket_usable(idle)) {
             return false;
           }
           sys::close(idle.fd);

@@ -240,11 +240,9 @@ class Worker {
   // Whether server `s` of the backend may serve a request now (up, not drained).
   bool http_usable(const Connection& c, uint32_t backend, uint32_t s) const noexcept;
   bool take_free(Connection& c, Handle h, uint32_t backend, uint32_t s) noexcept;
-  // Whether a free pooled socket may serve a request: what the transport knows of it (a socket
-  // it watches while free, decision 0020), else a look (MSG_PEEK), skipped for one freed less
-  // than kTrustedIdleMs ago by free_socket_usable.
-  std::optional<bool> watched_free_socket_alive(int fd) const noexcept;
-  bool free_socket_alive(int fd) const noexcept;
+  // Whether a free pooled socket may serve a request or stay in the pool: what the transport
+  // knows of it (a socket it watches while free, decision 0020), else a look (MSG_PEEK), skipped
+  // for one freed less than kTrustedIdleMs ago.
   bool free_socket_usable(const ServerPool::Idle& idle) const noexcept;
   void open_pooled(Connection& c, Handle h, uint32_t backend, uint32_t s) noexcept;
   void wait_pending(Connection& c, Handle h, uint32_t backend) noexcept;
@@ -345,8 +343,6 @@ class Worker {
   AdminAnswer list_connections(uint32_t limit);
   bool kill_connection(uint32_t slot, uint32_t generation) noexcept;
   void accept_from(uint32_t listener_index) noexcept;
-  // The connection a pooled server socket's event is for (a kServer cookie, decision 0020).
-  std::optional<Handle> server_owner(Handle socket) const noexcept;
   // Before a batch is handled: a free pooled socket with an event in it is not lent by an
   // event handled earlier in the same batch (decision 0020).
   void note_free_server_event(const Event& ev) noexcept;

@@ -100,19 +100,12 @@ std::optional<Handle> EpollTransport::server_owner(Handle socket) const noexcept
   return s.owner;
 }
 
-void EpollTransport::note_server_event(Handle socket) noexcept {
-  if (!in_table(static_cast<int>(socket.index))) return;
+bool EpollTransport::note_server_event(Handle socket) noexcept {
+  if (!in_table(static_cast<int>(socket.index))) return false;
   ServerSocket& s = servers_[socket.index];
-  if (s.generation == socket.generation && !s.owned) s.stirred = true;
-}
-
-void EpollTransport::on_free_server_event(Handle socket) noexcept {
-  if (!in_table(static_cast<int>(socket.index)) ||
-      servers_[socket.index].generation != socket.generation) {
-    ++stats_.stale_events;  // the descriptor was closed, and its number registered again since
-    return;
-  }
-  servers_[socket.index].stirred = true;
+  if (s.generation != socket.generation) return false;
+  if (!s.owned) s.stirred = true;
+  return true;
 }
 
 std::optional<bool> EpollTransport::free_socket_alive(int fd) const noexcept {

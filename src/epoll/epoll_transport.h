@@ -93,14 +93,12 @@ class EpollTransport {
   int adopt_upstream(Connection& c, Handle h) noexcept;
 
   // The events of a pooled server socket (a kServer cookie's handle): the connection whose
-  // upstream it is, if any. Otherwise the event is one of a free socket, which
-  // on_free_server_event() marks stirred (or counts as stale: a descriptor number registered
-  // again since).
+  // upstream it is, if any. Otherwise the event is one of a free socket.
   std::optional<Handle> server_owner(Handle socket) const noexcept;
-  void on_free_server_event(Handle socket) noexcept;
-  // Marks a free socket stirred as soon as its event is in a batch, before any event of the
-  // batch is handled: a client handled earlier in the batch must not take it.
-  void note_server_event(Handle socket) noexcept;
+  // Marks a free socket stirred, as soon as its event is in a batch and before any event of the
+  // batch is handled: a client handled earlier in the same batch must not take it. False when
+  // the handle is stale (the descriptor was closed, and its number registered again since).
+  bool note_server_event(Handle socket) noexcept;
   // Whether the pool may take free socket `fd` without looking at it: true or false for a
   // watched one (not stirred), nothing for one past the table (the pool peeks).
   std::optional<bool> free_socket_alive(int fd) const noexcept;

@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 
 #include <memory>
+#include <optional>
 
 #include "edgeproxy/buffer_pool.h"
 #include "edgeproxy/clock.h"
@@ -137,6 +138,12 @@ class UringTransport {
   // A pooled socket (connected, idle, in c.upstream.fd) becomes the slot's upstream: relaying
   // starts as after a connect; the next pump submits its receive. 0.
   int adopt_upstream(Connection& c, Handle h) noexcept;
+
+  // Decision 0020 is epoll's: io_uring registers no pooled socket (kServer cookies never come
+  // from it), and the pool looks at a free socket (MSG_PEEK) before lending it.
+  static std::optional<Handle> server_owner(Handle) noexcept { return std::nullopt; }
+  static bool note_server_event(Handle) noexcept { return false; }
+  static std::optional<bool> free_socket_alive(int) noexcept { return std::nullopt; }
 
   // A completion for a slot already freed (Worker::on_connection_event drops it): a block the
   // kernel picked for it goes back to the pool.
