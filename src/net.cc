@@ -218,14 +218,17 @@ int socket_error(int fd) noexcept {
   return err;
 }
 
-bool set_no_delay(int fd, bool on) noexcept {
+bool set_tcp_option(int fd, int option, bool on) noexcept {
   const int v = on ? 1 : 0;
-  return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) == 0;
+  return setsockopt(fd, IPPROTO_TCP, option, &v, sizeof v) == 0;
+}
+
+bool set_no_delay(int fd, bool on) noexcept {
+  return set_tcp_option(fd, TCP_NODELAY, on);
 }
 
 bool set_quick_ack(int fd, bool on) noexcept {
-  const int v = on ? 1 : 0;
-  return setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &v, sizeof v) == 0;
+  return set_tcp_option(fd, TCP_QUICKACK, on);
 }
 
 bool set_defer_accept(int fd, uint32_t seconds) noexcept {

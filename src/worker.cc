@@ -2,6 +2,9 @@
 // and docs/architecture.md for who owns what, docs/state-machine.md for the lifecycle.
 #include "edgeproxy/worker.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <algorithm>
 #include <cstdarg>
 #include <cstdio>
@@ -1819,12 +1822,12 @@ void Worker::wait_to_connect(uint32_t index) noexcept {
 
 void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
   c.upstream.fd = fd;
-  if (config_.no_delay) sys::set_no_delay(fd, true);
+  if (config_.no_delay) transport_.set_tcp_option(fd, TCP_NODELAY, true);
   // The address lives in the connection's topology version, which outlives the connection.
   const SocketAddress& to = target_address(c, h.index);
   if (c.backend != kDirectBackend && backend_of(c).tcp_smart_connect && to.family() != AF_UNIX &&
       has_first_bytes(c, h.index)) {
-    sys::set_quick_ack(fd, false);
+    transport_.set_tcp_option(fd, TCP_QUICKACK, false);
   }
   ++c.attempt;
   c.connect_start_ns = now_.ns;
@@ -1832,7 +1835,8 @@ void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
   if (err == EAGAIN) {
     // The kernel had nothing to start a connect with (io_uring: it refused the submission
     // queue; TCP: no route cache entry): the same address is tried again, as after EMFILE.
-    sys::close(fd);
+    // Closed through the transport: after an option queued for it (set_tcp_option), if any.
+    transport_.close_socket(fd);
     c.upstream.fd = -1;
     wait_to_connect(h.index);
     return;

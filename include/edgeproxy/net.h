@@ -80,6 +80,9 @@ SysResult shutdown_write(int fd) noexcept;
 SysResult unacked_bytes(int fd) noexcept;
 // The pending socket error (SO_ERROR), e.g. the outcome of a non-blocking connect.
 int socket_error(int fd) noexcept;
+// An IPPROTO_TCP option that takes 0 or 1 (set_no_delay and set_quick_ack are two). False when
+// the socket refused it.
+bool set_tcp_option(int fd, int option, bool on) noexcept;
 // TCP_NODELAY. Set on a listening socket, every socket accepted from it has it too (Linux
 // copies the listener's Nagle setting into the accepted socket): one call per listener instead of
 // one per connection. False when the socket refused it (not TCP).

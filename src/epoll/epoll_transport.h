@@ -113,6 +113,8 @@ class EpollTransport {
   void release_pipe(Side& side) noexcept { pipes_.release_side(side, stats_); }
   // close() also removes the fd from the epoll set: no fd is ever dup'ed.
   void close_socket(int fd) noexcept { sys::close(fd); }
+  // The connecting upstream's options (TCP_NODELAY, TCP_QUICKACK): a system call.
+  void set_tcp_option(int fd, int option, bool on) noexcept { sys::set_tcp_option(fd, option, on); }
 
   const PipePool& pipes() const noexcept { return pipes_; }
 

@@ -391,6 +391,7 @@ bool UringReactor::translate(const Completion& cqe, Event& out) noexcept {
       return true;
     case UringOp::kListenerCancel:
     case UringOp::kClose:
+    case UringOp::kSocketOption:
     case UringOp::kNone:
       return false;
     case UringOp::kConnect:

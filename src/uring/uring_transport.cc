@@ -2,9 +2,12 @@
 #include "uring/uring_transport.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
@@ -54,6 +57,47 @@ __kernel_timespec barrier_now{0, 0};
 // completes it shortly): look again this much later, never in a busy loop.
 __kernel_timespec barrier_later{0, 10'000'000};
 
+// SOCKET_URING_OP_SETSOCKOPT of linux/io_uring.h (6.7+; liburing 2.3's headers predate it). The
+// command's level and option name are the two halves of sqe->addr, its value's length is in
+// sqe->optlen (splice_fd_in here) and its value's address in sqe->optval (addr3 here).
+constexpr uint32_t kSocketSetOption = 3;
+
+void prep_tcp_option(io_uring_sqe* e, int fd, int option, const int* value) noexcept {
+  io_uring_prep_rw(IORING_OP_URING_CMD, e, fd, nullptr, 0, 0);
+  e->cmd_op = kSocketSetOption;
+  e->addr = uint64_t{IPPROTO_TCP} | (uint64_t{static_cast<uint32_t>(option)} << 32);
+  e->splice_fd_in = sizeof(int);
+  e->addr3 = reinterpret_cast<uintptr_t>(value);
+}
+
+// The values the kernel reads when it takes a queued command, maybe after the transport is gone
+// (the reactor's destructor submits what is queued), hence static storage. Never written.
+const int option_off = 0;
+const int option_on = 1;
+
+// Whether the kernel takes the command: asked once per process, on a ring and a socket of its
+// own (a kernel without it completes the command with EOPNOTSUPP or EINVAL).
+bool probe_socket_commands() noexcept {
+  io_uring ring{};
+  if (io_uring_queue_init(2, &ring, 0) != 0) return false;
+  bool supported = false;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  io_uring_sqe* e = io_uring_get_sqe(&ring);
+  if (fd >= 0 && e != nullptr) {
+    prep_tcp_option(e, fd, TCP_NODELAY, &option_on);
+    io_uring_cqe* cqe = nullptr;
+    if (io_uring_submit_and_wait(&ring, 1) == 1 && io_uring_peek_cqe(&ring, &cqe) == 0) {
+      int v = 0;
+      socklen_t len = sizeof v;
+      supported =
+          cqe->res == 0 && ::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len) == 0 && v == 1;
+    }
+  }
+  if (fd >= 0) ::close(fd);
+  io_uring_queue_exit(&ring);
+  return supported;
+}
+
 // The kernel refused the submission queue: come back next iteration (the Worker queues c.more).
 void retry_later(Connection& c) noexcept {
   c.more = true;
@@ -67,6 +111,8 @@ Result<Ok> UringTransport::init(const Config& config) {
   while (entries * 2 <= std::min(pool_.capacity(), kRingEntries)) entries *= 2;
   if (auto r = ring_.init(reactor_.ring(), entries); !r.ok()) return r;
   ring_.refill(pool_);
+  static const bool socket_commands = probe_socket_commands();  // thread-safe, once
+  socket_commands_ = socket_commands;
   slots_ = config.max_connections;
   chain_sends_.reset(new ChainSend[slots_]);
   auto pipes = PipePool::create(config.pipe_count());
@@ -478,6 +524,17 @@ void UringTransport::close_socket(int fd) noexcept {
   }
   io_uring_prep_close(e, fd);
   io_uring_sqe_set_data64(e, UserData::pack(UringOp::kClose, Handle{}));
+  e->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+void UringTransport::set_tcp_option(int fd, int option, bool on) noexcept {
+  io_uring_sqe* e = socket_commands_ ? reactor_.sqe() : nullptr;
+  if (e == nullptr) {
+    sys::set_tcp_option(fd, option, on);
+    return;
+  }
+  prep_tcp_option(e, fd, option, on ? &option_on : &option_off);
+  io_uring_sqe_set_data64(e, UserData::pack(UringOp::kSocketOption, Handle{}));
   e->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 

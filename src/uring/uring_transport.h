@@ -167,6 +167,11 @@ class UringTransport {
   // In the ring (IORING_OP_CLOSE), sent with the next submission instead of a system call of its
   // own; a close(2) when no submission entry is free. The descriptor stays allocated until then.
   void close_socket(int fd) noexcept;
+  // setsockopt(IPPROTO_TCP, option, on) in the ring (SOCKET_URING_OP_SETSOCKOPT, 6.7+), sent
+  // with the next submission and so before any operation queued after it on the socket (the
+  // kernel runs it at once when it takes the entry); a system call on an older kernel or when
+  // no submission entry is free. As on epoll, a failure is ignored: these options tune a socket.
+  void set_tcp_option(int fd, int option, bool on) noexcept;
 
   const PipePool& pipes() const noexcept { return pipes_; }
   // Pool blocks lent to the kernel's provided-buffer ring and not yet filled: in use for the
@@ -210,6 +215,8 @@ class UringTransport {
   uint32_t slots_ = 0;
   relay::SplicePolicy splice_;
   uint64_t lost_operations_ = 0;
+  // Whether this kernel runs setsockopt as a ring command on a socket (asked once per process).
+  bool socket_commands_ = false;
 };
 
 }  // namespace edgeproxy

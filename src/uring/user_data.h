@@ -26,7 +26,8 @@ enum class UringOp : uint8_t {
   // upstream fd; buffer = its UringSplice.
   kSpliceClient = 12,
   kSpliceUpstream = 13,
-  kClose = 14,  // close of a socket nothing refers to; completes only on failure (ignored)
+  kClose = 14,         // close of a socket nothing refers to; completes only on failure (ignored)
+  kSocketOption = 15,  // setsockopt as a ring command; completes only on failure (ignored)
 };
 
 // Which splice or poll operation a kSpliceClient/kSpliceUpstream completion reports. The side

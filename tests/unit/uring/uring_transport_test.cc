@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <liburing.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -512,6 +513,30 @@ TEST_F(UringTransportTest, ConnectSuccessMakesTheUpstreamReadyAndStartsReceiving
   EXPECT_FALSE(c.upstream.in.attached());
   EXPECT_EQ(pool_->in_use(), RingBlocks());
   EXPECT_TRUE(PoolBalanced());
+}
+
+TEST_F(UringTransportTest, TcpOptionsGoWithTheNextSubmissionBothWays) {
+  ASSERT_NO_FATAL_FAILURE(Start(64));
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  auto option = [fd](int name) {
+    int v = -1;
+    socklen_t len = sizeof v;
+    EXPECT_EQ(::getsockopt(fd, IPPROTO_TCP, name, &v, &len), 0);
+    return v;
+  };
+  ASSERT_EQ(option(TCP_NODELAY), 0);
+  transport_->set_tcp_option(fd, TCP_NODELAY, true);
+  // In the ring or by a system call (an older kernel), set once the next wait has submitted.
+  Step(kStepMs);
+  EXPECT_NE(option(TCP_NODELAY), 0);
+  transport_->set_tcp_option(fd, TCP_NODELAY, false);
+  Step(kStepMs);
+  EXPECT_EQ(option(TCP_NODELAY), 0);
+  // Its success brings no completion, and nothing reached the transport.
+  EXPECT_TRUE(seen_.empty());
+  EXPECT_EQ(stale_, 0u);
+  ::close(fd);
 }
 
 TEST_F(UringTransportTest, ConnectToAClosedPortFails) {
