@@ -1769,7 +1769,22 @@ void Worker::forward_answer(Connection& c, uint16_t status) noexcept {
   const uint32_t n = build_forward_answer(status, ls.forward.realm, text, sizeof text);
   if (c.state < State::kRelaying) {
     timers_.cancel(index);
-    refuse(c, {text, n}, false, EndReason::kForwardError);
+    if (ls.mode != ListenerMode::kHttp || c.upstream.fd >= 0) {  // a connect under way
+      refuse(c, {text, n}, false, EndReason::kForwardError);
+      return;
+    }
+    if (send_whole(c.client.fd, {text, n})) {
+      // A lingering close (RFC 9112 section 9.6), as after a relayed response: a FIN once the
+      // answer is out, then what the client still sends (a body the answer refused, a pipelined
+      // request) is read and dropped until its own end, bounded by the idle timeout. Closed at
+      // once, bytes still arriving would turn the close into a reset, which can destroy the
+      // answer in the client's receive queue, or fail a client's send before it reads it.
+      relay::end_client(c, false);
+      c.more = true;
+      arm_idle_timer(index);
+    } else {
+      refuse(c, {}, true, EndReason::kForwardError);
+    }
     return;
   }
   // A server connection is open (idle: the previous response was delivered): the client gets

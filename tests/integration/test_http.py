@@ -1362,6 +1362,25 @@ class AnswerTests(HttpTestCase):
         big = [r for r in a.snapshot() if r.body_length > MiB and r.complete]
         self.assertEqual(big, [], "a chunked body over max-body reached the server whole")
 
+    def test_413_is_read_by_a_client_that_sends_its_whole_body_first(self):
+        # A lingering close after the proxy's own answer: the refused body is read and dropped,
+        # so a client that reads only after sending (as many do) gets its 413, not a reset.
+        a = self.backend("a")
+        proxy = self.start_http([a], listener=["max-body 64k"], workers=1)
+        before = self.counters(proxy)
+        body = os.urandom(4 * MiB)
+        s = self.connect(proxy.port, timeout=WAIT)
+        s.sendall(hb.request("POST", "/sha", headers=[f"Content-Length: {len(body)}"]))
+        s.sendall(body)  # far past the socket buffers: a closed proxy would reset it
+        resp = hb.read_response(hb.Reader(s))
+        self.assertEqual(resp.status, 413, repr(resp))
+        self.assertEqual((resp.value("Connection") or "").lower(), "close")
+        self.assertEqual(wait_closed(s, WAIT)[0], "eof")
+        s.close()
+        self.assertMoved(proxy, before, bodies_too_large=1, requests=0)
+        proxy.wait_stats(lambda st: st["active"] == 0)
+        self.assertNothingReached(a)
+
     def test_408_slowloris(self):
         a = self.backend("a")
         proxy = self.start_http([a], listener=["request-timeout 300"])
