@@ -1769,19 +1769,22 @@ void Worker::forward_answer(Connection& c, uint16_t status) noexcept {
   const uint32_t n = build_forward_answer(status, ls.forward.realm, text, sizeof text);
   if (c.state < State::kRelaying) {
     timers_.cancel(index);
-    if (ls.mode != ListenerMode::kHttp || c.upstream.fd >= 0) {  // a connect under way
+    // Closed at once: a connect under way, or a client too slow to send its head (408), which
+    // has nothing worth waiting for.
+    if (c.upstream.fd >= 0 || status == 408) {
       refuse(c, {text, n}, false, EndReason::kForwardError);
       return;
     }
     if (send_whole(c.client.fd, {text, n})) {
       // A lingering close (RFC 9112 section 9.6), as after a relayed response: a FIN once the
       // answer is out, then what the client still sends (a body the answer refused, a pipelined
-      // request) is read and dropped until its own end, bounded by the idle timeout. Closed at
-      // once, bytes still arriving would turn the close into a reset, which can destroy the
-      // answer in the client's receive queue, or fail a client's send before it reads it.
+      // request) is read and dropped until its own end, or until it is silent for kLingerIdleMs.
+      // Closed at once, bytes still arriving would turn the close into a reset, which can
+      // destroy the answer in the client's receive queue, or fail a client's send before it
+      // reads the answer.
       relay::end_client(c, false);
       c.more = true;
-      arm_idle_timer(index);
+      timers_.arm(index, now_.ms + std::min(idle_timeout_ms(c), kLingerIdleMs));
     } else {
       refuse(c, {}, true, EndReason::kForwardError);
     }

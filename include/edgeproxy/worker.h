@@ -3,6 +3,7 @@
 // worker's own thread (create() may run on another thread before run() starts).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -143,8 +144,16 @@ class Worker {
   const ServerSpec& server_of(const Connection& c) const noexcept {
     return backend_of(c).servers[c.server];
   }
+  // A lingering close (every byte bound for the client went out with a FIN, its upstream
+  // released, its own end awaited) waits at most this long in silence, as nginx's
+  // lingering_timeout: what the client still sends is only dropped.
+  static constexpr int64_t kLingerIdleMs = 5000;
   int64_t idle_timeout_ms(const Connection& c) const noexcept {
-    return int64_t{listener_of(c).idle_timeout_s} * 1000;
+    const int64_t ms = int64_t{listener_of(c).idle_timeout_s} * 1000;
+    if (c.upstream_released && (c.client.flags & (kWriteShut | kEof)) == kWriteShut) {
+      return ms == 0 ? kLingerIdleMs : std::min(ms, kLingerIdleMs);
+    }
+    return ms;
   }
   // Gives the connection a server of its backend (not `avoid`) and starts connecting; with none
   // usable the client is reset and the refusal counted.

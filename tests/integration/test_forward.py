@@ -858,6 +858,26 @@ class AnswerTests(ForwardTestCase):
         self.assertNothingReached(origin)
         self.assertServes(proxy, origin)
 
+    def test_407_is_read_by_a_client_that_sends_its_whole_body_first(self):
+        """A lingering close after the proxy's own answer: the body it refused is read and
+        dropped, so a client that reads only after sending gets its 407, not a reset."""
+        origin = self.origin()
+        proxy = self.start_forward({"ORIGIN": origin.port})
+        before = self.counters(proxy)
+        body = os.urandom(16 * MiB)
+        s = self.connect(proxy.port)
+        s.sendall(http_request("POST", f"http://127.0.0.1:{origin.port}/up",
+                               f"127.0.0.1:{origin.port}", [f"Content-Length: {len(body)}"],
+                               auth=None))
+        s.sendall(body)  # far past the socket buffers: a closed proxy would reset it
+        msg, _ = Reader(s).final_response()
+        self.assertEqual(msg.status, 407, repr(msg))
+        self.assertEqual(wait_closed(s, WAIT)[0], "eof")
+        s.close()
+        self.assertMoved(proxy, before, auth_missing=1, requests=0)
+        proxy.wait_stats(lambda st: st["active"] == 0)
+        self.assertNothingReached(origin)
+
     def test_407_malformed_credentials(self):
         origin = self.origin()
         proxy = self.start_forward({"ORIGIN": origin.port})

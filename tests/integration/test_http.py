@@ -1368,7 +1368,7 @@ class AnswerTests(HttpTestCase):
         a = self.backend("a")
         proxy = self.start_http([a], listener=["max-body 64k"], workers=1)
         before = self.counters(proxy)
-        body = os.urandom(4 * MiB)
+        body = os.urandom(16 * MiB)
         s = self.connect(proxy.port, timeout=WAIT)
         s.sendall(hb.request("POST", "/sha", headers=[f"Content-Length: {len(body)}"]))
         s.sendall(body)  # far past the socket buffers: a closed proxy would reset it
@@ -1380,6 +1380,21 @@ class AnswerTests(HttpTestCase):
         self.assertMoved(proxy, before, bodies_too_large=1, requests=0)
         proxy.wait_stats(lambda st: st["active"] == 0)
         self.assertNothingReached(a)
+
+    def test_a_silent_client_after_an_answer_does_not_keep_its_slot(self):
+        # The lingering close waits for the client's end, or for a few seconds of silence: a
+        # client that neither sends nor closes after its 413 is let go long before the idle
+        # timeout (an hour here).
+        a = self.backend("a")
+        proxy = self.start_http([a], listener=["max-body 64k", "idle-timeout 1h"], workers=1)
+        s = self.connect(proxy.port, timeout=WAIT)
+        s.sendall(hb.request("POST", "/sha", headers=[f"Content-Length: {MiB}"]))
+        resp = hb.read_response(hb.Reader(s))
+        self.assertEqual(resp.status, 413, repr(resp))
+        self.assertEqual(wait_closed(s, WAIT)[0], "eof")  # the FIN: the client keeps its end
+        stats = proxy.wait_stats(lambda st: st["active"] == 0, timeout=30)
+        self.assertEqual(stats["active"], 0, "a silent client kept its slot after the answer")
+        s.close()
 
     def test_408_slowloris(self):
         a = self.backend("a")
