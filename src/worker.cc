@@ -1784,7 +1784,7 @@ void Worker::forward_answer(Connection& c, uint16_t status) noexcept {
       // reads the answer.
       relay::end_client(c, false);
       c.more = true;
-      timers_.arm(index, now_.ms + std::min(idle_timeout_ms(c), kLingerIdleMs));
+      arm_linger_timer(index);
     } else {
       refuse(c, {}, true, EndReason::kForwardError);
     }
@@ -1853,8 +1853,8 @@ void Worker::start_connect(Connection& c, Handle h, int fd) noexcept {
   if (err == EAGAIN) {
     // The kernel had nothing to start a connect with (io_uring: it refused the submission
     // queue; TCP: no route cache entry): the same address is tried again, as after EMFILE.
-    // Closed through the transport: after an option queued for it (set_tcp_option), if any.
-    transport_.close_socket(fd);
+    // No option is queued for it: set_tcp_option() queues one only with room for the connect.
+    sys::close(fd);
     c.upstream.fd = -1;
     wait_to_connect(h.index);
     return;
@@ -2363,12 +2363,14 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
       }
     }
   }
+  const int64_t linger_due = check_lingering_end(c, index);
+  if (c.state == State::kClosing) return;
   // Lazy idle timer: activity only stored a timestamp; re-arm for the remainder if there was any
-  // (or for the next head's or a limit's deadline, when sooner).
+  // (or for the next head's, a limit's or the lingering close's deadline, when sooner).
   const int64_t idle_ms = idle_timeout_ms(c);
   const int64_t idle_due = idle_ms != 0 ? c.last_active_ms + idle_ms : TimerQueue::kNever;
   if (idle_due > now_.ms) {
-    const int64_t due = std::min({idle_due, head_due, limits_due(c, index)});
+    const int64_t due = std::min({idle_due, head_due, limits_due(c, index), linger_due});
     if (due != TimerQueue::kNever) timers_.arm(index, due);
     return;
   }
@@ -2390,6 +2392,29 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
   // Cut in the middle of a stream: both sides are reset (decision 0004: a FIN never lies).
   relay::abort(c, EndReason::kIdleTimeout);
   touch(c, index);
+}
+
+void Worker::arm_linger_timer(uint32_t index) noexcept {
+  const Connection& c = slab_.at(index);
+  const int64_t idle_ms = idle_timeout_ms(c);
+  timers_.arm(index, std::min({now_.ms + kLingerIdleMs,
+                               idle_ms != 0 ? now_.ms + idle_ms : TimerQueue::kNever,
+                               limits_due(c, index)}));
+}
+
+int64_t Worker::check_lingering_end(Connection& c, uint32_t index) noexcept {
+  if (!c.upstream_released || (c.client.flags & kEof)) return TimerQueue::kNever;
+  if (now_.ms - c.last_active_ms < kLingerIdleMs) return c.last_active_ms + kLingerIdleMs;
+  // Only a client that has everything (its FIN sent, every byte acknowledged) is let go: bytes
+  // still on their way are the idle timeout's to judge, as in any relay.
+  const SysResult r = sys::unacked_bytes(c.client.fd);
+  if (!(c.client.flags & kWriteShut) || (r.ok() && r.value > 0)) return now_.ms + kLingerIdleMs;
+  ++stats_.idle_timeouts;
+  relay::set_end(c, EndReason::kIdleTimeout);
+  // Its end counts as come: both directions are over, in order, and the close sends no reset.
+  relay::end_client(c, true);
+  touch(c, index);
+  return TimerQueue::kNever;
 }
 
 void Worker::check_linger(Connection& c, uint32_t index) noexcept {

@@ -3,7 +3,6 @@
 // worker's own thread (create() may run on another thread before run() starts).
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -144,17 +143,18 @@ class Worker {
   const ServerSpec& server_of(const Connection& c) const noexcept {
     return backend_of(c).servers[c.server];
   }
-  // A lingering close (every byte bound for the client went out with a FIN, its upstream
-  // released, its own end awaited) waits at most this long in silence, as nginx's
-  // lingering_timeout: what the client still sends is only dropped.
+  // A lingering close (relay::end_client: the upstream released, the client's end awaited) that
+  // has sent the client everything with its FIN, all of it acknowledged, waits at most this long
+  // in silence, as nginx's lingering_timeout: what the client still sends is only dropped.
   static constexpr int64_t kLingerIdleMs = 5000;
   int64_t idle_timeout_ms(const Connection& c) const noexcept {
-    const int64_t ms = int64_t{listener_of(c).idle_timeout_s} * 1000;
-    if (c.upstream_released && (c.client.flags & (kWriteShut | kEof)) == kWriteShut) {
-      return ms == 0 ? kLingerIdleMs : std::min(ms, kLingerIdleMs);
-    }
-    return ms;
+    return int64_t{listener_of(c).idle_timeout_s} * 1000;
   }
+  // After relay::end_client: the connection's timer comes back within kLingerIdleMs.
+  void arm_linger_timer(uint32_t index) noexcept;
+  // At its timer: ends a lingering close that is only waiting for a silent client (a clean
+  // close); otherwise gives the next time to look, or kNever.
+  int64_t check_lingering_end(Connection& c, uint32_t index) noexcept;
   // Gives the connection a server of its backend (not `avoid`) and starts connecting; with none
   // usable the client is reset and the refusal counted.
   void choose_server(Connection& c, Handle h, uint32_t avoid) noexcept;

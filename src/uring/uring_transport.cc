@@ -528,7 +528,9 @@ void UringTransport::close_socket(int fd) noexcept {
 }
 
 void UringTransport::set_tcp_option(int fd, int option, bool on) noexcept {
-  io_uring_sqe* e = socket_commands_ ? reactor_.sqe() : nullptr;
+  // Room for the connect too: a connect the kernel refuses an entry closes its socket at once,
+  // and an option queued for that descriptor number could reach the next socket given it.
+  io_uring_sqe* e = socket_commands_ && reactor_.reserve(2) ? reactor_.sqe() : nullptr;
   if (e == nullptr) {
     sys::set_tcp_option(fd, option, on);
     return;

@@ -169,9 +169,12 @@ class UringTransport {
   void close_socket(int fd) noexcept;
   // setsockopt(IPPROTO_TCP, option, on) in the ring (SOCKET_URING_OP_SETSOCKOPT, 6.7+), sent
   // with the next submission and so before any operation queued after it on the socket (the
-  // kernel runs it at once when it takes the entry); a system call on an older kernel or when
-  // no submission entry is free. As on epoll, a failure is ignored: these options tune a socket.
+  // kernel runs it at once when it takes the entry); a system call on an older kernel, or unless
+  // there is room for it and the connect that follows. As on epoll, a failure is ignored: these
+  // options tune a socket.
   void set_tcp_option(int fd, int option, bool on) noexcept;
+  // Whether set_tcp_option() uses the ring (the kernel takes socket commands).
+  bool socket_commands() const noexcept { return socket_commands_; }
 
   const PipePool& pipes() const noexcept { return pipes_; }
   // Pool blocks lent to the kernel's provided-buffer ring and not yet filled: in use for the

@@ -1116,6 +1116,16 @@ class ClientEndTests(HttpTestCase):
         self.assertEqual(stats["active"], 0, "the client's end was not seen")
         self.assertEqual([r.target for r in a.snapshot()], ["/who?first"])
 
+    def test_a_silent_client_in_a_lingering_close_is_let_go(self):
+        """The lingering close waits for the client's end, or for a few seconds of silence once
+        the client has everything: a client that never closes does not keep its slot for the
+        idle timeout (an hour by default). The end is clean: a FIN was sent, no reset."""
+        a, proxy, s = self.pipelined_behind_a_close()
+        stats = proxy.wait_stats(lambda st: st["active"] == 0, timeout=30)
+        self.assertEqual(stats["active"], 0, "a silent client kept its slot")
+        self.assertEqual(stats["resets_sent"], 0, "the lingering close ended with a reset")
+        s.close()
+
     def test_an_answer_before_the_body_ended_does_not_pool_the_connection(self):
         """The server answers an upload before its body ended (a 401) and the client asked to
         close: the body's rest never goes to that server, which still expects it, so the

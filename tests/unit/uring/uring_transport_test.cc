@@ -10,11 +10,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 
 #include <algorithm>
 #include <bit>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <optional>
@@ -526,6 +528,16 @@ TEST_F(UringTransportTest, TcpOptionsGoWithTheNextSubmissionBothWays) {
     return v;
   };
   ASSERT_EQ(option(TCP_NODELAY), 0);
+  // Socket commands came with 6.7: from there the ring does it, and a wrong entry layout would
+  // make the probe fail and every option fall back to the system call.
+  utsname u{};
+  int major = 0;
+  int minor = 0;
+  ASSERT_EQ(::uname(&u), 0);
+  ASSERT_EQ(std::sscanf(u.release, "%d.%d", &major, &minor), 2);
+  if (major > 6 || (major == 6 && minor >= 7)) {
+    EXPECT_TRUE(transport_->socket_commands());
+  }
   transport_->set_tcp_option(fd, TCP_NODELAY, true);
   // In the ring or by a system call (an older kernel), set once the next wait has submitted.
   Step(kStepMs);
