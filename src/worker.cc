@@ -517,7 +517,8 @@ void Worker::dispatch(const Event& ev) noexcept {
       return;
     case CookieTag::kServer:
       // A pooled server socket's registration (decision 0020): its owner's event, or a free
-      // socket's, which the batch's first pass marked (note_free_server_event).
+      // socket's, marked stirred (the batch's first pass did already, unless an event handled
+      // earlier in the batch freed it).
       if (const std::optional<Handle> owner = transport_.server_owner(ck.handle)) {
         on_connection_event(CookieTag::kUpstream, *owner, ev);
       } else if (!transport_.note_server_event(ck.handle)) {
@@ -553,11 +554,12 @@ void Worker::on_connection_event(CookieTag tag, Handle h, const Event& ev) noexc
   if (c->state != State::kClosing) pump(*c, h.index);
 }
 
-void Worker::arm_idle_timer(uint32_t index) noexcept {
+void Worker::arm_idle_timer(uint32_t index, int64_t within_ms) noexcept {
   const Connection& c = slab_.at(index);
   const int64_t idle_ms = idle_timeout_ms(c);
   const int64_t due =
-      std::min(idle_ms != 0 ? now_.ms + idle_ms : TimerQueue::kNever, limits_due(c, index));
+      std::min({idle_ms != 0 ? now_.ms + idle_ms : TimerQueue::kNever, limits_due(c, index),
+                within_ms != TimerQueue::kNever ? now_.ms + within_ms : TimerQueue::kNever});
   if (due != TimerQueue::kNever) {
     timers_.arm(index, due);
   } else {
@@ -1784,7 +1786,7 @@ void Worker::forward_answer(Connection& c, uint16_t status) noexcept {
       // reads the answer.
       relay::end_client(c, false);
       c.more = true;
-      arm_linger_timer(index);
+      arm_idle_timer(index, kLingerIdleMs);
     } else {
       refuse(c, {}, true, EndReason::kForwardError);
     }
@@ -2392,14 +2394,6 @@ void Worker::on_connection_timer(uint32_t index) noexcept {
   // Cut in the middle of a stream: both sides are reset (decision 0004: a FIN never lies).
   relay::abort(c, EndReason::kIdleTimeout);
   touch(c, index);
-}
-
-void Worker::arm_linger_timer(uint32_t index) noexcept {
-  const Connection& c = slab_.at(index);
-  const int64_t idle_ms = idle_timeout_ms(c);
-  timers_.arm(index, std::min({now_.ms + kLingerIdleMs,
-                               idle_ms != 0 ? now_.ms + idle_ms : TimerQueue::kNever,
-                               limits_due(c, index)}));
 }
 
 int64_t Worker::check_lingering_end(Connection& c, uint32_t index) noexcept {

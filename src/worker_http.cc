@@ -659,7 +659,7 @@ void Worker::finish_detach(Connection& c, Handle h) noexcept {
   c.more = true;
   if (ex.http.end_after_detach) {
     relay::end_client(c, client_over(c, ex, routing_of(c, h.index)->length));
-    arm_linger_timer(h.index);
+    arm_idle_timer(h.index, kLingerIdleMs);
   } else if (ex.phase == ForwardPhase::kAssigning && !ex.http.queued) {
     // A retry, or a request for another server: the replay's copy still in client.in goes.
     Side& client = c.client;
@@ -1057,7 +1057,7 @@ bool Worker::end_idle_http(Connection& c, uint32_t index) noexcept {
   } else if (c.upstream.fd < 0) {
     relay::end_client(c, false);
     c.more = true;
-    arm_linger_timer(index);
+    arm_idle_timer(index, kLingerIdleMs);
   }
   return true;
 }

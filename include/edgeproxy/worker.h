@@ -150,8 +150,6 @@ class Worker {
   int64_t idle_timeout_ms(const Connection& c) const noexcept {
     return int64_t{listener_of(c).idle_timeout_s} * 1000;
   }
-  // After relay::end_client: the connection's timer comes back within kLingerIdleMs.
-  void arm_linger_timer(uint32_t index) noexcept;
   // At its timer: ends a lingering close that is only waiting for a silent client (a clean
   // close); otherwise gives the next time to look, or kNever.
   int64_t check_lingering_end(Connection& c, uint32_t index) noexcept;
@@ -377,7 +375,9 @@ class Worker {
   // Gives the oldest connections waiting for a descriptor their upstream socket, while the
   // kernel has descriptors. True when none is left waiting.
   bool retry_socket_waiters() noexcept;
-  void arm_idle_timer(uint32_t index) noexcept;
+  // The connection's timer, for its idle timeout or a limit's deadline, and no later than
+  // `within_ms` from now when given (a lingering close: kLingerIdleMs).
+  void arm_idle_timer(uint32_t index, int64_t within_ms = TimerQueue::kNever) noexcept;
   // kLingering: resets the surviving side once its peer acknowledged every byte, else looks
   // again later (sooner while bytes move); gives up after --idle-timeout without progress.
   void check_linger(Connection& c, uint32_t index) noexcept;

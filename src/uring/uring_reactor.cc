@@ -390,8 +390,7 @@ bool UringReactor::translate(const Completion& cqe, Event& out) noexcept {
       out = Event{control_.cookie, kReadable, cqe.res, cqe.flags, 0};
       return true;
     case UringOp::kListenerCancel:
-    case UringOp::kClose:
-    case UringOp::kSocketOption:
+    case UringOp::kUnreported:
     case UringOp::kNone:
       return false;
     case UringOp::kConnect:

@@ -523,7 +523,7 @@ void UringTransport::close_socket(int fd) noexcept {
     return;
   }
   io_uring_prep_close(e, fd);
-  io_uring_sqe_set_data64(e, UserData::pack(UringOp::kClose, Handle{}));
+  io_uring_sqe_set_data64(e, UserData::pack(UringOp::kUnreported, Handle{}));
   e->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
@@ -536,7 +536,7 @@ void UringTransport::set_tcp_option(int fd, int option, bool on) noexcept {
     return;
   }
   prep_tcp_option(e, fd, option, on ? &option_on : &option_off);
-  io_uring_sqe_set_data64(e, UserData::pack(UringOp::kSocketOption, Handle{}));
+  io_uring_sqe_set_data64(e, UserData::pack(UringOp::kUnreported, Handle{}));
   e->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 

@@ -26,8 +26,9 @@ enum class UringOp : uint8_t {
   // upstream fd; buffer = its UringSplice.
   kSpliceClient = 12,
   kSpliceUpstream = 13,
-  kClose = 14,         // close of a socket nothing refers to; completes only on failure (ignored)
-  kSocketOption = 15,  // setsockopt as a ring command; completes only on failure (ignored)
+  // An entry that completes only on failure, which is ignored: the close of a socket nothing
+  // refers to, a socket option set as a ring command.
+  kUnreported = 14,
 };
 
 // Which splice or poll operation a kSpliceClient/kSpliceUpstream completion reports. The side
